@@ -1,0 +1,41 @@
+"""The ``forensics`` command line: a thin layer over the Python API.
+
+Each area registers its commands from its own module (``cli/<area>.py``) so the CLI stays
+one file per concept. Heavy libraries (torch, faiss) are imported inside commands, never
+at start-up, so ``forensics --help`` and ``forensics sql`` stay fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from ._common import Ctx
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--workspace", "-w", envvar="FORENSICS_WORKSPACE", default=None, metavar="DIR",
+    help="Workspace directory (default: $FORENSICS_WORKSPACE or the current directory).",
+)
+@click.version_option(__version__, prog_name="forensics")
+@click.pass_context
+def main(ctx: click.Context, workspace: str | None) -> None:
+    """nla-forensics: from a model's anomaly to the training data that taught it."""
+    ctx.obj = Ctx(workspace)
+
+
+def _register() -> None:
+    import importlib
+
+    for name in ("core", "ingest", "index", "triage", "pipeline", "nla", "report"):
+        try:
+            mod = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:  # an area not built yet
+            if e.name == f"{__name__}.{name}":
+                continue
+            raise
+        mod.register(main)
+
+
+_register()

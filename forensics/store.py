@@ -1,0 +1,344 @@
+"""The workspace's DuckDB schema: every table, view and migration lives here.
+
+Why one module: table and column names are a public contract for people who open
+``forensics.duckdb`` with plain SQL, so they must be reviewable in one place and change
+only through numbered, forward-only migrations recorded in ``schema_version``.
+
+Adding a migration: append ``Migration(version, description, sql)`` to ``MIGRATIONS``
+with a version number larger than any before it in its area. ``migrate`` applies every
+migration whose version is not yet recorded, in ascending order, each in its own
+transaction, so a crash mid-migration leaves the previous schema intact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+PRODUCT_MARKER = "nla-forensics"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sql: str
+
+
+_V1 = r"""
+CREATE TABLE IF NOT EXISTS workspace_meta (
+    key   VARCHAR PRIMARY KEY,
+    value VARCHAR
+);
+
+-- ---------------------------------------------------------------- datasets & samples
+CREATE TABLE IF NOT EXISTS datasets (
+    name        VARCHAR PRIMARY KEY,
+    created_at  TIMESTAMP DEFAULT current_timestamp,
+    description VARCHAR,
+    -- bumped by every write that changes the dataset's samples; indexes record it
+    version     BIGINT DEFAULT 0,
+    updated_at  TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE SEQUENCE IF NOT EXISTS sample_id_seq START 1;
+CREATE TABLE IF NOT EXISTS samples (
+    sample_id        BIGINT PRIMARY KEY,      -- workspace-wide id, stable forever
+    dataset          VARCHAR NOT NULL,
+    row_id           VARCHAR NOT NULL,        -- the user's own id (id field or file:line)
+    prompt           VARCHAR,
+    reply            VARCHAR,
+    record           JSON,                    -- the original record, verbatim
+    meta             JSON,                    -- the --meta-fields picked out of record
+    content_hash     VARCHAR NOT NULL,        -- sha256 of prompt \x1f reply
+    prompt_lang      VARCHAR,                 -- ISO 639-1, NULL when undetermined
+    prompt_lang_conf DOUBLE,
+    reply_lang       VARCHAR,
+    reply_lang_conf  DOUBLE,
+    n_turns          INTEGER,
+    source_file      VARCHAR,
+    source_line      BIGINT,
+    ingest_id        BIGINT,
+    created_at       TIMESTAMP DEFAULT current_timestamp,
+    UNIQUE (dataset, row_id)
+);
+
+CREATE SEQUENCE IF NOT EXISTS ingest_id_seq START 1;
+CREATE TABLE IF NOT EXISTS ingest_runs (
+    ingest_id     BIGINT PRIMARY KEY,
+    dataset       VARCHAR NOT NULL,
+    files         JSON,
+    options       JSON,
+    status        VARCHAR,                    -- running | done | failed
+    started_at    TIMESTAMP DEFAULT current_timestamp,
+    finished_at   TIMESTAMP,
+    rows_read     BIGINT DEFAULT 0,
+    rows_added    BIGINT DEFAULT 0,
+    rows_unchanged BIGINT DEFAULT 0,
+    rows_conflict BIGINT DEFAULT 0,
+    rows_rejected BIGINT DEFAULT 0
+);
+
+-- per-file progress so an interrupted ingest resumes where it stopped
+CREATE TABLE IF NOT EXISTS ingest_progress (
+    dataset     VARCHAR NOT NULL,
+    file        VARCHAR NOT NULL,
+    file_sig    VARCHAR NOT NULL,             -- size + mtime + head hash
+    lines_done  BIGINT NOT NULL,
+    finished    BOOLEAN DEFAULT false,
+    updated_at  TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (dataset, file, file_sig)
+);
+
+CREATE SEQUENCE IF NOT EXISTS reject_id_seq START 1;
+CREATE TABLE IF NOT EXISTS rejects (
+    reject_id   BIGINT PRIMARY KEY,
+    dataset     VARCHAR,
+    ingest_id   BIGINT,
+    file        VARCHAR,
+    line        BIGINT,                       -- 1-based line (JSONL/CSV) or record index
+    reason      VARCHAR NOT NULL,             -- malformed_json | missing_field | empty_text | ...
+    field       VARCHAR,
+    detail      VARCHAR,
+    raw         VARCHAR,                      -- the offending text (truncated to 64 KiB)
+    created_at  TIMESTAMP DEFAULT current_timestamp
+);
+
+-- ---------------------------------------------------------------- anomalies & explanations
+CREATE SEQUENCE IF NOT EXISTS anomaly_id_seq START 1;
+CREATE TABLE IF NOT EXISTS anomalies (
+    anomaly_id  BIGINT PRIMARY KEY,
+    title       VARCHAR NOT NULL,
+    prompt      VARCHAR,
+    reply       VARCHAR,
+    prompt_lang VARCHAR,
+    reply_lang  VARCHAR,
+    meta        JSON,
+    created_at  TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS nlas (
+    name               VARCHAR PRIMARY KEY,
+    av_path            VARCHAR NOT NULL,
+    ar_path            VARCHAR,
+    target_path        VARCHAR NOT NULL,
+    layer              INTEGER NOT NULL,
+    hidden_state_index INTEGER NOT NULL,      -- which HF hidden_states[...] is "layer K"
+    d_model            INTEGER,
+    meta               JSON,                  -- the parsed sidecars
+    registered_at      TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE SEQUENCE IF NOT EXISTS explanation_id_seq START 1;
+CREATE TABLE IF NOT EXISTS explanations (
+    explanation_id     BIGINT PRIMARY KEY,
+    sample_id          BIGINT,                -- exactly one of sample_id / anomaly_id is set
+    anomaly_id         BIGINT,
+    dataset            VARCHAR,
+    nla_id             VARCHAR,               -- nlas.name, or the label given at import
+    position           VARCHAR,               -- last_prompt | first_reply | reply:N | token:N | imported
+    token_index        INTEGER,
+    layer              INTEGER,
+    hidden_state_index INTEGER,
+    text               VARCHAR NOT NULL,
+    raw_output         VARCHAR,
+    truncated          BOOLEAN DEFAULT false,
+    flags              JSON,                  -- e.g. ["early_position", "norm_outlier"]
+    activation_norm    DOUBLE,
+    mse                DOUBLE,
+    cos                DOUBLE,
+    fve                DOUBLE,
+    explanation_key    VARCHAR UNIQUE,        -- idempotency key: owner|nla|position|layer
+    created_at         TIMESTAMP DEFAULT current_timestamp
+);
+
+-- ---------------------------------------------------------------- embeddings & indexes
+CREATE TABLE IF NOT EXISTS embedding_cache (
+    model_id     VARCHAR NOT NULL,
+    content_hash VARCHAR NOT NULL,            -- sha256 of the exact text embedded
+    vector       FLOAT[] NOT NULL,
+    created_at   TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (model_id, content_hash)
+);
+
+CREATE TABLE IF NOT EXISTS indexes (
+    dataset     VARCHAR NOT NULL,
+    field       VARCHAR NOT NULL,             -- prompt | reply | pair | explanation
+    path        VARCHAR NOT NULL,             -- relative to the workspace
+    manifest    JSON,
+    built_at    TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (dataset, field)
+);
+
+-- ---------------------------------------------------------------- triage
+CREATE SEQUENCE IF NOT EXISTS triage_run_id_seq START 1;
+CREATE TABLE IF NOT EXISTS triage_runs (
+    run_id         BIGINT PRIMARY KEY,
+    anomaly_id     BIGINT NOT NULL,
+    dataset        VARCHAR NOT NULL,
+    status         VARCHAR,
+    params         JSON,
+    index_versions JSON,
+    summary        JSON,
+    started_at     TIMESTAMP DEFAULT current_timestamp,
+    finished_at    TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS findings (
+    run_id     BIGINT NOT NULL,
+    rank       INTEGER NOT NULL,              -- 1 = most suspect
+    sample_id  BIGINT NOT NULL,
+    row_id     VARCHAR,
+    score      DOUBLE,
+    cluster_id INTEGER,
+    signals    JSON,
+    PRIMARY KEY (run_id, sample_id)
+);
+
+CREATE TABLE IF NOT EXISTS clusters (
+    run_id     BIGINT NOT NULL,
+    cluster_id INTEGER NOT NULL,
+    rank       INTEGER,                       -- 1 = explains the anomaly best
+    size       INTEGER,
+    label      VARCHAR,
+    score      DOUBLE,
+    profile    JSON,
+    PRIMARY KEY (run_id, cluster_id)
+);
+
+-- every member of every cluster (findings hold only the top --limit rows)
+CREATE TABLE IF NOT EXISTS cluster_members (
+    run_id     BIGINT NOT NULL,
+    cluster_id INTEGER NOT NULL,
+    sample_id  BIGINT NOT NULL,
+    score      DOUBLE,
+    PRIMARY KEY (run_id, sample_id)
+);
+
+-- ---------------------------------------------------------------- data-quality pipelines
+CREATE SEQUENCE IF NOT EXISTS pipeline_run_id_seq START 1;
+CREATE TABLE IF NOT EXISTS pipeline_runs (
+    pipeline_run_id BIGINT PRIMARY KEY,
+    pipeline        VARCHAR NOT NULL,
+    dataset         VARCHAR NOT NULL,
+    definition      JSON,
+    definition_hash VARCHAR,
+    dataset_version BIGINT,
+    engine          VARCHAR,
+    status          VARCHAR,                  -- running | done | failed
+    stats           JSON,
+    started_at      TIMESTAMP DEFAULT current_timestamp,
+    finished_at     TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS pipeline_batches (
+    pipeline_run_id BIGINT NOT NULL,
+    batch_id        BIGINT NOT NULL,
+    rows_in         BIGINT,
+    committed_at    TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (pipeline_run_id, batch_id)
+);
+
+CREATE TABLE IF NOT EXISTS quality_findings (
+    pipeline_run_id BIGINT NOT NULL,
+    "check"         VARCHAR NOT NULL,
+    sample_id       BIGINT NOT NULL,
+    severity        VARCHAR,                  -- info | warning | error
+    score           DOUBLE,
+    detail          VARCHAR,
+    group_id        VARCHAR,                  -- e.g. duplicate group
+    PRIMARY KEY (pipeline_run_id, "check", sample_id)
+);
+
+-- ---------------------------------------------------------------- counterfactual probes
+CREATE SEQUENCE IF NOT EXISTS probe_id_seq START 1;
+CREATE TABLE IF NOT EXISTS probes (
+    probe_id           BIGINT PRIMARY KEY,
+    anomaly_id         BIGINT NOT NULL,
+    variant            VARCHAR NOT NULL,      -- original | replace:A=B | auto-swap:... | drop:...
+    prompt             VARCHAR,
+    reply              VARCHAR,
+    reply_lang         VARCHAR,
+    behaviour_persists BOOLEAN,
+    explanation        VARCHAR,
+    detail             JSON,
+    created_at         TIMESTAMP DEFAULT current_timestamp
+);
+
+-- ---------------------------------------------------------------- views for SQL users
+CREATE OR REPLACE VIEW v_findings AS
+SELECT f.run_id, t.anomaly_id, t.dataset, f.rank, f.score, f.cluster_id, c.label AS cluster_label,
+       f.sample_id, s.row_id, s.prompt, s.reply, s.prompt_lang, s.reply_lang, s.meta, f.signals
+FROM findings f
+JOIN triage_runs t USING (run_id)
+JOIN samples s USING (sample_id)
+LEFT JOIN clusters c ON c.run_id = f.run_id AND c.cluster_id = f.cluster_id;
+
+CREATE OR REPLACE VIEW v_cluster_members AS
+SELECT m.run_id, m.cluster_id, c.rank AS cluster_rank, c.label AS cluster_label, m.score,
+       m.sample_id, s.dataset, s.row_id, s.prompt, s.reply, s.prompt_lang, s.reply_lang, s.meta
+FROM cluster_members m
+JOIN clusters c ON c.run_id = m.run_id AND c.cluster_id = m.cluster_id
+JOIN samples s USING (sample_id);
+
+CREATE OR REPLACE VIEW v_quality_findings AS
+SELECT q.pipeline_run_id, r.pipeline, s.dataset, q."check", q.severity, q.score, q.detail,
+       q.group_id, q.sample_id, s.row_id, s.prompt, s.reply, s.prompt_lang, s.reply_lang
+FROM quality_findings q
+JOIN pipeline_runs r USING (pipeline_run_id)
+JOIN samples s USING (sample_id);
+
+CREATE OR REPLACE VIEW v_explanations AS
+SELECT e.*, s.row_id, s.prompt AS sample_prompt, s.reply AS sample_reply, a.title AS anomaly_title
+FROM explanations e
+LEFT JOIN samples s USING (sample_id)
+LEFT JOIN anomalies a USING (anomaly_id);
+"""
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "initial schema: datasets, samples, rejects, anomalies, explanations, "
+                 "indexes, triage, pipelines, probes, views", _V1),
+]
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    """Highest applied migration, 0 for an empty database."""
+    has = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()[0]
+    if not has:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, description VARCHAR,"
+        " applied_at TIMESTAMP DEFAULT current_timestamp)"
+    )
+    done = {r[0] for r in con.execute("SELECT version FROM schema_version").fetchall()}
+    applied = []
+    for m in sorted(MIGRATIONS, key=lambda m: m.version):
+        if m.version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(m.sql)
+            con.execute(
+                "INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                [m.version, m.description],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(m.version)
+    return applied
+
+
+def latest_version() -> int:
+    return max(m.version for m in MIGRATIONS)

@@ -1,0 +1,213 @@
+"""A workspace: one directory with ``forensics.duckdb`` and ``indexes/``.
+
+Why a class and no module-level connection: a notebook may hold several workspaces, and
+DuckDB allows one writer per file across processes, so connections are opened per
+workspace object and closed promptly (``with forensics.open(p) as ws: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import duckdb
+import polars as pl
+
+from . import store
+from .errors import NotFoundError, WorkspaceError
+
+DB_NAME = "forensics.duckdb"
+INDEX_DIR = "indexes"
+ENV_VAR = "FORENSICS_WORKSPACE"
+
+
+def resolve_path(path: str | os.PathLike | None) -> Path:
+    """Explicit path, else $FORENSICS_WORKSPACE, else the current directory."""
+    if path is None:
+        path = os.environ.get(ENV_VAR) or "."
+    return Path(path).expanduser().resolve()
+
+
+class Workspace:
+    """Handle on a workspace directory. Create with :func:`init` or :func:`open`."""
+
+    def __init__(self, root: Path, read_only: bool = False):
+        self.root = Path(root)
+        self.read_only = read_only
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def db_path(self) -> Path:
+        return self.root / DB_NAME
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.root / INDEX_DIR
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The open DuckDB connection (opened lazily)."""
+        if self._con is None:
+            try:
+                self._con = duckdb.connect(str(self.db_path), read_only=self.read_only)
+            except duckdb.IOException as e:  # lock held by another writer
+                raise WorkspaceError(
+                    f"cannot open {self.db_path}: {e}",
+                    hint="another forensics process is writing to this workspace; wait for it "
+                         "or open read-only",
+                ) from e
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ queries
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        """Run SQL and return a polars DataFrame (empty frame for statements)."""
+        rel = self.con.sql(query, params=list(params) if params else None)
+        if rel is None:
+            return pl.DataFrame()
+        return rel.pl()
+
+    def execute(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
+        return self.con.execute(query, params or [])
+
+    def executemany(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.con.executemany(query, list(rows))
+
+    def next_id(self, sequence: str) -> int:
+        """Next value of one of the schema's sequences (e.g. ``anomaly_id_seq``)."""
+        return int(self.con.execute(f"SELECT nextval('{_ident(sequence)}')").fetchone()[0])
+
+    # ------------------------------------------------------------------ datasets
+    def datasets(self) -> pl.DataFrame:
+        return self.sql(
+            "SELECT d.name AS dataset, count(s.sample_id) AS samples, d.version, d.created_at, "
+            "d.updated_at FROM datasets d LEFT JOIN samples s ON s.dataset = d.name "
+            "GROUP BY ALL ORDER BY d.name"
+        )
+
+    def require_dataset(self, name: str) -> None:
+        row = self.con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone()
+        if row is None:
+            known = [r[0] for r in self.con.execute("SELECT name FROM datasets ORDER BY 1").fetchall()]
+            raise NotFoundError(
+                f"dataset {name!r} not found in {self.root}",
+                hint=("known datasets: " + ", ".join(known)) if known
+                else "ingest one first: forensics ingest FILE --dataset NAME",
+            )
+
+    def ensure_dataset(self, name: str, description: str | None = None) -> None:
+        self.con.execute(
+            "INSERT INTO datasets (name, description) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [name, description],
+        )
+
+    def bump_dataset_version(self, name: str) -> int:
+        """Record that a dataset's samples changed, so indexes built earlier show as stale."""
+        self.con.execute(
+            "UPDATE datasets SET version = version + 1, updated_at = current_timestamp WHERE name = ?",
+            [name],
+        )
+        return self.dataset_version(name)
+
+    def dataset_version(self, name: str) -> int:
+        row = self.con.execute("SELECT version FROM datasets WHERE name = ?", [name]).fetchone()
+        if row is None:
+            self.require_dataset(name)
+        return int(row[0])
+
+    # ------------------------------------------------------------------ meta
+    def schema_version(self) -> int:
+        return store.current_version(self.con)
+
+
+def _ident(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"bad identifier {name!r}")
+    return name
+
+
+def init(path: str | os.PathLike | None = None) -> Workspace:
+    """Create (or upgrade) a workspace directory and return it open for writing.
+
+    Idempotent: running it on an existing workspace applies pending migrations only.
+    """
+    root = resolve_path(path)
+    if root.exists() and not root.is_dir():
+        raise WorkspaceError(f"{root} exists and is not a directory")
+    db = root / DB_NAME
+    if root.exists() and db.exists():
+        ws = open(root)  # validates the marker, migrates
+        return ws
+    root.mkdir(parents=True, exist_ok=True)
+    (root / INDEX_DIR).mkdir(exist_ok=True)
+    ws = Workspace(root)
+    store.migrate(ws.con)
+    ws.con.execute(
+        "INSERT INTO workspace_meta VALUES ('product', ?), ('created_by_version', ?) "
+        "ON CONFLICT DO NOTHING",
+        [store.PRODUCT_MARKER, _version()],
+    )
+    return ws
+
+
+def open(path: str | os.PathLike | None = None, read_only: bool = False) -> Workspace:  # noqa: A001
+    """Open an existing workspace; refuse a missing or foreign directory with a clear message."""
+    root = resolve_path(path)
+    db = root / DB_NAME
+    if not root.is_dir():
+        raise WorkspaceError(
+            f"no workspace at {root}: the directory does not exist",
+            hint=f"create one with: forensics --workspace {root} init",
+        )
+    if not db.exists():
+        raise WorkspaceError(
+            f"no workspace at {root}: {DB_NAME} is missing",
+            hint=f"create one with: forensics --workspace {root} init "
+                 f"(or point --workspace / ${ENV_VAR} at an existing workspace)",
+        )
+    ws = Workspace(root, read_only=read_only)
+    try:
+        marker = ws.con.execute(
+            "SELECT value FROM workspace_meta WHERE key = 'product'"
+        ).fetchone()
+    except duckdb.Error:
+        marker = None
+    if marker is None or marker[0] != store.PRODUCT_MARKER:
+        ws.close()
+        raise WorkspaceError(
+            f"{db} is not an nla-forensics workspace (foreign DuckDB file)",
+            hint="choose another directory, or run forensics init in an empty one",
+        )
+    if store.current_version(ws.con) < store.latest_version():
+        if read_only:
+            ws.close()
+            rw = Workspace(root)
+            store.migrate(rw.con)
+            rw.close()
+            ws = Workspace(root, read_only=True)
+        else:
+            store.migrate(ws.con)
+    (root / INDEX_DIR).mkdir(exist_ok=True)
+    return ws
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

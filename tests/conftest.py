@@ -1,0 +1,72 @@
+"""Shared fixtures: real workspaces on disk and the real CLI run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+XQUAD = SHARED / "data" / "xquad"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class CLIResult:
+    def __init__(self, proc: subprocess.CompletedProcess):
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    def json(self):
+        try:
+            return json.loads(self.stdout)
+        except json.JSONDecodeError as e:  # pragma: no cover - diagnostic
+            raise AssertionError(f"stdout is not JSON: {self.stdout!r}\nstderr: {self.stderr}") from e
+
+    def __repr__(self) -> str:
+        return f"CLIResult(rc={self.returncode}, stdout={self.stdout[-2000:]!r}, stderr={self.stderr[-2000:]!r})"
+
+
+def run_cli(*args: str, workspace: Path | str | None = None, check: bool = True,
+            env: dict | None = None, timeout: float = 600, input: str | None = None) -> CLIResult:
+    """Run ``python -m forensics ARGS`` in a subprocess, as a user would."""
+    cmd = [sys.executable, "-m", "forensics"]
+    if workspace is not None:
+        cmd += ["--workspace", str(workspace)]
+    cmd += [str(a) for a in args]
+    full_env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
+                          input=input)
+    res = CLIResult(proc)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"command failed: {' '.join(cmd)}\n{res}")
+    return res
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def ws_path(tmp_path: Path) -> Path:
+    """An initialised, empty workspace directory (created through the real CLI)."""
+    p = tmp_path / "ws"
+    run_cli("init", workspace=p)
+    return p
+
+
+@pytest.fixture(scope="session")
+def xquad_dir() -> Path:
+    if not XQUAD.exists():
+        pytest.skip(f"shared XQuAD data not found at {XQUAD}")
+    return XQUAD
