@@ -83,6 +83,15 @@ class Workspace:
             return pl.DataFrame()
         return rel.pl()
 
+    def one(self, query: str, params: Sequence[Any] | None = None) -> tuple | None:
+        """First row or None. Consumes the whole result: DuckDB 2 refuses new work on a
+        connection whose previous ``execute`` result was not read to the end."""
+        rows = self.con.execute(query, params or []).fetchall()
+        return rows[0] if rows else None
+
+    def rows(self, query: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        return self.con.execute(query, params or []).fetchall()
+
     def execute(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
         return self.con.execute(query, params or [])
 
@@ -91,7 +100,7 @@ class Workspace:
 
     def next_id(self, sequence: str) -> int:
         """Next value of one of the schema's sequences (e.g. ``anomaly_id_seq``)."""
-        return int(self.con.execute(f"SELECT nextval('{_ident(sequence)}')").fetchone()[0])
+        return int(self.one(f"SELECT nextval('{_ident(sequence)}')")[0])
 
     # ------------------------------------------------------------------ datasets
     def datasets(self) -> pl.DataFrame:
@@ -102,9 +111,9 @@ class Workspace:
         )
 
     def require_dataset(self, name: str) -> None:
-        row = self.con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone()
+        row = self.one("SELECT 1 FROM datasets WHERE name = ?", [name])
         if row is None:
-            known = [r[0] for r in self.con.execute("SELECT name FROM datasets ORDER BY 1").fetchall()]
+            known = [r[0] for r in self.rows("SELECT name FROM datasets ORDER BY 1")]
             raise NotFoundError(
                 f"dataset {name!r} not found in {self.root}",
                 hint=("known datasets: " + ", ".join(known)) if known
@@ -126,7 +135,7 @@ class Workspace:
         return self.dataset_version(name)
 
     def dataset_version(self, name: str) -> int:
-        row = self.con.execute("SELECT version FROM datasets WHERE name = ?", [name]).fetchone()
+        row = self.one("SELECT version FROM datasets WHERE name = ?", [name])
         if row is None:
             self.require_dataset(name)
         return int(row[0])
@@ -183,9 +192,7 @@ def open(path: str | os.PathLike | None = None, read_only: bool = False) -> Work
         )
     ws = Workspace(root, read_only=read_only)
     try:
-        marker = ws.con.execute(
-            "SELECT value FROM workspace_meta WHERE key = 'product'"
-        ).fetchone()
+        marker = ws.one("SELECT value FROM workspace_meta WHERE key = 'product'")
     except duckdb.Error:
         marker = None
     if marker is None or marker[0] != store.PRODUCT_MARKER:
