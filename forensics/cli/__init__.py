@@ -28,7 +28,7 @@ def main(ctx: click.Context, workspace: str | None) -> None:
 def _register() -> None:
     import importlib
 
-    for name in ("core", "ingest", "index", "triage", "pipeline", "nla", "report"):
+    for name in ("core", "ingest", "index", "triage", "pipeline", "nla", "nla_train", "report"):
         try:
             mod = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as e:  # an area not built yet
