@@ -256,7 +256,7 @@ def _new_index(kind: str, dim: int, n: int, train: np.ndarray | None) -> tuple[A
         base.hnsw.efConstruction = efc
         base.hnsw.efSearch = efs
         return faiss.IndexIDMap2(base), {"M": m, "efConstruction": efc, "efSearch": efs}
-    # IVF: about 4 * sqrt(n) lists, trained on at most 64 points per list
+    # IVF: about 4 * sqrt(n) lists, trained on at most 50 points per list
     nlist = int(max(16, min(65536, 4 * np.sqrt(max(n, 1)))))
     nlist = min(nlist, max(1, len(train) // 39)) if train is not None else nlist
     quant = faiss.IndexFlatIP(dim)
@@ -358,6 +358,10 @@ def _write_pair(index: Any, manifest: Manifest, faiss_path: Path, man_path: Path
     d.mkdir(parents=True, exist_ok=True)
     tmp_idx = d / f".{faiss_path.name}.tmp-{os.getpid()}"
     pending_man = d / f"{man_path.name}.new"
+    # leftovers of a build killed before its first rename (the workspace's DuckDB write lock
+    # keeps two builds of one workspace from running at once, so these are never live)
+    for stale_tmp in [*d.glob(f".{faiss_path.name}.tmp-*"), *d.glob(f".{man_path.name}.tmp-*")]:
+        stale_tmp.unlink(missing_ok=True)
     try:
         faiss.write_index(index, str(tmp_idx))
         with open(tmp_idx, "rb+") as f:
@@ -467,7 +471,7 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     train = None
     if kind not in ("flat", "hnsw"):
         rng = np.random.default_rng(0)
-        nt = min(len(vecs), 64 * int(max(16, 4 * np.sqrt(len(vecs)))))
+        nt = min(len(vecs), 50 * int(max(16, 4 * np.sqrt(len(vecs)))))
         train = vecs[np.sort(rng.choice(len(vecs), size=nt, replace=False))] if nt < len(vecs) else vecs
     _err(f"{dataset}/{field}: building {kind} index", progress)
     index, params = _new_index(kind, emb.dim, len(ids), train)
