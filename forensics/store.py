@@ -299,6 +299,34 @@ LEFT JOIN anomalies a USING (anomaly_id);
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: datasets, samples, rejects, anomalies, explanations, "
                  "indexes, triage, pipelines, probes, views", _V1),
+    # nla (range 50-59): per-sample progress of `explain dataset` (resume, failures) and runs
+    Migration(50, "nla: explain_progress (resumable explain dataset), explain_runs", r"""
+CREATE TABLE IF NOT EXISTS explain_progress (
+    nla_id             VARCHAR NOT NULL,
+    sample_id          BIGINT NOT NULL,
+    position           VARCHAR NOT NULL,      -- the requested position (every_reply, not reply:N)
+    layer              INTEGER NOT NULL,
+    hidden_state_index INTEGER NOT NULL,
+    dataset            VARCHAR,
+    status             VARCHAR,               -- ok | no_position | failed
+    n_explanations     INTEGER,
+    detail             VARCHAR,
+    done_at            TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (nla_id, sample_id, position, layer, hidden_state_index)
+);
+CREATE SEQUENCE IF NOT EXISTS explain_run_id_seq START 1;
+CREATE TABLE IF NOT EXISTS explain_runs (
+    run_id      BIGINT PRIMARY KEY,
+    nla_id      VARCHAR NOT NULL,
+    dataset     VARCHAR,
+    anomaly_id  BIGINT,
+    params      JSON,
+    stats       JSON,                         -- counts, seconds, explanations/s, tokens/s
+    status      VARCHAR,                      -- running | done | interrupted | failed
+    started_at  TIMESTAMP DEFAULT current_timestamp,
+    finished_at TIMESTAMP
+);
+"""),
 ]
 
 
