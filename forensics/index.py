@@ -265,15 +265,16 @@ def _new_index(kind: str, dim: int, n: int, train: np.ndarray | None) -> tuple[A
         params = {"nlist": nlist}
     elif kind == "ivf-pq":
         msub = _pq_m(dim)
-        base = faiss.IndexIVFPQ(quant, dim, nlist, msub, 8, ip)
-        params = {"nlist": nlist, "pq_m": msub, "pq_bits": 8}
+        # 8-bit codes need >= 256 training points per sub-quantiser; tiny corpora get fewer bits
+        nbits = int(min(8, max(1, np.floor(np.log2(max(len(train), 2))))))
+        base = faiss.IndexIVFPQ(quant, dim, nlist, msub, nbits, ip)
+        params = {"nlist": nlist, "pq_m": msub, "pq_bits": nbits}
     else:  # pragma: no cover - guarded by _choose_type
         raise UsageError(f"unknown index type {kind!r}")
-    base.own_fields = True
+    # the python wrapper keeps ``quant`` alive through base.referenced_objects
     base.cp.seed = 1234
     base.train(train)
     base.set_direct_map_type(faiss.DirectMap.Hashtable)
-    quant.this.disown()
     params["nprobe"] = min(nlist, 32)
     return base, params
 
