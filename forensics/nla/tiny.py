@@ -108,8 +108,13 @@ def build_tokenizer(arch: str = "qwen2", vocab_size: int = 600,
 
 
 def build_target(arch: str = "qwen2", tokenizer=None, hidden_size: int = 64, num_layers: int = 4,
-                 seed: int = 0, heads: int = 4, kv_heads: int = 2, intermediate: int | None = None):
-    """A randomly initialised causal LM of the given family, sized for CPU tests."""
+                 seed: int = 0, heads: int = 4, kv_heads: int = 2, intermediate: int | None = None,
+                 initializer_range: float = 0.2):
+    """A randomly initialised causal LM of the given family, sized for CPU tests.
+
+    ``initializer_range`` is larger than HF's 0.02 so that random models' greedy output
+    depends visibly on the injected vector (with 0.02 every prompt decodes to the same token).
+    """
     import torch
     from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM,
                               Qwen2Config, Qwen2ForCausalLM)
@@ -121,7 +126,8 @@ def build_target(arch: str = "qwen2", tokenizer=None, hidden_size: int = 64, num
                   num_attention_heads=heads, num_key_value_heads=kv_heads,
                   intermediate_size=intermediate or hidden_size * 2, max_position_embeddings=512,
                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                  pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+                  pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+                  initializer_range=initializer_range)
     if arch == "qwen2":
         model = Qwen2ForCausalLM(Qwen2Config(**common))
     elif arch == "llama":

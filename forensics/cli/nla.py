@@ -1,0 +1,254 @@
+"""CLI for the NLA runtime: ``nla register|list|check``, ``explain anomaly|dataset``,
+``explanations import``. Thin wrappers over :mod:`forensics.nla.runtime`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ._common import console, emit_json, err_console, frame_table, handle_errors, json_option
+
+_POS_HELP = ("Positions: last_prompt, first_reply, every_reply, reply:N, token:N "
+             "(repeat or comma-separate).")
+
+
+def _group(main: click.Group, name: str, help_text: str) -> click.Group:
+    """Reuse a group another area already registered under ``name`` (e.g. nla_train adds
+    ``nla train``), else create it."""
+    g = main.commands.get(name)
+    if isinstance(g, click.Group):
+        return g
+
+    @click.group(name=name, help=help_text)
+    def grp() -> None:
+        pass
+
+    main.add_command(grp)
+    return grp
+
+
+def _quiet_transformers() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _backend_options(f):
+    f = click.option("--server-model", default=None, help="vLLM: model name (default: the first listed).")(f)
+    f = click.option("--server", default=None, metavar="URL", help="Server URL for --backend sglang|vllm.")(f)
+    f = click.option("--backend", type=click.Choice(["local", "sglang", "vllm"]), default="local",
+                     show_default=True, help="Where the AV generates.")(f)
+    f = click.option("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when present).")(f)
+    f = click.option("--max-new-tokens", type=int, default=200, show_default=True)(f)
+    f = click.option("--variance", type=float, default=None,
+                     help="Dataset variance for FVE (default: recorded for the NLA, else estimated).")(f)
+    return f
+
+
+def register(main: click.Group) -> None:
+    nla = _group(main, "nla", "Natural Language Autoencoders: register, list, check.")
+    explain = _group(main, "explain", "Turn activations into stored NLA explanations.")
+    expl = _group(main, "explanations", "Explanations produced elsewhere.")
+
+    # ------------------------------------------------------------------ nla register
+    @nla.command("register")
+    @click.argument("name")
+    @click.option("--av", "av", required=True, type=click.Path(file_okay=False), help="AV checkpoint directory.")
+    @click.option("--ar", "ar", default=None, type=click.Path(file_okay=False), help="AR checkpoint directory.")
+    @click.option("--target", required=True, type=click.Path(file_okay=False), help="Target model directory.")
+    @click.option("--layer", type=int, default=None, help="Layer K (default: from the sidecars).")
+    @click.option("--hidden-state-index", type=int, default=None,
+                  help="HF hidden_states index that is 'layer K' (default K+1 = output of block K).")
+    @click.option("--variance", type=float, default=None, help="Training-set variance for FVE (e.g. 0.7335).")
+    @click.option("--replace", is_flag=True, help="Replace an NLA of the same name with other paths.")
+    @json_option
+    @click.pass_obj
+    @handle_errors
+    def nla_register(obj, name, av, ar, target, layer, hidden_state_index, variance, replace, as_json):
+        """Validate an NLA (sidecars vs tokenizers, d_model vs target, layer) and record it."""
+        _quiet_transformers()
+        from ..nla.runtime import register_nla
+
+        with obj.open() as ws:
+            rec, status = register_nla(ws, name, av, target, ar, layer, hidden_state_index, variance, replace)
+        out = {"name": rec.name, "status": status, "layer": rec.layer,
+               "hidden_state_index": rec.hidden_state_index, "d_model": rec.d_model,
+               "av": rec.av_path, "ar": rec.ar_path, "target": rec.target_path,
+               "injection_scale": rec.meta["av"]["injection_scale"],
+               "mse_scale": (rec.meta.get("ar") or {}).get("mse_scale"), "variance": rec.variance()}
+        if as_json:
+            emit_json(out)
+        else:
+            console.print(f"NLA [bold]{rec.name}[/] {status}: layer {rec.layer} "
+                          f"(hidden_states[{rec.hidden_state_index}]), d_model {rec.d_model}"
+                          f"{'' if rec.ar_path else ', no AR (no scores)'}")
+
+    # ------------------------------------------------------------------ nla list
+    @nla.command("list")
+    @json_option
+    @click.pass_obj
+    @handle_errors
+    def nla_list(obj, as_json):
+        """Registered NLAs."""
+        from ..nla.runtime import list_nlas
+
+        with obj.open(read_only=True) as ws:
+            df = list_nlas(ws)
+        if as_json:
+            emit_json({"nlas": df})
+        else:
+            console.print(frame_table(df, title="NLAs"))
+
+    # ------------------------------------------------------------------ nla check
+    @nla.command("check")
+    @click.argument("name")
+    @click.option("--dataset", required=True)
+    @click.option("--n", "n", type=int, default=200, show_default=True, help="Samples to check.")
+    @click.option("--position", "positions", multiple=True, help=_POS_HELP + " Default last_prompt.")
+    @click.option("--batch-size", type=int, default=8, show_default=True)
+    @click.option("--seed", type=int, default=0, show_default=True, help="Which samples are picked.")
+    @click.option("--min-fve", type=float, default=None, help="Exit 1 when the mean FVE is below this.")
+    @_backend_options
+    @json_option
+    @click.pass_obj
+    @handle_errors
+    def nla_check(obj, name, dataset, n, positions, batch_size, seed, min_fve, server_model, server, backend,
+                  device, max_new_tokens, variance, as_json):
+        """How faithfully NAME reads this model on DATASET (FVE/cos distributions, bad decodes)."""
+        _quiet_transformers()
+        from ..errors import CheckFailed
+        from ..nla.runtime import check_nla
+
+        with obj.open() as ws:
+            res = check_nla(ws, name, dataset, n, list(positions) or None, batch_size=batch_size, backend=backend,
+                            server=server, device=device, variance=variance, max_new_tokens=max_new_tokens,
+                            seed=seed)
+        if as_json:
+            emit_json(res)
+        else:
+            err_console.print(f"{res['explained']} explanations of {res['samples']} samples in {res['seconds']} s")
+            for k in ("fve", "cos", "mse"):
+                d = res[k]
+                console.print(f"{k:4} mean {d['mean']}  median {d['median']}  p10 {d['p10']}  p90 {d['p90']}")
+            console.print(f"variance {res['variance']} ({res['variance_source']})")
+            console.print(f"truncated {res['share_truncated']}  failed {res['share_failed']}  "
+                          f"early {res['share_early_position']}  outlier {res['share_norm_outlier']}")
+        if min_fve is not None and (res["fve"]["mean"] is None or res["fve"]["mean"] < min_fve):
+            raise CheckFailed(f"mean FVE {res['fve']['mean']} is below --min-fve {min_fve}",
+                              hint="do not trust this NLA's explanations on this model/data")
+
+    # ------------------------------------------------------------------ explain anomaly
+    @explain.command("anomaly")
+    @click.argument("anomaly_id", type=int)
+    @click.option("--nla", "nla_name", required=True)
+    @click.option("--position", "positions", multiple=True, help=_POS_HELP + " Default last_prompt,first_reply.")
+    @_backend_options
+    @json_option
+    @click.pass_obj
+    @handle_errors
+    def explain_anomaly_cmd(obj, anomaly_id, nla_name, positions, server_model, server, backend, device,
+                            max_new_tokens, variance, as_json):
+        """Run the target on an anomaly's prompt+reply, explain, score, store on the anomaly."""
+        _quiet_transformers()
+        from ..nla.runtime import explain_anomaly
+
+        with obj.open() as ws:
+            res = explain_anomaly(ws, anomaly_id, nla_name, list(positions) or None, backend=backend,
+                                  server=server, device=device, variance=variance,
+                                  max_new_tokens=max_new_tokens)
+        if as_json:
+            emit_json(res)
+            return
+        console.print(f"anomaly {anomaly_id}: {res['stored']} explanations stored (NLA {nla_name}, "
+                      f"layer {res['layer']}, hidden_states[{res['hidden_state_index']}])")
+        for e in res["explanations"]:
+            sc = "" if e["mse"] is None else f" mse {e['mse']:.3f} cos {e['cos']:.3f}" + (
+                "" if e["fve"] is None else f" fve {e['fve']:.3f}")
+            flags = f" [{', '.join(e['flags'])}]" if e["flags"] else ""
+            console.print(f"[bold]{e['position']}[/] (token {e['token_index']}){sc}{flags}"
+                          f"{' TRUNCATED' if e['truncated'] else ''}", markup=True)
+            console.print("  " + (e["text"][:600] or "(empty)"), markup=False)
+
+    # ------------------------------------------------------------------ explain dataset
+    @explain.command("dataset")
+    @click.argument("dataset")
+    @click.option("--nla", "nla_name", required=True)
+    @click.option("--position", "positions", multiple=True, help=_POS_HELP + " Default last_prompt.")
+    @click.option("--limit", type=int, default=None, help="Only the first N samples (by sample_id).")
+    @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+    @click.option("--actors", type=int, default=1, show_default=True, help="Ray actor pool size.")
+    @click.option("--batch-size", type=int, default=8, show_default=True)
+    @_backend_options
+    @json_option
+    @click.pass_obj
+    @handle_errors
+    def explain_dataset_cmd(obj, dataset, nla_name, positions, limit, engine, actors, batch_size, server_model,
+                            server, backend, device, max_new_tokens, variance, as_json):
+        """Explain training samples into `explanations` (resumable, idempotent)."""
+        _quiet_transformers()
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from ..nla.runtime import explain_dataset
+
+        tty = sys.stderr.isatty()
+        progress = Progress(TextColumn("explaining"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                            console=err_console, transient=False, disable=not tty)
+        task = None
+
+        def on_batch(st, total):
+            nonlocal task
+            if task is None:
+                task = progress.add_task("x", total=total, rate="")
+            progress.update(task, completed=st.samples_processed,
+                            rate=f"{st.explanations_per_s:.2f} expl/s")
+            if not tty:  # logs: one line per committed batch
+                err_console.print(f"committed {st.samples_processed}/{total} samples, "
+                                  f"{st.explanations_stored} explanations, {st.explanations_per_s:.2f} expl/s",
+                                  markup=False, highlight=False)
+
+        with obj.open() as ws, progress:
+            st = explain_dataset(ws, dataset, nla_name, list(positions) or None, limit=limit,
+                                 batch_size=batch_size, engine=engine, backend=backend, server=server,
+                                 device=device, variance=variance, max_new_tokens=max_new_tokens,
+                                 actors=actors, on_batch=on_batch)
+        if as_json:
+            emit_json(st)
+        else:
+            console.print(
+                f"{st.explanations_stored} explanations for {st.samples_processed} samples "
+                f"({st.skipped_done} already done) in {st.seconds} s: {st.explanations_per_s} expl/s, "
+                f"{st.tokens_per_s} generated tokens/s; truncated {st.truncated}, non-finite {st.non_finite}; "
+                f"variance {st.variance} ({st.variance_source})")
+
+    # ------------------------------------------------------------------ explanations import
+    @expl.command("import")
+    @click.argument("file", type=click.Path(dir_okay=False))
+    @click.option("--dataset", required=True)
+    @click.option("--nla-label", default=None, help="nla_id to record (default import:<file stem>).")
+    @json_option
+    @click.pass_obj
+    @handle_errors
+    def explanations_import(obj, file, dataset, nla_label, as_json):
+        """Import explanations (JSONL or Parquet: row_id, text, [position, layer, mse, cos, fve, raw_output])."""
+        from ..nla.runtime import import_explanations
+
+        with obj.open() as ws:
+            st = import_explanations(ws, file, dataset, nla_label)
+        if as_json:
+            emit_json(st)
+        else:
+            console.print(f"{st.file}: {st.rows_read} rows, {st.added} added, {st.unchanged} already present, "
+                          f"{st.rejected} rejected {st.reject_reasons or ''}")
+            if st.rejected:
+                err_console.print("inspect: forensics sql \"SELECT line, reason, detail FROM rejects "
+                                  "WHERE file = '...' ORDER BY line\"", markup=False)

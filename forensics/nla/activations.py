@@ -1,0 +1,251 @@
+"""Residual-stream activations of a target causal LM at layer K, at chosen token positions.
+
+Conventions (recorded on every :class:`Activation` and every stored explanation):
+
+- ``hidden_state_index``: which entry of HF ``output_hidden_states`` is "layer K". Default
+  ``K + 1`` (= the output of block K), the convention of the released worked transcripts
+  ("layer 20 residual stream = HF hidden_states[21]"). The quick-start snippet of the same
+  release indexes ``hidden_states[K]``; pass ``hidden_state_index=K`` for that one. Note that
+  HF applies the final norm to the LAST entry only.
+- A (prompt, reply) pair is the prompt through the chat template (one step, generation
+  prompt added) followed by the reply's tokens, i.e. exactly what the model saw while
+  replying. A plain string is tokenized as is (with special tokens).
+- Positions: ``token:N`` (index into the full sequence; negative counts from the end),
+  ``last_prompt``, ``first_reply``, ``every_reply`` (expands to ``reply:0``, ``reply:1`` ...).
+
+Why batching is careful: with left padding, HF forward() numbers positions from the first
+(pad) column, so real tokens get shifted rotary positions; we pass explicit ``position_ids``
+derived from the attention mask, so batch results equal single-sequence results whichever
+side is padded (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..errors import InputError
+
+POSITION_KINDS = ("last_prompt", "first_reply", "every_reply", "token:N")
+EARLY_TOKENS = 10
+OUTLIER_FACTOR = 4.0
+
+
+@dataclass
+class Activation:
+    """One vector: which item, which position, the vector (fp32, CPU) and diagnostics.
+
+    ``vector`` is None when the hidden state was NaN/Inf (flag ``non_finite``); such
+    activations must not be explained.
+    """
+
+    item: int
+    position: str
+    token_index: int
+    token: str
+    vector: "object | None"  # torch.FloatTensor [d]
+    norm: float
+    flags: list[str] = field(default_factory=list)
+    layer: int = 0
+    hidden_state_index: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.vector is not None
+
+
+def parse_positions(spec: str | Sequence[str] | None) -> list[str]:
+    """Normalise ``--position`` values ('last_prompt,first_reply' or a list)."""
+    if spec is None:
+        return ["last_prompt"]
+    items = [spec] if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for s in items:
+        for p in str(s).split(","):
+            p = p.strip()
+            if not p:
+                continue
+            if p in ("last_prompt", "first_reply", "every_reply"):
+                out.append(p)
+            elif p.startswith("token:"):
+                try:
+                    int(p[6:])
+                except ValueError:
+                    raise InputError(f"--position: {p!r}: token:N needs an integer N") from None
+                out.append(p)
+            elif p.startswith("reply:"):
+                try:
+                    int(p[6:])
+                except ValueError:
+                    raise InputError(f"--position: {p!r}: reply:N needs an integer N") from None
+                out.append(p)
+            else:
+                raise InputError(f"--position: unknown position {p!r}",
+                                 hint="use last_prompt, first_reply, every_reply, reply:N or token:N")
+    return list(dict.fromkeys(out)) or ["last_prompt"]
+
+
+def encode_item(tokenizer, item) -> tuple[list[int], int]:
+    """Token ids for one item and the prompt length (= index of the first reply token).
+
+    ``item`` is a string (no reply: prompt length = whole sequence) or a (prompt, reply) pair.
+    Pairs use the chat template when the tokenizer has one, else plain concatenation.
+    """
+    if isinstance(item, str):
+        ids = tokenizer(item, add_special_tokens=True)["input_ids"]
+        return [int(i) for i in ids], len(ids)
+    prompt, reply = item
+    prompt = prompt or ""
+    reply = reply or ""
+    if getattr(tokenizer, "chat_template", None):
+        from .meta import chat_prompt_ids
+
+        p_ids = chat_prompt_ids(tokenizer, prompt)
+    else:
+        p_ids = [int(i) for i in tokenizer(prompt, add_special_tokens=True)["input_ids"]]
+    r_ids = [int(i) for i in tokenizer(reply, add_special_tokens=False)["input_ids"]] if reply else []
+    return p_ids + r_ids, len(p_ids)
+
+
+def resolve_positions(positions: Sequence[str], n_tokens: int, prompt_len: int) -> list[tuple[str, int]]:
+    """(label, index) pairs for one sequence; positions that do not exist are skipped.
+
+    ``first_reply``/``reply:N`` need a reply; ``token:N`` out of range is skipped (a short
+    sample has no token 500) rather than failing the batch.
+    """
+    out: list[tuple[str, int]] = []
+    n_reply = n_tokens - prompt_len
+    for p in positions:
+        if p == "last_prompt":
+            if prompt_len > 0:
+                out.append((p, prompt_len - 1))
+        elif p == "first_reply":
+            if n_reply > 0:
+                out.append((p, prompt_len))
+        elif p == "every_reply":
+            out.extend((f"reply:{j}", prompt_len + j) for j in range(n_reply))
+        elif p.startswith("reply:"):
+            j = int(p[6:])
+            if 0 <= j < n_reply:
+                out.append((p, prompt_len + j))
+        elif p.startswith("token:"):
+            j = int(p[6:])
+            idx = j if j >= 0 else n_tokens + j
+            if 0 <= idx < n_tokens:
+                out.append((p, idx))
+    seen: set[tuple[str, int]] = set()
+    return [x for x in out if not (x in seen or seen.add(x))]
+
+
+def default_hidden_state_index(layer: int) -> int:
+    """The transcripts' convention: layer K = ``hidden_states[K + 1]`` (output of block K)."""
+    return layer + 1
+
+
+def num_layers(model) -> int:
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return int(cfg.num_hidden_layers)
+
+
+def extract_activations(model, tokenizer, items: Sequence, positions: Sequence[str] | str, layer: int,
+                        hidden_state_index: int | None = None, batch_size: int = 8,
+                        padding_side: str = "right", early_tokens: int = EARLY_TOKENS,
+                        outlier_factor: float = OUTLIER_FACTOR, device=None) -> list[Activation]:
+    """Run the target on ``items`` and return one :class:`Activation` per (item, position).
+
+    ``items``: strings or (prompt, reply) pairs. ``positions``: see :func:`parse_positions`.
+    ``hidden_state_index`` defaults to ``layer + 1``. Vectors are fp32 on CPU; norms are
+    computed in fp32. Flags: ``early_position`` (index < ``early_tokens``), ``norm_outlier``
+    (norm > ``outlier_factor`` x the median token norm of the same sequence at that layer),
+    ``non_finite`` (NaN/Inf: vector None). Sequences are processed in batches of
+    ``batch_size``, padded on ``padding_side``; results do not depend on either.
+    """
+    import torch
+
+    positions = parse_positions(positions)
+    L = num_layers(model)
+    if not 0 <= layer < L:
+        raise InputError(f"--layer {layer}: the target has {L} blocks (0..{L - 1})")
+    hsi = default_hidden_state_index(layer) if hidden_state_index is None else int(hidden_state_index)
+    if not 0 <= hsi <= L:
+        raise InputError(f"--hidden-state-index {hsi}: the target has hidden_states[0..{L}]")
+    if padding_side not in ("left", "right"):
+        raise ValueError("padding_side must be 'left' or 'right'")
+    dev = device or next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    encoded = [encode_item(tokenizer, it) for it in items]
+    out: list[Activation] = []
+    for start in range(0, len(encoded), max(1, batch_size)):
+        chunk = encoded[start:start + batch_size]
+        maxlen = max(len(ids) for ids, _ in chunk) or 1
+        input_ids = torch.full((len(chunk), maxlen), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), maxlen), dtype=torch.long)
+        offsets = []
+        for r, (ids, _) in enumerate(chunk):
+            off = maxlen - len(ids) if padding_side == "left" else 0
+            offsets.append(off)
+            if ids:
+                input_ids[r, off:off + len(ids)] = torch.tensor(ids, dtype=torch.long)
+                mask[r, off:off + len(ids)] = 1
+        pos_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            res = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev),
+                        position_ids=pos_ids.to(dev), output_hidden_states=True, use_cache=False)
+        hs = res.hidden_states[hsi].to(torch.float32).cpu()
+        for r, (ids, plen) in enumerate(chunk):
+            off = offsets[r]
+            seq = hs[r, off:off + len(ids)]
+            if len(ids) == 0:
+                continue
+            norms = seq.norm(dim=-1)
+            finite_norms = norms[torch.isfinite(norms)]
+            median = float(finite_norms.median()) if finite_norms.numel() else float("nan")
+            for label, idx in resolve_positions(positions, len(ids), plen):
+                v = seq[idx].clone()
+                flags: list[str] = []
+                finite = bool(torch.isfinite(v).all())
+                nrm = float(v.norm()) if finite else float("nan")
+                if not finite:
+                    flags.append("non_finite")
+                if idx < early_tokens:
+                    flags.append("early_position")
+                if finite and math.isfinite(median) and median > 0 and nrm > outlier_factor * median:
+                    flags.append("norm_outlier")
+                out.append(Activation(
+                    item=start + r, position=label, token_index=idx,
+                    token=tokenizer.convert_ids_to_tokens(ids[idx]),
+                    vector=v if finite else None, norm=nrm, flags=flags, layer=layer,
+                    hidden_state_index=hsi))
+    return out
+
+
+def load_causal_lm(path, device: str | None = None, dtype: str | None = None):
+    """Load a local HF causal LM safely: safetensors only, no remote code, no downloads."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..errors import BackendError
+
+    kw = {}
+    if dtype:
+        kw["dtype"] = getattr(torch, dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), trust_remote_code=False,
+                                                     use_safetensors=True, local_files_only=True, **kw)
+    except Exception as e:  # noqa: BLE001
+        raise BackendError(f"{path}: cannot load the model ({type(e).__name__}: {e})",
+                           hint="a local Hugging Face directory with config.json and *.safetensors") from None
+    model.eval()
+    if device:
+        model.to(device)
+    return model
+
+
+def pick_device(device: str | None = None) -> str:
+    """Explicit device, else CUDA when present, else CPU."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,348 @@
+"""NLA runtime, in process: sidecar contract, activation extraction, AV injection, AR scoring.
+
+Real tiny checkpoints (Qwen2-, Llama- and Gemma-3-text-style) are built once per session with
+``forensics.nla.tiny`` and loaded through the production loaders.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from forensics.nla import tiny
+from forensics.nla.activations import extract_activations, load_causal_lm, parse_positions, resolve_positions
+from forensics.nla.ar import AR, dataset_variance, score
+from forensics.nla.av import AV, parse_explanation
+from forensics.nla.meta import (NLAContractError, load_sidecar, load_tokenizer, parse_sidecar,
+                                resolve_scale)
+
+ARCHS = ("qwen2", "llama", "gemma3")
+ITEMS = [("What is the capital of France?", "Paris is the capital of France."),
+         ("hello", "yes"),
+         ("Please help me with a long question about the history of the river and its city", ""),
+         ("Wie geht es dir?", "Привет, как дела? Ответ на русском.")]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet():
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+@pytest.fixture(scope="session")
+def nlas(tmp_path_factory) -> dict[str, tiny.TinyNLA]:
+    root = tmp_path_factory.mktemp("tiny_nla")
+    return {a: tiny.build_tiny_nla(root / a, a, hidden_size=64, num_layers=4, layer=2) for a in ARCHS}
+
+
+@pytest.fixture(scope="session")
+def loaded(nlas):
+    cache: dict = {}
+
+    def get(arch: str):
+        if arch not in cache:
+            n = nlas[arch]
+            cache[arch] = (load_causal_lm(n.target), load_tokenizer(n.target), AV.load(n.av, max_new_tokens=8),
+                           AR.load(n.ar))
+        return cache[arch]
+
+    return get
+
+
+def _copy_with_sidecar(src: Path, dst: Path, edit) -> Path:
+    shutil.copytree(src, dst)
+    p = dst / "nla_meta.yaml"
+    meta = yaml.safe_load(p.read_text(encoding="utf-8"))
+    edit(meta)
+    p.write_text(yaml.safe_dump(meta, allow_unicode=True), encoding="utf-8")
+    return dst
+
+
+# ------------------------------------------------------------------------------------ sidecars
+
+
+def test_sidecars_written_by_the_writer_load_and_check(nlas):
+    for arch, n in nlas.items():
+        av = load_sidecar(n.av, load_tokenizer(n.av), role="av")
+        ar = load_sidecar(n.ar, load_tokenizer(n.ar), role="ar")
+        assert av.role == "av" and ar.role == "ar"
+        assert av.d_model == ar.d_model == 64
+        assert av.injection_scale == pytest.approx(8.0)  # sqrt_d_model resolved
+        assert ar.mse_scale == pytest.approx(8.0)
+        assert ar.layer == 2
+        assert len(ar.critic_suffix_ids) == 3
+
+
+def test_resolve_scale_forms_and_errors():
+    assert resolve_scale("sqrt_d_model", 3584) == pytest.approx(59.866, abs=1e-3)
+    assert resolve_scale(150, 3584) == 150.0
+    assert resolve_scale("80000", 3840) == 80000.0
+    assert resolve_scale(None, 10) is None
+    for bad in ("sqrt", -1, 0, True, [1]):
+        with pytest.raises(NLAContractError, match="extraction.injection_scale"):
+            resolve_scale(bad, 10, "extraction.injection_scale")
+
+
+@pytest.mark.parametrize("field,bump,found_word", [
+    ("injection_left_neighbor_id", 1, "left of the slot"),
+    ("injection_right_neighbor_id", 1, "right of the slot"),
+    ("injection_token_id", 1, "encodes"),
+])
+def test_wrong_pinned_ids_are_refused_with_the_field_named(nlas, tmp_path, field, bump, found_word):
+    n = nlas["qwen2"]
+    good = parse_sidecar(n.av)
+    dst = _copy_with_sidecar(n.av, tmp_path / "av", lambda m: m["tokens"].__setitem__(field, m["tokens"][field] + bump))
+    with pytest.raises(NLAContractError) as ei:
+        AV.load(dst)
+    msg = ei.value.message
+    assert f"tokens.{field}" in msg and found_word in msg
+    # the message says what the sidecar claims AND what the live tokenizer has
+    wrong = getattr(good, {"injection_left_neighbor_id": "left_neighbor_id",
+                           "injection_right_neighbor_id": "right_neighbor_id",
+                           "injection_token_id": "injection_token_id"}[field]) + bump
+    assert str(wrong) in msg
+
+
+def test_av_template_drift_is_refused(nlas, tmp_path):
+    n = nlas["llama"]
+    # someone "tidied" the template: a space before the injection character moves the slot
+    dst = _copy_with_sidecar(n.av, tmp_path / "av", lambda m: m["prompt_templates"].__setitem__(
+        "av", m["prompt_templates"]["av"].replace("<concept>{injection_char}", "<concept> {injection_char}")))
+    with pytest.raises(NLAContractError, match="tokens.injection_left_neighbor_id"):
+        AV.load(dst)
+
+
+def test_chat_template_drift_is_refused(nlas, tmp_path):
+    """The tokenizer's chat template changed under an unchanged sidecar: refused at load."""
+    import json
+
+    n = nlas["qwen2"]
+    dst = tmp_path / "av"
+    shutil.copytree(n.av, dst)
+    cfgp = dst / "tokenizer_config.json"
+    cfg = json.loads(cfgp.read_text())
+    drift = "{{ m['content'] | replace('<concept>', '<concept>:') }}"
+    if cfg.get("chat_template") is None:  # transformers 5 keeps it in chat_template.jinja
+        jp = dst / "chat_template.jinja"
+        jp.write_text(jp.read_text().replace("{{ m['content'] }}", drift))
+    else:
+        cfg["chat_template"] = cfg["chat_template"].replace("{{ m['content'] }}", drift)
+        cfgp.write_text(json.dumps(cfg))
+    with pytest.raises(NLAContractError, match="tokens.injection_left_neighbor_id"):
+        AV.load(dst)
+
+
+def test_critic_suffix_and_ar_layer_drift_refused(nlas, tmp_path):
+    n = nlas["gemma3"]
+    dst = _copy_with_sidecar(n.ar, tmp_path / "ar1", lambda m: m["tokens"].__setitem__(
+        "critic_suffix_ids", [1, 2, 3]))
+    with pytest.raises(NLAContractError, match=r"tokens.critic_suffix_ids.*\[1, 2, 3\]"):
+        AR.load(dst)
+    dst2 = _copy_with_sidecar(n.ar, tmp_path / "ar2", lambda m: m["ar"].__setitem__("num_hidden_layers", 3))
+    with pytest.raises(NLAContractError, match="ar.num_hidden_layers"):
+        AR.load(dst2)
+
+
+def test_role_swap_and_missing_fields(nlas, tmp_path):
+    with pytest.raises(NLAContractError, match="role"):
+        AV.load(nlas["qwen2"].ar)
+    dst = _copy_with_sidecar(nlas["qwen2"].av, tmp_path / "av", lambda m: m.pop("d_model"))
+    with pytest.raises(NLAContractError, match="d_model: required"):
+        AV.load(dst)
+
+
+# ------------------------------------------------------------------------------------ activations
+
+
+def test_positions_parse_and_resolve():
+    assert parse_positions("last_prompt,first_reply") == ["last_prompt", "first_reply"]
+    assert parse_positions(["every_reply", "token:-1"]) == ["every_reply", "token:-1"]
+    with pytest.raises(Exception, match="unknown position"):
+        parse_positions("middle")
+    r = resolve_positions(["last_prompt", "first_reply", "every_reply", "token:0", "token:-1", "token:99"], 8, 5)
+    assert ("last_prompt", 4) in r and ("first_reply", 5) in r and ("token:-1", 7) in r
+    assert [x for x in r if x[0].startswith("reply:")] == [("reply:0", 5), ("reply:1", 6), ("reply:2", 7)]
+    assert not any(lbl == "token:99" for lbl, _ in r)
+    assert resolve_positions(["first_reply"], 5, 5) == []  # no reply, no first_reply
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batch_equals_single_with_left_and_right_padding(loaded, arch):
+    model, tok, _, _ = loaded(arch)
+    pos = ["last_prompt", "first_reply", "every_reply", "token:3"]
+    single = [extract_activations(model, tok, [it], pos, 2, batch_size=1) for it in ITEMS]
+    single = [a for i, acts in enumerate(single) for a in acts]
+    for side in ("right", "left"):
+        batch = extract_activations(model, tok, ITEMS, pos, 2, batch_size=4, padding_side=side)
+        assert len(batch) == len(single)
+        by_key = {(a.item, a.position): a for a in batch}
+        for i, it in enumerate(ITEMS):
+            for a in extract_activations(model, tok, [it], pos, 2, batch_size=1):
+                b = by_key[(i, a.position)]
+                assert b.token_index == a.token_index and b.flags == a.flags
+                assert torch.allclose(a.vector, b.vector, atol=1e-4), (side, i, a.position)
+
+
+def test_hidden_state_index_convention(loaded):
+    model, tok, _, _ = loaded("qwen2")
+    from forensics.nla.activations import encode_item
+
+    ids, plen = encode_item(tok, ITEMS[0])
+    with torch.no_grad():
+        hs = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    a = extract_activations(model, tok, [ITEMS[0]], ["last_prompt"], 2)[0]
+    assert a.hidden_state_index == 3 and a.token_index == plen - 1
+    assert torch.allclose(a.vector, hs[3][0, plen - 1], atol=1e-5)  # default K+1 = output of block K
+    b = extract_activations(model, tok, [ITEMS[0]], ["last_prompt"], 2, hidden_state_index=2)[0]
+    assert torch.allclose(b.vector, hs[2][0, plen - 1], atol=1e-5)
+    assert not torch.allclose(a.vector, b.vector)
+    # early positions are flagged
+    early = extract_activations(model, tok, [ITEMS[0]], ["token:2", "last_prompt"], 2)
+    assert "early_position" in early[0].flags and "early_position" not in early[1].flags
+
+
+def test_norm_outlier_and_nan_flagged(nlas, tmp_path):
+    model = load_causal_lm(nlas["llama"].target)
+    tok = load_tokenizer(nlas["llama"].target)
+    from forensics.nla.activations import encode_item
+
+    ids, plen = encode_item(tok, ITEMS[0])
+    hot = ids[plen - 1]  # the last prompt token gets a huge embedding: a massive-activation position
+    with torch.no_grad():
+        model.get_input_embeddings().weight[hot] *= 1000.0
+    a = extract_activations(model, tok, [ITEMS[0]], ["last_prompt", "first_reply"], 2)
+    assert "norm_outlier" in a[0].flags and "norm_outlier" not in a[1].flags
+    with torch.no_grad():
+        model.get_input_embeddings().weight[hot] = float("nan")
+    a = extract_activations(model, tok, [ITEMS[0]], ["last_prompt"], 2)
+    assert a[0].vector is None and "non_finite" in a[0].flags
+
+
+# ------------------------------------------------------------------------------------ AV
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_injection_lands_exactly_at_the_slot(loaded, arch):
+    _, _, av, _ = loaded(arch)
+    model = av.backend.model
+    ids = torch.tensor([av.prompt_ids])
+    assert av.prompt_ids[av.slot] == av.sidecar.injection_token_id
+    assert av.prompt_ids[av.slot - 1] == av.sidecar.left_neighbor_id
+    assert av.prompt_ids[av.slot + 1] == av.sidecar.right_neighbor_id
+    torch.manual_seed(1)
+    v1, v2 = torch.randn(64) * 37.0, torch.randn(64) * 0.01
+    x = av.build_embeds([v1, v2])
+    # the slot holds the vector rescaled to injection_scale; every other position = the model's own embeddings
+    assert float(x[0, av.slot].norm()) == pytest.approx(av.sidecar.injection_scale, rel=1e-5)
+    assert torch.allclose(x[0, av.slot] / x[0, av.slot].norm(), v1 / v1.norm(), atol=1e-6)
+    own = model.get_input_embeddings()(ids)[0].float()  # includes Gemma's internal scaling
+    mask = torch.ones(len(av.prompt_ids), dtype=torch.bool)
+    mask[av.slot] = False
+    assert torch.allclose(x[0][mask], own[mask], atol=1e-5)
+    assert torch.equal(x[0][mask], x[1][mask])
+    # run the AV: hidden states before the slot are untouched, at the slot they change
+    with torch.no_grad():
+        h = model(inputs_embeds=x, output_hidden_states=True).hidden_states
+    for layer_h in h[1:]:
+        assert torch.allclose(layer_h[0, :av.slot], layer_h[1, :av.slot], atol=1e-5)
+        assert not torch.allclose(layer_h[0, av.slot], layer_h[1, av.slot], atol=1e-3)
+
+
+def test_gemma_embed_scale_applied(loaded):
+    scales = {a: loaded(a)[2].embed_scale for a in ARCHS}
+    assert scales["gemma3"] == pytest.approx(math.sqrt(64)) and scales["qwen2"] == scales["llama"] == 1.0
+    _, _, av, _ = loaded("gemma3")
+    w = av.backend.model.get_input_embeddings().weight
+    raw = w[torch.tensor(av.prompt_ids)].float()
+    x = av.build_embeds([torch.ones(64)])[0]
+    assert torch.allclose(x[0], raw[0] * 8.0, atol=1e-5)
+    # the HTTP path computes the scale from config alone and agrees
+    from transformers import AutoConfig
+
+    from forensics.nla.av import embed_scale_for
+
+    assert embed_scale_for(AutoConfig.from_pretrained(str(av.path))) == pytest.approx(8.0)
+
+
+def test_av_refuses_bad_vectors(loaded):
+    _, _, av, _ = loaded("qwen2")
+    with pytest.raises(Exception, match="NaN"):
+        av.build_embeds([torch.full((64,), float("nan"))])
+    with pytest.raises(Exception, match="zero vector"):
+        av.build_embeds([torch.zeros(64)])
+    with pytest.raises(Exception, match="width"):
+        av.build_embeds([torch.ones(32)])
+
+
+def test_explain_batch_equals_single_and_keeps_raw(loaded):
+    _, _, av, _ = loaded("qwen2")
+    torch.manual_seed(3)
+    vs = [torch.randn(64) for _ in range(4)]
+    a = av.explain(vs, batch_size=1)
+    b = av.explain(vs, batch_size=4)
+    assert [e.raw_output for e in a] == [e.raw_output for e in b]
+    assert len({e.raw_output for e in a}) > 1  # output depends on the injected vector
+    for e in a:
+        assert e.truncated  # random weights never close the tag
+        assert 0 < e.n_tokens <= 8
+
+
+def test_parse_explanation():
+    assert parse_explanation("<explanation> A user writes Russian. </explanation>tail") == (
+        "A user writes Russian.", False, [])
+    t, trunc, fl = parse_explanation("<explanation>cut off here")
+    assert t == "cut off here" and trunc and fl == []
+    t, trunc, fl = parse_explanation("no tags at all")
+    assert t == "no tags at all" and trunc and "no_open_tag" in fl
+    assert "cjk_output" in parse_explanation("<explanation>中文中文中文 字</explanation>")[2]
+    assert "empty" in parse_explanation("<explanation>  </explanation>")[2]
+
+
+# ------------------------------------------------------------------------------------ AR
+
+
+def test_ar_mse_equals_two_one_minus_cos():
+    torch.manual_seed(0)
+    p, g = torch.randn(50, 64) * 5, torch.randn(50, 64) * 100
+    g[0] = p[0] * 3  # identical direction
+    g[1] = -p[1]  # opposite
+    mse, cos, fve = score(p, g, math.sqrt(64))
+    assert torch.allclose(mse, 2 * (1 - cos), atol=1e-5)
+    assert float(mse[0]) == pytest.approx(0.0, abs=1e-6) and float(mse[1]) == pytest.approx(4.0, abs=1e-5)
+    assert fve is None
+    v = dataset_variance(list(g), math.sqrt(64))
+    _, _, fve = score(p, g, math.sqrt(64), v)
+    assert torch.allclose(fve, 1 - mse / v)
+    # predicting the dataset mean direction scores FVE ~ 0 on average
+    gn = g / g.norm(dim=-1, keepdim=True) * 8.0
+    mean = gn.mean(0, keepdim=True).expand_as(gn)
+    m2 = ((gn - mean) ** 2).mean(-1)
+    assert float(m2.mean()) == pytest.approx(v, rel=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_ar_is_truncated_target_plus_value_head(loaded, arch):
+    """The tiny AR is the target cut to K+1 blocks: its prediction must equal value_head(
+    target hidden_states[K+1] at the last template token) - checks truncation, identity norm,
+    special tokens and last-token pooling at once."""
+    model, tok, _, ar = loaded(arch)
+    texts = ["The user seems Russian.", "A short one", "A question about rivers and the capital city of France"]
+    pred = ar.predict(texts, batch_size=3)
+    assert pred.shape == (3, 64)
+    for i, t in enumerate(texts):
+        ids = ar.prompt_ids(t)
+        assert ids[-3:] == ar.sidecar.critic_suffix_ids
+        with torch.no_grad():
+            h = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[3][0, -1]
+            exp = ar.value_head(h.float())
+        assert torch.allclose(pred[i], exp, atol=1e-4)
+    assert torch.allclose(ar.predict(texts[:1], batch_size=1)[0], pred[0], atol=1e-5)
+    mse, cos, _ = score(pred, torch.randn(3, 64), ar.mse_scale)
+    assert torch.allclose(mse, 2 * (1 - cos), atol=1e-5)
