@@ -1,0 +1,1065 @@
+"""Getting training data into the workspace: ``samples`` + ``rejects``, resumable and idempotent.
+
+Why this shape:
+
+* **Vectorised.** Files are cut into batches of raw records (JSONL lines as bytes, or Arrow
+  record batches from Parquet/CSV/HF-arrow converted to JSON text) and every per-row step —
+  UTF-8 check, JSON parse, field extraction, chat-turn mapping, type/empty/size validation,
+  sha256 content hash, duplicate and conflict classification — runs as ONE DuckDB SQL pass over
+  the batch. No per-row Python on the hot path except language identification, which is a
+  batched library call. Memory is bounded by the batch size, never by the file size.
+* **Transactional per batch.** Samples, rejects, the file's ``ingest_progress`` (bytes/lines
+  done) and the dataset version bump commit together. A kill between batches loses at most the
+  batch in flight; a re-run resumes from ``ingest_progress`` and ``UNIQUE(dataset, row_id)``
+  makes duplicates impossible anyway.
+* **Never overwrite.** A row whose id exists with the same content hash is *unchanged*; with a
+  different hash it is a *conflict*, recorded in ``rejects`` (``changed_row_conflict``) for
+  inspection, and the stored sample stays as it was.
+
+Training data is hostile input: values only ever reach DuckDB as registered Arrow data or as
+bound parameters, never as SQL text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import InputError, UsageError
+
+JSONL_EXT = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".json.gz")
+JSON_EXT = (".json",)
+PARQUET_EXT = (".parquet", ".pq")
+CSV_EXT = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
+ARROW_EXT = (".arrow",)
+SUPPORTED_EXT = JSONL_EXT + JSON_EXT + PARQUET_EXT + CSV_EXT + ARROW_EXT
+
+USER_ROLES = ("user", "human")
+ASSISTANT_ROLES = ("assistant", "gpt", "model", "bot", "chatgpt")
+
+RAW_LIMIT = 65536          # characters of an offending record kept in rejects.raw
+DEFAULT_BATCH_ROWS = 50_000
+DEFAULT_MAX_CHARS = 200_000
+MAX_LINE_BYTES = 256 * 1024 * 1024   # a single "line" beyond this is skipped unparsed
+READ_BLOCK = 8 * 1024 * 1024
+
+
+# ---------------------------------------------------------------------------- public types
+@dataclass
+class IngestOptions:
+    """How records map onto samples. Field names are top-level keys of each record."""
+
+    id_field: str | None = "id"
+    prompt_field: str = "prompt"
+    reply_field: str = "reply"
+    meta_fields: Sequence[str] = ()
+    max_chars: int = DEFAULT_MAX_CHARS
+    languages: Sequence[str] | None = None     # langid candidate set (None = library default)
+    langid: bool = True
+    batch_rows: int = DEFAULT_BATCH_ROWS
+
+
+@dataclass
+class FileSummary:
+    file: str
+    format: str
+    rows_read: int = 0
+    rows_added: int = 0
+    rows_unchanged: int = 0
+    rows_conflict: int = 0
+    rows_rejected: int = 0
+    resumed_from: int = 0          # records skipped because an earlier run committed them
+    error: str | None = None       # file-level failure (unreadable, not JSON, ...)
+
+
+@dataclass
+class IngestSummary:
+    dataset: str
+    ingest_id: int
+    files: list[FileSummary] = field(default_factory=list)
+    rows_read: int = 0
+    rows_added: int = 0
+    rows_unchanged: int = 0
+    rows_conflict: int = 0
+    rows_rejected: int = 0
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    files_failed: int = 0
+    dataset_version: int = 0
+    dataset_rows: int = 0
+    seconds: float = 0.0
+    parse_insert_seconds: float = 0.0
+    langid_seconds: float = 0.0
+    rows_per_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.files_failed == 0
+
+
+# ---------------------------------------------------------------------------- batches
+@dataclass
+class _Batch:
+    """One unit of work: raw records with their 1-based line/record numbers."""
+
+    file: str
+    line_no: np.ndarray            # int64, 1-based
+    raw: pa.Array                  # large_binary: one JSON text per record
+    resume_units: int              # lines/records done in this file after this batch
+    resume_bytes: int | None       # byte offset after this batch (JSONL only)
+    pre_rejects: list[dict] = field(default_factory=list)   # found while reading
+    progress_bytes: int = 0        # for the progress bar
+
+
+def _binary_from_buffer(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """Slices buf[starts[i]:ends[i]] as an Arrow large_binary array without Python objects
+    when the slices are contiguous (the JSONL case: each line keeps its newline)."""
+    n = len(starts)
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[:n] = starts
+    offsets[n] = ends[-1] if n else 0
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(buf)]
+    )
+
+
+def _open_bytes(path: Path):
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _iter_jsonl(path: Path, file_key: str, batch_rows: int, skip_bytes: int, skip_lines: int
+                ) -> Iterator[_Batch]:
+    """JSONL in constant memory: read blocks, cut at newlines, at most batch_rows per batch."""
+    fh = _open_bytes(path)
+    try:
+        pos = 0
+        if skip_bytes:
+            if isinstance(fh, gzip.GzipFile):
+                remaining = skip_bytes
+                while remaining:
+                    got = fh.read(min(remaining, READ_BLOCK))
+                    if not got:
+                        break
+                    remaining -= len(got)
+            else:
+                fh.seek(skip_bytes)
+            pos = skip_bytes
+        line = skip_lines            # lines consumed before buf
+        buf = b""
+        first_block = pos == 0
+        eof = False
+        while not eof or buf:
+            # fill until batch_rows newlines are buffered (or EOF)
+            while not eof and buf.count(b"\n") < batch_rows:
+                block = fh.read(READ_BLOCK)
+                if not block:
+                    eof = True
+                    break
+                if first_block:
+                    first_block = False
+                    block = _strip_bom(block, path)
+                buf += block
+                if len(buf) > MAX_LINE_BYTES and b"\n" not in buf:
+                    break
+            if not buf:
+                break
+            arr = np.frombuffer(buf, dtype=np.uint8)
+            nl = np.flatnonzero(arr == 10)
+            pre: list[dict] = []
+            if len(nl) > batch_rows:
+                nl = nl[:batch_rows]
+            if len(nl) == 0:
+                if not eof and len(buf) > MAX_LINE_BYTES:
+                    # one enormous line: skip it without parsing
+                    skipped = len(buf)
+                    while True:
+                        block = fh.read(READ_BLOCK)
+                        if not block:
+                            eof = True
+                            buf = b""
+                            break
+                        k = block.find(b"\n")
+                        if k >= 0:
+                            skipped += k + 1
+                            buf = block[k + 1:]
+                            break
+                        skipped += len(block)
+                    line += 1
+                    pre.append(dict(line=line, reason="oversize", field=None,
+                                    detail=f"line of {skipped} bytes exceeds {MAX_LINE_BYTES}",
+                                    raw=None))
+                    pos += skipped
+                    yield _Batch(file_key, np.zeros(0, np.int64), pa.array([], pa.large_binary()),
+                                 line, pos, pre, skipped)
+                    continue
+                ends = np.array([len(buf)], dtype=np.int64)   # last line without newline
+            else:
+                ends = nl + 1
+                if eof and ends[-1] < len(buf) and len(nl) < batch_rows:
+                    ends = np.append(ends, len(buf))
+            starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+            cut = int(ends[-1])
+            chunk = buf[:cut]
+            raw = _binary_from_buffer(chunk, starts, ends)
+            line_no = np.arange(line + 1, line + 1 + len(starts), dtype=np.int64)
+            line += len(starts)
+            pos += cut
+            buf = buf[cut:]
+            yield _Batch(file_key, line_no, raw, line, pos, pre, cut)
+    finally:
+        fh.close()
+
+
+def _strip_bom(block: bytes, path: Path) -> bytes:
+    if block.startswith(b"\xef\xbb\xbf"):
+        return block[3:]
+    if block.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(
+            f"{path}: file is UTF-16 encoded; ingest reads UTF-8",
+            hint=f"convert it first, e.g. iconv -f UTF-16 -t UTF-8 {path} > {path}.utf8.jsonl",
+        )
+    return block
+
+
+def _records_to_batch(file_key: str, rb: pa.RecordBatch, first: int, units_before: int,
+                      pre: list[dict] | None = None) -> _Batch:
+    """Columnar records -> JSON text per row (DuckDB to_json), numbered from first."""
+    import duckdb
+
+    n = rb.num_rows
+    line_no = np.arange(first, first + n, dtype=np.int64)
+    if n == 0:
+        raw = pa.array([], pa.large_binary())
+    else:
+        cols = [c if not isinstance(c, pa.ChunkedArray) else c.combine_chunks() for c in rb.columns]
+        rec = pa.StructArray.from_arrays(cols, list(rb.schema.names))
+        con = duckdb.connect()
+        try:
+            con.register("_cols", pa.table({"rec": rec}))
+            raw = con.sql("SELECT encode(CAST(to_json(rec) AS VARCHAR)) AS raw FROM _cols") \
+                .to_arrow_table().column(0).combine_chunks().cast(pa.large_binary())
+        finally:
+            con.close()
+    return _Batch(file_key, line_no, raw, units_before + n, None, pre or [], n)
+
+
+def _iter_parquet(path: Path, file_key: str, batch_rows: int, skip: int) -> Iterator[_Batch]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    done = 0
+    # row groups wholly before the resume point are not even read
+    groups = []
+    for g in range(pf.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        if done + n <= skip:
+            done += n
+            continue
+        groups.append(g)
+    if not groups:
+        return
+    for rb in pf.iter_batches(batch_size=batch_rows, row_groups=groups):
+        start = done
+        done += rb.num_rows
+        if done <= skip:
+            continue
+        if start < skip:
+            rb = rb.slice(skip - start)
+            start = skip
+        yield _records_to_batch(file_key, rb, start + 1, start)
+
+
+def _iter_arrow_files(files: Sequence[Path], file_key: str, batch_rows: int, skip: int
+                      ) -> Iterator[_Batch]:
+    """HF ``save_to_disk`` shards: Arrow IPC streams read with pyarrow, memory-mapped."""
+    done = 0
+    for f in files:
+        with pa.memory_map(str(f), "r") as src:
+            try:
+                reader = pa.ipc.open_stream(src)
+            except pa.ArrowInvalid:
+                reader = pa.ipc.open_file(src)
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            else:
+                batches = iter(reader)
+            for big in batches:
+                for off in range(0, big.num_rows, batch_rows):
+                    rb = big.slice(off, batch_rows)
+                    start = done
+                    done += rb.num_rows
+                    if done <= skip:
+                        continue
+                    if start < skip:
+                        rb = rb.slice(skip - start)
+                        start = skip
+                    yield _records_to_batch(file_key, rb, start + 1, start)
+
+
+def _iter_csv(path: Path, file_key: str, batch_rows: int, skip: int) -> Iterator[_Batch]:
+    """CSV with every column read as bytes (no type guessing: ids like 007 stay 007; invalid
+    UTF-8 is found per row, not per file). Numbers are data records, header excluded, +1 so
+    they match file lines when no field spans lines."""
+    import csv as _csv
+    import pyarrow.csv as pacsv
+
+    delim = "\t" if ".tsv" in path.name else ","
+    with _open_bytes(path) as fh:
+        head = _strip_bom(fh.readline(), path).decode("utf-8", errors="replace")
+    names = next(_csv.reader([head], delimiter=delim), [])
+    if not names:
+        return
+    invalid: list[dict] = []
+
+    def on_invalid(row) -> str:
+        invalid.append(dict(line=row.number, reason="malformed_csv", field=None,
+                            detail=f"expected {row.expected_columns} columns, got {row.actual_columns}",
+                            raw=(row.text or "")[:RAW_LIMIT]))
+        return "skip"
+
+    reader = pacsv.open_csv(
+        _open_bytes(path),
+        read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=True),
+        parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True,
+                                         invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.binary() for n in names}, strings_can_be_null=False,
+            quoted_strings_can_be_null=False),
+    )
+    done = 0
+    for rb in reader:
+        for off in range(0, rb.num_rows, batch_rows):
+            part = rb.slice(off, batch_rows)
+            start = done
+            done += part.num_rows
+            pre, invalid[:] = list(invalid), []
+            if done <= skip:
+                continue
+            if start < skip:
+                part = part.slice(skip - start)
+                start = skip
+            part, bad = _decode_columns(part)
+            for i in bad:
+                pre.append(dict(line=start + i + 2, reason="invalid_utf8", field=None,
+                                detail="row is not valid UTF-8", raw=None))
+            b = _records_to_batch(file_key, part, start + 2, start, pre)
+            b.resume_units = done
+            b.line_no = np.arange(start + 2, start + 2 + part.num_rows, dtype=np.int64)
+            if bad:   # rows blanked by _decode_columns are rejected already: drop them
+                keep = np.ones(part.num_rows, bool)
+                keep[list(bad)] = False
+                b.line_no = b.line_no[keep]
+                b.raw = b.raw.filter(pa.array(keep))
+            yield b
+
+
+def _decode_columns(rb: pa.RecordBatch) -> tuple[pa.RecordBatch, set[int]]:
+    cols, bad = [], set()
+    for c in rb.columns:
+        try:
+            cols.append(c.cast(pa.string()))
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            vals = []
+            for i, v in enumerate(c.to_pylist()):
+                try:
+                    vals.append(None if v is None else v.decode("utf-8"))
+                except UnicodeDecodeError:
+                    bad.add(i)
+                    vals.append(None)
+            cols.append(pa.array(vals, pa.string()))
+    return pa.RecordBatch.from_arrays(cols, names=rb.schema.names), bad
+
+
+def _iter_json_array(path: Path, file_key: str, batch_rows: int, skip: int) -> Iterator[_Batch]:
+    """A top-level JSON array, streamed by DuckDB's reader; numbers are 1-based element indexes."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        try:
+            reader = con.sql(
+                "SELECT encode(CAST(json AS VARCHAR)) AS raw FROM read_json_objects(?, format='array')",
+                params=[str(path)],
+            ).to_arrow_reader(batch_rows)
+        except duckdb.Error as e:
+            raise InputError(f"{path}: not a readable JSON array: {_short(e)}") from e
+        done = 0
+        while True:
+            try:
+                rb = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (duckdb.Error, pa.ArrowInvalid, OSError) as e:
+                raise InputError(f"{path}: malformed JSON array after element {done}: {_short(e)}") \
+                    from e
+            start = done
+            done += rb.num_rows
+            if done <= skip:
+                continue
+            col = rb.column(0)
+            if start < skip:
+                col = col.slice(skip - start)
+                start = skip
+            yield _Batch(file_key, np.arange(start + 1, done + 1, dtype=np.int64),
+                         col.cast(pa.large_binary()), done, None, [], len(col))
+    finally:
+        con.close()
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:300]
+
+
+# ---------------------------------------------------------------------------- sources
+@dataclass
+class _Source:
+    key: str                 # absolute path, the identity used by rejects and progress
+    path: Path
+    fmt: str                 # jsonl | json | parquet | csv | hf
+    parts: list[Path] = field(default_factory=list)   # hf arrow shards
+
+    @property
+    def size(self) -> int:
+        if self.parts:
+            return sum(p.stat().st_size for p in self.parts)
+        return self.path.stat().st_size
+
+
+def _is_hf_dir(p: Path) -> bool:
+    return (p / "dataset_info.json").exists() or (p / "state.json").exists() \
+        or (p / "dataset_dict.json").exists()
+
+
+def _hf_shards(p: Path) -> list[Path]:
+    if (p / "dataset_dict.json").exists():
+        splits = json.loads((p / "dataset_dict.json").read_text()).get("splits", [])
+        out: list[Path] = []
+        for s in splits:
+            out += _hf_shards(p / s)
+        return out
+    state = p / "state.json"
+    if state.exists():
+        files = [d["filename"] for d in json.loads(state.read_text()).get("_data_files", [])]
+        if files:
+            return [p / f for f in files]
+    return sorted(p.glob("*.arrow"))
+
+
+def _detect_format(p: Path) -> str | None:
+    name = p.name.lower()
+    if name.endswith(PARQUET_EXT):
+        return "parquet"
+    if name.endswith(CSV_EXT):
+        return "csv"
+    if name.endswith(ARROW_EXT):
+        return "arrow"
+    if name.endswith(JSONL_EXT):
+        return "jsonl"
+    if name.endswith(JSON_EXT):
+        # .json is either an array or (often) JSON Lines: look at the first byte
+        with open(p, "rb") as fh:
+            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        return "json" if head.startswith(b"[") else "jsonl"
+    return None
+
+
+def resolve_sources(paths: Sequence[str | os.PathLike]) -> list[_Source]:
+    """Expand files and directories (recursive, sorted; HF save_to_disk dirs as one source).
+
+    Raises InputError (exit 2) before anything is written when a path is missing or unusable.
+    """
+    out: list[_Source] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if not p.exists():
+            raise InputError(f"{p}: no such file or directory",
+                             hint="check the path; directories are read recursively")
+        p = p.resolve()
+        if p.is_dir():
+            if _is_hf_dir(p):
+                shards = _hf_shards(p)
+                if not shards:
+                    raise InputError(f"{p}: looks like a Hugging Face dataset directory but has "
+                                     "no .arrow files")
+                out.append(_Source(str(p), p, "hf", shards))
+                continue
+            found = False
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                d = Path(dirpath)
+                if d != p and _is_hf_dir(d):
+                    dirnames[:] = []
+                    out.append(_Source(str(d), d, "hf", _hf_shards(d)))
+                    found = True
+                    continue
+                for fn in sorted(filenames):
+                    if fn.startswith("."):
+                        continue
+                    fp = d / fn
+                    fmt = _detect_format(fp)
+                    if fmt is not None:
+                        out.append(_Source(str(fp), fp, fmt))
+                        found = True
+            if not found:
+                raise InputError(f"{p}: directory holds no supported files",
+                                 hint="supported: " + ", ".join(SUPPORTED_EXT))
+            continue
+        if not os.access(p, os.R_OK):
+            raise InputError(f"{p}: file is not readable (permission denied)")
+        fmt = _detect_format(p)
+        if fmt is None:
+            raise InputError(f"{p}: unknown format (extension)",
+                             hint="supported: " + ", ".join(SUPPORTED_EXT))
+        out.append(_Source(str(p), p, fmt, [p] if fmt == "arrow" else []))
+    return out
+
+
+def file_signature(src: _Source) -> str:
+    """size + hash of the first and last MiB: stable across copies/touches, changes on edits."""
+    h = hashlib.sha256()
+    total = 0
+    for p in (src.parts or [src.path]):
+        size = p.stat().st_size
+        total += size
+        with open(p, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > (2 << 20):
+                fh.seek(size - (1 << 20))
+                h.update(fh.read(1 << 20))
+    return f"{total}:{h.hexdigest()[:24]}"
+
+
+# ---------------------------------------------------------------------------- the SQL pass
+def _json_path(key: str) -> str:
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_FILE = object()   # placeholder for the file's base name in the parse parameters
+_TURN_TYPE = '[{"role":"VARCHAR","from":"VARCHAR","content":"JSON","value":"JSON"}]'
+_PARTS_TYPE = '[{"type":"VARCHAR","text":"VARCHAR"}]'
+
+
+def _turn_text(expr: str) -> str:
+    """Text of a turn's content: a string, or OpenAI content parts joined."""
+    return (f"CASE json_type({expr}) WHEN 'VARCHAR' THEN json_extract_string({expr}, '$') "
+            f"WHEN 'ARRAY' THEN array_to_string(list_transform(try(from_json({expr}, '{_PARTS_TYPE}')),"
+            f" lambda x: x.text), '') END")
+
+
+def _parse_sql(opts: IngestOptions) -> tuple[str, list[Any]]:
+    """One SQL statement turning ``_raw(line_no, raw)`` into classified rows.
+
+    Output columns: line_no, row_id, prompt, reply, record, meta, n_turns, content_hash,
+    reason, field, detail, raw_text. ``reason`` NULL means the row is valid.
+    """
+    id_expr = "json_extract_string(j, ?)" if opts.id_field else "NULL"
+    pp, rp = _json_path(opts.prompt_field), _json_path(opts.reply_field)
+    meta_expr = "NULL"
+    if opts.meta_fields:
+        parts = ["?, json_extract(j, ?)" for _ in opts.meta_fields]
+        meta_expr = "json_object(" + ", ".join(parts) + ")"
+    role = "lower(coalesce(t.role, t.\"from\"))"
+    content = "coalesce(t.content, t.value)"
+    user_pred = " OR ".join(f"{role} = '{r}'" for r in USER_ROLES)
+    asst_pred = " OR ".join(f"{role} = '{r}'" for r in ASSISTANT_ROLES)
+    sql = f"""
+WITH d AS (
+    SELECT line_no, raw, try(decode(raw)) AS line FROM _raw
+), v AS (
+    SELECT line_no, raw, line,
+           CASE WHEN line IS NOT NULL AND json_valid(line) AND json_type(line) = 'OBJECT'
+                THEN line END AS j
+    FROM d
+    WHERE line IS NULL OR trim(line, ' ' || chr(9) || chr(10) || chr(13)) <> ''
+), f AS (
+    SELECT line_no, raw, line, j,
+           {id_expr} AS id_val,
+           json_type(j, ?) AS p_type, json_extract_string(j, ?) AS p_flat,
+           json_type(j, ?) AS r_type, json_extract_string(j, ?) AS r_flat,
+           CASE WHEN json_type(j, '$.messages') = 'ARRAY' THEN 'messages'
+                WHEN json_type(j, '$.conversations') = 'ARRAY' THEN 'conversations' END AS chat_key,
+           {meta_expr} AS meta
+    FROM v
+), c AS (
+    SELECT *,
+           CASE WHEN p_type IS NULL AND chat_key IS NOT NULL
+                THEN try(from_json(json_extract(j, '$.' || chat_key), '{_TURN_TYPE}')) END AS turns
+    FROM f
+), t AS (
+    SELECT *,
+           turns IS NOT NULL AS is_chat,
+           list_filter(turns, lambda t: {user_pred})[1] AS u_turn,
+           list_filter(turns, lambda t: {asst_pred})[1] AS a_turn
+    FROM c
+), u AS (
+    SELECT *, coalesce(u_turn.content, u_turn.value) AS u_content,
+              coalesce(a_turn.content, a_turn.value) AS a_content
+    FROM t
+), x AS (
+    SELECT *,
+           CASE WHEN is_chat THEN {_turn_text('u_content')}
+                ELSE CASE WHEN p_type = 'VARCHAR' THEN p_flat END END AS prompt,
+           CASE WHEN is_chat THEN {_turn_text('a_content')}
+                ELSE CASE WHEN r_type = 'VARCHAR' THEN r_flat END END AS reply
+    FROM u
+)
+SELECT line_no,
+       coalesce(id_val, ? || ':' || CAST(line_no AS VARCHAR)) AS row_id,
+       prompt, reply,
+       rtrim(line, chr(10) || chr(13)) AS record,
+       meta,
+       CASE WHEN is_chat THEN len(turns) ELSE 2 END AS n_turns,
+       CASE WHEN prompt IS NOT NULL AND reply IS NOT NULL
+            THEN sha256(prompt || chr(31) || reply) END AS content_hash,
+       CASE
+         WHEN line IS NULL THEN 'invalid_utf8'
+         WHEN octet_length(raw) > ? THEN 'oversize'
+         WHEN NOT json_valid(line) THEN 'malformed_json'
+         WHEN j IS NULL THEN 'not_an_object'
+         WHEN p_type IS NULL AND chat_key IS NOT NULL AND turns IS NULL THEN 'malformed_chat'
+         WHEN is_chat AND u_turn IS NULL THEN 'missing_field'
+         WHEN is_chat AND a_turn IS NULL THEN 'missing_field'
+         WHEN NOT is_chat AND (p_type IS NULL OR p_type = 'NULL') THEN 'missing_field'
+         WHEN NOT is_chat AND (r_type IS NULL OR r_type = 'NULL') THEN 'missing_field'
+         WHEN NOT is_chat AND p_type <> 'VARCHAR' THEN 'wrong_type'
+         WHEN NOT is_chat AND r_type <> 'VARCHAR' THEN 'wrong_type'
+         WHEN prompt IS NULL THEN 'wrong_type'
+         WHEN reply IS NULL THEN 'wrong_type'
+         WHEN trim(prompt) = '' THEN 'empty_text'
+         WHEN trim(reply) = '' THEN 'empty_text'
+         WHEN length(prompt) > ? THEN 'oversize'
+         WHEN length(reply) > ? THEN 'oversize'
+       END AS reason,
+       CASE
+         WHEN line IS NULL OR j IS NULL OR octet_length(raw) > ? THEN NULL
+         WHEN is_chat AND u_turn IS NULL THEN chat_key || ': user turn'
+         WHEN is_chat AND a_turn IS NULL THEN chat_key || ': assistant turn'
+         WHEN is_chat AND (prompt IS NULL OR trim(prompt) = '' OR length(prompt) > ?)
+              THEN chat_key || ': user turn'
+         WHEN is_chat THEN chat_key || ': assistant turn'
+         WHEN p_type IS NULL OR p_type = 'NULL' OR p_type <> 'VARCHAR' OR trim(p_flat) = ''
+              OR length(p_flat) > ? THEN ?
+         ELSE ?
+       END AS field,
+       CASE WHEN line IS NULL THEN CAST(raw AS VARCHAR)
+            ELSE left(rtrim(line, chr(10) || chr(13)), {RAW_LIMIT}) END AS raw_text
+FROM x
+"""
+    max_bytes = opts.max_chars * 4 + 1_000_000
+    meta_params: list[Any] = []
+    for m in opts.meta_fields:
+        meta_params += [m, _json_path(m)]
+    # meta params appear inside f, after id and before ... : rebuild in statement order
+    ordered: list[Any] = []
+    if opts.id_field:
+        ordered.append(_json_path(opts.id_field))
+    ordered += [pp, pp, rp, rp]
+    ordered += meta_params
+    ordered += [_FILE, max_bytes, opts.max_chars, opts.max_chars, max_bytes, opts.max_chars,
+                opts.max_chars, opts.prompt_field, opts.reply_field]
+    return sql, ordered
+
+
+# ---------------------------------------------------------------------------- the engine
+class _Ingester:
+    def __init__(self, ws, dataset: str, opts: IngestOptions, progress: bool):
+        self.ws = ws
+        self.con = ws.con
+        self.dataset = dataset
+        self.opts = opts
+        self.progress = progress
+        self.sql, self.params = _parse_sql(opts)
+        self.t_langid = 0.0
+        self._identifier = None
+
+    # -------------------------------------------------------------- language id
+    def _langid(self, prompts: list[str], replies: list[str]):
+        if not self.opts.langid:
+            n = len(prompts)
+            return [None] * n, [None] * n, [None] * n, [None] * n
+        from . import langid
+
+        t0 = time.perf_counter()
+        if self._identifier is None:
+            self._identifier = langid.get_identifier(self.opts.languages)
+        res = self._identifier.detect(list(prompts) + list(replies))
+        self.t_langid += time.perf_counter() - t0
+        n = len(prompts)
+        p, r = res[:n], res[n:]
+        return ([x.lang for x in p], [x.confidence if x.lang else None for x in p],
+                [x.lang for x in r], [x.confidence if x.lang else None for x in r])
+
+    # -------------------------------------------------------------- one batch
+    def process(self, b: _Batch, src: _Source, fs: FileSummary, sig: str, ingest_id: int,
+                basename: str) -> None:
+        con = self.con
+        params = [basename if p is _FILE else p for p in self.params]
+        n_in = len(b.line_no)
+        if n_in:
+            con.register("_raw", pa.table({"line_no": pa.array(b.line_no), "raw": b.raw}))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _parsed AS {self.sql}", params)
+            con.unregister("_raw")
+            # classify valid rows: first occurrence per row_id in batch vs the stored samples
+            con.execute("""
+CREATE OR REPLACE TEMP TABLE _cls AS
+WITH ok AS (
+    SELECT *, row_number() OVER (PARTITION BY row_id ORDER BY line_no) AS rn,
+           first(content_hash ORDER BY line_no) OVER (PARTITION BY row_id) AS first_hash
+    FROM _parsed WHERE reason IS NULL
+)
+SELECT ok.line_no, ok.row_id, ok.content_hash, ok.rn, ok.first_hash,
+       s.sample_id AS existing_id, s.content_hash AS existing_hash,
+       CASE WHEN s.sample_id IS NOT NULL AND s.content_hash = ok.content_hash THEN 'unchanged'
+            WHEN s.sample_id IS NOT NULL THEN 'conflict'
+            WHEN ok.rn = 1 THEN 'new'
+            WHEN ok.content_hash = ok.first_hash THEN 'unchanged'
+            ELSE 'conflict' END AS status
+FROM ok LEFT JOIN samples s ON s.dataset = ? AND s.row_id = ok.row_id
+""", [self.dataset])
+            new = con.sql(
+                "SELECT p.line_no, p.prompt, p.reply FROM _parsed p JOIN _cls c USING (line_no) "
+                "WHERE c.status = 'new' ORDER BY p.line_no").to_arrow_table()
+        else:
+            new = pa.table({"line_no": pa.array([], pa.int64()), "prompt": pa.array([], pa.string()),
+                            "reply": pa.array([], pa.string())})
+        n_new = new.num_rows
+        pl_, pc, rl, rc = self._langid(new.column("prompt").to_pylist(),
+                                       new.column("reply").to_pylist()) if n_new else ([], [], [], [])
+        ids = np.empty(0, np.int64)
+        if n_new:
+            ids = np.sort(np.array([r[0] for r in con.execute(
+                "SELECT nextval('sample_id_seq') FROM range(?)", [n_new]).fetchall()], np.int64))
+        langs = pa.table({
+            "line_no": new.column("line_no"),
+            "sample_id": pa.array(ids, pa.int64()),
+            "prompt_lang": pa.array(pl_, pa.string()), "prompt_lang_conf": pa.array(pc, pa.float64()),
+            "reply_lang": pa.array(rl, pa.string()), "reply_lang_conf": pa.array(rc, pa.float64()),
+        })
+        pre = pa.table({
+            "line": pa.array([r["line"] for r in b.pre_rejects], pa.int64()),
+            "reason": pa.array([r["reason"] for r in b.pre_rejects], pa.string()),
+            "field": pa.array([r["field"] for r in b.pre_rejects], pa.string()),
+            "detail": pa.array([r["detail"] for r in b.pre_rejects], pa.string()),
+            "raw": pa.array([r["raw"] for r in b.pre_rejects], pa.string()),
+        })
+        con.register("_langs", langs)
+        con.register("_pre", pre)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            added = unchanged = conflict = rejected = 0
+            if n_in:
+                if n_new:
+                    con.execute("""
+INSERT INTO samples (sample_id, dataset, row_id, prompt, reply, record, meta, content_hash,
+                     prompt_lang, prompt_lang_conf, reply_lang, reply_lang_conf, n_turns,
+                     source_file, source_line, ingest_id)
+SELECT l.sample_id, ?, p.row_id, p.prompt, p.reply, p.record, p.meta, p.content_hash,
+       l.prompt_lang, l.prompt_lang_conf, l.reply_lang, l.reply_lang_conf, p.n_turns,
+       ?, p.line_no, ?
+FROM _parsed p JOIN _langs l USING (line_no)
+""", [self.dataset, src.key, ingest_id])
+                counts = dict(con.execute(
+                    "SELECT status, count(*) FROM _cls GROUP BY 1").fetchall())
+                added = n_new
+                unchanged = int(counts.get("unchanged", 0))
+                conflict = int(counts.get("conflict", 0))
+                # rejects: invalid rows and conflicts, once per (dataset, file, line, reason)
+                con.execute(f"""
+INSERT INTO rejects (reject_id, dataset, ingest_id, file, line, reason, field, detail, raw)
+SELECT nextval('reject_id_seq'), ?, ?, ?, line_no, reason, field, detail, raw_text FROM (
+    SELECT line_no, reason, field,
+           CASE reason
+             WHEN 'missing_field' THEN 'field ' || field || ' is missing or null'
+             WHEN 'wrong_type' THEN 'field ' || field || ' is not a string'
+             WHEN 'empty_text' THEN 'field ' || field || ' is empty'
+             WHEN 'oversize' THEN 'longer than the limit ({self.opts.max_chars} chars per text)'
+             WHEN 'invalid_utf8' THEN 'line is not valid UTF-8 (raw shows escaped bytes)'
+             WHEN 'malformed_json' THEN 'line is not valid JSON'
+             WHEN 'not_an_object' THEN 'JSON value is not an object'
+             WHEN 'malformed_chat' THEN 'chat turns are not a list of role/content objects'
+           END AS detail, raw_text
+    FROM _parsed WHERE reason IS NOT NULL
+    UNION ALL
+    SELECT c.line_no, 'changed_row_conflict', 'row_id',
+           'row_id ' || c.row_id || ' already stored ' ||
+           CASE WHEN c.existing_id IS NOT NULL THEN 'as sample ' || c.existing_id
+                ELSE 'earlier in this file' END ||
+           ' with different content (hash ' || left(coalesce(c.existing_hash, c.first_hash), 12) ||
+           ' vs ' || left(c.content_hash, 12) || '); kept the stored row', p.raw_text
+    FROM _cls c JOIN _parsed p USING (line_no) WHERE c.status = 'conflict'
+) n
+WHERE NOT EXISTS (SELECT 1 FROM rejects r WHERE r.dataset = ? AND r.file = ? AND r.line = n.line_no
+                  AND r.reason = n.reason)
+""", [self.dataset, ingest_id, src.key, self.dataset, src.key])
+                rejected = int(con.execute(
+                    "SELECT count(*) FROM _parsed WHERE reason IS NOT NULL").fetchall()[0][0])
+            if b.pre_rejects:
+                con.execute("""
+INSERT INTO rejects (reject_id, dataset, ingest_id, file, line, reason, field, detail, raw)
+SELECT nextval('reject_id_seq'), ?, ?, ?, line, reason, field, detail, raw FROM _pre n
+WHERE NOT EXISTS (SELECT 1 FROM rejects r WHERE r.dataset = ? AND r.file = ? AND r.line = n.line
+                  AND r.reason = n.reason)
+""", [self.dataset, ingest_id, src.key, self.dataset, src.key])
+                rejected += len(b.pre_rejects)
+            con.execute("""
+INSERT INTO ingest_progress (dataset, file, file_sig, lines_done, bytes_done, finished, updated_at)
+VALUES (?, ?, ?, ?, ?, false, current_timestamp)
+ON CONFLICT (dataset, file, file_sig) DO UPDATE SET lines_done = excluded.lines_done,
+    bytes_done = excluded.bytes_done, updated_at = excluded.updated_at
+""", [self.dataset, src.key, sig, b.resume_units, b.resume_bytes])
+            read = int(con.execute("SELECT count(*) FROM _parsed").fetchall()[0][0]) if n_in else 0
+            read += len(b.pre_rejects)
+            con.execute("""
+UPDATE ingest_runs SET rows_read = rows_read + ?, rows_added = rows_added + ?,
+    rows_unchanged = rows_unchanged + ?, rows_conflict = rows_conflict + ?,
+    rows_rejected = rows_rejected + ? WHERE ingest_id = ?
+""", [read, added, unchanged, conflict, rejected, ingest_id])
+            if added:
+                self.ws.bump_dataset_version(self.dataset)
+            con.execute("COMMIT")
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:  # pragma: no cover - connection already gone
+                pass
+            raise
+        finally:
+            con.unregister("_langs")
+            con.unregister("_pre")
+        fs.rows_read += read
+        fs.rows_added += added
+        fs.rows_unchanged += unchanged
+        fs.rows_conflict += conflict
+        fs.rows_rejected += rejected
+
+    # -------------------------------------------------------------- one source
+    def batches(self, src: _Source, skip_units: int, skip_bytes: int) -> Iterator[_Batch]:
+        br = self.opts.batch_rows
+        if src.fmt == "jsonl":
+            return _iter_jsonl(src.path, src.key, br, skip_bytes, skip_units)
+        if src.fmt == "json":
+            return _iter_json_array(src.path, src.key, br, skip_units)
+        if src.fmt == "parquet":
+            return _iter_parquet(src.path, src.key, br, skip_units)
+        if src.fmt == "csv":
+            return _iter_csv(src.path, src.key, br, skip_units)
+        if src.fmt in ("hf", "arrow"):
+            return _iter_arrow_files(src.parts, src.key, br, skip_units)
+        raise UsageError(f"unsupported format {src.fmt}")  # pragma: no cover
+
+
+def _migrate_progress_columns(ws) -> None:
+    """bytes_done arrives with migration 10. ``workspace.open`` only migrates when the highest
+    applied version is below the latest, so a workspace that already had a later migration
+    (another area's) may lack it: add it here, idempotently."""
+    cols = {r[0] for r in ws.rows(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'ingest_progress'")}
+    if "bytes_done" not in cols:
+        ws.execute("ALTER TABLE ingest_progress ADD COLUMN bytes_done BIGINT")
+
+
+def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: str,
+           id_field: str | None = "id", prompt_field: str = "prompt", reply_field: str = "reply",
+           meta_fields: Sequence[str] | str | None = None, *, max_chars: int = DEFAULT_MAX_CHARS,
+           languages: Sequence[str] | None = None, langid: bool = True,
+           batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = True) -> IngestSummary:
+    """Ingest files/directories into ``dataset``; returns counts. Safe to re-run and to resume.
+
+    ``paths``: JSONL (.gz), JSON arrays, Parquet, CSV/TSV, HF ``save_to_disk`` directories, or
+    directories of those (recursive, sorted). Rows that cannot be used land in ``rejects``.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if isinstance(meta_fields, str):
+        meta_fields = [m.strip() for m in meta_fields.split(",") if m.strip()]
+    if not dataset or not dataset.strip():
+        raise UsageError("--dataset must be a non-empty name")
+    if batch_rows < 1:
+        raise UsageError("batch size must be at least 1")
+    if max_chars < 1:
+        raise UsageError("--max-chars must be at least 1")
+    opts = IngestOptions(id_field=id_field or None, prompt_field=prompt_field,
+                         reply_field=reply_field, meta_fields=tuple(meta_fields or ()),
+                         max_chars=max_chars, languages=tuple(languages) if languages else None,
+                         langid=langid, batch_rows=batch_rows)
+    if opts.languages and opts.langid:
+        from . import langid as _lid
+
+        _lid.validate_languages(opts.languages)
+    sources = resolve_sources(paths)
+    _migrate_progress_columns(ws)
+    t0 = time.perf_counter()
+    ws.ensure_dataset(dataset)
+    # a previous run killed mid-way can never still be running: DuckDB admits one writer
+    ws.execute("UPDATE ingest_runs SET status = 'interrupted' WHERE dataset = ? AND status = 'running'",
+               [dataset])
+    ingest_id = ws.next_id("ingest_id_seq")
+    options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(opts).items()}
+    ws.execute("INSERT INTO ingest_runs (ingest_id, dataset, files, options, status) "
+               "VALUES (?, ?, ?, ?, 'running')",
+               [ingest_id, dataset, json.dumps([s.key for s in sources]), json.dumps(options)])
+    summary = IngestSummary(dataset=dataset, ingest_id=ingest_id)
+    eng = _Ingester(ws, dataset, opts, progress)
+    status = "failed"
+    try:
+        with _progress_bar(progress) as bar:
+            for src in sources:
+                fs = FileSummary(file=src.key, format=src.fmt)
+                summary.files.append(fs)
+                sig = file_signature(src)
+                row = ws.one("SELECT lines_done, bytes_done, finished FROM ingest_progress "
+                             "WHERE dataset = ? AND file = ? AND file_sig = ?",
+                             [dataset, src.key, sig])
+                skip_units = skip_bytes = 0
+                if row is not None and not row[2]:
+                    skip_units, skip_bytes = int(row[0] or 0), int(row[1] or 0)
+                    fs.resumed_from = skip_units
+                size = src.size
+                task = bar.add_task(Path(src.key).name, total=size or None,
+                                    completed=skip_bytes if src.fmt == "jsonl" else 0)
+                done_units = skip_units
+                try:
+                    for b in eng.batches(src, skip_units, skip_bytes):
+                        eng.process(b, src, fs, sig, ingest_id, Path(src.key).name)
+                        done_units = b.resume_units
+                        if src.fmt == "jsonl":
+                            bar.update(task, completed=b.resume_bytes)
+                        else:
+                            bar.advance(task, b.progress_bytes * 0)
+                            bar.update(task, description=f"{Path(src.key).name} ({done_units} rows)")
+                except InputError as e:
+                    fs.error = e.message
+                    summary.files_failed += 1
+                    _record_file_reject(ws, dataset, ingest_id, src.key, e.message)
+                    continue
+                except (OSError, EOFError, gzip.BadGzipFile) as e:
+                    fs.error = f"{src.key}: cannot read: {e}"
+                    summary.files_failed += 1
+                    _record_file_reject(ws, dataset, ingest_id, src.key, fs.error)
+                    continue
+                bar.update(task, completed=size)
+                ws.execute("""
+INSERT INTO ingest_progress (dataset, file, file_sig, lines_done, bytes_done, finished, updated_at)
+VALUES (?, ?, ?, ?, NULL, true, current_timestamp)
+ON CONFLICT (dataset, file, file_sig) DO UPDATE SET lines_done = excluded.lines_done,
+    bytes_done = NULL, finished = true, updated_at = excluded.updated_at
+""", [dataset, src.key, sig, done_units])
+        status = "done" if summary.files_failed == 0 else "done_with_errors"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        try:
+            ws.execute("UPDATE ingest_runs SET status = ?, finished_at = current_timestamp "
+                       "WHERE ingest_id = ?", [status, ingest_id])
+        except Exception:  # pragma: no cover - connection unusable after a crash
+            pass
+    for fs in summary.files:
+        summary.rows_read += fs.rows_read
+        summary.rows_added += fs.rows_added
+        summary.rows_unchanged += fs.rows_unchanged
+        summary.rows_conflict += fs.rows_conflict
+        summary.rows_rejected += fs.rows_rejected
+    summary.rejects_by_reason = {r: int(n) for r, n in ws.rows(
+        "SELECT reason, count(*) FROM rejects WHERE ingest_id = ? GROUP BY 1 ORDER BY 2 DESC, 1",
+        [ingest_id])}
+    summary.dataset_version = ws.dataset_version(dataset)
+    summary.dataset_rows = int(ws.one("SELECT count(*) FROM samples WHERE dataset = ?", [dataset])[0])
+    summary.seconds = round(time.perf_counter() - t0, 3)
+    summary.langid_seconds = round(eng.t_langid, 3)
+    summary.parse_insert_seconds = round(summary.seconds - eng.t_langid, 3)
+    summary.rows_per_s = round(summary.rows_read / summary.seconds, 1) if summary.seconds else 0.0
+    return summary
+
+
+def _record_file_reject(ws, dataset: str, ingest_id: int, file: str, message: str) -> None:
+    ws.execute("INSERT INTO rejects (reject_id, dataset, ingest_id, file, line, reason, detail) "
+               "VALUES (nextval('reject_id_seq'), ?, ?, ?, NULL, 'unreadable_file', ?)",
+               [dataset, ingest_id, file, message[:RAW_LIMIT]])
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass
+
+    def advance(self, *a, **k):
+        pass
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TransferSpeedColumn)
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=False)
+
+
+# ---------------------------------------------------------------------------- stats
+def stats(ws, dataset: str, meta_top: int = 5) -> dict[str, Any]:
+    """Row counts, language pairs, rejects by reason, and the most concentrated meta values."""
+    ws.require_dataset(dataset)
+    d = ws.one("SELECT version, created_at, updated_at FROM datasets WHERE name = ?", [dataset])
+    n = ws.one("SELECT count(*), count(DISTINCT content_hash), sum(CASE WHEN n_turns > 2 THEN 1 "
+               "ELSE 0 END), avg(length(prompt)), avg(length(reply)) FROM samples WHERE dataset = ?",
+               [dataset])
+    pairs = [dict(prompt_lang=a, reply_lang=b, rows=int(c)) for a, b, c in ws.rows(
+        "SELECT coalesce(prompt_lang, '?'), coalesce(reply_lang, '?'), count(*) FROM samples "
+        "WHERE dataset = ? GROUP BY ALL ORDER BY 3 DESC, 1, 2", [dataset])]
+    rejects = {r: int(c) for r, c in ws.rows(
+        "SELECT reason, count(*) FROM rejects WHERE dataset = ? GROUP BY 1 ORDER BY 2 DESC, 1",
+        [dataset])}
+    meta: dict[str, list[dict]] = {}
+    keys = [r[0] for r in ws.rows(
+        "SELECT DISTINCT unnest(json_keys(meta)) FROM (SELECT meta FROM samples WHERE dataset = ? "
+        "AND meta IS NOT NULL LIMIT 10000) ORDER BY 1", [dataset])]
+    total = int(n[0])
+    for k in keys:
+        rows = ws.rows(
+            "SELECT json_extract_string(meta, ?) AS v, count(*) FROM samples WHERE dataset = ? "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 NULLS LAST LIMIT ?", [_json_path(k), dataset, meta_top])
+        meta[k] = [dict(value=v, rows=int(c), share=round(c / total, 4) if total else 0.0)
+                   for v, c in rows]
+    runs = ws.rows("SELECT count(*), max(finished_at) FROM ingest_runs WHERE dataset = ?", [dataset])
+    return dict(dataset=dataset, version=int(d[0]), rows=total, distinct_content=int(n[1]),
+                multi_turn_rows=int(n[2] or 0),
+                avg_prompt_chars=round(float(n[3]), 1) if n[3] is not None else None,
+                avg_reply_chars=round(float(n[4]), 1) if n[4] is not None else None,
+                language_pairs=pairs, rejects=rejects, rejected_rows=sum(rejects.values()),
+                meta=meta, ingest_runs=int(runs[0][0]), last_ingest=runs[0][1])
+
+
+def datasets(ws) -> list[dict[str, Any]]:
+    """Every dataset with its sample and reject counts."""
+    rows = ws.rows("""
+SELECT d.name, d.version, d.description, d.created_at, d.updated_at,
+       (SELECT count(*) FROM samples s WHERE s.dataset = d.name),
+       (SELECT count(*) FROM rejects r WHERE r.dataset = d.name)
+FROM datasets d ORDER BY d.name""")
+    return [dict(dataset=r[0], version=int(r[1] or 0), description=r[2], created_at=r[3],
+                 updated_at=r[4], samples=int(r[5]), rejects=int(r[6])) for r in rows]
