@@ -299,6 +299,10 @@ LEFT JOIN anomalies a USING (anomaly_id);
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: datasets, samples, rejects, anomalies, explanations, "
                  "indexes, triage, pipelines, probes, views", _V1),
+    # ingest (range 10-19): byte offset so a killed JSONL ingest resumes with a seek
+    Migration(10, "ingest: ingest_progress.bytes_done (resume offset for JSONL)", r"""
+ALTER TABLE ingest_progress ADD COLUMN IF NOT EXISTS bytes_done BIGINT;
+"""),
     # nla (range 50-59): per-sample progress of `explain dataset` (resume, failures) and runs
     Migration(50, "nla: explain_progress (resumable explain dataset), explain_runs", r"""
 CREATE TABLE IF NOT EXISTS explain_progress (
