@@ -332,7 +332,7 @@ def _iter_csv(path: Path, file_key: str, batch_rows: int, skip: int) -> Iterator
 
     reader = pacsv.open_csv(
         _open_bytes(path),
-        read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=True),
+        read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=False),
         parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True,
                                          invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(
