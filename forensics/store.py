@@ -299,6 +299,17 @@ LEFT JOIN anomalies a USING (anomaly_id);
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: datasets, samples, rejects, anomalies, explanations, "
                  "indexes, triage, pipelines, probes, views", _V1),
+    # pipelines (range 40-49): per-batch features of whole-dataset checks (duplicates, length
+    # outliers), committed with the batch so a resumed run needs no recomputation.
+    Migration(40, "pipelines: pipeline_state (per-batch map output of global checks)", r"""
+CREATE TABLE IF NOT EXISTS pipeline_state (
+    pipeline_run_id BIGINT NOT NULL,
+    step_index      INTEGER NOT NULL,
+    batch_id        BIGINT NOT NULL,
+    payload         BLOB,                     -- Arrow IPC stream of per-row features
+    PRIMARY KEY (pipeline_run_id, step_index, batch_id)
+);
+"""),
     # ingest (range 10-19): byte offset so a killed JSONL ingest resumes with a seek
     Migration(10, "ingest: ingest_progress.bytes_done (resume offset for JSONL)", r"""
 ALTER TABLE ingest_progress ADD COLUMN IF NOT EXISTS bytes_done BIGINT;
