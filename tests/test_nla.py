@@ -28,21 +28,26 @@ ITEMS = [("What is the capital of France?", "Paris is the capital of France."),
          ("Wie geht es dir?", "Привет, как дела? Ответ на русском.")]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _quiet():
+@pytest.fixture(scope="module", autouse=True)
+def _quiet_one_thread():
+    """Tiny models: one intra-op thread is far faster than two on a busy 2-core machine."""
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def nlas(tmp_path_factory) -> dict[str, tiny.TinyNLA]:
     root = tmp_path_factory.mktemp("tiny_nla")
     return {a: tiny.build_tiny_nla(root / a, a, hidden_size=64, num_layers=4, layer=2) for a in ARCHS}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def loaded(nlas):
     cache: dict = {}
 

@@ -151,11 +151,12 @@ def register(main: click.Group) -> None:
     @click.argument("anomaly_id", type=int)
     @click.option("--nla", "nla_name", required=True)
     @click.option("--position", "positions", multiple=True, help=_POS_HELP + " Default last_prompt,first_reply.")
+    @click.option("--batch-size", type=int, default=16, show_default=True)
     @_backend_options
     @json_option
     @click.pass_obj
     @handle_errors
-    def explain_anomaly_cmd(obj, anomaly_id, nla_name, positions, server_model, server, backend, device,
+    def explain_anomaly_cmd(obj, anomaly_id, nla_name, positions, batch_size, server_model, server, backend, device,
                             max_new_tokens, variance, as_json):
         """Run the target on an anomaly's prompt+reply, explain, score, store on the anomaly."""
         _quiet_transformers()
@@ -164,7 +165,7 @@ def register(main: click.Group) -> None:
         with obj.open() as ws:
             res = explain_anomaly(ws, anomaly_id, nla_name, list(positions) or None, backend=backend,
                                   server=server, device=device, variance=variance,
-                                  max_new_tokens=max_new_tokens)
+                                  max_new_tokens=max_new_tokens, batch_size=batch_size)
         if as_json:
             emit_json(res)
             return

@@ -146,8 +146,10 @@ def _get(url: str, timeout: float) -> object:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return json.loads(r.read().decode("utf-8"))
-    except (urllib.error.URLError, TimeoutError, ConnectionError, json.JSONDecodeError) as e:
-        raise BackendError(f"{url}: {e}", hint="start the server or fix --server URL") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        raise BackendError(f"{url}: cannot reach the server ({e})", hint="start the server or fix --server URL") from None
+    except json.JSONDecodeError as e:
+        raise BackendError(f"{url}: the reply is not JSON ({e})") from None
 
 
 class SGLangBackend:

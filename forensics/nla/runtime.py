@@ -382,7 +382,8 @@ def _resolve_variance(ws, rec: NLARecord, given: float | None, vectors: list, so
 
 def explain_anomaly(ws, anomaly_id: int, nla: str, positions=None, *, backend: str = "local",
                     server: str | None = None, device: str | None = None, variance: float | None = None,
-                    max_new_tokens: int = 200, explainer: Explainer | None = None) -> dict:
+                    max_new_tokens: int = 200, batch_size: int = 16,
+                    explainer: Explainer | None = None) -> dict:
     """Explain positions of an anomaly's (prompt, reply) and store them on the anomaly.
 
     Re-running replaces the anomaly's rows for the same NLA/position/convention.
@@ -399,7 +400,7 @@ def explain_anomaly(ws, anomaly_id: int, nla: str, positions=None, *, backend: s
     pos = parse_positions(positions or ["last_prompt", "first_reply"])
     t0 = time.perf_counter()
     ex = explainer or Explainer(rec, backend=backend, server=server, device=device, max_new_tokens=max_new_tokens)
-    rows, bad = ex.run([(prompt or "", reply or "")], pos)
+    rows, bad = ex.run([(prompt or "", reply or "")], pos, batch_size)
     var, var_src = _resolve_variance(ws, rec, variance, [r.vector for r in rows], "anomaly")
     apply_variance(rows, var)
     recs = [_row_record(r, rec, anomaly_id=int(anomaly_id)) for r in rows]
@@ -447,16 +448,28 @@ def _progress_records(rec: NLARecord, dataset: str, sample_ids: list[int], posit
     return out
 
 
-def _estimate_dataset_variance(ws, rec: NLARecord, dataset: str, ex: Explainer, positions) -> tuple[float | None, str]:
+def _estimate_dataset_variance(ws, rec: NLARecord, dataset: str, positions, ex: "Explainer | None" = None,
+                               device: str | None = None) -> tuple[float | None, str]:
+    """Estimate the FVE denominator from the first 64 samples' activations and record it on
+    the NLA, so every later batch, resume and anomaly uses the same value."""
+    from .activations import extract_activations, load_causal_lm, pick_device
     from .ar import dataset_variance
 
+    if not rec.ar_path:
+        return None, "unknown (no AR)"
     rows = ws.rows("SELECT prompt, reply FROM samples WHERE dataset = ? ORDER BY sample_id LIMIT ?",
                    [dataset, VARIANCE_SAMPLE])
-    acts = ex.activations([(p or "", r or "") for p, r in rows], positions)
+    items = [(p or "", r or "") for p, r in rows]
+    if ex is not None:
+        acts = ex.activations(items, positions)
+    else:  # ray driver: load only the target
+        model = load_causal_lm(rec.target_path, device=pick_device(device))
+        acts = extract_activations(model, load_tokenizer(rec.target_path), items, positions, rec.layer,
+                                   rec.hidden_state_index)
     vecs = [a.vector for a in acts if a.ok]
     if len(vecs) < 2:
         return None, "unknown"
-    v = dataset_variance(vecs, ex.mse_scale)
+    v = dataset_variance(vecs, (rec.meta.get("ar") or {}).get("mse_scale"))
     src = f"estimated from {len(vecs)} vectors of dataset {dataset}"
     _save_variance(ws, rec, v, src)
     return v, src
@@ -523,18 +536,20 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                 from .ray_engine import run_ray
 
                 var, src = _resolve_variance(ws, rec, variance, [], "dataset")
+                if var is None:
+                    var, src = _estimate_dataset_variance(ws, rec, dataset, pos, device=device)
                 st.variance, st.variance_source = var, src
                 for batch_ids, rows_by_item, bad_items in run_ray(
                         rec, todo, pos, batch_size=batch_size, backend=backend, server=server,
-                        max_new_tokens=max_new_tokens, actors=actors, variance=var):
+                        max_new_tokens=max_new_tokens, actors=actors, variance=var, device=device):
                     _commit_batch(ws, rec, dataset, pos, batch_ids, rows_by_item, bad_items, st)
                     _tick(st, t0, on_batch, len(todo))
             else:
                 ex = explainer or Explainer(rec, backend=backend, server=server, device=device,
                                             max_new_tokens=max_new_tokens)
                 var, src = _resolve_variance(ws, rec, variance, [], "dataset")
-                if var is None and ex.ar is not None:
-                    var, src = _estimate_dataset_variance(ws, rec, dataset, ex, pos)
+                if var is None:
+                    var, src = _estimate_dataset_variance(ws, rec, dataset, pos, ex)
                 st.variance, st.variance_source = var, src
                 for s in range(0, len(todo), batch_size):
                     chunk = todo[s:s + batch_size]
