@@ -555,8 +555,17 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
             continue
         if spaced and not _follower_ok(after):
             continue
+        if spaced and _PASSIVE_BEFORE.search(before):
+            continue  # "known in English as", "written in French by": describes, not asks
         out.append((s, code, False))
     return out
+
+
+_PASSIVE_BEFORE = re.compile(
+    r"\b(known|called|written|spoken|published|translated|titled|entitled|named|released|"
+    r"printed|dubbed|sung|performed|recorded|taught|available|fluent|proficient|common|"
+    r"popular|famous|originally|also|word|words|term|means|meaning|pronounced|spelled)"
+    r"\s+(?:\w+\s+)?(?:in|into|to)\s+(?:the\s+)?$", re.IGNORECASE)
 
 
 def _is_question_about_others(clause: str) -> bool:
@@ -589,27 +598,36 @@ def _analyse(prompt: str | None) -> tuple[str | None, bool]:
         guard = _is_question_about_others(clause)
         has_tr = ctr and not guard
         lexical = bool(_LEXICAL_REQUEST.search(clause))
-        has_cue = bool(cue.spans(clause)) and not guard
+        cue_pos = [] if guard else [(a, b) for a, b, _ in cue.spans(clause)]
+        cue_pos += [] if guard else [(a - cstart, b - cstart) for a, b, _ in tr_spans
+                                     if cstart <= a < cend]
+        has_cue = bool(cue_pos)
         targets = _target_mentions(clause, cm)
         if has_tr or (lexical and targets):
             translation = True
         tgt = [c for _, c, is_src in targets if not is_src]
+        # a cue must be NEAR the target ("reply in French", "ins Englische übersetzen"); a cue
+        # elsewhere in a long clause ("...prompting Luther to write a hymn, known in English
+        # as...") is content, not an instruction
+        near = [c for pos, c, is_src in targets if not is_src and (
+            len(clause) <= 80 or any(pos - 70 <= b and a <= pos + 40 for a, b in cue_pos))]
         if not tgt:
             # "In German:" / "Auf Deutsch:" / "English -> German:" as a standalone instruction
             stripped = clause.strip()
             if stripped.endswith(":") and not guard and cm and len(stripped) < 60:
-                requested = cm[-1][2]
+                requested = requested or cm[-1][2]
                 translation = translation or len(cm) > 1
             continue
-        if has_cue or has_tr or lexical:
-            requested = tgt[-1]
+        if (has_cue or has_tr or lexical) and (near or lexical):
+            if requested is None:
+                requested = (near or tgt)[0] if not lexical else tgt[-1]
             continue
         # a bare "In Spanish." / "Auf Deutsch bitte" clause next to the question
         stripped = clause.strip().rstrip(".!:;")
         if len(stripped) <= 40 and not guard and not stripped.endswith("?"):
             if re.fullmatch(rf"(?:{_L}+[\s-]*){{1,4}}", stripped + " ", re.IGNORECASE) or \
                     not _is_spaced_script(stripped):
-                requested = tgt[-1]
+                requested = requested or tgt[-1]
     return requested, translation
 
 

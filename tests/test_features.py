@@ -97,7 +97,14 @@ REQUESTS = [
     ("هिंदी में जवाब दें".replace("ه", "ह"), "hi", False),
     ("Vertaal naar het Engels: de kat slaapt", "en", True),
     ("Odpowiedz po polsku.", "pl", False),
+    # instruction first, content later mentioning another language
+    ("Please translate the following sentence into Spanish.\n\nThis behavior prompted Luther to "
+     "write the hymn \"Ein neues Lied\", which is generally known in English by John C.", "es", True),
+    ("Translate into German: The book, later written in French by the same author, sold well.",
+     "de", True),
     # merely mentions a language: must NOT fire
+    ("Read this: The hymn, prompting Luther to write a reply to critics at length and in public, "
+     "is generally known in English by its first line. Who wrote it?", None, False),
     ("What language is spoken in Brazil?", None, False),
     ("Who translated the Bible into German?", None, False),
     ("Why do Swiss people speak in French and German?", None, False),
