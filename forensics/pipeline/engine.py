@@ -369,6 +369,10 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
         n_done += 1
         if progress:
             progress(n_done, len(plan), stats[0].rows_out)
+        mark = os.environ.get("FORENSICS_TEST_PIPELINE_MARK")  # tests: observe commits
+        if mark:
+            with open(mark, "a") as fh:
+                fh.write(f"{res.batch_id}\n")
         if os.environ.get("FORENSICS_TEST_PIPELINE_SLEEP"):  # tests: widen the kill window
             time.sleep(float(os.environ["FORENSICS_TEST_PIPELINE_SLEEP"]))
 

