@@ -319,13 +319,19 @@ def _map(ws: "Workspace", run: dict, anomaly: dict, clusters: list[dict],
     avec = _anomaly_vector(ws, dataset, anomaly, source) if embed else None
     if avec is not None:
         anomaly_xy = (avec.astype(np.float64) - mean) @ comps.T
-    allpts = xy if anomaly_xy is None else np.vstack([xy, anomaly_xy[None, :]])
-    lo, hi = allpts.min(axis=0), allpts.max(axis=0)
+    # robust bounds (0.5th-99.5th percentile, widened 4%): one outlier must not squash the
+    # picture; points beyond the bounds are drawn on the edge
+    lo, hi = np.percentile(xy, 0.5, axis=0), np.percentile(xy, 99.5, axis=0)
+    if anomaly_xy is not None:
+        lo, hi = np.minimum(lo, anomaly_xy), np.maximum(hi, anomaly_xy)
+    pad = (hi - lo) * 0.04
+    lo, hi = lo - pad, hi + pad
     span = np.where(hi - lo > 1e-9, hi - lo, 1.0)
 
     def scale(p: np.ndarray) -> tuple[float, float]:
-        sx = MAP_PAD + (p[0] - lo[0]) / span[0] * (MAP_W - 2 * MAP_PAD)
-        sy = MAP_H - MAP_PAD - (p[1] - lo[1]) / span[1] * (MAP_H - 2 * MAP_PAD)
+        q = np.clip((p - lo) / span, 0.0, 1.0)
+        sx = MAP_PAD + q[0] * (MAP_W - 2 * MAP_PAD)
+        sy = MAP_H - MAP_PAD - q[1] * (MAP_H - 2 * MAP_PAD)
         return round(float(sx), 1), round(float(sy), 1)
 
     pts = []
