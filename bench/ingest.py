@@ -1,0 +1,209 @@
+"""Ingest throughput, language-ID throughput and peak memory, each against a bare baseline.
+
+    nice -n 10 .venv/bin/python bench/ingest.py [--rows 1000000] [--langid-texts 200000]
+
+1. Generates ROWS synthetic JSONL rows of realistic length (prompt ~40-600 chars, reply
+   ~60-2,400 chars, mixed languages/scripts, ids, a meta field), written once to --workdir.
+2. parse+insert: ``forensics ingest --no-langid`` (subprocess, fresh workspace) vs bare DuckDB
+   ``CREATE TABLE t AS SELECT * FROM read_json(file)`` (subprocess, fresh database file).
+   Both wall times include process start; peak RSS of each subprocess via ``os.wait4``.
+3. language ID: the tool's batched path (``forensics.langid.LanguageIdentifier.detect``, what
+   ingest calls per batch: top-5 ∩ candidate set, confidences) vs the library's own batch call
+   (fastText ``multilinePredict`` with k=1, labels only) on the same texts: the first
+   --langid-texts prompts+replies of the file (a documented subsample; all 2M texts take
+   minutes on the shared 2-core machine). Also lingua's own batch call for reference.
+4. With --full, also runs the complete ``forensics ingest`` (with language ID) for end-to-end rows/s.
+
+Targets (issue 2): parse+insert within 1.5x of bare read_json; language ID within 1.2x of the
+library's batch call; peak memory < 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+WORDS = {
+    "en": "the of and to in is was for on that with as by at from his her which are this "
+          "question answer river city people government water history model training data "
+          "language system music school church war energy market court".split(),
+    "de": "der die das und ist nicht mit von auf für sich dem den eine einer wurde werden "
+          "Stadt Geschichte Regierung Wasser Sprache Schule Kirche Krieg Markt Gericht".split(),
+    "es": "el la de que y en los del se las por un para con una su al es lo como más pero "
+          "ciudad historia gobierno agua idioma escuela iglesia guerra mercado".split(),
+    "ru": "и в не на что он с как это по но его к из у за от так же вы о бы был "
+          "город история правительство вода язык школа церковь война рынок суд".split(),
+    "zh": list("的一是不了在人有我他这个们中来上大为和国地到以说时要就出会可也你对生能而子那得于着下自之"),
+    "ar": "في من على إلى أن عن مع هذا التي الذي كان لا ما هو مدينة تاريخ حكومة ماء لغة مدرسة".split(),
+}
+
+
+def generate(path: Path, rows: int, seed: int = 0) -> None:
+    """Realistic-length rows from a sentence pool (fast: ~1M rows in well under a minute)."""
+    rng = random.Random(seed)
+    pool: dict[str, list[str]] = {}
+    for lang, words in WORDS.items():
+        sep = "" if lang == "zh" else " "
+        sents = []
+        for _ in range(400):
+            n = rng.randint(6, 24) if lang != "zh" else rng.randint(12, 40)
+            s = sep.join(rng.choice(words) for _ in range(n))
+            sents.append(s[:1].upper() + s[1:] + ("。" if lang == "zh" else "."))
+        pool[lang] = sents
+    langs = list(WORDS)
+    weights = [0.55, 0.1, 0.1, 0.1, 0.1, 0.05]
+    with open(path, "w", encoding="utf-8") as fh:
+        buf = []
+        for i in range(rows):
+            pl = rng.choices(langs, weights)[0]
+            rl = pl if rng.random() < 0.95 else rng.choice(langs)
+            prompt = " ".join(rng.choices(pool[pl], k=rng.randint(1, 5))) + "?"
+            reply = " ".join(rng.choices(pool[rl], k=rng.randint(2, 20)))
+            buf.append(json.dumps({"id": f"row-{i:07d}", "prompt": prompt, "reply": reply,
+                                   "source": f"shard-{i % 17}"}, ensure_ascii=False))
+            if len(buf) >= 10000:
+                fh.write("\n".join(buf) + "\n")
+                buf = []
+        if buf:
+            fh.write("\n".join(buf) + "\n")
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout) of one subprocess."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = p.stdout.read().decode()
+    err = p.stderr.read().decode()
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"command failed: {' '.join(cmd)}\n{err[-3000:]}")
+    return wall, ru.ru_maxrss / 1024.0, out
+
+
+BASELINE = r"""
+import duckdb, sys
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE t AS SELECT * FROM read_json(?, format='newline_delimited')", [sys.argv[2]])
+print(con.execute("SELECT count(*) FROM t").fetchall()[0][0])
+con.close()
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--langid-texts", type=int, default=200_000)
+    ap.add_argument("--batch-rows", type=int, default=50_000)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--full", action="store_true", help="also run ingest with language ID")
+    args = ap.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / f"synthetic-{args.rows}.jsonl"
+    if not data.exists():
+        t = time.perf_counter()
+        generate(data, args.rows)
+        print(f"generated {args.rows:,} rows ({data.stat().st_size / 2**20:,.0f} MiB) "
+              f"in {time.perf_counter() - t:.1f}s -> {data}", flush=True)
+    size_mib = data.stat().st_size / 2**20
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    py = sys.executable
+
+    # ---------------------------------------------------------------- parse + insert
+    for f in work.glob("baseline.duckdb*"):
+        f.unlink()
+    b_wall, b_rss, b_out = run_measured([py, "-c", BASELINE, str(work / "baseline.duckdb"), str(data)], env)
+    assert int(b_out.strip()) == args.rows, b_out
+    ws = work / "ws"
+    if ws.exists():
+        import shutil
+
+        shutil.rmtree(ws)
+    run_measured([py, "-m", "forensics", "--workspace", str(ws), "init"], env)
+    t_wall, t_rss, t_out = run_measured(
+        [py, "-m", "forensics", "--workspace", str(ws), "ingest", str(data), "--dataset", "bench",
+         "--meta-fields", "source", "--no-langid", "--batch-rows", str(args.batch_rows), "--json"], env)
+    s = json.loads(t_out)
+    assert s["rows_added"] == args.rows, s
+    print("\n## parse + insert (no language ID)")
+    print(f"| run | seconds | rows/s | MiB/s | peak RSS MiB |\n|---|---|---|---|---|")
+    print(f"| bare DuckDB read_json -> table | {b_wall:.1f} | {args.rows / b_wall:,.0f} | "
+          f"{size_mib / b_wall:.1f} | {b_rss:,.0f} |")
+    print(f"| forensics ingest --no-langid | {t_wall:.1f} | {args.rows / t_wall:,.0f} | "
+          f"{size_mib / t_wall:.1f} | {t_rss:,.0f} |")
+    print(f"ratio tool/bare = {t_wall / b_wall:.2f}x (target <= 1.5x); peak RSS {t_rss:,.0f} MiB "
+          f"(target < 2048)", flush=True)
+
+    # ---------------------------------------------------------------- language ID
+    from forensics.langid import LanguageIdentifier
+
+    texts: list[str] = []
+    with open(data, encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            texts += [r["prompt"], r["reply"]]
+            if len(texts) >= args.langid_texts:
+                break
+    ident = LanguageIdentifier()
+    ident.detect(texts[:100])
+    t = time.perf_counter()
+    ours = ident.detect(texts)
+    t_tool = time.perf_counter() - t
+    lib = ident._ft                                   # the same loaded fastText model
+    lines = [x.replace("\n", " ") + "\n" for x in texts]
+    t = time.perf_counter()
+    labels = lib.multilinePredict(lines, 1, 0.0, "replace")
+    t_lib = time.perf_counter() - t
+    agree = sum(o.lang == l[0][9:] for o, l in zip(ours, labels)) / len(texts)
+    print(f"\n## language ID on {len(texts):,} texts (first {len(texts) // 2:,} rows' prompts+replies,"
+          f" mean {sum(map(len, texts)) / len(texts):.0f} chars)")
+    print("| path | seconds | texts/s |\n|---|---|---|")
+    print(f"| fastText multilinePredict (library batch call, k=1, labels only) | {t_lib:.1f} | "
+          f"{len(texts) / t_lib:,.0f} |")
+    print(f"| forensics langid.detect (top-5 ∩ 40 candidates, confidences) | {t_tool:.1f} | "
+          f"{len(texts) / t_tool:,.0f} |")
+    sub = texts[:20_000]
+    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+    from forensics.langid import DEFAULT_LANGUAGES
+
+    det = LanguageDetectorBuilder.from_languages(*[
+        Language.from_iso_code_639_1(getattr(IsoCode639_1, c.upper())) for c in DEFAULT_LANGUAGES
+    ]).with_preloaded_language_models().build()
+    t = time.perf_counter()
+    det.detect_languages_in_parallel_of(sub)
+    t_lingua = time.perf_counter() - t
+    print(f"| (reference) lingua detect_languages_in_parallel_of, 40 languages, first "
+          f"{len(sub):,} texts | {t_lingua:.1f} | {len(sub) / t_lingua:,.0f} |")
+    print(f"ratio tool/library = {t_tool / t_lib:.2f}x (target <= 1.2x); top-1 agreement with the "
+          f"unrestricted library label {agree:.3f}", flush=True)
+
+    if args.full:
+        ws2 = work / "ws-full"
+        if ws2.exists():
+            import shutil
+
+            shutil.rmtree(ws2)
+        run_measured([py, "-m", "forensics", "--workspace", str(ws2), "init"], env)
+        f_wall, f_rss, f_out = run_measured(
+            [py, "-m", "forensics", "--workspace", str(ws2), "ingest", str(data), "--dataset",
+             "bench", "--meta-fields", "source", "--batch-rows", str(args.batch_rows), "--json"], env)
+        fs = json.loads(f_out)
+        print(f"\n## full ingest with language ID\n{args.rows:,} rows in {f_wall:.1f}s = "
+              f"{args.rows / f_wall:,.0f} rows/s (language ID {fs['langid_seconds']:.1f}s = "
+              f"{2 * args.rows / max(fs['langid_seconds'], 1e-9):,.0f} texts/s); peak RSS {f_rss:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
