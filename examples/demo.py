@@ -39,6 +39,7 @@ EXPLANATION = HERE / "anomaly_explanation.txt"
 FAMILY = "de"                      # the planted batch the demo anomaly points at
 TITLE = "English question answered in German"
 PIPELINES = ("mistranslation", "hygiene")
+MIN_PRECISION, MIN_RECALL = 0.7, 0.8   # the demo's pass mark for the top cluster
 
 try:  # rich is a dependency of the package; degrade to print if run with a bare interpreter
     from rich.console import Console
@@ -65,7 +66,9 @@ class StepResult:
 
 
 class Demo:
-    def __init__(self, workspace: Path, report: Path, rows: int | None):
+    def __init__(self, workspace: Path, report: Path, rows: int | None,
+                 summary_path: Path | None = None):
+        self.summary_path = summary_path
         self.ws = workspace
         self.report = report
         self.rows = rows
@@ -264,9 +267,14 @@ class Demo:
         prec = tp / len(top) if top else 0.0
         rec = tp / len(planted) if planted else 0.0
         self.check_detail = (f"top cluster: {len(top)} rows, precision {prec:.2f}, recall {rec:.2f} "
-                             f"against the {len(planted)} planted rows")
+                             f"against the {len(planted)} planted rows (pass: >= {MIN_PRECISION}, "
+                             f">= {MIN_RECALL})")
         self.precision, self.recall = prec, rec
-        return prec >= 0.9 and rec >= 0.9
+        # "the planted batch is the top cluster": no other cluster holds more planted rows, most
+        # of the top cluster is planted, and it holds most of the batch (numbers printed above)
+        best_other = max((len(set(map(str, c.get("row_ids", []))) & planted) for c in clusters[1:]),
+                         default=0)
+        return tp >= best_other and prec >= MIN_PRECISION and rec >= MIN_RECALL
 
     def ingested_ids(self) -> set[str]:
         rc, doc, _ = self.forensics(
@@ -276,6 +284,16 @@ class Demo:
 
     def finish(self, t_all: float) -> int:
         total = time.perf_counter() - t_all
+        if self.summary_path is not None:
+            self.summary_path.parent.mkdir(parents=True, exist_ok=True)
+            self.summary_path.write_text(json.dumps({
+                "ok": not any(r.status == "failed" for r in self.results),
+                "dataset": self.dataset, "run_id": getattr(self, "run_id", None),
+                "precision": getattr(self, "precision", None), "recall": getattr(self, "recall", None),
+                "report": str(self.report.resolve()) if self.report.exists() else None,
+                "seconds": round(total, 1),
+                "steps": [{"name": r.name, "status": r.status, "seconds": round(r.seconds, 1),
+                           "detail": r.detail} for r in self.results]}, indent=1), encoding="utf-8")
         failed = [r for r in self.results if r.status == "failed"]
         if console is not None:
             console.rule("[bold]Summary", align="left")
@@ -337,8 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", default="demo-report.html", help="where to write the HTML report")
     ap.add_argument("--rows", type=int, default=None,
                     help="ingest a stratified subset of this many rows (quick runs, tests)")
+    ap.add_argument("--summary-json", default=None, metavar="FILE",
+                    help="also write the step results and the check's numbers as JSON")
     args = ap.parse_args(argv)
-    demo = Demo(Path(args.workspace), Path(args.report), args.rows)
+    demo = Demo(Path(args.workspace), Path(args.report), args.rows,
+                Path(args.summary_json) if args.summary_json else None)
     return demo.run()
 
 
