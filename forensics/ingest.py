@@ -121,18 +121,6 @@ class _Batch:
     progress_bytes: int = 0        # for the progress bar
 
 
-def _binary_from_buffer(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """Slices buf[starts[i]:ends[i]] as an Arrow large_binary array without Python objects
-    when the slices are contiguous (the JSONL case: each line keeps its newline)."""
-    n = len(starts)
-    offsets = np.empty(n + 1, dtype=np.int64)
-    offsets[:n] = starts
-    offsets[n] = ends[-1] if n else 0
-    return pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(buf)]
-    )
-
-
 def _lines_without_newlines(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
     """Lines buf[starts[i]:ends[i]] minus their trailing \\n / \\r\\n, as one Arrow array.
 
@@ -196,7 +184,9 @@ def _iter_jsonl(path: Path, file_key: str, batch_rows: int, skip_bytes: int, ski
                     break
                 if first_block:
                     first_block = False
-                    block = _strip_bom(block, path)
+                    stripped = _strip_bom(block, path)
+                    pos += len(block) - len(stripped)     # resume offsets are file offsets
+                    block = stripped
                 buf += block
                 if len(buf) > MAX_LINE_BYTES and b"\n" not in buf:
                     break
@@ -717,6 +707,7 @@ class _Ingester:
         self.progress = progress
         self.sql, self.params = _parse_sql(opts)
         self.t_langid = 0.0
+        self.reasons: dict[str, int] = {}     # rows rejected this run (incl. already recorded)
         self._identifier = None
 
     # -------------------------------------------------------------- language id
@@ -799,6 +790,7 @@ FROM ok LEFT JOIN samples s ON s.dataset = ? AND s.row_id = ok.row_id
         con.execute("BEGIN TRANSACTION")
         try:
             added = unchanged = conflict = rejected = 0
+            by_reason: dict[str, int] = {}
             if n_in:
                 if n_new:
                     con.execute("""
@@ -843,8 +835,12 @@ SELECT nextval('reject_id_seq'), ?, ?, ?, line_no, reason, field, detail, raw_te
 WHERE NOT EXISTS (SELECT 1 FROM rejects r WHERE r.dataset = ? AND r.file = ? AND r.line = n.line_no
                   AND r.reason = n.reason)
 """, [self.dataset, ingest_id, src.key, self.dataset, src.key])
-                rejected = int(con.execute(
-                    "SELECT count(*) FROM _parsed WHERE reason IS NOT NULL").fetchall()[0][0])
+                by_reason = dict(con.execute(
+                    "SELECT reason, count(*) FROM _parsed WHERE reason IS NOT NULL GROUP BY 1"
+                ).fetchall())
+                if conflict:
+                    by_reason["changed_row_conflict"] = conflict
+                rejected = sum(v for k, v in by_reason.items() if k != "changed_row_conflict")
             if b.pre_rejects:
                 con.execute("""
 INSERT INTO rejects (reject_id, dataset, ingest_id, file, line, reason, field, detail, raw)
@@ -853,6 +849,8 @@ WHERE NOT EXISTS (SELECT 1 FROM rejects r WHERE r.dataset = ? AND r.file = ? AND
                   AND r.reason = n.reason)
 """, [self.dataset, ingest_id, src.key, self.dataset, src.key])
                 rejected += len(b.pre_rejects)
+                for r in b.pre_rejects:
+                    by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
             con.execute("""
 INSERT INTO ingest_progress (dataset, file, file_sig, lines_done, bytes_done, finished, updated_at)
 VALUES (?, ?, ?, ?, ?, false, current_timestamp)
@@ -878,6 +876,8 @@ UPDATE ingest_runs SET rows_read = rows_read + ?, rows_added = rows_added + ?,
         finally:
             con.unregister("_langs")
             con.unregister("_pre")
+        for k, v in by_reason.items():
+            self.reasons[k] = self.reasons.get(k, 0) + int(v)
         fs.rows_read += read
         fs.rows_added += added
         fs.rows_unchanged += unchanged
@@ -1020,9 +1020,9 @@ ON CONFLICT (dataset, file, file_sig) DO UPDATE SET lines_done = excluded.lines_
         summary.rows_unchanged += fs.rows_unchanged
         summary.rows_conflict += fs.rows_conflict
         summary.rows_rejected += fs.rows_rejected
-    summary.rejects_by_reason = {r: int(n) for r, n in ws.rows(
-        "SELECT reason, count(*) FROM rejects WHERE ingest_id = ? GROUP BY 1 ORDER BY 2 DESC, 1",
-        [ingest_id])}
+    if summary.files_failed:
+        eng.reasons["unreadable_file"] = summary.files_failed
+    summary.rejects_by_reason = dict(sorted(eng.reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     summary.dataset_version = ws.dataset_version(dataset)
     summary.dataset_rows = int(ws.one("SELECT count(*) FROM samples WHERE dataset = ?", [dataset])[0])
     summary.seconds = round(time.perf_counter() - t0, 3)
