@@ -41,6 +41,9 @@ def test_build_search_status_verify_json_and_stale_refusal(ws_path, cli):
     assert v.returncode == 0 and v.json()["ok"] is True
     assert v.json()["reports"][0]["checks"]["rows_duckdb"] == 40
 
+    up = cli("index", "update", "--dataset", "d", "--json", workspace=ws_path).json()
+    assert up["updated"][0]["added"] == 0 and up["updated"][0]["rows"] == 40  # fresh: no-op
+
     # the dataset grows: status says stale, search refuses (exit 4) with the update hint
     _seed(ws_path, 3, offset=40)
     st = cli("index", "status", "--json", workspace=ws_path).json()
