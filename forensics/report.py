@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 ASSETS = Path(__file__).resolve().parent / "report_assets"
 
 MAX_ROWS_PER_CLUSTER = 250   # sample rows embedded per cluster (the SQL shown gives them all)
+MAX_CLUSTERS = 60            # cluster cards (and their rows) in the page; the rest via SQL
 MAX_UNCLUSTERED = 250        # findings without a cluster
 MAX_MAP_POINTS = 4000        # points drawn on the map
 MAX_CELL = 1500              # characters of prompt/reply kept per row in the page
@@ -131,9 +132,10 @@ def load_report_data(ws: "Workspace", run_id: int, embed: bool = True) -> Report
     n_findings = int(ws.one("SELECT count(*) FROM findings WHERE run_id = ?", [run_id])[0])
 
     # ---- clusters, ranked; colours by rank
+    n_clusters = int(ws.one("SELECT count(*) FROM clusters WHERE run_id = ?", [run_id])[0])
     crow = ws.rows("SELECT cluster_id, rank, size, label, score, CAST(profile AS VARCHAR) "
                    "FROM clusters WHERE run_id = ? ORDER BY rank NULLS LAST, score DESC NULLS LAST, "
-                   "cluster_id", [run_id])
+                   "cluster_id LIMIT ?", [run_id, MAX_CLUSTERS])
     pairs: dict[int, list] = {}
     for cid, pair, n in ws.rows(
             "SELECT m.cluster_id, coalesce(s.prompt_lang, '?') || ' → ' || coalesce(s.reply_lang, '?'), "
@@ -170,8 +172,10 @@ def load_report_data(ws: "Workspace", run_id: int, embed: bool = True) -> Report
         "SELECT * FROM (SELECT m.cluster_id, m.sample_id, s.row_id, m.score, s.prompt_lang, "
         "s.reply_lang, s.prompt, s.reply, CAST(s.meta AS VARCHAR), row_number() OVER "
         "(PARTITION BY m.cluster_id ORDER BY m.score DESC NULLS LAST, m.sample_id) AS k "
-        "FROM cluster_members m JOIN samples s USING (sample_id) WHERE m.run_id = ?) "
-        "WHERE k <= ? ORDER BY cluster_id, k", [run_id, MAX_ROWS_PER_CLUSTER])
+        "FROM cluster_members m JOIN samples s USING (sample_id) WHERE m.run_id = ? "
+        "AND m.cluster_id IN (SELECT UNNEST(?::INTEGER[]))) "
+        "WHERE k <= ? ORDER BY cluster_id, k",
+        [run_id, [c["cluster_id"] for c in clusters], MAX_ROWS_PER_CLUSTER])
     res += ws.rows(
         "SELECT NULL, f.sample_id, s.row_id, f.score, s.prompt_lang, s.reply_lang, s.prompt, "
         "s.reply, CAST(s.meta AS VARCHAR), f.rank FROM findings f JOIN samples s USING (sample_id) "
@@ -206,7 +210,8 @@ def load_report_data(ws: "Workspace", run_id: int, embed: bool = True) -> Report
                         f"WHERE run_id = {run_id} AND cluster_id IS NULL ORDER BY rank;"),
         "export": f"forensics findings export {run_id} --format csv > run-{run_id}.csv",
     }
-    counts = {"samples": n_samples, "findings": n_findings, "clusters": len(clusters),
+    counts = {"samples": n_samples, "findings": n_findings, "clusters": n_clusters,
+              "clusters_in_page": len(clusters),
               "cluster_members": int(sum(member_counts.values())), "unclustered_findings": n_unclustered,
               "rows_in_page": len(rows), "map_points": len(points)}
     return ReportData(run=run, anomaly=anomaly, clusters=clusters, rows=rows, points=points,
@@ -525,7 +530,10 @@ def render_html(data: ReportData) -> str:
         f'<span class="muted"> · {_e(x.get("nla_id") or "given")}</span></figcaption>'
         f'<p class="text">{_e(x["text"])}</p></figure>' for i, x in enumerate(a["explanations"]))
     members_total = cnt.get("cluster_members", 0)
-    cards = "".join(_cluster_card(c, members_total) for c in data.clusters) or (
+    more = cnt.get("clusters", 0) - len(data.clusters)
+    cards = "".join(_cluster_card(c, members_total) for c in data.clusters) + (
+        f'<p class="caption">{more} lower-ranked clusters are not shown here; '
+        f'the SQL below lists them all.</p>' if more > 0 else "") or (
         '<p class="empty">This run produced no clusters (an empty dataset, or nothing scored '
         'above the threshold).</p>')
     legend = "".join(

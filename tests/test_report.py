@@ -200,3 +200,16 @@ def test_map_falls_back_without_an_index(rendered):
     assert data.map_info.get("anomaly_xy")
     xs = [p[0] for p in data.points]
     assert max(xs) - min(xs) > 100  # the points are spread over the picture, not collapsed
+
+
+def test_cluster_cap_keeps_the_page_bounded(run_ws, monkeypatch):
+    """Runs with hundreds of clusters: only the top MAX_CLUSTERS get cards and rows."""
+    ws_path, run_id = run_ws
+    monkeypatch.setattr(report, "MAX_CLUSTERS", 1)
+    with forensics.open(ws_path, read_only=True) as ws:
+        data = report.load_report_data(ws, run_id, embed=False)
+    page = report.render_html(data)
+    assert data.counts["clusters"] == 2 and data.counts["clusters_in_page"] == 1
+    assert {r["c"] for r in data.rows} == {7, None}
+    assert page.count('<article class="cluster"') == 1
+    assert "1 lower-ranked clusters are not shown here" in page

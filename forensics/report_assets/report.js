@@ -139,7 +139,8 @@
       if (!p) return;
       var c = p[2] === null ? null : byId[String(p[2])];
       tip.textContent = "";
-      tip.appendChild(el("b", null, c ? ("#" + c.rank + " " + c.label) : "finding outside clusters"));
+      tip.appendChild(el("b", null, c ? ("#" + c.rank + " " + c.label)
+        : (p[2] === null ? "finding outside clusters" : "lower-ranked cluster " + p[2])));
       tip.appendChild(el("div", "muted", p[3]));
       tip.appendChild(el("div", null, p[4]));
       var box = svg.getBoundingClientRect();
