@@ -157,7 +157,7 @@ class Demo:
 
         t0 = self.step("Ingest the training data (JSONL; language identification per row)")
         src = self.data_file()
-        rc, doc, _ = self.forensics("ingest", str(src), "--dataset", self.dataset, "--id-field", "id",
+        rc, doc, _ = self.forensics("ingest", _shown(src), "--dataset", self.dataset, "--id-field", "id",
                                     "--prompt-field", "prompt", "--reply-field", "reply",
                                     "--meta-fields", "source,shard")
         detail = ""
