@@ -90,6 +90,37 @@ def bench_arch(arch: str, root: Path, device: str, hidden: int, layers: int, n_r
     }
 
 
+def bench_store(root: Path, n: int = 20000, batch: int = 16) -> dict:
+    """DuckDB write rate of explanation rows the way `explain dataset` commits them (one
+    transaction per batch: explanations + explain_progress), vs one big transaction."""
+    import forensics
+    from forensics.nla.runtime import insert_explanations, insert_progress
+
+    def rows(lo, hi):
+        return [{"sample_id": i, "anomaly_id": None, "dataset": "d", "nla_id": "n", "position": "last_prompt",
+                 "token_index": 10, "layer": 20, "hidden_state_index": 21,
+                 "text": "The user writes English; the reply is expected in Russian. " * 8,
+                 "raw_output": "<explanation>...</explanation>", "truncated": False, "flags": ["x"],
+                 "activation_norm": 100.0, "mse": 0.4, "cos": 0.8, "fve": 0.45,
+                 "explanation_key": f"s{i}|n|last_prompt|L20|h21"} for i in range(lo, hi)]
+
+    import pyarrow  # noqa: F401 - import cost is not write cost
+
+    out = {}
+    for label, bs in (("one_transaction", n), ("batches_of_256", 256), (f"batches_of_{batch}", batch)):
+        ws = forensics.init(root / f"ws_{label}")
+        t = time.perf_counter()
+        for lo in range(0, n, bs):
+            ws.execute("BEGIN TRANSACTION")
+            insert_explanations(ws, rows(lo, min(n, lo + bs)))
+            insert_progress(ws, [("n", i, "last_prompt", 20, 21, "d", "ok", 1, None)
+                                 for i in range(lo, min(n, lo + bs))])
+            ws.execute("COMMIT")
+        out[label] = round(n / (time.perf_counter() - t), 1)
+        ws.close()
+    return {"rows": n, "rows_per_s": out}
+
+
 def transcript_lengths() -> dict | None:
     """Explanation lengths (characters, words) in the published decode transcripts."""
     d = REPO.parent / "shared" / "data" / "nla-decodes"
@@ -133,6 +164,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--store-rows", type=int, default=20000, help="DuckDB write bench rows (0 = skip)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     try:
@@ -163,11 +195,14 @@ def main() -> None:
                       f"({r['av_tokens_per_s_b1']} tok/s), b{b} {r[f'av_expl_per_s_b{b}']} expl/s "
                       f"({r[f'av_tokens_per_s_b{b}']} tok/s) (x{r['av_speedup']}), "
                       f"{r['tokens_per_explanation']} tok/expl", flush=True)
+        store = bench_store(Path(tmp), n=args.store_rows, batch=args.batch) if args.store_rows else None
+        if store and not args.json:
+            print(f"duckdb explanation writes ({store['rows']} rows): {store['rows_per_s']} rows/s", flush=True)
     tl = transcript_lengths()
     env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     if args.json:
-        print(json.dumps({"env": env, "results": results, "transcripts": tl}, indent=1))
+        print(json.dumps({"env": env, "results": results, "store": store, "transcripts": tl}, indent=1))
     else:
         print("env:", env)
         if tl:

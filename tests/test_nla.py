@@ -208,6 +208,8 @@ def test_hidden_state_index_convention(loaded):
     b = extract_activations(model, tok, [ITEMS[0]], ["last_prompt"], 2, hidden_state_index=2)[0]
     assert torch.allclose(b.vector, hs[2][0, plen - 1], atol=1e-5)
     assert not torch.allclose(a.vector, b.vector)
+    c = extract_activations(model, tok, [ITEMS[0]], ["last_prompt"], 2, hidden_state_index=4)[0]
+    assert torch.allclose(c.vector, hs[4][0, plen - 1], atol=1e-5)  # last entry: HF applies the final norm
     # early positions are flagged
     early = extract_activations(model, tok, [ITEMS[0]], ["token:2", "last_prompt"], 2)
     assert "early_position" in early[0].flags and "early_position" not in early[1].flags

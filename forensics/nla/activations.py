@@ -174,34 +174,34 @@ def extract_activations(model, tokenizer, items: Sequence, positions: Sequence[s
         raise ValueError("padding_side must be 'left' or 'right'")
     dev = device or next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    encoded = [encode_item(tokenizer, it) for it in items]
+    # Causality makes two savings exact: a sequence is cut after its last requested position
+    # (for last_prompt the reply is never run), and the forward stops after block hsi-1.
+    work = []
+    for i, it in enumerate(items):
+        ids, plen = encode_item(tokenizer, it)
+        want = resolve_positions(positions, len(ids), plen)
+        if want:
+            work.append((i, ids[:max(j for _, j in want) + 1], want))
     out: list[Activation] = []
-    for start in range(0, len(encoded), max(1, batch_size)):
-        chunk = encoded[start:start + batch_size]
-        maxlen = max(len(ids) for ids, _ in chunk) or 1
+    for start in range(0, len(work), max(1, batch_size)):
+        chunk = work[start:start + batch_size]
+        maxlen = max(len(ids) for _, ids, _ in chunk)
         input_ids = torch.full((len(chunk), maxlen), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), maxlen), dtype=torch.long)
         offsets = []
-        for r, (ids, _) in enumerate(chunk):
+        for r, (_, ids, _) in enumerate(chunk):
             off = maxlen - len(ids) if padding_side == "left" else 0
             offsets.append(off)
-            if ids:
-                input_ids[r, off:off + len(ids)] = torch.tensor(ids, dtype=torch.long)
-                mask[r, off:off + len(ids)] = 1
+            input_ids[r, off:off + len(ids)] = torch.tensor(ids, dtype=torch.long)
+            mask[r, off:off + len(ids)] = 1
         pos_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.no_grad():
-            res = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev),
-                        position_ids=pos_ids.to(dev), output_hidden_states=True, use_cache=False)
-        hs = res.hidden_states[hsi].to(torch.float32).cpu()
-        for r, (ids, plen) in enumerate(chunk):
+        hs = _hidden_states(model, input_ids.to(dev), mask.to(dev), pos_ids.to(dev), hsi, L)
+        hs = hs.to(torch.float32).cpu()
+        for r, (item, ids, want) in enumerate(chunk):
             off = offsets[r]
             seq = hs[r, off:off + len(ids)]
-            if len(ids) == 0:
-                continue
             norms = seq.norm(dim=-1)
-            finite_norms = norms[torch.isfinite(norms)]
-            median = float(finite_norms.median()) if finite_norms.numel() else float("nan")
-            for label, idx in resolve_positions(positions, len(ids), plen):
+            for label, idx in want:
                 v = seq[idx].clone()
                 flags: list[str] = []
                 finite = bool(torch.isfinite(v).all())
@@ -210,14 +210,61 @@ def extract_activations(model, tokenizer, items: Sequence, positions: Sequence[s
                     flags.append("non_finite")
                 if idx < early_tokens:
                     flags.append("early_position")
-                if finite and math.isfinite(median) and median > 0 and nrm > outlier_factor * median:
-                    flags.append("norm_outlier")
+                if finite:
+                    # median over the causal prefix: independent of what else was requested
+                    prefix = norms[:idx + 1]
+                    prefix = prefix[torch.isfinite(prefix)]
+                    median = float(prefix.median()) if prefix.numel() else float("nan")
+                    if math.isfinite(median) and median > 0 and nrm > outlier_factor * median:
+                        flags.append("norm_outlier")
                 out.append(Activation(
-                    item=start + r, position=label, token_index=idx,
+                    item=item, position=label, token_index=idx,
                     token=tokenizer.convert_ids_to_tokens(ids[idx]),
                     vector=v if finite else None, norm=nrm, flags=flags, layer=layer,
                     hidden_state_index=hsi))
     return out
+
+
+class _Stop(Exception):
+    pass
+
+
+def _decoder_layers(model):
+    for cand in (getattr(model, "model", None), model):
+        layers = getattr(cand, "layers", None) if cand is not None else None
+        if layers is not None and hasattr(layers, "__len__"):
+            return layers
+    return None
+
+
+def _hidden_states(model, input_ids, mask, pos_ids, hsi: int, n_layers: int):
+    """``hidden_states[hsi]`` of the forward pass, stopping after block ``hsi - 1`` when the
+    architecture exposes its blocks (a forward hook captures the block output and aborts the
+    rest of the pass); the full pass with ``output_hidden_states`` otherwise."""
+    import torch
+
+    layers = _decoder_layers(model)
+    if layers is not None and 1 <= hsi < n_layers and len(layers) == n_layers:
+        got: dict = {}
+
+        def hook(_mod, _inp, output):
+            got["h"] = output[0] if isinstance(output, tuple) else output
+            raise _Stop
+
+        handle = layers[hsi - 1].register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                model(input_ids=input_ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        if "h" in got:
+            return got["h"]
+    with torch.no_grad():
+        res = model(input_ids=input_ids, attention_mask=mask, position_ids=pos_ids,
+                    output_hidden_states=True, use_cache=False)
+    return res.hidden_states[hsi]
 
 
 def load_causal_lm(path, device: str | None = None, dtype: str | None = None):

@@ -84,7 +84,8 @@ def run_ray(rec: NLARecord, todo: Sequence[tuple], positions: list[str], *, batc
     ds = ray.data.from_items([{"sample_id": int(s), "prompt": p or "", "reply": r or ""} for s, p, r in todo],
                              override_num_blocks=max(1, min(len(todo), actors * 4)))
     out = ds.map_batches(
-        _Worker, batch_size=batch_size, concurrency=max(1, actors), batch_format="numpy",
+        _Worker, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=max(1, actors)),
+        batch_format="numpy",
         fn_constructor_kwargs=dict(rec=dataclasses.asdict(rec), positions=positions, batch_size=batch_size,
                                    backend=backend, server=server, max_new_tokens=max_new_tokens,
                                    variance=variance, device=device),

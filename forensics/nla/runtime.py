@@ -328,6 +328,28 @@ def insert_explanations(ws, records: list[dict]) -> int:
     return len(records)
 
 
+_PROGRESS_COLS = ("nla_id", "sample_id", "position", "layer", "hidden_state_index", "dataset", "status",
+                  "n_explanations", "detail")
+
+
+def insert_progress(ws, prog: list[tuple]) -> None:
+    """Bulk insert ``explain_progress`` tuples (Arrow; DuckDB executemany is row-by-row slow)."""
+    if not prog:
+        return
+    import pyarrow as pa
+
+    types = [pa.string(), pa.int64(), pa.string(), pa.int32(), pa.int32(), pa.string(), pa.string(),
+             pa.int32(), pa.string()]
+    tbl = pa.table({c: pa.array([p[i] for p in prog], type=t) for i, (c, t) in enumerate(zip(_PROGRESS_COLS, types))})
+    name = f"_nla_prog_{id(tbl)}"
+    ws.con.register(name, tbl)
+    try:
+        ws.execute(f"INSERT INTO explain_progress ({', '.join(_PROGRESS_COLS)}) SELECT * FROM {name} "
+                   "ON CONFLICT DO NOTHING")
+    finally:
+        ws.con.unregister(name)
+
+
 def _row_record(r: ExplainedRow, rec: NLARecord, *, sample_id=None, anomaly_id=None, dataset=None) -> dict:
     owner = f"s{sample_id}" if sample_id is not None else f"a{anomaly_id}"
     return {"sample_id": sample_id, "anomaly_id": anomaly_id, "dataset": dataset, "nla_id": rec.name,
@@ -502,7 +524,7 @@ class DatasetRunStats:
 def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | None = None,
                     batch_size: int = 8, engine: str = "local", backend: str = "local",
                     server: str | None = None, device: str | None = None, variance: float | None = None,
-                    max_new_tokens: int = 200, actors: int = 1,
+                    max_new_tokens: int = 200, actors: int = 1, commit_every: int = 256,
                     on_batch: Callable[[DatasetRunStats, int], None] | None = None,
                     explainer: Explainer | None = None) -> DatasetRunStats:
     """Explain training samples of ``dataset`` into ``explanations`` (sample_id + dataset set).
@@ -510,7 +532,8 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
     Candidates are the first ``limit`` samples by ``sample_id``; those already done for this
     NLA, position and convention (``explain_progress``) are skipped, so re-runs are no-ops and
     a killed run resumes. Each batch commits atomically. ``on_batch(stats, total)`` is called
-    after every commit (the CLI draws progress with it).
+    after every commit (the CLI draws progress with it). The Ray engine groups results into
+    commits of up to ``commit_every`` samples (or every 5 s), the local engine commits each batch.
     """
     ws.require_dataset(dataset)
     rec = get_nla(ws, nla)
@@ -539,11 +562,30 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                 if var is None:
                     var, src = _estimate_dataset_variance(ws, rec, dataset, pos, device=device)
                 st.variance, st.variance_source = var, src
+                # group arriving results into larger commits: a DuckDB commit costs tens of ms
+                # (bench/nla.py), which would cap a many-GPU cluster's throughput
+                buf_ids: list[int] = []
+                buf_rows: dict[int, list[ExplainedRow]] = {}
+                buf_bad: dict[int, int] = {}
+                last = time.perf_counter()
+
+                def flush():
+                    nonlocal buf_ids, buf_rows, buf_bad, last
+                    if buf_ids:
+                        _commit_batch(ws, rec, dataset, pos, buf_ids, buf_rows, buf_bad, st)
+                        _tick(st, t0, on_batch, len(todo))
+                    buf_ids, buf_rows, buf_bad, last = [], {}, {}, time.perf_counter()
+
                 for batch_ids, rows_by_item, bad_items in run_ray(
                         rec, todo, pos, batch_size=batch_size, backend=backend, server=server,
                         max_new_tokens=max_new_tokens, actors=actors, variance=var, device=device):
-                    _commit_batch(ws, rec, dataset, pos, batch_ids, rows_by_item, bad_items, st)
-                    _tick(st, t0, on_batch, len(todo))
+                    base = len(buf_ids)
+                    buf_ids.extend(batch_ids)
+                    buf_rows.update({base + i: r for i, r in rows_by_item.items()})
+                    buf_bad.update({base + i: n for i, n in bad_items.items()})
+                    if len(buf_ids) >= commit_every or time.perf_counter() - last > 5.0:
+                        flush()
+                flush()
             else:
                 ex = explainer or Explainer(rec, backend=backend, server=server, device=device,
                                             max_new_tokens=max_new_tokens)
@@ -615,9 +657,7 @@ def _commit_batch(ws, rec, dataset, pos, sample_ids, rows_by_item, bad_items, st
         else:
             new = []
         n = insert_explanations(ws, new)
-        ws.executemany("INSERT INTO explain_progress (nla_id, sample_id, position, layer, hidden_state_index, "
-                       "dataset, status, n_explanations, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                       "ON CONFLICT DO NOTHING", prog)
+        insert_progress(ws, prog)
         return n, new
 
     n, new = _transaction(ws, write)
