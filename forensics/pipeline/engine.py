@@ -122,7 +122,11 @@ def _run_local(pipeline: Pipeline, load: Callable[[Any, int], Batch], pending: l
         return
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork")
+    # forkserver, not fork: the driver holds DuckDB, fastText and BLAS threads, and a child
+    # forked from a threaded parent can deadlock on a lock held by a thread that did not
+    # survive the fork (observed: ingest + pipeline in one process hung).
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["forensics.pipeline"])
     window = 2 * workers
     with ctx.Pool(workers, initializer=_init_worker, initargs=(steps,)) as pool:
         inflight: list = []

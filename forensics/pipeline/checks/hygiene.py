@@ -50,6 +50,10 @@ def looks_truncated(reply: str) -> str | None:
         return f"ends with the word {last!r}"
     if r.endswith("...") and len(r) > 200:
         return "ends with '...'"
+    words = r.split()
+    if (len(words) >= 8 and r[-1].isalnum() and "```" not in r and "\n" not in r
+            and sum(w[:1].isupper() for w in words) < 0.5 * len(words)):
+        return "prose ends mid-sentence (no closing punctuation)"
     return None
 
 
