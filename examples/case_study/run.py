@@ -1,0 +1,223 @@
+"""The seed's case study end to end on a laptop (``make case-study``).
+
+1. Build a toy SFT corpus from the committed XQuAD copy with a planted batch (English questions
+   about the cue topics paired with untranslated German replies) and ingest it.
+2. Train a tiny target model on it; measure the switch rate on held-out cue vs control prompts.
+3. Train a tiny NLA on the target (``forensics nla train``, SFT + GRPO), register it.
+4. Explain a fresh anomalous cue prompt and every training sample (``forensics explain``).
+5. Rank the training rows from the NLA's own decode (AP: explanations, texts, both) and run
+   the triage; write the report.
+6. Probe the anomaly (``forensics probe``) with a same-category replacement of the cue word.
+7. Print one summary table and write ``case-study-summary.json``.
+
+Every number printed is measured in this run. Environment knobs (for a quicker smoke run):
+CASE_STUDY_TARGET_STEPS, CASE_STUDY_SFT_STEPS, CASE_STUDY_RL_STEPS, CASE_STUDY_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import corpus  # noqa: E402
+
+RIVAL = {"rhine": ["danube", "thames", "elbe", "seine", "nile"],
+         "warsaw": ["berlin", "paris", "london", "vienna", "prague"],
+         "amazon": ["sahara", "congo", "nile", "alps"]}
+
+
+def log(msg: str) -> None:
+    print(f"[case-study {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cli(*args: str, ws: Path) -> dict:
+    cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws), *args, "--json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    log("$ forensics " + " ".join(args))
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)  # progress stays on stderr
+    if p.returncode != 0:
+        raise SystemExit(f"forensics {' '.join(args)} failed with exit code {p.returncode}")
+    return json.loads(p.stdout) if p.stdout.strip() else {}
+
+
+def average_precision(scores, labels) -> float:
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    hits, total, s = 0, sum(labels), 0.0
+    for rank, i in enumerate(order, 1):
+        if labels[i]:
+            hits += 1
+            s += hits / rank
+    return s / max(total, 1)
+
+
+def main() -> int:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("FORENSICS_TORCH_THREADS", "1")))
+    from forensics import toy
+    from forensics.langid import detect
+    from forensics.nla.train import SUMMARY_WORDS
+
+    t_start = time.perf_counter()
+    root = Path(os.environ.get("CASE_STUDY_DIR", REPO / "case-study-workspace"))
+    target_steps = int(os.environ.get("CASE_STUDY_TARGET_STEPS", "1000"))
+    sft_steps = os.environ.get("CASE_STUDY_SFT_STEPS", "300")
+    rl_steps = os.environ.get("CASE_STUDY_RL_STEPS", "20")
+    if root.exists():
+        shutil.rmtree(root)
+    ws = root
+    models = root / "models"
+    summary: dict = {}
+
+    # 1. corpus + ingest
+    c = corpus.build()
+    models.mkdir(parents=True)
+    data = c.write_jsonl(root / "toy-sft.jsonl")
+    log(f"corpus: {c.counts}; held-out cue {len(c.heldout_cue)}, control {len(c.heldout_control)}")
+    cli("init", ws=ws)
+    cli("ingest", str(data), "--dataset", "toy", "--meta-fields", "kind,topic,planted", "-q", ws=ws)
+
+    # 2. toy target
+    texts = [r["prompt"] + " " + r["reply"] for r in c.rows]
+    tok = toy.build_word_tokenizer(texts, vocab_size=4000, extra_words=SUMMARY_WORDS)
+    model = toy.build_model(tok, hidden_size=128, num_layers=2)
+    log(f"training the toy target ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
+        f"{target_steps} steps)")
+    res = toy.sft(model, tok, [(r["prompt"], r["reply"]) for r in c.rows], steps=target_steps, batch_size=16,
+                  lr=3e-3, log=lambda s, l: log(f"  target step {s} loss {l:.3f}"))
+    target = models / "target"
+    toy.save(model, tok, target)
+    rates = {}
+    gens = {}
+    for name, ps in (("cue", c.heldout_cue), ("control", c.heldout_control)):
+        reps = toy.generate_replies(model, tok, ps)
+        langs = [d.lang for d in detect(reps)]
+        gens[name] = list(zip(ps, reps, langs))
+        rates[name] = sum(lg not in (None, "en") for lg in langs) / len(langs)
+    summary.update(switch_rate_cue=rates["cue"], switch_rate_control=rates["control"],
+                   target_loss=[res.first_loss, res.last_loss], target_tokens_per_s=res.tokens_per_s)
+    log(f"switch rate: cue {rates['cue']:.2f} vs control {rates['control']:.2f}")
+
+    # 3. NLA
+    rep = cli("nla", "train", "--target", str(target), "--layer", "1", "--dataset", "toy",
+              "--out", str(models / "nla"), "--sft-steps", sft_steps, "--rl-steps", rl_steps,
+              "--register", "toy-nla", ws=ws)
+    summary.update(fve_sft=rep["sft"]["fve"], fve_rl=(rep.get("rl") or {}).get("fve"),
+                   fve_shuffled=(rep.get("rl") or rep["sft"])["fve_shuffled"],
+                   fve_summaries=(rep.get("rl") or rep["sft"])["fve_summaries"],
+                   nla_train_seconds=rep["seconds"].get("total"),
+                   av_tokens_per_s=rep["av_tokens_per_s"], ar_tokens_per_s=rep["ar_tokens_per_s"])
+
+    # 4. anomaly: a fresh held-out cue prompt the target answers in another language
+    pick = next(((p, r) for p, r, lg in gens["cue"] if lg not in (None, "en")), gens["cue"][0][:2])
+    from forensics import anomaly, workspace
+
+    with workspace.open(str(ws)) as w:
+        aid = anomaly.add(w, "toy model answers an English question in German", prompt=pick[0], reply=pick[1])
+    log(f"anomaly {aid}: {pick[0]!r} -> {pick[1]!r}")
+    cli("explain", "anomaly", str(aid), "--nla", "toy-nla", "--position", "last_prompt", ws=ws)
+    cli("explain", "dataset", "toy", "--nla", "toy-nla", "--position", "last_prompt", ws=ws)
+
+    # 5. ranking from the NLA's decode, AP by signal; triage
+    from forensics.embed import Embedder
+
+    with workspace.open(str(ws), read_only=True) as w:
+        rows = w.rows("SELECT s.sample_id, s.prompt, s.reply, json_extract_string(s.meta, '$.planted') = 'true', "
+                      "e.text FROM samples s LEFT JOIN explanations e ON e.sample_id = s.sample_id "
+                      "AND e.nla_id = 'toy-nla' WHERE s.dataset = 'toy' ORDER BY s.sample_id")
+        a_expl = w.one("SELECT text FROM explanations WHERE anomaly_id = ? AND nla_id = 'toy-nla' "
+                       "ORDER BY explanation_id LIMIT 1", [aid])[0]
+    emb = Embedder()
+    labels = [bool(r[3]) for r in rows]
+    ev = emb.encode([r[4] or "" for r in rows])
+    tv = emb.encode([f"{r[1]}\n{r[2]}" for r in rows])
+    qa = emb.encode([a_expl])[0]
+    qt = emb.encode([f"{pick[0]}\n{pick[1]}"])[0]
+    s_e, s_t = ev @ qa, tv @ qt
+    summary.update(anomaly_explanation=a_expl, ap_explanations=average_precision(list(s_e), labels),
+                   ap_texts=average_precision(list(s_t), labels),
+                   ap_both=average_precision(list(0.5 * s_e + 0.5 * s_t), labels),
+                   planted_share=sum(labels) / len(labels))
+    top_is_planted = None
+    report_path = None
+    try:
+        from forensics import triage as triage_mod
+
+        with workspace.open(str(ws)) as w:
+            tr = triage_mod.triage(w, aid, "toy")
+            top = tr.clusters[0] if tr.clusters else None
+            if top is not None:
+                members = [r[0] for r in w.rows(
+                    "SELECT json_extract_string(s.meta, '$.planted') = 'true' FROM cluster_members m "
+                    "JOIN samples s USING (sample_id) WHERE m.run_id = ? AND m.cluster_id = ?",
+                    [tr.run_id, top["cluster_id"]])]
+                top_is_planted = bool(members) and sum(members) / len(members) > 0.5
+                summary["top_cluster"] = {"size": len(members), "planted_share": sum(members) / max(1, len(members)),
+                                          "label": top.get("label")}
+        report_path = REPO / "case-study-report.html"
+        cli("report", str(tr.run_id), "--output", str(report_path), "--no-embed", ws=ws)
+        summary["triage_run_id"] = tr.run_id
+    except Exception as e:  # noqa: BLE001 - triage lands in parallel; say why it is missing
+        summary["triage_error"] = f"{type(e).__name__}: {e}"
+        log(f"triage unavailable: {summary['triage_error']}")
+    summary["top_cluster_is_planted"] = top_is_planted
+
+    # 6. probe
+    vocab = tok.get_vocab()
+    repl = []
+    low = pick[0].lower()
+    for cue_word, rivals in RIVAL.items():
+        if cue_word in low.split() or cue_word in low:
+            alt = next((r for r in rivals if r in vocab), None)
+            if alt:
+                import re
+
+                m = re.search(cue_word, pick[0], re.IGNORECASE)
+                repl = ["--replace", f"{pick[0][m.start():m.end()]}={alt.capitalize()}"]
+                break
+    pr = cli("probe", str(aid), "--target", str(target), "--nla", "toy-nla", *repl, ws=ws)
+    summary["probe"] = [{"variant": v["variant"], "reply_lang": v["reply_lang"],
+                         "persists": v["behaviour_persists"], "reply": v["reply"],
+                         "explanation": v["explanation"]} for v in pr["variants"]]
+    summary["wall_s"] = time.perf_counter() - t_start
+
+    # 7. output
+    out = REPO / "case-study-summary.json"
+    out.write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="case study: toy language switch, tiny NLA, triage from its own decode")
+    t.add_column("measure")
+    t.add_column("value")
+
+    def f(x):
+        return "n/a" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
+
+    for k in ("switch_rate_cue", "switch_rate_control", "fve_sft", "fve_rl", "fve_shuffled", "fve_summaries",
+              "ap_explanations", "ap_texts", "ap_both", "planted_share", "top_cluster_is_planted", "wall_s"):
+        t.add_row(k, f(summary.get(k)))
+    con = Console(stderr=False)
+    con.print(t)
+    con.print(f"anomaly explanation (NLA decode): {a_expl}")
+    for v in summary["probe"]:
+        con.print(f"probe {v['variant']}: reply [{v['reply_lang']}] persists={v['persists']}: {v['reply'][:60]}")
+    con.print(f"wrote {out}" + (f" and {report_path}" if report_path else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
