@@ -39,3 +39,30 @@ def test_ray_engine_matches_local(ray_session, template_ws, tmp_path):
         b = ws.rows(q, [rayr.pipeline_run_id])
     assert a and a == b
     assert rayr.findings == local.findings and rayr.rows == local.rows
+
+
+def test_parquet_reader_and_writer_same_on_ray(ray_session, template_ws, tmp_path):
+    """The cluster layout: Parquet in, Parquet out, workers read their own slices."""
+    import pyarrow.parquet as pq
+
+    from forensics.pipeline import ReadParquet, WriteParquet
+
+    ws_dir = tmp_path / "ws"
+    shutil.copytree(template_ws, ws_dir)
+    with forensics.open(ws_dir) as ws:
+        tbl = ws.con.sql("SELECT sample_id, row_id, prompt, reply, content_hash, prompt_lang, "
+                         "prompt_lang_conf, reply_lang, reply_lang_conf FROM samples "
+                         "ORDER BY sample_id").arrow()
+        tbl = tbl.read_all() if hasattr(tbl, "read_all") else tbl
+        (tmp_path / "in").mkdir()
+        pq.write_table(tbl.slice(0, 150), tmp_path / "in" / "a.parquet")
+        pq.write_table(tbl.slice(150), tmp_path / "in" / "b.parquet")
+        res = {}
+        for eng in ("local", "ray"):
+            p = Pipeline([ReadParquet(path=str(tmp_path / "in")), HygieneCheck(), DuplicatesCheck(),
+                          WriteParquet(path=str(tmp_path / f"out-{eng}"))], name="pq")
+            r = run_pipeline(ws, p, "shared-train", engine=eng, workers=2, batch_size=70)
+            res[eng] = ws.sql(
+                f"SELECT \"check\", sample_id, severity, score, detail, group_id FROM read_parquet("
+                f"'{tmp_path}/out-{eng}/run-{r.pipeline_run_id}/*.parquet') ORDER BY ALL").rows()
+    assert res["local"] and res["local"] == res["ray"]

@@ -152,6 +152,27 @@ def _run_local(pipeline: Pipeline, load: Callable[[Any, int], Batch], pending: l
             yield res, load_t.pop(res.batch_id, 0.0)
 
 
+def _ray_read_fn(steps: list[Step], reader: Step):
+    """Ray task for readers that workers can reach themselves (Parquet on shared storage):
+    the input rows are batch REFERENCES; each task loads its own slice."""
+
+    def fn(table):
+        import pyarrow as pa
+
+        out_ids, out_rows, out_blobs = [], [], []
+        for bid, ref in zip(table.column("batch_id").to_pylist(), table.column("ref").to_pylist()):
+            b = reader.load(None, None, tuple(json.loads(ref)), int(bid))
+            res = process_batch(steps, b)
+            out_ids.append(res.batch_id)
+            out_rows.append(res.rows_in)
+            out_blobs.append(pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
+        return pa.table({"batch_id": pa.array(out_ids, pa.int64()),
+                         "rows": pa.array(out_rows, pa.int64()),
+                         "result": pa.array(out_blobs, pa.binary())})
+
+    return fn
+
+
 def _ray_fn(steps: list[Step]):
     def fn(table):
         import pyarrow as pa
@@ -224,17 +245,28 @@ def _run_ray(pipeline: Pipeline, load_arrow: Callable[[Any], Any], pending: list
             ctx.enable_operator_progress_bars = False
         if not pending:
             return
+        from .steps import ReadParquet
+
         t = time.perf_counter()
-        tables = []
         expected: dict[int, int] = {}
-        for bid, ref in pending:
-            tb = load_arrow(ref)
-            expected[bid] = len(tb)
-            tables.append(tb.append_column("__batch_id", pa.array([bid] * len(tb), pa.int64())))
+        conc = max(1, workers) if not address else None
+        if isinstance(pipeline.reader, ReadParquet):
+            # workers read their own slices from shared storage; the driver only plans
+            items = [{"batch_id": bid, "ref": json.dumps(list(ref))} for bid, ref in pending]
+            expected = {bid: int(ref[2]) for bid, ref in pending}
+            ds = ray.data.from_items(items).map_batches(
+                _ray_read_fn(pipeline.middle, pipeline.reader), batch_size=1,
+                batch_format="pyarrow", num_cpus=1, concurrency=conc)
+        else:
+            tables = []
+            for bid, ref in pending:
+                tb = load_arrow(ref)
+                expected[bid] = len(tb)
+                tables.append(tb.append_column("__batch_id", pa.array([bid] * len(tb), pa.int64())))
+            ds = ray.data.from_arrow(tables).map_batches(
+                _ray_fn(pipeline.middle), batch_size=None, batch_format="pyarrow",
+                num_cpus=1, concurrency=conc)
         lt = (time.perf_counter() - t) / max(1, len(pending))
-        ds = ray.data.from_arrow(tables).map_batches(
-            _ray_fn(pipeline.middle), batch_size=None, batch_format="pyarrow",
-            num_cpus=1, concurrency=max(1, workers) if not address else None)
         partial: dict[int, BatchResult] = {}
         for out in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             for blob in out.column("result").to_pylist():
