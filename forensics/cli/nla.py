@@ -227,7 +227,8 @@ def register(main: click.Group) -> None:
         else:
             console.print(
                 f"{st.explanations_stored} explanations for {st.samples_processed} samples "
-                f"({st.skipped_done} already done) in {st.seconds} s: {st.explanations_per_s} expl/s, "
+                f"({st.skipped_done} already done) in {st.seconds} s ({st.setup_seconds} s loading): "
+                f"{st.explanations_per_s} expl/s, "
                 f"{st.tokens_per_s} generated tokens/s; truncated {st.truncated}, non-finite {st.non_finite}; "
                 f"variance {st.variance} ({st.variance_source})")
 
