@@ -105,13 +105,16 @@ def _init_worker(steps: list[Step]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _work(batch: Batch) -> BatchResult:
-    return process_batch(_WORKER_STEPS, batch)
+def _work(batch_id: int, table) -> BatchResult:
+    # the driver ships Arrow (cheap to pickle: raw buffers) and the worker converts to
+    # Python lists, keeping the single-threaded driver off the critical path
+    return process_batch(_WORKER_STEPS, Batch(batch_id, table.to_pydict()))
 
 
 # --------------------------------------------------------------------------- executors
 def _run_local(pipeline: Pipeline, load: Callable[[Any, int], Batch], pending: list,
-               workers: int) -> Iterator[tuple[BatchResult, float]]:
+               workers: int, load_arrow: Callable[[Any], Any] | None = None
+               ) -> Iterator[tuple[BatchResult, float]]:
     steps = pipeline.middle
     if workers <= 1:
         for bid, ref in pending:
@@ -139,9 +142,9 @@ def _run_local(pipeline: Pipeline, load: Callable[[Any, int], Batch], pending: l
             except StopIteration:
                 return False
             t = time.perf_counter()
-            b = load(ref, bid)
+            tb = load_arrow(ref)
             load_t[bid] = time.perf_counter() - t
-            inflight.append(pool.apply_async(_work, (b,)))
+            inflight.append(pool.apply_async(_work, (bid, tb)))
             return True
 
         while len(inflight) < window and submit():
@@ -417,7 +420,7 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
     try:
         if engine == "local":
             it = _run_local(pipeline, lambda ref, bid: reader.load(ws, dataset, ref, bid),
-                            pending, workers)
+                            pending, workers, lambda ref: reader.load_arrow(ws, dataset, ref))
         else:
             it = _run_ray(pipeline, lambda ref: reader.load_arrow(ws, dataset, ref), pending,
                           workers, ray_address)

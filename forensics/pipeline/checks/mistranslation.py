@@ -24,6 +24,21 @@ from ... import features
 from ..core import Batch, Finding, Step, register
 
 _WORD = re.compile(r"[^\W\d_]+")
+# scripts written without spaces: count characters, not space-separated runs
+_NOSPACE = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
+
+
+def _eff_len(text: str) -> int:
+    """Length for the min_chars test; a CJK character carries about two Latin characters
+    of information for language id."""
+    t = text.strip()
+    return len(t) + len(_NOSPACE.findall(t))
+
+
+def n_words(text: str) -> int:
+    """Word count that also works for Chinese/Japanese/Thai (about 2 characters a word)."""
+    ns = len(_NOSPACE.findall(text))
+    return len(_WORD.findall(_NOSPACE.sub(" ", text))) + ns // 2
 
 
 def _entity_like(reply: str) -> bool:
@@ -106,12 +121,12 @@ class MistranslationCheck(Step):
             if not pl or not rl or features.same_language(pl, rl):
                 continue
             p, r = P[i] or "", R[i] or ""
-            if len(p.strip()) < self.min_chars or len(r.strip()) < self.min_chars:
+            if _eff_len(p) < self.min_chars or _eff_len(r) < self.min_chars:
                 continue
             pc, rc = PC[i] or 0.0, RC[i] or 0.0
             if pc < self.min_conf or rc < self.min_conf:
                 continue
-            if len(_WORD.findall(r)) < self.min_words or _entity_like(r) or _copied(p, r):
+            if n_words(r) < self.min_words or _entity_like(r) or _copied(p, r):
                 continue
             b = features.behaviour(p, r, pl, rl)
             if not b["unrequested_switch"]:
