@@ -353,3 +353,23 @@ def test_ar_is_truncated_target_plus_value_head(loaded, arch):
     assert torch.allclose(ar.predict(texts[:1], batch_size=1)[0], pred[0], atol=1e-5)
     mse, cos, _ = score(pred, torch.randn(3, 64), ar.mse_scale)
     assert torch.allclose(mse, 2 * (1 - cos), atol=1e-5)
+
+
+def test_nla_without_ar_stores_unscored_explanations(nlas, tmp_path):
+    """An AV-only NLA is usable: explanations are stored with NULL mse/cos/fve, and the layer
+    comes from the AV sidecar's extraction.layer."""
+    import forensics
+    from forensics.nla.runtime import Explainer, explain_anomaly, register_nla
+
+    n = nlas["llama"]
+    with forensics.init(tmp_path / "ws") as ws:
+        rec, status = register_nla(ws, "av-only", n.av, n.target)
+        assert status == "added" and rec.ar_path is None and rec.layer == 2 and rec.hidden_state_index == 3
+        aid = ws.next_id("anomaly_id_seq")
+        ws.execute("INSERT INTO anomalies (anomaly_id, title, prompt, reply) VALUES (?, 't', 'Hello there?', 'Hi.')",
+                   [aid])
+        res = explain_anomaly(ws, aid, "av-only", ["last_prompt"], explainer=Explainer(rec, max_new_tokens=4))
+        assert res["stored"] == 1 and res["variance"] is None
+        row = ws.one("SELECT mse, cos, fve, layer, hidden_state_index, nla_id FROM explanations WHERE anomaly_id = ?",
+                     [aid])
+        assert row == (None, None, None, 2, 3, "av-only")
