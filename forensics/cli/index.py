@@ -113,8 +113,10 @@ def register(main: click.Group) -> None:
     @handle_errors
     def status_cmd(obj: Ctx, dataset: str | None, as_json: bool) -> None:
         """Each index with its state: fresh, stale, missing file or corrupt."""
-        from .. import index
+        from rich.markup import escape as esc
         from rich.table import Table
+
+        from .. import index
 
         with obj.open(read_only=True) as ws:
             sts = index.status(ws, dataset)
@@ -129,9 +131,9 @@ def register(main: click.Group) -> None:
         for c in ("dataset", "field", "state", "rows", "now", "type", "model", "built_at", "detail"):
             t.add_column(c)
         for s in sts:
-            t.add_row(s.dataset, s.field, f"[{colour.get(s.state, 'red')}]{s.state}[/]",
+            t.add_row(esc(s.dataset), s.field, f"[{colour.get(s.state, 'red')}]{s.state}[/]",
                       str(s.rows or ""), str(s.current_rows or ""), s.index_type or "",
-                      s.model_id or "", s.built_at or "", s.detail)
+                      esc(s.model_id or ""), s.built_at or "", esc(s.detail))
         console.print(t)
 
     @index_group.command("verify")
@@ -180,6 +182,7 @@ def register(main: click.Group) -> None:
     def search_cmd(obj: Ctx, texts: tuple[str, ...], dataset: str, field: str, k: int,
                    device: str | None, as_json: bool) -> None:
         """Nearest rows of a dataset to TEXT (several TEXTs are searched as one batch)."""
+        from rich.markup import escape as esc
         from rich.table import Table
 
         from .. import index
@@ -198,7 +201,7 @@ def register(main: click.Group) -> None:
             return s if len(s) <= n else s[: n - 1] + "…"
 
         for q, hits in zip(texts, results):
-            t = Table(title=f"{dataset}/{field}: {snip(q, 60)}")
+            t = Table(title=esc(f"{dataset}/{field}: {snip(q, 60)}"))
             cols = ["rank", "score", "row_id", "prompt", "reply"]
             if field == "explanation":
                 cols.insert(3, "explanation")
@@ -209,6 +212,6 @@ def register(main: click.Group) -> None:
                 if field == "explanation":
                     cells.append(snip(h.text))
                 cells += [snip(h.prompt), snip(h.reply)]
-                # rich markup off: training text is hostile input
-                t.add_row(*[c.replace("[", "\\[") for c in cells])
+                # training text is hostile input: never interpret it as rich markup
+                t.add_row(*[esc(c) for c in cells])
             console.print(t)
