@@ -598,14 +598,21 @@ def _parse_sql(opts: IngestOptions) -> tuple[str, list[Any]]:
     sql = f"""
 WITH d AS MATERIALIZED (
     SELECT line_no, raw, try(decode(raw)) AS line FROM _raw
-), v AS MATERIALIZED (
-    SELECT line_no, raw, line,
+), v0 AS (
+    SELECT line_no, line IS NULL AS bad_utf8,
            CASE WHEN line IS NOT NULL THEN try(json_extract(line, ?::VARCHAR[])) END AS e,
            octet_length(raw) > ? AS too_big,
-           left(ltrim(line, {ws}), 1) = '{{' AS is_obj
+           left(ltrim(line, {ws}), 1) = '{{' AS is_obj,
+           line
     FROM d
+), v AS MATERIALIZED (
+    -- stages carry no copy of the raw line (it is joined back at the end): intermediate
+    -- data stays ~one copy of the texts per batch
+    SELECT * EXCLUDE (line) FROM v0
+    -- blank lines are skipped; only unparsable lines pay for the regex
+    WHERE e IS NOT NULL OR line IS NULL OR regexp_matches(line, '[^\\s]')
 ), f AS MATERIALIZED (
-    SELECT line_no, raw, line, too_big,
+    SELECT line_no, bad_utf8, too_big,
            e IS NOT NULL AS valid, e IS NOT NULL AND is_obj AS obj,
            json_extract_string(e[1], '$') AS id_val,
            json_type(e[2]) AS p_type, json_type(e[3]) AS r_type,
@@ -616,8 +623,6 @@ WITH d AS MATERIALIZED (
            CASE WHEN json_type(e[4]) = 'ARRAY' THEN e[4] ELSE e[5] END AS chat_json,
            {meta_expr} AS meta
     FROM v
-    -- blank lines are skipped; only unparsable lines pay for the (slow) trim
-    WHERE e IS NOT NULL OR line IS NULL OR regexp_matches(line, '[^\\s]')
 ), c AS MATERIALIZED (
     SELECT * EXCLUDE (chat_json),
            CASE WHEN obj AND p_type IS NULL AND chat_key IS NOT NULL
@@ -634,19 +639,20 @@ WITH d AS MATERIALIZED (
               CASE WHEN is_chat THEN coalesce(a_turn.content, a_turn.value) END AS a_content
     FROM t
 ), x AS MATERIALIZED (
-    SELECT * EXCLUDE (u_content, a_content),
+    SELECT * EXCLUDE (u_content, a_content, p_flat, r_flat, u_turn, a_turn),
+           u_turn IS NULL AS no_user, a_turn IS NULL AS no_asst,
            CASE WHEN is_chat THEN {_turn_text('u_content')} ELSE p_flat END AS prompt,
            CASE WHEN is_chat THEN {_turn_text('a_content')} ELSE r_flat END AS reply
     FROM u
 ), y AS MATERIALIZED (
     SELECT *,
        CASE
-         WHEN line IS NULL THEN 'invalid_utf8'
+         WHEN bad_utf8 THEN 'invalid_utf8'
          WHEN too_big THEN 'oversize'
          WHEN NOT valid THEN 'malformed_json'
          WHEN NOT obj THEN 'not_an_object'
          WHEN p_type IS NULL AND chat_key IS NOT NULL AND turns IS NULL THEN 'malformed_chat'
-         WHEN is_chat AND (u_turn IS NULL OR a_turn IS NULL) THEN 'missing_field'
+         WHEN is_chat AND (no_user OR no_asst) THEN 'missing_field'
          WHEN NOT is_chat AND (p_type IS NULL OR p_type = 'NULL'
                                OR r_type IS NULL OR r_type = 'NULL') THEN 'missing_field'
          WHEN prompt IS NULL OR reply IS NULL THEN 'wrong_type'
@@ -654,8 +660,8 @@ WITH d AS MATERIALIZED (
          WHEN length(prompt) > ? OR length(reply) > ? THEN 'oversize'
        END AS reason,
        CASE
-         WHEN line IS NULL OR too_big OR NOT valid OR NOT obj THEN 'p0'
-         WHEN is_chat THEN CASE WHEN u_turn IS NULL OR prompt IS NULL OR NOT regexp_matches(prompt, '[^\\s]')
+         WHEN bad_utf8 OR too_big OR NOT valid OR NOT obj THEN 'p0'
+         WHEN is_chat THEN CASE WHEN no_user OR prompt IS NULL OR NOT regexp_matches(prompt, '[^\\s]')
                                      OR length(prompt) > ? THEN 'cu' ELSE 'ca' END
          WHEN p_type IS NULL AND chat_key IS NOT NULL AND turns IS NULL THEN 'cm'
          WHEN p_type IS NULL OR p_type = 'NULL' THEN 'p'
@@ -668,8 +674,8 @@ WITH d AS MATERIALIZED (
        END AS fcode
     FROM x
 )
-SELECT line_no,
-       coalesce(id_val, ? || ':' || CAST(line_no AS VARCHAR)) AS row_id,
+SELECT y.line_no,
+       coalesce(id_val, ? || ':' || CAST(y.line_no AS VARCHAR)) AS row_id,
        prompt, reply,
        line AS record,
        meta,
@@ -686,7 +692,7 @@ SELECT line_no,
        CASE WHEN reason IS NULL THEN NULL
             WHEN line IS NULL THEN left(CAST(raw AS VARCHAR), {RAW_LIMIT})
             ELSE left(line, {RAW_LIMIT}) END AS raw_text
-FROM y
+FROM y JOIN d ON d.line_no = y.line_no
 """
     max_bytes = opts.max_chars * 4 + 1_000_000
     params: list[Any] = [paths, max_bytes]

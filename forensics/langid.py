@@ -122,11 +122,16 @@ class LanguageIdentifier:
                 continue
             line = t.replace("\n", " ").replace("\r", " ") + "\n"
             best = None
-            for prob, label in predict(line, k, 0.0, "replace"):
-                code = label[9:]
-                code = _FASTTEXT_ALIASES.get(code, code)
-                if cands is None or code in cands:
-                    best = (code, min(float(prob), 1.0))
+            # top-1 first (the library's own cost); only when it falls outside the candidate
+            # set look at the top 5 -- keeps the common path as fast as a bare predict
+            for kk in ((1, k) if k > 1 else (1,)):
+                for prob, label in predict(line, kk, 0.0, "replace"):
+                    code = label[9:]
+                    code = _FASTTEXT_ALIASES.get(code, code)
+                    if cands is None or code in cands:
+                        best = (code, min(float(prob), 1.0))
+                        break
+                if best is not None:
                     break
             if best is None:
                 append(none)
