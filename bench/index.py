@@ -245,6 +245,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=["embed", "ann", "multilingual"])
     ap.add_argument("--out", default=None, help="write results as JSON here")
+    ap.add_argument("--sizes", default=None, help="comma-separated ANN sizes (clustered data only)")
+    ap.add_argument("--kinds", default=None, help="comma-separated index types for --sizes")
     a = ap.parse_args()
     import faiss
 
@@ -253,7 +255,11 @@ def main() -> None:
     if a.only in (None, "embed"):
         results["embed"] = bench_embed(500 if a.quick else 3000)
     if a.only in (None, "ann"):
-        if a.quick:
+        if a.sizes:
+            sizes, gauss = [int(x) for x in a.sizes.split(",")], None
+            chosen = (a.kinds or "flat,ivf-sq8").split(",")
+            kinds = lambda n, d: [k for k in chosen if not (k == "flat" and n > 200_000)]  # noqa: E731
+        elif a.quick:
             sizes, gauss = [10_000, 50_000], None
             kinds = lambda n, d: ["flat", "ivf-sq8", "hnsw-sq8"]  # noqa: E731
         else:
