@@ -281,3 +281,18 @@ def test_python_api(tmp_path):
         s = ingest(ws, [f], "api", meta_fields=["source"], progress=False)
         assert isinstance(s, IngestSummary) and s.rows_added == 3 and s.ok
         assert ws.sql("SELECT count(*) AS n FROM samples")["n"].to_list() == [3]
+
+
+def test_broken_files_fail_alone_with_exit_2(ws_path, cli, tmp_path):
+    arr = tmp_path / "broken.json"
+    arr.write_text('[{"id": 1, "prompt": "a b", "reply": "c d"}, {"id": 2,')
+    gz = tmp_path / "trunc.jsonl.gz"
+    gz.write_bytes(gzip.compress(json.dumps(GOOD[0]).encode() * 50)[:30])
+    good = write_jsonl(tmp_path / "good.jsonl", GOOD)
+    r = cli("ingest", arr, gz, good, "--dataset", "d", "--json", workspace=ws_path, check=False)
+    assert r.returncode == 2 and "broken.json" in r.stderr and "trunc.jsonl.gz" in r.stderr
+    out = r.json()
+    assert out["files_failed"] == 2 and out["rows_added"] == 3
+    assert out["rejects_by_reason"]["unreadable_file"] == 2
+    assert [f["error"] is None for f in out["files"]] == [False, False, True]
+    assert q(ws_path, "SELECT count(*) FROM rejects WHERE reason = 'unreadable_file' AND line IS NULL")[0][0] == 2
