@@ -321,7 +321,7 @@ def _map(ws: "Workspace", run: dict, anomaly: dict, clusters: list[dict],
     if xy.shape[1] < 2:
         xy = np.hstack([xy, np.zeros((len(xy), 2 - xy.shape[1]))])
     anomaly_xy = None
-    avec = _anomaly_vector(ws, dataset, anomaly, source) if embed else None
+    avec = _anomaly_vector(ws, dataset, anomaly, source, embed)
     if avec is not None:
         anomaly_xy = (avec.astype(np.float64) - mean) @ comps.T
     # robust bounds (0.5th-99.5th percentile, widened 4%): one outlier must not squash the
@@ -394,24 +394,36 @@ def _trigram_vectors(texts: list[str], dim: int = 512) -> np.ndarray:
     return out / np.where(n > 0, n, 1.0)
 
 
-def _anomaly_vector(ws: "Workspace", dataset: str, anomaly: dict, source: str) -> np.ndarray | None:
-    """The anomaly's prompt + reply in the same space (a star on the map), when the map uses an
-    index or embedder (never for the trigram fallback)."""
-    text = f"{anomaly.get('prompt') or ''}\n\n{anomaly.get('reply') or ''}".strip()
-    if not text or source.startswith("hashed"):
+def _anomaly_vector(ws: "Workspace", dataset: str, anomaly: dict, source: str,
+                    embed: bool = True) -> np.ndarray | None:
+    """The anomaly in the map's space (a star), when the map uses an index or embedder.
+
+    Why the cache first: triage already embedded the anomaly's prompt and reply with the
+    index's model, so their vectors are usually in ``embedding_cache`` and the page needs no
+    model load; only on a miss (and with ``embed``) is the model loaded."""
+    prompt, reply = anomaly.get("prompt") or "", anomaly.get("reply") or ""
+    pair = f"{prompt}\n\n{reply}".strip()
+    if not pair or source.startswith("hashed"):
         return None
     try:
+        from .embed import _cache_lookup, embed_texts, text_hash
+
         if source.startswith("the "):
             from .index import open_index
 
-            fld = source.split()[1]
-            oi = open_index(ws, dataset, fld, allow_stale=True)
-            from .embed import embed_texts
-
-            return embed_texts(ws, [text], oi.embedder())[0]
-        from .embed import embed_texts
-
-        return embed_texts(ws, [text])[0]
+            oi = open_index(ws, dataset, source.split()[1], allow_stale=True)
+            model_id, dim = oi.manifest.model_id, oi.manifest.dim
+        else:
+            oi, model_id, dim = None, None, None
+        if model_id is not None:
+            for texts in ([pair], [t for t in (prompt, reply) if t.strip()]):
+                found = _cache_lookup(ws, model_id, [text_hash(t) for t in texts], dim)
+                if len(found) == len(texts):
+                    v = np.mean(list(found.values()), axis=0)
+                    return v / (np.linalg.norm(v) or 1.0)
+        if not embed:
+            return None
+        return embed_texts(ws, [pair], oi.embedder() if oi is not None else None)[0]
     except Exception:  # noqa: BLE001 - the star is decoration; never fail the report on it
         return None
 
