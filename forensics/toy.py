@@ -132,7 +132,7 @@ def sft(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 600, ba
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        v = float(loss)
+        v = float(loss.detach())
         ema = v if ema is None else 0.9 * ema + 0.1 * v
         if step == 0:
             first = v

@@ -48,7 +48,7 @@ def trained(tiny_target, tmp_path_factory):
     target, items = tiny_target
     out = tmp_path_factory.mktemp("nla")
     langs = [("en", "de" if i % 2 else "en") for i in range(len(items))]
-    cfg = TrainConfig(layer=1, sft_steps=120, rl_steps=4, batch_size=16, rl_batch=2, rl_group=3,
+    cfg = TrainConfig(layer=1, sft_steps=200, rl_steps=4, batch_size=16, rl_batch=2, rl_group=3,
                       max_new_tokens=24, av_lr=5e-3, ar_lr=5e-3, heldout_frac=0.25, seed=0)
     rep = train_nla(target, items, out, cfg, langs=langs)
     return target, out, rep

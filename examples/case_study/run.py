@@ -128,8 +128,8 @@ def main() -> int:
     with workspace.open(str(ws)) as w:
         aid = anomaly.add(w, "toy model answers an English question in German", prompt=pick[0], reply=pick[1])
     log(f"anomaly {aid}: {pick[0]!r} -> {pick[1]!r}")
-    cli("explain", "anomaly", str(aid), "--nla", "toy-nla", "--position", "last_prompt", ws=ws)
-    cli("explain", "dataset", "toy", "--nla", "toy-nla", "--position", "last_prompt", ws=ws)
+    cli("explain", "anomaly", str(aid), "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "48", ws=ws)
+    cli("explain", "dataset", "toy", "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "48", ws=ws)
 
     # 5. ranking from the NLA's decode, AP by signal; triage
     from forensics.embed import Embedder
