@@ -47,6 +47,12 @@ def mojibake(s: str) -> str:
     return s.encode("utf-8").decode("cp1252", errors="replace")
 
 
+def inherit(labels: dict, src: str, dst: str, kinds) -> None:
+    for k in kinds:
+        if src in labels[k]:
+            labels[k].add(dst)
+
+
 def build_rows(n: int, seed: int = 0) -> tuple[list[dict], dict[str, set]]:
     """Realistic rows at scale: XQuAD questions + context sentences recombined so that rows
     are mostly distinct; planted defects with labels."""
@@ -82,12 +88,16 @@ def build_rows(n: int, seed: int = 0) -> tuple[list[dict], dict[str, set]]:
             p, r = src["prompt"], src["reply"]
             labels["exact"].add(rid)
             labels["exact"].add(src["id"])
+            inherit(labels, src["id"], rid, ("mojibake", "control", "echo", "truncated", "switch"))
         elif u < 0.95 and rows:                       # near duplicate: small edits
             src = rng.choice(rows[-500:])
             p = src["prompt"].replace("the ", "The ", 1) + " "
             r = src["reply"].rstrip(".") + "!"
             labels["near"].add(rid)
             labels["near"].add(src["id"])
+            # a copy of a defective row carries the defect (truncation/echo may be undone by
+            # the edit, so only encoding damage and switches are inherited)
+            inherit(labels, src["id"], rid, ("mojibake", "control", "switch"))
         elif u < 0.96:
             p, r = e.question, mojibake(e.sentence + " — café “quoted”")
             labels["mojibake"].add(rid)
@@ -137,9 +147,14 @@ def near_quality(ws, run_id, rows, planted: set, threshold: float = 0.7) -> dict
     for rid, g in got:
         groups.setdefault(g, []).append(rid)
     ok = 0
+    checked = 0
+    rng = random.Random(5)
     for g, members in groups.items():
+        # verify a bounded sample per group (groups can hold thousands of rows)
+        sample = members if len(members) <= 20 else rng.sample(members, 20)
         shs = {m: sh(text[m]) for m in members}
-        for m in members:
+        for m in sample:
+            checked += 1
             if any(len(shs[m] & shs[o]) / max(1, len(shs[m] | shs[o])) >= threshold - 0.1
                    for o in members if o != m and text[o] != text[m]) or \
                     any(text[o] == text[m] for o in members if o != m):
@@ -147,7 +162,8 @@ def near_quality(ws, run_id, rows, planted: set, threshold: float = 0.7) -> dict
     flagged_rows = {r for r, _ in got}
     exact = true_exact(rows)
     pos = {p for p in planted if p not in exact}
-    return {"precision_verified": round(ok / len(got), 4) if got else None,
+    return {"precision_verified": round(ok / checked, 4) if checked else None,
+            "verified_rows": checked,
             "recall_planted": round(len(flagged_rows & pos) / len(pos), 4) if pos else None,
             "flagged": len(got), "planted": len(pos),
             "note": "precision: flagged rows whose true Jaccard with a group member >= threshold-0.1"}

@@ -359,7 +359,7 @@ _CUES_WORDS = [
     "summarize", "summarise", "translate", "translation", "tell", "rewrite", "rephrase",
     "paraphrase", "give", "provide", "output", "produce", "continue", "express", "render",
     "convert", "use", "using", "please", "pls", "communicate", "compose", "draft", "generate",
-    "return", "chat", "converse", "reword", "redo", "only",
+    "return", "chat", "converse", "reword", "redo", "only", "need", "want", "prefer",
     # Spanish
     "responde", "responda", "respóndeme", "respondeme", "contesta", "conteste", "contéstame",
     "escribe", "escriba", "explica", "explique", "explícame", "traduce", "traduzca",
@@ -421,6 +421,7 @@ _CUES_SUBSTR = [
 ]
 _TRANSLATE_WORDS = [
     "translate", "translation", "traduce", "traduzca", "tradúceme", "traducir", "traducción",
+    "traducí", "traducime", "translating",
     "traduis", "traduisez", "traduire", "traduction", "übersetze", "übersetz", "übersetzen",
     "übersetzung", "traduci", "traduca", "tradurre", "traduzione", "traduza", "traduz",
     "traduzir", "tradução", "traducao", "vertaal", "vertaling", "переведи", "переведите",
@@ -443,6 +444,19 @@ _PRE_TARGET = [
     "in standard", "in british", "in american", "in brazilian", "in european",
     "in simplified", "in traditional", "in correct", "in natural", "in colloquial",
 ]
+# Register/variety words allowed between the marker and the language ("using Brazilian
+# Portuguese", "in plain English").
+_MODIFIERS = ["plain", "simple", "formal", "informal", "proper", "fluent", "good", "british",
+              "american", "brazilian", "european", "mandarin", "simplified", "traditional",
+              "modern", "standard", "colloquial", "casual", "basic", "correct", "natural",
+              "academic", "polite", "everyday", "canadian", "mexican", "castilian", "native",
+              "clear", "easy", "conversational", "written", "spoken", "literary", "business"]
+# "write a German poem", "tell me a Hebrew joke": the language of the requested artefact.
+_ARTEFACT_BEFORE = re.compile(
+    r"\b(write|compose|give me|tell me|make|create|generate|draft|sing|recite)\s+(?:me\s+)?"
+    r"(?:a|an|some|the)\s+(?:short\s+|little\s+|simple\s+|funny\s+)?$", re.IGNORECASE)
+_BARE_REQUEST = re.compile(r"^\W*(?:\w+\W+){0,1}?(?:please|only|pls|bitte|por favor|"
+                           r"s'il (?:te|vous) pla[iî]t|per favore|пожалуйста)?\W*$", re.IGNORECASE)
 # Markers fused before/after a mention in scripts without spaces.
 _PRE_FUSED = ["用", "成", "为", "為", "以", "إلى", "الى", "ب", "ל", "به", "سے"]
 _TURKISH_ADVERB = re.compile(r"(?:c|ç)[ea](?:'?y[ea]|'?d[ea]n)?$", re.IGNORECASE)
@@ -497,7 +511,8 @@ def _cue_matchers() -> tuple[_PhraseMatcher, _PhraseMatcher]:
 @lru_cache(maxsize=1)
 def _marker_rx() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
     pre = re.compile(rf"(?<!{_L})(?:{_word_alt(_PRE_TARGET)})(?:[\s-]+(?:the|a|an|el|la|le|"
-                     rf"o|il|lo|l'|limba|tiếng|bahasa|język[a-z]*))?[\s-]*$", re.IGNORECASE)
+                     rf"o|il|lo|l'|limba|tiếng|bahasa|język[a-z]*))?"
+                     rf"(?:[\s-]+(?:{_word_alt(_MODIFIERS)}))?[\s-]*$", re.IGNORECASE)
     src = re.compile(rf"(?<!{_L})(?:{_word_alt(_SOURCE)})[\s-]+(?:the\s+|el\s+|le\s+|l'|o\s+)?$"
                      rf"|(?:从|從)\s*$", re.IGNORECASE)
     fused_pre = re.compile(rf"(?:{_word_alt(_PRE_FUSED)})\s*$")
@@ -541,6 +556,9 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
             out.append((s, code, True))
             continue
         spaced = _is_spaced_script(alias)
+        if _ARTEFACT_BEFORE.search(before):
+            out.append((s, code, False))
+            continue
         marked = bool(pre.search(before)) or bool(fused_pre.search(before))
         if not marked and not spaced:
             # scripts without spaces: 日本語で / 영어로 / हिंदी में / 中文回答 / بالعربية
@@ -612,12 +630,21 @@ def _analyse(prompt: str | None) -> tuple[str | None, bool]:
         near = [c for pos, c, is_src in targets if not is_src and (
             len(clause) <= 80 or any(pos - 70 <= b and a <= pos + 40 for a, b in cue_pos))]
         if not tgt:
-            # "In German:" / "Auf Deutsch:" / "English -> German:" as a standalone instruction
             stripped = clause.strip()
+            # "English please." / "Spanish only!" as a standalone instruction
+            if cm and not guard and len(stripped) <= 30 and _BARE_REQUEST.match(
+                    stripped[:cm[0][0] - (len(clause) - len(clause.lstrip()))]
+                    + stripped[cm[0][1] - (len(clause) - len(clause.lstrip())):]) and \
+                    re.search(r"(?i)please|only|pls|bitte|favor|plaît|favore|пожалуйста", stripped):
+                requested = requested or cm[0][2]
+                continue
+            # "In German:" / "Auf Deutsch:" / "English -> German:" as a standalone instruction
             if stripped.endswith(":") and not guard and cm and len(stripped) < 60:
                 requested = requested or cm[-1][2]
                 translation = translation or len(cm) > 1
             continue
+        if any(is_src for _, _, is_src in targets) and tgt and not guard:
+            translation = True  # "From German to English: ..."
         if (has_cue or has_tr or lexical) and (near or lexical):
             if requested is None:
                 requested = (near or tgt)[0] if not lexical else tgt[-1]

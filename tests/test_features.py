@@ -97,6 +97,19 @@ REQUESTS = [
     ("هिंदी में जवाब दें".replace("ه", "ह"), "hi", False),
     ("Vertaal naar het Engels: de kat slaapt", "en", True),
     ("Odpowiedz po polsku.", "pl", False),
+    # held-out style phrasings
+    ("Reply using Brazilian Portuguese only.", "pt", False),
+    ("I need this in Arabic: where is the bank?", "ar", False),
+    ("English please", "en", False),
+    ("Write a German poem", "de", False),
+    ("Could you write your answer in Korean?", "ko", False),
+    ("Rewrite the paragraph in formal French.", "fr", False),
+    ("From German to English: Guten Tag", "en", True),
+    ("Antworten Sie bitte auf Englisch.", "en", False),
+    ("Traducí esto al alemán: hola", "de", True),
+    ("Write a short essay about German history.", None, False),
+    ("I want to learn English.", None, False),
+    ("Did Tolstoy write in French?", None, False),
     # instruction first, content later mentioning another language
     ("Please translate the following sentence into Spanish.\n\nThis behavior prompted Luther to "
      "write the hymn \"Ein neues Lied\", which is generally known in English by John C.", "es", True),

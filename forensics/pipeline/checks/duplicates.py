@@ -25,12 +25,13 @@ _NONWORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
 def _perms(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    # as datasketch: a, b uniform in [1, p) and uint64 arithmetic that wraps; small a would
-    # keep (a*h + b) mod p nearly monotonic in h and every permutation would pick the same
-    # minimum shingle
+    # multiply-shift universal hashing ((a*h + b) mod 2^64) >> 32 with random odd 64-bit a:
+    # full-width multipliers matter (small ones keep the order of h, so every permutation
+    # would pick the same minimum shingle)
     rng = np.random.RandomState(seed)
-    a = rng.randint(1, (1 << 61) - 1, size=num_perm, dtype=np.uint64)
-    b = rng.randint(0, (1 << 61) - 1, size=num_perm, dtype=np.uint64)
+    a = rng.randint(0, np.iinfo(np.int64).max, size=num_perm, dtype=np.int64).astype(np.uint64)
+    a = (a << np.uint64(1)) | np.uint64(1)
+    b = rng.randint(0, np.iinfo(np.int64).max, size=num_perm, dtype=np.int64).astype(np.uint64)
     return a, b
 
 
@@ -53,28 +54,41 @@ def minhash_signatures(texts: list[str], num_perm: int = 64, k: int = 3, seed: i
     if n == 0:
         return out
     a, b = _perms(num_perm, seed)
-    hashes: list[int] = []
-    offs = [0]
+    # one crc32 per WORD (the only Python-level loop); shingle hashes are combined in numpy
     crc = zlib.crc32
+    wh: list[int] = []
+    lens_l: list[int] = []
     for t in texts:
-        w = t.split()[:max_words]
-        if len(w) < k:
-            hashes.append(crc(" ".join(w).encode("utf-8", "surrogatepass")))
-        else:
-            hashes.extend(crc(" ".join(w[i:i + k]).encode("utf-8", "surrogatepass"))
-                          for i in range(len(w) - k + 1))
-        offs.append(len(hashes))
-    h = np.asarray(hashes, dtype=np.uint64)
-    woff = np.asarray(offs, dtype=np.int64)
+        w = t.split()[:max_words] or [""]
+        wh.extend(crc(x.encode("utf-8", "surrogatepass")) for x in w)
+        lens_l.append(len(w))
+    W = np.asarray(wh, dtype=np.uint64)
+    lens = np.asarray(lens_l, dtype=np.int64)
+    nwin = np.maximum(lens - k + 1, 1)
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    first = np.cumsum(nwin) - nwin
+    pos = np.repeat(starts, nwin) + (np.arange(int(nwin.sum())) - np.repeat(first, nwin))
+    lrep = np.repeat(lens, nwin)
+    off = np.arange(int(nwin.sum())) - np.repeat(first, nwin)
+    h = np.zeros(len(pos), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(k):
+            val = np.where(off + j < lrep, W[np.minimum(pos + j, len(W) - 1)], np.uint64(0))
+            h = h * np.uint64(0x100000001B3) + val + np.uint64(j + 1)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+    h &= np.uint64(0xFFFFFFFF)
+    woff = np.concatenate([[0], np.cumsum(nwin)]).astype(np.int64)
     step = max(1, 8_000_000 // num_perm)
     row = 0
     while row < n:
         end = int(np.searchsorted(woff, woff[row] + step, side="right")) - 1
         end = min(max(end, row + 1), n)
         s0, s1 = int(woff[row]), int(woff[end])
-        with np.errstate(over="ignore"):
-            v = ((h[s0:s1, None] * a[None, :] + b[None, :]) % _PRIME) & np.uint64(0xFFFFFFFF)
-        out[row:end] = np.minimum.reduceat(v, woff[row:end] - s0, axis=0).astype(np.uint32)
+        with np.errstate(over="ignore"):  # multiply-shift hashing: no slow uint64 modulo
+            v = ((h[s0:s1, None] * a[None, :] + b[None, :]) >> np.uint64(32)).astype(np.uint32)
+        out[row:end] = np.minimum.reduceat(v, woff[row:end] - s0, axis=0)
         row = end
     return out
 
@@ -210,19 +224,21 @@ class DuplicatesCheck(Step):
             srt = sel[np.argsort(inv[sel], kind="stable")]
             bounds = np.nonzero(np.diff(inv[srt]))[0] + 1
             for chunk in np.split(srt, bounds):
-                members = rs[chunk]
-                if len(members) > 200:  # degenerate bucket (e.g. empty texts): compare to first only
-                    members = members[:200]
-                for x in range(len(members)):
-                    for y in range(x + 1, len(members)):
-                        a, b = int(members[x]), int(members[y])
-                        if uf.find(a) == uf.find(b):
-                            continue
-                        jac = float(np.mean(sig[a] == sig[b]))
-                        if jac >= self.threshold:
-                            uf.union(a, b)
-                            best[a] = max(best.get(a, 0.0), jac)
-                            best[b] = max(best.get(b, 0.0), jac)
+                members = rs[chunk][:200]  # cap degenerate buckets (e.g. many empty texts)
+                if len(members) == 2:
+                    a, b = int(members[0]), int(members[1])
+                    jac = float(np.count_nonzero(sig[a] == sig[b])) / self.num_perm
+                    pairs = [(a, b, jac)] if jac >= self.threshold else []
+                else:  # all pairs of the bucket at once
+                    S = sig[members]
+                    J = (S[:, None, :] == S[None, :, :]).mean(axis=2)
+                    xs, ys = np.nonzero(np.triu(J >= self.threshold, 1))
+                    pairs = [(int(members[x]), int(members[y]), float(J[x, y]))
+                             for x, y in zip(xs, ys)]
+                for a, b, jac in pairs:
+                    uf.union(a, b)
+                    best[a] = max(best.get(a, 0.0), jac)
+                    best[b] = max(best.get(b, 0.0), jac)
         comps: dict[int, list[int]] = {}
         for j in reps:
             if j in uf.p:
