@@ -239,6 +239,13 @@ class Demo:
         API, in a subprocess like the CLI (said so on screen)."""
         say(f"[yellow]note:[/] this build has no `forensics {what.replace('_', ' ')}` command; "
             f"using the Python API instead")
+        import importlib.util
+
+        mod = "forensics.anomaly" if what == "anomaly_add" else "forensics.triage"
+        if importlib.util.find_spec(mod) is None:
+            say(f"[bold red]error:[/] {mod} is not in this build either: the triage area has not "
+                f"landed; nothing to run")
+            return 1, None
         code = {
             "anomaly_add": (
                 "import json,sys,forensics\n"
