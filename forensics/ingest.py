@@ -989,8 +989,7 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
                         done_units = b.resume_units
                         if src.fmt == "jsonl":
                             bar.update(task, completed=b.resume_bytes)
-                        else:
-                            bar.advance(task, b.progress_bytes * 0)
+                        else:   # columnar sources: count rows; the bar completes at the end
                             bar.update(task, description=f"{Path(src.key).name} ({done_units} rows)")
                 except InputError as e:
                     fs.error = e.message
