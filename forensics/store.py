@@ -383,5 +383,14 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     return applied
 
 
+def pending(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Versions of migrations not yet applied (any of them, not only those above the max:
+    migrations from different areas may be numbered below one already applied)."""
+    if current_version(con) == 0:
+        return sorted(m.version for m in MIGRATIONS)
+    done = {r[0] for r in con.execute("SELECT version FROM schema_version").fetchall()}
+    return sorted(m.version for m in MIGRATIONS if m.version not in done)
+
+
 def latest_version() -> int:
     return max(m.version for m in MIGRATIONS)

@@ -201,7 +201,7 @@ def open(path: str | os.PathLike | None = None, read_only: bool = False) -> Work
             f"{db} is not an nla-forensics workspace (foreign DuckDB file)",
             hint="choose another directory, or run forensics init in an empty one",
         )
-    if store.current_version(ws.con) < store.latest_version():
+    if store.pending(ws.con):
         if read_only:
             ws.close()
             rw = Workspace(root)

@@ -65,3 +65,17 @@ def test_python_api_returns_polars(ws_path):
     with forensics.open(ws_path) as ws:
         df = ws.sql("SELECT 1 AS a")
     assert isinstance(df, pl.DataFrame) and df["a"].to_list() == [1]
+
+
+def test_lower_numbered_migration_applied_to_existing_workspace(ws_path, cli):
+    """Areas number migrations in their own ranges, so a workspace can be at v50 and still
+    miss v10: open() must apply every unrecorded migration, not only those above the max."""
+    with forensics.open(ws_path) as ws:
+        ws.execute("DELETE FROM schema_version WHERE version = 10")
+        ws.execute("ALTER TABLE ingest_progress DROP COLUMN bytes_done")
+        assert 10 in store.pending(ws.con)
+    with forensics.open(ws_path) as ws:
+        assert store.pending(ws.con) == []
+        cols = set(ws.sql("SELECT column_name FROM information_schema.columns "
+                          "WHERE table_name = 'ingest_progress'")["column_name"])
+    assert "bytes_done" in cols
