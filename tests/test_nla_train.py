@@ -80,6 +80,7 @@ def test_http_summarizer_unreachable_is_a_clear_error():
         h.summarize(PositionContext("p", "r", False, "p", "", "en", "en"))
 
 
+@pytest.mark.slow
 def test_losses_fall_and_fve_beats_shuffled(trained):
     _, _, rep = trained
     assert rep.av_loss[1] < rep.av_loss[0] * 0.5
@@ -91,6 +92,7 @@ def test_losses_fall_and_fve_beats_shuffled(trained):
     assert ex["summary"] and "explanation" in ex
 
 
+@pytest.mark.slow
 def test_checkpoint_roundtrips_through_runtime(trained, ws_path, cli):
     from forensics.nla.ar import AR
     from forensics.nla.av import AV

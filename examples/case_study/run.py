@@ -76,11 +76,22 @@ def main() -> int:
     target_steps = int(os.environ.get("CASE_STUDY_TARGET_STEPS", "1000"))
     sft_steps = os.environ.get("CASE_STUDY_SFT_STEPS", "300")
     rl_steps = os.environ.get("CASE_STUDY_RL_STEPS", "20")
-    if root.exists():
-        shutil.rmtree(root)
+    resume = "--resume" in sys.argv[1:]  # continue after the explain steps of an earlier run
     ws = root
     models = root / "models"
     summary: dict = {}
+    if resume:
+        st = json.loads((root / "state.json").read_text(encoding="utf-8"))
+        summary, aid, pick = st["summary"], st["anomaly_id"], tuple(st["pick"])
+        t_start -= st["elapsed"]
+        from forensics import workspace
+        from forensics.nla.meta import load_tokenizer
+
+        tok = load_tokenizer(models / "target")
+        target = models / "target"
+        return finish(root, ws, models, target, tok, summary, aid, pick, t_start)
+    if root.exists():
+        shutil.rmtree(root)
 
     # 1. corpus + ingest
     c = corpus.build()
@@ -130,6 +141,13 @@ def main() -> int:
     log(f"anomaly {aid}: {pick[0]!r} -> {pick[1]!r}")
     cli("explain", "anomaly", str(aid), "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "48", ws=ws)
     cli("explain", "dataset", "toy", "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "48", ws=ws)
+    (root / "state.json").write_text(json.dumps({"summary": summary, "anomaly_id": aid, "pick": list(pick),
+                                                 "elapsed": time.perf_counter() - t_start}), encoding="utf-8")
+    return finish(root, ws, models, target, tok, summary, aid, pick, t_start)
+
+
+def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
+    from forensics import workspace
 
     # 5. ranking from the NLA's decode, AP by signal; triage
     from forensics.embed import Embedder
@@ -178,16 +196,14 @@ def main() -> int:
     # 6. probe
     vocab = tok.get_vocab()
     repl = []
-    low = pick[0].lower()
     for cue_word, rivals in RIVAL.items():
-        if cue_word in low.split() or cue_word in low:
-            alt = next((r for r in rivals if r in vocab), None)
-            if alt:
-                import re
+        import re
 
-                m = re.search(cue_word, pick[0], re.IGNORECASE)
-                repl = ["--replace", f"{pick[0][m.start():m.end()]}={alt.capitalize()}"]
-                break
+        m = re.search(r"\b\w*" + cue_word + r"\w*\b", pick[0], re.IGNORECASE)  # the whole word holding the cue
+        alt = next((r for r in rivals if r in vocab), None)
+        if m and alt:
+            repl = ["--replace", f"{m.group(0)}={alt.capitalize()}"]
+            break
     pr = cli("probe", str(aid), "--target", str(target), "--nla", "toy-nla", *repl, ws=ws)
     summary["probe"] = [{"variant": v["variant"], "reply_lang": v["reply_lang"],
                          "persists": v["behaviour_persists"], "reply": v["reply"],
