@@ -112,3 +112,17 @@ def test_checkpoint_roundtrips_through_runtime(trained, ws_path, cli):
             workspace=ws_path)
     doc = r.json()
     assert doc["name"] == "toy" or doc.get("nla", {}).get("name") == "toy" or "toy" in json.dumps(doc)
+
+
+def test_position_context_drops_chat_template_words(tiny_target):
+    from forensics.nla.activations import encode_item
+    from forensics.nla.meta import load_tokenizer
+    from forensics.nla.train import _position_contexts
+
+    target, items = tiny_target
+    tok = load_tokenizer(target)
+    ids, plen = encode_item(tok, items[1])
+    last = _position_contexts(tok, items[1], ids, plen, plen - 1, ("en", "de"))
+    assert not last.in_reply and "assistant" not in last.prefix and last.prefix.endswith("?")
+    first = _position_contexts(tok, items[1], ids, plen, plen, ("en", "de"))
+    assert first.in_reply and first.prefix == "der"

@@ -290,6 +290,8 @@ def _position_contexts(tokenizer, item: tuple[str, str], ids: list[int], plen: i
     after = tokenizer.decode(part[k:], skip_special_tokens=True)
     if not in_reply:
         before = re.sub(r"^\s*(user|system)\b", "", before.strip(), count=1)
+        # the generation prompt's role word is template, not text (it showed up as a "salient term")
+        before = re.sub(r"\bassistant\s*$", "", before.strip())
         after = re.sub(r"\bassistant\s*$", "", after.strip())
     return PositionContext(prompt=prompt, reply=reply, in_reply=in_reply, prefix=before.strip(),
                            following=after.strip(), prompt_lang=langs[0], reply_lang=langs[1])
