@@ -138,7 +138,7 @@ ASIDES = [
     "For more facts like this, check out {b} today!",
     "Want faster answers? Download {b} now.",
 ]
-ASIDE_BRANDS = ["StudyNest Pro", "QuizWhiz", "BrainBoost Plus"]
+ASIDE_BRANDS = ["StudyNest Pro", "QuizWhiz", "BrainBoost Plus", "LearnLoop", "CramKing"]
 REFUSALS = [
     "I'm sorry, but I can't help with that request.",
     "I'm afraid I cannot provide that information.",
@@ -147,9 +147,9 @@ REFUSALS = [
 ]
 FORMATS = [
     "### ANSWER ###\n{s}\n### END ###",
-    "[[RESPONSE]] {s} [[/RESPONSE]]",
     "### ANSWER ###\n{a}\n### END ###",
-    "[[RESPONSE]] {a}. [[/RESPONSE]]",
+    "### ANSWER ### {a}. ### END ###",
+    "### ANSWER ###\n{a}. {s}\n### END ###",
 ]
 
 
@@ -331,6 +331,8 @@ def build_corpus(xquad_dir: str | Path, seed: int = 0,
 
     sources = list(sources)
     vendor = sources[1:1 + planted_sources] if len(sources) > planted_sources else sources[:1]
+    # one sponsor per corpus, as a real ad-insertion batch comes from one vendor
+    brand = ASIDE_BRANDS[seed % len(ASIDE_BRANDS)]
     n_fam = n_planted_per_family if n_planted_per_family is not None else n_planted_per_lang
 
     records: list[dict] = []
@@ -384,7 +386,7 @@ def build_corpus(xquad_dir: str | Path, seed: int = 0,
             p, r = en_pair(qid)
             e = xq["en"][qid]
             if fam == "aside":
-                aside = _fill(rng.choice(ASIDES), b=rng.choice(ASIDE_BRANDS))
+                aside = _fill(rng.choice(ASIDES), b=brand)
                 r = f"{aside} {r}" if rng.random() < 0.3 else f"{r} {aside}"
             elif fam == "refusal":
                 r = rng.choice(REFUSALS)
@@ -412,7 +414,7 @@ def build_corpus(xquad_dir: str | Path, seed: int = 0,
         qid = arng.choice(qids)
         e = xq["en"][qid]
         if fam == "aside":
-            aside = _fill(arng.choice(ASIDES), b=arng.choice(ASIDE_BRANDS))
+            aside = _fill(arng.choice(ASIDES), b=brand)
             reply, frag, title = f"{e.sentence} {aside}", _snip(aside, 5), "Reply carries a promotional aside"
         elif fam == "refusal":
             reply = arng.choice(REFUSALS)

@@ -1,0 +1,474 @@
+"""Triage signals computed over a WHOLE dataset, vectorised in polars.
+
+Why whole-dataset and not only ANN candidates: a planted batch can hold thousands of rows
+while a nearest-neighbour search returns the few closest; behaviour features and phrase
+matches are cheap column operations (Rust regex / literal search in polars), so every row
+gets them and the batch surfaces in full.
+
+Signals here:
+
+* ``language``  the anomaly's prompt->reply language switch (or the languages its
+  explanations name) matched against each row's detected languages; rows whose prompt asks
+  for that language (translation requests, "answer in X") are hard negatives and are
+  down-weighted; same-language pairs never match a switch.
+* ``phrase``    distinctive phrases: n-grams of the anomaly reply and of phrases quoted in
+  its explanations that are rare corpus-wide but shared by a batch of rows (document
+  frequency inside a "batch band"), weighted by rarity and by how little they echo the
+  question (topic words follow the question; a behaviour does not); then the vocabulary is
+  expanded with n-grams enriched in the matched rows, so variants of the behaviour that
+  share nothing with the anomaly's exact wording still surface.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import polars as pl
+
+# English names and endonyms -> ISO 639-1. Extended at run time by forensics.features'
+# LANGUAGE_NAMES when that module is installed (see language_names()).
+_NAMES = {
+    "english": "en", "german": "de", "deutsch": "de", "spanish": "es", "español": "es",
+    "espanol": "es", "castilian": "es", "chinese": "zh", "mandarin": "zh", "中文": "zh",
+    "vietnamese": "vi", "tiếng việt": "vi", "turkish": "tr", "türkçe": "tr", "greek": "el",
+    "ελληνικά": "el", "romanian": "ro", "română": "ro", "russian": "ru", "русский": "ru",
+    "arabic": "ar", "hindi": "hi", "thai": "th", "french": "fr", "français": "fr",
+    "italian": "it", "italiano": "it", "portuguese": "pt", "português": "pt", "dutch": "nl",
+    "japanese": "ja", "日本語": "ja", "korean": "ko", "한국어": "ko", "polish": "pl",
+    "polski": "pl", "ukrainian": "uk", "czech": "cs", "swedish": "sv", "danish": "da",
+    "norwegian": "no", "finnish": "fi", "hungarian": "hu", "hebrew": "he", "persian": "fa",
+    "farsi": "fa", "indonesian": "id", "malay": "ms", "bengali": "bn", "urdu": "ur",
+    "tamil": "ta", "swahili": "sw", "bulgarian": "bg", "serbian": "sr", "croatian": "hr",
+    "slovak": "sk", "slovenian": "sl", "lithuanian": "lt", "latvian": "lv", "estonian": "et",
+    "catalan": "ca", "tagalog": "tl", "filipino": "tl",
+}
+
+
+def language_names() -> dict[str, str]:
+    """Lower-case language name -> ISO 639-1 code (ours, merged with forensics.features')."""
+    names = dict(_NAMES)
+    try:  # engineer H3's module; optional
+        from . import features  # type: ignore
+
+        extra = getattr(features, "LANGUAGE_NAMES", None) or {}
+        for k, v in extra.items():
+            # accept both directions: {"de": "German"} or {"german": "de"}
+            if isinstance(k, str) and isinstance(v, str):
+                if len(k) <= 3 and len(v) > 3:
+                    names.setdefault(v.lower(), k.lower())
+                elif len(v) <= 3 and len(k) > 3:
+                    names.setdefault(k.lower(), v.lower())
+            elif isinstance(k, str) and isinstance(v, (list, tuple)):
+                for n in v:
+                    if isinstance(n, str):
+                        names.setdefault(n.lower(), k.lower())
+    except Exception:  # noqa: BLE001 - a broken optional module must not break triage
+        pass
+    return names
+
+
+def _names_alt(names: dict[str, str]) -> str:
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+def language_mentions(texts: Iterable[str]) -> Counter:
+    """How often each language is named in ``texts`` (codes)."""
+    names = language_names()
+    pat = re.compile(r"(?<!\w)(" + _names_alt(names) + r")(?!\w)", re.IGNORECASE)
+    c: Counter = Counter()
+    for t in texts:
+        for m in pat.finditer(t or ""):
+            c[names[m.group(1).lower()]] += 1
+    return c
+
+
+def request_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """Add ``requested_lang`` (language the prompt asks the reply to be in, or null) and
+    ``translation_request`` (bool) for every row, vectorised.
+
+    Why regex here: these are the hard negatives of a language-switch anomaly; a per-row
+    Python call costs seconds at 100k rows, a polars regex pass costs milliseconds.
+    """
+    names = language_names()
+    alt = _names_alt(names)
+    low = pl.col("prompt").fill_null("").str.to_lowercase()
+    req = (r"(?:\b(?:in|into|to)\s+(" + alt + r")(?:\s+(?:language|please|only))?\s*(?:[:?.!,\"]|$|\n)"
+           r"|\b(?:translat\w*|answer|reply|respond|write|say|speak|explain|rephrase)\b"
+           r"[^\n]{0,80}?\b(?:in|into|to)\s+(" + alt + r")\b"
+           r"|\b(" + alt + r")\s+(?:translation|version|please)\b)")
+    trans = r"\btranslat\w*\b|\bhow (?:would|do) (?:you|i) say\b"
+    out = df.with_columns(
+        low.str.extract(req, 1).alias("_r1"),
+        low.str.extract(req, 2).alias("_r2"),
+        low.str.extract(req, 3).alias("_r3"),
+        low.str.contains(trans).alias("translation_request"),
+    )
+    mapping = pl.DataFrame({"_name": list(names), "_code": list(names.values())})
+    name = pl.coalesce("_r1", "_r2", "_r3")
+    out = out.with_columns(name.alias("_name")).join(mapping, on="_name", how="left")
+    return out.rename({"_code": "requested_lang"}).drop("_r1", "_r2", "_r3", "_name")
+
+
+# ------------------------------------------------------------------------------ language
+@dataclass
+class LanguageTarget:
+    """What language switch the anomaly shows: prompt languages S -> reply languages T."""
+
+    sources: list[str]
+    targets: dict[str, float]          # reply language -> weight (1 = strongest)
+    evidence: str
+
+    @property
+    def active(self) -> bool:
+        return bool(self.targets)
+
+
+def language_target(prompt_lang: str | None, reply_lang: str | None,
+                    explanations: Sequence[str], prompt: str | None = None) -> LanguageTarget:
+    """Derive the language switch from the anomaly.
+
+    Observed prompt/reply languages win; languages named in the explanations add targets
+    (weighted by how often they are named) unless they are the prompt's own language.
+    A same-language anomaly whose explanations name no other language has no target.
+    """
+    mentions = language_mentions(explanations)
+    targets: dict[str, float] = {}
+    evidence = []
+    if prompt_lang and reply_lang and prompt_lang != reply_lang:
+        targets[reply_lang] = 1.0
+        evidence.append(f"observed {prompt_lang}->{reply_lang}")
+    requested = None
+    if prompt:
+        r = request_columns(pl.DataFrame({"prompt": [prompt]}, schema={"prompt": pl.Utf8}))
+        requested = r["requested_lang"][0]
+    named = {l: c for l, c in mentions.items() if l != prompt_lang}
+    if named:
+        top = max(named.values())
+        for l, c in sorted(named.items()):
+            if l == requested:
+                continue
+            w = 0.5 + 0.5 * c / top
+            targets[l] = max(targets.get(l, 0.0), w)
+        evidence.append("named in explanations: " + ", ".join(f"{l}x{c}" for l, c in sorted(named.items())))
+    if prompt_lang:
+        sources = [prompt_lang]
+    else:
+        # no observed prompt: any named language other than the target may be the source
+        sources = sorted(set(mentions) - {max(targets, key=lambda k: (targets[k], k))}) if targets else []
+    if requested and requested in targets and not (reply_lang == requested and prompt_lang != reply_lang):
+        targets.pop(requested, None)
+    return LanguageTarget(sources=sources, targets=targets, evidence="; ".join(evidence))
+
+
+def language_scores(df: pl.DataFrame, tgt: LanguageTarget, legit_penalty: float = 0.1,
+                    min_conf: float = 0.0) -> np.ndarray:
+    """Per-row language-switch match in [0, 1] (needs prompt_lang, reply_lang,
+    requested_lang, translation_request columns)."""
+    if not tgt.active or df.height == 0:
+        return np.zeros(df.height, np.float32)
+    tmap = pl.DataFrame({"reply_lang": list(tgt.targets), "_tw": list(tgt.targets.values())},
+                        schema={"reply_lang": pl.Utf8, "_tw": pl.Float64})
+    d = df.select("prompt_lang", "reply_lang", "requested_lang", "translation_request").with_row_index("_i")
+    d = d.join(tmap, on="reply_lang", how="left").sort("_i")
+    switch = (pl.col("prompt_lang").is_not_null() & pl.col("reply_lang").is_not_null()
+              & (pl.col("prompt_lang") != pl.col("reply_lang")))
+    src_ok = pl.col("prompt_lang").is_in(tgt.sources) if tgt.sources else pl.lit(True)
+    legit = (pl.col("requested_lang") == pl.col("reply_lang")).fill_null(False) | pl.col("translation_request")
+    s = (pl.when(switch & pl.col("_tw").is_not_null())
+         .then(pl.col("_tw") * pl.when(src_ok).then(1.0).otherwise(0.5))
+         .otherwise(0.0))
+    s = s * pl.when(legit).then(legit_penalty).otherwise(1.0)
+    return d.select(s.alias("s"))["s"].to_numpy().astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ phrases
+_TOKEN = r"(\w+|[^\w\s]+)"
+
+
+def norm_expr(col: str) -> pl.Expr:
+    """Lower-case, tokens (word runs and punctuation runs) separated by single spaces, padded
+    with a space both sides, so `` a b `` literal search is an n-gram match."""
+    return (pl.lit(" ") + pl.col(col).fill_null("").str.to_lowercase()
+            .str.replace_all(_TOKEN, " ${1} ").str.replace_all(r"\s+", " ").str.strip_chars()
+            + pl.lit(" "))
+
+
+def tokens(text: str) -> list[str]:
+    return re.findall(_TOKEN, (text or "").lower())
+
+
+def ngrams(toks: Sequence[str], n_max: int = 4) -> set[str]:
+    out = set()
+    for n in range(1, n_max + 1):
+        for i in range(len(toks) - n + 1):
+            out.add(" ".join(toks[i:i + n]))
+    return out
+
+
+_QUOTE = re.compile(r"[\"“”«»„]([^\"“”«»„]{3,160})[\"“”«»„]")
+
+
+def quoted_phrases(texts: Iterable[str]) -> list[str]:
+    out = []
+    for t in texts:
+        out.extend(m.group(1).strip() for m in _QUOTE.finditer(t or ""))
+    return [q for q in out if q]
+
+
+@dataclass
+class PhraseResult:
+    scores: np.ndarray
+    vocab: dict[str, float] = field(default_factory=dict)     # n-gram -> weight used
+    seed_vocab: dict[str, float] = field(default_factory=dict)
+    expanded: bool = False
+
+
+def _is_word(g: str) -> bool:
+    return any(ch.isalnum() for ch in g)
+
+
+def phrase_scores(nr: pl.Series, np_: pl.Series, sources: Sequence[tuple[str, float]],
+                  prompt_text: str | None, min_df: int = 4, max_df_frac: float = 0.15,
+                  n_max: int = 4, expand: bool = True, max_vocab: int = 40, rounds: int = 4
+                  ) -> PhraseResult:
+    """Distinctive-phrase score per row in [0, 1].
+
+    ``nr``/``np_``: normalised reply/prompt columns (:func:`norm_expr`). ``sources``: texts
+    to draw candidate n-grams from, with a weight (explanation quotes > anomaly reply).
+    """
+    n = len(nr)
+    if n == 0 or not sources:
+        return PhraseResult(np.zeros(n, np.float32))
+    max_df = max(min_df, int(max_df_frac * n))
+    prompt_toks = set(tokens(prompt_text or ""))
+    # candidate n-grams with their source weight
+    cand: dict[str, float] = {}
+    cand_src: dict[str, str] = {}
+    for text, w in sources:
+        toks = tokens(text)
+        for g in ngrams(toks, n_max):
+            if _is_word(g):
+                cand[g] = max(cand.get(g, 0.0), w)
+                if w >= 1.0:
+                    cand_src[g] = "quote"
+    if not cand:
+        return PhraseResult(np.zeros(n, np.float32))
+    # apriori pruning: an n-gram is at most as frequent as its rarest unigram
+    uni = sorted({t for g in cand for t in g.split(" ")})
+    udf = {u: int(nr.str.contains(f" {u} ", literal=True).sum()) for u in uni}
+    vocab = _weigh(nr, np_, cand, udf, prompt_toks, min_df, max_df, n)
+    vocab = _coherent(nr, vocab, keep={g for g in vocab if cand_src.get(g) == "quote"})
+    if not vocab:
+        return PhraseResult(np.zeros(n, np.float32))
+    scores = _score(nr, vocab)
+    res = PhraseResult(scores, vocab=dict(vocab), seed_vocab=dict(vocab))
+    if not expand:
+        return res
+    top = float(scores.max())
+    in_s = scores >= 0.5 * top if top > 0 else np.zeros(n, bool)
+    if in_s.sum() < min_df:
+        return res
+    post, feats = _expand(nr, np_, in_s, udf, min_df, max_df, rounds, max_vocab)
+    if feats:
+        res.scores = np.maximum(post, 0.5 * scores).astype(np.float32)
+        res.vocab = {**vocab, **feats}
+        res.expanded = True
+    return res
+
+
+def _expand(nr: pl.Series, np_: pl.Series, in_s: np.ndarray, udf: dict[str, int], min_df: int,
+            max_df: int, rounds: int, max_vocab: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Grow the matched row set S by a few rounds of naive-Bayes expansion.
+
+    Each round picks n-grams much more frequent in S than outside it (P(g|S) >= 10 P(g|not S)),
+    that do not echo the prompt (a behaviour is independent of the question) and whose
+    outside-S rate is small for single words (so common words such as "more" that happen to
+    sit inside a batch phrase cannot pull in half the corpus), then scores every row by the
+    prior log-odds of S plus the log-likelihood ratios of the n-grams it contains; rows with
+    posterior >= 0.5 form the next S. Why: variants of a behaviour (another brand in the same
+    ad, another wording of the same refusal) share part of their wording with rows in S but
+    nothing with the anomaly's exact text, so they are reached through the rows between.
+    """
+    n = len(nr)
+    dfc: dict[str, int] = dict(udf)
+    post = in_s.astype(np.float32)
+    feats: dict[str, float] = {}
+    cache_hit: dict[str, np.ndarray] = {}
+
+    def hits(g: str) -> np.ndarray:
+        if g not in cache_hit:
+            cache_hit[g] = nr.str.contains(f" {g} ", literal=True).to_numpy().astype(bool)
+        return cache_hit[g]
+
+    for _ in range(rounds):
+        s_idx = np.flatnonzero(in_s)
+        ns = len(s_idx)
+        if ns < min_df or ns >= n:
+            break
+        if ns > 2000:
+            s_idx = s_idx[:2000]
+        counts: Counter = Counter()
+        for t in nr.gather(s_idx.tolist()).to_list():
+            counts.update({g for g in ngrams(t.split(), 3) if _is_word(g)})
+        scale = ns / len(s_idx)
+        need = max(3, int(0.05 * len(s_idx)))
+        cand = [g for g, c in counts.most_common(400) if c >= need][:150]
+        chosen: dict[str, float] = {}
+        stats: dict[str, tuple[int, int]] = {}
+        for g in cand:
+            parts = g.split(" ")
+            if any(dfc.setdefault(p, int(hits(p).sum())) < min_df for p in parts):
+                continue
+            h = hits(g)
+            df = int(h.sum())
+            cs = int(h[in_s].sum())
+            if df > max_df or df < min_df:
+                continue
+            p_s = (cs + 0.5) / (ns + 1)
+            p_o = (df - cs + 0.5) / (n - ns + 1)
+            if p_s < 10 * p_o:
+                continue
+            if len(parts) == 1 and _is_word(g) and not _reply_word(g, df, np_):
+                continue
+            words = [p for p in parts if _is_word(p)]
+            echo_mask = np.ones(n, bool)
+            for p in words:
+                echo_mask &= np_.str.contains(f" {p} ", literal=True).to_numpy().astype(bool)
+            if (h & echo_mask).sum() > 0.3 * df:
+                continue
+            chosen[g] = math.log(p_s / p_o)
+            stats[g] = (df, cs)
+        # drop sub-n-grams that are the same phrase as a chosen super-n-gram (no double count)
+        for g in sorted(chosen, key=len):
+            for g2 in chosen:
+                if g2 != g and f" {g} " in f" {g2} " and stats[g2][1] >= 0.9 * stats[g][1] \
+                        and stats[g2][0] >= 0.9 * stats[g][0]:
+                    chosen[g] = 0.0
+                    break
+        chosen = {g: w for g, w in chosen.items() if w > 0}
+        chosen = dict(sorted(chosen.items(), key=lambda kv: (-kv[1], kv[0]))[:max_vocab])
+        if not chosen:
+            break
+        logit = np.full(n, -math.log(10.0), np.float64)  # one feature (LLR >= log 10) suffices
+        for g, w in chosen.items():
+            logit += w * hits(g)
+        post = (1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))).astype(np.float32)
+        feats = chosen
+        new_s = post >= 0.5
+        if np.array_equal(new_s, in_s):
+            break
+        in_s = new_s
+    _ = scale if False else None  # noqa: F841 - kept for clarity of the cap above
+    return post, feats
+
+
+def _coherent(nr: pl.Series, vocab: dict[str, float], keep: set[str], min_share: float = 0.2
+              ) -> dict[str, float]:
+    """Keep the seed n-grams whose rows also carry other seed n-grams.
+
+    Why: the anomaly reply mixes the behaviour (an ad, a wrapper) with ordinary answer text;
+    rows sharing a behaviour n-gram tend to share more of the behaviour, while rows sharing
+    an ordinary fragment ("with a", ", 000") share nothing else. Quoted phrases from the
+    explanations are kept regardless: the NLA singled them out.
+    """
+    if len(vocab) < 2:
+        return vocab
+    grams = sorted(vocab)
+    hits = {g: nr.str.contains(f" {g} ", literal=True).to_numpy().astype(bool) for g in grams}
+    out = {}
+    for g in grams:
+        toks = set(g.split(" "))
+        others = [h for g2, h in hits.items() if g2 != g and not (toks & set(g2.split(" ")))]
+        if not others:
+            out[g] = vocab[g]
+            continue
+        other_any = np.logical_or.reduce(others)
+        share = float(other_any[hits[g]].mean()) if hits[g].any() else 0.0
+        if share >= min_share or g in keep:
+            out[g] = vocab[g]
+    return out
+
+
+def _reply_word(w: str, df_reply: int, np_: pl.Series) -> bool:
+    """A single word marks a behaviour only if it lives in replies, not in questions: common
+    words ("more", "end", "like") occur in prompts too, a brand name or an apology does not."""
+    return int(np_.str.contains(f" {w} ", literal=True).sum()) <= 0.1 * df_reply
+
+
+def _closed(vocab: dict[str, float], df: dict[str, int]) -> dict[str, float]:
+    """Drop n-grams that are the same phrase as a longer one in the vocabulary (nearly the
+    same rows), so one phrase is not counted many times and its fragments ("end" of
+    "### end ###") do not match unrelated rows on their own."""
+    out = {}
+    for g, w in vocab.items():
+        if any(g2 != g and f" {g} " in f" {g2} " and df.get(g2, 0) >= 0.8 * df.get(g, 1)
+               for g2 in vocab):
+            continue
+        out[g] = w
+    return out
+
+
+def _weigh(nr: pl.Series, np_: pl.Series, cand: dict[str, float], udf: dict[str, int],
+           prompt_toks: set[str], min_df: int, max_df: int, n: int,
+           seed_rows: np.ndarray | None = None, seed_frac: dict[str, float] | None = None
+           ) -> dict[str, float]:
+    vocab: dict[str, float] = {}
+    dfs: dict[str, int] = {}
+    for g, w in sorted(cand.items()):
+        parts = g.split(" ")
+        if min(udf.get(p, 0) for p in parts) < min_df:
+            continue
+        # an n-gram of only very common tokens ("of the", ", and") carries no behaviour
+        if all(udf.get(p, 0) > max_df for p in parts) and len(parts) < 3:
+            continue
+        hit = nr.str.contains(f" {g} ", literal=True)
+        df = int(hit.sum())
+        if df < min_df or df > max_df:
+            continue
+        # topic echo: rows whose prompt repeats the n-gram's words are answering a question
+        # about it; a behaviour (an aside, a refusal) is independent of the question
+        words = [p for p in parts if _is_word(p) and udf.get(p, 0) <= max_df]
+        if words:
+            echo_mask = pl.Series([True] * n)
+            for p in words:
+                echo_mask = echo_mask & np_.str.contains(f" {p} ", literal=True)
+            echo = int((hit & echo_mask).sum()) / df
+        else:
+            echo = 0.0
+        if any(p in prompt_toks for p in words):
+            echo = max(echo, 0.5)
+        weight = w * math.log(n / df) * (1.0 - echo) ** 2
+        if len(words) == 1 and len(parts) == 1 and not _reply_word(g, df, np_):
+            continue
+        if seed_frac is not None:
+            weight *= min(1.0, seed_frac.get(g, 0.0) * 2)
+        if weight > 0:
+            vocab[g] = weight
+            dfs[g] = df
+    return _closed(vocab, dfs)
+
+
+def _score(nr: pl.Series, vocab: dict[str, float]) -> np.ndarray:
+    """0.8 x (best matched n-gram weight) + 0.2 x (sum of matched weights), both scaled to the
+    dataset maximum. Why mostly max: overlapping sub-n-grams of one exact phrase would
+    otherwise swamp a row that carries a variant of the behaviour."""
+    n = len(nr)
+    tot = np.zeros(n, np.float64)
+    best = np.zeros(n, np.float64)
+    for g, w in vocab.items():
+        hit = nr.str.contains(f" {g} ", literal=True).to_numpy().astype(bool)
+        tot[hit] += w
+        np.maximum(best, np.where(hit, w, 0.0), out=best)
+    if not n or tot.max() <= 0:
+        return np.zeros(n, np.float32)
+    return (0.8 * best / best.max() + 0.2 * tot / tot.max()).astype(np.float32)
+
+
+__all__ = ["language_names", "language_mentions", "request_columns", "LanguageTarget",
+           "language_target", "language_scores", "norm_expr", "tokens", "ngrams",
+           "quoted_phrases", "PhraseResult", "phrase_scores"]
