@@ -260,7 +260,7 @@ def _label_terms(members_text: list[str], df_all: dict[str, int], n: int, top: i
     for t in members_text:
         cnt.update({w for w in t.split() if len(w) >= 3 and w not in _STOP and any(c.isalpha() for c in w)})
     scored = []
-    for w, c in cnt.most_common(60):
+    for w, c in sorted(cnt.items(), key=lambda kv: (-kv[1], kv[0]))[:60]:
         d = df_all.get(w)
         if d is None:
             continue
@@ -493,7 +493,7 @@ def _label_df(nr: pl.Series, np_: pl.Series, member_lists: list[list[int]]) -> d
         for j in members[:400]:
             words.update({w for w in (nr[j] + " " + np_[j]).split()
                           if len(w) >= 3 and w not in _STOP and any(c.isalpha() for c in w)})
-    cand = [w for w, _ in words.most_common(150)]
+    cand = [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))[:150]]
     both = nr + np_
     return {w: int(both.str.contains(f" {w} ", literal=True).sum()) for w in cand}
 

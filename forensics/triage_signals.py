@@ -317,7 +317,7 @@ def _expand(nr: pl.Series, np_: pl.Series, in_s: np.ndarray, udf: dict[str, int]
             counts.update({g for g in ngrams(t.split(), 3) if _is_word(g)})
         scale = ns / len(s_idx)
         need = max(3, int(0.05 * len(s_idx)))
-        cand = [g for g, c in counts.most_common(400) if c >= need][:150]
+        cand = [g for g, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= need][:150]
         chosen: dict[str, float] = {}
         stats: dict[str, tuple[int, int]] = {}
         for g in cand:
