@@ -176,8 +176,11 @@ def _iter_jsonl(path: Path, file_key: str, batch_rows: int, skip_bytes: int, ski
         first_block = pos == 0
         eof = False
         while not eof or buf:
-            # fill until batch_rows newlines are buffered (or EOF)
-            while not eof and buf.count(b"\n") < batch_rows:
+            n_nl = buf.count(b"\n")   # the carried-over tail; new blocks are counted once each
+            # fill until batch_rows newlines are buffered (or EOF); blocks are collected in a
+            # list and joined once (``buf += block`` re-copied the growing buffer every block)
+            parts = [buf]
+            while not eof and n_nl < batch_rows:
                 block = fh.read(READ_BLOCK)
                 if not block:
                     eof = True
@@ -187,9 +190,12 @@ def _iter_jsonl(path: Path, file_key: str, batch_rows: int, skip_bytes: int, ski
                     stripped = _strip_bom(block, path)
                     pos += len(block) - len(stripped)     # resume offsets are file offsets
                     block = stripped
-                buf += block
-                if len(buf) > MAX_LINE_BYTES and b"\n" not in buf:
+                parts.append(block)
+                n_nl += block.count(b"\n")
+                if n_nl == 0 and sum(map(len, parts)) > MAX_LINE_BYTES:
                     break
+            buf = b"".join(parts) if len(parts) > 1 else buf
+            parts = []
             if not buf:
                 break
             arr = np.frombuffer(buf, dtype=np.uint8)
@@ -774,27 +780,29 @@ FROM ok LEFT JOIN samples s ON s.dataset = ? AND s.row_id = ok.row_id
                                            new.column("reply").to_pylist())
         else:
             pl_ = pc = rl = rc = [None] * n_new
-        ids = np.empty(0, np.int64)
-        if n_new:
-            ids = np.sort(np.array([r[0] for r in con.execute(
-                "SELECT nextval('sample_id_seq') FROM range(?)", [n_new]).fetchall()], np.int64))
-        langs = pa.table({
-            "line_no": new.column("line_no"),
-            "sample_id": pa.array(ids, pa.int64()),
-            "prompt_lang": pa.array(pl_, pa.string()), "prompt_lang_conf": pa.array(pc, pa.float64()),
-            "reply_lang": pa.array(rl, pa.string()), "reply_lang_conf": pa.array(rc, pa.float64()),
-        })
-        pre = pa.table({
-            "line": pa.array([r["line"] for r in b.pre_rejects], pa.int64()),
-            "reason": pa.array([r["reason"] for r in b.pre_rejects], pa.string()),
-            "field": pa.array([r["field"] for r in b.pre_rejects], pa.string()),
-            "detail": pa.array([r["detail"] for r in b.pre_rejects], pa.string()),
-            "raw": pa.array([r["raw"] for r in b.pre_rejects], pa.string()),
-        })
-        con.register("_langs", langs)
-        con.register("_pre", pre)
+        # sample ids are drawn inside the transaction: an autocommitted nextval statement
+        # would commit (and could trigger a WAL checkpoint) once more per batch
         con.execute("BEGIN TRANSACTION")
         try:
+            ids = np.empty(0, np.int64)
+            if n_new:
+                ids = np.sort(np.array([r[0] for r in con.execute(
+                    "SELECT nextval('sample_id_seq') FROM range(?)", [n_new]).fetchall()], np.int64))
+            langs = pa.table({
+                "line_no": new.column("line_no"),
+                "sample_id": pa.array(ids, pa.int64()),
+                "prompt_lang": pa.array(pl_, pa.string()), "prompt_lang_conf": pa.array(pc, pa.float64()),
+                "reply_lang": pa.array(rl, pa.string()), "reply_lang_conf": pa.array(rc, pa.float64()),
+            })
+            pre = pa.table({
+                "line": pa.array([r["line"] for r in b.pre_rejects], pa.int64()),
+                "reason": pa.array([r["reason"] for r in b.pre_rejects], pa.string()),
+                "field": pa.array([r["field"] for r in b.pre_rejects], pa.string()),
+                "detail": pa.array([r["detail"] for r in b.pre_rejects], pa.string()),
+                "raw": pa.array([r["raw"] for r in b.pre_rejects], pa.string()),
+            })
+            con.register("_langs", langs)
+            con.register("_pre", pre)
             added = unchanged = conflict = rejected = 0
             by_reason: dict[str, int] = {}
             if n_in:
