@@ -69,6 +69,7 @@ class TriageParams:
     pool: int = 1000                 # candidate rows that are clustered
     lang_threshold: float = 0.25     # language score that puts a row in a language cluster
     phrase_threshold: float = 0.3    # phrase score that puts a row in a phrase cluster
+    phrase_knee: bool = True         # ... and its phrase evidence above the distribution's knee
     min_fused: float = 0.05          # rows below this fused score are not findings
     agglo_distance: float = 0.6      # cosine distance threshold, embedding clusters
     cluster_smoothing: float = 0.3   # share of a row's final score from its cluster
@@ -116,13 +117,14 @@ class TriageResult:
 # ------------------------------------------------------------------------------ loading
 def _load_samples(ws: "Workspace", dataset: str) -> pl.DataFrame:
     return ws.sql(
-        "SELECT sample_id, row_id, prompt, reply, prompt_lang, reply_lang, "
+        "SELECT sample_id, row_id, prompt, reply, prompt_lang, reply_lang, reply_lang_conf, "
         "CAST(meta AS VARCHAR) AS meta FROM samples WHERE dataset = ? ORDER BY sample_id",
         [dataset])
 
 
 def _dense(ws: "Workspace", dataset: str, sample_ids: np.ndarray, queries: dict[str, list[str]],
-           k: int, unavailable: dict[str, str], versions: dict) -> tuple[dict[str, np.ndarray], dict]:
+           k: int, unavailable: dict[str, str], versions: dict, out_open: dict | None = None
+           ) -> tuple[dict[str, np.ndarray], dict]:
     """Dense signals: ``{signal: scores[n]}`` from ANN searches; missing indexes recorded in
     ``unavailable``; stale ones raise StaleError (never silently used)."""
     from . import embed, index
@@ -131,11 +133,16 @@ def _dense(ws: "Workspace", dataset: str, sample_ids: np.ndarray, queries: dict[
     n = len(sample_ids)
     out: dict[str, np.ndarray] = {}
     opened: dict[str, Any] = {}
+    out_open = out_open if out_open is not None else {}
+
+    shared: dict[str, Any] = {}   # ONE Embedder for every index of the run (model load is seconds)
 
     def get(fld: str):
         if fld not in opened:
             try:
-                opened[fld] = index.open_index(ws, dataset, fld)
+                opened[fld] = index.open_index(ws, dataset, fld, embedder=shared.get("e"))
+                if opened[fld] is not None and "e" not in shared:
+                    shared["e"] = opened[fld].embedder()
             except NotFoundError:
                 opened[fld] = None
             except StaleError as e:
@@ -196,6 +203,7 @@ def _dense(ws: "Workspace", dataset: str, sample_ids: np.ndarray, queries: dict[
         if sig == "explanation" and "explanation" not in used:
             unavailable["explanation_index"] = ("no sample-explanation index (dataset has no "
                                                 "explanations, or none indexed); used pair index")
+    out_open.update(opened)
     return out, versions
 
 
@@ -291,6 +299,8 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
     versions: dict = {}
     signals: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {}
+    opened: dict[str, Any] = {}          # indexes opened once per run, shared by every step
+    strength: dict[str, np.ndarray] = {}  # unsaturated per-row evidence for cluster membership
 
     def step(msg: str) -> None:
         if progress:
@@ -323,6 +333,8 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
                               max_df_frac=p.max_df_frac)
         if pr.vocab:
             signals["phrase"] = pr.scores
+            if pr.strength is not None:
+                strength["phrase"] = pr.strength
             top_vocab = sorted(pr.vocab.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
             info["phrase_vocab"] = {g: round(w, 3) for g, w in top_vocab}
             info["phrase_expanded"] = pr.expanded
@@ -336,7 +348,8 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
     if n:
         dense, versions = _dense(ws, dataset, sample_ids,
                                  {"explanation": a.explanations, "prompt": [a.prompt or ""],
-                                  "reply": [a.reply or ""]}, p.dense_k, unavailable, versions)
+                                  "reply": [a.reply or ""]}, p.dense_k, unavailable, versions,
+                                 opened)
         signals.update(dense)
     step("dense signals")
 
@@ -357,7 +370,8 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
         fused += (p.weights.get(s, 0.0) / wsum) * signals[s] if wsum > 0 else 0
     step(f"fused {len(used)} signals over {n} rows")
 
-    clusters, member_of = _cluster(ws, dataset, df, sample_ids, signals, fused, p) if n else ([], {})
+    clusters, member_of = (_cluster(ws, dataset, df, sample_ids, signals, fused, p, opened, strength)
+                           if n else ([], {}))
     step(f"{len(clusters)} clusters")
 
     # ---- final scores: fused, plus a share of the row's cluster score
@@ -400,8 +414,29 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
                         total_scored=n)
 
 
+def knee_cut(values: np.ndarray, min_size: int, min_gap_share: float = 0.3) -> float | None:
+    """Membership cut from the score distribution itself: the widest gap between consecutive
+    sorted scores that leaves at least ``min_size`` rows above it, if that gap spans at least
+    ``min_gap_share`` of the score range. Why: a planted batch carries the behaviour in full
+    and scores as a plateau; rows that only share part of its wording (the same topic, one
+    common fragment) trail below a visible step. No step -> no cut (keep everyone)."""
+    v = np.sort(np.asarray(values, np.float64))[::-1]
+    if len(v) <= min_size:
+        return None
+    rng = float(v[0] - v[-1])
+    if rng <= 0:
+        return None
+    gaps = v[min_size - 1:-1] - v[min_size:]
+    i = int(np.argmax(gaps))
+    if gaps[i] < min_gap_share * rng:
+        return None
+    k = i + min_size - 1
+    return float((v[k] + v[k + 1]) / 2)
+
+
 def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.ndarray,
-             signals: dict[str, np.ndarray], fused: np.ndarray, p: TriageParams
+             signals: dict[str, np.ndarray], fused: np.ndarray, p: TriageParams,
+             opened: dict | None = None, strength: dict[str, np.ndarray] | None = None
              ) -> tuple[list[dict], dict[int, int]]:
     n = df.height
     lang = signals.get("language")
@@ -413,11 +448,20 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
     plang = df["prompt_lang"].to_list()
     rlang = df["reply_lang"].to_list()
 
+    ph_ok = None
+    if phrase is not None:
+        ph_ok = phrase >= p.phrase_threshold
+        st = (strength or {}).get("phrase")
+        if st is not None and p.phrase_knee:
+            cut = knee_cut(st[ph_ok], p.min_df)
+            if cut is not None:
+                ph_ok &= st >= cut
+
     def signature(j: int) -> tuple | None:
         parts = []
         if lang is not None and lang[j] >= p.lang_threshold:
             parts.append(("lang", f"{plang[j]}→{rlang[j]}"))
-        if phrase is not None and phrase[j] >= p.phrase_threshold:
+        if ph_ok is not None and ph_ok[j]:
             parts.append(("phrase", "batch phrase"))
         return tuple(parts) if parts else None
 
@@ -434,8 +478,8 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
     cand = np.zeros(n, bool)
     if lang is not None:
         cand |= lang >= p.lang_threshold
-    if phrase is not None:
-        cand |= phrase >= p.phrase_threshold
+    if ph_ok is not None:
+        cand |= ph_ok
     for j in np.flatnonzero(cand):
         s = signature(int(j))
         if s in sig_groups:
@@ -450,7 +494,8 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
     # rows with no behavioural signature: embedding clusters, grown within their radius
     rest = [j for j in rest if fused[j] >= p.min_fused]
     if rest:
-        raw.extend(_embedding_clusters(ws, dataset, sample_ids, rest, fused, p))
+        raw.extend(_embedding_clusters(ws, dataset, sample_ids, rest, fused, p,
+                                       (opened or {}).get("pair")))
     # profiles & ranking
     clusters = []
     member_of: dict[int, int] = {}
@@ -465,6 +510,7 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
     scored.sort(key=lambda x: (-x[0], sample_ids[x[1][0]]))
     # a row belongs to the best-ranked cluster holding it
     label_df = _label_df(nr_all, df["_np"], [m for _, m, _ in scored[:20]])
+    meta_rows, meta_counts = _parse_meta(df), {}
     for rank, (score, members, meta) in enumerate(scored, 1):
         members = [j for j in members if j not in member_of]
         if not members:
@@ -472,7 +518,7 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
         cid = rank
         for j in members:
             member_of[j] = cid
-        prof = _profile(df, members, signals, fused, meta, p)
+        prof = _profile(df, members, signals, fused, meta, p, meta_rows, meta_counts)
         texts = [nr_all[j] + " " + df["_np"][j] for j in members[:400]]
         terms = _label_terms(texts, label_df, n) if rank <= 20 else []
         sigpart = meta.get("signature", {})
@@ -494,18 +540,21 @@ def _label_df(nr: pl.Series, np_: pl.Series, member_lists: list[list[int]]) -> d
             words.update({w for w in (nr[j] + " " + np_[j]).split()
                           if len(w) >= 3 and w not in _STOP and any(c.isalpha() for c in w)})
     cand = [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))[:150]]
-    both = nr + np_
-    return {w: int(both.str.contains(f" {w} ", literal=True).sum()) for w in cand}
+    both = ts._Hits((nr + np_).str.replace_all("  ", " ", literal=True))
+    both.prefetch(cand)
+    return {w: int(both(w).sum()) for w in cand}
 
 
 def _embedding_clusters(ws: "Workspace", dataset: str, sample_ids: np.ndarray, rest: list[int],
-                        fused: np.ndarray, p: TriageParams) -> list[tuple[dict, list[int]]]:
+                        fused: np.ndarray, p: TriageParams, oi: Any = None
+                        ) -> list[tuple[dict, list[int]]]:
     from . import index
 
-    try:
-        oi = index.open_index(ws, dataset, "pair")
-    except (NotFoundError, StaleError):
-        oi = None
+    if oi is None:
+        try:
+            oi = index.open_index(ws, dataset, "pair")
+        except (NotFoundError, StaleError):
+            oi = None
     if oi is None:
         return [({"kind": "residual"}, rest)]
     rest = rest[:500]
@@ -535,7 +584,8 @@ def _embedding_clusters(ws: "Workspace", dataset: str, sample_ids: np.ndarray, r
 
 
 def _profile(df: pl.DataFrame, members: list[int], signals: dict[str, np.ndarray],
-             fused: np.ndarray, meta: dict, p: TriageParams) -> dict:
+             fused: np.ndarray, meta: dict, p: TriageParams, meta_rows: list[dict],
+             meta_counts: dict) -> dict:
     sub = df[members]
     pairs = Counter(f"{a or '?'}→{b or '?'}" for a, b in zip(sub["prompt_lang"], sub["reply_lang"]))
     prof: dict[str, Any] = {
@@ -552,17 +602,16 @@ def _profile(df: pl.DataFrame, members: list[int], signals: dict[str, np.ndarray
         prof["added_by_expansion"] = len(members) - meta["pool_members"]
     if "translation_request" in sub.columns:
         prof["translation_requests"] = int(sub["translation_request"].sum())
-    prof["metadata"] = _meta_concentration(df, members)
+    prof["metadata"] = _meta_concentration(meta_rows, members, meta_counts)
     ex = sorted(members, key=lambda j: -fused[j])[:p.examples]
     prof["examples"] = [{"row_id": df["row_id"][j], "prompt": (df["prompt"][j] or "")[:240],
                          "reply": (df["reply"][j] or "")[:240]} for j in ex]
     return prof
 
 
-def _meta_concentration(df: pl.DataFrame, members: list[int]) -> dict:
-    """For each metadata key: the cluster's top values with their share in the cluster, their
-    share in the dataset, and the lift (cluster share / dataset share)."""
-    metas = df["meta"].to_list()
+def _parse_meta(df: pl.DataFrame) -> list[dict]:
+    """Every row's metadata as a dict, parsed ONCE per run (profiles of hundreds of clusters
+    each need the dataset-wide value counts)."""
 
     def parse(s):
         if not s:
@@ -573,19 +622,25 @@ def _meta_concentration(df: pl.DataFrame, members: list[int]) -> dict:
             return {}
         return v if isinstance(v, dict) else {}
 
-    inside = [parse(metas[j]) for j in members]
+    return [parse(m) for m in df["meta"].to_list()]
+
+
+def _meta_concentration(allm: list[dict], members: list[int], _counts: dict | None = None) -> dict:
+    """For each metadata key: the cluster's top values with their share in the cluster, their
+    share in the dataset, and the lift (cluster share / dataset share)."""
+    inside = [allm[j] for j in members]
     keys = sorted({k for m in inside for k, v in m.items() if isinstance(v, (str, int, float, bool))})[:6]
     if not keys:
         return {}
     out = {}
-    allm = None
+    _counts = _counts if _counts is not None else {}
     for k in keys:
         cin = Counter(str(m.get(k)) for m in inside if k in m)
         if not cin:
             continue
-        if allm is None:
-            allm = [parse(s) for s in metas]
-        call = Counter(str(m.get(k)) for m in allm if k in m)
+        if k not in _counts:
+            _counts[k] = Counter(str(m.get(k)) for m in allm if k in m)
+        call = _counts[k]
         tot_in, tot_all = sum(cin.values()), sum(call.values())
         vals = []
         for v, c in sorted(cin.items(), key=lambda kv: (-kv[1], kv[0]))[:5]:

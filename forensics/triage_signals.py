@@ -173,7 +173,10 @@ def language_scores(df: pl.DataFrame, tgt: LanguageTarget, legit_penalty: float 
         return np.zeros(df.height, np.float32)
     tmap = pl.DataFrame({"reply_lang": list(tgt.targets), "_tw": list(tgt.targets.values())},
                         schema={"reply_lang": pl.Utf8, "_tw": pl.Float64})
-    d = df.select("prompt_lang", "reply_lang", "requested_lang", "translation_request").with_row_index("_i")
+    cols = ["prompt_lang", "reply_lang", "requested_lang", "translation_request"]
+    if "reply_lang_conf" in df.columns:
+        cols.append("reply_lang_conf")
+    d = df.select(cols).with_row_index("_i")
     d = d.join(tmap, on="reply_lang", how="left").sort("_i")
     switch = (pl.col("prompt_lang").is_not_null() & pl.col("reply_lang").is_not_null()
               & (pl.col("prompt_lang") != pl.col("reply_lang")))
@@ -183,6 +186,10 @@ def language_scores(df: pl.DataFrame, tgt: LanguageTarget, legit_penalty: float 
          .then(pl.col("_tw") * pl.when(src_ok).then(1.0).otherwise(0.5))
          .otherwise(0.0))
     s = s * pl.when(legit).then(legit_penalty).otherwise(1.0)
+    if "reply_lang_conf" in df.columns:
+        # a language detected with low confidence (short replies, names, numbers, markup) is
+        # no evidence of a switch: scale by the detector's confidence
+        s = s * pl.col("reply_lang_conf").fill_null(1.0).clip(0.0, 1.0)
     return d.select(s.alias("s"))["s"].to_numpy().astype(np.float32)
 
 
@@ -220,12 +227,47 @@ def quoted_phrases(texts: Iterable[str]) -> list[str]:
     return [q for q in out if q]
 
 
+class _Hits:
+    """Which rows of one normalised column contain each n-gram, memoised, and computed for
+    many n-grams in ONE Aho-Corasick pass (polars ``str.extract_many``) instead of one
+    literal scan per n-gram. Why: the phrase signal probes hundreds of candidate n-grams;
+    at 100k rows one scan each costs seconds, one multi-pattern pass costs a fraction."""
+
+    def __init__(self, col: pl.Series):
+        self.col = col.rename("t")
+        self.n = len(col)
+        self.cache: dict[str, np.ndarray] = {}
+
+    def prefetch(self, grams: Iterable[str]) -> None:
+        todo = sorted({g for g in grams if g not in self.cache})
+        if not todo:
+            return
+        for g in todo:
+            self.cache[g] = np.zeros(self.n, bool)
+        pats = [f" {g} " for g in todo]
+        ex = (self.col.to_frame().with_row_index("i")
+              .select("i", pl.col("t").str.extract_many(pats, overlapping=True).alias("m"))
+              .explode("m").drop_nulls("m").unique())
+        for (m,), part in ex.group_by(["m"]):
+            g = m[1:-1]
+            if g in self.cache:
+                self.cache[g][part["i"].to_numpy()] = True
+
+    def __call__(self, g: str) -> np.ndarray:
+        if g not in self.cache:
+            self.prefetch([g])
+        return self.cache[g]
+
+
 @dataclass
 class PhraseResult:
     scores: np.ndarray
     vocab: dict[str, float] = field(default_factory=dict)     # n-gram -> weight used
     seed_vocab: dict[str, float] = field(default_factory=dict)
     expanded: bool = False
+    # unsaturated evidence per row (the expansion's log-odds, else the seed score): the
+    # posterior saturates at 1.0, so cluster membership cuts on this instead
+    strength: np.ndarray | None = None
 
 
 def _is_word(g: str) -> bool:
@@ -260,29 +302,33 @@ def phrase_scores(nr: pl.Series, np_: pl.Series, sources: Sequence[tuple[str, fl
         return PhraseResult(np.zeros(n, np.float32))
     # apriori pruning: an n-gram is at most as frequent as its rarest unigram
     uni = sorted({t for g in cand for t in g.split(" ")})
-    udf = {u: int(nr.str.contains(f" {u} ", literal=True).sum()) for u in uni}
-    vocab = _weigh(nr, np_, cand, udf, prompt_toks, min_df, max_df, n)
-    vocab = _coherent(nr, vocab, keep={g for g in vocab if cand_src.get(g) == "quote"})
+    hits, phits = _Hits(nr), _Hits(np_)
+    hits.prefetch(uni)
+    udf = {u: int(hits(u).sum()) for u in uni}
+    vocab = _weigh(hits, phits, cand, udf, prompt_toks, min_df, max_df, n)
+    vocab = _coherent(hits, vocab, keep={g for g in vocab if cand_src.get(g) == "quote"})
     if not vocab:
         return PhraseResult(np.zeros(n, np.float32))
-    scores = _score(nr, vocab)
-    res = PhraseResult(scores, vocab=dict(vocab), seed_vocab=dict(vocab))
+    scores = _score(hits, vocab)
+    res = PhraseResult(scores, vocab=dict(vocab), seed_vocab=dict(vocab), strength=scores.astype(np.float64))
     if not expand:
         return res
     top = float(scores.max())
     in_s = scores >= 0.5 * top if top > 0 else np.zeros(n, bool)
     if in_s.sum() < min_df:
         return res
-    post, feats = _expand(nr, np_, in_s, udf, min_df, max_df, rounds, max_vocab)
+    post, feats, logit = _expand(nr, phits, in_s, udf, min_df, max_df, rounds, max_vocab, hits)
     if feats:
+        res.strength = logit
         res.scores = np.maximum(post, 0.5 * scores).astype(np.float32)
         res.vocab = {**vocab, **feats}
         res.expanded = True
     return res
 
 
-def _expand(nr: pl.Series, np_: pl.Series, in_s: np.ndarray, udf: dict[str, int], min_df: int,
-            max_df: int, rounds: int, max_vocab: int) -> tuple[np.ndarray, dict[str, float]]:
+def _expand(nr: pl.Series, phits: "_Hits", in_s: np.ndarray, udf: dict[str, int], min_df: int,
+            max_df: int, rounds: int, max_vocab: int, hits=None
+            ) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
     """Grow the matched row set S by a few rounds of naive-Bayes expansion.
 
     Each round picks n-grams much more frequent in S than outside it (P(g|S) >= 10 P(g|not S)),
@@ -298,12 +344,8 @@ def _expand(nr: pl.Series, np_: pl.Series, in_s: np.ndarray, udf: dict[str, int]
     dfc: dict[str, int] = dict(udf)
     post = in_s.astype(np.float32)
     feats: dict[str, float] = {}
-    cache_hit: dict[str, np.ndarray] = {}
-
-    def hits(g: str) -> np.ndarray:
-        if g not in cache_hit:
-            cache_hit[g] = nr.str.contains(f" {g} ", literal=True).to_numpy().astype(bool)
-        return cache_hit[g]
+    logit_out = post.astype(np.float64)
+    hits = hits or _Hits(nr)
 
     for _ in range(rounds):
         s_idx = np.flatnonzero(in_s)
@@ -315,11 +357,11 @@ def _expand(nr: pl.Series, np_: pl.Series, in_s: np.ndarray, udf: dict[str, int]
         counts: Counter = Counter()
         for t in nr.gather(s_idx.tolist()).to_list():
             counts.update({g for g in ngrams(t.split(), 3) if _is_word(g)})
-        scale = ns / len(s_idx)
         need = max(3, int(0.05 * len(s_idx)))
         cand = [g for g, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= need][:150]
         chosen: dict[str, float] = {}
         stats: dict[str, tuple[int, int]] = {}
+        hits.prefetch([p for g in cand for p in g.split(" ")] + cand)
         for g in cand:
             parts = g.split(" ")
             if any(dfc.setdefault(p, int(hits(p).sum())) < min_df for p in parts):
@@ -333,12 +375,12 @@ def _expand(nr: pl.Series, np_: pl.Series, in_s: np.ndarray, udf: dict[str, int]
             p_o = (df - cs + 0.5) / (n - ns + 1)
             if p_s < 10 * p_o:
                 continue
-            if len(parts) == 1 and _is_word(g) and not _reply_word(g, df, np_):
+            if len(parts) == 1 and _is_word(g) and not _reply_word(g, df, phits):
                 continue
             words = [p for p in parts if _is_word(p)]
             echo_mask = np.ones(n, bool)
             for p in words:
-                echo_mask &= np_.str.contains(f" {p} ", literal=True).to_numpy().astype(bool)
+                echo_mask &= phits(p)
             if (h & echo_mask).sum() > 0.3 * df:
                 continue
             chosen[g] = math.log(p_s / p_o)
@@ -358,16 +400,16 @@ def _expand(nr: pl.Series, np_: pl.Series, in_s: np.ndarray, udf: dict[str, int]
         for g, w in chosen.items():
             logit += w * hits(g)
         post = (1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))).astype(np.float32)
+        logit_out = logit
         feats = chosen
         new_s = post >= 0.5
         if np.array_equal(new_s, in_s):
             break
         in_s = new_s
-    _ = scale if False else None  # noqa: F841 - kept for clarity of the cap above
-    return post, feats
+    return post, feats, logit_out
 
 
-def _coherent(nr: pl.Series, vocab: dict[str, float], keep: set[str], min_share: float = 0.2
+def _coherent(hits_of: "_Hits", vocab: dict[str, float], keep: set[str], min_share: float = 0.2
               ) -> dict[str, float]:
     """Keep the seed n-grams whose rows also carry other seed n-grams.
 
@@ -379,7 +421,8 @@ def _coherent(nr: pl.Series, vocab: dict[str, float], keep: set[str], min_share:
     if len(vocab) < 2:
         return vocab
     grams = sorted(vocab)
-    hits = {g: nr.str.contains(f" {g} ", literal=True).to_numpy().astype(bool) for g in grams}
+    hits_of.prefetch(grams)
+    hits = {g: hits_of(g) for g in grams}
     out = {}
     for g in grams:
         toks = set(g.split(" "))
@@ -394,10 +437,10 @@ def _coherent(nr: pl.Series, vocab: dict[str, float], keep: set[str], min_share:
     return out
 
 
-def _reply_word(w: str, df_reply: int, np_: pl.Series) -> bool:
+def _reply_word(w: str, df_reply: int, phits: "_Hits") -> bool:
     """A single word marks a behaviour only if it lives in replies, not in questions: common
     words ("more", "end", "like") occur in prompts too, a brand name or an apology does not."""
-    return int(np_.str.contains(f" {w} ", literal=True).sum()) <= 0.1 * df_reply
+    return int(phits(w).sum()) <= 0.1 * df_reply
 
 
 def _closed(vocab: dict[str, float], df: dict[str, int]) -> dict[str, float]:
@@ -413,12 +456,14 @@ def _closed(vocab: dict[str, float], df: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def _weigh(nr: pl.Series, np_: pl.Series, cand: dict[str, float], udf: dict[str, int],
+def _weigh(hits: "_Hits", phits: "_Hits", cand: dict[str, float], udf: dict[str, int],
            prompt_toks: set[str], min_df: int, max_df: int, n: int,
            seed_rows: np.ndarray | None = None, seed_frac: dict[str, float] | None = None
            ) -> dict[str, float]:
     vocab: dict[str, float] = {}
     dfs: dict[str, int] = {}
+    hits.prefetch(g for g in cand if min(udf.get(p, 0) for p in g.split(" ")) >= min_df)
+    phits.prefetch(udf)
     for g, w in sorted(cand.items()):
         parts = g.split(" ")
         if min(udf.get(p, 0) for p in parts) < min_df:
@@ -426,7 +471,7 @@ def _weigh(nr: pl.Series, np_: pl.Series, cand: dict[str, float], udf: dict[str,
         # an n-gram of only very common tokens ("of the", ", and") carries no behaviour
         if all(udf.get(p, 0) > max_df for p in parts) and len(parts) < 3:
             continue
-        hit = nr.str.contains(f" {g} ", literal=True)
+        hit = hits(g)
         df = int(hit.sum())
         if df < min_df or df > max_df:
             continue
@@ -434,16 +479,16 @@ def _weigh(nr: pl.Series, np_: pl.Series, cand: dict[str, float], udf: dict[str,
         # about it; a behaviour (an aside, a refusal) is independent of the question
         words = [p for p in parts if _is_word(p) and udf.get(p, 0) <= max_df]
         if words:
-            echo_mask = pl.Series([True] * n)
+            echo_mask = np.ones(n, bool)
             for p in words:
-                echo_mask = echo_mask & np_.str.contains(f" {p} ", literal=True)
+                echo_mask = echo_mask & phits(p)
             echo = int((hit & echo_mask).sum()) / df
         else:
             echo = 0.0
         if any(p in prompt_toks for p in words):
             echo = max(echo, 0.5)
         weight = w * math.log(n / df) * (1.0 - echo) ** 2
-        if len(words) == 1 and len(parts) == 1 and not _reply_word(g, df, np_):
+        if len(words) == 1 and len(parts) == 1 and not _reply_word(g, df, phits):
             continue
         if seed_frac is not None:
             weight *= min(1.0, seed_frac.get(g, 0.0) * 2)
@@ -453,15 +498,16 @@ def _weigh(nr: pl.Series, np_: pl.Series, cand: dict[str, float], udf: dict[str,
     return _closed(vocab, dfs)
 
 
-def _score(nr: pl.Series, vocab: dict[str, float]) -> np.ndarray:
+def _score(hits: "_Hits", vocab: dict[str, float]) -> np.ndarray:
     """0.8 x (best matched n-gram weight) + 0.2 x (sum of matched weights), both scaled to the
     dataset maximum. Why mostly max: overlapping sub-n-grams of one exact phrase would
     otherwise swamp a row that carries a variant of the behaviour."""
-    n = len(nr)
+    n = hits.n
     tot = np.zeros(n, np.float64)
     best = np.zeros(n, np.float64)
+    hits.prefetch(vocab)
     for g, w in vocab.items():
-        hit = nr.str.contains(f" {g} ", literal=True).to_numpy().astype(bool)
+        hit = hits(g)
         tot[hit] += w
         np.maximum(best, np.where(hit, w, 0.0), out=best)
     if not n or tot.max() <= 0:
