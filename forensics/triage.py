@@ -416,11 +416,13 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
 
 def knee_cut(values: np.ndarray, min_size: int, min_gap_share: float = 0.3) -> float | None:
     """Membership cut from the score distribution itself: the widest gap between consecutive
-    sorted scores that leaves at least ``min_size`` rows above it, if that gap spans at least
+    sorted (log) scores that leaves at least ``min_size`` rows above it, if that gap spans at least
     ``min_gap_share`` of the score range. Why: a planted batch carries the behaviour in full
     and scores as a plateau; rows that only share part of its wording (the same topic, one
     common fragment) trail below a visible step. No step -> no cut (keep everyone)."""
-    v = np.sort(np.asarray(values, np.float64))[::-1]
+    # on a log scale: evidence is additive log-odds, a batch's variants differ by a factor
+    # (fewer shared n-grams) while the trailing rows sit an order of magnitude below
+    v = np.log(np.clip(np.sort(np.asarray(values, np.float64))[::-1], 0.1, None))
     if len(v) <= min_size:
         return None
     rng = float(v[0] - v[-1])
@@ -431,7 +433,7 @@ def knee_cut(values: np.ndarray, min_size: int, min_gap_share: float = 0.3) -> f
     if gaps[i] < min_gap_share * rng:
         return None
     k = i + min_size - 1
-    return float((v[k] + v[k + 1]) / 2)
+    return float(np.exp((v[k] + v[k + 1]) / 2))
 
 
 def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.ndarray,
