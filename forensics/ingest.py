@@ -292,7 +292,16 @@ def _iter_parquet(path: Path, file_key: str, batch_rows: int, skip: int) -> Iter
         groups.append(g)
     if not groups:
         return
-    for rb in pf.iter_batches(batch_size=batch_rows, row_groups=groups):
+    yield from _resume_batches(file_key, pf.iter_batches(batch_size=batch_rows, row_groups=groups),
+                               skip, done)
+
+
+def _resume_batches(file_key: str, record_batches: Iterable[pa.RecordBatch], skip: int,
+                    done: int = 0) -> Iterator[_Batch]:
+    """Columnar sources: yield batches past the resume point ``skip`` (records an earlier run
+    committed), numbering records from 1 across the whole source; ``done`` counts records
+    already passed over without reading (e.g. skipped Parquet row groups)."""
+    for rb in record_batches:
         start = done
         done += rb.num_rows
         if done <= skip:
@@ -306,27 +315,21 @@ def _iter_parquet(path: Path, file_key: str, batch_rows: int, skip: int) -> Iter
 def _iter_arrow_files(files: Sequence[Path], file_key: str, batch_rows: int, skip: int
                       ) -> Iterator[_Batch]:
     """HF ``save_to_disk`` shards: Arrow IPC streams read with pyarrow, memory-mapped."""
-    done = 0
-    for f in files:
-        with pa.memory_map(str(f), "r") as src:
-            try:
-                reader = pa.ipc.open_stream(src)
-            except pa.ArrowInvalid:
-                reader = pa.ipc.open_file(src)
-                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-            else:
-                batches = iter(reader)
-            for big in batches:
-                for off in range(0, big.num_rows, batch_rows):
-                    rb = big.slice(off, batch_rows)
-                    start = done
-                    done += rb.num_rows
-                    if done <= skip:
-                        continue
-                    if start < skip:
-                        rb = rb.slice(skip - start)
-                        start = skip
-                    yield _records_to_batch(file_key, rb, start + 1, start)
+    def slices() -> Iterator[pa.RecordBatch]:
+        for f in files:
+            with pa.memory_map(str(f), "r") as src:
+                try:
+                    reader = pa.ipc.open_stream(src)
+                except pa.ArrowInvalid:
+                    reader = pa.ipc.open_file(src)
+                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+                else:
+                    batches = iter(reader)
+                for big in batches:
+                    for off in range(0, big.num_rows, batch_rows):
+                        yield big.slice(off, batch_rows)
+
+    yield from _resume_batches(file_key, slices(), skip)
 
 
 def _iter_csv(path: Path, file_key: str, batch_rows: int, skip: int) -> Iterator[_Batch]:
