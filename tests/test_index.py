@@ -54,13 +54,6 @@ def emb():
     return embed.Embedder()
 
 
-@pytest.fixture
-def ws(tmp_path):
-    w = forensics.init(tmp_path / "ws")
-    yield w
-    w.close()
-
-
 def test_flat_search_matches_exact_search(ws, emb):
     add_samples(ws, "d", corpus(60))
     m = index.build(ws, "d", "pair", embedder=emb, progress=False)
