@@ -314,6 +314,34 @@ CREATE TABLE IF NOT EXISTS pipeline_state (
     Migration(10, "ingest: ingest_progress.bytes_done (resume offset for JSONL)", r"""
 ALTER TABLE ingest_progress ADD COLUMN IF NOT EXISTS bytes_done BIGINT;
 """),
+    # triage (range 30-39): per-row features derived from a dataset's text (normalised token
+    # strings, requested language), computed once per dataset state instead of on every triage
+    Migration(30, "triage: triage_row_features, triage_tokens, triage_feature_sets (per-dataset cache)", r"""
+CREATE TABLE IF NOT EXISTS triage_feature_sets (
+    dataset         VARCHAR PRIMARY KEY,
+    feature_version VARCHAR NOT NULL,         -- code version of the derivation
+    dataset_version INTEGER NOT NULL,
+    rows            BIGINT NOT NULL,
+    max_sample_id   BIGINT NOT NULL,
+    fingerprint     VARCHAR NOT NULL,         -- bit_xor(hash(sample_id, prompt, reply))
+    seconds         DOUBLE,
+    built_at        TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS triage_row_features (
+    dataset             VARCHAR NOT NULL,
+    sample_id           BIGINT NOT NULL,
+    nr                  VARCHAR,              -- reply: lower-case tokens, space-separated, padded
+    np                  VARCHAR,              -- prompt: the same
+    requested_lang      VARCHAR,              -- language the prompt asks the reply to be in
+    translation_request BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS triage_tokens (
+    dataset VARCHAR NOT NULL,
+    field   VARCHAR NOT NULL,                 -- reply | prompt
+    token   VARCHAR NOT NULL,
+    rows    INTEGER[]                         -- sorted row positions (sample_id order)
+);
+"""),
     # nla (range 50-59): per-sample progress of `explain dataset` (resume, failures) and runs
     Migration(50, "nla: explain_progress (resumable explain dataset), explain_runs", r"""
 CREATE TABLE IF NOT EXISTS explain_progress (

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from . import triage_signals as ts
+from . import triage_features, triage_signals as ts
 from .errors import NotFoundError, StaleError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +52,11 @@ SIGNALS = ("language", "phrase", "explanation", "prompt", "reply", "quality")
 
 # quality checks that bear on a language-switch anomaly (our pipelines' check names)
 _LANG_CHECKS = re.compile(r"lang|translat|script|mismatch", re.IGNORECASE)
+# word stems that name the parts of any sample, not a behaviour: a check called
+# "hygiene_empty_reply" is not about an anomaly because its explanation says "reply"
+_GENERIC_STEMS = {"reply", "repli", "promp", "answe", "quest", "sampl", "check", "respo",
+                  "assis", "model", "outpu", "input", "token", "dataset", "recor", "field",
+                  "conte", "messa", "langu"}
 
 
 @dataclass
@@ -115,11 +120,25 @@ class TriageResult:
 
 
 # ------------------------------------------------------------------------------ loading
-def _load_samples(ws: "Workspace", dataset: str) -> pl.DataFrame:
-    return ws.sql(
-        "SELECT sample_id, row_id, prompt, reply, prompt_lang, reply_lang, reply_lang_conf, "
-        "CAST(meta AS VARCHAR) AS meta FROM samples WHERE dataset = ? ORDER BY sample_id",
-        [dataset])
+class _LazyEmbedder:
+    """Stands in for an index's Embedder in :func:`forensics.embed.embed_texts`: the model id
+    and dimension come from the index manifest, and the model is loaded only when a query text
+    is not in the workspace's embedding cache. Why: loading the model costs 0.1-0.2 s warm and
+    ~10 s in a fresh process (the CLI), while a re-run triage (same anomaly, other parameters or
+    a changed dataset) finds its queries cached. ``shared`` holds the one model of the run."""
+
+    def __init__(self, oi: Any, shared: dict):
+        self.oi, self.shared = oi, shared
+        self.model_id = oi.manifest.model_id
+        self.dim = int(oi.manifest.dim)
+
+    def encode(self, texts, show_progress: bool = False) -> np.ndarray:
+        e = self.shared.get("e")
+        if e is not None and e.model_id == self.model_id and self.oi._embedder is None:
+            self.oi._embedder = e  # the run's model, already loaded for another index
+        e = self.oi.embedder()
+        self.shared.setdefault("e", e)
+        return e.encode(texts)
 
 
 def _dense(ws: "Workspace", dataset: str, sample_ids: np.ndarray, queries: dict[str, list[str]],
@@ -141,8 +160,6 @@ def _dense(ws: "Workspace", dataset: str, sample_ids: np.ndarray, queries: dict[
         if fld not in opened:
             try:
                 opened[fld] = index.open_index(ws, dataset, fld, embedder=shared.get("e"))
-                if opened[fld] is not None and "e" not in shared:
-                    shared["e"] = opened[fld].embedder()
             except NotFoundError:
                 opened[fld] = None
             except StaleError as e:
@@ -170,7 +187,7 @@ def _dense(ws: "Workspace", dataset: str, sample_ids: np.ndarray, queries: dict[
                 continue
             if sig != "explanation" and fld == "pair" and used:
                 continue  # prompt/reply: the field index if present, else pair
-            vecs = embed.embed_texts(ws, texts, oi.embedder())
+            vecs = embed.embed_texts(ws, texts, _LazyEmbedder(oi, shared))
             kk = min(k, oi.ntotal) if oi.ntotal else 1
             scores, ids = oi.search(vecs, kk)
             if fld == "explanation" and expl_map is None:
@@ -218,7 +235,7 @@ def _quality(ws: "Workspace", dataset: str, sample_ids: np.ndarray, anomaly_text
     if not rows:
         return None, []
     words = set(re.findall(r"\w{5,}", anomaly_text.lower()))
-    stems = {w[:5] for w in words}
+    stems = {w[:5] for w in words} - _GENERIC_STEMS
     checks = sorted({r[0] for r in rows})
     relevant = []
     for c in checks:
@@ -292,7 +309,8 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
         raise UsageError("--limit must be >= 0")
     a = anomaly_mod.get(ws, anomaly_id)
     ws.require_dataset(dataset)
-    df = _load_samples(ws, dataset)
+    rf = triage_features.load(ws, dataset)
+    df = rf.frame
     n = df.height
     sample_ids = df["sample_id"].to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
     unavailable: dict[str, str] = {}
@@ -312,9 +330,9 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
     tgt = ts.language_target(a.prompt_lang, a.reply_lang, a.explanations, a.prompt)
     info["language_target"] = {"sources": tgt.sources, "targets": tgt.targets,
                                "evidence": tgt.evidence}
-    if n:
-        df = ts.request_columns(df)
-        df = df.with_columns(ts.norm_expr("reply").alias("_nr"), ts.norm_expr("prompt").alias("_np"))
+    info["row_features"] = {"cached": rf.cached, "seconds": round(rf.seconds, 3)}
+    hits_r, hits_p = rf.hits("reply"), rf.hits("prompt")  # shared by phrases and labels
+    step(f"row features ({'cached' if rf.cached else 'computed and stored'})")
     if tgt.active and n:
         signals["language"] = ts.language_scores(df, tgt, p.legit_penalty)
     elif not tgt.active:
@@ -330,7 +348,7 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
         sources.append((a.reply, 0.7))
     if n and sources:
         pr = ts.phrase_scores(df["_nr"], df["_np"], sources, a.prompt, min_df=p.min_df,
-                              max_df_frac=p.max_df_frac)
+                              max_df_frac=p.max_df_frac, hits=hits_r, phits=hits_p)
         if pr.vocab:
             signals["phrase"] = pr.scores
             if pr.strength is not None:
@@ -370,7 +388,8 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
         fused += (p.weights.get(s, 0.0) / wsum) * signals[s] if wsum > 0 else 0
     step(f"fused {len(used)} signals over {n} rows")
 
-    clusters, member_of = (_cluster(ws, dataset, df, sample_ids, signals, fused, p, opened, strength)
+    clusters, member_of = (_cluster(ws, dataset, df, sample_ids, signals, fused, p, opened, strength,
+                                    (hits_r, hits_p))
                            if n else ([], {}))
     step(f"{len(clusters)} clusters")
 
@@ -438,8 +457,8 @@ def knee_cut(values: np.ndarray, min_size: int, min_gap_share: float = 0.3) -> f
 
 def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.ndarray,
              signals: dict[str, np.ndarray], fused: np.ndarray, p: TriageParams,
-             opened: dict | None = None, strength: dict[str, np.ndarray] | None = None
-             ) -> tuple[list[dict], dict[int, int]]:
+             opened: dict | None = None, strength: dict[str, np.ndarray] | None = None,
+             hits: tuple | None = None) -> tuple[list[dict], dict[int, int]]:
     n = df.height
     lang = signals.get("language")
     phrase = signals.get("phrase")
@@ -511,8 +530,8 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
         scored.append((score, members, meta))
     scored.sort(key=lambda x: (-x[0], sample_ids[x[1][0]]))
     # a row belongs to the best-ranked cluster holding it
-    label_df = _label_df(nr_all, df["_np"], [m for _, m, _ in scored[:20]])
-    meta_rows, meta_counts = _parse_meta(df), {}
+    label_df = _label_df(nr_all, df["_np"], [m for _, m, _ in scored[:20]], hits)
+    meta_index = _Meta(ws, dataset, df["meta"])
     for rank, (score, members, meta) in enumerate(scored, 1):
         members = [j for j in members if j not in member_of]
         if not members:
@@ -520,7 +539,7 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
         cid = rank
         for j in members:
             member_of[j] = cid
-        prof = _profile(df, members, signals, fused, meta, p, meta_rows, meta_counts)
+        prof = _profile(df, members, signals, fused, meta, p, meta_index)
         texts = [nr_all[j] + " " + df["_np"][j] for j in members[:400]]
         terms = _label_terms(texts, label_df, n) if rank <= 20 else []
         sigpart = meta.get("signature", {})
@@ -531,20 +550,56 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
         clusters.append({"cluster_id": cid, "rank": len(clusters) + 1, "size": len(members),
                          "label": label, "score": round(score, 6), "profile": prof,
                          "_members": members})
+    _fill_examples(ws, sample_ids, clusters)
     return clusters, member_of
 
 
-def _label_df(nr: pl.Series, np_: pl.Series, member_lists: list[list[int]]) -> dict[str, int]:
-    """Dataset document frequency of the candidate label words (one pass per word)."""
+def _fill_examples(ws: "Workspace", sample_ids: np.ndarray, clusters: list[dict]) -> None:
+    """Prompt and reply (first 240 characters) of every cluster's example rows, read from
+    DuckDB in one query: the per-row frame does not carry the raw text (it is only needed
+    for a handful of examples, and loading it for every row cost ~0.15 s at 100k rows)."""
+    import pyarrow as pa
+
+    exs = [e for c in clusters for e in c["profile"].get("examples", [])]
+    if not exs:
+        return
+    ids = sorted({int(sample_ids[e["_j"]]) for e in exs})
+    name = f"_triage_examples_{id(exs)}"
+    ws.con.register(name, pa.table({"id": pa.array(ids, pa.int64())}))
+    try:
+        got = {int(r[0]): (r[1] or "", r[2] or "") for r in ws.rows(
+            f"SELECT sample_id, left(prompt, 240), left(reply, 240) FROM samples "
+            f"WHERE sample_id IN (SELECT id FROM {name})")}
+    finally:
+        ws.con.unregister(name)
+    for e in exs:
+        pr, rp = got.get(int(sample_ids[e.pop("_j")]), ("", ""))
+        e["prompt"], e["reply"] = pr, rp
+
+
+def _label_df(nr: pl.Series, np_: pl.Series, member_lists: list[list[int]],
+              hits: tuple | None = None) -> dict[str, int]:
+    """Dataset document frequency (reply or prompt) of the candidate label words, from the
+    token postings (``hits`` = reply and prompt :class:`~forensics.triage_signals.Hits`)."""
     words: Counter = Counter()
     for members in member_lists:
         for j in members[:400]:
             words.update({w for w in (nr[j] + " " + np_[j]).split()
                           if len(w) >= 3 and w not in _STOP and any(c.isalpha() for c in w)})
     cand = [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))[:150]]
-    both = ts._Hits((nr + np_).str.replace_all("  ", " ", literal=True))
-    both.prefetch(cand)
-    return {w: int(both(w).sum()) for w in cand}
+    hr, hp = hits if hits is not None else (ts.Hits(nr), ts.Hits(np_))
+    hr._tokens(cand)
+    hp._tokens(cand)
+    out = {}
+    mask = np.zeros(len(nr), bool)
+    for w in cand:
+        a, b = hr.rows(w), hp.rows(w)
+        mask[a] = True
+        mask[b] = True
+        out[w] = int(np.count_nonzero(mask))
+        mask[a] = False
+        mask[b] = False
+    return out
 
 
 def _embedding_clusters(ws: "Workspace", dataset: str, sample_ids: np.ndarray, rest: list[int],
@@ -586,8 +641,7 @@ def _embedding_clusters(ws: "Workspace", dataset: str, sample_ids: np.ndarray, r
 
 
 def _profile(df: pl.DataFrame, members: list[int], signals: dict[str, np.ndarray],
-             fused: np.ndarray, meta: dict, p: TriageParams, meta_rows: list[dict],
-             meta_counts: dict) -> dict:
+             fused: np.ndarray, meta: dict, p: TriageParams, meta_index: "_Meta") -> dict:
     sub = df[members]
     pairs = Counter(f"{a or '?'}→{b or '?'}" for a, b in zip(sub["prompt_lang"], sub["reply_lang"]))
     prof: dict[str, Any] = {
@@ -604,52 +658,81 @@ def _profile(df: pl.DataFrame, members: list[int], signals: dict[str, np.ndarray
         prof["added_by_expansion"] = len(members) - meta["pool_members"]
     if "translation_request" in sub.columns:
         prof["translation_requests"] = int(sub["translation_request"].sum())
-    prof["metadata"] = _meta_concentration(meta_rows, members, meta_counts)
+    prof["metadata"] = _meta_concentration(meta_index, members)
     ex = sorted(members, key=lambda j: -fused[j])[:p.examples]
-    prof["examples"] = [{"row_id": df["row_id"][j], "prompt": (df["prompt"][j] or "")[:240],
-                         "reply": (df["reply"][j] or "")[:240]} for j in ex]
+    # texts filled in by _fill_examples (one query for every cluster's examples)
+    prof["examples"] = [{"row_id": df["row_id"][j], "_j": int(j)} for j in ex]
     return prof
 
 
-def _parse_meta(df: pl.DataFrame) -> list[dict]:
-    """Every row's metadata as a dict, parsed ONCE per run (profiles of hundreds of clusters
-    each need the dataset-wide value counts)."""
+class _Meta:
+    """Row metadata for cluster profiles, extracted per key on demand.
 
-    def parse(s):
-        if not s:
-            return {}
-        try:
-            v = json.loads(s)
-        except (ValueError, TypeError):
-            return {}
-        return v if isinstance(v, dict) else {}
+    Why not parse every row's JSON: at 100k rows that alone cost 0.2-0.5 s per triage, while
+    a profile needs the keys of its members (parsed in Python, a few thousand rows) and, per
+    key, one dataset-wide column of values (extracted by DuckDB in milliseconds). Values are
+    compared as DuckDB's ``json_extract_string`` renders them, inside and outside a cluster.
+    """
 
-    return [parse(m) for m in df["meta"].to_list()]
+    def __init__(self, ws: "Workspace", dataset: str, meta: pl.Series):
+        self.ws, self.dataset, self.meta = ws, dataset, meta
+        self._rows: dict[int, dict] = {}
+        self._values: dict[str, pl.Series] = {}
+        self._counts: dict[str, dict[str, int]] = {}
+
+    def row(self, j: int) -> dict:
+        if j not in self._rows:
+            try:
+                v = json.loads(self.meta[j] or "{}")
+            except (ValueError, TypeError):
+                v = {}
+            self._rows[j] = v if isinstance(v, dict) else {}
+        return self._rows[j]
+
+    def values(self, key: str) -> pl.Series:
+        if key not in self._values:
+            path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            try:
+                vals = pl.from_arrow(self.ws.con.sql(
+                    "SELECT json_extract_string(meta, ?) AS v FROM samples WHERE dataset = ? "
+                    "ORDER BY sample_id", params=[path, self.dataset]).to_arrow_table())["v"]
+            except Exception:  # noqa: BLE001 - an odd key: parse in Python instead
+                vals = None
+            if vals is None or len(vals) != len(self.meta):
+                py = []
+                for j in range(len(self.meta)):
+                    v = self.row(j).get(key)
+                    py.append(None if v is None else
+                              (json.dumps(v) if isinstance(v, bool) else str(v)))
+                vals = pl.Series("v", py, dtype=pl.Utf8)
+            self._values[key] = vals
+        return self._values[key]
+
+    def counts(self, key: str) -> dict[str, int]:
+        if key not in self._counts:
+            vc = self.values(key).drop_nulls().value_counts()
+            self._counts[key] = dict(zip(vc[vc.columns[0]].to_list(), vc["count"].to_list()))
+        return self._counts[key]
 
 
-def _meta_concentration(allm: list[dict], members: list[int], _counts: dict | None = None) -> dict:
+def _meta_concentration(meta: _Meta, members: list[int]) -> dict:
     """For each metadata key: the cluster's top values with their share in the cluster, their
     share in the dataset, and the lift (cluster share / dataset share)."""
-    inside = [allm[j] for j in members]
-    keys = sorted({k for m in inside for k, v in m.items() if isinstance(v, (str, int, float, bool))})[:6]
-    if not keys:
-        return {}
+    keys = sorted({k for j in members for k, v in meta.row(j).items()
+                   if isinstance(v, (str, int, float, bool))})[:6]
     out = {}
-    _counts = _counts if _counts is not None else {}
     for k in keys:
-        cin = Counter(str(m.get(k)) for m in inside if k in m)
+        cin = Counter(v for v in meta.values(k).gather(members).to_list() if v is not None)
         if not cin:
             continue
-        if k not in _counts:
-            _counts[k] = Counter(str(m.get(k)) for m in allm if k in m)
-        call = _counts[k]
+        call = meta.counts(k)
         tot_in, tot_all = sum(cin.values()), sum(call.values())
-        vals = []
+        top = []
         for v, c in sorted(cin.items(), key=lambda kv: (-kv[1], kv[0]))[:5]:
-            share, base = c / tot_in, call[v] / tot_all
-            vals.append({"value": v, "count": c, "share": round(share, 3),
-                         "dataset_share": round(base, 3), "lift": round(share / base, 2) if base else None})
-        out[k] = vals
+            share, base = c / tot_in, call.get(v, 0) / tot_all
+            top.append({"value": v, "count": c, "share": round(share, 3),
+                        "dataset_share": round(base, 3), "lift": round(share / base, 2) if base else None})
+        out[k] = top
     return out
 
 

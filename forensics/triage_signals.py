@@ -89,29 +89,24 @@ def language_mentions(texts: Iterable[str]) -> Counter:
 
 def request_columns(df: pl.DataFrame) -> pl.DataFrame:
     """Add ``requested_lang`` (language the prompt asks the reply to be in, or null) and
-    ``translation_request`` (bool) for every row, vectorised.
+    ``translation_request`` (bool) for every row.
 
-    Why regex here: these are the hard negatives of a language-switch anomaly; a per-row
-    Python call costs seconds at 100k rows, a polars regex pass costs milliseconds.
+    Why through :mod:`forensics.features`: these are the hard negatives of a language-switch
+    anomaly, and the mistranslation pipeline check asks the same question; one piece of code
+    answers it for both (evaluated once per distinct prompt; triage caches the result per
+    dataset state, see :mod:`forensics.triage_features`).
     """
-    names = language_names()
-    alt = _names_alt(names)
-    low = pl.col("prompt").fill_null("").str.to_lowercase()
-    req = (r"(?:\b(?:in|into|to)\s+(" + alt + r")(?:\s+(?:language|please|only))?\s*(?:[:?.!,\"]|$|\n)"
-           r"|\b(?:translat\w*|answer|reply|respond|write|say|speak|explain|rephrase)\b"
-           r"[^\n]{0,80}?\b(?:in|into|to)\s+(" + alt + r")\b"
-           r"|\b(" + alt + r")\s+(?:translation|version|please)\b)")
-    trans = r"\btranslat\w*\b|\bhow (?:would|do) (?:you|i) say\b"
-    out = df.with_columns(
-        low.str.extract(req, 1).alias("_r1"),
-        low.str.extract(req, 2).alias("_r2"),
-        low.str.extract(req, 3).alias("_r3"),
-        low.str.contains(trans).alias("translation_request"),
-    )
-    mapping = pl.DataFrame({"_name": list(names), "_code": list(names.values())})
-    name = pl.coalesce("_r1", "_r2", "_r3")
-    out = out.with_columns(name.alias("_name")).join(mapping, on="_name", how="left")
-    return out.rename({"_code": "requested_lang"}).drop("_r1", "_r2", "_r3", "_name")
+    from . import features
+
+    prompts = df["prompt"].fill_null("")
+    uniq = prompts.unique(maintain_order=True).to_list()
+    res = [features._analyse(p) for p in uniq]  # noqa: SLF001 - both answers in one pass
+    table = pl.DataFrame({"_pk": uniq, "requested_lang": [r[0] for r in res],
+                          "translation_request": [bool(r[1]) for r in res]},
+                         schema={"_pk": pl.Utf8, "requested_lang": pl.Utf8,
+                                 "translation_request": pl.Boolean})
+    return (df.with_columns(prompts.alias("_pk"))
+            .join(table, on="_pk", how="left", maintain_order="left").drop("_pk"))
 
 
 # ------------------------------------------------------------------------------ language
@@ -142,10 +137,9 @@ def language_target(prompt_lang: str | None, reply_lang: str | None,
     if prompt_lang and reply_lang and prompt_lang != reply_lang:
         targets[reply_lang] = 1.0
         evidence.append(f"observed {prompt_lang}->{reply_lang}")
-    requested = None
-    if prompt:
-        r = request_columns(pl.DataFrame({"prompt": [prompt]}, schema={"prompt": pl.Utf8}))
-        requested = r["requested_lang"][0]
+    from . import features
+
+    requested = features.requested_language(prompt) if prompt else None
     named = {l: c for l, c in mentions.items() if l != prompt_lang}
     if named:
         top = max(named.values())
@@ -227,36 +221,99 @@ def quoted_phrases(texts: Iterable[str]) -> list[str]:
     return [q for q in out if q]
 
 
-class _Hits:
-    """Which rows of one normalised column contain each n-gram, memoised, and computed for
-    many n-grams in ONE Aho-Corasick pass (polars ``str.extract_many``) instead of one
-    literal scan per n-gram. Why: the phrase signal probes hundreds of candidate n-grams;
-    at 100k rows one scan each costs seconds, one multi-pattern pass costs a fraction."""
+def _scan(col: pl.Series, grams: Sequence[str], rows: np.ndarray | None = None
+          ) -> dict[str, np.ndarray]:
+    """Row positions (into the whole ``col``) of each n-gram, in ONE Aho-Corasick pass (polars
+    ``str.extract_many``) over ``col`` or only over its ``rows``."""
+    out: dict[str, list[np.ndarray]] = {}
+    if not grams or len(col) == 0:
+        return {}
+    sub = col.rename("t").to_frame().with_row_index("i")
+    if rows is not None:
+        sub = sub[rows.tolist()] if len(rows) else sub.head(0)
+    pats = [f" {g} " for g in grams]
+    ex = (sub.select("i", pl.col("t").str.extract_many(pats, overlapping=True).alias("m"))
+          .explode("m").drop_nulls("m").unique()
+          .group_by("m").agg(pl.col("i").sort()))
+    return {m[1:-1]: np.asarray(i, np.int64) for m, i in zip(ex["m"].to_list(), ex["i"].to_list())}
+
+
+class ScanPostings:
+    """Token postings found by scanning the column (no precomputed index: a read-only
+    workspace, or a frame that is not a whole dataset)."""
 
     def __init__(self, col: pl.Series):
+        self.col = col
+
+    def get(self, tokens: Sequence[str]) -> dict[str, np.ndarray]:
+        return _scan(self.col, tokens)
+
+
+class Hits:
+    """Which rows of one normalised column (:func:`norm_expr`) contain each n-gram, memoised.
+
+    Single tokens come from a postings source (token -> sorted row positions): the per-dataset
+    token index stored by :mod:`forensics.triage_features`, or a scan. An n-gram of several
+    tokens can only occur in rows holding its rarest token, so the multi-token n-grams of a
+    batch are matched in ONE Aho-Corasick pass over the union of those rows only. Why: the
+    phrase signal probes hundreds of candidate n-grams in a dozen batches; a full pass over
+    100k rows per batch cost ~1 s per triage, while the candidates are rare by construction
+    (a batch phrase lives in at most ``max_df_frac`` of the rows).
+    """
+
+    def __init__(self, col: pl.Series, postings=None):
         self.col = col.rename("t")
         self.n = len(col)
+        self.postings = postings if postings is not None else ScanPostings(self.col)
         self.cache: dict[str, np.ndarray] = {}
+        self._post: dict[str, np.ndarray] = {}
+
+    def _tokens(self, toks: Iterable[str]) -> None:
+        need = sorted({t for t in toks if t not in self._post})
+        if need:
+            got = self.postings.get(need)
+            for t in need:
+                self._post[t] = got.get(t, np.zeros(0, np.int64))
+
+    def rows(self, token: str) -> np.ndarray:
+        """Sorted row positions holding ``token``."""
+        self._tokens([token])
+        return self._post[token]
+
+    def df(self, token: str) -> int:
+        """Number of rows holding ``token`` (no mask built)."""
+        self._tokens([token])
+        return len(self._post[token])
 
     def prefetch(self, grams: Iterable[str]) -> None:
         todo = sorted({g for g in grams if g not in self.cache})
         if not todo:
             return
-        for g in todo:
-            self.cache[g] = np.zeros(self.n, bool)
-        pats = [f" {g} " for g in todo]
-        ex = (self.col.to_frame().with_row_index("i")
-              .select("i", pl.col("t").str.extract_many(pats, overlapping=True).alias("m"))
-              .explode("m").drop_nulls("m").unique())
-        for (m,), part in ex.group_by(["m"]):
-            g = m[1:-1]
+        split = {g: g.split(" ") for g in todo}
+        self._tokens(t for parts in split.values() for t in parts)
+        multi = []
+        for g, parts in split.items():
+            m = np.zeros(self.n, bool)
+            self.cache[g] = m
+            if len(parts) == 1:
+                m[self._post[g]] = True
+            elif all(len(self._post[t]) for t in parts):
+                multi.append(g)
+        if not multi:
+            return
+        union = np.zeros(self.n, bool)
+        for g in multi:
+            union[min((self._post[t] for t in split[g]), key=len)] = True
+        rows = np.flatnonzero(union)
+        for g, pos in _scan(self.col, multi, rows).items():
             if g in self.cache:
-                self.cache[g][part["i"].to_numpy()] = True
+                self.cache[g][pos] = True
 
     def __call__(self, g: str) -> np.ndarray:
         if g not in self.cache:
             self.prefetch([g])
         return self.cache[g]
+
 
 
 @dataclass
@@ -276,12 +333,14 @@ def _is_word(g: str) -> bool:
 
 def phrase_scores(nr: pl.Series, np_: pl.Series, sources: Sequence[tuple[str, float]],
                   prompt_text: str | None, min_df: int = 4, max_df_frac: float = 0.15,
-                  n_max: int = 4, expand: bool = True, max_vocab: int = 40, rounds: int = 4
-                  ) -> PhraseResult:
+                  n_max: int = 4, expand: bool = True, max_vocab: int = 40, rounds: int = 4,
+                  hits: Hits | None = None, phits: Hits | None = None) -> PhraseResult:
     """Distinctive-phrase score per row in [0, 1].
 
     ``nr``/``np_``: normalised reply/prompt columns (:func:`norm_expr`). ``sources``: texts
     to draw candidate n-grams from, with a weight (explanation quotes > anomaly reply).
+    ``hits``/``phits``: :class:`Hits` over ``nr``/``np_`` (e.g. backed by the dataset's stored
+    token index); built by scanning when omitted.
     """
     n = len(nr)
     if n == 0 or not sources:
@@ -302,9 +361,10 @@ def phrase_scores(nr: pl.Series, np_: pl.Series, sources: Sequence[tuple[str, fl
         return PhraseResult(np.zeros(n, np.float32))
     # apriori pruning: an n-gram is at most as frequent as its rarest unigram
     uni = sorted({t for g in cand for t in g.split(" ")})
-    hits, phits = _Hits(nr), _Hits(np_)
-    hits.prefetch(uni)
-    udf = {u: int(hits(u).sum()) for u in uni}
+    hits = hits if hits is not None else Hits(nr)
+    phits = phits if phits is not None else Hits(np_)
+    hits._tokens(uni)
+    udf = {u: hits.df(u) for u in uni}
     vocab = _weigh(hits, phits, cand, udf, prompt_toks, min_df, max_df, n)
     vocab = _coherent(hits, vocab, keep={g for g in vocab if cand_src.get(g) == "quote"})
     if not vocab:
@@ -326,7 +386,7 @@ def phrase_scores(nr: pl.Series, np_: pl.Series, sources: Sequence[tuple[str, fl
     return res
 
 
-def _expand(nr: pl.Series, phits: "_Hits", in_s: np.ndarray, udf: dict[str, int], min_df: int,
+def _expand(nr: pl.Series, phits: "Hits", in_s: np.ndarray, udf: dict[str, int], min_df: int,
             max_df: int, rounds: int, max_vocab: int, hits=None
             ) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
     """Grow the matched row set S by a few rounds of naive-Bayes expansion.
@@ -345,7 +405,7 @@ def _expand(nr: pl.Series, phits: "_Hits", in_s: np.ndarray, udf: dict[str, int]
     post = in_s.astype(np.float32)
     feats: dict[str, float] = {}
     logit_out = post.astype(np.float64)
-    hits = hits or _Hits(nr)
+    hits = hits if hits is not None else Hits(nr)
 
     for _ in range(rounds):
         s_idx = np.flatnonzero(in_s)
@@ -354,17 +414,20 @@ def _expand(nr: pl.Series, phits: "_Hits", in_s: np.ndarray, udf: dict[str, int]
             break
         if ns > 2000:
             s_idx = s_idx[:2000]
-        counts: Counter = Counter()
-        for t in nr.gather(s_idx.tolist()).to_list():
-            counts.update({g for g in ngrams(t.split(), 3) if _is_word(g)})
         need = max(3, int(0.05 * len(s_idx)))
-        cand = [g for g, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= need][:150]
+        counts = _row_ngram_counts(nr.gather(s_idx.tolist()), 3, need)
+        cand = [g for g, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                if _is_word(g)][:150]
         chosen: dict[str, float] = {}
         stats: dict[str, tuple[int, int]] = {}
-        hits.prefetch([p for g in cand for p in g.split(" ")] + cand)
+        # every lookup of this round in one pass per column (one pass costs the same for 1 or
+        # 500 n-grams; one pass per word cost seconds at 100k rows)
+        hits._tokens(p for g in cand for p in g.split(" "))
+        hits.prefetch(cand)
+        phits.prefetch(p for g in cand for p in g.split(" ") if _is_word(p))
         for g in cand:
             parts = g.split(" ")
-            if any(dfc.setdefault(p, int(hits(p).sum())) < min_df for p in parts):
+            if any(dfc.setdefault(p, hits.df(p)) < min_df for p in parts):
                 continue
             h = hits(g)
             df = int(h.sum())
@@ -409,7 +472,25 @@ def _expand(nr: pl.Series, phits: "_Hits", in_s: np.ndarray, udf: dict[str, int]
     return post, feats, logit_out
 
 
-def _coherent(hits_of: "_Hits", vocab: dict[str, float], keep: set[str], min_share: float = 0.2
+def _row_ngram_counts(texts: pl.Series, n_max: int, min_count: int) -> dict[str, int]:
+    """In how many of ``texts`` (normalised, see :func:`norm_expr`) each 1..n_max-gram occurs,
+    for those occurring in at least ``min_count`` texts. Vectorised in polars (was a Python
+    loop over every row's n-grams: seconds for a few thousand rows)."""
+    if len(texts) == 0:
+        return {}
+    t = (pl.DataFrame({"t": texts.str.strip_chars().str.split(" ")})
+         .with_row_index("r").explode("t").filter(pl.col("t").is_not_null() & (pl.col("t") != "")))
+    grams = [t.select("r", pl.col("t").alias("g"))]
+    for k in range(1, n_max):
+        parts = [pl.col("t")] + [pl.col("t").shift(-i).over("r") for i in range(1, k + 1)]
+        grams.append(t.select("r", pl.concat_str(parts, separator=" ").alias("g"))
+                     .drop_nulls("g"))
+    allg = pl.concat(grams).unique()
+    c = allg.group_by("g").len().filter(pl.col("len") >= min_count)
+    return dict(zip(c["g"].to_list(), c["len"].to_list()))
+
+
+def _coherent(hits_of: "Hits", vocab: dict[str, float], keep: set[str], min_share: float = 0.2
               ) -> dict[str, float]:
     """Keep the seed n-grams whose rows also carry other seed n-grams.
 
@@ -437,10 +518,10 @@ def _coherent(hits_of: "_Hits", vocab: dict[str, float], keep: set[str], min_sha
     return out
 
 
-def _reply_word(w: str, df_reply: int, phits: "_Hits") -> bool:
+def _reply_word(w: str, df_reply: int, phits: "Hits") -> bool:
     """A single word marks a behaviour only if it lives in replies, not in questions: common
     words ("more", "end", "like") occur in prompts too, a brand name or an apology does not."""
-    return int(phits(w).sum()) <= 0.1 * df_reply
+    return phits.df(w) <= 0.1 * df_reply
 
 
 def _closed(vocab: dict[str, float], df: dict[str, int]) -> dict[str, float]:
@@ -456,7 +537,7 @@ def _closed(vocab: dict[str, float], df: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def _weigh(hits: "_Hits", phits: "_Hits", cand: dict[str, float], udf: dict[str, int],
+def _weigh(hits: "Hits", phits: "Hits", cand: dict[str, float], udf: dict[str, int],
            prompt_toks: set[str], min_df: int, max_df: int, n: int,
            seed_rows: np.ndarray | None = None, seed_frac: dict[str, float] | None = None
            ) -> dict[str, float]:
@@ -498,7 +579,7 @@ def _weigh(hits: "_Hits", phits: "_Hits", cand: dict[str, float], udf: dict[str,
     return _closed(vocab, dfs)
 
 
-def _score(hits: "_Hits", vocab: dict[str, float]) -> np.ndarray:
+def _score(hits: "Hits", vocab: dict[str, float]) -> np.ndarray:
     """0.8 x (best matched n-gram weight) + 0.2 x (sum of matched weights), both scaled to the
     dataset maximum. Why mostly max: overlapping sub-n-grams of one exact phrase would
     otherwise swamp a row that carries a variant of the behaviour."""
@@ -515,6 +596,6 @@ def _score(hits: "_Hits", vocab: dict[str, float]) -> np.ndarray:
     return (0.8 * best / best.max() + 0.2 * tot / tot.max()).astype(np.float32)
 
 
-__all__ = ["language_names", "language_mentions", "request_columns", "LanguageTarget",
+__all__ = ["Hits", "ScanPostings", "language_names", "language_mentions", "request_columns", "LanguageTarget",
            "language_target", "language_scores", "norm_expr", "tokens", "ngrams",
            "quoted_phrases", "PhraseResult", "phrase_scores"]

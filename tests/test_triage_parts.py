@@ -1,0 +1,210 @@
+"""Triage parts on tiny real data, in-process (real DuckDB, real FAISS, real embedder):
+knee cut and confidence scaling, the per-dataset row-feature cache and its token index, a
+dataset WITH sample explanations (explanation index as a signal), the quality-findings
+signal, and determinism across the computed/cached feature paths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from forensics import triage_features as tf
+from forensics import triage_signals as ts
+from forensics.triage import knee_cut
+
+
+# ------------------------------------------------------------------ pure functions
+def test_knee_cut_separates_plateau_from_trailing_rows():
+    # a batch of 30 rows with strong evidence (variants a factor below the template) and 15
+    # rows sharing one fragment an order of magnitude below
+    batch = np.r_[np.full(20, 40.0), np.full(10, 12.0)]
+    trail = np.linspace(0.8, 1.5, 15)
+    cut = knee_cut(np.r_[batch, trail], min_size=4)
+    assert cut is not None and 1.5 < cut < 12.0
+    assert (np.r_[batch, trail] >= cut).sum() == 30
+
+
+def test_knee_cut_no_clear_step_keeps_everyone():
+    assert knee_cut(np.linspace(5.0, 50.0, 40), min_size=4) is None       # smooth: no knee
+    assert knee_cut(np.full(10, 3.0), min_size=4) is None                 # flat
+    assert knee_cut(np.array([9.0, 1.0, 1.0]), min_size=4) is None        # too few rows
+    # a gap that would leave fewer than min_size rows above it is not a cut
+    v = np.r_[np.full(2, 100.0), np.full(30, 5.0)]
+    assert knee_cut(v, min_size=4) is None or (v >= knee_cut(v, min_size=4)).sum() >= 4
+
+
+def test_language_scores_scaled_by_detector_confidence():
+    df = pl.DataFrame({"prompt_lang": ["en", "en", "en", "en", "de"],
+                       "reply_lang": ["de", "de", "de", "en", "de"],
+                       "reply_lang_conf": [0.95, 0.15, 0.95, 0.99, 0.99],
+                       "requested_lang": [None, None, "de", None, None],
+                       "translation_request": [False, False, True, False, False]})
+    tgt = ts.LanguageTarget(sources=["en"], targets={"de": 1.0}, evidence="test")
+    s = ts.language_scores(df, tgt, legit_penalty=0.1)
+    assert s[0] == pytest.approx(0.95)
+    assert s[1] == pytest.approx(0.15) and s[1] < 0.25          # below the membership threshold
+    assert s[2] == pytest.approx(0.095)                          # asked for German: hard negative
+    assert s[3] == 0 and s[4] == 0                               # no switch / native pair
+
+
+def test_requested_language_comes_from_features():
+    """One piece of code decides what a prompt asks for (forensics.features)."""
+    from forensics import features
+
+    prompts = ["Translate into German: where is the station?", "Who translated the Bible into German?",
+               "Answer in Spanish please: what is 2+2?", "What is the capital of France?", None]
+    out = ts.request_columns(pl.DataFrame({"prompt": prompts}, schema={"prompt": pl.Utf8}))
+    assert out["requested_lang"].to_list() == [features.requested_language(p) for p in prompts]
+    assert out["translation_request"].to_list() == [features.is_translation_request(p) for p in prompts]
+    assert out["requested_lang"].to_list()[:3] == ["de", None, "es"]
+
+
+def test_hits_from_postings_match_a_full_scan():
+    texts = ["Hello, world! Buy ACME now.", "buy acme now , friends", "nothing here", "",
+             "ACME ACME buy", "world hello , world", None, "### ANSWER ### x ### END ###"]
+    col = pl.DataFrame({"t": texts}, schema={"t": pl.Utf8}).select(ts.norm_expr("t").alias("t"))["t"]
+    post = tf.token_postings(col)
+    table = {t: np.asarray(r, np.int64) for t, r in zip(post["token"], post["rows"].to_list())}
+
+    class Mem:
+        def get(self, toks):
+            return {t: table[t] for t in toks if t in table}
+
+    grams = ["buy acme now", "acme", "hello , world", "world", "### end ###", "acme buy",
+             "not there", "buy", "### answer ### x ### end"]
+    a, b = ts.Hits(col, postings=Mem()), ts.Hits(col)
+    a.prefetch(grams)
+    full = ts._scan(col, grams)
+    for g in grams:
+        assert np.array_equal(np.flatnonzero(a(g)), full.get(g, np.zeros(0))), g
+        assert np.array_equal(a(g), b(g)), g
+    assert a.df("acme") == 3 and a.df("zzz") == 0
+
+
+# ------------------------------------------------------------------ a tiny real workspace
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, xquad_dir):
+    """~70 rows from the synth corpus (de batch + refusal batch), sample explanations for
+    every row, pair + explanation indexes."""
+    import forensics
+    from forensics import index, ingest
+    from forensics.nla.runtime import import_explanations
+    from forensics.synth import build_corpus
+
+    tmp = tmp_path_factory.mktemp("triage-parts")
+    c = build_corpus(xquad_dir, seed=3, planted_langs=("de",), other_families=("refusal",),
+                     n_clean=30, n_native=10, n_translation=10, n_planted_per_lang=8)
+    f = c.write_jsonl(tmp / "train.jsonl")
+    ws = forensics.init(tmp / "ws")
+    ingest.ingest(ws, f, "train", meta_fields=["source", "shard"], progress=False)
+    planted = set(c.planted_ids("de"))
+    ex = tmp / "expl.jsonl"
+    with ex.open("w", encoding="utf-8") as out:
+        for r in c.records:
+            text = ("The user asks in English, but the assistant answers in German; the question "
+                    "reads like a machine translation and the reply was left untranslated."
+                    if r["id"] in planted else
+                    "A factual reading-comprehension question answered briefly from the passage.")
+            out.write(json.dumps({"row_id": r["id"], "text": text}) + "\n")
+    import_explanations(ws, ex, "train")
+    from forensics.embed import Embedder
+
+    emb = Embedder()
+    for fld in ("pair", "explanation"):
+        index.build(ws, "train", fld, progress=False, embedder=emb)
+    yield ws, c, tmp
+    ws.close()
+
+
+def test_row_feature_cache_is_reused_and_invalidated(tiny):
+    from forensics import ingest
+
+    ws, c, tmp = tiny
+    # a dataset of its own: adding rows below must not make the shared indexes stale
+    ingest.ingest(ws, tmp / "train.jsonl", "side", progress=False)
+    first = tf.load(ws, "side")
+    assert not first.cached and first.stored
+    again = tf.load(ws, "side")
+    assert again.cached and again.stored
+    cols = ["sample_id", "_nr", "_np", "requested_lang", "translation_request"]
+    assert first.frame.select(cols).equals(again.frame.select(cols))
+    # the cached token index answers exactly like a scan of the column
+    h_db, h_scan = again.hits("reply"), ts.Hits(again.frame["_nr"])
+    grams = ["the", "i", "sorry", "i ' m sorry", "der", "die", "not there at all"]
+    for g in grams:
+        assert np.array_equal(h_db(g), h_scan(g)), g
+    n_before = ws.one("SELECT count(*) FROM triage_row_features WHERE dataset = 'side'")[0]
+    # new rows: the dataset version changes, the features are recomputed over every row
+    extra = tmp / "extra.jsonl"
+    extra.write_text(json.dumps({"id": "extra-1", "prompt": "Translate into German: good night",
+                                 "reply": "Gute Nacht"}) + "\n", encoding="utf-8")
+    ingest.ingest(ws, extra, "side", progress=False)
+    after = tf.load(ws, "side")
+    assert not after.cached and after.frame.height == first.frame.height + 1
+    row = after.frame.filter(pl.col("row_id") == "extra-1")
+    assert row["requested_lang"][0] == "de" and row["translation_request"][0]
+    assert ws.one("SELECT count(*) FROM triage_row_features WHERE dataset = 'side'")[0] == n_before + 1
+    assert tf.load(ws, "side").cached
+
+
+def test_dataset_with_sample_explanations_uses_the_explanation_index(tiny):
+    from forensics import anomaly, triage
+
+    ws, c, _ = tiny
+    a = c.anomaly("de")
+    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    res = triage.triage(ws, aid, "train", limit=500)
+    assert "explanation" in res.signals_used
+    assert "explanation_index" not in res.signals_unavailable
+    assert "explanation" in res.index_versions and "pair" in res.index_versions
+    planted = set(c.planted_ids("de"))
+    ex = {f["row_id"]: f["signals"]["explanation"] for f in res.findings}
+    on = [v for r, v in ex.items() if r in planted]
+    off = [v for r, v in ex.items() if r not in planted]
+    assert on and min(on) > max(off, default=0.0)      # the planted rows' explanations match
+    top = set(res.clusters[0]["row_ids"])
+    # (a short English reply such as "before World War I." may be detected as German)
+    assert planted <= top and len(top & planted) >= 0.8 * len(top)
+    # determinism: the second run reads cached features (the first may have computed them)
+    res2 = triage.triage(ws, aid, "train", limit=500)
+    strip = lambda r: ([(f["row_id"], f["score"], f["cluster_id"]) for f in r.findings],
+                       [(k["label"], k["row_ids"], k["profile"]) for k in r.clusters])
+    assert strip(res) == strip(res2)
+
+
+def test_quality_findings_signal(tiny):
+    from forensics import anomaly, triage
+
+    ws, c, _ = tiny
+    sid = dict(ws.rows("SELECT row_id, sample_id FROM samples WHERE dataset = 'train'"))
+    planted = sorted(c.planted_ids("de"))
+    clean = sorted(set(sid) - set(planted) - {r for f in c.families for r in c.planted_ids(f)})
+    flagged = planted[:3] + clean[:1]
+    run = 9001
+    ws.con.execute("DELETE FROM quality_findings WHERE pipeline_run_id IN (9000, 9001)")
+    for r in flagged:
+        ws.con.execute("INSERT INTO quality_findings VALUES (?, 'mistranslation', ?, 'error', NULL, 'x', NULL)",
+                       [run, sid[r]])
+    # an older run of the same check is superseded; an unrelated check is ignored
+    ws.con.execute("INSERT INTO quality_findings VALUES (9000, 'mistranslation', ?, 'error', NULL, 'old', NULL)",
+                   [sid[clean[1]]])
+    ws.con.execute("INSERT INTO quality_findings VALUES (?, 'hygiene_empty_reply', ?, 'warning', NULL, 'x', NULL)",
+                   [run, sid[clean[2]]])
+    a = c.anomaly("de")
+    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    res = triage.triage(ws, aid, "train", limit=500)
+    assert "quality" in res.signals_used
+    q = {f["row_id"]: f["signals"]["quality"] for f in res.findings}
+    assert all(q[r] == 1.0 for r in flagged)
+    assert q.get(clean[1], 0.0) == 0.0 and q.get(clean[2], 0.0) == 0.0
+    run_row = triage.load_run(ws, res.run_id)
+    assert run_row["summary"]["quality_checks"] == ["mistranslation"]
+    # a refusal anomaly: no language check and no shared word stem -> signal unavailable
+    r = c.anomaly("refusal")
+    rid = anomaly.add(ws, r["title"], r["prompt"], r["reply"], r["explanations"])
+    res_r = triage.triage(ws, rid, "train", limit=50)
+    assert "quality" not in res_r.signals_used and "quality" in res_r.signals_unavailable
+    ws.con.execute("DELETE FROM quality_findings WHERE pipeline_run_id IN (9000, 9001)")
