@@ -45,6 +45,7 @@ class RowFeatures:
     ws: "Workspace | None" = None
     dataset: str = ""
     stored: bool = False
+    state: dict | None = None     # what the features were derived from (recorded per run)
 
     def hits(self, field: str):
         """:class:`forensics.triage_signals.Hits` over the reply (``"reply"``) or prompt
@@ -127,6 +128,8 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
     """The dataset's rows with derived features, from the cache when it is valid."""
     t0 = time.perf_counter()
     state = _state(ws, dataset)
+    info = {"feature_version": FEATURE_VERSION, "dataset_version": state[0], "rows": state[1],
+            "max_sample_id": state[2], "fingerprint": state[3]}
     have = ws.one("SELECT feature_version, dataset_version, rows, max_sample_id, fingerprint "
                   "FROM triage_feature_sets WHERE dataset = ?", [dataset])
     if have is not None and (have[0], int(have[1]), int(have[2]), int(have[3]), have[4]) == \
@@ -139,7 +142,7 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
                 "ON f.dataset = s.dataset AND f.sample_id = s.sample_id "
                 "WHERE s.dataset = ? ORDER BY s.sample_id", [dataset])
         if df.height == state[1]:
-            return RowFeatures(df, True, time.perf_counter() - t0, ws, dataset, True)
+            return RowFeatures(df, True, time.perf_counter() - t0, ws, dataset, True, info)
     df = _arrow_frame(ws, f"SELECT {_BASE_COLS} FROM samples WHERE dataset = ? "
                           "ORDER BY sample_id", [dataset])
     if df.height == 0:
@@ -147,7 +150,7 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
                              pl.lit(None, pl.Boolean).alias("translation_request"),
                              pl.lit(None, pl.Utf8).alias("_nr"), pl.lit(None, pl.Utf8).alias("_np")
                              ).drop("prompt", "reply")
-        return RowFeatures(df, False, time.perf_counter() - t0, ws, dataset)
+        return RowFeatures(df, False, time.perf_counter() - t0, ws, dataset, False, info)
     df = derive(df)
     secs = time.perf_counter() - t0
     stored = False
@@ -155,7 +158,7 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
         _store(ws, dataset, df, state, secs)
         stored = True
     df = df.drop("prompt", "reply")
-    return RowFeatures(df, False, time.perf_counter() - t0, ws, dataset, stored)
+    return RowFeatures(df, False, time.perf_counter() - t0, ws, dataset, stored, info)
 
 
 def _store(ws: "Workspace", dataset: str, df: pl.DataFrame, state: tuple, secs: float) -> None:

@@ -301,9 +301,20 @@ class Hits:
                 multi.append(g)
         if not multi:
             return
+        # candidate rows: those holding every token of some n-gram (AND of the tokens' row
+        # masks; the rarest token's rows alone would let "of the ..." n-grams scan everything)
         union = np.zeros(self.n, bool)
+        m = np.empty(self.n, bool)
+        t_m = np.empty(self.n, bool)
         for g in multi:
-            union[min((self._post[t] for t in split[g]), key=len)] = True
+            parts = sorted(set(split[g]), key=lambda t: len(self._post[t]))
+            m[:] = False
+            m[self._post[parts[0]]] = True
+            for t in parts[1:]:
+                t_m[:] = False
+                t_m[self._post[t]] = True
+                m &= t_m
+            union |= m
         rows = np.flatnonzero(union)
         for g, pos in _scan(self.col, multi, rows).items():
             if g in self.cache:
@@ -482,8 +493,11 @@ def _row_ngram_counts(texts: pl.Series, n_max: int, min_count: int) -> dict[str,
          .with_row_index("r").explode("t").filter(pl.col("t").is_not_null() & (pl.col("t") != "")))
     grams = [t.select("r", pl.col("t").alias("g"))]
     for k in range(1, n_max):
-        parts = [pl.col("t")] + [pl.col("t").shift(-i).over("r") for i in range(1, k + 1)]
-        grams.append(t.select("r", pl.concat_str(parts, separator=" ").alias("g"))
+        # tokens are in row order: a shift stays inside the row when the row index agrees
+        # (cheaper than a window .over("r"))
+        parts = [pl.col("t")] + [pl.col("t").shift(-i) for i in range(1, k + 1)]
+        grams.append(t.select("r", pl.when(pl.col("r").shift(-k) == pl.col("r"))
+                              .then(pl.concat_str(parts, separator=" ")).alias("g"))
                      .drop_nulls("g"))
     allg = pl.concat(grams).unique()
     c = allg.group_by("g").len().filter(pl.col("len") >= min_count)

@@ -85,6 +85,10 @@ def test_explanations_only_and_several(built, cli, tmp_path):
     assert len(shown["explanations"]) == 2 and shown["prompt"] is None
     out = cli("triage", aid, "--dataset", "train", "--json", workspace=ws).json()
     assert out["findings"]
+    # no prompt/reply: those signals are reported unavailable, not silently zero; the
+    # dataset has no sample explanations: the explanations searched the pair index instead
+    assert {"prompt", "reply"} <= set(out["signals_unavailable"])
+    assert "explanation" in out["signals_used"] and "explanation_index" in out["signals_unavailable"]
     lst = cli("anomaly", "list", "--json", workspace=ws).json()
     assert any(x["anomaly_id"] == aid for x in lst)
 
