@@ -158,10 +158,46 @@ class Embedder:
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             vecs = vecs / np.maximum(norms, 1e-12)
         else:
-            vecs = self._model.encode(list(texts), batch_size=self.batch_size,
-                                      convert_to_numpy=True, normalize_embeddings=True,
-                                      show_progress_bar=show_progress)
+            vecs = self._encode_token_sorted(list(texts), show_progress)
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def _token_lengths(self, texts: list[str]) -> np.ndarray | None:
+        """Tokens per text after truncation to the model's ``max_seq_length`` (None when the
+        model exposes no tokenizer)."""
+        tok = getattr(self._model, "tokenizer", None)
+        if tok is None or not callable(tok):
+            return None
+        max_len = int(getattr(self._model, "max_seq_length", 0) or 512)
+        try:
+            ids = tok(texts, add_special_tokens=True, truncation=True, max_length=max_len,
+                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        except Exception:  # an unusual tokenizer: fall back to sentence-transformers' own order
+            return None
+        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+
+    def _encode_token_sorted(self, texts: list[str], show_progress: bool) -> np.ndarray:
+        """Encode in batches of texts with similar TOKEN counts.
+
+        Why: ``SentenceTransformer.encode`` sorts by character length, and each batch is padded
+        to its longest member. In multilingual data characters and tokens disagree widely (a
+        Greek or Chinese sentence is several times more word pieces per character than an
+        English one), so on the demo corpus char-sorted batches of 64 carry 2.35x the real
+        tokens; token-sorted ones carry 1.04x. Padding is masked out, so the vectors are the
+        same (cosine >= 0.99999 measured, bench/embed_cpu.py); only the wasted work goes.
+        Each batch is handed to ``encode`` on its own so its internal re-sort cannot undo ours.
+        """
+        lengths = self._token_lengths(texts)
+        if lengths is None or len(texts) <= self.batch_size:
+            return self._model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                      normalize_embeddings=True, show_progress_bar=show_progress)
+        order = np.argsort(-lengths, kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            out[idx] = self._model.encode([texts[i] for i in idx], batch_size=len(idx),
+                                          convert_to_numpy=True, normalize_embeddings=True,
+                                          show_progress_bar=False)
+        return out
 
 
 @dataclass
