@@ -283,16 +283,65 @@ def test_python_api(tmp_path):
         assert ws.sql("SELECT count(*) AS n FROM samples")["n"].to_list() == [3]
 
 
-def test_broken_files_fail_alone_with_exit_2(ws_path, cli, tmp_path):
+def test_broken_json_array_keeps_valid_elements_and_truncated_gzip_fails_alone(ws_path, cli, tmp_path):
+    """A damaged JSON array no longer fails as a whole: complete elements are kept, the broken
+    one is a malformed_json reject with its element number. A truncated gzip still fails
+    alone (exit 2), other files are kept, and re-running adds no second unreadable_file reject."""
     arr = tmp_path / "broken.json"
-    arr.write_text('[{"id": 1, "prompt": "a b", "reply": "c d"}, {"id": 2,')
+    arr.write_text('[{"id": "x1", "prompt": "a b", "reply": "c d"}, {"id": "x2",')   # truncated
+    mid = tmp_path / "mid.json"
+    mid.write_text('[{"id": "m1", "prompt": "one", "reply": "uno"},\n'
+                   ' {"id": "m2", "prompt": "two" "reply": "dos"},\n'            # missing comma
+                   ' {"id": "m3", "prompt": "three", "reply": "tres"},\n'
+                   ' {"id": "m4", "messages": [{"role": "user", "content": "four"},'
+                   ' {"role": "assistant", "content": "cuatro"}]}]')
     gz = tmp_path / "trunc.jsonl.gz"
     gz.write_bytes(gzip.compress(json.dumps(GOOD[0]).encode() * 50)[:30])
     good = write_jsonl(tmp_path / "good.jsonl", GOOD)
-    r = cli("ingest", arr, gz, good, "--dataset", "d", "--json", workspace=ws_path, check=False)
-    assert r.returncode == 2 and "broken.json" in r.stderr and "trunc.jsonl.gz" in r.stderr
+    args = ("ingest", arr, mid, gz, good, "--dataset", "d", "--json")
+    r = cli(*args, workspace=ws_path, check=False)
+    assert r.returncode == 2 and "trunc.jsonl.gz" in r.stderr and "broken.json" not in r.stderr
     out = r.json()
-    assert out["files_failed"] == 2 and out["rows_added"] == 3
-    assert out["rejects_by_reason"]["unreadable_file"] == 2
-    assert [f["error"] is None for f in out["files"]] == [False, False, True]
-    assert q(ws_path, "SELECT count(*) FROM rejects WHERE reason = 'unreadable_file' AND line IS NULL")[0][0] == 2
+    assert out["files_failed"] == 1 and out["rows_added"] == 1 + 3 + 3
+    assert out["rejects_by_reason"] == {"malformed_json": 2, "unreadable_file": 1}
+    assert [f["error"] is None for f in out["files"]] == [True, True, False, True]
+    assert sorted(x[0] for x in q(ws_path, "SELECT row_id FROM samples WHERE source_file LIKE '%.json'")) \
+        == ["m1", "m3", "m4", "x1"]
+    assert q(ws_path, "SELECT source_line FROM samples WHERE row_id = 'm4'")[0][0] == 4
+    rej = q(ws_path, "SELECT file, line, reason, detail, raw FROM rejects WHERE reason = 'malformed_json' "
+                     "ORDER BY file")
+    assert [(Path(x[0]).name, x[1]) for x in rej] == [("broken.json", 2), ("mid.json", 2)]
+    assert "truncated" in rej[0][3] and rej[0][4].startswith('{"id": "x2"')
+    assert "line 2" in rej[1][3] and '"m2"' in rej[1][4]
+    # re-run: nothing new, and the file-level reject is not repeated
+    again = cli(*args, workspace=ws_path, check=False)
+    assert again.returncode == 2 and again.json()["rows_added"] == 0
+    assert again.json()["rows_unchanged"] == 7
+    assert q(ws_path, "SELECT count(*) FROM rejects WHERE reason = 'unreadable_file' AND line IS NULL")[0][0] == 1
+    assert q(ws_path, "SELECT count(*) FROM rejects")[0][0] == 3
+
+
+def test_json_array_recovery_streams_across_read_blocks(tmp_path, monkeypatch):
+    """The recovery reader keeps the same elements whatever the read-block size (elements and
+    the corrupt region straddle block ends when blocks are tiny)."""
+    from forensics import ingest as ing
+
+    rows = [{"id": i, "prompt": f"question {i}", "reply": f"answer {i}"} for i in range(40)]
+    text = json.dumps(rows, indent=1)
+    broken = text.replace('"prompt": "question 7",', '"prompt": "question 7"', 1)
+    f = tmp_path / "a.json"
+    f.write_text(broken)
+    seen = {}
+    for block in (7, 64, 1 << 20):
+        monkeypatch.setattr(ing, "READ_BLOCK", block)
+        got, rejected = [], []
+        for b in ing._iter_json_array_recover(f, str(f), 16, 0):
+            got += [json.loads(t)["id"] for t in b.raw.to_pylist()]
+            rejected += [r["line"] for r in b.pre_rejects]
+        seen[block] = (got, rejected)
+    assert seen[7] == seen[64] == seen[1 << 20]
+    assert seen[7] == ([i for i in range(40) if i != 7], [8])
+    # resume after 20 elements: the same elements from there on
+    resumed = [json.loads(t)["id"] for b in ing._iter_json_array_recover(f, str(f), 16, 20)
+               for t in b.raw.to_pylist()]
+    assert resumed == list(range(20, 40))
