@@ -48,7 +48,8 @@ def trained(tiny_target, tmp_path_factory):
     target, items = tiny_target
     out = tmp_path_factory.mktemp("nla")
     langs = [("en", "de" if i % 2 else "en") for i in range(len(items))]
-    cfg = TrainConfig(layer=1, sft_steps=200, rl_steps=4, batch_size=16, rl_batch=2, rl_group=3,
+    cfg = TrainConfig(layer=1, sft_steps=200, rl_steps=4, batch_size=16, rl_batch=2, rl_group=3, positions_per_text=2,
+                      max_heldout=32,
                       max_new_tokens=24, av_lr=5e-3, ar_lr=5e-3, heldout_frac=0.25, seed=0)
     rep = train_nla(target, items, out, cfg, langs=langs)
     return target, out, rep
@@ -61,8 +62,14 @@ def test_summarizer_deterministic_and_describes_what_follows():
                         prompt_lang="en", reply_lang="de")
     a, b = s.summarize(c), s.summarize(c)
     assert a == b
-    assert a.startswith("english question latin script")
-    assert "rhine" in a and "next : gorge known for" in a and a.endswith("reply in german .")
+    assert a.startswith("english question latin script . reply in german .")
+    assert "rhine" in a and "next : gorge known for" in a
+    # the current word is named last (right before the AR's readout), the two before it too
+    assert a.endswith("before : is the . word : rhine")
+    end = PositionContext(prompt="What is the Rhine?", reply="Das Rheintal ist bekannt.", in_reply=False,
+                          prefix="What is the Rhine?", following="", prompt_lang="en", reply_lang="de")
+    e = s.summarize(end)  # the last prompt token: what follows is the reply
+    assert e.endswith("prompt ends : is the rhine? . reply starts : das rheintal ist")
     t = PositionContext(prompt="Translate into German: hello", reply="Hallo", in_reply=False,
                         prefix="Translate into German: hello", following="", prompt_lang="en", reply_lang="de")
     assert "translation request to german" in s.summarize(t)
@@ -88,6 +95,7 @@ def test_losses_fall_and_fve_beats_shuffled(trained):
     assert rep.n_heldout_positions >= 8
     assert rep.sft.fve > rep.sft.fve_shuffled, rep.summary()
     assert rep.rl is not None and len(rep.rl_reward) == 2
+    assert rep.av_positions_per_s > 0 and rep.ar_positions_per_s > 0 and rep.rl_steps_per_s > 0
     ex = rep.sft.examples[0]
     assert ex["summary"] and "explanation" in ex
 
@@ -124,5 +132,9 @@ def test_position_context_drops_chat_template_words(tiny_target):
     ids, plen = encode_item(tok, items[1])
     last = _position_contexts(tok, items[1], ids, plen, plen - 1, ("en", "de"))
     assert not last.in_reply and "assistant" not in last.prefix and last.prefix.endswith("?")
+    # the session-1 bug: the template's role word became a "salient term" of the last prompt token
+    summ = BuiltinSummarizer([p + " " + r for p, r in items]).summarize(last)
+    assert "assistant" not in summ and "user" not in summ.split()
+    assert "reply starts : der" in summ
     first = _position_contexts(tok, items[1], ids, plen, plen, ("en", "de"))
     assert first.in_reply and first.prefix == "der"

@@ -45,7 +45,10 @@ def log(msg: str) -> None:
 
 def cli(*args: str, ws: Path) -> dict:
     cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws), *args, "--json"]
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # one intra-op thread in every child: `explain dataset` ran 7.7 expl/s with torch's default 2 threads
+    # on this shared 2-core box and 38 expl/s with one (batch 8), 77 expl/s with batch 64
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": os.environ.get("FORENSICS_TORCH_THREADS", "1")}
     log("$ forensics " + " ".join(args))
     p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)  # progress stays on stderr
     if p.returncode != 0:
@@ -74,12 +77,19 @@ def main() -> int:
     t_start = time.perf_counter()
     root = Path(os.environ.get("CASE_STUDY_DIR", REPO / "case-study-workspace"))
     target_steps = int(os.environ.get("CASE_STUDY_TARGET_STEPS", "1000"))
-    sft_steps = os.environ.get("CASE_STUDY_SFT_STEPS", "300")
-    rl_steps = os.environ.get("CASE_STUDY_RL_STEPS", "20")
+    sft_steps = os.environ.get("CASE_STUDY_SFT_STEPS", "1500")
+    rl_steps = os.environ.get("CASE_STUDY_RL_STEPS", "100")
     resume = "--resume" in sys.argv[1:]  # continue after the explain steps of an earlier run
     ws = root
     models = root / "models"
-    summary: dict = {}
+    summary: dict = {"loadavg_start": list(os.getloadavg())}
+    stage_t = time.perf_counter()
+
+    def stage_done(name: str) -> None:
+        nonlocal stage_t
+        summary.setdefault("stage_seconds", {})[name] = round(time.perf_counter() - stage_t, 1)
+        stage_t = time.perf_counter()
+
     if resume:
         st = json.loads((root / "state.json").read_text(encoding="utf-8"))
         summary, aid, pick = st["summary"], st["anomaly_id"], tuple(st["pick"])
@@ -121,16 +131,24 @@ def main() -> int:
     summary.update(switch_rate_cue=rates["cue"], switch_rate_control=rates["control"],
                    target_loss=[res.first_loss, res.last_loss], target_tokens_per_s=res.tokens_per_s)
     log(f"switch rate: cue {rates['cue']:.2f} vs control {rates['control']:.2f}")
+    stage_done("corpus_and_target")
 
     # 3. NLA
     rep = cli("nla", "train", "--target", str(target), "--layer", "1", "--dataset", "toy",
               "--out", str(models / "nla"), "--sft-steps", sft_steps, "--rl-steps", rl_steps,
-              "--register", "toy-nla", ws=ws)
+              "--positions-per-text", "6", "--batch-size", "32", "--register", "toy-nla", ws=ws)
     summary.update(fve_sft=rep["sft"]["fve"], fve_rl=(rep.get("rl") or {}).get("fve"),
                    fve_shuffled=(rep.get("rl") or rep["sft"])["fve_shuffled"],
                    fve_summaries=(rep.get("rl") or rep["sft"])["fve_summaries"],
                    nla_train_seconds=rep["seconds"].get("total"),
-                   av_tokens_per_s=rep["av_tokens_per_s"], ar_tokens_per_s=rep["ar_tokens_per_s"])
+                   av_tokens_per_s=rep["av_tokens_per_s"], ar_tokens_per_s=rep["ar_tokens_per_s"],
+                   av_positions_per_s=rep["av_positions_per_s"], ar_positions_per_s=rep["ar_positions_per_s"],
+                   rl_steps_per_s=rep["rl_steps_per_s"], rl_explanations_per_s=rep["rl_explanations_per_s"],
+                   nla_loss={"av": rep["av_loss"], "ar": rep["ar_loss"], "rl_reward": rep["rl_reward"],
+                             "rl_kl": rep["rl_kl"]},
+                   nla_positions={"train": rep["n_train_positions"], "heldout": rep["n_heldout_positions"]},
+                   nla_seconds=rep["seconds"])
+    stage_done("nla_train")
 
     # 4. anomaly: a fresh held-out cue prompt the target answers in another language
     pick = next(((p, r) for p, r, lg in gens["cue"] if lg not in (None, "en")), gens["cue"][0][:2])
@@ -139,8 +157,12 @@ def main() -> int:
     with workspace.open(str(ws)) as w:
         aid = anomaly.add(w, "toy model answers an English question in German", prompt=pick[0], reply=pick[1])
     log(f"anomaly {aid}: {pick[0]!r} -> {pick[1]!r}")
-    cli("explain", "anomaly", str(aid), "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "48", ws=ws)
-    cli("explain", "dataset", "toy", "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "48", ws=ws)
+    cli("explain", "anomaly", str(aid), "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "64", ws=ws)
+    ed = cli("explain", "dataset", "toy", "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "64",
+             "--batch-size", "64", ws=ws)
+    summary["explain_dataset"] = {k: ed.get(k) for k in ("explanations_stored", "seconds", "setup_seconds",
+                                                         "explanations_per_s", "tokens_per_s")}
+    stage_done("explain")
     (root / "state.json").write_text(json.dumps({"summary": summary, "anomaly_id": aid, "pick": list(pick),
                                                  "elapsed": time.perf_counter() - t_start}), encoding="utf-8")
     return finish(root, ws, models, target, tok, summary, aid, pick, t_start)
@@ -204,11 +226,22 @@ def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
         if m and alt:
             repl = ["--replace", f"{m.group(0)}={alt.capitalize()}"]
             break
-    pr = cli("probe", str(aid), "--target", str(target), "--nla", "toy-nla", *repl, ws=ws)
+    try:
+        pr = cli("probe", str(aid), "--target", str(target), "--nla", "toy-nla", *repl, ws=ws)
+    except SystemExit as e:  # never lose the run to the probe: retry with the automatic variants only
+        summary["probe_error"] = str(e)
+        log(f"probe with {repl} failed ({e}); retrying with the automatic variants only")
+        pr = cli("probe", str(aid), "--target", str(target), "--nla", "toy-nla", ws=ws) if repl else {"variants": []}
     summary["probe"] = [{"variant": v["variant"], "reply_lang": v["reply_lang"],
                          "persists": v["behaviour_persists"], "reply": v["reply"],
                          "explanation": v["explanation"]} for v in pr["variants"]]
     summary["wall_s"] = time.perf_counter() - t_start
+    import resource
+
+    ru_self, ru_kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of this process and every CLI child: what the run costs on an idle box, whatever the load
+    summary["cpu_s"] = round(ru_self.ru_utime + ru_self.ru_stime + ru_kids.ru_utime + ru_kids.ru_stime, 1)
+    summary["loadavg_end"] = list(os.getloadavg())
 
     # 7. output
     out = REPO / "case-study-summary.json"

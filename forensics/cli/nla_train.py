@@ -46,12 +46,13 @@ def register(main: click.Group) -> None:
     @click.option("--sft-steps", type=int, default=300, show_default=True)
     @click.option("--rl-steps", type=int, default=30, show_default=True, help="GRPO steps (0 = skip RL).")
     @click.option("--limit", type=int, default=None, help="Use only the first N samples.")
-    @click.option("--positions-per-text", type=int, default=2, show_default=True,
+    @click.option("--positions-per-text", type=int, default=6, show_default=True,
                   help="Random positions per text besides the last prompt token.")
     @click.option("--skip-tokens", type=int, default=3, show_default=True, help="Never sample the first N tokens.")
     @click.option("--hidden-state-index", type=int, default=None, help="HF hidden_states index (default K+1).")
-    @click.option("--batch-size", type=int, default=16, show_default=True)
-    @click.option("--rl-group", type=int, default=4, show_default=True, help="Explanations sampled per vector.")
+    @click.option("--batch-size", type=int, default=32, show_default=True)
+    @click.option("--rl-batch", type=int, default=8, show_default=True, help="Vectors per GRPO step.")
+    @click.option("--rl-group", type=int, default=8, show_default=True, help="Explanations sampled per vector.")
     @click.option("--kl-coef", type=float, default=0.05, show_default=True)
     @click.option("--summarizer", type=click.Choice(["builtin", "http"]), default="builtin", show_default=True)
     @click.option("--summarizer-url", default=None, metavar="URL",
@@ -65,7 +66,7 @@ def register(main: click.Group) -> None:
     @click.pass_obj
     @handle_errors
     def train(obj, target, layer, dataset, out_dir, sft_steps, rl_steps, limit, positions_per_text,
-              skip_tokens, hidden_state_index, batch_size, rl_group, kl_coef, summarizer, summarizer_url,
+              skip_tokens, hidden_state_index, batch_size, rl_batch, rl_group, kl_coef, summarizer, summarizer_url,
               summarizer_model, device, seed, register_as, as_json):
         """Train an AV + AR for TARGET at layer K on a dataset's texts (SFT warm start + GRPO)."""
         from ..errors import InputError
@@ -77,7 +78,7 @@ def register(main: click.Group) -> None:
         summ = HTTPSummarizer(summarizer_url, summarizer_model) if summarizer == "http" else None
         cfg = TrainConfig(layer=layer, hidden_state_index=hidden_state_index, sft_steps=sft_steps,
                           rl_steps=rl_steps, positions_per_text=positions_per_text, skip_tokens=skip_tokens,
-                          batch_size=batch_size, rl_group=rl_group, kl_coef=kl_coef, seed=seed, device=device)
+                          batch_size=batch_size, rl_batch=rl_batch, rl_group=rl_group, kl_coef=kl_coef, seed=seed, device=device)
 
         def progress(stage: str, info: dict) -> None:
             txt = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())

@@ -53,7 +53,8 @@ LANG_NAMES = {
 #: Every fixed word the built-in summarizer writes (a word-level tokenizer must contain them).
 SUMMARY_WORDS = sorted(set(
     "question answer prompt reply translation request from to in the is about terms next end "
-    "unknown language script latin cyrillic greek cjk arabic mixed so far".split()
+    "unknown language script latin cyrillic greek cjk arabic mixed so far before word none ends starts"
+    .split()
     + list(LANG_NAMES.values()) + [".", ",", ":"]))
 _WORD = re.compile(r"\w+", re.UNICODE)
 _TRANSLATE = re.compile(r"^\s*translate\s+(?:this\s+)?(?:in)?to\s+(\w+)", re.IGNORECASE)
@@ -97,12 +98,21 @@ def _script(text: str) -> str:
 class BuiltinSummarizer:
     """Deterministic warm-start targets, one short line per position.
 
-    Example (a position inside an English question whose reply is German)::
+    Examples (an English question whose reply is German; a position inside the question, and
+    the last prompt token)::
 
-        english question latin script . terms : warsaw saxon garden . next : in polish . reply in german .
+        english question latin script . reply in german . terms : warsaw saxon . next : garden in polish . before : where is . word : the
+        english question latin script . reply in german . terms : warsaw saxon garden . prompt ends : saxon garden ? . reply starts : der sächsische garten
 
-    Salient terms are the prefix's words with the highest inverse document frequency in the
-    training texts (so topic words win over function words).
+    WHY this shape (measured, docs/case_study.md): a residual-stream vector of a small model
+    mostly encodes the CURRENT token, the few before it, and the prediction of the next one. The
+    first version described only the prefix's language, role and salient terms and never named
+    the current word; an AR trained on those summaries could not beat a constant prediction on
+    positions inside the text (held-out FVE -0.27 there). Naming the current word last (right
+    before the AR's readout), the two words before it and the next words lifts the AR ceiling
+    on gold summaries from 0.03 to 0.17 (toy target, layer 1). Salient terms are the prefix's
+    words with the highest inverse document frequency in the training texts (topic words win
+    over function words). The chat template's role words never count as text.
     """
 
     name = "builtin"
@@ -126,16 +136,24 @@ class BuiltinSummarizer:
     def summarize(self, c: PositionContext) -> str:
         pl = LANG_NAMES.get(c.prompt_lang or "", "unknown")
         rl = LANG_NAMES.get(c.reply_lang or "", "unknown")
-        nxt = " ".join(w.lower() for w in _WORD.findall(c.following)[:self.n_next]) or "end"
+        follow = [w.lower() for w in _WORD.findall(c.following)]
+        end_of_prompt = not c.in_reply and not follow
+        if end_of_prompt:  # what follows the last prompt token is the reply
+            follow = [w.lower() for w in _WORD.findall(c.reply)]
+        nxt = " ".join(follow[:self.n_next]) or "end"
+        words = c.prefix.lower().split()
         terms = " ".join(self._terms(c.prefix)) or "none"
         if not c.in_reply:
             m = _TRANSLATE.match(c.prompt)
             role = f"translation request to {m.group(1).lower()}" if m else (
                 "question" if "?" in c.prompt else "prompt")
-            return (f"{pl} {role} {_script(c.prefix)} script . terms : {terms} . next : {nxt} . "
-                    f"reply in {rl} .")
-        return (f"{rl} answer to {pl} prompt {_script(c.prefix)} script . terms : {terms} . "
-                f"next : {nxt} .")
+            head = f"{pl} {role} {_script(c.prefix)} script . reply in {rl} ."
+        else:
+            head = f"{rl} answer to {pl} prompt {_script(c.prefix)} script ."
+        if end_of_prompt:
+            return f"{head} terms : {terms} . prompt ends : {' '.join(words[-3:]) or 'none'} . reply starts : {nxt}"
+        return (f"{head} terms : {terms} . next : {nxt} . before : {' '.join(words[-3:-1]) or 'none'} . "
+                f"word : {words[-1] if words else 'none'}")
 
     def summarize_many(self, ctxs: Sequence[PositionContext]) -> list[str]:
         return [self.summarize(c) for c in ctxs]
@@ -194,18 +212,18 @@ class HTTPSummarizer:
 class TrainConfig:
     layer: int
     hidden_state_index: int | None = None
-    positions_per_text: int = 2          # random positions per text, besides the last prompt token
+    positions_per_text: int = 6          # random positions per text, besides the last prompt token
     skip_tokens: int = 3                 # never sample the first tokens (they decode poorly)
     heldout_frac: float = 0.15
-    max_heldout: int = 64
+    max_heldout: int = 256
     sft_steps: int = 300
     rl_steps: int = 30
-    batch_size: int = 16
+    batch_size: int = 32
     av_lr: float = 2e-3
     ar_lr: float = 2e-3
     rl_lr: float = 2e-4
-    rl_batch: int = 4                    # vectors per GRPO step
-    rl_group: int = 4                    # sampled explanations per vector
+    rl_batch: int = 8                    # vectors per GRPO step
+    rl_group: int = 8                    # sampled explanations per vector
     kl_coef: float = 0.05
     temperature: float = 1.0
     max_new_tokens: int = 40
@@ -246,9 +264,12 @@ class TrainReport:
     baseline: StageEval | None = None                      # before training (random AV/AR)
     sft: StageEval | None = None
     rl: StageEval | None = None
-    av_tokens_per_s: float = 0.0
-    ar_tokens_per_s: float = 0.0
-    rl_explanations_per_s: float = 0.0
+    av_tokens_per_s: float = 0.0          # SFT, forward + backward + step, explanation tokens
+    ar_tokens_per_s: float = 0.0          # SFT, AR prompt tokens
+    av_positions_per_s: float = 0.0       # SFT, training positions (vectors) per second
+    ar_positions_per_s: float = 0.0
+    rl_explanations_per_s: float = 0.0    # GRPO sampling only
+    rl_steps_per_s: float = 0.0           # whole GRPO steps (sample + reward + update + AR step)
     seconds: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
@@ -630,6 +651,7 @@ class NLATrainer:
             torch.nn.utils.clip_grad_norm_(list(self.ar.parameters()) + list(self.head.parameters()), 1.0)
             opt_ar.step()
             s_ar.step()
+            b = float(loss_ar.detach())  # also a device sync, so the timings split correctly on CUDA
             t_ar += time.perf_counter() - t0
             n_ar += n
             t0 = time.perf_counter()
@@ -639,9 +661,9 @@ class NLATrainer:
             torch.nn.utils.clip_grad_norm_(self.av.parameters(), 1.0)
             opt_av.step()
             s_av.step()
+            a = float(loss_av.detach())
             t_av += time.perf_counter() - t0
             n_av += n
-            a, b = float(loss_av.detach()), float(loss_ar.detach())
             first_av = a if first_av is None else first_av
             first_ar = b if first_ar is None else first_ar
             ema_av = a if ema_av is None else 0.9 * ema_av + 0.1 * a
@@ -652,6 +674,8 @@ class NLATrainer:
         rep.ar_loss = [first_ar, ema_ar]
         rep.av_tokens_per_s = n_av / max(t_av, 1e-9)
         rep.ar_tokens_per_s = n_ar / max(t_ar, 1e-9)
+        rep.av_positions_per_s = steps * cfg.batch_size / max(t_av, 1e-9)
+        rep.ar_positions_per_s = steps * cfg.batch_size / max(t_ar, 1e-9)
 
     def _grpo(self, train: list[_Pos], rep: TrainReport) -> None:
         torch = self.torch
@@ -670,6 +694,7 @@ class NLATrainer:
         kls: list[float] = []
         n_expl = 0
         t_gen = 0.0
+        t_rl = time.perf_counter()
         G = cfg.rl_group
         for step in range(cfg.rl_steps):
             batch = [train[rng.randrange(len(train))] for _ in range(cfg.rl_batch)]
@@ -749,6 +774,7 @@ class NLATrainer:
         rep.rl_reward = [sum(rewards[:k]) / k, sum(rewards[-k:]) / k]
         rep.rl_kl = sum(kls[-k:]) / k
         rep.rl_explanations_per_s = n_expl / max(t_gen, 1e-9)
+        rep.rl_steps_per_s = cfg.rl_steps / max(time.perf_counter() - t_rl, 1e-9)
 
 
 def train_nla(target: str | Path, items: Sequence[tuple[str, str]], out_dir: str | Path, cfg: TrainConfig,
