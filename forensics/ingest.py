@@ -159,6 +159,70 @@ def _lines_array(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarr
     return text
 
 
+class _Prefetch:
+    """Run a batch generator one batch ahead in a background thread.
+
+    Why: reading and cutting the next batch (file reads, newline search, UTF-8 check) is
+    Python/numpy work, while the current batch spends most of its time inside DuckDB, which
+    releases the GIL. Overlapping the two keeps both cores busy. At most ``depth`` batches
+    wait in the queue, so memory stays bounded; errors raised by the reader are re-raised
+    in the consumer, in order; ``close()`` stops the thread (Ctrl-C, a failed batch)."""
+
+    _END = object()
+
+    def __init__(self, it: Iterator[_Batch], depth: int = 1):
+        import queue
+        import threading
+
+        self._q: "queue.Queue" = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._it = it
+        self._t = threading.Thread(target=self._run, name="ingest-reader", daemon=True)
+        self._t.start()
+
+    def _put(self, item) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for b in self._it:
+                if not self._put(b):
+                    return
+            self._put(self._END)
+        except BaseException as e:   # handed to the consumer, raised there
+            self._put(e)
+        finally:
+            close = getattr(self._it, "close", None)
+            if close is not None and self._stop.is_set():
+                try:
+                    close()
+                except Exception:
+                    pass
+
+    def __iter__(self) -> "_Prefetch":
+        return self
+
+    def __next__(self) -> _Batch:
+        item = self._q.get()
+        if item is self._END:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._t.join(timeout=5)
+
+
 def _open_bytes(path: Path):
     with open(path, "rb") as fh:
         magic = fh.read(2)
@@ -1155,8 +1219,9 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
                 task = bar.add_task(Path(src.key).name, total=size or None,
                                     completed=skip_bytes if src.fmt == "jsonl" else 0)
                 done_units = skip_units
+                reader = _Prefetch(eng.batches(src, skip_units, skip_bytes))
                 try:
-                    for b in eng.batches(src, skip_units, skip_bytes):
+                    for b in reader:
                         eng.process(b, src, fs, sig, ingest_id, Path(src.key).name)
                         done_units = b.resume_units
                         if src.fmt == "jsonl":
@@ -1173,6 +1238,8 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
                     summary.files_failed += 1
                     _record_file_reject(ws, dataset, ingest_id, src.key, fs.error)
                     continue
+                finally:
+                    reader.close()
                 bar.update(task, completed=size)
                 ws.execute("""
 INSERT INTO ingest_progress (dataset, file, file_sig, lines_done, bytes_done, finished, updated_at)
@@ -1183,6 +1250,15 @@ ON CONFLICT (dataset, file, file_sig) DO UPDATE SET lines_done = excluded.lines_
         status = "done" if summary.files_failed == 0 else "done_with_errors"
     except KeyboardInterrupt:
         status = "interrupted"
+        raise
+    except Exception as e:
+        # Ctrl-C while DuckDB runs a statement: its client cancels the query and raises
+        # "Query interrupted" instead of KeyboardInterrupt; report it as the interrupt it is
+        # (exit 130, run marked interrupted, a re-run resumes)
+        if type(e).__name__ == "InterruptException" or (
+                isinstance(e, RuntimeError) and "interrupted" in str(e).lower()):
+            status = "interrupted"
+            raise KeyboardInterrupt from e
         raise
     finally:
         try:

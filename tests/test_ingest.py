@@ -244,6 +244,42 @@ def test_interrupted_ingest_resumes_without_duplicates(ws_path, tmp_path):
     assert q(ws_path, "SELECT status FROM ingest_runs ORDER BY ingest_id") == [("interrupted",), ("done",)]
 
 
+def test_ctrl_c_exits_130_and_the_run_resumes(ws_path, tmp_path):
+    """SIGINT usually lands while DuckDB runs a statement; its client then raises "Query
+    interrupted" rather than KeyboardInterrupt. Either way: exit 130, run 'interrupted',
+    whole batches kept, and a re-run completes it without duplicates."""
+    n = 60_000
+    f = tmp_path / "ctrlc.jsonl"
+    with open(f, "w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"id": i, "prompt": f"Question {i}: how many pears?",
+                                 "reply": f"There are {i} pears."}) + "\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws_path), "ingest", str(f),
+           "--dataset", "c", "--batch-rows", "2000", "--no-langid", "-q"]
+    # a child started from a non-interactive shell may inherit SIGINT ignored: restore it
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    wal = ws_path / "forensics.duckdb.wal"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if wal.exists() and wal.stat().st_size > 300_000:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "ingest finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert q(ws_path, "SELECT status FROM ingest_runs") == [("interrupted",)]
+    part = q(ws_path, "SELECT count(*) FROM samples")[0][0]
+    assert part % 2000 == 0
+    out = run_cli("ingest", f, "--dataset", "c", "--batch-rows", "2000", "--no-langid", "--json",
+                  workspace=ws_path).json()
+    assert out["files"][0]["resumed_from"] == part and out["rows_added"] == n - part
+    assert q(ws_path, "SELECT count(*), count(DISTINCT row_id) FROM samples")[0] == (n, n)
+
+
 def test_stats_and_datasets(ws_path, cli, tmp_path):
     f = write_jsonl(tmp_path / "s.jsonl", GOOD + [
         {"id": 10, "prompt": "What is the tallest mountain on Earth?",
@@ -345,3 +381,35 @@ def test_json_array_recovery_streams_across_read_blocks(tmp_path, monkeypatch):
     resumed = [json.loads(t)["id"] for b in ing._iter_json_array_recover(f, str(f), 16, 20)
                for t in b.raw.to_pylist()]
     assert resumed == list(range(20, 40))
+
+
+def test_record_column_is_zstd_and_migration_11_keeps_existing_rows(tmp_path):
+    """Migration 11 rebuilds ``samples`` so the verbatim record is ZSTD-compressed; an older
+    workspace keeps every row, id and constraint through the rebuild."""
+    f = write_jsonl(tmp_path / "m.jsonl", GOOD)
+    root = tmp_path / "old"
+    with forensics.init(root) as ws:
+        from forensics.ingest import ingest
+
+        ingest(ws, [f], "m", progress=False, langid=False)
+        ddl = ws.one("SELECT sql FROM duckdb_tables() WHERE table_name = 'samples'")[0]
+        assert "record JSON USING COMPRESSION ZSTD" in ddl
+        # make it look like a workspace from before migration 11
+        ws.execute("CREATE TABLE s_old AS SELECT * FROM samples")
+        ws.execute("DROP TABLE samples")
+        from forensics.store import _V1
+        import re
+
+        ws.execute(re.search(r"CREATE TABLE IF NOT EXISTS samples \(.*?\n\);", _V1, re.S).group(0))
+        ws.execute("INSERT INTO samples SELECT * FROM s_old")
+        ws.execute("DROP TABLE s_old")
+        ws.execute("DELETE FROM schema_version WHERE version = 11")
+    with forensics.open(root) as ws:      # applies migration 11
+        assert "USING COMPRESSION ZSTD" in ws.one(
+            "SELECT sql FROM duckdb_tables() WHERE table_name = 'samples'")[0]
+        rows = ws.rows("SELECT sample_id, row_id, record FROM samples ORDER BY sample_id")
+        assert [r[1] for r in rows] == ["1", "b2", "3"] and json.loads(rows[0][2]) == GOOD[0]
+        with pytest.raises(Exception, match="[Dd]uplicate key"):
+            ws.execute("INSERT INTO samples (sample_id, dataset, row_id, content_hash) "
+                       "VALUES (99, 'm', 'b2', 'x')")
+        assert ws.one("SELECT count(*) FROM v_explanations")[0] == 0      # views still bind
