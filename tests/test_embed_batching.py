@@ -1,5 +1,7 @@
-"""Embedder.encode batches texts by TOKEN count (not characters): the speed-up must not change
-which vector a text gets, nor the order of the output."""
+"""Embedder.encode batches texts by TOKEN count (not characters) and computes the packaged
+MiniLM with forensics.minibert (no sentence-transformers import): neither speed-up may change
+which vector a text gets, nor the order of the output. The reference is sentence-transformers
+itself, one text at a time (no padding at all)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ def _mixed_texts() -> list[str]:
 
 
 def test_token_sorted_batches_give_the_per_text_vectors_in_input_order(minilm):
+    assert minilm.kind == "torch" and minilm._bert is not None  # the fast path is what runs
     texts = _mixed_texts()
     lengths = minilm._token_lengths(texts)
     chars = np.array([len(t) for t in texts])
@@ -45,4 +48,20 @@ def test_token_sorted_batches_give_the_per_text_vectors_in_input_order(minilm):
 def test_token_lengths_are_capped_at_max_seq_length(minilm):
     long = "word " * 2000
     n = minilm._token_lengths([long, "hi"])
-    assert n[0] == minilm._model.max_seq_length and 2 < n[1] < 10
+    assert n[0] == minilm._model.max_seq_length == 256 and 2 < n[1] < 10
+
+
+def test_sentence_transformers_backend_gives_the_same_vectors(minilm):
+    texts = _mixed_texts()[:8]
+    st = embed.Embedder(backend="sentence-transformers", batch_size=3)
+    assert st.kind == "sentence-transformers" and st.model_id == minilm.model_id
+    assert np.abs(st.encode(texts) - minilm.encode(texts)).max() < 1e-5
+
+
+def test_non_bert_directory_is_not_taken_by_the_torch_path(tmp_path):
+    from forensics.minibert import unsupported_reason
+
+    assert unsupported_reason(embed.default_model_path()) is None
+    (tmp_path / "modules.json").write_text('[{"type": "sentence_transformers.models.StaticEmbedding"}]')
+    assert "modules" in unsupported_reason(tmp_path)
+    assert unsupported_reason(tmp_path / "missing") == "no modules.json"
