@@ -1,5 +1,9 @@
 """The report over a run made by the real `forensics triage` (not rows written with SQL):
-the anomaly/triage contract and the page agree, and `triage --report` writes the page."""
+the anomaly/triage contract and the page agree, and `triage --report` writes the page.
+
+The workspace is a copy of the session's shared demo workspace (tests/demo_shared.py: the
+demo's own CLI chain init -> ingest -> pipelines -> index build -> anomaly add, on a stratified
+400-row slice of the shipped corpus); this module runs `triage --report` and `report` on it."""
 
 from __future__ import annotations
 
@@ -10,37 +14,28 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from demo_shared import DEMO_ROWS, copy_workspace, shared_demo
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "examples" / "data"
 
-pytestmark = pytest.mark.slow  # index build + triage + report: several model loads
+pytestmark = pytest.mark.slow  # shared demo build (once per session) + triage + report
 
 
-def _has_command(name: str) -> bool:
-    return run_cli(name, "--help", check=False).returncode == 0
+def test_report_of_a_real_triage_run(tmp_path, tmp_path_factory):
+    import forensics
 
-
-def test_report_of_a_real_triage_run(tmp_path):
-    if not (_has_command("triage") and _has_command("anomaly")):
-        pytest.skip("this build has no `forensics triage` / `forensics anomaly` command yet")
-    # a 300-row slice of the shipped demo corpus (shuffled, so every kind of row is in it)
-    lines = (DATA / "demo_corpus.jsonl").read_text(encoding="utf-8").splitlines()[:300]
-    train = tmp_path / "train.jsonl"
-    train.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    root, rec = shared_demo(tmp_path_factory)
+    assert rec["returncode"] == 0, rec["stdout"][-3000:] + rec["stderr"][-3000:]
+    ws = copy_workspace(root / "ws", tmp_path / "ws")
+    dataset = f"demo-{DEMO_ROWS}"
     labels = {json.loads(x)["id"]: json.loads(x)["label"]
               for x in (DATA / "demo_labels.jsonl").read_text().splitlines() if x}
-    ws = tmp_path / "ws"
-    run_cli("init", workspace=ws)
-    run_cli("ingest", train, "--dataset", "d", "--id-field", "id", "--prompt-field", "prompt",
-            "--reply-field", "reply", "--meta-fields", "source,shard", workspace=ws)
-    run_cli("index", "build", "--dataset", "d", workspace=ws)
-    a = json.loads((DATA / "demo_anomalies.json").read_text(encoding="utf-8"))["de"]
-    aid = run_cli("anomaly", "add", "--title", a["title"], "--prompt", a["prompt"], "--reply",
-                  a["reply"], "--explanation-file", REPO / "examples" / "anomaly_explanation.txt",
-                  "--json", workspace=ws).json()["anomaly_id"]
+    with forensics.open(ws, read_only=True) as w:
+        aid = w.one("SELECT max(anomaly_id) FROM anomalies")[0]
+        runs_before = w.one("SELECT count(*) FROM triage_runs")[0]
     out = tmp_path / "t.html"
-    tri = run_cli("triage", str(aid), "--dataset", "d", "--json", "--report", out,
+    tri = run_cli("triage", str(aid), "--dataset", dataset, "--json", "--report", out,
                   workspace=ws).json()
     assert out.exists(), "triage --report did not write the page"
     page = out.read_text(encoding="utf-8")
@@ -59,3 +54,6 @@ def test_report_of_a_real_triage_run(tmp_path):
                   workspace=ws).json()
     assert res["map_source"].startswith("the pair index")
     assert res["map_points"] > 10
+    # the copy was private: the shared workspace did not get this run
+    with forensics.open(root / "ws", read_only=True) as w:
+        assert w.one("SELECT count(*) FROM triage_runs")[0] == runs_before
