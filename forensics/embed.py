@@ -204,6 +204,8 @@ class Embedder:
     def _token_lengths(self, texts: list[str]) -> np.ndarray | None:
         """Tokens per text after truncation to the model's ``max_seq_length`` (None when the
         model exposes no tokenizer)."""
+        if self._use is not None:
+            return None
         if self._bert is not None:
             return self._bert.token_lengths(texts)
         tok = getattr(self._model, "tokenizer", None)
@@ -286,7 +288,9 @@ def embed_texts_stats(ws: "Workspace", texts: list[str], embedder: Embedder | No
     if missing:
         # longest first by TOKEN count where the model has a tokenizer (chunks then hold texts
         # of similar length, so batches inside a chunk carry little padding), else by characters
-        lengths = emb._token_lengths([texts[first[h]] for h in missing]) if emb._use is None else None
+        # (``embedder`` may be any object with model_id / dim / encode: triage passes a lazy one)
+        token_lengths = getattr(emb, "_token_lengths", None)
+        lengths = token_lengths([texts[first[h]] for h in missing]) if token_lengths else None
         if lengths is not None:
             missing = [missing[i] for i in np.argsort(-lengths, kind="stable")]
         else:

@@ -65,3 +65,18 @@ def test_non_bert_directory_is_not_taken_by_the_torch_path(tmp_path):
     (tmp_path / "modules.json").write_text('[{"type": "sentence_transformers.models.StaticEmbedding"}]')
     assert "modules" in unsupported_reason(tmp_path)
     assert unsupported_reason(tmp_path / "missing") == "no modules.json"
+
+
+def test_embed_texts_accepts_a_duck_typed_embedder(ws, minilm):
+    """triage hands embed_texts a lazy stand-in with only model_id / dim / encode."""
+
+    class Lazy:
+        model_id, dim = minilm.model_id, minilm.dim
+
+        def encode(self, texts, show_progress=False):
+            return minilm.encode(texts)
+
+    texts = ["a lazy embedder", "zweiter Text", "a lazy embedder"]
+    v, st = embed.embed_texts_stats(ws, texts, Lazy())
+    assert (st.unique, st.embedded) == (2, 2) and np.allclose(v[0], v[2])
+    assert np.allclose(v, minilm.encode(texts), atol=1e-6)
