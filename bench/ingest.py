@@ -89,10 +89,11 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
             fh.write("\n".join(buf) + "\n")
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None
+                 ) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MiB, stdout) of one subprocess."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
     out = p.stdout.read().decode()
     err = p.stderr.read().decode()
     _, status, ru = os.wait4(p.pid, 0)
@@ -162,7 +163,10 @@ def run_inner(code: str, args: list[str], env: dict) -> tuple[int, float, float,
     """(rows, seconds timed inside the process, whole-process wall, peak RSS MiB, CPU seconds
     of the timed part, all threads). CPU time is printed beside wall time because on the
     shared machine wall time mostly measures other people's load."""
-    wall, rss, out = run_measured([sys.executable, "-c", code, *args], env)
+    # ``python -c`` puts the working directory first on sys.path: run from a neutral directory
+    # so that ``import forensics`` comes from PYTHONPATH (the tree under test), not the cwd
+    wall, rss, out = run_measured([sys.executable, "-c", code, *args], env,
+                                  cwd=tempfile.gettempdir())
     n, inner, cpu = out.strip().splitlines()[-1].split()
     return int(n), float(inner), wall, rss, float(cpu)
 
