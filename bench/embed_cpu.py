@@ -7,14 +7,18 @@ seeded random subset of ``--n`` (all 2,390 with ``--n 0``). Baseline, in the sam
 ``SentenceTransformer.encode(batch_size=64)`` (what forensics.embed did before: batches sorted
 by character length). Variants:
 
-* ``Embedder.encode`` (batches sorted by token count) at batch sizes 16 / 32 / 64;
+* ``Embedder(backend="sentence-transformers")``: the same model through sentence-transformers,
+  batches sorted by token count;
+* ``Embedder.encode`` (the default: forensics.minibert, plain torch, batches sorted by token
+  count) at batch sizes 16 / 32 / 64;
 * dynamic int8 quantisation of the Linear layers (``torch.ao.quantization.quantize_dynamic``),
   measured for speed AND agreement with fp32 (it is not used when agreement is poor).
 
 Rounds are interleaved (baseline, variants, baseline, ...) and the best round per variant is
 kept, because this machine is shared and load drifts. Both CPU seconds (process time: robust
 to other users' load) and wall seconds are printed, with the load average. Also printed: real
-vs padded token counts per batching, the cost driver the ratios come from.
+vs padded token counts per batching, the cost driver the ratios come from, and the start-up
+of a fresh process (import + model load + one text) per backend.
 """
 
 from __future__ import annotations
@@ -80,20 +84,19 @@ def main() -> None:
         "baseline ST.encode bs64 (char-sorted)":
             lambda: st.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True),
     }
-    embs = {}
+    st_sorted = Embedder(backend="sentence-transformers")
+    variants["ST backend, token-sorted bs64"] = lambda: st_sorted.encode(texts)
     for bs in (16, 32, 64):
-        e = Embedder.__new__(Embedder)
-        e.__dict__.update(emb.__dict__)
-        e.batch_size = bs
-        embs[bs] = e
-        variants[f"Embedder.encode bs{bs} (token-sorted)"] = (lambda e=e: e.encode(texts))
+        e = Embedder(batch_size=bs)   # the default: forensics.minibert, token-sorted
+        assert e.kind == "torch"
+        variants[f"Embedder.encode bs{bs} (torch, token-sorted)"] = (lambda e=e: e.encode(texts))
     if not args.no_int8:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            q = Embedder()
+            q = Embedder(backend="sentence-transformers", batch_size=32)
             q._model[0].model = torch.ao.quantization.quantize_dynamic(
                 q._model[0].model, {torch.nn.Linear}, dtype=torch.qint8)
-        variants["int8 dynamic, token-sorted bs32"] = (lambda: (setattr(q, "batch_size", 32), q.encode(texts))[1])
+        variants["int8 dynamic (all Linear), ST bs32"] = lambda: q.encode(texts)
 
     best: dict[str, tuple[float, float]] = {}
     vecs: dict[str, np.ndarray] = {}
@@ -117,6 +120,20 @@ def main() -> None:
         print(f"  {name:42s} cpu {c:6.1f} s ({bc / c:4.2f}x)  wall {w:6.1f} s ({bw / w:4.2f}x)  "
               f"{len(texts) / w:6.1f} texts/s  cos vs baseline min {cos.min():.5f} mean {cos.mean():.5f}")
     print(f"load average at end: {os.getloadavg()}")
+    # model start-up in a fresh process (what every embedding CLI command pays), per backend
+    import subprocess
+
+    code = ("import time; t=time.perf_counter(); from forensics.embed import Embedder; "
+            "e=Embedder(backend='{b}'); e.encode(['warm up']); print(time.perf_counter()-t)")
+    for r in range(args.rounds):
+        row = []
+        for b in ("sentence-transformers", "torch"):
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", code.format(b=b)], capture_output=True,
+                                 text=True, env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
+            row.append(f"{b}: import+load+1 text {float(out.strip() or 'nan'):.1f} s "
+                       f"(process {time.perf_counter() - t0:.1f} s)")
+        print(f"start-up round {r + 1}: " + "; ".join(row) + f"; load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

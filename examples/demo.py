@@ -349,6 +349,7 @@ class Demo:
                 "precision": getattr(self, "precision", None), "recall": getattr(self, "recall", None),
                 "report": str(self.report.resolve()) if self.report.exists() else None,
                 "seconds": round(total, 1), "cpu_seconds": round(cpu, 1),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
                 "steps": [{"name": r.name, "status": r.status, "seconds": round(r.seconds, 1),
                            "detail": r.detail} for r in self.results]}, indent=1), encoding="utf-8")
         failed = [r for r in self.results if r.status == "failed"]
@@ -361,7 +362,11 @@ class Demo:
                 st = {"ok": "[green]ok[/]", "failed": "[red]FAILED[/]"}.get(r.status, r.status)
                 t.add_row(r.name, st, f"{r.seconds:.1f}", r.detail)
             console.print(t)
-        say(f"total {total:.1f} s wall, {cpu:.1f} s CPU in the forensics commands")
+        # the load average says how much of the machine the demo had (timings on a shared
+        # 2-core box vary 2-3x with it)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        say(f"total {total:.1f} s wall, {cpu:.1f} s CPU in the forensics commands "
+            f"(load average {load}; {os.cpu_count()} CPUs)")
         if failed:
             say(f"[bold red]demo failed[/]: {', '.join(r.name for r in failed)}")
             return 1
