@@ -332,26 +332,27 @@ def _progress(enabled: bool, total: int, label: str):
 
 
 def _cache_lookup(ws: "Workspace", model_id: str, hashes: list[str], dim: int) -> dict[str, np.ndarray]:
-    """Vectors already cached for ``hashes`` (a join against a registered arrow table)."""
-    import pyarrow as pa
+    """Vectors already cached for ``hashes``.
 
+    The hashes travel as one list parameter, not a registered Arrow table: registering
+    makes DuckDB import pandas (~0.3 s), which a triage CLI run would pay for a lookup of
+    a handful of texts. Measured at 50k hashes: 0.23 s for the list join, 0.15 s registered.
+    """
     if not hashes:
         return {}
-    name = f"_embed_q_{os.getpid()}_{id(hashes)}"
-    ws.con.register(name, pa.table({"h": pa.array(hashes, pa.string())}))
-    try:
-        tb = ws.con.sql(
-            f"SELECT c.content_hash, c.vector FROM embedding_cache c JOIN {name} q "
-            f"ON c.content_hash = q.h WHERE c.model_id = ?", params=[model_id]).to_arrow_table()
-    finally:
-        ws.con.unregister(name)
+    tb = ws.con.sql(
+        "SELECT c.content_hash, c.vector FROM embedding_cache c "
+        "JOIN (SELECT unnest(?::VARCHAR[]) AS h) q ON c.content_hash = q.h "
+        "WHERE c.model_id = ?", params=[list(hashes), model_id]).to_arrow_table()
     if tb.num_rows == 0:
         return {}
     keys = tb.column(0).to_pylist()
-    flat = tb.column(1).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    if flat.size != len(keys) * dim:  # a row of another dimension: ignore the cache for safety
-        return {}
-    mat = flat.astype(np.float32, copy=False).reshape(len(keys), dim)
+    from ._arrow import flat_values
+
+    flat, _ = flat_values(tb.column(1))
+    if flat.dtype != np.float32 or flat.size != len(keys) * dim:
+        return {}  # a row of another dimension or type: ignore the cache for safety
+    mat = flat.reshape(len(keys), dim)
     return dict(zip(keys, mat))
 
 

@@ -67,6 +67,8 @@ class TokenPostings:
     def get(self, tokens) -> dict:
         import numpy as np
 
+        from ._arrow import flat_values
+
         tokens = list(tokens)
         if not tokens:
             return {}
@@ -77,9 +79,8 @@ class TokenPostings:
             "AND token IN (SELECT unnest(?::VARCHAR[]))",
             params=[self.dataset, self.field, tokens]).to_arrow_table()
         # one flat array + offsets (a Python list per token cost ~25 ms per batch)
-        col = tb.column("rows").combine_chunks()
-        flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-        off = col.offsets.to_numpy()
+        flat, off = flat_values(tb.column("rows"))  # no pyarrow to_numpy: it imports pandas
+        flat = flat.astype(np.int64)
         toks = tb.column("token").to_pylist()
         return {t: flat[off[i]:off[i + 1]] for i, t in enumerate(toks)}
 
