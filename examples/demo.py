@@ -375,7 +375,7 @@ class Demo:
         for cmd in (
                 f"forensics -w {w} sql \"SELECT cluster_rank, cluster_label, count(*) FROM v_cluster_members "
                 f"WHERE run_id = {self.run_id} GROUP BY ALL ORDER BY 1\"",
-                f"forensics -w {w} findings export {self.run_id} --format csv > suspects.csv",
+                f"forensics -w {w} findings export {self.run_id} --format csv -o suspects.csv",
                 f"forensics -w {w} sql \"SELECT \\\"check\\\", count(*) FROM v_quality_findings GROUP BY 1\""):
             say(f"  [cyan]$[/] {cmd}", )
         return 0
