@@ -211,6 +211,23 @@ def test_hf_save_to_disk_directory(ws_path, cli, tmp_path):
         [f"h{i}" for i in range(6)]
 
 
+def _start_ingest_until_committed(ws_path, f, dataset, batch_rows, wal_bytes, **popen):
+    """Start `forensics ingest` on ``f`` as a child process and return it once its WAL shows
+    committed batches (``wal_bytes``), still running: the caller then kills or interrupts it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws_path), "ingest", str(f),
+           "--dataset", dataset, "--batch-rows", str(batch_rows), "--no-langid", "-q"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, **popen)
+    wal = ws_path / "forensics.duckdb.wal"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if wal.exists() and wal.stat().st_size > wal_bytes:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "ingest finished before it could be stopped; make the file bigger"
+    return proc
+
+
 def test_interrupted_ingest_resumes_without_duplicates(ws_path, tmp_path):
     n = 120_000
     f = tmp_path / "big.jsonl"
@@ -218,18 +235,9 @@ def test_interrupted_ingest_resumes_without_duplicates(ws_path, tmp_path):
         for i in range(n):
             fh.write(json.dumps({"id": i, "prompt": f"Question {i}: how many apples are there?",
                                  "reply": f"There are {i} apples in the basket."}) + "\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws_path), "ingest", str(f),
-           "--dataset", "big", "--batch-rows", "4000", "--no-langid", "-q"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wal = ws_path / "forensics.duckdb.wal"
-    deadline = time.time() + 60
     # one committed batch of 4000 rows writes well over 200 KB of WAL
-    while time.time() < deadline and proc.poll() is None:
-        if wal.exists() and wal.stat().st_size > 600_000:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "ingest finished before it could be killed; make the file bigger"
+    proc = _start_ingest_until_committed(ws_path, f, "big", 4000, 600_000,
+                                         stderr=subprocess.DEVNULL)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     part = q(ws_path, "SELECT count(*) FROM samples")[0][0]
@@ -254,19 +262,10 @@ def test_ctrl_c_exits_130_and_the_run_resumes(ws_path, tmp_path):
         for i in range(n):
             fh.write(json.dumps({"id": i, "prompt": f"Question {i}: how many pears?",
                                  "reply": f"There are {i} pears."}) + "\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws_path), "ingest", str(f),
-           "--dataset", "c", "--batch-rows", "2000", "--no-langid", "-q"]
     # a child started from a non-interactive shell may inherit SIGINT ignored: restore it
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    wal = ws_path / "forensics.duckdb.wal"
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        if wal.exists() and wal.stat().st_size > 300_000:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "ingest finished before it could be interrupted"
+    proc = _start_ingest_until_committed(
+        ws_path, f, "c", 2000, 300_000, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()[-2000:]
