@@ -22,6 +22,7 @@ bound parameters, never as SQL text.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -36,6 +37,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
+from ._interrupt import deferred_interrupt
 from .errors import InputError, UsageError
 
 JSONL_EXT = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".json.gz")
@@ -1202,9 +1204,12 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
     summary = IngestSummary(dataset=dataset, ingest_id=ingest_id)
     eng = _Ingester(ws, dataset, opts, progress)
     status = "failed"
+    stop = contextlib.ExitStack()
+    intr = stop.enter_context(deferred_interrupt())
     try:
         with _progress_bar(progress) as bar:
             for src in sources:
+                intr.check()
                 fs = FileSummary(file=src.key, format=src.fmt)
                 summary.files.append(fs)
                 sig = file_signature(src)
@@ -1224,6 +1229,7 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
                     for b in reader:
                         eng.process(b, src, fs, sig, ingest_id, Path(src.key).name)
                         done_units = b.resume_units
+                        intr.check()     # Ctrl-C takes effect here, after a whole batch
                         if src.fmt == "jsonl":
                             bar.update(task, completed=b.resume_bytes)
                         else:   # columnar sources: count rows; the bar completes at the end
@@ -1248,16 +1254,13 @@ ON CONFLICT (dataset, file, file_sig) DO UPDATE SET lines_done = excluded.lines_
     bytes_done = NULL, finished = true, updated_at = excluded.updated_at
 """, [dataset, src.key, sig, done_units])
         status = "done" if summary.files_failed == 0 else "done_with_errors"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except Exception as e:
-        # Ctrl-C while DuckDB runs a statement: its client cancels the query and raises
-        # "Query interrupted" instead of KeyboardInterrupt; report it as the interrupt it is
-        # (exit 130, run marked interrupted, a re-run resumes)
-        if type(e).__name__ == "InterruptException" or (
-                isinstance(e, RuntimeError) and "interrupted" in str(e).lower()):
+    except BaseException as e:
+        # a Ctrl-C DuckDB caught mid-statement comes back wrapped in a DuckDB error: report it
+        # as the interrupt it is (exit 130, run marked interrupted, a re-run resumes)
+        if intr.explains(e):
             status = "interrupted"
+            if isinstance(e, KeyboardInterrupt):
+                raise
             raise KeyboardInterrupt from e
         raise
     finally:
@@ -1267,6 +1270,7 @@ ON CONFLICT (dataset, file, file_sig) DO UPDATE SET lines_done = excluded.lines_
             ws.execute("SET memory_limit = ?", [old_limit])
         except Exception:  # pragma: no cover - connection unusable after a crash
             pass
+        stop.close()
     for fs in summary.files:
         summary.rows_read += fs.rows_read
         summary.rows_added += fs.rows_added

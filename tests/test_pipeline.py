@@ -220,6 +220,43 @@ def test_idempotent_rerun_and_workers_equal(ws_copy):
             x for x in _findings(ws, c.pipeline_run_id) if x[0].startswith("hygiene")]
 
 
+def test_ctrl_c_to_the_process_group_exits_130_and_resumes(ws_copy, tmp_path):
+    """A terminal's Ctrl-C reaches the driver AND its pool workers. The driver finishes the batch
+    in flight, marks the run 'interrupted' and exits 130; workers ignore SIGINT (a worker dying
+    mid-task used to leave the pool waiting); a re-run resumes to the same findings."""
+    mark = tmp_path / "marks.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FORENSICS_TEST_PIPELINE_SLEEP": "0.4",
+           "FORENSICS_TEST_PIPELINE_MARK": str(mark)}
+    cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws_copy), "pipeline", "run",
+           "duplicates", "--dataset", "train", "--batch-size", "20", "--workers", "2", "--json"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if mark.exists() and len(mark.read_text().split()) >= 1:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before it could be interrupted: {proc.communicate()}")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert b"interrupted" in err and b"Traceback" not in err
+    with forensics.open(ws_copy, read_only=True) as ws:
+        run_id, status = ws.one("SELECT pipeline_run_id, status FROM pipeline_runs")
+        assert status == "interrupted"
+        n_batches = ws.one("SELECT count(*) FROM pipeline_batches WHERE pipeline_run_id = ?",
+                           [run_id])[0]
+        assert n_batches == len(mark.read_text().split())     # every committed batch recorded
+    r = run_cli("pipeline", "run", "duplicates", "--dataset", "train", "--batch-size", "20",
+                "--json", workspace=ws_copy).json()
+    assert r["resumed"] and r["pipeline_run_id"] == run_id and r["batches_skipped"] == n_batches
+    with forensics.open(ws_copy) as ws:
+        clean = run_pipeline(ws, load_pipeline("duplicates"), "train", batch_size=20, fresh=True)
+        assert _findings(ws, run_id) == _findings(ws, clean.pipeline_run_id)
+
+
 def test_resume_after_sigkill(ws_copy, tmp_path):
     mark = tmp_path / "marks.txt"
     env = {**os.environ, "PYTHONPATH": str(REPO), "FORENSICS_TEST_PIPELINE_SLEEP": "0.4",

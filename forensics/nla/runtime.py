@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from .._interrupt import deferred_interrupt
 from ..errors import InputError, NotFoundError
 from .activations import default_hidden_state_index, parse_positions
 from .meta import NLAContractError, check_ar_sidecar, check_av_sidecar, load_tokenizer, parse_sidecar
@@ -554,6 +555,8 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
     st = DatasetRunStats(run_id=rid, dataset=dataset, nla=rec.name, engine=engine, backend=backend,
                          positions=pos, candidates=len(cands), skipped_done=len(cands) - len(todo))
     t0 = time.perf_counter()
+    intr_ctx = deferred_interrupt()
+    intr = intr_ctx.__enter__()
     try:
         if todo:
             if engine == "ray":
@@ -585,8 +588,10 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                     buf_ids.extend(batch_ids)
                     buf_rows.update({base + i: r for i, r in rows_by_item.items()})
                     buf_bad.update({base + i: n for i, n in bad_items.items()})
-                    if len(buf_ids) >= commit_every or time.perf_counter() - last > 5.0:
+                    if len(buf_ids) >= commit_every or time.perf_counter() - last > 5.0 \
+                            or intr.requested:
                         flush()
+                    intr.check()     # Ctrl-C takes effect after what arrived is committed
                 flush()
             else:
                 ex = explainer or Explainer(rec, backend=backend, server=server, device=device,
@@ -607,14 +612,15 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                         bad_items[a.item] = bad_items.get(a.item, 0) + 1
                     _commit_batch(ws, rec, dataset, pos, [int(c[0]) for c in chunk], by_item, bad_items, st)
                     _tick(st, t0, on_batch, len(todo))
+                    intr.check()     # Ctrl-C takes effect here, after a whole batch committed
         st.status = "done"
-    except KeyboardInterrupt:
-        st.status = "interrupted"
-        raise
-    except BaseException:
-        st.status = "failed"
+    except BaseException as e:
+        st.status = "interrupted" if intr.explains(e) else "failed"
+        if st.status == "interrupted" and not isinstance(e, KeyboardInterrupt):
+            raise KeyboardInterrupt from e
         raise
     finally:
+        intr_ctx.__exit__(None, None, None)
         st.seconds = round(time.perf_counter() - t0, 3)
         _rates(st)
         try:

@@ -24,10 +24,12 @@ import io
 import json
 import os
 import pickle
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from .._interrupt import deferred_interrupt
 from ..errors import BackendError, UsageError
 from .core import Batch, Finding, Pipeline, Step, StepStats
 
@@ -103,6 +105,9 @@ def _init_worker(steps: list[Step]) -> None:
     global _WORKER_STEPS  # per-process state of a pool worker, set once at start
     _WORKER_STEPS = steps
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Ctrl-C reaches the whole process group; the driver decides when to stop (after the batch
+    # in flight commits) and closes the pool, so a worker must not die mid-task on its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _work(batch_id: int, table) -> BatchResult:
@@ -417,6 +422,8 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
 
     if progress:
         progress(n_done, len(plan), stats[0].rows_out)
+    intr_ctx = deferred_interrupt()
+    intr = intr_ctx.__enter__()
     try:
         if engine == "local":
             it = _run_local(pipeline, lambda ref, bid: reader.load(ws, dataset, ref, bid),
@@ -426,6 +433,7 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
                           workers, ray_address)
         for res, lt in it:
             commit(res, lt)
+            intr.check()     # Ctrl-C takes effect here, after a whole batch committed
         # global reduce in the driver
         t = time.perf_counter()
         gfind: list[Finding] = []
@@ -452,15 +460,18 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
         except BaseException:
             ws.execute("ROLLBACK")
             raise
-    except KeyboardInterrupt:
-        ws.execute("UPDATE pipeline_runs SET status = 'interrupted' WHERE pipeline_run_id = ?", [run_id])
-        raise
-    except BaseException:
+    except BaseException as e:
+        interrupted = intr.explains(e)
         try:
-            ws.execute("UPDATE pipeline_runs SET status = 'failed' WHERE pipeline_run_id = ?", [run_id])
+            ws.execute("UPDATE pipeline_runs SET status = ? WHERE pipeline_run_id = ?",
+                       ["interrupted" if interrupted else "failed", run_id])
         except Exception:
             pass
+        if interrupted and not isinstance(e, KeyboardInterrupt):
+            raise KeyboardInterrupt from e
         raise
+    finally:
+        intr_ctx.__exit__(None, None, None)
     by_check, by_sev = summarize(ws, run_id)
     return RunResult(run_id, pipeline.name, dataset, engine, "done", reused=False,
                      resumed=resumed, batches_total=len(plan), batches_skipped=len(done),
