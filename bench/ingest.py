@@ -142,8 +142,8 @@ from forensics.ingest import ingest
 forensics.init(sys.argv[1]).close()
 t, c = time.perf_counter(), time.process_time()
 ws = forensics.open(sys.argv[1])
-s = ingest(ws, [sys.argv[2]], "bench", meta_fields=["source"], langid=False,
-           batch_rows=int(sys.argv[3]), progress=False)
+kw = {"batch_rows": int(sys.argv[3])} if int(sys.argv[3]) else {}   # 0: the tree's own default
+s = ingest(ws, [sys.argv[2]], "bench", meta_fields=["source"], langid=False, progress=False, **kw)
 ws.close()
 print(s.rows_added, time.perf_counter() - t, time.process_time() - c)
 """
@@ -175,7 +175,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--langid-texts", type=int, default=200_000)
-    ap.add_argument("--batch-rows", type=int, default=50_000)
+    ap.add_argument("--batch-rows", type=int, default=0,
+                    help="rows per batch; 0 (default) = each source tree's own default")
     ap.add_argument("--langid-repeats", type=int, default=3,
                     help="interleaved repeats of both language-ID paths; best of each is reported")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -312,7 +313,8 @@ def main() -> None:
         run_measured([py, "-m", "forensics", "--workspace", str(ws2), "init"], env)
         f_wall, f_rss, f_out = run_measured(
             [py, "-m", "forensics", "--workspace", str(ws2), "ingest", str(data), "--dataset",
-             "bench", "--meta-fields", "source", "--batch-rows", str(args.batch_rows), "--json"], env)
+             "bench", "--meta-fields", "source", "--json"]
+            + (["--batch-rows", str(args.batch_rows)] if args.batch_rows else []), env)
         fs = json.loads(f_out)
         print(f"\n## full ingest with language ID\n{args.rows:,} rows in {f_wall:.1f}s = "
               f"{args.rows / f_wall:,.0f} rows/s (language ID {fs['langid_seconds']:.1f}s = "

@@ -412,3 +412,41 @@ def test_record_column_is_zstd_and_migration_11_keeps_existing_rows(tmp_path):
             ws.execute("INSERT INTO samples (sample_id, dataset, row_id, content_hash) "
                        "VALUES (99, 'm', 'b2', 'x')")
         assert ws.one("SELECT count(*) FROM v_explanations")[0] == 0      # views still bind
+
+
+def test_cli_batch_default_is_the_api_default():
+    """The CLI hard-codes the default (importing forensics.ingest at CLI start would cost every
+    command numpy+pyarrow); keep the two in step."""
+    from forensics.cli.ingest import ingest as cmd
+    from forensics.ingest import DEFAULT_BATCH_ROWS
+
+    assert {p.name: p.default for p in cmd.params}["batch_rows"] == DEFAULT_BATCH_ROWS
+
+
+def test_prefetch_builds_at_most_one_batch_ahead_and_reraises_in_order():
+    """Parsed batches are large (122,880 rows): the reader may hold the consumer's batch plus
+    ONE ready batch, never a third one blocked on a full queue (that cost ~0.4 GB of RSS)."""
+    import threading
+    import time as _time
+
+    from forensics.ingest import _Prefetch
+
+    made: list[int] = []
+    lock = threading.Lock()
+
+    def gen():
+        for i in range(6):
+            with lock:
+                made.append(i)
+            yield i
+        raise ValueError("reader failed after 6")
+
+    p = _Prefetch(gen(), depth=1)
+    assert next(p) == 0
+    _time.sleep(0.5)                       # give the reader every chance to run ahead
+    assert len(made) == 2                  # the held batch + one ready
+    got = [0] + [next(p) for _ in range(5)]
+    assert got == list(range(6))
+    with pytest.raises(ValueError, match="after 6"):
+        next(p)
+    p.close()

@@ -29,7 +29,7 @@ def _csv_list(value: str | None) -> list[str]:
               help="Language-ID candidate set as ISO 639-1 codes (default: the documented broad "
                    "set); 'all' for every language the identifier knows.")
 @click.option("--no-langid", is_flag=True, help="Skip language identification (langs stay NULL).")
-@click.option("--batch-rows", default=50_000, show_default=True,
+@click.option("--batch-rows", default=122_880, show_default=True,   # = ingest.DEFAULT_BATCH_ROWS
               help="Rows per committed batch (the unit of resume).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @json_option
