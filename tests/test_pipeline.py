@@ -220,25 +220,47 @@ def test_idempotent_rerun_and_workers_equal(ws_copy):
             x for x in _findings(ws, c.pipeline_run_id) if x[0].startswith("hygiene")]
 
 
-def test_ctrl_c_to_the_process_group_exits_130_and_resumes(ws_copy, tmp_path):
-    """A terminal's Ctrl-C reaches the driver AND its pool workers. The driver finishes the batch
-    in flight, marks the run 'interrupted' and exits 130; workers ignore SIGINT (a worker dying
-    mid-task used to leave the pool waiting); a re-run resumes to the same findings."""
+def _start_pipeline_until(ws_copy, tmp_path, workers: int, n_marks: int, **popen_kw):
+    """Start `forensics pipeline run duplicates` (0.4 s per committed batch) in a subprocess
+    and return (proc, mark file) once ``n_marks`` batches have committed."""
     mark = tmp_path / "marks.txt"
     env = {**os.environ, "PYTHONPATH": str(REPO), "FORENSICS_TEST_PIPELINE_SLEEP": "0.4",
            "FORENSICS_TEST_PIPELINE_MARK": str(mark)}
     cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws_copy), "pipeline", "run",
-           "duplicates", "--dataset", "train", "--batch-size", "20", "--workers", "2", "--json"]
+           "duplicates", "--dataset", "train", "--batch-size", "20", "--workers", str(workers),
+           "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            **popen_kw)
     deadline = time.time() + 90
     while time.time() < deadline:
-        if mark.exists() and len(mark.read_text().split()) >= 1:
-            break
+        if mark.exists() and len(mark.read_text().split()) >= n_marks:
+            return proc, mark
         if proc.poll() is not None:
-            pytest.fail(f"run ended before it could be interrupted: {proc.communicate()}")
+            pytest.fail(f"run ended before it could be stopped: {proc.communicate()}")
         time.sleep(0.05)
+    proc.kill()
+    pytest.fail("no batch committed within 90 s")
+
+
+def _resume_matches_a_clean_run(ws_copy, run_id: int, n_batches: int) -> None:
+    r = run_cli("pipeline", "run", "duplicates", "--dataset", "train", "--batch-size", "20",
+                "--json", workspace=ws_copy).json()
+    assert r["resumed"] and r["pipeline_run_id"] == run_id and r["batches_skipped"] >= n_batches
+    with forensics.open(ws_copy) as ws:
+        resumed = _findings(ws, run_id)
+        total = ws.one("SELECT count(*) FROM pipeline_batches WHERE pipeline_run_id = ?", [run_id])[0]
+        assert total == r["batches_total"]
+        clean = run_pipeline(ws, load_pipeline("duplicates"), "train", batch_size=20, fresh=True)
+        assert resumed == _findings(ws, clean.pipeline_run_id) and resumed
+
+
+def test_ctrl_c_to_the_process_group_exits_130_and_resumes(ws_copy, tmp_path):
+    """A terminal's Ctrl-C reaches the driver AND its pool workers. The driver finishes the batch
+    in flight, marks the run 'interrupted' and exits 130; workers ignore SIGINT (a worker dying
+    mid-task used to leave the pool waiting); a re-run resumes to the same findings."""
+    proc, mark = _start_pipeline_until(
+        ws_copy, tmp_path, workers=2, n_marks=1, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()[-2000:]
@@ -249,28 +271,11 @@ def test_ctrl_c_to_the_process_group_exits_130_and_resumes(ws_copy, tmp_path):
         n_batches = ws.one("SELECT count(*) FROM pipeline_batches WHERE pipeline_run_id = ?",
                            [run_id])[0]
         assert n_batches == len(mark.read_text().split())     # every committed batch recorded
-    r = run_cli("pipeline", "run", "duplicates", "--dataset", "train", "--batch-size", "20",
-                "--json", workspace=ws_copy).json()
-    assert r["resumed"] and r["pipeline_run_id"] == run_id and r["batches_skipped"] == n_batches
-    with forensics.open(ws_copy) as ws:
-        clean = run_pipeline(ws, load_pipeline("duplicates"), "train", batch_size=20, fresh=True)
-        assert _findings(ws, run_id) == _findings(ws, clean.pipeline_run_id)
+    _resume_matches_a_clean_run(ws_copy, run_id, n_batches)
 
 
 def test_resume_after_sigkill(ws_copy, tmp_path):
-    mark = tmp_path / "marks.txt"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FORENSICS_TEST_PIPELINE_SLEEP": "0.4",
-           "FORENSICS_TEST_PIPELINE_MARK": str(mark)}
-    cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws_copy), "pipeline", "run",
-           "duplicates", "--dataset", "train", "--batch-size", "20", "--workers", "1", "--json"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if mark.exists() and len(mark.read_text().split()) >= 2:
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"run ended before it could be killed: {proc.communicate()}")
-        time.sleep(0.05)
+    proc, mark = _start_pipeline_until(ws_copy, tmp_path, workers=1, n_marks=2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     committed = len(mark.read_text().split())
@@ -280,12 +285,4 @@ def test_resume_after_sigkill(ws_copy, tmp_path):
         n_batches = ws.one("SELECT count(*) FROM pipeline_batches WHERE pipeline_run_id = ?",
                            [run_id])[0]
         assert 1 <= n_batches <= committed + 1
-    r = run_cli("pipeline", "run", "duplicates", "--dataset", "train", "--batch-size", "20",
-                "--json", workspace=ws_copy).json()
-    assert r["resumed"] and r["pipeline_run_id"] == run_id and r["batches_skipped"] >= n_batches
-    with forensics.open(ws_copy) as ws:
-        resumed = _findings(ws, run_id)
-        total = ws.one("SELECT count(*) FROM pipeline_batches WHERE pipeline_run_id = ?", [run_id])[0]
-        assert total == r["batches_total"]
-        clean = run_pipeline(ws, load_pipeline("duplicates"), "train", batch_size=20, fresh=True)
-        assert resumed == _findings(ws, clean.pipeline_run_id) and resumed
+    _resume_matches_a_clean_run(ws_copy, run_id, n_batches)
