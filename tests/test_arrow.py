@@ -31,3 +31,29 @@ def test_nulls_and_non_primitive_types_are_refused():
     tb = con.sql("SELECT 'a' AS s").to_arrow_table()
     with pytest.raises(TypeError):
         to_numpy(tb.column("s"))
+
+
+def test_empty_and_many_chunk_results_without_importing_pandas():
+    """An empty DuckDB result is a ChunkedArray with NO chunks; pyarrow's combine_chunks() on it
+    imported pandas (~0.25 s of every triage CLI run whose token lookup matched nothing).
+    Checked in a fresh interpreter: this test process may have pandas loaded already."""
+    import subprocess
+    import sys
+
+    code = r"""
+import sys, duckdb
+from forensics._arrow import flat_values, to_numpy
+con = duckdb.connect()
+q = "SELECT [1, 2]::BIGINT[] AS r, 1.5::FLOAT AS f FROM range(?) WHERE range >= ?"
+e = con.sql(q, params=[5, 5]).to_arrow_table()
+assert e.column("r").num_chunks == 0
+v, off = flat_values(e.column("r"))
+assert v.tolist() == [] and off.tolist() == [0] and to_numpy(e.column("f")).tolist() == []
+m = con.sql(q, params=[3_000_000, 0]).to_arrow_table()
+assert m.column("r").num_chunks > 1
+v, off = flat_values(m.column("r"))
+assert len(v) == 6_000_000 and off[-1] == 6_000_000 and to_numpy(m.column("f")).sum() == 4_500_000
+print("pandas" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
