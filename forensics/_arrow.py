@@ -47,6 +47,15 @@ def to_numpy(arr) -> np.ndarray:
 def flat_values(list_arr) -> tuple[np.ndarray, np.ndarray | None]:
     """Values of a (fixed-size) list column as one flat array, plus the offsets for
     variable-size lists (None for fixed-size ones)."""
+    # ``.values`` + offsets rather than ``.flatten()``: flatten imports pyarrow.compute
+    # (~45 ms of a CLI run). Null-free lists only (what DuckDB ARRAY/LIST columns we store hold).
     list_arr = _one_array(list_arr)
+    vals = to_numpy(list_arr.values)
     offsets = getattr(list_arr, "offsets", None)
-    return to_numpy(list_arr.flatten()), (to_numpy(offsets) if offsets is not None else None)
+    if offsets is None:                              # fixed-size list: slice by the array offset
+        size = list_arr.type.list_size
+        return vals[list_arr.offset * size:(list_arr.offset + len(list_arr)) * size], None
+    off = to_numpy(offsets)
+    if not len(off):
+        return vals[:0], np.zeros(1, off.dtype)
+    return vals[off[0]:off[-1]], off - off[0]        # a sliced array's offsets start above 0

@@ -359,7 +359,7 @@ def _vectors(ws: "Workspace", dataset: str, ids: np.ndarray,
         try:
             from .index import open_index
 
-            oi = open_index(ws, dataset, fld, allow_stale=True)
+            oi = open_index(ws, dataset, fld, allow_stale=True, read_only=True)
             have = set(oi.ids().tolist())
             if all(int(i) in have for i in ids):
                 return oi.vectors(ids), f"the {fld} index ({oi.manifest.model_id})"
@@ -411,7 +411,7 @@ def _anomaly_vector(ws: "Workspace", dataset: str, anomaly: dict, source: str,
         if source.startswith("the "):
             from .index import open_index
 
-            oi = open_index(ws, dataset, source.split()[1], allow_stale=True)
+            oi = open_index(ws, dataset, source.split()[1], allow_stale=True, read_only=True)
             model_id, dim = oi.manifest.model_id, oi.manifest.dim
         else:
             oi, model_id, dim = None, None, None

@@ -162,7 +162,8 @@ def _dense(ws: "Workspace", dataset: str, sample_ids: np.ndarray, queries: dict[
     def get(fld: str):
         if fld not in opened:
             try:
-                opened[fld] = index.open_index(ws, dataset, fld, embedder=shared.get("e"))
+                opened[fld] = index.open_index(ws, dataset, fld, embedder=shared.get("e"),
+                                               read_only=True)
             except NotFoundError:
                 opened[fld] = None
             except StaleError as e:
@@ -605,7 +606,7 @@ def _embedding_clusters(ws: "Workspace", dataset: str, sample_ids: np.ndarray, r
 
     if oi is None:
         try:
-            oi = index.open_index(ws, dataset, "pair")
+            oi = index.open_index(ws, dataset, "pair", read_only=True)
         except (NotFoundError, StaleError):
             oi = None
     if oi is None:

@@ -109,6 +109,12 @@ def test_ann_types_agree_with_exact_on_top10(ann_ws, emb, kind):
     rep = index.verify(ws, "d", "pair", sample=8)
     assert rep.ok, rep.problems
     assert np.allclose(oi.vectors(flat_ids[:3]), vecs[:3], atol=1e-5)  # exact even if quantised
+    # the memory-mapped open (triage, search) answers exactly like the read-in one
+    mm = index.open_index(ws, "d", "pair", read_only=True)
+    s_mm, ids_mm = mm.search(qv, 10)
+    s_rd, ids_rd = oi.search(qv, 10)
+    assert (ids_mm == ids_rd).all() and np.allclose(s_mm, s_rd)
+    assert np.allclose(mm.reconstruct(flat_ids[:3]), oi.reconstruct(flat_ids[:3]))
 
 
 def test_update_adds_only_new_rows_and_rebuilds_on_change(ws, emb):

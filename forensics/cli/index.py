@@ -189,7 +189,7 @@ def register(main: click.Group) -> None:
 
         with obj.open(read_only=True) as ws:
             ws.require_dataset(dataset)
-            oi = index.open_index(ws, dataset, field, device=device)
+            oi = index.open_index(ws, dataset, field, device=device, read_only=True)
             results = index.search(ws, dataset, list(texts), field=field, k=k, oi=oi)
         if as_json:
             emit_json({"dataset": dataset, "field": field, "k": k, "model_id": oi.manifest.model_id,
