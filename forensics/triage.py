@@ -78,6 +78,7 @@ class TriageParams:
     lang_threshold: float = 0.25     # language score that puts a row in a language cluster
     phrase_threshold: float = 0.3    # phrase score that puts a row in a phrase cluster
     phrase_knee: bool = True         # ... and its phrase evidence above the distribution's knee
+    knee_max_strength: float = 10.0  # ... but log-odds >= this always stays (posterior 0.99995)
     min_fused: float = 0.05          # rows below this fused score are not findings
     agglo_distance: float = 0.6      # cosine distance threshold, embedding clusters
     cluster_smoothing: float = 0.3   # share of a row's final score from its cluster
@@ -393,7 +394,8 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
     step(f"fused {len(used)} signals over {n} rows")
 
     clusters, member_of = (_cluster(ws, dataset, df, sample_ids, signals, fused, p, opened, strength,
-                                    (hits_r, hits_p))
+                                    (hits_r, hits_p),
+                                    lang_targets=set(tgt.targets) if tgt.active else set())
                            if n else ([], {}))
     step(f"{len(clusters)} clusters")
 
@@ -462,7 +464,8 @@ def knee_cut(values: np.ndarray, min_size: int, min_gap_share: float = 0.3) -> f
 def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.ndarray,
              signals: dict[str, np.ndarray], fused: np.ndarray, p: TriageParams,
              opened: dict | None = None, strength: dict[str, np.ndarray] | None = None,
-             hits: tuple | None = None) -> tuple[list[dict], dict[int, int]]:
+             hits: tuple | None = None, lang_targets: set[str] | None = None
+             ) -> tuple[list[dict], dict[int, int]]:
     n = df.height
     lang = signals.get("language")
     phrase = signals.get("phrase")
@@ -480,7 +483,19 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
         if st is not None and p.phrase_knee:
             cut = knee_cut(st[ph_ok], p.min_df)
             if cut is not None:
-                ph_ok &= st >= cut
+                # the knee separates a batch from rows sharing a fragment of it (log-odds ~3-9);
+                # inside a batch, a variant with fewer shared n-grams also sits a step below the
+                # template but with overwhelming evidence of its own (log-odds ~19 vs ~57 on
+                # the full dev corpus): never cut that high
+                ph_ok &= st >= min(cut, p.knee_max_strength)
+        # a phrase whose rows all reply in the switch's target language is language identity
+        # (an explanation quoting the foreign reply: "Paläoklimatologen messen das
+        # Verhältnis"), already covered by the language signal: as a signature it would only
+        # split the language batch in two (a German batch into "en→de" and "en→de + phrase")
+        if lang_targets and ph_ok.any():
+            in_target = np.isin(np.asarray(rlang, dtype=object), list(lang_targets))
+            if float(in_target[ph_ok].mean()) >= 0.8:
+                ph_ok = None
 
     def signature(j: int) -> tuple | None:
         parts = []

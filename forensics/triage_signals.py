@@ -211,14 +211,17 @@ def ngrams(toks: Sequence[str], n_max: int = 4) -> set[str]:
     return out
 
 
-_QUOTE = re.compile(r"[\"“”«»„]([^\"“”«»„]{3,160})[\"“”«»„]")
+# quote PAIRS of any length, filtered by length afterwards: a length bound inside the pattern
+# skipped a short quote ("?") and then paired its closing mark with the next opening one,
+# quoting the prose between two quotes (' expects an opening wrapper tag such as ')
+_QUOTE = re.compile(r"[\"“”«»„]([^\"“”«»„]*)[\"“”«»„]")
 
 
 def quoted_phrases(texts: Iterable[str]) -> list[str]:
     out = []
     for t in texts:
         out.extend(m.group(1).strip() for m in _QUOTE.finditer(t or ""))
-    return [q for q in out if q]
+    return [q for q in out if 3 <= len(q) <= 160]
 
 
 def _scan(col: pl.Series, grams: Sequence[str], rows: np.ndarray | None = None
@@ -459,11 +462,12 @@ def _expand(nr: pl.Series, phits: "Hits", in_s: np.ndarray, udf: dict[str, int],
                 continue
             chosen[g] = math.log(p_s / p_o)
             stats[g] = (df, cs)
-        # drop sub-n-grams that are the same phrase as a chosen super-n-gram (no double count)
+        # drop sub-n-grams that are the same phrase as a chosen super-n-gram: inside S they
+        # occur (almost) only within it, so they add no evidence there, and outside S they
+        # match the sub-n-gram's ordinary uses ("end" of "### end ###": "the end zone")
         for g in sorted(chosen, key=len):
             for g2 in chosen:
-                if g2 != g and f" {g} " in f" {g2} " and stats[g2][1] >= 0.9 * stats[g][1] \
-                        and stats[g2][0] >= 0.9 * stats[g][0]:
+                if g2 != g and f" {g} " in f" {g2} " and stats[g2][1] >= 0.9 * stats[g][1]:
                     chosen[g] = 0.0
                     break
         chosen = {g: w for g, w in chosen.items() if w > 0}
@@ -504,30 +508,41 @@ def _row_ngram_counts(texts: pl.Series, n_max: int, min_count: int) -> dict[str,
     return dict(zip(c["g"].to_list(), c["len"].to_list()))
 
 
-def _coherent(hits_of: "Hits", vocab: dict[str, float], keep: set[str], min_share: float = 0.2
-              ) -> dict[str, float]:
-    """Keep the seed n-grams whose rows also carry other seed n-grams.
+def _coherent(hits_of: "Hits", vocab: dict[str, float], keep: set[str], min_share: float = 0.2,
+              min_lift: float = 3.0) -> dict[str, float]:
+    """Keep the seed n-grams whose rows also carry another seed n-gram, more than by chance.
 
     Why: the anomaly reply mixes the behaviour (an ad, a wrapper) with ordinary answer text;
     rows sharing a behaviour n-gram tend to share more of the behaviour, while rows sharing
-    an ordinary fragment ("with a", ", 000") share nothing else. Quoted phrases from the
-    explanations are kept regardless: the NLA singled them out.
+    an ordinary fragment ("with a", "such as") share nothing else -- except by chance, and
+    in a large dataset common fragments co-occur with each other often enough to pass a
+    fixed share; hence the lift over the partner n-gram's own base rate (pairwise: a union
+    of common partners has a base rate near its share). "Other" means sharing no
+    WORD: punctuation runs ("###", ",") are not content, so "### end ###" and
+    "### answer ###" can vouch for each other. Quoted phrases from the explanations are kept
+    regardless: the NLA singled them out.
     """
     if len(vocab) < 2:
         return vocab
     grams = sorted(vocab)
     hits_of.prefetch(grams)
     hits = {g: hits_of(g) for g in grams}
+    words = {g: {t for t in g.split(" ") if _is_word(t)} for g in grams}
     out = {}
     for g in grams:
-        toks = set(g.split(" "))
-        others = [h for g2, h in hits.items() if g2 != g and not (toks & set(g2.split(" ")))]
+        others = [h for g2, h in hits.items() if g2 != g and not (words[g] & words[g2])]
         if not others:
             out[g] = vocab[g]
             continue
-        other_any = np.logical_or.reduce(others)
-        share = float(other_any[hits[g]].mean()) if hits[g].any() else 0.0
-        if share >= min_share or g in keep:
+        mine = hits[g]
+        ok = False
+        if mine.any():
+            for h in others:          # one partner n-gram, associated well beyond chance
+                share = float(h[mine].mean())
+                if share >= min_share and share >= min_lift * float(h.mean()):
+                    ok = True
+                    break
+        if ok or g in keep:
             out[g] = vocab[g]
     return out
 

@@ -84,6 +84,63 @@ def test_hits_from_postings_match_a_full_scan():
     assert a.df("acme") == 3 and a.df("zzz") == 0
 
 
+def test_quoted_phrases_pair_quotes_even_when_one_is_too_short():
+    """A short quote ("?") must still consume its closing mark; before, the closing mark
+    opened a new 'quote' and the prose up to the next quote became a seed phrase."""
+    got = ts.quoted_phrases(['Final token "?" expects an opening wrapper tag such as '
+                             '"### ANSWER ###".', "The phrase “### END ###” closes it.",
+                             'says "ok" and "no"'])
+    assert got == ["### ANSWER ###", "### END ###"]
+
+
+def _col(texts):
+    return pl.DataFrame({"t": texts}, schema={"t": pl.Utf8}).select(ts.norm_expr("t").alias("t"))["t"]
+
+
+def test_coherence_needs_lift_over_chance_and_ignores_shared_punctuation():
+    """Seed n-grams of the anomaly reply: the wrapper's two halves vouch for each other (they
+    share only '###'); two common phrases that co-occur at their base rate do not."""
+    rng = np.random.default_rng(0)
+    texts = []
+    for i in range(400):
+        body = " ".join(rng.choice(["river", "city", "war", "law", "art", "sea"], 6))
+        if i < 40:                                    # the batch: wrapped answers
+            texts.append(f"### ANSWER ### {body} ### END ###")
+            continue
+        extra = []
+        if rng.random() < 0.3:
+            extra.append("such as the")
+        if rng.random() < 0.3:
+            extra.append("within the walls")
+        texts.append(" ".join([body, *extra]))
+    hits = ts.Hits(_col(texts))
+    vocab = {"### answer ###": 1.0, "### end ###": 1.0, "such as": 1.0, "within the": 1.0}
+    kept = ts._coherent(hits, vocab, keep=set())
+    assert set(kept) == {"### answer ###", "### end ###"}, kept
+
+
+def test_expansion_drops_a_word_seen_in_the_batch_only_inside_its_phrase():
+    """'end' occurs in the batch only as part of '### end ###'; elsewhere it is ordinary prose
+    ('the end zone'). It must not become a feature of its own and pull those rows in."""
+    rng = np.random.default_rng(1)
+    words = [f"w{k}" for k in range(300)]       # no chance 3-grams shared by batch rows
+    texts = []
+    for i in range(600):
+        body = " ".join(rng.choice(words, 8))
+        if i < 50:
+            texts.append(f"### ANSWER ### {body} ### END ###")
+        elif i < 80:
+            texts.append(f"{body} until the end of the season")
+        else:
+            texts.append(body)
+    col = _col(texts)
+    prompts = _col([f"question {i} about the topic" for i in range(600)])
+    res = ts.phrase_scores(col, prompts, [("### ANSWER ###", 1.0)], "question about the topic")
+    assert "end" not in res.vocab, res.vocab
+    strong = res.strength >= 0
+    assert strong[:50].all() and not strong[50:80].any()
+
+
 # ------------------------------------------------------------------ a tiny real workspace
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, xquad_dir):
