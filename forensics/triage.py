@@ -77,8 +77,7 @@ class TriageParams:
     pool: int = 1000                 # candidate rows that are clustered
     lang_threshold: float = 0.25     # language score that puts a row in a language cluster
     phrase_threshold: float = 0.3    # phrase score that puts a row in a phrase cluster
-    phrase_knee: bool = True         # ... and its phrase evidence above the distribution's knee
-    knee_max_strength: float = 10.0  # ... but log-odds >= this always stays (posterior 0.99995)
+    phrase_knee: bool = True         # ... and (seed-only phrases) above the distribution's knee
     min_fused: float = 0.05          # rows below this fused score are not findings
     agglo_distance: float = 0.6      # cosine distance threshold, embedding clusters
     cluster_smoothing: float = 0.3   # share of a row's final score from its cluster
@@ -358,6 +357,7 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
             signals["phrase"] = pr.scores
             if pr.strength is not None:
                 strength["phrase"] = pr.strength
+                strength["phrase_expanded"] = np.array(pr.expanded)
             top_vocab = sorted(pr.vocab.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
             info["phrase_vocab"] = {g: round(w, 3) for g, w in top_vocab}
             info["phrase_expanded"] = pr.expanded
@@ -480,14 +480,15 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
     if phrase is not None:
         ph_ok = phrase >= p.phrase_threshold
         st = (strength or {}).get("phrase")
-        if st is not None and p.phrase_knee:
+        if st is not None and bool((strength or {}).get("phrase_expanded", False)):
+            # the expansion's own batch: posterior >= 0.5, i.e. at least two batch n-grams
+            # (one alone cannot beat the prior, see triage_signals._expand); rows that only
+            # share the anomaly's seed wording stay out
+            ph_ok &= st >= 0.0
+        elif st is not None and p.phrase_knee:
             cut = knee_cut(st[ph_ok], p.min_df)
             if cut is not None:
-                # the knee separates a batch from rows sharing a fragment of it (log-odds ~3-9);
-                # inside a batch, a variant with fewer shared n-grams also sits a step below the
-                # template but with overwhelming evidence of its own (log-odds ~19 vs ~57 on
-                # the full dev corpus): never cut that high
-                ph_ok &= st >= min(cut, p.knee_max_strength)
+                ph_ok &= st >= cut
         # a phrase whose rows all reply in the switch's target language is language identity
         # (an explanation quoting the foreign reply: "Paläoklimatologen messen das
         # Verhältnis"), already covered by the language signal: as a signature it would only

@@ -462,21 +462,26 @@ def _expand(nr: pl.Series, phits: "Hits", in_s: np.ndarray, udf: dict[str, int],
                 continue
             chosen[g] = math.log(p_s / p_o)
             stats[g] = (df, cs)
-        # drop sub-n-grams that are the same phrase as a chosen super-n-gram: inside S they
-        # occur (almost) only within it, so they add no evidence there, and outside S they
-        # match the sub-n-gram's ordinary uses ("end" of "### end ###": "the end zone")
+        # drop sub-n-grams that are the same phrase as a chosen super-n-gram (no double count)
         for g in sorted(chosen, key=len):
             for g2 in chosen:
-                if g2 != g and f" {g} " in f" {g2} " and stats[g2][1] >= 0.9 * stats[g][1]:
+                if g2 != g and f" {g} " in f" {g2} " and stats[g2][1] >= 0.9 * stats[g][1] \
+                        and stats[g2][0] >= 0.9 * stats[g][0]:
                     chosen[g] = 0.0
                     break
         chosen = {g: w for g, w in chosen.items() if w > 0}
         chosen = dict(sorted(chosen.items(), key=lambda kv: (-kv[1], kv[0]))[:max_vocab])
         if not chosen:
             break
-        logit = np.full(n, -math.log(10.0), np.float64)  # one feature (LLR >= log 10) suffices
+        # prior odds 1:10, and no single n-gram may overcome them alone: a row joins S on two
+        # pieces of evidence. Why: a sub-n-gram that bridges to variants ("sponsored :" of
+        # "sponsored : studynest pro", shared by every brand's ad) must stay a feature, but a
+        # word seen in S only inside the batch phrase ("end" of "### end ###") also matches
+        # ordinary prose ("the end zone"); variant rows carry several batch n-grams, prose one.
+        prior = math.log(10.0)
+        logit = np.full(n, -prior, np.float64)
         for g, w in chosen.items():
-            logit += w * hits(g)
+            logit += min(w, 0.9 * prior) * hits(g)
         post = (1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))).astype(np.float32)
         logit_out = logit
         feats = chosen

@@ -119,9 +119,10 @@ def test_coherence_needs_lift_over_chance_and_ignores_shared_punctuation():
     assert set(kept) == {"### answer ###", "### end ###"}, kept
 
 
-def test_expansion_drops_a_word_seen_in_the_batch_only_inside_its_phrase():
+def test_expansion_needs_two_batch_ngrams_to_join():
     """'end' occurs in the batch only as part of '### end ###'; elsewhere it is ordinary prose
-    ('the end zone'). It must not become a feature of its own and pull those rows in."""
+    ('the end of the season'). One shared word must not pull those rows into the batch: no
+    single n-gram can overcome the expansion's prior alone."""
     rng = np.random.default_rng(1)
     words = [f"w{k}" for k in range(300)]       # no chance 3-grams shared by batch rows
     texts = []
@@ -136,7 +137,7 @@ def test_expansion_drops_a_word_seen_in_the_batch_only_inside_its_phrase():
     col = _col(texts)
     prompts = _col([f"question {i} about the topic" for i in range(600)])
     res = ts.phrase_scores(col, prompts, [("### ANSWER ###", 1.0)], "question about the topic")
-    assert "end" not in res.vocab, res.vocab
+    assert res.expanded
     strong = res.strength >= 0
     assert strong[:50].all() and not strong[50:80].any()
 
