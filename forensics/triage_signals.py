@@ -482,6 +482,7 @@ def _expand(nr: pl.Series, phits: "Hits", in_s: np.ndarray, udf: dict[str, int],
         logit = np.full(n, -prior, np.float64)
         for g, w in chosen.items():
             logit += min(w, 0.9 * prior) * hits(g)
+        _admit_templates(nr, logit, prior, min_df)
         post = (1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))).astype(np.float32)
         logit_out = logit
         feats = chosen
@@ -490,6 +491,30 @@ def _expand(nr: pl.Series, phits: "Hits", in_s: np.ndarray, udf: dict[str, int],
             break
         in_s = new_s
     return post, feats, logit_out
+
+
+def _admit_templates(nr: pl.Series, logit: np.ndarray, prior: float, min_df: int,
+                     min_tokens: int = 4) -> None:
+    """Let a repeated template in: rows with some batch evidence but below the bar (one batch
+    n-gram) whose whole reply is the SAME text as at least ``min_df - 1`` other such rows.
+
+    Why: one shared n-gram is not enough to join (ordinary prose shares a word with a batch
+    phrase), but a group of identical replies that shares it is a variant of the behaviour
+    ("Sorry, I am not able to answer questions like this one." reached from "I'm sorry, but
+    ..." through "sorry ,"); prose rows sharing a word are not copies of each other. Joined
+    rows sit at log-odds 0 (posterior 0.5); the next round learns their own n-grams."""
+    part = np.flatnonzero((logit > -prior) & (logit < 0))
+    if len(part) < min_df:
+        return
+    texts = nr.gather(part.tolist()).to_list()
+    groups: dict[str, list[int]] = {}
+    for j, t in zip(part, texts):
+        t = (t or "").strip()
+        if t.count(" ") + 1 >= min_tokens:
+            groups.setdefault(t, []).append(int(j))
+    for rows in groups.values():
+        if len(rows) >= min_df:
+            logit[rows] = 0.0
 
 
 def _row_ngram_counts(texts: pl.Series, n_max: int, min_count: int) -> dict[str, int]:

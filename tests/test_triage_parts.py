@@ -266,3 +266,30 @@ def test_quality_findings_signal(tiny):
     res_r = triage.triage(ws, rid, "train", limit=50)
     assert "quality" not in res_r.signals_used and "quality" in res_r.signals_unavailable
     ws.con.execute("DELETE FROM quality_findings WHERE pipeline_run_id IN (9000, 9001)")
+
+
+def test_expansion_admits_a_repeated_template_reached_through_one_ngram():
+    """A refusal variant ("Sorry, I am not able ...") shares only "sorry ," with the batch's
+    main template; its six identical replies join as a template group, while prose rows that
+    also contain "sorry ," (different texts) stay out."""
+    rng = np.random.default_rng(2)
+    words = [f"w{k}" for k in range(300)]
+    texts = []
+    for i in range(500):
+        body = " ".join(rng.choice(words, 8))
+        if i < 12:
+            texts.append("I'm sorry, but I can't help with that request.")
+        elif i < 18:
+            texts.append("Sorry, I am not able to answer questions like this one.")
+        elif i < 26:
+            texts.append(f"{body[:20]} sorry, {body[20:]}")       # prose: no shared frame
+        else:
+            texts.append(body)
+    col = _col(texts)
+    prompts = _col([f"I wonder: question {i} about w{i % 300}" for i in range(500)])
+    # the NLA quoted only the second half: the variant is not reached by the seed itself
+    res = ts.phrase_scores(col, prompts, [("I can't help with that request", 1.0)],
+                           "question about the topic")
+    strong = res.strength >= 0
+    assert strong[:18].all(), np.flatnonzero(~strong[:18])
+    assert not strong[18:].any(), np.flatnonzero(strong[18:]) + 18
