@@ -175,7 +175,11 @@ def language_scores(df: pl.DataFrame, tgt: LanguageTarget, legit_penalty: float 
     switch = (pl.col("prompt_lang").is_not_null() & pl.col("reply_lang").is_not_null()
               & (pl.col("prompt_lang") != pl.col("reply_lang")))
     src_ok = pl.col("prompt_lang").is_in(tgt.sources) if tgt.sources else pl.lit(True)
-    legit = (pl.col("requested_lang") == pl.col("reply_lang")).fill_null(False) | pl.col("translation_request")
+    # a request excuses only the language it asks for: "what does ctenophore mean in Greek?"
+    # answered in Vietnamese is still a switch; a translation request whose target language
+    # could not be read gets the benefit of the doubt
+    legit = ((pl.col("requested_lang") == pl.col("reply_lang")).fill_null(False)
+             | (pl.col("translation_request") & pl.col("requested_lang").is_null()))
     s = (pl.when(switch & pl.col("_tw").is_not_null())
          .then(pl.col("_tw") * pl.when(src_ok).then(1.0).otherwise(0.5))
          .otherwise(0.0))

@@ -50,6 +50,18 @@ def test_language_scores_scaled_by_detector_confidence():
     assert s[3] == 0 and s[4] == 0                               # no switch / native pair
 
 
+def test_a_request_excuses_only_the_language_it_asks_for():
+    df = pl.DataFrame({"prompt_lang": ["en", "en", "en"], "reply_lang": ["vi", "vi", "vi"],
+                       "reply_lang_conf": [0.99, 0.99, 0.99],
+                       "requested_lang": ["el", "vi", None],      # "... mean in Greek?"
+                       "translation_request": [True, True, True]})
+    tgt = ts.LanguageTarget(sources=["en"], targets={"vi": 1.0}, evidence="test")
+    s = ts.language_scores(df, tgt, legit_penalty=0.1)
+    assert s[0] == pytest.approx(0.99)          # asked for Greek, got Vietnamese: a switch
+    assert s[1] == pytest.approx(0.099)         # asked for Vietnamese: hard negative
+    assert s[2] == pytest.approx(0.099)         # a request whose target could not be read
+
+
 def test_requested_language_comes_from_features():
     """One piece of code decides what a prompt asks for (forensics.features)."""
     from forensics import features
