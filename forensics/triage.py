@@ -525,6 +525,15 @@ def _cluster(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.nda
         s = signature(int(j))
         if s in sig_groups:
             sig_groups[s].append(int(j))
+    # a combined signature held by a single row is not a batch: the row joins the group of one
+    # of its parts (language first) when that group exists. Why: the demo's one planted row
+    # about the anomaly's own topic matched both the language switch and a topic phrase from
+    # the explanation, and fell out of the German batch into an embedding cluster
+    for s in [s for s, m in sig_groups.items() if len(m) == 1 and len(s) > 1]:
+        for part in s:
+            if len(sig_groups.get((part,), [])) >= 2:
+                sig_groups[(part,)].extend(sig_groups.pop(s))
+                break
     raw: list[tuple[dict, list[int]]] = []
     for s, members in sig_groups.items():
         if len(members) < 2:
