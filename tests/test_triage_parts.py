@@ -305,3 +305,31 @@ def test_expansion_admits_a_repeated_template_reached_through_one_ngram():
     strong = res.strength >= 0
     assert strong[:18].all(), np.flatnonzero(~strong[:18])
     assert not strong[18:].any(), np.flatnonzero(strong[18:]) + 18
+
+
+def test_a_row_with_a_combined_signature_of_its_own_stays_in_its_batch(tiny):
+    """One planted German row also matches a (topic) phrase that other, English rows match:
+    its signature (en→de + phrase) is held by no other row, so it must join the en→de batch,
+    not drop out into an embedding cluster."""
+    from forensics import triage_features as tf_
+    from forensics.triage import TriageParams, _cluster
+
+    ws, c, _ = tiny
+    rf = tf_.load(ws, "train")
+    df = rf.frame
+    rows = df["row_id"].to_list()
+    planted = set(c.planted_ids("de"))
+    is_de = np.array([r in planted for r in rows])
+    lone = int(np.flatnonzero(is_de)[0])
+    english = [j for j, r in enumerate(rows) if r not in planted][:5]
+    lang = is_de.astype(np.float32)
+    phrase = np.zeros(len(rows), np.float32)
+    phrase[[lone, *english]] = 1.0
+    fused = 0.6 * lang + 0.4 * phrase
+    sample_ids = df["sample_id"].to_numpy().astype(np.int64)
+    clusters, member_of = _cluster(ws, "train", df, sample_ids,
+                                   {"language": lang, "phrase": phrase}, fused, TriageParams(),
+                                   lang_targets={"de"})
+    top = clusters[0]
+    assert set(top["_members"]) == set(np.flatnonzero(is_de).tolist())
+    assert member_of[lone] == top["cluster_id"]
