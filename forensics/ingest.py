@@ -977,14 +977,11 @@ class _Ingester:
                 [x.lang for x in r], [x.confidence if x.lang else None for x in r])
 
     # -------------------------------------------------------------- one batch
-    def process(self, b: _Batch, src: _Source, fs: FileSummary, sig: str, ingest_id: int,
-                basename: str) -> None:
+    def process(self, b: _Batch, src: _Source, fs: FileSummary, sig: str, ingest_id: int) -> None:
         con = self.con
         n_in = len(b.line_no)
         if n_in:
-            if b.parsed is None:
-                self.parse(b, con, basename)
-            con.register("_parsed", b.parsed)
+            con.register("_parsed", b.parsed)      # parsed on the reader thread (parsed())
             # classify valid rows: first occurrence per row_id in batch vs the stored samples
             con.execute("""
 CREATE OR REPLACE TEMP TABLE _cls AS
@@ -1275,7 +1272,7 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
                                               Path(src.key).name))
                 try:
                     for b in reader:
-                        eng.process(b, src, fs, sig, ingest_id, Path(src.key).name)
+                        eng.process(b, src, fs, sig, ingest_id)
                         done_units = b.resume_units
                         intr.check()     # Ctrl-C takes effect here, after a whole batch
                         if src.fmt == "jsonl":
