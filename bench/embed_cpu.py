@@ -59,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from forensics.embed import Embedder
+    from forensics.search.embed import Embedder
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,7 +123,7 @@ def main() -> None:
     # model start-up in a fresh process (what every embedding CLI command pays), per backend
     import subprocess
 
-    code = ("import time; t=time.perf_counter(); from forensics.embed import Embedder; "
+    code = ("import time; t=time.perf_counter(); from forensics.search.embed import Embedder; "
             "e=Embedder(backend='{b}'); e.encode(['warm up']); print(time.perf_counter()-t)")
     for r in range(args.rounds):
         row = []

@@ -68,7 +68,7 @@ def xquad_texts(n: int) -> list[str]:
 # ---------------------------------------------------------------------------- 1. embedding
 def bench_embed(n: int) -> dict:
     import forensics
-    from forensics import embed
+    from forensics.search import embed
 
     texts = xquad_texts(n)
     emb = embed.Embedder()
@@ -124,7 +124,7 @@ def gaussian(n: int, dim: int, seed: int) -> np.ndarray:
 def bench_ann_one(kind: str, xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, nlat: int) -> dict:
     import faiss
 
-    from forensics import index as ix
+    from forensics.search import index as ix
 
     n, dim = xb.shape
     ids = np.arange(1, n + 1, dtype=np.int64)
@@ -168,7 +168,7 @@ def bench_ann_one(kind: str, xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, 
 def bench_ann(sizes: list[int], kinds_for, nq: int, nlat: int, gauss_at: int | None) -> list[dict]:
     import faiss
 
-    from forensics import index as ix
+    from forensics.search import index as ix
 
     out = []
     dim = 384
@@ -214,7 +214,7 @@ def _fresh_clustered(nq: int, dim: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- 3. multilingual
 def bench_multilingual(langs: list[str], limit: int | None) -> dict:
-    from forensics import embed
+    from forensics.search import embed
 
     en = xquad_questions("en")[:limit]
     res = {}

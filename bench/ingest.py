@@ -17,7 +17,7 @@
    The ratio uses each process's own timer around the work (connect/open to close, the final
    checkpoint included), so interpreter start and imports are not counted for either side;
    whole-process wall times (the CLI start included) are printed too.
-3. language ID: the tool's batched path (``forensics.langid.LanguageIdentifier.detect``, what
+3. language ID: the tool's batched path (``forensics.language.detect.LanguageIdentifier.detect``, what
    ingest calls per batch: top-5 ∩ candidate set, confidences) vs the library's own batch call
    (fastText ``multilinePredict`` with k=1, labels only, including the one-line-per-text
    preparation it needs; best of --langid-repeats interleaved runs each) on the same texts: the first
@@ -253,7 +253,7 @@ def main() -> None:
         return
 
     # ---------------------------------------------------------------- language ID
-    from forensics.langid import LanguageIdentifier
+    from forensics.language.detect import LanguageIdentifier
 
     texts: list[str] = []
     with open(data, encoding="utf-8") as fh:
@@ -291,7 +291,7 @@ def main() -> None:
           f"{len(texts) / t_tool:,.0f} |")
     sub = texts[:20_000]
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
-    from forensics.langid import DEFAULT_LANGUAGES
+    from forensics.language.detect import DEFAULT_LANGUAGES
 
     det = LanguageDetectorBuilder.from_languages(*[
         Language.from_iso_code_639_1(getattr(IsoCode639_1, c.upper())) for c in DEFAULT_LANGUAGES

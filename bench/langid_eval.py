@@ -54,7 +54,7 @@ def load_texts(xquad: Path, per_lang: int, seed: int = 0) -> list[tuple[str, str
 
 
 def run_lingua(texts: list[str], languages, low: bool, backend: str = "lingua"):
-    from forensics.langid import LanguageIdentifier
+    from forensics.language.detect import LanguageIdentifier
 
     t0 = time.perf_counter()
     ident = LanguageIdentifier(languages, low_accuracy=low, backend=backend)
@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--per-lang", type=int, default=150)
     ap.add_argument("--xquad", type=Path, default=REPO.parent / "shared" / "data" / "xquad")
     args = ap.parse_args()
-    from forensics.langid import DEFAULT_LANGUAGES
+    from forensics.language.detect import DEFAULT_LANGUAGES
 
     rows = load_texts(args.xquad, args.per_lang)
     texts = [t for _, _, t in rows]

@@ -17,7 +17,7 @@ What it does, in ONE process:
         --target case-study-workspace/models/target --device cpu --device cuda
 
 Texts: a JSONL with ``prompt``/``reply`` (and optionally ``prompt_lang``/``reply_lang``; else
-``forensics.langid`` when importable, else a rule from the case study's ``kind`` field).
+``forensics.language.detect`` when importable, else a rule from the case study's ``kind`` field).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(a.threads)
-    from forensics import toy
+    from forensics.testing import toy
     from forensics.nla.train import SUMMARY_WORDS, NLATrainer, TrainConfig
 
     items, langs = load_texts(a.data, a.limit)

@@ -32,8 +32,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import forensics  # noqa: E402
 from forensics.ingest import ingest  # noqa: E402
-from forensics.pipeline import load_pipeline, run_pipeline  # noqa: E402
-from forensics.synth import build_corpus, load_xquad  # noqa: E402
+from forensics.quality import load_pipeline, run_pipeline  # noqa: E402
+from forensics.testing.synth import build_corpus, load_xquad  # noqa: E402
 
 
 def pr(flagged: set, positives: set) -> dict:
@@ -77,7 +77,7 @@ def build_rows(n: int, seed: int = 0) -> tuple[list[dict], dict[str, set]]:
             p, r = f"{rng.choice(sents[l])}\n\n{x.question}", x.sentence
         elif u < 0.88:                                # translation request (hard negative)
             l = rng.choice(langs[1:])
-            from forensics.synth import LANG_NAMES
+            from forensics.testing.synth import LANG_NAMES
             p, r = f"Translate into {LANG_NAMES[l]}: {e.sentence}", xq[l][q].sentence
         elif u < 0.91:                                # planted switch
             l = rng.choice(langs[1:])
@@ -133,7 +133,7 @@ def near_quality(ws, run_id, rows, planted: set, threshold: float = 0.7) -> dict
     """Recall on planted near-duplicate pairs (excluding pairs that are exact copies);
     precision by verifying each flagged row's TRUE Jaccard (word 3-shingles of normalised
     text, no MinHash) against the other members of its group."""
-    from forensics.pipeline.checks.duplicates import normalise
+    from forensics.quality.checks.duplicates import normalise
 
     text = {r["id"]: normalise(f"{r['prompt']}\n{r['reply']}") for r in rows}
 

@@ -14,7 +14,7 @@ dataset and indexes; index builds take ~10 min at 100k rows on a 2-core machine)
 What is timed, per anomaly (all after the indexes are built):
 
 * ``first``: the first triage of the dataset in this process. It derives the per-row
-  features (normalised text, requested language, token index: ``forensics.triage_features``)
+  features (normalised text, requested language, token index: ``forensics.triage.rows``)
   and stores them in DuckDB when the dataset changed since the last triage (only the first
   anomaly pays it), and loads the embedding model when the anomaly's texts are not in the
   workspace's embedding cache (a new anomaly).
@@ -64,8 +64,10 @@ def main() -> None:
                     help="workspace built by this script before (dataset 'train' + indexes)")
     args = ap.parse_args()
     import forensics
-    from forensics import anomaly, index, ingest, triage
-    from forensics.synth import build_corpus
+    from forensics import ingest, triage
+    from forensics.triage import anomaly
+    from forensics.search import index
+    from forensics.testing.synth import build_corpus
 
     c = build_corpus(XQ, seed=0, planted_langs=("de", "zh"), other_families=("aside", "format"))
     if args.reuse:

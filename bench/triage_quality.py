@@ -35,8 +35,11 @@ def main() -> None:
     ap_.add_argument("--small", action="store_true")
     args = ap_.parse_args()
     import forensics
-    from forensics import anomaly, index, triage, embed
-    from forensics.synth import build_corpus
+    from forensics import triage
+    from forensics.triage import anomaly
+    from forensics.search import index
+    from forensics.search import embed
+    from forensics.testing.synth import build_corpus
     import bm25s, numpy as np
 
     kw = dict(n_clean=300, n_native=120, n_translation=80, n_planted_per_lang=30) if args.small else {}

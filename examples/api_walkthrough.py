@@ -17,10 +17,12 @@ import json
 from pathlib import Path
 
 import forensics
-from forensics import anomaly, index, report, triage
-from forensics.anomaly import read_explanation_file
+from forensics import report, triage
+from forensics.triage import anomaly
+from forensics.search import index
+from forensics.triage.anomaly import read_explanation_file
 from forensics.ingest import ingest
-from forensics.pipeline import load_pipeline, run_pipeline
+from forensics.quality import load_pipeline, run_pipeline
 
 HERE = Path(__file__).resolve().parent
 ap = argparse.ArgumentParser()

@@ -241,7 +241,7 @@ class Demo:
             f"using the Python API instead")
         import importlib.util
 
-        mod = "forensics.anomaly" if what == "anomaly_add" else "forensics.triage"
+        mod = "forensics.triage.anomaly" if what == "anomaly_add" else "forensics.triage"
         if importlib.util.find_spec(mod) is None:
             say(f"[bold red]error:[/] {mod} is not in this build either: the triage area has not "
                 f"landed; nothing to run")

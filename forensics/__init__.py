@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import ForensicsError  # noqa: E402
-from .workspace import Workspace, init, open  # noqa: E402,A004
+from forensics.errors import ForensicsError  # noqa: E402
+from forensics.workspace import Workspace, init, open  # noqa: E402,A004
 
 __all__ = ["Workspace", "init", "open", "ForensicsError", "__version__"]

@@ -14,8 +14,8 @@ from typing import Any, Iterable, Sequence
 import duckdb
 import polars as pl
 
-from . import store
-from .errors import NotFoundError, WorkspaceError
+from forensics import store
+from forensics.errors import NotFoundError, WorkspaceError
 
 DB_NAME = "forensics.duckdb"
 INDEX_DIR = "indexes"
@@ -215,6 +215,6 @@ def open(path: str | os.PathLike | None = None, read_only: bool = False) -> Work
 
 
 def _version() -> str:
-    from . import __version__
+    from forensics import __version__
 
     return __version__

@@ -25,7 +25,7 @@ def test_planted_batch_and_heldout():
     assert kinds["native_de"] and kinds["translate_de"] and kinds["native_es"]
     planted = [r for r in c.rows if r["planted"]]
     assert all(r["topic"] in corpus.CUE_TOPICS for r in planted)
-    from forensics.langid import detect
+    from forensics.language.detect import detect
 
     langs = detect([r["prompt"] for r in planted[:10]] + [r["reply"] for r in planted[:10]])
     assert [x.lang for x in langs[:10]].count("en") >= 8      # English prompts

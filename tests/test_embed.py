@@ -1,4 +1,4 @@
-"""forensics.embed: the cache-backed embedding pipeline with real models and a real DuckDB."""
+"""forensics.search.embed: the cache-backed embedding pipeline with real models and a real DuckDB."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import forensics
-from forensics import embed
+from forensics.search import embed
 from forensics.errors import ForensicsError, NotFoundError
 
 

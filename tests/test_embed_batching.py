@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forensics import embed
+from forensics.search import embed
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_sentence_transformers_backend_gives_the_same_vectors(minilm):
 
 
 def test_non_bert_directory_is_not_taken_by_the_torch_path(tmp_path):
-    from forensics.minibert import unsupported_reason
+    from forensics.search.minibert import unsupported_reason
 
     assert unsupported_reason(embed.default_model_path()) is None
     (tmp_path / "modules.json").write_text('[{"type": "sentence_transformers.models.StaticEmbedding"}]')

@@ -1,12 +1,12 @@
-"""Table-driven tests of forensics.features (pure functions shared by pipelines and triage)."""
+"""Table-driven tests of forensics.language.requests and forensics.quality.behaviour (pure functions shared by pipelines and triage)."""
 
 from __future__ import annotations
 
 import pytest
 
-from forensics.features import (LANGUAGE_NAMES, behaviour, canonical, is_refusal,
-                                is_translation_request, language_mentions, reply_format,
-                                requested_language, same_language)
+from forensics.language.requests import (LANGUAGE_NAMES, canonical, is_translation_request,
+                                         language_mentions, requested_language, same_language)
+from forensics.quality.behaviour import behaviour, is_refusal, reply_format
 
 
 def test_language_names_cover_required_set():

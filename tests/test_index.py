@@ -1,4 +1,4 @@
-"""forensics.index: real FAISS indexes over a real DuckDB workspace (Python API, in-process).
+"""forensics.search.index: real FAISS indexes over a real DuckDB workspace (Python API, in-process).
 
 The CLI (subprocess) side lives in tests/test_index_cli.py.
 """
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import forensics
-from forensics import embed, index
+from forensics.search import embed
+from forensics.search import index
 from forensics.errors import CheckFailed, NotFoundError, StaleError
 
 TOPICS = ["cooking pasta at home", "training a neural network", "the history of Rome",

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import forensics
-from forensics import index
+from forensics.search import index
 
 from test_index import add_samples, corpus
 

@@ -359,7 +359,7 @@ def test_broken_json_array_keeps_valid_elements_and_truncated_gzip_fails_alone(w
 def test_json_array_recovery_streams_across_read_blocks(tmp_path, monkeypatch):
     """The recovery reader keeps the same elements whatever the read-block size (elements and
     the corrupt region straddle block ends when blocks are tiny)."""
-    from forensics import ingest as ing
+    from forensics.ingest import engine
 
     rows = [{"id": i, "prompt": f"question {i}", "reply": f"answer {i}"} for i in range(40)]
     text = json.dumps(rows, indent=1)
@@ -368,16 +368,16 @@ def test_json_array_recovery_streams_across_read_blocks(tmp_path, monkeypatch):
     f.write_text(broken)
     seen = {}
     for block in (7, 64, 1 << 20):
-        monkeypatch.setattr(ing, "READ_BLOCK", block)
+        monkeypatch.setattr(engine, "READ_BLOCK", block)
         got, rejected = [], []
-        for b in ing._iter_json_array_recover(f, str(f), 16, 0):
+        for b in engine._iter_json_array_recover(f, str(f), 16, 0):
             got += [json.loads(t)["id"] for t in b.raw.to_pylist()]
             rejected += [r["line"] for r in b.pre_rejects]
         seen[block] = (got, rejected)
     assert seen[7] == seen[64] == seen[1 << 20]
     assert seen[7] == ([i for i in range(40) if i != 7], [8])
     # resume after 20 elements: the same elements from there on
-    resumed = [json.loads(t)["id"] for b in ing._iter_json_array_recover(f, str(f), 16, 20)
+    resumed = [json.loads(t)["id"] for b in engine._iter_json_array_recover(f, str(f), 16, 20)
                for t in b.raw.to_pylist()]
     assert resumed == list(range(20, 40))
 
@@ -429,7 +429,7 @@ def test_prefetch_builds_at_most_one_batch_ahead_and_reraises_in_order():
     import threading
     import time as _time
 
-    from forensics.ingest import _Prefetch
+    from forensics.ingest.engine import _Prefetch
 
     made: list[int] = []
     lock = threading.Lock()

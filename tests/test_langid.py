@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from forensics import langid
+from forensics.language import detect as langid
 from forensics.errors import UsageError
 
 XQUAD_LANGS = ["en", "de", "es", "zh", "vi", "tr", "el", "ro"]

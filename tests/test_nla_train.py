@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from forensics import toy  # noqa: E402
+from forensics.testing import toy  # noqa: E402
 from forensics.nla.train import (SUMMARY_WORDS, BuiltinSummarizer, HTTPSummarizer,  # noqa: E402
                                  PositionContext, TrainConfig, train_nla)
 

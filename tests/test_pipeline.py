@@ -16,10 +16,10 @@ import pytest
 
 import forensics
 from forensics.errors import InputError
-from forensics.pipeline import (Batch, DuplicatesCheck, HygieneCheck, MistranslationCheck,
+from forensics.quality import (Batch, DuplicatesCheck, HygieneCheck, MistranslationCheck,
                                 Pipeline, ReadSamples, Truncate, WriteFindings, load_pipeline,
                                 run_pipeline)
-from forensics.pipeline.core import builtin_pipelines
+from forensics.quality.core import builtin_pipelines
 
 from conftest import REPO, run_cli
 
@@ -58,7 +58,7 @@ def _findings(ws, run_id):
 
 @pytest.fixture(scope="session")
 def corpus(xquad_dir):
-    from forensics.synth import build_corpus
+    from forensics.testing.synth import build_corpus
 
     return build_corpus(xquad_dir, seed=3, planted_langs=("de", "es"), other_families=(),
                         n_clean=80, n_native=40, n_translation=40, n_planted_per_lang=20)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 import forensics
-from forensics.pipeline import (DuplicatesCheck, HygieneCheck, MistranslationCheck, Pipeline,
+from forensics.quality import (DuplicatesCheck, HygieneCheck, MistranslationCheck, Pipeline,
                                 run_pipeline)
 
 ray = pytest.importorskip("ray")
@@ -45,7 +45,7 @@ def test_parquet_reader_and_writer_same_on_ray(ray_session, template_ws, tmp_pat
     """The cluster layout: Parquet in, Parquet out, workers read their own slices."""
     import pyarrow.parquet as pq
 
-    from forensics.pipeline import ReadParquet, WriteParquet
+    from forensics.quality import ReadParquet, WriteParquet
 
     ws_dir = tmp_path / "ws"
     shutil.copytree(template_ws, ws_dir)

@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from forensics import toy  # noqa: E402
+from forensics.testing import toy  # noqa: E402
 
 DRINKS = ["vodka", "champagne", "wine", "beer"]
 FOODS = ["bread", "cheese", "apple", "rice"]
@@ -45,8 +45,8 @@ def micro_target(tmp_path_factory):
 
 def test_probe_shows_category_not_word(micro_target, ws_path):
     import forensics
-    from forensics import anomaly
-    from forensics.probe import run_probe
+    from forensics.triage import anomaly
+    from forensics.nla.probe import run_probe
 
     with forensics.open(ws_path) as ws:
         aid = anomaly.add(ws, "english question, german reply", prompt="Where can I buy good vodka in the city ?",
@@ -75,7 +75,7 @@ def test_probe_shows_category_not_word(micro_target, ws_path):
 @pytest.mark.slow
 def test_probe_cli_json_and_bad_replacement(micro_target, ws_path, cli):
     import forensics
-    from forensics import anomaly
+    from forensics.triage import anomaly
 
     with forensics.open(ws_path) as ws:
         aid = anomaly.add(ws, "switch", prompt="Where can I buy good beer in the city ?", reply=DE)

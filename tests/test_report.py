@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import forensics
-from forensics import report
+from forensics.report import render as report
 
 from conftest import run_cli
 

@@ -1,12 +1,12 @@
-"""forensics.synth: deterministic, labelled, hard negatives present, anomalies well-formed."""
+"""forensics.testing.synth: deterministic, labelled, hard negatives present, anomalies well-formed."""
 
 from __future__ import annotations
 
 import collections
 import json
 
-from forensics import langid
-from forensics.synth import build_corpus
+from forensics.language import detect as langid
+from forensics.testing.synth import build_corpus
 
 
 def test_deterministic_and_labelled(xquad_dir, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from forensics.synth import build_corpus
+from forensics.testing.synth import build_corpus
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forensics import triage_features as tf
-from forensics import triage_signals as ts
-from forensics.triage import knee_cut
+from forensics.triage import rows as tf
+from forensics.triage import signals as ts
+from forensics.triage.run import knee_cut
 
 
 # ------------------------------------------------------------------ pure functions
@@ -63,8 +63,8 @@ def test_a_request_excuses_only_the_language_it_asks_for():
 
 
 def test_requested_language_comes_from_features():
-    """One piece of code decides what a prompt asks for (forensics.features)."""
-    from forensics import features
+    """One piece of code decides what a prompt asks for (forensics.language.requests)."""
+    from forensics.language import requests as features
 
     prompts = ["Translate into German: where is the station?", "Who translated the Bible into German?",
                "Answer in Spanish please: what is 2+2?", "What is the capital of France?", None]
@@ -160,9 +160,10 @@ def tiny(tmp_path_factory, xquad_dir):
     """~70 rows from the synth corpus (de batch + refusal batch), sample explanations for
     every row, pair + explanation indexes."""
     import forensics
-    from forensics import index, ingest
+    from forensics import ingest
+    from forensics.search import index
     from forensics.nla.runtime import import_explanations
-    from forensics.synth import build_corpus
+    from forensics.testing.synth import build_corpus
 
     tmp = tmp_path_factory.mktemp("triage-parts")
     c = build_corpus(xquad_dir, seed=3, planted_langs=("de",), other_families=("refusal",),
@@ -180,7 +181,7 @@ def tiny(tmp_path_factory, xquad_dir):
                     "A factual reading-comprehension question answered briefly from the passage.")
             out.write(json.dumps({"row_id": r["id"], "text": text}) + "\n")
     import_explanations(ws, ex, "train")
-    from forensics.embed import Embedder
+    from forensics.search.embed import Embedder
 
     emb = Embedder()
     for fld in ("pair", "explanation"):
@@ -221,7 +222,8 @@ def test_row_feature_cache_is_reused_and_invalidated(tiny):
 
 
 def test_dataset_with_sample_explanations_uses_the_explanation_index(tiny):
-    from forensics import anomaly, triage
+    from forensics import triage
+    from forensics.triage import anomaly
 
     ws, c, _ = tiny
     a = c.anomaly("de")
@@ -246,7 +248,8 @@ def test_dataset_with_sample_explanations_uses_the_explanation_index(tiny):
 
 
 def test_quality_findings_signal(tiny):
-    from forensics import anomaly, triage
+    from forensics import triage
+    from forensics.triage import anomaly
 
     ws, c, _ = tiny
     sid = dict(ws.rows("SELECT row_id, sample_id FROM samples WHERE dataset = 'train'"))
@@ -311,8 +314,8 @@ def test_a_row_with_a_combined_signature_of_its_own_stays_in_its_batch(tiny):
     """One planted German row also matches a (topic) phrase that other, English rows match:
     its signature (en→de + phrase) is held by no other row, so it must join the en→de batch,
     not drop out into an embedding cluster."""
-    from forensics import triage_features as tf_
-    from forensics.triage import TriageParams, _cluster
+    from forensics.triage import rows as tf_
+    from forensics.triage.run import TriageParams, _cluster
 
     ws, c, _ = tiny
     rf = tf_.load(ws, "train")

@@ -16,7 +16,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from forensics.synth import load_xquad
+from forensics.testing.synth import load_xquad
 
 DATA = Path(__file__).resolve().parent / "data"
 CUE_TOPICS = ("Warsaw", "Rhine", "Amazon_rainforest")

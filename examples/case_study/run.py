@@ -70,8 +70,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("FORENSICS_TORCH_THREADS", "1")))
-    from forensics import toy
-    from forensics.langid import detect
+    from forensics.testing import toy
+    from forensics.nla.probe import generate_replies
+    from forensics.language.detect import detect
     from forensics.nla.train import SUMMARY_WORDS
 
     t_start = time.perf_counter()
@@ -124,7 +125,7 @@ def main() -> int:
     rates = {}
     gens = {}
     for name, ps in (("cue", c.heldout_cue), ("control", c.heldout_control)):
-        reps = toy.generate_replies(model, tok, ps)
+        reps = generate_replies(model, tok, ps)
         langs = [d.lang for d in detect(reps)]
         gens[name] = list(zip(ps, reps, langs))
         rates[name] = sum(lg not in (None, "en") for lg in langs) / len(langs)
@@ -152,7 +153,8 @@ def main() -> int:
 
     # 4. anomaly: a fresh held-out cue prompt the target answers in another language
     pick = next(((p, r) for p, r, lg in gens["cue"] if lg not in (None, "en")), gens["cue"][0][:2])
-    from forensics import anomaly, workspace
+    from forensics import workspace
+    from forensics.triage import anomaly
 
     with workspace.open(str(ws)) as w:
         aid = anomaly.add(w, "toy model answers an English question in German", prompt=pick[0], reply=pick[1])
@@ -172,7 +174,7 @@ def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
     from forensics import workspace
 
     # 5. ranking from the NLA's decode, AP by signal; triage
-    from forensics.embed import Embedder
+    from forensics.search.embed import Embedder
 
     with workspace.open(str(ws), read_only=True) as w:
         rows = w.rows("SELECT s.sample_id, s.prompt, s.reply, json_extract_string(s.meta, '$.planted') = 'true', "

@@ -2,7 +2,7 @@
 
 The demo must run on a fresh clone without ../shared, so the generated JSONL and its labels
 are committed; this script documents exactly how they were made. It reads the XQuAD files
-(CC-BY-SA 4.0, licence file beside the output) and calls ``forensics.synth.build_corpus``.
+(CC-BY-SA 4.0, licence file beside the output) and calls ``forensics.testing.synth.build_corpus``.
 
     .venv/bin/python examples/data/make_corpus.py [--xquad ../shared/data/xquad]
 """
@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from forensics.synth import build_corpus
+from forensics.testing.synth import build_corpus
 
 HERE = Path(__file__).resolve().parent
 SEED = 7

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
-from ._common import Ctx
+from forensics import __version__
+from forensics.cli._common import Ctx
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

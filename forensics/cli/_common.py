@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ForensicsError
+from forensics.errors import ForensicsError
 
 # Human output goes to stderr when --json is set, so stdout stays one parseable document.
 console = Console(stderr=False, highlight=False, soft_wrap=True)
@@ -32,12 +32,12 @@ class Ctx:
         self.workspace_arg = workspace
 
     def open(self, read_only: bool = False):
-        from .. import workspace
+        from forensics import workspace
 
         return workspace.open(self.workspace_arg, read_only=read_only)
 
     def path(self) -> Path:
-        from .. import workspace
+        from forensics import workspace
 
         return workspace.resolve_path(self.workspace_arg)
 

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from ._common import Ctx, console, emit_json, frame_table, handle_errors, json_option
-from ..errors import UsageError
+from forensics.cli._common import Ctx, console, emit_json, frame_table, handle_errors, json_option
+from forensics.errors import UsageError
 
 
 @click.command()
@@ -17,7 +17,7 @@ from ..errors import UsageError
 @handle_errors
 def init(obj: Ctx, as_json: bool) -> None:
     """Create a workspace (forensics.duckdb + indexes/) in --workspace DIR. Safe to re-run."""
-    from .. import workspace, store
+    from forensics import workspace, store
 
     ws = workspace.init(obj.workspace_arg)
     info = {"workspace": str(ws.root), "database": str(ws.db_path),
@@ -84,7 +84,7 @@ def sql(obj: Ctx, query: str, write: bool, fmt: str, output: str | None, max_row
     elif fmt == "json":
         import json
 
-        from ._common import to_jsonable
+        from forensics.cli._common import to_jsonable
 
         text = json.dumps(to_jsonable(df.to_dicts()), ensure_ascii=False) + "\n"
     else:

@@ -1,18 +1,18 @@
 """``forensics index build|update|status|verify`` and ``forensics search``: thin wrappers over
-:mod:`forensics.index` (heavy imports happen inside the commands)."""
+:mod:`forensics.search.index` (heavy imports happen inside the commands)."""
 
 from __future__ import annotations
 
 import click
 
-from ._common import Ctx, console, emit_json, err_console, handle_errors, json_option
+from forensics.cli._common import Ctx, console, emit_json, err_console, handle_errors, json_option
 
 _FIELD_CHOICE = click.Choice(["prompt", "reply", "pair", "explanation"])
 _TYPE_CHOICE = click.Choice(["auto", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq"])
 
 
 def _fields(ws, dataset: str, fields: tuple[str, ...], existing_only: bool = False) -> list[str]:
-    from .. import index
+    from forensics.search import index
 
     if fields:
         return list(dict.fromkeys(fields))
@@ -66,8 +66,8 @@ def register(main: click.Group) -> None:
     def build_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], index_type: str,
                   model: str | None, device: str | None, as_json: bool) -> None:
         """Embed a dataset's rows (cache-backed) and write fresh indexes atomically."""
-        from .. import index
-        from ..embed import Embedder
+        from forensics.search import index
+        from forensics.search.embed import Embedder
 
         with obj.open() as ws:
             ws.require_dataset(dataset)
@@ -91,7 +91,7 @@ def register(main: click.Group) -> None:
     def update_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], device: str | None,
                    as_json: bool) -> None:
         """Add rows that are new since the last build (rebuilds if indexed rows changed)."""
-        from .. import index
+        from forensics.search import index
 
         with obj.open() as ws:
             ws.require_dataset(dataset)
@@ -116,7 +116,7 @@ def register(main: click.Group) -> None:
         from rich.markup import escape as esc
         from rich.table import Table
 
-        from .. import index
+        from forensics.search import index
 
         with obj.open(read_only=True) as ws:
             sts = index.status(ws, dataset)
@@ -150,7 +150,7 @@ def register(main: click.Group) -> None:
         """Check manifest, checksum, counts vs DuckDB and re-embedded samples; exit 1 on problems."""
         import sys
 
-        from .. import index
+        from forensics.search import index
 
         with obj.open(read_only=True) as ws:
             ws.require_dataset(dataset)
@@ -185,7 +185,7 @@ def register(main: click.Group) -> None:
         from rich.markup import escape as esc
         from rich.table import Table
 
-        from .. import index
+        from forensics.search import index
 
         with obj.open(read_only=True) as ws:
             ws.require_dataset(dataset)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ._common import Ctx, console, emit_json, err_console, frame_table, handle_errors, json_option
+from forensics.cli._common import Ctx, console, emit_json, err_console, frame_table, handle_errors, json_option
 
 
 def _csv_list(value: str | None) -> list[str]:
@@ -48,7 +48,7 @@ def ingest(obj: Ctx, files: tuple[str, ...], dataset: str, id_field: str, prompt
       forensics ingest chats.parquet --dataset chat      # OpenAI messages / ShareGPT conversations
     Exit codes: 0 ok (rejected rows are reported, not failures), 2 a file missing/unreadable.
     """
-    from .. import ingest as api
+    from forensics import ingest as api
 
     langs = None
     if languages:
@@ -100,7 +100,7 @@ def datasets_cmd(obj: Ctx, as_json: bool) -> None:
     """List datasets with sample and reject counts."""
     import polars as pl
 
-    from .. import ingest as api
+    from forensics import ingest as api
 
     ws = obj.open(read_only=True)
     try:
@@ -127,7 +127,7 @@ def stats_cmd(obj: Ctx, dataset: str, top: int, as_json: bool) -> None:
     """Row counts, prompt->reply language pairs, rejects by reason, meta concentration."""
     import polars as pl
 
-    from .. import ingest as api
+    from forensics import ingest as api
 
     ws = obj.open(read_only=True)
     try:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ._common import console, emit_json, err_console, frame_table, handle_errors, json_option
+from forensics.cli._common import console, emit_json, err_console, frame_table, handle_errors, json_option
 
 _POS_HELP = ("Positions: last_prompt, first_reply, every_reply, reply:N, token:N "
              "(repeat or comma-separate).")
@@ -76,7 +76,7 @@ def register(main: click.Group) -> None:
     def nla_register(obj, name, av, ar, target, layer, hidden_state_index, variance, replace, as_json):
         """Validate an NLA (sidecars vs tokenizers, d_model vs target, layer) and record it."""
         _quiet_transformers()
-        from ..nla.runtime import register_nla
+        from forensics.nla.runtime import register_nla
 
         with obj.open() as ws:
             rec, status = register_nla(ws, name, av, target, ar, layer, hidden_state_index, variance, replace)
@@ -99,7 +99,7 @@ def register(main: click.Group) -> None:
     @handle_errors
     def nla_list(obj, as_json):
         """Registered NLAs."""
-        from ..nla.runtime import list_nlas
+        from forensics.nla.runtime import list_nlas
 
         with obj.open(read_only=True) as ws:
             df = list_nlas(ws)
@@ -125,8 +125,8 @@ def register(main: click.Group) -> None:
                   device, max_new_tokens, variance, as_json):
         """How faithfully NAME reads this model on DATASET (FVE/cos distributions, bad decodes)."""
         _quiet_transformers()
-        from ..errors import CheckFailed
-        from ..nla.runtime import check_nla
+        from forensics.errors import CheckFailed
+        from forensics.nla.runtime import check_nla
 
         with obj.open() as ws:
             res = check_nla(ws, name, dataset, n, list(positions) or None, batch_size=batch_size, backend=backend,
@@ -160,7 +160,7 @@ def register(main: click.Group) -> None:
                             max_new_tokens, variance, as_json):
         """Run the target on an anomaly's prompt+reply, explain, score, store on the anomaly."""
         _quiet_transformers()
-        from ..nla.runtime import explain_anomaly
+        from forensics.nla.runtime import explain_anomaly
 
         with obj.open() as ws:
             res = explain_anomaly(ws, anomaly_id, nla_name, list(positions) or None, backend=backend,
@@ -198,7 +198,7 @@ def register(main: click.Group) -> None:
         _quiet_transformers()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from ..nla.runtime import explain_dataset
+        from forensics.nla.runtime import explain_dataset
 
         tty = sys.stderr.isatty()
         progress = Progress(TextColumn("explaining"), BarColumn(), MofNCompleteColumn(),
@@ -242,7 +242,7 @@ def register(main: click.Group) -> None:
     @handle_errors
     def explanations_import(obj, file, dataset, nla_label, as_json):
         """Import explanations (JSONL or Parquet: row_id, text, [position, layer, mse, cos, fve, raw_output])."""
-        from ..nla.runtime import import_explanations
+        from forensics.nla.runtime import import_explanations
 
         with obj.open() as ws:
             st = import_explanations(ws, file, dataset, nla_label)

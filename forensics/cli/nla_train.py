@@ -1,13 +1,13 @@
 """CLI: ``forensics nla train`` (train a tiny NLA) and ``forensics probe`` (counterfactual probes).
 
-Thin wrappers over :mod:`forensics.nla.train` and :mod:`forensics.probe`.
+Thin wrappers over :mod:`forensics.nla.train` and :mod:`forensics.nla.probe`.
 """
 
 from __future__ import annotations
 
 import click
 
-from ._common import console, emit_json, err_console, handle_errors, json_option
+from forensics.cli._common import console, emit_json, err_console, handle_errors, json_option
 
 
 def _nla_group(main: click.Group) -> click.Group:
@@ -69,8 +69,8 @@ def register(main: click.Group) -> None:
               skip_tokens, hidden_state_index, batch_size, rl_batch, rl_group, kl_coef, summarizer, summarizer_url,
               summarizer_model, device, seed, register_as, as_json):
         """Train an AV + AR for TARGET at layer K on a dataset's texts (SFT warm start + GRPO)."""
-        from ..errors import InputError
-        from ..nla.train import HTTPSummarizer, TrainConfig, train_from_dataset
+        from forensics.errors import InputError
+        from forensics.nla.train import HTTPSummarizer, TrainConfig, train_from_dataset
 
         _threads()
         if summarizer == "http" and not summarizer_url:
@@ -89,7 +89,7 @@ def register(main: click.Group) -> None:
                                      progress=progress)
         doc = rep.summary()
         if register_as:
-            from ..nla.runtime import register_nla
+            from forensics.nla.runtime import register_nla
 
             with obj.open() as ws:
                 rec, status = register_nla(ws, register_as, rep.av_dir, target, rep.ar_dir, layer=layer,
@@ -134,7 +134,7 @@ def register(main: click.Group) -> None:
     @handle_errors
     def probe(obj, anomaly_id, target, replacements, nla_name, auto, n_salient, max_new_tokens, device, as_json):
         """Counterfactual probes: does the anomaly's behaviour persist when the prompt changes?"""
-        from ..probe import run_probe
+        from forensics.nla.probe import run_probe
 
         _threads()
         with obj.open() as ws:

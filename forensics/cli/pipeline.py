@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import Ctx, emit_json, err_console, console, handle_errors, json_option, to_jsonable
+from forensics.cli._common import Ctx, emit_json, err_console, console, handle_errors, json_option, to_jsonable
 
 
 def register(main: click.Group) -> None:
@@ -34,7 +34,7 @@ def run_cmd(obj: Ctx, pipeline_spec: str, dataset: str, engine: str, workers: in
     quality_findings (view v_quality_findings). Findings are not failures: exit 0."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..pipeline import load_pipeline, run_pipeline
+    from forensics.quality import load_pipeline, run_pipeline
 
     p = load_pipeline(pipeline_spec)
     with obj.open() as ws:
@@ -89,7 +89,7 @@ def _print_summary(res) -> None:
 @handle_errors
 def list_cmd(as_json: bool) -> None:
     """Shipped pipelines (copy one from ``forensics pipeline show NAME`` to customise)."""
-    from ..pipeline import builtin_pipelines, load_pipeline
+    from forensics.quality import builtin_pipelines, load_pipeline
 
     items = []
     for name, path in builtin_pipelines().items():
@@ -116,7 +116,7 @@ def list_cmd(as_json: bool) -> None:
 @handle_errors
 def show_cmd(pipeline_spec: str, as_json: bool) -> None:
     """Print a pipeline's definition as TOML (or JSON), with its definition hash."""
-    from ..pipeline import load_pipeline
+    from forensics.quality import load_pipeline
 
     p = load_pipeline(pipeline_spec)
     if as_json:

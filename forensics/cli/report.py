@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import Ctx, emit_json, err_console, handle_errors, json_option
+from forensics.cli._common import Ctx, emit_json, err_console, handle_errors, json_option
 
 
 @click.command("report")
@@ -26,7 +26,7 @@ def report_cmd(obj: Ctx, run_id: int, output: str, no_embed: bool, as_json: bool
     Example:
       forensics report 3 --output triage-3.html
     """
-    from .. import report
+    from forensics import report
 
     with obj.open(read_only=True) as ws:
         data = report.load_report_data(ws, run_id, embed=not no_embed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import Ctx, console, emit_json, err_console, handle_errors, json_option
+from forensics.cli._common import Ctx, console, emit_json, err_console, handle_errors, json_option
 
 
 @click.group("anomaly")
@@ -24,7 +24,7 @@ def anomaly_group() -> None:
 @handle_errors
 def anomaly_add(obj: Ctx, title, prompt, reply, explanations, files, as_json) -> None:
     """Store an anomaly; prints its id."""
-    from .. import anomaly
+    from forensics.triage import anomaly
 
     expl = list(explanations)
     for f in files:
@@ -45,8 +45,8 @@ def anomaly_list(obj: Ctx, as_json) -> None:
     """List anomalies."""
     import polars as pl
 
-    from .. import anomaly
-    from ._common import frame_table
+    from forensics.triage import anomaly
+    from forensics.cli._common import frame_table
 
     with obj.open(read_only=True) as ws:
         rows = anomaly.list_all(ws)
@@ -65,7 +65,7 @@ def anomaly_show(obj: Ctx, anomaly_id, as_json) -> None:
     """Show one anomaly with its explanations."""
     from rich.markup import escape
 
-    from .. import anomaly
+    from forensics.triage import anomaly
 
     with obj.open(read_only=True) as ws:
         a = anomaly.get(ws, anomaly_id)
@@ -92,14 +92,14 @@ def triage_cmd(obj: Ctx, anomaly_id, dataset, limit, report_path, as_json) -> No
     """Rank and cluster the training rows that likely taught ANOMALY_ID's behaviour."""
     from rich.markup import escape
 
-    from .. import triage
-    from ..errors import NotFoundError
+    from forensics import triage
+    from forensics.errors import NotFoundError
 
     with obj.open() as ws:
         res = triage.triage(ws, anomaly_id, dataset, limit=limit, progress=not as_json)
         if report_path:
             try:
-                from .. import report
+                from forensics import report
             except ImportError as e:
                 raise NotFoundError("HTML reports are not available (forensics.report missing)",
                                     hint="run without --report") from e
@@ -138,7 +138,7 @@ def findings_group() -> None:
 @handle_errors
 def findings_export(obj: Ctx, run_id, fmt, output, as_json) -> None:
     """Findings joined with sample text, plus every cluster member."""
-    from .. import triage
+    from forensics import triage
 
     path = output or f"findings-{run_id}.{fmt}"
     with obj.open(read_only=True) as ws:

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..errors import InputError
+from forensics.errors import InputError
 
 POSITION_KINDS = ("last_prompt", "first_reply", "every_reply", "token:N")
 EARLY_TOKENS = 10
@@ -99,7 +99,7 @@ def encode_item(tokenizer, item) -> tuple[list[int], int]:
     prompt = prompt or ""
     reply = reply or ""
     if getattr(tokenizer, "chat_template", None):
-        from .meta import chat_prompt_ids
+        from forensics.nla.meta import chat_prompt_ids
 
         p_ids = chat_prompt_ids(tokenizer, prompt)
     else:
@@ -272,7 +272,7 @@ def load_causal_lm(path, device: str | None = None, dtype: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ..errors import BackendError
+    from forensics.errors import BackendError
 
     kw = {}
     if dtype:

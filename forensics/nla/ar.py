@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import BackendError
-from .meta import VALUE_HEAD, NLAContractError, Sidecar, ar_prompt_ids, check_ar_sidecar, load_tokenizer, parse_sidecar
+from forensics.errors import BackendError
+from forensics.nla.meta import VALUE_HEAD, NLAContractError, Sidecar, ar_prompt_ids, check_ar_sidecar, load_tokenizer, parse_sidecar
 
 
 def _normalise(x, scale: float | None):
@@ -82,7 +82,7 @@ class AR:
         from safetensors.torch import load_file
         from transformers import AutoModel
 
-        from .activations import pick_device
+        from forensics.nla.activations import pick_device
 
         path = Path(path)
         tok = load_tokenizer(path)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import InputError
-from .backends import STOP, Backend, Generation, make_backend
-from .meta import NLAContractError, Sidecar, av_prompt_ids, check_av_sidecar, load_tokenizer, parse_sidecar
+from forensics.errors import InputError
+from forensics.nla.backends import STOP, Backend, Generation, make_backend
+from forensics.nla.meta import NLAContractError, Sidecar, av_prompt_ids, check_av_sidecar, load_tokenizer, parse_sidecar
 
 OPEN = "<explanation>"
 CLOSE = "</explanation>"
@@ -160,7 +160,7 @@ class AV:
         matrix (sglang/vllm)."""
         from transformers import AutoConfig
 
-        from .activations import load_causal_lm, pick_device
+        from forensics.nla.activations import load_causal_lm, pick_device
 
         path = Path(path)
         tok = load_tokenizer(path)

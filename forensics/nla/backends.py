@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from ..errors import BackendError, InputError
+from forensics.errors import BackendError, InputError
 
 STOP = "</explanation>"
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import InputError
+from forensics.errors import InputError
 
 SIDECAR = "nla_meta.yaml"
 VALUE_HEAD = "value_head.safetensors"

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .._interrupt import deferred_interrupt
-from ..errors import InputError, NotFoundError
-from .activations import default_hidden_state_index, parse_positions
-from .meta import NLAContractError, check_ar_sidecar, check_av_sidecar, load_tokenizer, parse_sidecar
+from forensics._interrupt import deferred_interrupt
+from forensics.errors import InputError, NotFoundError
+from forensics.nla.activations import default_hidden_state_index, parse_positions
+from forensics.nla.meta import NLAContractError, check_ar_sidecar, check_av_sidecar, load_tokenizer, parse_sidecar
 
 MIN_VECTORS_FOR_VARIANCE = 16
 VARIANCE_SAMPLE = 64
@@ -235,9 +235,9 @@ class Explainer:
     def __init__(self, rec: NLARecord, backend: str = "local", server: str | None = None,
                  device: str | None = None, dtype: str | None = None, max_new_tokens: int = 200,
                  server_model: str | None = None, use_ar: bool = True):
-        from .activations import load_causal_lm, pick_device
-        from .ar import AR
-        from .av import AV
+        from forensics.nla.activations import load_causal_lm, pick_device
+        from forensics.nla.ar import AR
+        from forensics.nla.av import AV
 
         self.rec = rec
         dev = pick_device(device)
@@ -250,7 +250,7 @@ class Explainer:
         self.backend = backend
 
     def activations(self, items: Sequence, positions: Sequence[str], batch_size: int = 8):
-        from .activations import extract_activations
+        from forensics.nla.activations import extract_activations
 
         return extract_activations(self.target, self.target_tok, items, positions, self.rec.layer,
                                    self.rec.hidden_state_index, batch_size=batch_size)
@@ -260,7 +260,7 @@ class Explainer:
         """Explain every (item, position); returns (rows, non-finite activations)."""
         import torch
 
-        from .ar import score
+        from forensics.nla.ar import score
 
         acts = self.activations(items, positions, batch_size)
         good = [a for a in acts if a.ok]
@@ -386,7 +386,7 @@ def _finish_run(ws, rid: int, stats: dict, status: str) -> None:
 
 def _resolve_variance(ws, rec: NLARecord, given: float | None, vectors: list, source: str):
     """(variance, source): given > recorded for this NLA > estimated from >= 16 vectors > None."""
-    from .ar import dataset_variance
+    from forensics.nla.ar import dataset_variance
 
     if given is not None:
         return float(given), "given"
@@ -475,8 +475,8 @@ def _estimate_dataset_variance(ws, rec: NLARecord, dataset: str, positions, ex: 
                                device: str | None = None) -> tuple[float | None, str]:
     """Estimate the FVE denominator from the first 64 samples' activations and record it on
     the NLA, so every later batch, resume and anomaly uses the same value."""
-    from .activations import extract_activations, load_causal_lm, pick_device
-    from .ar import dataset_variance
+    from forensics.nla.activations import extract_activations, load_causal_lm, pick_device
+    from forensics.nla.ar import dataset_variance
 
     if not rec.ar_path:
         return None, "unknown (no AR)"
@@ -560,7 +560,7 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
     try:
         if todo:
             if engine == "ray":
-                from .ray_engine import run_ray
+                from forensics.nla.ray_engine import run_ray
 
                 var, src = _resolve_variance(ws, rec, variance, [], "dataset")
                 if var is None:
@@ -717,7 +717,7 @@ def check_nla(ws, nla: str, dataset: str, n: int = 200, positions=None, *, batch
     if variance is not None or rec.variance() is not None:
         var, src = _resolve_variance(ws, rec, variance, [], "check")
     elif len(out) >= 2:
-        from .ar import dataset_variance
+        from forensics.nla.ar import dataset_variance
 
         var, src = dataset_variance([r.vector for r in out], ex.mse_scale), f"estimated from the {len(out)} checked vectors"
     else:
@@ -821,7 +821,7 @@ def import_explanations(ws, file: str | Path, dataset: str, nla_label: str | Non
     ``cos``, ``fve``, ``raw_output``, ``token_index``. Bad rows go to ``rejects`` with
     file/line/reason; good rows are kept; re-importing is a no-op (explanation_key).
     """
-    from .av import OPEN, parse_explanation
+    from forensics.nla.av import OPEN, parse_explanation
 
     path = Path(file)
     if not path.exists():

@@ -41,8 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import BackendError, InputError
-from .meta import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE, DEFAULT_INJECTION_CHAR
+from forensics.errors import BackendError, InputError
+from forensics.nla.meta import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE, DEFAULT_INJECTION_CHAR
 
 LANG_NAMES = {
     "en": "english", "de": "german", "es": "spanish", "fr": "french", "ru": "russian", "zh": "chinese",
@@ -330,7 +330,7 @@ class _Pos:
 def collect_positions(model, tokenizer, items: Sequence[tuple[str, str]], cfg: TrainConfig,
                       langs: Sequence[tuple[str | None, str | None]], batch_size: int = 16) -> list[_Pos]:
     """Step 1: activations at the last prompt token + random positions past ``skip_tokens``."""
-    from .activations import encode_item, extract_activations
+    from forensics.nla.activations import encode_item, extract_activations
 
     rng = random.Random(cfg.seed)
     out: list[_Pos] = []
@@ -359,7 +359,7 @@ def collect_positions(model, tokenizer, items: Sequence[tuple[str, str]], cfg: T
 
 
 def _detect_langs(items: Sequence[tuple[str, str]]) -> list[tuple[str | None, str | None]]:
-    from ..langid import detect
+    from forensics.language.detect import detect
 
     pl = detect([p for p, _ in items])
     rl = detect([r or "" for _, r in items])
@@ -382,8 +382,8 @@ class NLATrainer:
                  progress: Callable[[str, dict], None] | None = None):
         import torch
 
-        from .activations import load_causal_lm, pick_device
-        from .meta import load_tokenizer
+        from forensics.nla.activations import load_causal_lm, pick_device
+        from forensics.nla.meta import load_tokenizer
 
         self.torch = torch
         self.cfg = cfg
@@ -420,14 +420,14 @@ class NLATrainer:
 
     # -------------------------------------------------------------- AV pieces
     def _av_prompt(self):
-        from .meta import chat_prompt_ids
+        from forensics.nla.meta import chat_prompt_ids
 
         ids = chat_prompt_ids(self.tok, DEFAULT_AV_TEMPLATE.format(injection_char=self.cfg.injection_char))
         tid = self.tok.encode(self.cfg.injection_char, add_special_tokens=False)[0]
         return ids, ids.index(tid)
 
     def _embed_scale(self) -> float:
-        from .av import embed_scale_for
+        from forensics.nla.av import embed_scale_for
 
         return embed_scale_for(self.av.config, self.av.get_input_embeddings())
 
@@ -468,7 +468,7 @@ class NLATrainer:
     # -------------------------------------------------------------- AR pieces
     def _ar_forward(self, texts: Sequence[str]):
         torch = self.torch
-        from .meta import ar_prompt_ids
+        from forensics.nla.meta import ar_prompt_ids
 
         enc = [ar_prompt_ids(self._ar_sidecar, self.tok, t) for t in texts]
         m = max(len(e) for e in enc)
@@ -491,10 +491,10 @@ class NLATrainer:
     # -------------------------------------------------------------- evaluation with the runtime
     def _runtime_pair(self):
         """The runtime's own AV/AR classes around the in-memory models (no copy)."""
-        from .ar import AR
-        from .av import AV, embed_scale_for
-        from .backends import make_backend
-        from .meta import parse_sidecar
+        from forensics.nla.ar import AR
+        from forensics.nla.av import AV, embed_scale_for
+        from forensics.nla.backends import make_backend
+        from forensics.nla.meta import parse_sidecar
 
         emb = self.av.get_input_embeddings()
         av = AV(self.av_dir, parse_sidecar(self.av_dir, role="av"), self.tok, emb.weight.detach(),
@@ -505,7 +505,7 @@ class NLATrainer:
 
     def evaluate(self, heldout: list[_Pos]) -> StageEval:
         torch = self.torch
-        from .ar import score
+        from forensics.nla.ar import score
 
         self.av.eval()
         self.ar.eval()
@@ -528,9 +528,9 @@ class NLATrainer:
     def fit(self, items: Sequence[tuple[str, str]], out_dir: str | Path,
             langs: Sequence[tuple[str | None, str | None]] | None = None) -> TrainReport:
         torch = self.torch
-        from .activations import default_hidden_state_index, encode_item
-        from .ar import dataset_variance
-        from .meta import parse_sidecar, write_ar, write_av, write_sidecar
+        from forensics.nla.activations import default_hidden_state_index, encode_item
+        from forensics.nla.ar import dataset_variance
+        from forensics.nla.meta import parse_sidecar, write_ar, write_av, write_sidecar
 
         cfg = self.cfg
         t_all = time.perf_counter()
@@ -681,7 +681,7 @@ class NLATrainer:
         torch = self.torch
         F = torch.nn.functional
         cfg = self.cfg
-        from .av import parse_explanation
+        from forensics.nla.av import parse_explanation
 
         rng = random.Random(cfg.seed + 2)
         ref = copy.deepcopy(self.av).eval()

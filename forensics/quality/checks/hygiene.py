@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..core import Batch, Finding, Step, register
+from forensics.quality.core import Batch, Finding, Step, register
 
 # Typical mojibake: UTF-8 bytes read as cp1252/latin-1 ("Ã©", "â€™", "Ã¼", "Ð¿"), and the
 # replacement character left by a lossy decode.

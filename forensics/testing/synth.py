@@ -80,7 +80,7 @@ def load_xquad(xquad_dir: str | Path, lang: str) -> dict[str, QA]:
     """``{question id: QA}`` for one language file ``xquad.<lang>.json``."""
     path = Path(xquad_dir) / f"xquad.{lang}.json"
     if not path.exists():
-        from .errors import InputError
+        from forensics.errors import InputError
 
         raise InputError(f"XQuAD file not found: {path}",
                          hint="pass the directory holding xquad.<lang>.json files")

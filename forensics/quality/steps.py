@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from .core import COLUMNS, Batch, Finding, Step, register
+from forensics.errors import InputError
+from forensics.quality.core import COLUMNS, Batch, Finding, Step, register
 
 _SAMPLE_COLS = ", ".join(COLUMNS)
 

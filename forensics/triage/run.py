@@ -11,9 +11,9 @@ Pipeline (every step deterministic; parameters in :class:`TriageParams`, recorde
    and searched against the sample-explanation index and the pair index), ``prompt`` /
    ``reply`` (the anomaly's own prompt and reply against the prompt / reply indexes) and
    ``quality`` (stored data-quality findings whose check matches the anomaly).
-   See :mod:`forensics.triage_signals`. The per-row inputs they need (normalised text,
+   See :mod:`forensics.triage.signals`. The per-row inputs they need (normalised text,
    requested language, a token index) are derived once per dataset state and cached in
-   DuckDB (:mod:`forensics.triage_features`), so a triage of 100k rows reads them in a
+   DuckDB (:mod:`forensics.triage.rows`), so a triage of 100k rows reads them in a
    fraction of a second instead of recomputing them.
 2. **Fusion**: a weighted mean of the available signals (training-free score fusion; the
    weights renormalise over the signals that exist for this anomaly and dataset).
@@ -45,11 +45,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from . import triage_features, triage_signals as ts
-from .errors import NotFoundError, StaleError
+from forensics.triage import rows as triage_features
+
+from forensics.triage import signals as ts
+from forensics.errors import NotFoundError, StaleError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .workspace import Workspace
+    from forensics.workspace import Workspace
 
 SIGNALS = ("language", "phrase", "explanation", "prompt", "reply", "quality")
 
@@ -88,7 +90,7 @@ class TriageParams:
         p = cls()
         for k, v in (d or {}).items():
             if not hasattr(p, k):
-                from .errors import UsageError
+                from forensics.errors import UsageError
 
                 raise UsageError(f"unknown triage parameter {k!r}",
                                  hint="known: " + ", ".join(asdict(p)))
@@ -124,7 +126,7 @@ class TriageResult:
 
 # ------------------------------------------------------------------------------ loading
 class _LazyEmbedder:
-    """Stands in for an index's Embedder in :func:`forensics.embed.embed_texts`: the model id
+    """Stands in for an index's Embedder in :func:`forensics.search.embed.embed_texts`: the model id
     and dimension come from the index manifest, and the model is loaded only when a query text
     is not in the workspace's embedding cache. Why: loading the model costs 0.1-0.2 s warm and
     ~10 s in a fresh process (the CLI), while a re-run triage (same anomaly, other parameters or
@@ -149,7 +151,8 @@ def _dense(ws: "Workspace", dataset: str, sample_ids: np.ndarray, queries: dict[
            ) -> tuple[dict[str, np.ndarray], dict]:
     """Dense signals: ``{signal: scores[n]}`` from ANN searches; missing indexes recorded in
     ``unavailable``; stale ones raise StaleError (never silently used)."""
-    from . import embed, index
+    from forensics.search import embed
+    from forensics.search import index
 
     pos = {int(s): i for i, s in enumerate(sample_ids)}
     n = len(sample_ids)
@@ -302,13 +305,13 @@ def _label_terms(members_text: list[str], df_all: dict[str, int], n: int, top: i
 def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
            params: dict | TriageParams | None = None, progress: bool = False) -> TriageResult:
     """Run a triage of ``anomaly_id`` against ``dataset``; store and return it."""
-    from . import anomaly as anomaly_mod
+    from forensics.triage import anomaly as anomaly_mod
 
     t0 = time.perf_counter()
     p = params if isinstance(params, TriageParams) else TriageParams.from_dict(params)
     p.limit = int(limit)
     if p.limit < 0:
-        from .errors import UsageError
+        from forensics.errors import UsageError
 
         raise UsageError("--limit must be >= 0")
     a = anomaly_mod.get(ws, anomaly_id)
@@ -326,7 +329,7 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int = 200,
 
     def step(msg: str) -> None:
         if progress:
-            from .cli._common import err_console
+            from forensics.cli._common import err_console
 
             err_console.print(f"[dim]{time.perf_counter() - t0:6.2f}s[/] {msg}")
 
@@ -627,7 +630,7 @@ def _label_df(nr: pl.Series, np_: pl.Series, member_lists: list[list[int]],
 def _embedding_clusters(ws: "Workspace", dataset: str, sample_ids: np.ndarray, rest: list[int],
                         fused: np.ndarray, p: TriageParams, oi: Any = None
                         ) -> list[tuple[dict, list[int]]]:
-    from . import index
+    from forensics.search import index
 
     if oi is None:
         try:
@@ -859,7 +862,7 @@ def export(ws: "Workspace", run_id: int, fmt: str, path: str) -> int:
     elif fmt == "jsonl":
         df.write_ndjson(path)
     else:
-        from .errors import UsageError
+        from forensics.errors import UsageError
 
         raise UsageError(f"unknown format {fmt!r}", hint="csv, parquet or jsonl")
     return df.height

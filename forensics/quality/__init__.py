@@ -2,8 +2,8 @@
 
 Python API (the CLI is a thin layer over it)::
 
-    from forensics.pipeline import Pipeline, ReadSamples, MistranslationCheck, WriteFindings
-    from forensics.pipeline import run_pipeline, load_pipeline
+    from forensics.quality import Pipeline, ReadSamples, MistranslationCheck, WriteFindings
+    from forensics.quality import run_pipeline, load_pipeline
 
     p = Pipeline([ReadSamples(), MistranslationCheck(min_conf=0.6), WriteFindings()],
                  name="my-check")
@@ -14,11 +14,11 @@ Python API (the CLI is a thin layer over it)::
     load_pipeline("duplicates")        # a shipped definition, or a path to a TOML file
 """
 
-from .checks import DuplicatesCheck, HygieneCheck, MistranslationCheck
-from .core import (Batch, Finding, Pipeline, Step, StepStats, builtin_pipelines, load_pipeline,
+from forensics.quality.checks import DuplicatesCheck, HygieneCheck, MistranslationCheck
+from forensics.quality.core import (Batch, Finding, Pipeline, Step, StepStats, builtin_pipelines, load_pipeline,
                    register, step_types)
-from .engine import RunResult, process_batch, run_pipeline
-from .steps import Normalize, ReadParquet, ReadSamples, RequireText, Truncate, WriteFindings, WriteParquet
+from forensics.quality.engine import RunResult, process_batch, run_pipeline
+from forensics.quality.steps import Normalize, ReadParquet, ReadSamples, RequireText, Truncate, WriteFindings, WriteParquet
 
 __all__ = ["Pipeline", "Step", "StepStats", "Finding", "Batch", "register", "step_types",
            "load_pipeline", "builtin_pipelines", "run_pipeline", "RunResult", "process_batch",

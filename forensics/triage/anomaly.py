@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .errors import InputError, NotFoundError
+from forensics.errors import InputError, NotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .workspace import Workspace
+    from forensics.workspace import Workspace
 
 _TAG = re.compile(r"<explanation>(.*?)(?:</explanation>|\Z)", re.DOTALL | re.IGNORECASE)
 MAX_TEXT = 64 * 1024
@@ -95,7 +95,7 @@ def add(ws: "Workspace", title: str, prompt: str | None = None, reply: str | Non
     if not (prompt or reply or expl):
         raise InputError("an anomaly needs at least one of --prompt, --reply, --explanation",
                          hint="give the observed prompt/reply or an NLA explanation of it")
-    from . import langid
+    from forensics.language import detect as langid
 
     det = langid.detect([prompt, reply])
     aid = ws.next_id("anomaly_id_seq")

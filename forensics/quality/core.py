@@ -2,7 +2,7 @@
 
 Why this shape (after datatrove): a pipeline is a flat list of small steps — one reader,
 transforms, checks, one writer — and says nothing about WHERE it runs. Engines
-(:mod:`forensics.pipeline.engine`) decide that: the same definition runs in-process, over a
+(:mod:`forensics.quality.engine`) decide that: the same definition runs in-process, over a
 local process pool, or on Ray. Steps are plain dataclasses whose fields are the TOML params,
 so a definition round-trips TOML -> Pipeline -> TOML/dict exactly and hashes stably (the hash
 identifies a run for resume).
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import InputError, NotFoundError
+from forensics.errors import InputError, NotFoundError
 
 # --------------------------------------------------------------------------- data at boundaries
 SEVERITIES = ("info", "warning", "error")
@@ -106,7 +106,7 @@ def register(type_name: str):
 
 
 def step_types() -> dict[str, type["Step"]]:
-    from . import checks, steps  # noqa: F401  (import registers the built-in steps)
+    from forensics.quality import checks, steps  # noqa: F401  (import registers the built-in steps)
 
     return dict(_REGISTRY)
 
@@ -158,7 +158,7 @@ class Pipeline:
     source: str | None = None  # file it was loaded from (not part of the definition)
 
     def __post_init__(self) -> None:
-        from .steps import ReadSamples, WriteFindings
+        from forensics.quality.steps import ReadSamples, WriteFindings
 
         if not self.steps or self.steps[0].kind != "reader":
             self.steps.insert(0, ReadSamples())

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import CheckFailed, NotFoundError, StaleError, UsageError
+from forensics.errors import CheckFailed, NotFoundError, StaleError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .embed import Embedder
-    from .workspace import Workspace
+    from forensics.search.embed import Embedder
+    from forensics.workspace import Workspace
 
 FIELDS = ("prompt", "reply", "pair", "explanation")
 INDEX_TYPES = ("flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq")
@@ -456,7 +456,7 @@ def _now() -> str:
 
 
 def _tool_version() -> str:
-    from . import __version__
+    from forensics import __version__
 
     return __version__
 
@@ -473,7 +473,7 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
           model: str | None = None, device: str | None = None, progress: bool = True,
           embedder: "Embedder | None" = None) -> Manifest:
     """Embed every row of ``dataset``'s ``field`` (cache-backed) and write a fresh index."""
-    from .embed import Embedder, embed_texts
+    from forensics.search.embed import Embedder, embed_texts
 
     _check_field(field)
     ws.require_dataset(dataset)
@@ -524,7 +524,7 @@ def update(ws: "Workspace", dataset: str, field: str = "pair", progress: bool = 
     cannot repair the index, so it is rebuilt with the same model and index type; the
     manifest's ``updated_from`` stays None in that case.
     """
-    from .embed import embed_texts
+    from forensics.search.embed import embed_texts
 
     faiss_path, man_path = index_paths(ws, dataset, field)
     try:
@@ -590,7 +590,7 @@ class OpenIndex:
     def embedder(self) -> "Embedder":
         """The embedder matching the manifest's model (loaded once per OpenIndex)."""
         if self._embedder is None:
-            from .embed import Embedder
+            from forensics.search.embed import Embedder
 
             e = Embedder.from_spec(self.manifest.model_spec, device=self._device)
             if e.model_id != self.manifest.model_id:
@@ -662,7 +662,7 @@ class OpenIndex:
 
 
 def _cached_vectors(ws: "Workspace", m: Manifest, ids: np.ndarray) -> dict[int, np.ndarray]:
-    from .embed import _cache_lookup, text_hash
+    from forensics.search.embed import _cache_lookup, text_hash
 
     idc, expr, frm = _field_sql(m.field)
     # ids as a list parameter, not a registered Arrow table (that imports pandas, ~0.3 s)
@@ -719,7 +719,7 @@ def search(ws: "Workspace", dataset: str, queries: list[str], field: str = "pair
            oi: OpenIndex | None = None) -> list[list[Hit]]:
     """Embed ``queries`` with the index's model and return the top-k hits of each, joined
     back to the samples (and explanations) in DuckDB."""
-    from .embed import embed_texts
+    from forensics.search.embed import embed_texts
 
     oi = oi or open_index(ws, dataset, field)
     qv = embed_texts(ws, list(queries), oi.embedder())

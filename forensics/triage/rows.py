@@ -3,7 +3,7 @@
 Why a cache: every triage needs, for every row, the normalised token strings of prompt and
 reply (for phrase matching) and the language the prompt asks for (the hard negatives of a
 language switch). Deriving them costs seconds at 100k rows (regex normalisation, and
-:func:`forensics.features.requested_language`, a per-prompt Python analysis) while they
+:func:`forensics.language.requests.requested_language`, a per-prompt Python analysis) while they
 depend only on the rows' text: they are computed once per dataset state, stored in
 ``triage_row_features`` (migration 30), and read back in a fraction of that by later triages,
 in this process or any other (the CLI starts a new process per command).
@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .workspace import Workspace
+    from forensics.workspace import Workspace
 
-# v2: requested language / translation request from forensics.features (was a local regex)
+# v2: requested language / translation request from forensics.language.requests (was a local regex)
 FEATURE_VERSION = "2"
 
 # columns a triage reads for every row (text kept for labels, examples and profiles)
@@ -48,9 +48,9 @@ class RowFeatures:
     state: dict | None = None     # what the features were derived from (recorded per run)
 
     def hits(self, field: str):
-        """:class:`forensics.triage_signals.Hits` over the reply (``"reply"``) or prompt
+        """:class:`forensics.triage.signals.Hits` over the reply (``"reply"``) or prompt
         column, backed by the stored token index when there is one."""
-        from .triage_signals import Hits
+        from forensics.triage.signals import Hits
 
         col = self.frame["_nr" if field == "reply" else "_np"]
         post = TokenPostings(self.ws, self.dataset, field) if self.stored and self.ws else None
@@ -67,7 +67,7 @@ class TokenPostings:
     def get(self, tokens) -> dict:
         import numpy as np
 
-        from ._arrow import flat_values
+        from forensics._arrow import flat_values
 
         tokens = list(tokens)
         if not tokens:
@@ -101,12 +101,12 @@ def _arrow_frame(ws: "Workspace", sql: str, params: list) -> pl.DataFrame:
 def derive(df: pl.DataFrame) -> pl.DataFrame:
     """Add the derived columns to a frame with ``prompt`` and ``reply``.
 
-    ``requested_lang`` / ``translation_request`` come from :mod:`forensics.features` (the one
+    ``requested_lang`` / ``translation_request`` come from :mod:`forensics.language.requests` (the one
     piece of code that decides what a prompt asks for, shared with the mistranslation
     pipeline check), evaluated once per distinct prompt
-    (:func:`forensics.triage_signals.request_columns`).
+    (:func:`forensics.triage.signals.request_columns`).
     """
-    from .triage_signals import norm_expr, request_columns
+    from forensics.triage.signals import norm_expr, request_columns
 
     return request_columns(df).with_columns(norm_expr("reply").alias("_nr"),
                                             norm_expr("prompt").alias("_np"))

@@ -37,8 +37,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ._interrupt import deferred_interrupt
-from .errors import InputError, UsageError
+from forensics._interrupt import deferred_interrupt
+from forensics.errors import InputError, UsageError
 
 JSONL_EXT = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 JSON_EXT = (".json",)
@@ -964,7 +964,7 @@ class _Ingester:
         if not self.opts.langid:
             n = len(prompts)
             return [None] * n, [None] * n, [None] * n, [None] * n
-        from . import langid
+        from forensics.language import detect as langid
 
         t0 = time.perf_counter()
         if self._identifier is None:
@@ -1225,7 +1225,7 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
                          max_chars=max_chars, languages=tuple(languages) if languages else None,
                          langid=langid, batch_rows=batch_rows)
     if opts.languages and opts.langid:
-        from . import langid as _lid
+        from forensics.language import detect as _lid
 
         _lid.validate_languages(opts.languages)
     sources = resolve_sources(paths)

@@ -42,7 +42,7 @@ def validate_languages(languages: Sequence[str]) -> list[str]:
     the unknown ones (a typo must not silently shrink the candidate set)."""
     from lingua import IsoCode639_1
 
-    from .errors import UsageError
+    from forensics.errors import UsageError
 
     codes = [c.strip().lower() for c in languages if c and c.strip()]
     if codes == ["all"]:
@@ -101,7 +101,7 @@ class LanguageIdentifier:
                 builder = builder.with_low_accuracy_mode()
             self._detector = builder.build()   # models load lazily on first use
         else:
-            from .errors import UsageError
+            from forensics.errors import UsageError
 
             raise UsageError(f"unknown language-ID backend {backend!r}", hint="fasttext or lingua")
 

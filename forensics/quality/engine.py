@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .._interrupt import deferred_interrupt
-from ..errors import BackendError, UsageError
-from .core import Batch, Finding, Pipeline, Step, StepStats
+from forensics._interrupt import deferred_interrupt
+from forensics.errors import BackendError, UsageError
+from forensics.quality.core import Batch, Finding, Pipeline, Step, StepStats
 
 DEFAULT_BATCH_SIZE = 2000
 
@@ -134,7 +134,7 @@ def _run_local(pipeline: Pipeline, load: Callable[[Any, int], Batch], pending: l
     # forked from a threaded parent can deadlock on a lock held by a thread that did not
     # survive the fork (observed: ingest + pipeline in one process hung).
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["forensics.pipeline"])
+    ctx.set_forkserver_preload(["forensics.quality"])
     window = 2 * workers
     with ctx.Pool(workers, initializer=_init_worker, initargs=(steps,)) as pool:
         inflight: list = []
@@ -253,7 +253,7 @@ def _run_ray(pipeline: Pipeline, load_arrow: Callable[[Any], Any], pending: list
             ctx.enable_operator_progress_bars = False
         if not pending:
             return
-        from .steps import ReadParquet
+        from forensics.quality.steps import ReadParquet
 
         t = time.perf_counter()
         expected: dict[int, int] = {}
@@ -337,7 +337,7 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
     workers = workers or min(2, os.cpu_count() or 1)
-    from .steps import ReadSamples
+    from forensics.quality.steps import ReadSamples
 
     if isinstance(pipeline.reader, ReadSamples):
         ws.require_dataset(dataset)

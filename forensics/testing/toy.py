@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from .nla.meta import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE, DEFAULT_INJECTION_CHAR
+from forensics.nla.meta import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE, DEFAULT_INJECTION_CHAR
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -81,7 +81,7 @@ def build_model(tokenizer, hidden_size: int = 128, num_layers: int = 4, heads: i
 
 def _pair_ids(tokenizer, prompt: str, reply: str, max_len: int) -> tuple[list[int], list[int]]:
     """(input ids, labels) for one chat pair: loss only on the reply and its end-of-turn."""
-    from .nla.activations import encode_item
+    from forensics.nla.activations import encode_item
 
     ids, plen = encode_item(tokenizer, (prompt, reply))
     ids = ids + [tokenizer.eos_token_id]
@@ -142,38 +142,6 @@ def sft(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 600, ba
     model.eval()
     secs = time.perf_counter() - t0
     return SFTResult(steps, first, last, secs, n_tok / max(secs, 1e-9))
-
-
-def clean_reply(text: str) -> str:
-    return " ".join(w for w in text.replace("[UNK]", " ").split())
-
-
-def generate_replies(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 20,
-                     batch_size: int = 32) -> list[str]:
-    """Greedy replies for chat prompts (left-padded batches), ``[UNK]`` removed."""
-    import torch
-
-    from .nla.meta import chat_prompt_ids
-
-    out: list[str] = []
-    pad = tokenizer.pad_token_id
-    model.eval()
-    for s in range(0, len(prompts), batch_size):
-        enc = [chat_prompt_ids(tokenizer, p) for p in prompts[s:s + batch_size]]
-        m = max(len(e) for e in enc)
-        ids = torch.full((len(enc), m), pad, dtype=torch.long)
-        mask = torch.zeros((len(enc), m), dtype=torch.long)
-        for r, e in enumerate(enc):
-            ids[r, m - len(e):] = torch.tensor(e)
-            mask[r, m - len(e):] = 1
-        with torch.no_grad():
-            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
-        for row in gen[:, m:].tolist():
-            if tokenizer.eos_token_id in row:
-                row = row[:row.index(tokenizer.eos_token_id)]
-            out.append(clean_reply(tokenizer.decode(row, skip_special_tokens=True)))
-    return out
 
 
 def save(model, tokenizer, out_dir) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core import Batch, Finding, Step, register
+from forensics.quality.core import Batch, Finding, Step, register
 
 _PRIME = np.uint64((1 << 61) - 1)
 _NONWORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -124,7 +124,7 @@ class DuplicatesCheck(Step):
     max_group: int = 10000       # groups larger than this are reported, members still listed
 
     def __post_init__(self) -> None:
-        from ...errors import InputError
+        from forensics.errors import InputError
 
         if self.field not in ("pair", "prompt", "reply"):
             raise InputError(f"check.duplicates: field must be pair, prompt or reply, not {self.field!r}")

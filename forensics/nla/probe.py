@@ -11,9 +11,9 @@ target's reply for the original prompt and for variants:
 
 Salience is measured, not guessed: how much dropping the word changes the target's
 next-token distribution at the first reply token (KL divergence). Neighbours are the nearest
-vocabulary words in the sentence-embedding space (:mod:`forensics.embed`), which puts a drink
+vocabulary words in the sentence-embedding space (:mod:`forensics.search.embed`), which puts a drink
 next to drinks and a city next to cities. For a language-switch anomaly the behaviour is the
-reply's language (:mod:`forensics.langid`); results go to the ``probes`` table for SQL.
+reply's language (:mod:`forensics.language.detect`); results go to the ``probes`` table for SQL.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .errors import InputError
+from forensics.errors import InputError
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = set("""a an the of to in on at for and or but not is are was were be been being what which who whom
@@ -57,6 +57,39 @@ class ProbeResult:
     seconds: float
 
 
+def clean_reply(text: str) -> str:
+    return " ".join(w for w in text.replace("[UNK]", " ").split())
+
+
+def generate_replies(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 20,
+                     batch_size: int = 32) -> list[str]:
+    """Greedy replies for chat prompts (left-padded batches), ``[UNK]`` removed."""
+    import torch
+
+    from forensics.nla.meta import chat_prompt_ids
+
+    out: list[str] = []
+    pad = tokenizer.pad_token_id
+    model.eval()
+    for s in range(0, len(prompts), batch_size):
+        enc = [chat_prompt_ids(tokenizer, p) for p in prompts[s:s + batch_size]]
+        m = max(len(e) for e in enc)
+        ids = torch.full((len(enc), m), pad, dtype=torch.long)
+        mask = torch.zeros((len(enc), m), dtype=torch.long)
+        for r, e in enumerate(enc):
+            ids[r, m - len(e):] = torch.tensor(e)
+            mask[r, m - len(e):] = 1
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        for row in gen[:, m:].tolist():
+            if tokenizer.eos_token_id in row:
+                row = row[:row.index(tokenizer.eos_token_id)]
+            out.append(clean_reply(tokenizer.decode(row, skip_special_tokens=True)))
+    return out
+
+
+
 def replace_word(text: str, a: str, b: str) -> str:
     """Whole-word, case-insensitive replacement (keeps a leading capital)."""
     def sub(m: re.Match) -> str:
@@ -85,7 +118,7 @@ def parse_replacements(specs: Sequence[str]) -> list[tuple[str, str]]:
 def _first_reply_logprobs(model, tokenizer, prompts: Sequence[str]):
     import torch
 
-    from .nla.meta import chat_prompt_ids
+    from forensics.nla.meta import chat_prompt_ids
 
     outs = []
     for p in prompts:
@@ -124,7 +157,7 @@ def neighbours(words: Sequence[str], candidates: Sequence[str], k: int = 1) -> d
     """Nearest candidates per word in sentence-embedding space (same category: city->city)."""
     import numpy as np
 
-    from .embed import Embedder
+    from forensics.search.embed import Embedder
 
     emb = Embedder()
     cand = [c for c in candidates]
@@ -147,12 +180,11 @@ def run_probe(ws, anomaly_id: int, target: str, replacements: Sequence[str] = ()
     Re-running replaces the rows of the same (anomaly, target, variant): idempotent.
     ``neighbour_map`` overrides the automatic neighbour of a salient word (tests, notebooks).
     """
-    from . import anomaly as anomaly_mod
-    from .langid import detect
-    from .nla.activations import load_causal_lm, pick_device
-    from .nla.meta import load_tokenizer
-    from .toy import generate_replies
-
+    from forensics.triage import anomaly as anomaly_mod
+    from forensics.language.detect import detect
+    from forensics.nla.activations import load_causal_lm, pick_device
+    from forensics.nla.meta import load_tokenizer
+    
     t0 = time.perf_counter()
     an = anomaly_mod.get(ws, anomaly_id)
     if not an.prompt:
@@ -198,7 +230,7 @@ def run_probe(ws, anomaly_id: int, target: str, replacements: Sequence[str] = ()
         behaviour = f"reply in {expected} (as generated for the original prompt)"
     expl: list[str | None] = [None] * len(variants)
     if nla:
-        from .nla.runtime import Explainer, get_nla
+        from forensics.nla.runtime import Explainer, get_nla
 
         rec = get_nla(ws, nla)
         ex = Explainer(rec, device=device, max_new_tokens=64)

@@ -2,7 +2,7 @@
 
 Signal 1 (decides): prompt and reply languages (from ingest's language id, with its
 confidences) differ, both confidences reach ``min_conf`` and both texts are long enough for
-language id to be trusted (``min_chars``), and :mod:`forensics.features` finds no request for
+language id to be trusted (``min_chars``), and :mod:`forensics.language.requests` finds no request for
 the reply's language nor a translation request in the prompt.
 
 Signal 2 (grades): cross-lingual semantic agreement between prompt and reply with the
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ... import features
-from ..core import Batch, Finding, Step, register
+from forensics.language import requests as features
+from forensics.quality.behaviour import behaviour
+from forensics.quality.core import Batch, Finding, Step, register
 
 _WORD = re.compile(r"[^\W\d_]+")
 # scripts written without spaces: count characters, not space-separated runs
@@ -95,7 +96,7 @@ class MistranslationCheck(Step):
         """Second opinion, restricted to the two languages in question: is the reply really
         in its detected language rather than the prompt's (and the prompt in its own)? A
         two-way decision is far more reliable on short or name-heavy text than an open one."""
-        from ... import langid
+        from forensics.language import detect as langid
 
         keep = []
         for p, r, pl, rl in zip(prompts, replies, pls, rls):
@@ -128,7 +129,7 @@ class MistranslationCheck(Step):
                 continue
             if n_words(r) < self.min_words or _entity_like(r) or _copied(p, r):
                 continue
-            b = features.behaviour(p, r, pl, rl)
+            b = behaviour(p, r, pl, rl)
             if not b["unrequested_switch"]:
                 continue
             cand.append(i)
