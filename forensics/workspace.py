@@ -7,9 +7,10 @@ workspace object and closed promptly (``with forensics.open(p) as ws: ...``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import duckdb
 import polars as pl
@@ -97,6 +98,25 @@ class Workspace:
 
     def executemany(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
         self.con.executemany(query, list(rows))
+
+    @contextlib.contextmanager
+    def transaction(self, con: duckdb.DuckDBPyConnection | None = None
+                    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``with ws.transaction() as con:`` runs the block in one DuckDB transaction: COMMIT
+        when it ends normally, ROLLBACK on any exception (re-raised), including
+        KeyboardInterrupt. ``con`` defaults to the workspace connection (pass a cursor to
+        commit on it instead). Not re-entrant: nested use raises DuckDB's own error."""
+        con = self.con if con is None else con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the transaction may already be aborted
+                pass
+            raise
+        con.execute("COMMIT")
 
     def next_id(self, sequence: str) -> int:
         """Next value of one of the schema's sequences (e.g. ``anomaly_id_seq``)."""
