@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from forensics.language.requests import (LANGUAGE_NAMES, canonical, is_translation_request,
-                                         language_mentions, requested_language, same_language)
+from forensics.language.names import LANGUAGE_NAMES, canonical, language_mentions, same_language
+from forensics.language.requests import is_translation_request, requested_language
 from forensics.quality.behaviour import behaviour, is_refusal, reply_format
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from forensics.language.requests import analyse, canonical, same_language
+from forensics.language.names import canonical, same_language
+from forensics.language.requests import analyse
 
 _REFUSAL = re.compile(
     r"(I'?m sorry,? but I (?:can(?:no|')t|won'?t|am unable)|I (?:can(?:no|')t|won'?t|am not "

@@ -53,7 +53,7 @@ def language_names() -> dict[str, str]:
     """Lower-case language name -> ISO 639-1 code (ours, merged with forensics.features')."""
     names = dict(_NAMES)
     try:  # engineer H3's module; optional
-        from forensics.language import requests as features  # type: ignore
+        from forensics.language import names as features  # type: ignore
 
         extra = getattr(features, "LANGUAGE_NAMES", None) or {}
         for k, v in extra.items():

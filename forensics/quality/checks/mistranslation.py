@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forensics.language import requests as features
+from forensics.language.names import same_language
 from forensics.quality.behaviour import behaviour
 from forensics.quality.core import Batch, Finding, Step, register
 
@@ -106,8 +106,8 @@ class MistranslationCheck(Step):
                 keep.append(True)
                 continue
             pr, rr = ident.detect([p[:1000], r[:1000]])
-            keep.append(features.same_language(rr.lang, rl) and rr.confidence >= 0.6
-                        and not features.same_language(pr.lang, rl))
+            keep.append(same_language(rr.lang, rl) and rr.confidence >= 0.6
+                        and not same_language(pr.lang, rl))
         return keep
 
     def process(self, batch: Batch) -> tuple[Batch, list[Finding]]:
@@ -119,7 +119,7 @@ class MistranslationCheck(Step):
         ids = batch.col("sample_id")
         for i in range(len(batch)):
             pl, rl = PL[i], RL[i]
-            if not pl or not rl or features.same_language(pl, rl):
+            if not pl or not rl or same_language(pl, rl):
                 continue
             p, r = P[i] or "", R[i] or ""
             if _eff_len(p) < self.min_chars or _eff_len(r) < self.min_chars:
