@@ -3,7 +3,8 @@
 Exit codes (documented in the README):
   0 success · 1 a check found problems (verify, pipeline with errors) · 2 bad usage or bad input
   3 workspace missing, foreign or locked · 4 a resource is stale or missing (index, NLA) ·
-  5 an external backend failed (HTTP server, model load)
+  5 an external backend failed (HTTP server, model load) · 6 the machine ran out of a resource
+  (disk full, out of memory) · 70 an unexpected internal error (traceback written to a file)
 """
 
 from __future__ import annotations
@@ -51,3 +52,13 @@ class BackendError(ForensicsError):
 
 class CheckFailed(ForensicsError):
     exit_code = 1
+
+
+class ResourceError(ForensicsError):
+    """Disk full, out of memory: nothing is wrong with the input; free the resource and re-run
+    (committed work is kept)."""
+
+    exit_code = 6
+
+
+INTERNAL_ERROR_EXIT = 70

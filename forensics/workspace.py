@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -21,6 +22,7 @@ from forensics.errors import NotFoundError, WorkspaceError
 DB_NAME = "forensics.duckdb"
 INDEX_DIR = "indexes"
 ENV_VAR = "FORENSICS_WORKSPACE"
+DEFAULT_WAIT = 5.0   # seconds a command waits for another process's lock on the database
 
 
 def resolve_path(path: str | os.PathLike | None) -> Path:
@@ -33,9 +35,12 @@ def resolve_path(path: str | os.PathLike | None) -> Path:
 class Workspace:
     """Handle on a workspace directory. Create with :func:`init` or :func:`open`."""
 
-    def __init__(self, root: Path, read_only: bool = False):
+    def __init__(self, root: Path, read_only: bool = False, wait: float = DEFAULT_WAIT,
+                 guarded: bool = False):
         self.root = Path(root)
         self.read_only = read_only
+        self.wait = max(0.0, float(wait))
+        self.guarded = guarded
         self._con: duckdb.DuckDBPyConnection | None = None
 
     # ------------------------------------------------------------------ paths
@@ -52,15 +57,33 @@ class Workspace:
     def con(self) -> duckdb.DuckDBPyConnection:
         """The open DuckDB connection (opened lazily)."""
         if self._con is None:
-            try:
-                self._con = duckdb.connect(str(self.db_path), read_only=self.read_only)
-            except duckdb.IOException as e:  # lock held by another writer
-                raise WorkspaceError(
-                    f"cannot open {self.db_path}: {e}",
-                    hint="another forensics process is writing to this workspace; wait for it "
-                         "or open read-only",
-                ) from e
+            self._con = self._connect()
         return self._con
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """Connect, retrying while another process holds the file lock, for at most
+        ``self.wait`` seconds (DuckDB lets one process write, or several read, at a time)."""
+        deadline = time.monotonic() + self.wait
+        delay = 0.05
+        while True:
+            try:
+                if self.guarded:
+                    from forensics.sql import connect_read_only
+
+                    return connect_read_only(self.db_path)
+                return duckdb.connect(str(self.db_path), read_only=self.read_only)
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower():
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise WorkspaceError(
+                        f"cannot open {self.db_path}: another process holds its lock "
+                        f"(waited {self.wait:g} s)",
+                        hint="another forensics command is using this workspace; wait for it to "
+                             "finish, or retry with a longer --wait SECONDS",
+                    ) from e
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def close(self) -> None:
         if self._con is not None:
@@ -171,21 +194,22 @@ def _ident(name: str) -> str:
     return name
 
 
-def init(path: str | os.PathLike | None = None) -> Workspace:
+def init(path: str | os.PathLike | None = None, wait: float = DEFAULT_WAIT) -> Workspace:
     """Create (or upgrade) a workspace directory and return it open for writing.
 
-    Idempotent: running it on an existing workspace applies pending migrations only.
+    Idempotent: running it on an existing workspace applies pending migrations only. ``wait``:
+    seconds to wait for another process's lock on the database before failing (exit 3).
     """
     root = resolve_path(path)
     if root.exists() and not root.is_dir():
         raise WorkspaceError(f"{root} exists and is not a directory")
     db = root / DB_NAME
     if root.exists() and db.exists():
-        ws = open(root)  # validates the marker, migrates
+        ws = open(root, wait=wait)  # validates the marker, migrates
         return ws
     root.mkdir(parents=True, exist_ok=True)
     (root / INDEX_DIR).mkdir(exist_ok=True)
-    ws = Workspace(root)
+    ws = Workspace(root, wait=wait)
     store.migrate(ws.con)
     ws.con.execute(
         "INSERT INTO workspace_meta VALUES ('product', ?), ('created_by_version', ?) "
@@ -195,8 +219,15 @@ def init(path: str | os.PathLike | None = None) -> Workspace:
     return ws
 
 
-def open(path: str | os.PathLike | None = None, read_only: bool = False) -> Workspace:  # noqa: A001
-    """Open an existing workspace; refuse a missing or foreign directory with a clear message."""
+def open(path: str | os.PathLike | None = None, read_only: bool = False,  # noqa: A001
+         wait: float = DEFAULT_WAIT, guarded: bool = False) -> Workspace:
+    """Open an existing workspace; refuse a missing or foreign directory with a clear message.
+
+    ``wait``: seconds to wait for another process's lock (then exit 3). ``guarded`` (implies
+    ``read_only``): the connection cannot load extensions or change its configuration, as
+    :mod:`forensics.sql` requires for user-typed queries.
+    """
+    read_only = read_only or guarded
     root = resolve_path(path)
     db = root / DB_NAME
     if not root.is_dir():
@@ -210,7 +241,7 @@ def open(path: str | os.PathLike | None = None, read_only: bool = False) -> Work
             hint=f"create one with: forensics --workspace {root} init "
                  f"(or point --workspace / ${ENV_VAR} at an existing workspace)",
         )
-    ws = Workspace(root, read_only=read_only)
+    ws = Workspace(root, read_only=read_only, wait=wait, guarded=guarded)
     try:
         marker = ws.one("SELECT value FROM workspace_meta WHERE key = 'product'")
     except duckdb.Error:
@@ -224,10 +255,10 @@ def open(path: str | os.PathLike | None = None, read_only: bool = False) -> Work
     if store.pending(ws.con):
         if read_only:
             ws.close()
-            rw = Workspace(root)
+            rw = Workspace(root, wait=wait)
             store.migrate(rw.con)
             rw.close()
-            ws = Workspace(root, read_only=True)
+            ws = Workspace(root, read_only=True, wait=wait, guarded=guarded)
         else:
             store.migrate(ws.con)
     (root / INDEX_DIR).mkdir(exist_ok=True)

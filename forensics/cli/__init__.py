@@ -18,11 +18,15 @@ from forensics.cli._common import Ctx
     "--workspace", "-w", envvar="FORENSICS_WORKSPACE", default=None, metavar="DIR",
     help="Workspace directory (default: $FORENSICS_WORKSPACE or the current directory).",
 )
+@click.option(
+    "--wait", envvar="FORENSICS_WAIT", type=click.FloatRange(min=0), default=5.0, show_default=True,
+    metavar="SECONDS", help="How long to wait for another command's lock on the workspace database.",
+)
 @click.version_option(__version__, prog_name="forensics")
 @click.pass_context
-def main(ctx: click.Context, workspace: str | None) -> None:
+def main(ctx: click.Context, workspace: str | None, wait: float) -> None:
     """nla-forensics: from a model's anomaly to the training data that taught it."""
-    ctx.obj = Ctx(workspace)
+    ctx.obj = Ctx(workspace, wait=wait)
 
 
 def _register() -> None:

@@ -10,6 +10,7 @@ import datetime as _dt
 import decimal
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -28,13 +29,20 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 class Ctx:
     """Per-invocation state carried on click's context object."""
 
-    def __init__(self, workspace: str | None):
+    def __init__(self, workspace: str | None, wait: float = 5.0):
         self.workspace_arg = workspace
+        self.wait = wait
 
-    def open(self, read_only: bool = False):
+    def open(self, read_only: bool = False, guarded: bool = False):
         from forensics import workspace
 
-        return workspace.open(self.workspace_arg, read_only=read_only)
+        return workspace.open(self.workspace_arg, read_only=read_only, wait=self.wait,
+                              guarded=guarded)
+
+    def init(self):
+        from forensics import workspace
+
+        return workspace.init(self.workspace_arg, wait=self.wait)
 
     def path(self) -> Path:
         from forensics import workspace
@@ -103,20 +111,82 @@ def frame_table(df, title: str | None = None, max_rows: int = 50, max_width: int
     return t
 
 
+def classify(exc: BaseException) -> ForensicsError | None:
+    """The known kind of an exception that is not one of ours (disk full, out of memory, a name
+    the file system refuses, a database lock, a damaged input file), as a ForensicsError with a
+    hint; None for anything else."""
+    import errno
+
+    from forensics.errors import InputError, ResourceError, WorkspaceError
+
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    low = str(exc).lower()
+    if isinstance(exc, MemoryError) or "out of memory" in low or "failed to allocate" in low:
+        return ResourceError(f"out of memory: {msg}",
+                             hint="free memory or process less at once (e.g. smaller batches), "
+                                  "then re-run; committed work is kept")
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "no space left" in low:
+        return ResourceError(f"disk full: {msg}",
+                             hint="free disk space, then re-run the same command; committed "
+                                  "work is kept and the run resumes")
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        return InputError(f"a name is too long for the file system: {msg}",
+                          hint="use a shorter dataset or file name")
+    if "could not set lock" in low or "conflicting lock" in low:
+        return WorkspaceError(f"the workspace is locked by another process: {msg}",
+                              hint="wait for the other forensics command, or retry with --wait SECONDS")
+    return None
+
+
+def _write_traceback(exc: BaseException) -> str:
+    import tempfile
+    import time
+    import traceback
+
+    path = Path(tempfile.gettempdir()) / f"forensics-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    try:
+        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    except OSError:
+        return "(could not be written)"
+    return str(path)
+
+
+def _fail(e: ForensicsError) -> None:
+    err_console.print(f"[bold red]error:[/] {e.message}", markup=True, highlight=False)
+    if e.hint:
+        err_console.print(f"[yellow]hint:[/] {e.hint}", markup=True, highlight=False)
+    sys.exit(e.exit_code)
+
+
 def handle_errors(f: Callable) -> Callable:
-    """Turn ForensicsError into a one-line message and its documented exit code."""
+    """The CLI's one error boundary: our errors and known failures (disk full, out of memory,
+    locks, names the file system refuses) become one line + a hint and their exit code;
+    anything unexpected prints one line and the path of a file holding the full traceback
+    (exit 70). Ctrl-C exits 130."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return f(*args, **kwargs)
         except ForensicsError as e:
-            err_console.print(f"[bold red]error:[/] {e.message}", markup=True, highlight=False)
-            if e.hint:
-                err_console.print(f"[yellow]hint:[/] {e.hint}", markup=True, highlight=False)
-            sys.exit(e.exit_code)
+            _fail(e)
         except KeyboardInterrupt:
             err_console.print("[red]interrupted[/] (work committed so far is kept; re-run to resume)")
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - the boundary
+            known = classify(e)
+            if known is not None:
+                _fail(known)
+            from forensics.errors import INTERNAL_ERROR_EXIT
+
+            where = _write_traceback(e)
+            err_console.print(f"[bold red]internal error:[/] {type(e).__name__}: "
+                              f"{(str(e).strip().splitlines() or [''])[0][:300]}",
+                              markup=True, highlight=False)
+            err_console.print(f"[yellow]hint:[/] full traceback in {where}; please report it",
+                              markup=True, highlight=False)
+            sys.exit(INTERNAL_ERROR_EXIT)
 
     return wrapper

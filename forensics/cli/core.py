@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 
 import click
@@ -17,9 +16,9 @@ from forensics.errors import UsageError
 @handle_errors
 def init(obj: Ctx, as_json: bool) -> None:
     """Create a workspace (forensics.duckdb + indexes/) in --workspace DIR. Safe to re-run."""
-    from forensics import workspace, store
+    from forensics import store
 
-    ws = workspace.init(obj.workspace_arg)
+    ws = obj.init()
     info = {"workspace": str(ws.root), "database": str(ws.db_path),
             "schema_version": ws.schema_version(), "latest_schema_version": store.latest_version()}
     ws.close()
@@ -27,13 +26,6 @@ def init(obj: Ctx, as_json: bool) -> None:
         emit_json(info)
     else:
         console.print(f"workspace ready at [bold]{info['workspace']}[/] (schema v{info['schema_version']})")
-
-
-_WRITE_RE = re.compile(
-    r"^\s*(insert|update|delete|create|drop|alter|copy|attach|detach|install|load|checkpoint|"
-    r"vacuum|truncate|merge|replace|set|pragma|call|export|import)\b",
-    re.IGNORECASE,
-)
 
 
 @click.command("sql")
@@ -57,9 +49,13 @@ def sql(obj: Ctx, query: str, write: bool, fmt: str, output: str | None, max_row
     """
     import duckdb
 
+    from forensics.sql import check_read_only
+
     if as_json:
         fmt = "json"
-    ws = obj.open(read_only=not write)
+    if not write:
+        check_read_only(query)
+    ws = obj.open(guarded=not write)
     try:
         try:
             df = ws.sql(query)
