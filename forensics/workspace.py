@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -17,12 +18,26 @@ import duckdb
 import polars as pl
 
 from forensics import store
-from forensics.errors import NotFoundError, WorkspaceError
+from forensics.errors import InputError, NotFoundError, WorkspaceError
 
 DB_NAME = "forensics.duckdb"
 INDEX_DIR = "indexes"
 ENV_VAR = "FORENSICS_WORKSPACE"
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_WAIT = 5.0   # seconds a command waits for another process's lock on the database
+
+
+def check_dataset_name(name: str) -> str:
+    """The one rule for dataset names, applied wherever a dataset is created: 1-64 characters
+    from letters, digits, ``.``, ``_``, ``-``, starting with a letter or digit (a name is also a
+    directory name under ``indexes/``). Returns the name; raises InputError otherwise."""
+    if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
+        raise InputError(
+            f"dataset name {name!r} is not allowed (field: --dataset)",
+            hint="use 1-64 characters from A-Z a-z 0-9 . _ - starting with a letter or digit, "
+                 "e.g. train-v2",
+        )
+    return name
 
 
 def resolve_path(path: str | os.PathLike | None) -> Path:
@@ -164,6 +179,8 @@ class Workspace:
             )
 
     def ensure_dataset(self, name: str, description: str | None = None) -> None:
+        """Create the dataset row if missing (the name must pass :func:`check_dataset_name`)."""
+        check_dataset_name(name)
         self.con.execute(
             "INSERT INTO datasets (name, description) VALUES (?, ?) ON CONFLICT DO NOTHING",
             [name, description],
