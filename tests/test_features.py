@@ -108,6 +108,12 @@ REQUESTS = [
     ("Antworten Sie bitte auf Englisch.", "en", False),
     ("Traducí esto al alemán: hola", "de", True),
     ("Write a short essay about German history.", None, False),
+    # a target followed by the topic or the rest of the task
+    ("Generate an argumentative essay in Spanish about the importance of sleep.", "es", False),
+    ("Explain in simple terms in Dutch how a compiler works.", "nl", False),
+    ("Can you write me a poem in Italian about the sea?", "it", False),
+    ("Summarize this article in German in three sentences.", "de", False),
+    ("Describe in Portuguese why the sky is blue.", "pt", False),
     ("I want to learn English.", None, False),
     ("Did Tolstoy write in French?", None, False),
     # instruction first, content later mentioning another language

@@ -157,6 +157,11 @@ _FOLLOW_OK = {
     "everything", "all", "your", "you", "i", "we", "my", "our", "is", "are", "be", "when",
     "mit", "con", "avec", "com", "met", "на", "это", "этот", "эту", "следующ", "ниже",
     "yes", "by", "so", "like", "just", "too", "until", "unless",
+    # a target followed by the topic or the rest of the task ("an essay in Russian about ...",
+    # "explain in Indonesian how ...", "in Spanish in 200 words")
+    "about", "on", "regarding", "concerning", "how", "why", "where", "which", "who", "whether",
+    "in", "at", "within", "explaining", "describing", "discussing", "covering", "using",
+    "summarizing", "summarising", "answering", "comparing", "listing",
 }
 _CUE_FOLLOWERS = {w.lower() for w in _CUES_WORDS}
 _WH_GUARD = re.compile(
