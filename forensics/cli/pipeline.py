@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from forensics.cli._common import Ctx, emit_json, err_console, console, handle_errors, json_option, to_jsonable
+from forensics.cli._common import Ctx, console, emit_json, err_console, handle_errors, json_option
 
 
 def register(main: click.Group) -> None:
