@@ -137,3 +137,16 @@ def test_workspace_with_legacy_migration_numbers_opens_and_migrates(tmp_path, le
     con.close()
     out = cli("init", "--json", workspace=root).json()
     assert out["schema_version"] == store.latest_version()
+
+
+def test_cli_module_that_fails_to_import_is_an_error():
+    """A missing or broken CLI module stops the CLI with its error, not a silently absent command."""
+    import click
+
+    from forensics import cli
+
+    assert set(cli.MODULES) >= {"core", "pipeline", "nla", "nla_train", "report"}
+    with pytest.raises(ModuleNotFoundError, match="forensics.cli.not_an_area"):
+        cli._register(click.Group(), ("core", "not_an_area"))
+    for name in ("init", "sql", "pipeline", "nla", "explain", "probe", "report"):
+        assert name in cli.main.commands

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 
 import click
@@ -27,13 +26,6 @@ def init(obj: Ctx, as_json: bool) -> None:
         emit_json(info)
     else:
         console.print(f"workspace ready at [bold]{info['workspace']}[/] (schema v{info['schema_version']})")
-
-
-_WRITE_RE = re.compile(
-    r"^\s*(insert|update|delete|create|drop|alter|copy|attach|detach|install|load|checkpoint|"
-    r"vacuum|truncate|merge|replace|set|pragma|call|export|import)\b",
-    re.IGNORECASE,
-)
 
 
 @click.command("sql")
