@@ -36,6 +36,7 @@ def _finish_run(ws, rid: int, stats: dict, status: str) -> None:
     ws.execute("UPDATE explain_runs SET stats = ?, status = ?, finished_at = current_timestamp "
                "WHERE run_id = ?", [json.dumps(stats), status, rid])
 
+
 # ---------------------------------------------------------------------------------- anomaly
 
 

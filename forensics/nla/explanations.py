@@ -83,6 +83,7 @@ def insert_progress(ws, prog: list[tuple]) -> None:
     finally:
         ws.con.unregister(name)
 
+
 def row_record(r: ExplainedRow, rec: NLARecord, *, sample_id=None, anomaly_id=None, dataset=None) -> dict:
     """The ``explanations`` row of one explained position."""
     owner = f"s{sample_id}" if sample_id is not None else f"a{anomaly_id}"
@@ -92,6 +93,7 @@ def row_record(r: ExplainedRow, rec: NLARecord, *, sample_id=None, anomaly_id=No
             "truncated": r.truncated, "flags": r.flags, "activation_norm": r.activation_norm,
             "mse": r.mse, "cos": r.cos, "fve": r.fve,
             "explanation_key": explanation_key(owner, rec.name, r.position, rec.layer, rec.hidden_state_index)}
+
 
 # ---------------------------------------------------------------------------------- import
 

@@ -18,6 +18,7 @@ from forensics.nla.activations import default_hidden_state_index, parse_position
 from forensics.nla.explainer import Explainer, apply_variance, resolve_variance
 from forensics.nla.meta import NLAContractError, check_ar_sidecar, check_av_sidecar, load_tokenizer, parse_sidecar
 
+
 @dataclass
 class NLARecord:
     """One row of ``nlas``."""
@@ -175,6 +176,7 @@ def list_nlas(ws):
     return ws.sql("SELECT name, layer, hidden_state_index, d_model, av_path, ar_path, target_path, "
                   "registered_at FROM nlas ORDER BY name")
 
+
 def save_variance(ws, rec: NLARecord, value: float, source: str) -> None:
     """Record the FVE denominator for ``rec``'s convention in ``nlas.meta`` (and on ``rec``)."""
     meta = dict(rec.meta)
@@ -183,6 +185,7 @@ def save_variance(ws, rec: NLARecord, value: float, source: str) -> None:
     meta["variance"] = var
     rec.meta = meta
     ws.execute("UPDATE nlas SET meta = ? WHERE name = ?", [json.dumps(meta), rec.name])
+
 
 # ---------------------------------------------------------------------------------- check
 

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 from forensics.nla.meta import DEFAULT_INJECTION_CHAR
 
 
-
 @dataclass
 class TrainConfig:
     layer: int

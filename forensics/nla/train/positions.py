@@ -12,7 +12,6 @@ from forensics.nla.train.config import TrainConfig
 from forensics.nla.train.summarize import PositionContext
 
 
-
 def norm_to(x, scale: float):
     return x * (scale / x.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 

@@ -20,6 +20,7 @@ from forensics.nla.train.sft import run_sft
 from forensics.nla.train.summarize import BuiltinSummarizer
 from forensics.progress import Progress, resolve
 
+
 # ---------------------------------------------------------------------------- the trainer
 
 
