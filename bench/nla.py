@@ -94,7 +94,7 @@ def bench_store(root: Path, n: int = 20000, batch: int = 16) -> dict:
     """DuckDB write rate of explanation rows the way `explain dataset` commits them (one
     transaction per batch: explanations + explain_progress), vs one big transaction."""
     import forensics
-    from forensics.nla.runtime import insert_explanations, insert_progress
+    from forensics.nla.explanations import insert_explanations, insert_progress
 
     def rows(lo, hi):
         return [{"sample_id": i, "anomaly_id": None, "dataset": "d", "nla_id": "n", "position": "last_prompt",

@@ -47,6 +47,25 @@ KIND_LANGS = {"planted": ("en", "de"), "clean": ("en", "en"), "native_de": ("de"
               "native_es": ("es", "es"), "translate_de": ("en", "de"), "translate_es": ("en", "es")}
 
 
+class _StderrNotes:
+    """A :class:`forensics.progress.Progress` that prints the trainer's notes to stderr."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def start(self, label: str, total: int | None = None) -> int:
+        return 0
+
+    def advance(self, task: int, n: int = 1) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        print(self.prefix + message, file=sys.stderr, flush=True)
+
+    def finish(self, task: int) -> None:
+        pass
+
+
 def load_texts(path: Path, limit: int | None):
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = rows[:limit] if limit else rows
@@ -54,9 +73,9 @@ def load_texts(path: Path, limit: int | None):
     if all("prompt_lang" in r for r in rows):
         return items, [(r["prompt_lang"], r.get("reply_lang")) for r in rows]
     try:
-        from forensics.nla.train import _detect_langs
+        from forensics.nla.train.positions import detect_langs
 
-        return items, _detect_langs(items)
+        return items, detect_langs(items)
     except Exception:  # noqa: BLE001 - no language detector here: the corpus' own labels
         return items, [KIND_LANGS.get(r.get("kind"), (None, None)) for r in rows]
 
@@ -106,8 +125,7 @@ def main() -> int:
                           positions_per_text=a.positions_per_text, batch_size=a.batch_size, rl_batch=a.rl_batch,
                           rl_group=a.rl_group, kl_coef=a.kl_coef, rl_lr=a.rl_lr, device=dev)
         t0 = time.perf_counter()
-        tr = NLATrainer(target, cfg, progress=lambda st, info: print(f"[{dev}] {st} {info}", file=sys.stderr,
-                                                                     flush=True))
+        tr = NLATrainer(target, cfg, progress=_StderrNotes(f"[{dev}] "))
         rep = tr.fit(items, a.out / f"nla-{dev}", langs=langs)
         # batched explanation throughput with the runtime's AV class (what `explain` uses)
         av, _ = tr._runtime_pair()

@@ -4,15 +4,22 @@ Why one module: table and column names are a public contract for people who open
 ``forensics.duckdb`` with plain SQL, so they must be reviewable in one place and change
 only through numbered, forward-only migrations recorded in ``schema_version``.
 
-Adding a migration: append ``Migration(version, description, sql)`` to ``MIGRATIONS``
-with a version number larger than any before it in its area. ``migrate`` applies every
-migration whose version is not yet recorded, in ascending order, each in its own
-transaction, so a crash mid-migration leaves the previous schema intact.
+Adding a migration: append ``Migration(len(MIGRATIONS) + 1, description, sql)`` to
+``MIGRATIONS``; versions are 1..N in the order they are applied. ``migrate`` is the only code
+that changes the schema: it applies every migration whose version is not yet recorded, in
+ascending order, each in its own transaction, so a crash mid-migration leaves the previous
+schema intact.
+
+Workspaces whose ``schema_version`` still holds the per-area numbers of older releases
+(1, 10, 11, 30, 40, 50) are renumbered by ``migrate`` first (``LEGACY_VERSIONS``), in one
+transaction, then brought up to date like any other.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import duckdb
 
@@ -299,19 +306,9 @@ LEFT JOIN anomalies a USING (anomaly_id);
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: datasets, samples, rejects, anomalies, explanations, "
                  "indexes, triage, pipelines, probes, views", _V1),
-    # pipelines (range 40-49): per-batch features of whole-dataset checks (duplicates, length
-    # outliers), committed with the batch so a resumed run needs no recomputation.
-    Migration(40, "pipelines: pipeline_state (per-batch map output of global checks)", r"""
-CREATE TABLE IF NOT EXISTS pipeline_state (
-    pipeline_run_id BIGINT NOT NULL,
-    step_index      INTEGER NOT NULL,
-    batch_id        BIGINT NOT NULL,
-    payload         BLOB,                     -- Arrow IPC stream of per-row features
-    PRIMARY KEY (pipeline_run_id, step_index, batch_id)
-);
-"""),
-    # ingest (range 10-19): byte offset so a killed JSONL ingest resumes with a seek
-    Migration(10, "ingest: ingest_progress.bytes_done (resume offset for JSONL)", r"""
+    # byte offset so a killed JSONL ingest resumes with a seek. IF NOT EXISTS: workspaces of
+    # older releases may already have the column without this version recorded.
+    Migration(2, "ingest: ingest_progress.bytes_done (resume offset for JSONL)", r"""
 ALTER TABLE ingest_progress ADD COLUMN IF NOT EXISTS bytes_done BIGINT;
 """),
     # ingest: the verbatim record is the largest column and is read whole or not at all;
@@ -319,7 +316,7 @@ ALTER TABLE ingest_progress ADD COLUMN IF NOT EXISTS bytes_done BIGINT;
     # ZSTD writes it several times faster and smaller. prompt/reply keep the default
     # (ZSTD would make random row fetches ~6x slower). Same columns, order and
     # constraints; DuckDB has no ALTER ... SET COMPRESSION, hence the copy.
-    Migration(11, "ingest: samples.record stored with ZSTD compression (table rebuilt)", r"""
+    Migration(3, "ingest: samples.record stored with ZSTD compression (table rebuilt)", r"""
 SET enable_progress_bar = false;   -- DuckDB's bar would print to stdout (breaks --json)
 CREATE TABLE samples_v11 (
     sample_id        BIGINT PRIMARY KEY,
@@ -345,9 +342,9 @@ INSERT INTO samples_v11 SELECT * FROM samples ORDER BY sample_id;
 DROP TABLE samples;
 ALTER TABLE samples_v11 RENAME TO samples;
 """),
-    # triage (range 30-39): per-row features derived from a dataset's text (normalised token
+    # triage: per-row features derived from a dataset's text (normalised token
     # strings, requested language), computed once per dataset state instead of on every triage
-    Migration(30, "triage: triage_row_features, triage_tokens, triage_feature_sets (per-dataset cache)", r"""
+    Migration(4, "triage: triage_row_features, triage_tokens, triage_feature_sets (per-dataset cache)", r"""
 CREATE TABLE IF NOT EXISTS triage_feature_sets (
     dataset         VARCHAR PRIMARY KEY,
     feature_version VARCHAR NOT NULL,         -- code version of the derivation
@@ -373,8 +370,19 @@ CREATE TABLE IF NOT EXISTS triage_tokens (
     rows    INTEGER[]                         -- sorted row positions (sample_id order)
 );
 """),
-    # nla (range 50-59): per-sample progress of `explain dataset` (resume, failures) and runs
-    Migration(50, "nla: explain_progress (resumable explain dataset), explain_runs", r"""
+    # pipelines: per-batch features of whole-dataset checks (duplicates, length outliers),
+    # committed with the batch so a resumed run needs no recomputation.
+    Migration(5, "pipelines: pipeline_state (per-batch map output of global checks)", r"""
+CREATE TABLE IF NOT EXISTS pipeline_state (
+    pipeline_run_id BIGINT NOT NULL,
+    step_index      INTEGER NOT NULL,
+    batch_id        BIGINT NOT NULL,
+    payload         BLOB,                     -- Arrow IPC stream of per-row features
+    PRIMARY KEY (pipeline_run_id, step_index, batch_id)
+);
+"""),
+    # nla: per-sample progress of `explain dataset` (resume, failures) and runs
+    Migration(6, "nla: explain_progress (resumable explain dataset), explain_runs", r"""
 CREATE TABLE IF NOT EXISTS explain_progress (
     nla_id             VARCHAR NOT NULL,
     sample_id          BIGINT NOT NULL,
@@ -404,6 +412,53 @@ CREATE TABLE IF NOT EXISTS explain_runs (
 ]
 
 
+# Older releases numbered migrations per area. Each (old version, its recorded description)
+# names exactly one migration above; the description guards against a future migration that
+# happens to reuse an old number.
+LEGACY_VERSIONS: dict[tuple[int, str], int] = {
+    (10, "ingest: ingest_progress.bytes_done (resume offset for JSONL)"): 2,
+    (11, "ingest: samples.record stored with ZSTD compression (table rebuilt)"): 3,
+    (30, "triage: triage_row_features, triage_tokens, triage_feature_sets (per-dataset cache)"): 4,
+    (40, "pipelines: pipeline_state (per-batch map output of global checks)"): 5,
+    (50, "nla: explain_progress (resumable explain dataset), explain_runs"): 6,
+}
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The pattern of ``Workspace.transaction`` on a raw connection (store has no workspace)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the transaction may already be aborted
+            pass
+        raise
+    con.execute("COMMIT")
+
+
+def _recorded(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
+    return [(int(v), d) for v, d in con.execute(
+        "SELECT version, description FROM schema_version ORDER BY version").fetchall()]
+
+
+def _renumber_legacy(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
+    """Rewrite ``schema_version`` rows recorded under the old per-area numbers to 1..N;
+    returns the (old, new) pairs rewritten. Idempotent; one transaction."""
+    old = [(v, d, LEGACY_VERSIONS[(v, d)]) for v, d in _recorded(con) if (v, d) in LEGACY_VERSIONS]
+    if not old:
+        return []
+    desc = {m.version: m.description for m in MIGRATIONS}
+    with _transaction(con):
+        for v, d, new in old:
+            con.execute("DELETE FROM schema_version WHERE version = ? AND description = ?", [v, d])
+            con.execute("INSERT INTO schema_version (version, description) VALUES (?, ?) "
+                        "ON CONFLICT DO NOTHING", [new, desc[new]])
+    return [(v, new) for v, _, new in old]
+
+
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     """Highest applied migration, 0 for an empty database."""
     has = con.execute(
@@ -416,38 +471,36 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply every migration not yet recorded; return the versions applied."""
+    """Apply every migration not yet recorded; return the versions applied. The only code
+    that changes the schema."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, description VARCHAR,"
         " applied_at TIMESTAMP DEFAULT current_timestamp)"
     )
-    done = {r[0] for r in con.execute("SELECT version FROM schema_version").fetchall()}
+    _renumber_legacy(con)
+    done = {v for v, _ in _recorded(con)}
     applied = []
     for m in sorted(MIGRATIONS, key=lambda m: m.version):
         if m.version in done:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with _transaction(con):
             con.execute(m.sql)
             con.execute(
                 "INSERT INTO schema_version (version, description) VALUES (?, ?)",
                 [m.version, m.description],
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         applied.append(m.version)
     return applied
 
 
 def pending(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Versions of migrations not yet applied (any of them, not only those above the max:
-    migrations from different areas may be numbered below one already applied)."""
+    """Versions of migrations not yet recorded (any of them, not only those above the max).
+    A workspace still recorded under the legacy numbering lists its renumbered versions too,
+    so opening it runs :func:`migrate`, which rewrites them."""
     if current_version(con) == 0:
         return sorted(m.version for m in MIGRATIONS)
-    done = {r[0] for r in con.execute("SELECT version FROM schema_version").fetchall()}
+    done = {v for v, _ in _recorded(con)}
     return sorted(m.version for m in MIGRATIONS if m.version not in done)
 
 

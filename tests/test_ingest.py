@@ -393,7 +393,7 @@ def test_record_column_is_zstd_and_migration_11_keeps_existing_rows(tmp_path):
         ingest(ws, [f], "m", progress=False, langid=False)
         ddl = ws.one("SELECT sql FROM duckdb_tables() WHERE table_name = 'samples'")[0]
         assert "record JSON USING COMPRESSION ZSTD" in ddl
-        # make it look like a workspace from before migration 11
+        # make it look like a workspace from before migration 3
         ws.execute("CREATE TABLE s_old AS SELECT * FROM samples")
         ws.execute("DROP TABLE samples")
         from forensics.store import _V1
@@ -402,8 +402,8 @@ def test_record_column_is_zstd_and_migration_11_keeps_existing_rows(tmp_path):
         ws.execute(re.search(r"CREATE TABLE IF NOT EXISTS samples \(.*?\n\);", _V1, re.S).group(0))
         ws.execute("INSERT INTO samples SELECT * FROM s_old")
         ws.execute("DROP TABLE s_old")
-        ws.execute("DELETE FROM schema_version WHERE version = 11")
-    with forensics.open(root) as ws:      # applies migration 11
+        ws.execute("DELETE FROM schema_version WHERE version = 3")
+    with forensics.open(root) as ws:      # applies migration 3
         assert "USING COMPRESSION ZSTD" in ws.one(
             "SELECT sql FROM duckdb_tables() WHERE table_name = 'samples'")[0]
         rows = ws.rows("SELECT sample_id, row_id, record FROM samples ORDER BY sample_id")

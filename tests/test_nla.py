@@ -359,7 +359,7 @@ def test_nla_without_ar_stores_unscored_explanations(nlas, tmp_path):
     """An AV-only NLA is usable: explanations are stored with NULL mse/cos/fve, and the layer
     comes from the AV sidecar's extraction.layer."""
     import forensics
-    from forensics.nla.runtime import Explainer, explain_anomaly, register_nla
+    from forensics.nla import Explainer, explain_anomaly, register_nla
 
     n = nlas["llama"]
     with forensics.init(tmp_path / "ws") as ws:

@@ -105,7 +105,7 @@ def server(env):
 @pytest.fixture(scope="module")
 def explainer(env):
     """The NLA loaded once in this process, for API-level checks next to the CLI runs."""
-    from forensics.nla.runtime import Explainer, get_nla
+    from forensics.nla import Explainer, get_nla
 
     with forensics.open(env.ws, read_only=True) as ws:
         rec = get_nla(ws, "q")
@@ -114,7 +114,7 @@ def explainer(env):
 
 def test_register_validates_and_lists(env, tmp_path):
     from forensics.nla.meta import NLAContractError
-    from forensics.nla.runtime import register_nla
+    from forensics.nla import register_nla
 
     r = env.reg
     assert r["status"] == "added" and r["layer"] == 2 and r["hidden_state_index"] == 3 and r["d_model"] == 64
@@ -143,7 +143,7 @@ def test_register_validates_and_lists(env, tmp_path):
 
 
 def test_explain_anomaly_stores_rows_on_the_anomaly(env, explainer):
-    from forensics.nla.runtime import explain_anomaly
+    from forensics.nla import explain_anomaly
 
     ws = env.ws
     res = run_cli("explain", "anomaly", str(env.anomaly), "--nla", "q", "--position", "last_prompt,first_reply",
@@ -171,7 +171,7 @@ def test_explain_anomaly_stores_rows_on_the_anomaly(env, explainer):
 
 
 def test_explain_dataset_is_idempotent_then_check(env, explainer):
-    from forensics.nla.runtime import explain_dataset
+    from forensics.nla import explain_dataset
 
     ws = env.ws
     a = run_cli("explain", "dataset", "train", "--nla", "q", "--limit", "6", "--batch-size", "4",

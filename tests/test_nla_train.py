@@ -1,5 +1,5 @@
 """forensics.nla.train at toy size: losses fall, FVE beats the shuffled baseline, the checkpoint
-round-trips through the runtime (H4's loader and `forensics nla register`), the summarizer is
+round-trips through the runtime (its loader and `forensics nla register`), the summarizer is
 deterministic and says what follows."""
 
 from __future__ import annotations
@@ -51,8 +51,11 @@ def trained(tiny_target, tmp_path_factory):
     cfg = TrainConfig(layer=1, sft_steps=200, rl_steps=4, batch_size=16, rl_batch=2, rl_group=3, positions_per_text=2,
                       max_heldout=32,
                       max_new_tokens=24, av_lr=5e-3, ar_lr=5e-3, heldout_frac=0.25, seed=0)
-    rep = train_nla(target, items, out, cfg, langs=langs)
-    return target, out, rep
+    from forensics.progress import Recorder
+
+    progress = Recorder()
+    rep = train_nla(target, items, out, cfg, langs=langs, progress=progress)
+    return target, out, rep, progress
 
 
 def test_summarizer_deterministic_and_describes_what_follows():
@@ -89,7 +92,7 @@ def test_http_summarizer_unreachable_is_a_clear_error():
 
 @pytest.mark.slow
 def test_losses_fall_and_fve_beats_shuffled(trained):
-    _, _, rep = trained
+    _, _, rep, _ = trained
     assert rep.av_loss[1] < rep.av_loss[0] * 0.5
     assert rep.ar_loss[1] < rep.ar_loss[0]
     assert rep.n_heldout_positions >= 8
@@ -106,7 +109,7 @@ def test_checkpoint_roundtrips_through_runtime(trained, ws_path, cli):
     from forensics.nla.av import AV
     from forensics.nla.meta import parse_sidecar
 
-    target, out, rep = trained
+    target, out, rep, _ = trained
     av_sc = parse_sidecar(out / "av", role="av")
     ar_sc = parse_sidecar(out / "ar", role="ar")
     assert av_sc.layer == 1 and ar_sc.layer == 1 and av_sc.d_model == 32
@@ -125,16 +128,32 @@ def test_checkpoint_roundtrips_through_runtime(trained, ws_path, cli):
 def test_position_context_drops_chat_template_words(tiny_target):
     from forensics.nla.activations import encode_item
     from forensics.nla.meta import load_tokenizer
-    from forensics.nla.train import _position_contexts
+    from forensics.nla.train.positions import position_contexts
 
     target, items = tiny_target
     tok = load_tokenizer(target)
     ids, plen = encode_item(tok, items[1])
-    last = _position_contexts(tok, items[1], ids, plen, plen - 1, ("en", "de"))
+    last = position_contexts(tok, items[1], ids, plen, plen - 1, ("en", "de"))
     assert not last.in_reply and "assistant" not in last.prefix and last.prefix.endswith("?")
-    # the session-1 bug: the template's role word became a "salient term" of the last prompt token
+    # the template's role word must not become a "salient term" of the last prompt token
     summ = BuiltinSummarizer([p + " " + r for p, r in items]).summarize(last)
     assert "assistant" not in summ and "user" not in summ.split()
     assert "reply starts : der" in summ
-    first = _position_contexts(tok, items[1], ids, plen, plen, ("en", "de"))
+    first = position_contexts(tok, items[1], ids, plen, plen, ("en", "de"))
     assert first.in_reply and first.prefix == "der"
+
+
+@pytest.mark.slow
+def test_training_reports_progress_through_the_protocol(trained):
+    """One task per stage (sft, rl) with its step count, every step advanced, notes per phase."""
+    *_, progress = trained
+    starts = {e[2]: e for e in progress.events if e[0] == "start"}
+    assert starts["sft"][3] == 200 and starts["rl"][3] == 4
+    for label, total in (("sft", 200), ("rl", 4)):
+        task = starts[label][1]
+        assert sum(e[2] for e in progress.events if e[0] == "advance" and e[1] == task) == total
+        assert ("finish", task) in progress.events
+    notes = progress.notes
+    assert notes[0].startswith("activations texts=") and any(n.startswith("summaries positions=") for n in notes)
+    assert any(n.startswith("sft step=200 of=200 av_loss=") for n in notes)
+    assert any(n.startswith("eval stage=rl fve=") for n in notes)

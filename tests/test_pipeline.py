@@ -220,13 +220,34 @@ def test_idempotent_rerun_and_workers_equal(ws_copy):
             x for x in _findings(ws, c.pipeline_run_id) if x[0].startswith("hygiene")]
 
 
+# The CLI in a subprocess, with run_pipeline's ``on_batch_committed`` parameter set: each
+# committed batch appends its id to a mark file, then sleeps to widen the window in which the
+# test stops the run. Everything else (options, exit codes, messages) is the real CLI.
+_CLI_WITH_COMMIT_HOOK = """
+import functools, sys, time
+import forensics.quality
+from forensics.cli import main
+
+mark, pause = sys.argv[1], float(sys.argv[2])
+
+def committed(batch_id):
+    with open(mark, "a") as fh:
+        fh.write(f"{batch_id}\\n")
+    time.sleep(pause)
+
+forensics.quality.run_pipeline = functools.partial(forensics.quality.run_pipeline,
+                                                   on_batch_committed=committed)
+main(sys.argv[3:], prog_name="forensics")
+"""
+
+
 def _start_pipeline_until(ws_copy, tmp_path, workers: int, n_marks: int, **popen_kw):
     """Start `forensics pipeline run duplicates` (0.4 s per committed batch) in a subprocess
     and return (proc, mark file) once ``n_marks`` batches have committed."""
     mark = tmp_path / "marks.txt"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FORENSICS_TEST_PIPELINE_SLEEP": "0.4",
-           "FORENSICS_TEST_PIPELINE_MARK": str(mark)}
-    cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws_copy), "pipeline", "run",
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-c", _CLI_WITH_COMMIT_HOOK, str(mark), "0.4",
+           "--workspace", str(ws_copy), "pipeline", "run",
            "duplicates", "--dataset", "train", "--batch-size", "20", "--workers", str(workers),
            "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -286,3 +307,37 @@ def test_resume_after_sigkill(ws_copy, tmp_path):
                            [run_id])[0]
         assert 1 <= n_batches <= committed + 1
     _resume_matches_a_clean_run(ws_copy, run_id, n_batches)
+
+
+def test_progress_and_commit_callback(ws_copy):
+    """The run reports one batch task through the Progress protocol and calls
+    on_batch_committed once per committed batch; a resumed run counts earlier batches as done."""
+    from forensics.progress import Recorder
+
+    rec, committed = Recorder(), []
+    with forensics.open(ws_copy) as ws:
+        r = run_pipeline(ws, load_pipeline("duplicates"), "train", workers=1, batch_size=50,
+                         progress=rec, on_batch_committed=committed.append)
+        assert committed == sorted(committed) and len(committed) == r.batches_total > 1
+        (start,) = [e for e in rec.events if e[0] == "start"]
+        assert start[3] == r.batches_total
+        assert sum(e[2] for e in rec.events if e[0] == "advance") == r.batches_total
+        assert ("finish", start[1]) in rec.events
+        assert any("reducing" in n for n in rec.notes)      # duplicates is a global check
+        # a failing callback stops the run after the batch it was told about committed
+        def stop(batch_id):
+            raise RuntimeError(f"stop after {batch_id}")
+        with pytest.raises(RuntimeError, match="stop after"):
+            run_pipeline(ws, load_pipeline("duplicates"), "train", workers=1, batch_size=50,
+                         fresh=True, on_batch_committed=stop)
+        run_id, status = ws.one("SELECT pipeline_run_id, status FROM pipeline_runs "
+                                "ORDER BY pipeline_run_id DESC LIMIT 1")
+        assert status == "failed"
+        assert ws.one("SELECT count(*) FROM pipeline_batches WHERE pipeline_run_id = ?",
+                      [run_id])[0] == 1
+        rec2 = Recorder()
+        again = run_pipeline(ws, load_pipeline("duplicates"), "train", workers=1, batch_size=50,
+                             progress=rec2)
+        assert again.pipeline_run_id == run_id and again.resumed and again.batches_skipped == 1
+        adv = [e[2] for e in rec2.events if e[0] == "advance"]
+        assert adv[0] == 1 and sum(adv) == again.batches_total

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import forensics
-from forensics.report import render as report
+from forensics import report
 
 from conftest import run_cli
 
@@ -205,7 +205,7 @@ def test_map_falls_back_without_an_index(rendered):
 def test_cluster_cap_keeps_the_page_bounded(run_ws, monkeypatch):
     """Runs with hundreds of clusters: only the top MAX_CLUSTERS get cards and rows."""
     ws_path, run_id = run_ws
-    monkeypatch.setattr(report, "MAX_CLUSTERS", 1)
+    monkeypatch.setattr(report.data, "MAX_CLUSTERS", 1)
     with forensics.open(ws_path, read_only=True) as ws:
         data = report.load_report_data(ws, run_id, embed=False)
     page = report.render_html(data)

@@ -162,7 +162,7 @@ def tiny(tmp_path_factory, xquad_dir):
     import forensics
     from forensics import ingest
     from forensics.search import index
-    from forensics.nla.runtime import import_explanations
+    from forensics.nla import import_explanations
     from forensics.testing.synth import build_corpus
 
     tmp = tmp_path_factory.mktemp("triage-parts")

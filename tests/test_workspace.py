@@ -67,15 +67,86 @@ def test_python_api_returns_polars(ws_path):
     assert isinstance(df, pl.DataFrame) and df["a"].to_list() == [1]
 
 
-def test_lower_numbered_migration_applied_to_existing_workspace(ws_path, cli):
-    """Areas number migrations in their own ranges, so a workspace can be at v50 and still
-    miss v10: open() must apply every unrecorded migration, not only those above the max."""
+def test_migrations_are_numbered_one_to_n():
+    assert [m.version for m in store.MIGRATIONS] == list(range(1, len(store.MIGRATIONS) + 1))
+    assert sorted(store.LEGACY_VERSIONS.values()) == list(range(2, len(store.MIGRATIONS) + 1))
+
+
+def test_unrecorded_migration_applied_to_existing_workspace(ws_path, cli):
+    """open() applies every unrecorded migration, not only those above the max."""
     with forensics.open(ws_path) as ws:
-        ws.execute("DELETE FROM schema_version WHERE version = 10")
+        ws.execute("DELETE FROM schema_version WHERE version = 2")
         ws.execute("ALTER TABLE ingest_progress DROP COLUMN bytes_done")
-        assert 10 in store.pending(ws.con)
+        assert 2 in store.pending(ws.con)
     with forensics.open(ws_path) as ws:
         assert store.pending(ws.con) == []
         cols = set(ws.sql("SELECT column_name FROM information_schema.columns "
                           "WHERE table_name = 'ingest_progress'")["column_name"])
     assert "bytes_done" in cols
+
+
+_LEGACY = {2: 10, 3: 11, 4: 30, 5: 40, 6: 50}     # new version -> the number older releases used
+
+
+def _legacy_workspace(root, legacy_applied: list[int]):
+    """A workspace as older releases left it: migration 1 plus the migrations whose legacy
+    numbers are in ``legacy_applied``, recorded under those numbers."""
+    root.mkdir()
+    (root / "indexes").mkdir()
+    con = duckdb.connect(str(root / "forensics.duckdb"))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description VARCHAR,"
+                " applied_at TIMESTAMP DEFAULT current_timestamp)")
+    by_version = {m.version: m for m in store.MIGRATIONS}
+    con.execute(store._V1)
+    con.execute("INSERT INTO schema_version (version, description) VALUES (1, ?)",
+                [by_version[1].description])
+    for new, old in _LEGACY.items():
+        if old in legacy_applied:
+            con.execute(by_version[new].sql)
+            con.execute("INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                        [old, by_version[new].description])
+    con.execute("INSERT INTO workspace_meta VALUES ('product', ?)", [store.PRODUCT_MARKER])
+    con.execute("INSERT INTO datasets (name) VALUES ('d')")
+    con.execute("INSERT INTO samples (sample_id, dataset, row_id, prompt, reply, content_hash) "
+                "VALUES (1, 'd', 'r1', 'p', 'r', 'h')")
+    con.close()
+
+
+@pytest.mark.parametrize("legacy_applied", [[30, 40, 50], [10, 11, 30, 40, 50]])
+def test_workspace_with_legacy_migration_numbers_opens_and_migrates(tmp_path, legacy_applied, cli):
+    """Older releases recorded per-area numbers (1, 10, 11, 30, 40, 50) and could leave a
+    workspace at 50 without 10 and 11. Opening renumbers the recorded rows to 1..N, applies
+    what is missing exactly once, and keeps the data."""
+    root = tmp_path / "old"
+    _legacy_workspace(root, legacy_applied)
+    with forensics.open(root, read_only=True) as ws:
+        rows = ws.rows("SELECT version, description FROM schema_version ORDER BY version")
+        assert [r[0] for r in rows] == list(range(1, store.latest_version() + 1))
+        assert [r[1] for r in rows] == [m.description for m in store.MIGRATIONS]
+        assert ws.schema_version() == store.latest_version() and store.pending(ws.con) == []
+        cols = set(ws.sql("SELECT column_name FROM information_schema.columns "
+                          "WHERE table_name = 'ingest_progress'")["column_name"])
+        assert "bytes_done" in cols
+        assert "USING COMPRESSION ZSTD" in ws.one(
+            "SELECT sql FROM duckdb_tables() WHERE table_name = 'samples'")[0]
+        assert ws.rows("SELECT row_id, prompt FROM samples") == [("r1", "p")]
+        assert ws.one("SELECT count(*) FROM pipeline_state")[0] == 0
+        assert ws.one("SELECT count(*) FROM explain_runs")[0] == 0
+    con = duckdb.connect(str(root / "forensics.duckdb"))
+    assert store.migrate(con) == []                     # renumbered once, nothing re-applied
+    con.close()
+    out = cli("init", "--json", workspace=root).json()
+    assert out["schema_version"] == store.latest_version()
+
+
+def test_cli_module_that_fails_to_import_is_an_error():
+    """A missing or broken CLI module stops the CLI with its error, not a silently absent command."""
+    import click
+
+    from forensics import cli
+
+    assert set(cli.MODULES) >= {"core", "pipeline", "nla", "nla_train", "report"}
+    with pytest.raises(ModuleNotFoundError, match="forensics.cli.not_an_area"):
+        cli._register(click.Group(), ("core", "not_an_area"))
+    for name in ("init", "sql", "pipeline", "nla", "explain", "probe", "report"):
+        assert name in cli.main.commands

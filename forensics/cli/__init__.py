@@ -1,7 +1,8 @@
 """The ``forensics`` command line: a thin layer over the Python API.
 
-Each area registers its commands from its own module (``cli/<area>.py``) so the CLI stays
-one file per concept. Heavy libraries (torch, faiss) are imported inside commands, never
+Each area registers its commands from its own module (``cli/<area>.py``, listed in
+``MODULES``) so the CLI stays one file per concept; a module that fails to import stops the
+CLI with that error. Heavy libraries (torch, faiss) are imported inside commands, never
 at start-up, so ``forensics --help`` and ``forensics sql`` stay fast.
 """
 
@@ -29,17 +30,17 @@ def main(ctx: click.Context, workspace: str | None, wait: float) -> None:
     ctx.obj = Ctx(workspace, wait=wait)
 
 
-def _register() -> None:
+#: The CLI's modules, one per area; each has ``register(main)``.
+MODULES = ("core", "ingest", "index", "triage", "pipeline", "nla", "nla_train", "report")
+
+
+def _register(group: click.Group, names: tuple[str, ...] = MODULES) -> None:
+    """Add every module's commands to ``group``. A module that fails to import is an error
+    (raised as is), never a silently missing command."""
     import importlib
 
-    for name in ("core", "ingest", "index", "triage", "pipeline", "nla", "nla_train", "report"):
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:  # an area not built yet
-            if e.name == f"{__name__}.{name}":
-                continue
-            raise
-        mod.register(main)
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}").register(group)
 
 
-_register()
+_register(main)

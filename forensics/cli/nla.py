@@ -1,10 +1,9 @@
 """CLI for the NLA runtime: ``nla register|list|check``, ``explain anomaly|dataset``,
-``explanations import``. Thin wrappers over :mod:`forensics.nla.runtime`."""
+``explanations import``. Thin wrappers over :mod:`forensics.nla` (registry, explain, explanations)."""
 
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
@@ -76,7 +75,7 @@ def register(main: click.Group) -> None:
     def nla_register(obj, name, av, ar, target, layer, hidden_state_index, variance, replace, as_json):
         """Validate an NLA (sidecars vs tokenizers, d_model vs target, layer) and record it."""
         _quiet_transformers()
-        from forensics.nla.runtime import register_nla
+        from forensics.nla.registry import register_nla
 
         with obj.open() as ws:
             rec, status = register_nla(ws, name, av, target, ar, layer, hidden_state_index, variance, replace)
@@ -99,7 +98,7 @@ def register(main: click.Group) -> None:
     @handle_errors
     def nla_list(obj, as_json):
         """Registered NLAs."""
-        from forensics.nla.runtime import list_nlas
+        from forensics.nla.registry import list_nlas
 
         with obj.open(read_only=True) as ws:
             df = list_nlas(ws)
@@ -126,7 +125,7 @@ def register(main: click.Group) -> None:
         """How faithfully NAME reads this model on DATASET (FVE/cos distributions, bad decodes)."""
         _quiet_transformers()
         from forensics.errors import CheckFailed
-        from forensics.nla.runtime import check_nla
+        from forensics.nla.registry import check_nla
 
         with obj.open() as ws:
             res = check_nla(ws, name, dataset, n, list(positions) or None, batch_size=batch_size, backend=backend,
@@ -160,7 +159,7 @@ def register(main: click.Group) -> None:
                             max_new_tokens, variance, as_json):
         """Run the target on an anomaly's prompt+reply, explain, score, store on the anomaly."""
         _quiet_transformers()
-        from forensics.nla.runtime import explain_anomaly
+        from forensics.nla.explain import explain_anomaly
 
         with obj.open() as ws:
             res = explain_anomaly(ws, anomaly_id, nla_name, list(positions) or None, backend=backend,
@@ -196,32 +195,14 @@ def register(main: click.Group) -> None:
                             server, backend, device, max_new_tokens, variance, as_json):
         """Explain training samples into `explanations` (resumable, idempotent)."""
         _quiet_transformers()
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from forensics.cli._progress import RichProgress
+        from forensics.nla.explain import explain_dataset
 
-        from forensics.nla.runtime import explain_dataset
-
-        tty = sys.stderr.isatty()
-        progress = Progress(TextColumn("explaining"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                            console=err_console, transient=False, disable=not tty)
-        task = None
-
-        def on_batch(st, total):
-            nonlocal task
-            if task is None:
-                task = progress.add_task("x", total=total, rate="")
-            progress.update(task, completed=st.samples_processed,
-                            rate=f"{st.explanations_per_s:.2f} expl/s")
-            if not tty:  # logs: one line per committed batch
-                err_console.print(f"committed {st.samples_processed}/{total} samples, "
-                                  f"{st.explanations_stored} explanations, {st.explanations_per_s:.2f} expl/s",
-                                  markup=False, highlight=False)
-
-        with obj.open() as ws, progress:
+        with obj.open() as ws, RichProgress(err_console) as progress:
             st = explain_dataset(ws, dataset, nla_name, list(positions) or None, limit=limit,
                                  batch_size=batch_size, engine=engine, backend=backend, server=server,
                                  device=device, variance=variance, max_new_tokens=max_new_tokens,
-                                 actors=actors, on_batch=on_batch)
+                                 actors=actors, progress=progress)
         if as_json:
             emit_json(st)
         else:
@@ -242,7 +223,7 @@ def register(main: click.Group) -> None:
     @handle_errors
     def explanations_import(obj, file, dataset, nla_label, as_json):
         """Import explanations (JSONL or Parquet: row_id, text, [position, layer, mse, cos, fve, raw_output])."""
-        from forensics.nla.runtime import import_explanations
+        from forensics.nla.explanations import import_explanations
 
         with obj.open() as ws:
             st = import_explanations(ws, file, dataset, nla_label)

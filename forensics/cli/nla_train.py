@@ -80,16 +80,14 @@ def register(main: click.Group) -> None:
                           rl_steps=rl_steps, positions_per_text=positions_per_text, skip_tokens=skip_tokens,
                           batch_size=batch_size, rl_batch=rl_batch, rl_group=rl_group, kl_coef=kl_coef, seed=seed, device=device)
 
-        def progress(stage: str, info: dict) -> None:
-            txt = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
-            err_console.print(f"[cyan]{stage}[/] {txt}", markup=True, highlight=False)
+        from forensics.cli._progress import RichProgress
 
-        with obj.open(read_only=True) as ws:
+        with obj.open(read_only=True) as ws, RichProgress(err_console) as progress:
             rep = train_from_dataset(ws, dataset, target, out_dir, cfg, limit=limit, summarizer=summ,
                                      progress=progress)
         doc = rep.summary()
         if register_as:
-            from forensics.nla.runtime import register_nla
+            from forensics.nla.registry import register_nla
 
             with obj.open() as ws:
                 rec, status = register_nla(ws, register_as, rep.av_dir, target, rep.ar_dir, layer=layer,
@@ -134,12 +132,14 @@ def register(main: click.Group) -> None:
     @handle_errors
     def probe(obj, anomaly_id, target, replacements, nla_name, auto, n_salient, max_new_tokens, device, as_json):
         """Counterfactual probes: does the anomaly's behaviour persist when the prompt changes?"""
+        from forensics.cli._progress import RichProgress
         from forensics.nla.probe import run_probe
 
         _threads()
-        with obj.open() as ws:
+        with obj.open() as ws, RichProgress(err_console) as progress:
             res = run_probe(ws, anomaly_id, target, replacements=list(replacements), nla=nla_name, auto=auto,
-                            n_salient=n_salient, max_new_tokens=max_new_tokens, device=device)
+                            n_salient=n_salient, max_new_tokens=max_new_tokens, device=device,
+                            progress=progress)
         if as_json:
             emit_json(res)
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from forensics.cli._common import Ctx, emit_json, err_console, console, handle_errors, json_option, to_jsonable
+from forensics.cli._common import Ctx, console, emit_json, err_console, handle_errors, json_option
 
 
 def register(main: click.Group) -> None:
@@ -32,23 +32,14 @@ def run_cmd(obj: Ctx, pipeline_spec: str, dataset: str, engine: str, workers: in
             ray_address: str | None, batch_size: int | None, fresh: bool, as_json: bool) -> None:
     """Run PIPELINE (a shipped name or a TOML file) over --dataset; findings go to
     quality_findings (view v_quality_findings). Findings are not failures: exit 0."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from forensics.cli._progress import RichProgress
     from forensics.quality import load_pipeline, run_pipeline
 
     p = load_pipeline(pipeline_spec)
-    with obj.open() as ws:
-        with Progress(TextColumn(f"[bold]{p.name}[/] batches"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rows]} rows"), TimeElapsedColumn(),
-                      console=err_console, transient=True) as prog:
-            task = prog.add_task("run", total=None, rows=0)
-
-            def on_progress(done: int, total: int, rows: int) -> None:
-                prog.update(task, completed=done, total=total, rows=rows)
-
-            res = run_pipeline(ws, p, dataset, engine=engine, workers=workers,
-                               batch_size=batch_size, ray_address=ray_address, fresh=fresh,
-                               progress=on_progress)
+    with obj.open() as ws, RichProgress(err_console) as prog:
+        res = run_pipeline(ws, p, dataset, engine=engine, workers=workers,
+                           batch_size=batch_size, ray_address=ray_address, fresh=fresh,
+                           progress=prog)
     if as_json:
         emit_json(res)
         return

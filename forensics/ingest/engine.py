@@ -1186,16 +1186,6 @@ UPDATE ingest_runs SET rows_read = rows_read + ?, rows_added = rows_added + ?,
         raise UsageError(f"unsupported format {src.fmt}")  # pragma: no cover
 
 
-def _migrate_progress_columns(ws) -> None:
-    """bytes_done arrives with migration 10. ``workspace.open`` only migrates when the highest
-    applied version is below the latest, so a workspace that already had a later migration
-    (another area's) may lack it: add it here, idempotently."""
-    cols = {r[0] for r in ws.rows(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'ingest_progress'")}
-    if "bytes_done" not in cols:
-        ws.execute("ALTER TABLE ingest_progress ADD COLUMN bytes_done BIGINT")
-
-
 def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: str,
            id_field: str | None = "id", prompt_field: str = "prompt", reply_field: str = "reply",
            meta_fields: Sequence[str] | str | None = None, *, max_chars: int = DEFAULT_MAX_CHARS,
@@ -1229,7 +1219,6 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
 
         _lid.validate_languages(opts.languages)
     sources = resolve_sources(paths)
-    _migrate_progress_columns(ws)
     # DuckDB's own progress bar prints to stdout, which must stay one JSON document with --json
     ws.execute("SET enable_progress_bar = false")
     # bounded memory: DuckDB would otherwise cache up to 80% of RAM of freshly written data

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from forensics.errors import InputError
+from forensics.progress import Progress, resolve
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = set("""a an the of to in on at for and or but not is are was were be been being what which who whom
@@ -174,17 +175,19 @@ def neighbours(words: Sequence[str], candidates: Sequence[str], k: int = 1) -> d
 
 def run_probe(ws, anomaly_id: int, target: str, replacements: Sequence[str] = (), nla: str | None = None,
               auto: bool = True, n_salient: int = 2, max_new_tokens: int = 24, device: str | None = None,
-              neighbour_map: dict[str, str] | None = None) -> ProbeResult:
+              neighbour_map: dict[str, str] | None = None, progress: Progress | None = None) -> ProbeResult:
     """Generate replies for the anomaly prompt and its variants, judge persistence, store in ``probes``.
 
     Re-running replaces the rows of the same (anomaly, target, variant): idempotent.
     ``neighbour_map`` overrides the automatic neighbour of a salient word (tests, notebooks).
+    ``progress`` gets a note per phase (generation, explanation); ``None`` is silent.
     """
+    prog = resolve(progress)
     from forensics.triage import anomaly as anomaly_mod
     from forensics.language.detect import detect
     from forensics.nla.activations import load_causal_lm, pick_device
     from forensics.nla.meta import load_tokenizer
-    
+
     t0 = time.perf_counter()
     an = anomaly_mod.get(ws, anomaly_id)
     if not an.prompt:
@@ -221,6 +224,7 @@ def run_probe(ws, anomaly_id: int, target: str, replacements: Sequence[str] = ()
                                      {"salience_kl": d["kl"], "swap": [w, nb[w]]}))
                 variants.append((f"drop:{w}", drop_word(an.prompt, w), {"salience_kl": d["kl"]}))
     prompts = [p for _, p, _ in variants]
+    prog.note(f"probe: generating replies for {len(prompts)} variants")
     replies = generate_replies(model, tok, prompts, max_new_tokens=max_new_tokens)
     langs = detect(replies)
     expected = an.reply_lang
@@ -230,9 +234,11 @@ def run_probe(ws, anomaly_id: int, target: str, replacements: Sequence[str] = ()
         behaviour = f"reply in {expected} (as generated for the original prompt)"
     expl: list[str | None] = [None] * len(variants)
     if nla:
-        from forensics.nla.runtime import Explainer, get_nla
+        from forensics.nla.explainer import Explainer
+        from forensics.nla.registry import get_nla
 
         rec = get_nla(ws, nla)
+        prog.note(f"probe: explaining the variants' last prompt token with NLA {nla}")
         ex = Explainer(rec, device=device, max_new_tokens=64)
         rows, _ = ex.run([(p, r) for p, r in zip(prompts, replies)], ["last_prompt"])
         for r in rows:
@@ -252,9 +258,7 @@ def run_probe(ws, anomaly_id: int, target: str, replacements: Sequence[str] = ()
 
 
 def _store(ws, anomaly_id: int, target: str, variants: list[ProbeVariant]) -> None:
-    con = ws.con
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with ws.transaction() as con:
         for v in variants:
             con.execute("DELETE FROM probes WHERE anomaly_id = ? AND variant = ? "
                         "AND json_extract_string(detail, '$.target') = ?", [anomaly_id, v.variant, target])
@@ -263,7 +267,3 @@ def _store(ws, anomaly_id: int, target: str, variants: list[ProbeVariant]) -> No
                         "behaviour_persists, explanation, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [v.probe_id, anomaly_id, v.variant, v.prompt, v.reply, v.reply_lang,
                          v.behaviour_persists, v.explanation, json.dumps(v.detail, ensure_ascii=False)])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from typing import Iterator, Sequence
 
-from forensics.nla.runtime import ExplainedRow, NLARecord
+from forensics.nla.explainer import ExplainedRow
+from forensics.nla.registry import NLARecord
 
 
 class _Worker:
@@ -25,7 +26,7 @@ class _Worker:
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-        from forensics.nla.runtime import Explainer
+        from forensics.nla.explainer import Explainer
 
         self.ex = Explainer(NLARecord(**rec), backend=backend, server=server, device=device,
                             max_new_tokens=max_new_tokens)

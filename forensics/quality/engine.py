@@ -1,6 +1,6 @@
 """Running a pipeline: run bookkeeping (resume, idempotence) and the executors.
 
-What vs where: :class:`~forensics.pipeline.core.Pipeline` says what to compute; an executor
+What vs where: :class:`~forensics.quality.core.Pipeline` says what to compute; an executor
 says where batches run — ``local`` (in-process for 1 worker, a process pool otherwise) or
 ``ray`` (Ray Data ``from_arrow`` + ``map_batches``, local or a cluster via ``ray_address``).
 Every executor calls the same :func:`process_batch` on the same batches, and the driver
@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator
 
 from forensics._interrupt import deferred_interrupt
 from forensics.errors import BackendError, UsageError
+from forensics.progress import Progress, resolve
 from forensics.quality.core import Batch, Finding, Pipeline, Step, StepStats
 
 DEFAULT_BATCH_SIZE = 2000
@@ -328,8 +329,17 @@ def summarize(ws, run_id: int) -> tuple[dict[str, int], dict[str, int]]:
 def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
                  workers: int | None = None, batch_size: int | None = None,
                  ray_address: str | None = None, fresh: bool = False,
-                 progress: Callable[[int, int, int], None] | None = None) -> RunResult:
-    """Run ``pipeline`` over ``dataset`` (resuming or reusing a matching run; see module doc)."""
+                 progress: Progress | None = None,
+                 on_batch_committed: Callable[[int], None] | None = None) -> RunResult:
+    """Run ``pipeline`` over ``dataset`` (resuming or reusing a matching run; see module doc).
+
+    ``progress`` receives one task counting batches (already committed ones count as done)
+    and a note when the global reduce starts; ``None`` is silent.
+    ``on_batch_committed(batch_id)`` is called in the driver right after each batch's
+    transaction commits (a notebook can log commits; tests use it to observe commits and to
+    stop a run between two of them). An exception it raises stops the run like any error.
+    """
+    prog = resolve(progress)
     if engine not in ("local", "ray"):
         raise UsageError(f"unknown engine {engine!r}: use local or ray")
     if batch_size is not None and batch_size < 1:
@@ -388,8 +398,7 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
     def commit(res: BatchResult, load_s: float) -> None:
         nonlocal n_done
         t = time.perf_counter()
-        ws.execute("BEGIN TRANSACTION")
-        try:
+        with ws.transaction():
             writer.write(ws, run_id, res.findings, res.batch_id)
             for idx, blob in res.states.items():
                 ws.execute("INSERT OR REPLACE INTO pipeline_state VALUES (?, ?, ?, ?)",
@@ -406,22 +415,14 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
             stats[-1].seconds += time.perf_counter() - t
             ws.execute("UPDATE pipeline_runs SET stats = ? WHERE pipeline_run_id = ?",
                        [save_stats("running"), run_id])
-            ws.execute("COMMIT")
-        except BaseException:
-            ws.execute("ROLLBACK")
-            raise
         n_done += 1
-        if progress:
-            progress(n_done, len(plan), stats[0].rows_out)
-        mark = os.environ.get("FORENSICS_TEST_PIPELINE_MARK")  # tests: observe commits
-        if mark:
-            with open(mark, "a") as fh:
-                fh.write(f"{res.batch_id}\n")
-        if os.environ.get("FORENSICS_TEST_PIPELINE_SLEEP"):  # tests: widen the kill window
-            time.sleep(float(os.environ["FORENSICS_TEST_PIPELINE_SLEEP"]))
+        prog.advance(task)
+        if on_batch_committed is not None:
+            on_batch_committed(res.batch_id)
 
-    if progress:
-        progress(n_done, len(plan), stats[0].rows_out)
+    task = prog.start(f"{pipeline.name}: batches", len(plan))
+    if n_done:
+        prog.advance(task, n_done)
     intr_ctx = deferred_interrupt()
     intr = intr_ctx.__enter__()
     try:
@@ -435,7 +436,10 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
             commit(res, lt)
             intr.check()     # Ctrl-C takes effect here, after a whole batch committed
         # global reduce in the driver
+        prog.finish(task)
         t = time.perf_counter()
+        if any(step.scope == "global" for step in middle):
+            prog.note(f"{pipeline.name}: reducing whole-dataset checks")
         gfind: list[Finding] = []
         for idx, step in enumerate(middle):
             if step.scope != "global":
@@ -447,8 +451,7 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
             gfind.extend(f)
             stats[idx + 1].findings += len(f)
             stats[idx + 1].seconds += time.perf_counter() - tr
-        ws.execute("BEGIN TRANSACTION")
-        try:
+        with ws.transaction():
             writer.write(ws, run_id, gfind, None)
             stats[-1].rows_in += len(gfind)
             stats[-1].findings += len(gfind)
@@ -456,10 +459,6 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
             ws.execute("DELETE FROM pipeline_state WHERE pipeline_run_id = ?", [run_id])
             ws.execute("UPDATE pipeline_runs SET status = 'done', finished_at = current_timestamp, "
                        "stats = ? WHERE pipeline_run_id = ?", [save_stats("done"), run_id])
-            ws.execute("COMMIT")
-        except BaseException:
-            ws.execute("ROLLBACK")
-            raise
     except BaseException as e:
         interrupted = intr.explains(e)
         try:
