@@ -22,12 +22,14 @@ TARGET_RECALL = 0.95
 
 
 def load_faiss():
+    """The faiss module (imported on first use)."""
     import faiss
 
     return faiss
 
 
 def choose_type(n: int, requested: str | None) -> str:
+    """The index type to build: ``auto`` / None picks flat below FLAT_THRESHOLD rows, else ivf-sq8."""
     if requested in (None, "", "auto"):
         return "flat" if n < FLAT_THRESHOLD else "ivf-sq8"
     if requested not in INDEX_TYPES:
@@ -83,6 +85,7 @@ def _pq_m(dim: int) -> int:
 
 
 def apply_params(index: Any, kind: str, params: dict) -> None:
+    """Set the search-time parameters (nprobe / efSearch) recorded in a manifest."""
     faiss = load_faiss()
     if kind.startswith("ivf"):
         faiss.extract_index_ivf(index).nprobe = int(params.get("nprobe", 32))

@@ -79,6 +79,7 @@ class SourceState:
 
 
 def index_paths(ws: "Workspace", dataset: str, field: str) -> tuple[Path, Path]:
+    """(``.faiss`` path, manifest path) of a dataset's field index."""
     check_field(field)
     d = ws.indexes_dir / _safe_name(dataset)
     return d / f"{field}.faiss", d / f"{field}.manifest.json"
@@ -92,6 +93,7 @@ def _safe_name(dataset: str) -> str:
 
 
 def check_field(field: str) -> None:
+    """Raise UsageError unless ``field`` is one of :data:`FIELDS`."""
     if field not in FIELDS:
         raise UsageError(f"unknown field {field!r}", hint="one of: " + ", ".join(FIELDS))
 
@@ -134,6 +136,7 @@ def field_texts(ws: "Workspace", dataset: str, field: str, min_id_exclusive: int
 
 
 def source_state(ws: "Workspace", dataset: str, field: str) -> SourceState:
+    """Count, max id, fingerprint and dataset version of the field's rows now."""
     idc, expr, frm = field_sql(field)
     row = ws.one(f"SELECT count(*), coalesce(max({idc}), 0), "
                  f"coalesce(bit_xor(hash({idc}, {expr})), 0) {frm}", [dataset])
@@ -174,6 +177,7 @@ def stale_reason(m: Manifest, src: SourceState) -> str | None:
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -258,6 +262,8 @@ def recover(faiss_path: Path, man_path: Path) -> str | None:
 
 
 def read_manifest(ws: "Workspace", dataset: str, field: str) -> Manifest:
+    """The manifest of a built index (finishing an interrupted write first); NotFoundError
+    when it was never built, CheckFailed when unreadable."""
     faiss_path, man_path = index_paths(ws, dataset, field)
     recover(faiss_path, man_path)
     if not man_path.exists():
@@ -271,6 +277,7 @@ def read_manifest(ws: "Workspace", dataset: str, field: str) -> Manifest:
 
 
 def record_index(ws: "Workspace", m: Manifest, faiss_path: Path) -> None:
+    """Upsert the index's row in the ``indexes`` table (skipped on a read-only workspace)."""
     if ws.read_only:
         return
     rel = os.path.relpath(faiss_path, ws.root)
