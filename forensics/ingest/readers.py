@@ -1,7 +1,7 @@
 """Per-format batch readers and the prefetch thread.
 
-Every reader yields :class:`~forensics.ingest.sources.Batch` es of at most ``batch_rows`` raw
-records (one JSON text each) with their 1-based line/record numbers and the resume point after
+Every reader yields batches (:class:`~forensics.ingest.sources.Batch`) of at most ``batch_rows``
+raw records (one JSON text each) with their 1-based line/record numbers and the resume point after
 the batch, in bounded memory whatever the file size. ``iter_batches`` picks the reader for a
 source; :class:`Prefetch` runs it one batch ahead on a thread. Damaged JSON arrays are read by
 :mod:`forensics.ingest.jsonarray`.
