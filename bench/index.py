@@ -9,7 +9,7 @@ Sections (each prints a ratio against a baseline measured in the same process):
    same texts -> overhead %.
 2. ann: synthetic 384-d vectors, a mixture of Gaussians (clustered, like real embeddings;
    pure random Gaussian noise is the pessimistic case and is measured at 100k for contrast).
-   Per size and index type (built with the tool's own ``_new_index`` + ``_tune``): build time,
+   Per size and index type (built with the tool's own ``ann.new_index`` + ``ann.tune``): build time,
    index bytes per million vectors (serialised size) and RSS delta, single-query latency
    p50/p99 at k=100, recall@10 against exact search on held-out queries.
 3. multilingual: XQuAD questions; for each English question, retrieve its translation among
@@ -124,7 +124,7 @@ def gaussian(n: int, dim: int, seed: int) -> np.ndarray:
 def bench_ann_one(kind: str, xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, nlat: int) -> dict:
     import faiss
 
-    from forensics.search import index as ix
+    from forensics.search import ann
 
     n, dim = xb.shape
     ids = np.arange(1, n + 1, dtype=np.int64)
@@ -136,9 +136,9 @@ def bench_ann_one(kind: str, xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, 
         rng = np.random.default_rng(0)
         nt = min(n, 50 * int(max(16, 4 * np.sqrt(n))))
         train = xb[np.sort(rng.choice(n, size=nt, replace=False))] if nt < n else xb
-    index, params = ix._new_index(kind, dim, n, train)
+    index, params = ann.new_index(kind, dim, n, train)
     index.add_with_ids(xb, ids)
-    tuned = ix._tune(index, kind, params, xb, ids)
+    tuned = ann.tune(index, kind, params, xb, ids)
     build_s = time.perf_counter() - t
     rss_delta = rss_mb() - r0
     nbytes = len(faiss.serialize_index(index))
@@ -149,7 +149,7 @@ def bench_ann_one(kind: str, xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, 
     for i in range(nlat):
         q = xq[i % len(xq): i % len(xq) + 1]
         t = time.perf_counter()
-        with ix.few_query_threads(1):  # as OpenIndex.search does for single queries
+        with ann.few_query_threads(1):  # as OpenIndex.search does for single queries
             index.search(q, 100)
         lat.append((time.perf_counter() - t) * 1000)
     res = {"kind": kind, "n": n, "params": dict(params), "build_s": round(build_s, 2),
@@ -168,7 +168,7 @@ def bench_ann_one(kind: str, xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, 
 def bench_ann(sizes: list[int], kinds_for, nq: int, nlat: int, gauss_at: int | None) -> list[dict]:
     import faiss
 
-    from forensics.search import index as ix
+    from forensics.search import ann
 
     out = []
     dim = 384
@@ -187,7 +187,7 @@ def bench_ann(sizes: list[int], kinds_for, nq: int, nlat: int, gauss_at: int | N
         lat = []
         for i in range(min(nlat, 30)):
             t = time.perf_counter()
-            with ix.few_query_threads(1):
+            with ann.few_query_threads(1):
                 faiss.knn(xq[i:i + 1], xb, 100, metric=faiss.METRIC_INNER_PRODUCT)
             lat.append((time.perf_counter() - t) * 1000)
         print(f"[ann] n={n:>8} {data}: exact batch of {nq} queries {exact_s:.2f}s; exact single "

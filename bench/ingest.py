@@ -143,7 +143,7 @@ forensics.init(sys.argv[1]).close()
 t, c = time.perf_counter(), time.process_time()
 ws = forensics.open(sys.argv[1])
 kw = {"batch_rows": int(sys.argv[3])} if int(sys.argv[3]) else {}   # 0: the tree's own default
-s = ingest(ws, [sys.argv[2]], "bench", meta_fields=["source"], langid=False, progress=False, **kw)
+s = ingest(ws, [sys.argv[2]], "bench", meta_fields=["source"], langid=False, progress=None, **kw)
 ws.close()
 print(s.rows_added, time.perf_counter() - t, time.process_time() - c)
 """

@@ -197,7 +197,7 @@ def main() -> None:
         f = tmp / f"synth-{'-'.join(planted)}.jsonl"
         c.write_jsonl(f)
         ws = forensics.init(tmp / f"ws-{'-'.join(planted)}")
-        ingest(ws, f, "synth", progress=False)
+        ingest(ws, f, "synth")
         r = run_pipeline(ws, load_pipeline("mistranslation"), "synth")
         pos = {k for k, v in c.labels.items() if v.startswith("planted:")}
         got = flagged(ws, r.pipeline_run_id, "mistranslation")
@@ -220,7 +220,7 @@ def main() -> None:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     ws = forensics.init(tmp / "ws-bench")
     t = time.perf_counter()
-    ingest(ws, f, "bench", progress=False)
+    ingest(ws, f, "bench")
     out["ingest_seconds"] = round(time.perf_counter() - t, 1)
     n = ws.one("SELECT count(*) FROM samples WHERE dataset = 'bench'")[0]
     out["rows_ingested"] = n

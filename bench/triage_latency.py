@@ -91,11 +91,11 @@ def main() -> None:
         ws_dir = tmp / "ws"
         ws = forensics.init(ws_dir)
         t = time.perf_counter()
-        ingest.ingest(ws, f, "train", meta_fields=["source", "shard"], progress=False)
+        ingest.ingest(ws, f, "train", meta_fields=["source", "shard"])
         t_ing = time.perf_counter() - t
         t = time.perf_counter()
         for fld in ("pair", "prompt", "reply"):
-            index.build(ws, "train", fld, progress=False)
+            index.build(ws, "train", fld)
         t_idx = time.perf_counter() - t
     rows = ws.one("SELECT count(*) FROM samples WHERE dataset = 'train'")[0]
     print(f"rows {rows}  (base corpus {len(c.records)} x {rows / len(c.records):.1f})  "

@@ -43,7 +43,7 @@ if args.rows:
     data = Path(args.workspace) / f"first-{args.rows}.jsonl"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
 summary = ingest(ws, data, dataset="api", id_field="id", prompt_field="prompt",
-                 reply_field="reply", meta_fields=["source", "shard"], progress=False)
+                 reply_field="reply", meta_fields=["source", "shard"])
 print(f"ingest: {summary.rows_added} added, {summary.rows_unchanged} unchanged, "
       f"{summary.rows_rejected} rejected")
 print(ws.sql("SELECT prompt_lang, reply_lang, count(*) AS n FROM samples WHERE dataset = 'api' "
@@ -66,7 +66,7 @@ print(ws.sql('SELECT pipeline, "check", count(*) AS n FROM v_quality_findings '
 # crash or a re-run only embeds what is missing.
 
 # %%
-m = index.build(ws, "api", field="pair", progress=False)
+m = index.build(ws, "api", field="pair")
 print(f"index: {m.rows} rows, {m.index_type}, model {m.model_id}")
 for hit in index.search(ws, "api", ["Who won the football game?"], k=3)[0]:
     print(f"  {hit.score:.3f} {hit.row_id} {(hit.prompt or '')[:70]!r}")

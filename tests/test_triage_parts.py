@@ -170,7 +170,7 @@ def tiny(tmp_path_factory, xquad_dir):
                      n_clean=30, n_native=10, n_translation=10, n_planted_per_lang=8)
     f = c.write_jsonl(tmp / "train.jsonl")
     ws = forensics.init(tmp / "ws")
-    ingest.ingest(ws, f, "train", meta_fields=["source", "shard"], progress=False)
+    ingest.ingest(ws, f, "train", meta_fields=["source", "shard"])
     planted = set(c.planted_ids("de"))
     ex = tmp / "expl.jsonl"
     with ex.open("w", encoding="utf-8") as out:
@@ -185,7 +185,7 @@ def tiny(tmp_path_factory, xquad_dir):
 
     emb = Embedder()
     for fld in ("pair", "explanation"):
-        index.build(ws, "train", fld, progress=False, embedder=emb)
+        index.build(ws, "train", fld, embedder=emb)
     yield ws, c, tmp
     ws.close()
 
@@ -195,7 +195,7 @@ def test_row_feature_cache_is_reused_and_invalidated(tiny):
 
     ws, c, tmp = tiny
     # a dataset of its own: adding rows below must not make the shared indexes stale
-    ingest.ingest(ws, tmp / "train.jsonl", "side", progress=False)
+    ingest.ingest(ws, tmp / "train.jsonl", "side")
     first = tf.load(ws, "side")
     assert not first.cached and first.stored
     again = tf.load(ws, "side")
@@ -212,7 +212,7 @@ def test_row_feature_cache_is_reused_and_invalidated(tiny):
     extra = tmp / "extra.jsonl"
     extra.write_text(json.dumps({"id": "extra-1", "prompt": "Translate into German: good night",
                                  "reply": "Gute Nacht"}) + "\n", encoding="utf-8")
-    ingest.ingest(ws, extra, "side", progress=False)
+    ingest.ingest(ws, extra, "side")
     after = tf.load(ws, "side")
     assert not after.cached and after.frame.height == first.frame.height + 1
     row = after.frame.filter(pl.col("row_id") == "extra-1")

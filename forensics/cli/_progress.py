@@ -38,8 +38,10 @@ class RichProgress:
             self._bars.advance(task, n)
 
     def note(self, message: str) -> None:
-        if self.enabled:
-            self.console.print(f"[dim]{message}[/]", markup=True, highlight=False)
+        if self.enabled:   # messages carry data (paths, dataset names): never read as markup
+            from rich.markup import escape
+
+            self.console.print(f"[dim]{escape(message)}[/]", markup=True, highlight=False)
 
     def finish(self, task: int) -> None:
         if self.enabled and self._bars is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from forensics.cli._common import Ctx, console, emit_json, err_console, handle_errors, json_option
+from forensics.cli._progress import RichProgress
 
 _FIELD_CHOICE = click.Choice(["prompt", "reply", "pair", "explanation"])
 _TYPE_CHOICE = click.Choice(["auto", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq"])
@@ -69,11 +70,11 @@ def register(main: click.Group) -> None:
         from forensics.search import index
         from forensics.search.embed import Embedder
 
-        with obj.open() as ws:
+        with obj.open() as ws, RichProgress(err_console) as bars:
             ws.require_dataset(dataset)
             flds = _fields(ws, dataset, fields)
             emb = Embedder(model, device=device)
-            ms = [index.build(ws, dataset, f, index_type=index_type, embedder=emb, progress=True)
+            ms = [index.build(ws, dataset, f, index_type=index_type, embedder=emb, progress=bars)
                   for f in flds]
         if as_json:
             emit_json({"built": [_manifest_row(m) for m in ms], "manifests": ms})
@@ -93,11 +94,11 @@ def register(main: click.Group) -> None:
         """Add rows that are new since the last build (rebuilds if indexed rows changed)."""
         from forensics.search import index
 
-        with obj.open() as ws:
+        with obj.open() as ws, RichProgress(err_console) as bars:
             ws.require_dataset(dataset)
             flds = _fields(ws, dataset, fields, existing_only=True)
             before = {s.field: s.rows for s in index.status(ws, dataset)}
-            ms = [index.update(ws, dataset, f, progress=True, device=device) for f in flds]
+            ms = [index.update(ws, dataset, f, progress=bars, device=device) for f in flds]
         rows = [{**_manifest_row(m), "added": m.rows - (before.get(m.field) or 0)} for m in ms]
         if as_json:
             emit_json({"updated": rows})

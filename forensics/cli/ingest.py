@@ -7,6 +7,7 @@ import sys
 import click
 
 from forensics.cli._common import Ctx, console, emit_json, err_console, frame_table, handle_errors, json_option
+from forensics.cli._progress import RichProgress
 
 
 def _csv_list(value: str | None) -> list[str]:
@@ -55,11 +56,12 @@ def ingest(obj: Ctx, files: tuple[str, ...], dataset: str, id_field: str, prompt
         langs = ["all"] if languages.strip().lower() == "all" else _csv_list(languages)
     ws = obj.open()
     try:
-        s = api.ingest(ws, list(files), dataset, id_field=id_field or None,
-                       prompt_field=prompt_field, reply_field=reply_field,
-                       meta_fields=_csv_list(meta_fields), max_chars=max_chars, languages=langs,
-                       langid=not no_langid, batch_rows=batch_rows,
-                       progress=not quiet and not as_json)
+        with RichProgress(err_console, enabled=not quiet and not as_json) as bars:
+            s = api.ingest(ws, list(files), dataset, id_field=id_field or None,
+                           prompt_field=prompt_field, reply_field=reply_field,
+                           meta_fields=_csv_list(meta_fields), max_chars=max_chars,
+                           languages=langs, langid=not no_langid, batch_rows=batch_rows,
+                           progress=bars if bars.enabled else None)
     finally:
         ws.close()
     if as_json:

@@ -386,7 +386,7 @@ def _anomaly_vector(ws: "Workspace", dataset: str, anomaly: dict, source: str,
     if not pair or source.startswith("hashed"):
         return None
     try:
-        from forensics.search.embed import _cache_lookup, embed_texts, text_hash
+        from forensics.search.embed import cached_vectors, embed_texts, text_hash
 
         if source.startswith("the "):
             from forensics.search.index import open_index
@@ -397,7 +397,7 @@ def _anomaly_vector(ws: "Workspace", dataset: str, anomaly: dict, source: str,
             oi, model_id, dim = None, None, None
         if model_id is not None:
             for texts in ([pair], [t for t in (prompt, reply) if t.strip()]):
-                found = _cache_lookup(ws, model_id, [text_hash(t) for t in texts], dim)
+                found = cached_vectors(ws, model_id, [text_hash(t) for t in texts], dim)
                 if len(found) == len(texts):
                     v = np.mean(list(found.values()), axis=0)
                     return v / (np.linalg.norm(v) or 1.0)

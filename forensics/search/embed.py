@@ -21,9 +21,11 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+from forensics import progress as _progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.workspace import Workspace
@@ -35,8 +37,6 @@ _DEFAULT_ALIASES = {None, "", "default", "minilm", DEFAULT_MODEL}
 # at most one chunk of work, and the cost of one DuckDB insert is amortised over many rows.
 # 512 also gives the progress bar a step every few seconds on a 2-core laptop.
 CACHE_CHUNK = 512
-# Test-only fault injection: raise after this many committed chunks (see tests/test_embed.py).
-_FAIL_ENV = "FORENSICS_TEST_EMBED_FAIL_AFTER_CHUNKS"
 
 
 def default_model_path() -> Path:
@@ -46,6 +46,7 @@ def default_model_path() -> Path:
 
 
 def text_hash(text: str) -> str:
+    """The cache key of a text: sha256 (hex) of its UTF-8 bytes."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -256,18 +257,24 @@ class EmbedStats:
 
 
 def embed_texts(ws: "Workspace", texts: list[str], embedder: Embedder | None = None,
-                progress: bool = False) -> np.ndarray:
+                progress: _progress.Progress | None = None,
+                on_chunk_committed: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Embed ``texts`` through the workspace cache; float32 ``[n, dim]``, L2-normalised."""
-    return embed_texts_stats(ws, texts, embedder, progress)[0]
+    return embed_texts_stats(ws, texts, embedder, progress, on_chunk_committed)[0]
 
 
 def embed_texts_stats(ws: "Workspace", texts: list[str], embedder: Embedder | None = None,
-                      progress: bool = False) -> tuple[np.ndarray, EmbedStats]:
+                      progress: _progress.Progress | None = None,
+                      on_chunk_committed: Callable[[int, int], None] | None = None
+                      ) -> tuple[np.ndarray, EmbedStats]:
     """Like :func:`embed_texts`, also returning hit/miss counts.
 
     Misses are embedded longest-first in chunks of ``CACHE_CHUNK`` and each chunk is
     committed to ``embedding_cache`` before the next starts, so a re-run after a crash embeds
     only what is still missing. A read-only workspace embeds without writing the cache.
+    ``progress`` gets one task counting the texts embedded (``None``: silent).
+    ``on_chunk_committed(chunks, texts)`` is called after each chunk is stored, with the chunks
+    and texts done so far; an exception it raises stops the call with the chunks so far kept.
     """
     emb = embedder or Embedder()
     texts = list(texts)
@@ -282,7 +289,7 @@ def embed_texts_stats(ws: "Workspace", texts: list[str], embedder: Embedder | No
         first.setdefault(h, i)
     uniq = list(first)
     stats.unique = len(uniq)
-    found = _cache_lookup(ws, emb.model_id, uniq, emb.dim)
+    found = cached_vectors(ws, emb.model_id, uniq, emb.dim)
     stats.cache_hits = len(found)
     missing = [h for h in uniq if h not in found]
     if missing:
@@ -295,44 +302,32 @@ def embed_texts_stats(ws: "Workspace", texts: list[str], embedder: Embedder | No
             missing = [missing[i] for i in np.argsort(-lengths, kind="stable")]
         else:
             missing.sort(key=lambda h: -len(texts[first[h]]))
-        fail_after = int(os.environ.get(_FAIL_ENV, "0") or 0)
-        prog = _progress(progress, len(missing), f"embedding ({emb.model_id})")
+        prog = _progress.resolve(progress)
+        task = prog.start(f"embedding ({emb.model_id})", len(missing))
         try:
             for c, start in enumerate(range(0, len(missing), CACHE_CHUNK)):
-                if fail_after and c >= fail_after:
-                    raise RuntimeError(f"injected failure after {c} chunks ({_FAIL_ENV})")
                 chunk = missing[start:start + CACHE_CHUNK]
                 vecs = emb.encode([texts[first[h]] for h in chunk])
                 for h, v in zip(chunk, vecs):
                     found[h] = v
                 if not ws.read_only:
-                    _cache_store(ws, emb.model_id, chunk, vecs)
+                    store_vectors(ws, emb.model_id, chunk, vecs)
                 stats.embedded += len(chunk)
-                if prog is not None:
-                    prog[0].update(prog[1], advance=len(chunk))
+                prog.advance(task, len(chunk))
+                if on_chunk_committed is not None:
+                    on_chunk_committed(c + 1, stats.embedded)
         finally:
-            if prog is not None:
-                prog[0].stop()
+            prog.finish(task)
     for i, h in enumerate(hashes):
         out[i] = found[h]
     return out, stats
 
 
-def _progress(enabled: bool, total: int, label: str):
-    if not enabled:
-        return None
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeRemainingColumn)
-    from rich.console import Console
-
-    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                 TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-    p.start()
-    return p, p.add_task(label, total=total)
-
-
-def _cache_lookup(ws: "Workspace", model_id: str, hashes: list[str], dim: int) -> dict[str, np.ndarray]:
-    """Vectors already cached for ``hashes``.
+def cached_vectors(ws: "Workspace", model_id: str, hashes: list[str], dim: int
+                   ) -> dict[str, np.ndarray]:
+    """Vectors of ``model_id`` already in ``embedding_cache`` for these content hashes
+    (:func:`text_hash` of each text), as ``{hash: float32 [dim]}``; hashes not cached are
+    absent, and a cache holding vectors of another dimension or type yields ``{}``.
 
     The hashes travel as one list parameter, not a registered Arrow table: registering
     makes DuckDB import pandas (~0.3 s), which a triage CLI run would pay for a lookup of
@@ -356,7 +351,9 @@ def _cache_lookup(ws: "Workspace", model_id: str, hashes: list[str], dim: int) -
     return dict(zip(keys, mat))
 
 
-def _cache_store(ws: "Workspace", model_id: str, hashes: list[str], vecs: np.ndarray) -> None:
+def store_vectors(ws: "Workspace", model_id: str, hashes: list[str], vecs: np.ndarray) -> None:
+    """Write ``vecs[i]`` as the cached vector of ``hashes[i]`` for ``model_id``; rows already
+    cached are kept (first writer wins)."""
     import pyarrow as pa
 
     dim = vecs.shape[1]
@@ -378,4 +375,5 @@ def cache_stats(ws: "Workspace") -> list[dict]:
 
 
 __all__ = ["Embedder", "EmbedStats", "embed_texts", "embed_texts_stats", "text_hash",
-           "DEFAULT_MODEL", "USEM3", "default_model_path", "cache_stats"]
+           "cached_vectors", "store_vectors", "DEFAULT_MODEL", "USEM3", "default_model_path",
+           "cache_stats"]

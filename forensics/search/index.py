@@ -10,76 +10,34 @@ vectors and the dataset state it was built from. The manifest records both (mode
 version / explanation count), plus a sha256 of the .faiss file, so a stale or corrupted index
 is reported instead of silently used (``open_index`` raises ``StaleError``).
 
-Crash safety: the new .faiss and manifest are written to temp files in the same directory and
-fsynced, then renamed over the old files (``.faiss`` first, manifest last) and the directory is
-fsynced. A crash before the first rename leaves the old pair untouched; a crash between the two
-renames leaves a pending ``.manifest.json.new`` whose checksum matches the new ``.faiss``, which
-:func:`_recover` rolls forward on the next open.
+The manifest, the field rows and the crash-safe write live in :mod:`forensics.search.manifest`;
+FAISS construction and tuning in :mod:`forensics.search.ann`. This module stays one file (about
+550 lines) because it is one public surface -- build, update, open, search, status, verify --
+whose functions share the same freshness and checksum checks.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import hashlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field as dc_field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from forensics import progress as _progress
 from forensics.errors import CheckFailed, NotFoundError, StaleError, UsageError
+from forensics.search.ann import (FLAT_THRESHOLD, INDEX_TYPES, TARGET_RECALL, apply_params, choose_type,
+                                  few_query_threads, load_faiss, new_index, tune)
+from forensics.search.manifest import (FIELDS, SAMPLE_TEXT, Manifest, check_field, field_sql, field_texts,
+                                       fingerprint_of, index_paths, read_manifest, record_index,
+                                       sha256_file, source_state, stale_reason, write_pair)
 
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.search.embed import Embedder
     from forensics.workspace import Workspace
-
-FIELDS = ("prompt", "reply", "pair", "explanation")
-INDEX_TYPES = ("flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq")
-# Below this many rows exact search is fast enough (about 1 ms per query at 50k x 384-d) and
-# needs no tuning, so ``auto`` picks ``flat``; above it ``ivf-sq8`` (measured in docs/index.md:
-# recall@10 >= 0.95 at about 0.4 GB per million vectors).
-FLAT_THRESHOLD = 50_000
-MANIFEST_FORMAT = 1
-TARGET_RECALL = 0.95
-# Test-only fault injection points (see tests/test_index.py): crash the build process at a
-# named step with os._exit, as a power cut or kill -9 would.
-_FAIL_ENV = "FORENSICS_TEST_INDEX_CRASH_AT"
-
-
-# ---------------------------------------------------------------------------- dataclasses
-@dataclass
-class Manifest:
-    dataset: str
-    field: str
-    model_id: str
-    model_spec: str | None          # what Embedder() needs to rebuild the model (None = default)
-    dim: int
-    metric: str
-    index_type: str
-    params: dict
-    rows: int
-    max_id: int
-    checksum: str                   # sha256 of the .faiss file
-    file_size: int
-    dataset_version: int
-    source_count: int               # rows of the field in DuckDB at build time
-    source_max_id: int
-    source_fingerprint: str         # xor of per-row hashes of (id, text) at build time
-    built_at: str
-    tool_version: str
-    build_seconds: float = 0.0
-    measured_recall_at_10: float | None = None
-    format: int = MANIFEST_FORMAT
-    updated_from: str | None = None  # built_at of the index an update started from
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Manifest":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass
@@ -119,338 +77,6 @@ class VerifyReport:
     checks: dict = dc_field(default_factory=dict)
 
 
-@dataclass
-class _Source:
-    """The rows of one field as DuckDB has them now."""
-
-    count: int
-    max_id: int
-    fingerprint: str
-    version: int
-
-
-# ---------------------------------------------------------------------------- paths
-def index_paths(ws: "Workspace", dataset: str, field: str) -> tuple[Path, Path]:
-    _check_field(field)
-    d = ws.indexes_dir / _safe_name(dataset)
-    return d / f"{field}.faiss", d / f"{field}.manifest.json"
-
-
-def _safe_name(dataset: str) -> str:
-    """Dataset names become directory names: keep them on one path component."""
-    if not dataset or dataset in (".", "..") or "/" in dataset or "\\" in dataset or "\0" in dataset:
-        raise UsageError(f"dataset name {dataset!r} cannot be used as an index directory name")
-    return dataset
-
-
-def _check_field(field: str) -> None:
-    if field not in FIELDS:
-        raise UsageError(f"unknown field {field!r}", hint="one of: " + ", ".join(FIELDS))
-
-
-# ---------------------------------------------------------------------------- source rows
-_SAMPLE_TEXT = {
-    "prompt": "coalesce(prompt, '')",
-    "reply": "coalesce(reply, '')",
-    "pair": "coalesce(prompt, '') || chr(10) || chr(10) || coalesce(reply, '')",
-}
-
-
-def _field_sql(field: str) -> tuple[str, str, str]:
-    """(id column, text expression, FROM+WHERE) for one field; rows with empty text are left out."""
-    if field == "explanation":
-        return ("explanation_id", "text",
-                "FROM explanations WHERE dataset = ? AND sample_id IS NOT NULL AND text <> ''")
-    cond = {"prompt": "coalesce(prompt, '') <> ''", "reply": "coalesce(reply, '') <> ''",
-            "pair": "(coalesce(prompt, '') <> '' OR coalesce(reply, '') <> '')"}[field]
-    return "sample_id", _SAMPLE_TEXT[field], f"FROM samples WHERE dataset = ? AND {cond}"
-
-
-def field_texts(ws: "Workspace", dataset: str, field: str, min_id_exclusive: int | None = None
-                ) -> tuple[np.ndarray, list[str]]:
-    """(ids int64, texts) of a dataset's field, ordered by id.
-
-    ids are ``sample_id`` (``explanation_id`` for ``explanation``); the pair text is
-    prompt + "\\n\\n" + reply. Rows whose text is empty are not indexed.
-    """
-    _check_field(field)
-    idc, expr, frm = _field_sql(field)
-    params: list[Any] = [dataset]
-    if min_id_exclusive is not None:
-        frm += f" AND {idc} > ?"
-        params.append(int(min_id_exclusive))
-    tb = ws.con.sql(f"SELECT {idc} AS id, {expr} AS t {frm} ORDER BY {idc}",
-                    params=params).to_arrow_table()
-    ids = tb.column(0).to_numpy().astype(np.int64)
-    return ids, tb.column(1).to_pylist()
-
-
-def _source_state(ws: "Workspace", dataset: str, field: str) -> _Source:
-    idc, expr, frm = _field_sql(field)
-    row = ws.one(f"SELECT count(*), coalesce(max({idc}), 0), "
-                 f"coalesce(bit_xor(hash({idc}, {expr})), 0) {frm}", [dataset])
-    vrow = ws.one("SELECT version FROM datasets WHERE name = ?", [dataset])
-    return _Source(count=int(row[0]), max_id=int(row[1]), fingerprint=f"{int(row[2]):016x}",
-                   version=int(vrow[0]) if vrow else -1)
-
-
-def _fingerprint_of(ws: "Workspace", dataset: str, field: str, ids: np.ndarray) -> str:
-    """Fingerprint of the rows with these ids as they are now (to see whether indexed rows changed)."""
-    import pyarrow as pa
-
-    idc, expr, frm = _field_sql(field)
-    name = f"_fp_ids_{os.getpid()}"
-    ws.con.register(name, pa.table({"id": pa.array(ids, pa.int64())}))
-    try:
-        row = ws.one(f"SELECT count(*), coalesce(bit_xor(hash({idc}, {expr})), 0) {frm} "
-                     f"AND {idc} IN (SELECT id FROM {name})", [dataset])
-    finally:
-        ws.con.unregister(name)
-    return f"{int(row[1]):016x}" if int(row[0]) == len(ids) else "rows-missing"
-
-
-def _is_stale(m: Manifest, src: _Source) -> str | None:
-    """Why the index no longer matches DuckDB, or None when it is fresh."""
-    if m.field == "explanation":
-        if (src.count, src.max_id, src.fingerprint) != (m.source_count, m.source_max_id,
-                                                         m.source_fingerprint):
-            return (f"explanations changed since build ({m.source_count} -> {src.count} rows, "
-                    f"max id {m.source_max_id} -> {src.max_id})")
-        return None
-    if src.version != m.dataset_version:
-        return (f"dataset version {m.dataset_version} at build, now {src.version} "
-                f"({m.source_count} -> {src.count} rows)")
-    if src.count != m.source_count:
-        return f"row count {m.source_count} at build, now {src.count}"
-    return None
-
-
-# ---------------------------------------------------------------------------- faiss helpers
-def _faiss():
-    import faiss
-
-    return faiss
-
-
-def _choose_type(n: int, requested: str | None) -> str:
-    if requested in (None, "", "auto"):
-        return "flat" if n < FLAT_THRESHOLD else "ivf-sq8"
-    if requested not in INDEX_TYPES:
-        raise UsageError(f"unknown index type {requested!r}",
-                         hint="one of: auto, " + ", ".join(INDEX_TYPES))
-    return requested
-
-
-def _new_index(kind: str, dim: int, n: int, train: np.ndarray | None) -> tuple[Any, dict]:
-    """An empty index of ``kind`` (trained when it needs training) and its parameters."""
-    faiss = _faiss()
-    ip = faiss.METRIC_INNER_PRODUCT
-    if kind == "flat":
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), {}
-    if kind in ("hnsw", "hnsw-sq8"):
-        m, efc, efs = 32, 80, 128
-        if kind == "hnsw":
-            base = faiss.IndexHNSWFlat(dim, m, ip)
-        else:
-            base = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, ip)
-            base.train(train)
-        base.hnsw.efConstruction = efc
-        base.hnsw.efSearch = efs
-        return faiss.IndexIDMap2(base), {"M": m, "efConstruction": efc, "efSearch": efs}
-    # IVF: about 4 * sqrt(n) lists, trained on at most 50 points per list
-    nlist = int(max(16, min(65536, 4 * np.sqrt(max(n, 1)))))
-    nlist = min(nlist, max(1, len(train) // 39)) if train is not None else nlist
-    quant = faiss.IndexFlatIP(dim)
-    if kind == "ivf-sq8":
-        base = faiss.IndexIVFScalarQuantizer(quant, dim, nlist, faiss.ScalarQuantizer.QT_8bit, ip)
-        params = {"nlist": nlist}
-    elif kind == "ivf-pq":
-        msub = _pq_m(dim)
-        # 8-bit codes need >= 256 training points per sub-quantiser; tiny corpora get fewer bits
-        nbits = int(min(8, max(1, np.floor(np.log2(max(len(train), 2))))))
-        base = faiss.IndexIVFPQ(quant, dim, nlist, msub, nbits, ip)
-        params = {"nlist": nlist, "pq_m": msub, "pq_bits": nbits}
-    else:  # pragma: no cover - guarded by _choose_type
-        raise UsageError(f"unknown index type {kind!r}")
-    # the python wrapper keeps ``quant`` alive through base.referenced_objects
-    base.cp.seed = 1234
-    base.train(train)
-    base.set_direct_map_type(faiss.DirectMap.Hashtable)
-    params["nprobe"] = min(nlist, 32)
-    return base, params
-
-
-def _pq_m(dim: int) -> int:
-    for m in (dim // 8, dim // 4, dim // 2, dim):
-        if m and dim % m == 0 and m <= 96:
-            return m
-    return 1
-
-
-def _apply_params(index: Any, kind: str, params: dict) -> None:
-    faiss = _faiss()
-    if kind.startswith("ivf"):
-        faiss.extract_index_ivf(index).nprobe = int(params.get("nprobe", 32))
-    elif kind.startswith("hnsw"):
-        faiss.downcast_index(index.index).hnsw.efSearch = int(params.get("efSearch", 128))
-
-
-def _tune(index: Any, kind: str, params: dict, vecs: np.ndarray, ids: np.ndarray,
-          nq: int = 200, seed: int = 0) -> float | None:
-    """Raise nprobe / efSearch until recall@10 against exact search reaches TARGET_RECALL.
-
-    Queries are indexed vectors plus noise (an unseen query near the data, like a real one);
-    the exact answer comes from brute force over all vectors. Returns the measured recall.
-    """
-    if kind == "flat" or len(vecs) < 20:
-        return 1.0 if kind == "flat" else None
-    faiss = _faiss()
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(vecs), size=min(nq, len(vecs)), replace=False)
-    q = vecs[pick] + rng.normal(0, 0.5 / np.sqrt(vecs.shape[1]), size=(len(pick), vecs.shape[1])).astype(np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    k = min(10, len(vecs))
-    _, truth = faiss.knn(q, vecs, k, metric=faiss.METRIC_INNER_PRODUCT)  # no copy of vecs
-    truth_ids = ids[truth]
-    key, steps = (("nprobe", [8, 16, 32, 64, 128, 256, 512]) if kind.startswith("ivf")
-                  else ("efSearch", [64, 128, 256, 512]))
-    if key == "nprobe":
-        steps = [s for s in steps if s <= params["nlist"]] or [params["nlist"]]
-    recall = 0.0
-    for s in steps:
-        params[key] = s
-        _apply_params(index, kind, params)
-        _, got = index.search(q, k)
-        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, truth_ids)]))
-        if recall >= TARGET_RECALL:
-            break
-    return round(recall, 4)
-
-
-@contextlib.contextmanager
-def few_query_threads(n_queries: int, threshold: int = 8):
-    """Search one or a few queries on a single OpenMP thread.
-
-    Why: FAISS parallelises a single query over the database with OpenMP; on a shared 2-core
-    box under load the threads' spin-waits made exact single-query search 4x slower (measured
-    p50 128 ms with 2 threads vs 29 ms with 1 at 100k, load average 8). Batches keep all threads.
-    """
-    if n_queries >= threshold:
-        yield
-        return
-    faiss = _faiss()
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(str(d), os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _crash_point(name: str) -> None:
-    if os.environ.get(_FAIL_ENV) == name:
-        os._exit(86)
-
-
-def _write_pair(index: Any, manifest: Manifest, faiss_path: Path, man_path: Path) -> Manifest:
-    """Atomically replace the .faiss / manifest pair (see module docstring)."""
-    faiss = _faiss()
-    d = faiss_path.parent
-    d.mkdir(parents=True, exist_ok=True)
-    tmp_idx = d / f".{faiss_path.name}.tmp-{os.getpid()}"
-    pending_man = d / f"{man_path.name}.new"
-    # leftovers of a build killed before its first rename (the workspace's DuckDB write lock
-    # keeps two builds of one workspace from running at once, so these are never live)
-    for stale_tmp in [*d.glob(f".{faiss_path.name}.tmp-*"), *d.glob(f".{man_path.name}.tmp-*")]:
-        stale_tmp.unlink(missing_ok=True)
-    try:
-        faiss.write_index(index, str(tmp_idx))
-        with open(tmp_idx, "rb+") as f:
-            os.fsync(f.fileno())
-        _crash_point("after-faiss-tmp")
-        manifest.checksum = _sha256_file(tmp_idx)
-        manifest.file_size = tmp_idx.stat().st_size
-        tmp_man = d / f".{man_path.name}.tmp-{os.getpid()}"
-        with open(tmp_man, "w", encoding="utf-8") as f:
-            json.dump(asdict(manifest), f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_man, pending_man)
-        _fsync_dir(d)
-        os.replace(tmp_idx, faiss_path)
-        _fsync_dir(d)
-        _crash_point("between-renames")
-        os.replace(pending_man, man_path)
-        _fsync_dir(d)
-    finally:
-        for p in (tmp_idx, d / f".{man_path.name}.tmp-{os.getpid()}"):
-            if p.exists():
-                p.unlink()
-    return manifest
-
-
-def _recover(faiss_path: Path, man_path: Path) -> str | None:
-    """Finish or discard a write interrupted by a crash; say what was done."""
-    pending = man_path.parent / f"{man_path.name}.new"
-    if not pending.exists():
-        return None
-    try:
-        m = json.loads(pending.read_text(encoding="utf-8"))
-        if faiss_path.exists() and _sha256_file(faiss_path) == m.get("checksum"):
-            os.replace(pending, man_path)
-            _fsync_dir(man_path.parent)
-            return "rolled forward an interrupted index write"
-    except (OSError, ValueError):
-        pass
-    try:
-        pending.unlink()
-    except OSError:  # pragma: no cover
-        pass
-    return "discarded an interrupted index write"
-
-
-def read_manifest(ws: "Workspace", dataset: str, field: str) -> Manifest:
-    faiss_path, man_path = index_paths(ws, dataset, field)
-    _recover(faiss_path, man_path)
-    if not man_path.exists():
-        raise NotFoundError(f"no {field!r} index for dataset {dataset!r} ({man_path} missing)",
-                            hint=f"build it: forensics index build --dataset {dataset} --field {field}")
-    try:
-        return Manifest.from_dict(json.loads(man_path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError) as e:
-        raise CheckFailed(f"index manifest {man_path} is unreadable: {e}",
-                          hint=f"rebuild: forensics index build --dataset {dataset} --field {field}") from e
-
-
-def _record(ws: "Workspace", m: Manifest, faiss_path: Path) -> None:
-    if ws.read_only:
-        return
-    rel = os.path.relpath(faiss_path, ws.root)
-    ws.con.execute(
-        "INSERT OR REPLACE INTO indexes (dataset, field, path, manifest, built_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [m.dataset, m.field, rel, json.dumps(asdict(m)), _dt.datetime.fromisoformat(m.built_at)])
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
 
@@ -461,42 +87,57 @@ def _tool_version() -> str:
     return __version__
 
 
-def _err(msg: str, progress: bool) -> None:
-    if progress:
-        import sys
-
-        print(msg, file=sys.stderr, flush=True)
-
 
 # ---------------------------------------------------------------------------- build / update
+# The named points of a build, in order (``on_stage``): vectors ready; index trained, filled and
+# tuned; new .faiss written to its temp file; .faiss renamed, manifest pending; both files in
+# place; the ``indexes`` row written.
+BUILD_STAGES = ("embedded", "index-built", "after-faiss-tmp", "between-renames", "written",
+                "recorded")
+
+
+def _no_stage(name: str) -> None:
+    pass
+
+
 def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | None = None,
-          model: str | None = None, device: str | None = None, progress: bool = True,
-          embedder: "Embedder | None" = None) -> Manifest:
-    """Embed every row of ``dataset``'s ``field`` (cache-backed) and write a fresh index."""
+          model: str | None = None, device: str | None = None,
+          progress: _progress.Progress | None = None, embedder: "Embedder | None" = None,
+          on_stage: Callable[[str], None] | None = None) -> Manifest:
+    """Embed every row of ``dataset``'s ``field`` (cache-backed) and write a fresh index.
+
+    ``progress`` gets the embedding task and one note per phase (``None``: silent).
+    ``on_stage`` is called with each name of :data:`BUILD_STAGES` as the build passes it (a
+    test can stop the process there to check crash safety; it must not raise otherwise).
+    """
     from forensics.search.embed import Embedder, embed_texts
 
-    _check_field(field)
+    prog = _progress.resolve(progress)
+    stage = on_stage or _no_stage
+    check_field(field)
     ws.require_dataset(dataset)
     t0 = time.perf_counter()
-    src = _source_state(ws, dataset, field)
+    src = source_state(ws, dataset, field)
     ids, texts = field_texts(ws, dataset, field)
     if len(ids) == 0:
         what = "explanations" if field == "explanation" else f"non-empty {field} texts"
         raise NotFoundError(f"dataset {dataset!r} has no {what} to index",
                             hint="ingest samples (or import explanations) first")
     emb = embedder or Embedder(model, device=device)
-    _err(f"{dataset}/{field}: {len(ids)} rows, model {emb.model_id}", progress)
-    vecs = embed_texts(ws, texts, emb, progress=progress)
-    kind = _choose_type(len(ids), index_type)
+    prog.note(f"{dataset}/{field}: {len(ids)} rows, model {emb.model_id}")
+    vecs = embed_texts(ws, texts, emb, progress=prog)
+    stage("embedded")
+    kind = choose_type(len(ids), index_type)
     train = None
     if kind not in ("flat", "hnsw"):
         rng = np.random.default_rng(0)
         nt = min(len(vecs), 50 * int(max(16, 4 * np.sqrt(len(vecs)))))
         train = vecs[np.sort(rng.choice(len(vecs), size=nt, replace=False))] if nt < len(vecs) else vecs
-    _err(f"{dataset}/{field}: building {kind} index", progress)
-    index, params = _new_index(kind, emb.dim, len(ids), train)
+    prog.note(f"{dataset}/{field}: building {kind} index")
+    index, params = new_index(kind, emb.dim, len(ids), train)
     index.add_with_ids(vecs, ids)
-    recall = _tune(index, kind, params, vecs, ids)
+    recall = tune(index, kind, params, vecs, ids)
+    stage("index-built")
     faiss_path, man_path = index_paths(ws, dataset, field)
     m = Manifest(dataset=dataset, field=field, model_id=emb.model_id, model_spec=emb.spec,
                  dim=emb.dim, metric="inner_product", index_type=kind, params=params,
@@ -505,50 +146,58 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
                  source_fingerprint=src.fingerprint, built_at=_now(), tool_version=_tool_version(),
                  measured_recall_at_10=recall)
     m.build_seconds = round(time.perf_counter() - t0, 3)
-    _write_pair(index, m, faiss_path, man_path)
-    _record(ws, m, faiss_path)
+    write_pair(index, m, faiss_path, man_path, on_stage=stage)
+    stage("written")
+    record_index(ws, m, faiss_path)
+    stage("recorded")
     if recall is not None and recall < TARGET_RECALL:
-        _err(f"warning: {kind} reaches recall@10 {recall} < {TARGET_RECALL} on this data even at "
+        prog.note(f"warning: {kind} reaches recall@10 {recall} < {TARGET_RECALL} on this data even at "
              f"the largest {'nprobe' if kind.startswith('ivf') else 'efSearch'} tried; consider "
-             f"--index-type flat or ivf-sq8", progress)
-    _err(f"{dataset}/{field}: {m.rows} vectors, {kind} {params}, "
-         f"recall@10 {recall}, {m.build_seconds:.1f}s -> {faiss_path}", progress)
+             f"--index-type flat or ivf-sq8")
+    prog.note(f"{dataset}/{field}: {m.rows} vectors, {kind} {params}, "
+         f"recall@10 {recall}, {m.build_seconds:.1f}s -> {faiss_path}")
     return m
 
 
-def update(ws: "Workspace", dataset: str, field: str = "pair", progress: bool = True,
-           device: str | None = None) -> Manifest:
+def update(ws: "Workspace", dataset: str, field: str = "pair",
+           progress: _progress.Progress | None = None, device: str | None = None,
+           on_stage: Callable[[str], None] | None = None) -> Manifest:
     """Add only rows that are not in the index yet.
 
     When rows already indexed were changed or deleted (their fingerprint differs), adding
     cannot repair the index, so it is rebuilt with the same model and index type; the
-    manifest's ``updated_from`` stays None in that case.
+    manifest's ``updated_from`` stays None in that case. ``progress`` and ``on_stage`` as for
+    :func:`build` (an update passes ``embedded`` and the write stages; no ``index-built``).
     """
     from forensics.search.embed import embed_texts
+
+    prog = _progress.resolve(progress)
+    stage = on_stage or _no_stage
 
     faiss_path, man_path = index_paths(ws, dataset, field)
     try:
         old = read_manifest(ws, dataset, field)
     except NotFoundError:
-        _err(f"{dataset}/{field}: no index yet, building", progress)
-        return build(ws, dataset, field, progress=progress, device=device)
+        prog.note(f"{dataset}/{field}: no index yet, building")
+        return build(ws, dataset, field, progress=prog, device=device, on_stage=on_stage)
     oi = open_index(ws, dataset, field, allow_stale=True, device=device)
-    src = _source_state(ws, dataset, field)
-    if _is_stale(old, src) is None:
-        _err(f"{dataset}/{field}: already fresh ({old.rows} rows)", progress)
+    src = source_state(ws, dataset, field)
+    if stale_reason(old, src) is None:
+        prog.note(f"{dataset}/{field}: already fresh ({old.rows} rows)")
         return old
     indexed = oi.ids()
-    if _fingerprint_of(ws, dataset, field, indexed) != old.source_fingerprint:
-        _err(f"{dataset}/{field}: indexed rows changed or were removed; rebuilding", progress)
-        return build(ws, dataset, field, index_type=old.index_type, progress=progress,
-                     embedder=oi.embedder())
+    if fingerprint_of(ws, dataset, field, indexed) != old.source_fingerprint:
+        prog.note(f"{dataset}/{field}: indexed rows changed or were removed; rebuilding")
+        return build(ws, dataset, field, index_type=old.index_type, progress=prog,
+                     embedder=oi.embedder(), on_stage=on_stage)
     ids, texts = field_texts(ws, dataset, field)
     new = ~np.isin(ids, indexed)
     ids, texts = ids[new], [t for t, keep in zip(texts, new) if keep]
     t0 = time.perf_counter()
     if len(ids):
-        vecs = embed_texts(ws, texts, oi.embedder(), progress=progress)
+        vecs = embed_texts(ws, texts, oi.embedder(), progress=prog)
         oi.index.add_with_ids(vecs, ids)
+    stage("embedded")
     m = Manifest.from_dict(asdict(old))
     m.rows = int(oi.index.ntotal)
     m.max_id = int(max(old.max_id, ids.max() if len(ids) else 0))
@@ -556,9 +205,11 @@ def update(ws: "Workspace", dataset: str, field: str = "pair", progress: bool = 
     m.source_max_id, m.source_fingerprint = src.max_id, src.fingerprint
     m.updated_from, m.built_at = old.built_at, _now()
     m.build_seconds = round(time.perf_counter() - t0, 3)
-    _write_pair(oi.index, m, faiss_path, man_path)
-    _record(ws, m, faiss_path)
-    _err(f"{dataset}/{field}: added {len(ids)} rows -> {m.rows} vectors", progress)
+    write_pair(oi.index, m, faiss_path, man_path, on_stage=stage)
+    stage("written")
+    record_index(ws, m, faiss_path)
+    stage("recorded")
+    prog.note(f"{dataset}/{field}: added {len(ids)} rows -> {m.rows} vectors")
     return m
 
 
@@ -602,6 +253,16 @@ class OpenIndex:
             self._embedder = e
         return self._embedder
 
+    def share_embedder(self, embedder: "Embedder | None") -> bool:
+        """Use an already loaded ``embedder`` for queries when its model id is the manifest's
+        and none is loaded yet (saves a model load per index); returns whether it was taken.
+        ``embedder`` may be any object with ``model_id`` / ``dim`` / ``encode``."""
+        if embedder is None or self._embedder is not None \
+                or embedder.model_id != self.manifest.model_id:
+            return False
+        self._embedder = embedder
+        return True
+
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product (= cosine). Returns (scores [q,k], ids [q,k]); missing ids are
         -1 with score -inf."""
@@ -622,7 +283,7 @@ class OpenIndex:
 
     def ids(self) -> np.ndarray:
         """Every id held by the index."""
-        faiss = _faiss()
+        faiss = load_faiss()
         if self.manifest.index_type.startswith("ivf"):
             ivf = faiss.extract_index_ivf(self.index)
             invlists = ivf.invlists
@@ -662,14 +323,14 @@ class OpenIndex:
 
 
 def _cached_vectors(ws: "Workspace", m: Manifest, ids: np.ndarray) -> dict[int, np.ndarray]:
-    from forensics.search.embed import _cache_lookup, text_hash
+    from forensics.search.embed import cached_vectors, text_hash
 
-    idc, expr, frm = _field_sql(m.field)
+    idc, expr, frm = field_sql(m.field)
     # ids as a list parameter, not a registered Arrow table (that imports pandas, ~0.3 s)
     rows = ws.rows(f"SELECT {idc}, {expr} {frm} AND {idc} IN (SELECT unnest(?::BIGINT[]))",
                    [m.dataset, [int(x) for x in ids]])
     hashes = {int(i): text_hash(t) for i, t in rows}
-    found = _cache_lookup(ws, m.model_id, list(set(hashes.values())), m.dim)
+    found = cached_vectors(ws, m.model_id, list(set(hashes.values())), m.dim)
     pos = {int(x): i for i, x in enumerate(ids)}
     return {pos[i]: found[h] for i, h in hashes.items() if h in found}
 
@@ -692,14 +353,14 @@ def open_index(ws: "Workspace", dataset: str, field: str = "pair", allow_stale: 
         raise CheckFailed(f"index file {faiss_path} is missing (its manifest exists)",
                           hint=f"rebuild: forensics index build --dataset {dataset} --field {field}")
     # checksum before reading: faiss may crash or allocate wildly on a corrupted file
-    if _sha256_file(faiss_path) != m.checksum:
+    if sha256_file(faiss_path) != m.checksum:
         raise CheckFailed(f"index file {faiss_path} is corrupt: sha256 does not match its manifest",
                           hint=f"rebuild: forensics index build --dataset {dataset} --field {field}")
-    reason = _is_stale(m, _source_state(ws, dataset, field))
+    reason = stale_reason(m, source_state(ws, dataset, field))
     if reason and not allow_stale:
         raise StaleError(f"index {dataset}/{field} is stale: {reason}",
                          hint=f"run `forensics index update --dataset {dataset} --field {field}`")
-    faiss = _faiss()
+    faiss = load_faiss()
     index = None
     if read_only and device in (None, "cpu"):
         try:
@@ -708,10 +369,9 @@ def open_index(ws: "Workspace", dataset: str, field: str = "pair", allow_stale: 
             index = None
     if index is None:
         index = faiss.read_index(str(faiss_path))
-    _apply_params(index, m.index_type, m.params)
+    apply_params(index, m.index_type, m.params)
     oi = OpenIndex(ws, m, index, faiss_path, reason, device=device)
-    if embedder is not None and embedder.model_id == m.model_id:
-        oi._embedder = embedder
+    oi.share_embedder(embedder)
     return oi
 
 
@@ -740,7 +400,7 @@ def hits_for(ws: "Workspace", field: str, scores: np.ndarray, ids: np.ndarray) -
                 "WHERE e.explanation_id IN (SELECT unnest(?::BIGINT[]))", [flat])
             info = {r[0]: (r[1], r[2], r[0], r[3], r[4], r[5]) for r in rows}
         else:
-            expr = _SAMPLE_TEXT[field]
+            expr = SAMPLE_TEXT[field]
             rows = ws.rows(f"SELECT sample_id, row_id, prompt, reply, {expr} FROM samples "
                            f"WHERE sample_id IN (SELECT unnest(?::BIGINT[]))", [flat])
             info = {r[0]: (r[0], r[1], None, r[2], r[3], r[4]) for r in rows}
@@ -796,17 +456,17 @@ def status(ws: "Workspace", dataset: str | None = None) -> list[IndexStatus]:
         st = IndexStatus(d, f, "fresh", "", rel, rows=m.rows, index_type=m.index_type,
                          model_id=m.model_id, built_at=m.built_at, dataset_version=m.dataset_version)
         try:
-            src = _source_state(ws, d, f)
+            src = source_state(ws, d, f)
             st.current_rows, st.current_version = src.count, src.version
         except Exception as e:  # dataset gone
             src = None
             st.state, st.detail = "stale", f"cannot read dataset: {e}"
         if not faiss_path.exists():
             st.state, st.detail = "missing file", f"{faiss_path.name} missing"
-        elif faiss_path.stat().st_size != m.file_size or _sha256_file(faiss_path) != m.checksum:
+        elif faiss_path.stat().st_size != m.file_size or sha256_file(faiss_path) != m.checksum:
             st.state, st.detail = "corrupt", "sha256 of the .faiss file does not match the manifest"
         elif src is not None:
-            reason = _is_stale(m, src)
+            reason = stale_reason(m, src)
             if reason:
                 st.state, st.detail = "stale", reason
         out.append(st)
@@ -840,7 +500,7 @@ def verify(ws: "Workspace", dataset: str, field: str, sample: int = 32, seed: in
     if not faiss_path.exists():
         problem(f"index file {faiss_path} is missing")
         return rep
-    actual = _sha256_file(faiss_path)
+    actual = sha256_file(faiss_path)
     rep.checks["checksum"] = "ok" if actual == m.checksum else "mismatch"
     if actual != m.checksum:
         problem(f"checksum mismatch: {faiss_path} has sha256 {actual[:16]}…, manifest says "
@@ -896,6 +556,7 @@ def verify(ws: "Workspace", dataset: str, field: str, sample: int = 32, seed: in
     return rep
 
 
-__all__ = ["FIELDS", "INDEX_TYPES", "FLAT_THRESHOLD", "Manifest", "Hit", "IndexStatus",
-           "VerifyReport", "OpenIndex", "field_texts", "build", "update", "open_index", "search",
-           "hits_for", "status", "verify", "default_fields", "index_paths", "read_manifest"]
+__all__ = ["FIELDS", "INDEX_TYPES", "FLAT_THRESHOLD", "BUILD_STAGES", "Manifest", "Hit",
+           "IndexStatus", "VerifyReport", "OpenIndex", "field_texts", "build", "update",
+           "open_index", "search", "hits_for", "status", "verify", "default_fields", "index_paths",
+           "read_manifest", "few_query_threads"]
