@@ -11,9 +11,9 @@ version / explanation count), plus a sha256 of the .faiss file, so a stale or co
 is reported instead of silently used (``open_index`` raises ``StaleError``).
 
 The manifest, the field rows and the crash-safe write live in :mod:`forensics.search.manifest`;
-FAISS construction and tuning in :mod:`forensics.search.ann`. This module stays one file (about
-550 lines) because it is one public surface -- build, update, open, search, status, verify --
-whose functions share the same freshness and checksum checks.
+FAISS construction and tuning in :mod:`forensics.search.ann`. Longer than 500 lines because it
+is one public surface -- build, update, open, search, status, verify -- whose functions share
+the same freshness and checksum checks.
 """
 
 from __future__ import annotations
