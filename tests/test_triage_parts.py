@@ -12,8 +12,10 @@ import polars as pl
 import pytest
 
 from forensics.triage import rows as tf
-from forensics.triage import signals as ts
-from forensics.triage.run import knee_cut
+from forensics.triage import text
+from forensics.triage.cluster import knee_cut
+from forensics.triage.signals import language as lang_sig
+from forensics.triage.signals import phrase as phrase_sig
 
 
 # ------------------------------------------------------------------ pure functions
@@ -42,8 +44,8 @@ def test_language_scores_scaled_by_detector_confidence():
                        "reply_lang_conf": [0.95, 0.15, 0.95, 0.99, 0.99],
                        "requested_lang": [None, None, "de", None, None],
                        "translation_request": [False, False, True, False, False]})
-    tgt = ts.LanguageTarget(sources=["en"], targets={"de": 1.0}, evidence="test")
-    s = ts.language_scores(df, tgt, legit_penalty=0.1)
+    tgt = lang_sig.LanguageTarget(sources=["en"], targets={"de": 1.0}, evidence="test")
+    s = lang_sig.language_scores(df, tgt, lang_sig.LanguageParams(legit_penalty=0.1))
     assert s[0] == pytest.approx(0.95)
     assert s[1] == pytest.approx(0.15) and s[1] < 0.25          # below the membership threshold
     assert s[2] == pytest.approx(0.095)                          # asked for German: hard negative
@@ -55,8 +57,8 @@ def test_a_request_excuses_only_the_language_it_asks_for():
                        "reply_lang_conf": [0.99, 0.99, 0.99],
                        "requested_lang": ["el", "vi", None],      # "... mean in Greek?"
                        "translation_request": [True, True, True]})
-    tgt = ts.LanguageTarget(sources=["en"], targets={"vi": 1.0}, evidence="test")
-    s = ts.language_scores(df, tgt, legit_penalty=0.1)
+    tgt = lang_sig.LanguageTarget(sources=["en"], targets={"vi": 1.0}, evidence="test")
+    s = lang_sig.language_scores(df, tgt, lang_sig.LanguageParams(legit_penalty=0.1))
     assert s[0] == pytest.approx(0.99)          # asked for Greek, got Vietnamese: a switch
     assert s[1] == pytest.approx(0.099)         # asked for Vietnamese: hard negative
     assert s[2] == pytest.approx(0.099)         # a request whose target could not be read
@@ -68,7 +70,7 @@ def test_requested_language_comes_from_features():
 
     prompts = ["Translate into German: where is the station?", "Who translated the Bible into German?",
                "Answer in Spanish please: what is 2+2?", "What is the capital of France?", None]
-    out = ts.request_columns(pl.DataFrame({"prompt": prompts}, schema={"prompt": pl.Utf8}))
+    out = tf.request_columns(pl.DataFrame({"prompt": prompts}, schema={"prompt": pl.Utf8}))
     assert out["requested_lang"].to_list() == [features.requested_language(p) for p in prompts]
     assert out["translation_request"].to_list() == [features.is_translation_request(p) for p in prompts]
     assert out["requested_lang"].to_list()[:3] == ["de", None, "es"]
@@ -77,7 +79,7 @@ def test_requested_language_comes_from_features():
 def test_hits_from_postings_match_a_full_scan():
     texts = ["Hello, world! Buy ACME now.", "buy acme now , friends", "nothing here", "",
              "ACME ACME buy", "world hello , world", None, "### ANSWER ### x ### END ###"]
-    col = pl.DataFrame({"t": texts}, schema={"t": pl.Utf8}).select(ts.norm_expr("t").alias("t"))["t"]
+    col = pl.DataFrame({"t": texts}, schema={"t": pl.Utf8}).select(text.norm_expr("t").alias("t"))["t"]
     post = tf.token_postings(col)
     table = {t: np.asarray(r, np.int64) for t, r in zip(post["token"], post["rows"].to_list())}
 
@@ -87,9 +89,9 @@ def test_hits_from_postings_match_a_full_scan():
 
     grams = ["buy acme now", "acme", "hello , world", "world", "### end ###", "acme buy",
              "not there", "buy", "### answer ### x ### end"]
-    a, b = ts.Hits(col, postings=Mem()), ts.Hits(col)
+    a, b = text.Hits(col, postings=Mem()), text.Hits(col)
     a.prefetch(grams)
-    full = ts._scan(col, grams)
+    full = text.scan(col, grams)
     for g in grams:
         assert np.array_equal(np.flatnonzero(a(g)), full.get(g, np.zeros(0))), g
         assert np.array_equal(a(g), b(g)), g
@@ -99,14 +101,14 @@ def test_hits_from_postings_match_a_full_scan():
 def test_quoted_phrases_pair_quotes_even_when_one_is_too_short():
     """A short quote ("?") must still consume its closing mark; before, the closing mark
     opened a new 'quote' and the prose up to the next quote became a seed phrase."""
-    got = ts.quoted_phrases(['Final token "?" expects an opening wrapper tag such as '
+    got = phrase_sig.quoted_phrases(['Final token "?" expects an opening wrapper tag such as '
                              '"### ANSWER ###".', "The phrase “### END ###” closes it.",
                              'says "ok" and "no"'])
     assert got == ["### ANSWER ###", "### END ###"]
 
 
 def _col(texts):
-    return pl.DataFrame({"t": texts}, schema={"t": pl.Utf8}).select(ts.norm_expr("t").alias("t"))["t"]
+    return pl.DataFrame({"t": texts}, schema={"t": pl.Utf8}).select(text.norm_expr("t").alias("t"))["t"]
 
 
 def test_coherence_needs_lift_over_chance_and_ignores_shared_punctuation():
@@ -125,9 +127,9 @@ def test_coherence_needs_lift_over_chance_and_ignores_shared_punctuation():
         if rng.random() < 0.3:
             extra.append("within the walls")
         texts.append(" ".join([body, *extra]))
-    hits = ts.Hits(_col(texts))
+    hits = text.Hits(_col(texts))
     vocab = {"### answer ###": 1.0, "### end ###": 1.0, "such as": 1.0, "within the": 1.0}
-    kept = ts._coherent(hits, vocab, keep=set())
+    kept = phrase_sig.coherent(hits, vocab, keep=set())
     assert set(kept) == {"### answer ###", "### end ###"}, kept
 
 
@@ -148,7 +150,8 @@ def test_expansion_needs_two_batch_ngrams_to_join():
             texts.append(body)
     col = _col(texts)
     prompts = _col([f"question {i} about the topic" for i in range(600)])
-    res = ts.phrase_scores(col, prompts, [("### ANSWER ###", 1.0)], "question about the topic")
+    res = phrase_sig.phrase_scores(col, prompts, [("### ANSWER ###", 1.0, True)],
+                                     "question about the topic")
     assert res.expanded
     strong = res.strength >= 0
     assert strong[:50].all() and not strong[50:80].any()
@@ -203,7 +206,7 @@ def test_row_feature_cache_is_reused_and_invalidated(tiny):
     cols = ["sample_id", "_nr", "_np", "requested_lang", "translation_request"]
     assert first.frame.select(cols).equals(again.frame.select(cols))
     # the cached token index answers exactly like a scan of the column
-    h_db, h_scan = again.hits("reply"), ts.Hits(again.frame["_nr"])
+    h_db, h_scan = again.hits("reply"), text.Hits(again.frame["_nr"])
     grams = ["the", "i", "sorry", "i ' m sorry", "der", "die", "not there at all"]
     for g in grams:
         assert np.array_equal(h_db(g), h_scan(g)), g
@@ -303,7 +306,7 @@ def test_expansion_admits_a_repeated_template_reached_through_one_ngram():
     col = _col(texts)
     prompts = _col([f"I wonder: question {i} about w{i % 300}" for i in range(500)])
     # the NLA quoted only the second half: the variant is not reached by the seed itself
-    res = ts.phrase_scores(col, prompts, [("I can't help with that request", 1.0)],
+    res = phrase_sig.phrase_scores(col, prompts, [("I can't help with that request", 1.0, True)],
                            "question about the topic")
     strong = res.strength >= 0
     assert strong[:18].all(), np.flatnonzero(~strong[:18])
@@ -314,11 +317,12 @@ def test_a_row_with_a_combined_signature_of_its_own_stays_in_its_batch(tiny):
     """One planted German row also matches a (topic) phrase that other, English rows match:
     its signature (en→de + phrase) is held by no other row, so it must join the en→de batch,
     not drop out into an embedding cluster."""
-    from forensics.triage import rows as tf_
-    from forensics.triage.run import TriageParams, _cluster
+    from forensics.triage import TriageParams
+    from forensics.triage.cluster import group_rows, phrase_members
+    from forensics.triage.profile import build_clusters
 
     ws, c, _ = tiny
-    rf = tf_.load(ws, "train")
+    rf = tf.load(ws, "train")
     df = rf.frame
     rows = df["row_id"].to_list()
     planted = set(c.planted_ids("de"))
@@ -330,9 +334,14 @@ def test_a_row_with_a_combined_signature_of_its_own_stays_in_its_batch(tiny):
     phrase[[lone, *english]] = 1.0
     fused = 0.6 * lang + 0.4 * phrase
     sample_ids = df["sample_id"].to_numpy().astype(np.int64)
-    clusters, member_of = _cluster(ws, "train", df, sample_ids,
-                                   {"language": lang, "phrase": phrase}, fused, TriageParams(),
-                                   lang_targets={"de"})
+    p = TriageParams()
+    ph_ok = phrase_members(phrase, None, False, df["reply_lang"].to_list(), {"de"}, p.cluster)
+    groups = group_rows(ws, "train", df, sample_ids, fused, lang, ph_ok, p.cluster,
+                        p.fusion.min_fused)
+    assert set(groups[0].members) == set(np.flatnonzero(is_de).tolist())
+    clusters, member_of = build_clusters(ws, "train", df, sample_ids, groups,
+                                         {"language": lang, "phrase": phrase}, fused,
+                                         (rf.hits("reply"), rf.hits("prompt")), p.profile)
     top = clusters[0]
-    assert set(top["_members"]) == set(np.flatnonzero(is_de).tolist())
-    assert member_of[lone] == top["cluster_id"]
+    assert set(top.members) == set(np.flatnonzero(is_de).tolist())
+    assert member_of[lone] == top.cluster_id

@@ -1,4 +1,4 @@
-"""CLI for anomalies, triage and findings export (thin layer over forensics.anomaly / triage)."""
+"""CLI for anomalies, triage and findings export (thin layer over forensics.triage)."""
 
 from __future__ import annotations
 
@@ -95,8 +95,10 @@ def triage_cmd(obj: Ctx, anomaly_id, dataset, limit, report_path, as_json) -> No
     from forensics import triage
     from forensics.errors import NotFoundError
 
-    with obj.open() as ws:
-        res = triage.triage(ws, anomaly_id, dataset, limit=limit, progress=not as_json)
+    from forensics.cli._progress import RichProgress
+
+    with obj.open() as ws, RichProgress(err_console, enabled=not as_json) as prog:
+        res = triage.triage(ws, anomaly_id, dataset, limit=limit, progress=prog)
         if report_path:
             try:
                 from forensics import report

@@ -5,7 +5,7 @@ reply (for phrase matching) and the language the prompt asks for (the hard negat
 language switch). Deriving them costs seconds at 100k rows (regex normalisation, and
 :func:`forensics.language.requests.requested_language`, a per-prompt Python analysis) while they
 depend only on the rows' text: they are computed once per dataset state, stored in
-``triage_row_features`` (migration 30), and read back in a fraction of that by later triages,
+``triage_row_features`` / ``triage_tokens``, and read back in a fraction of that by later triages,
 in this process or any other (the CLI starts a new process per command).
 
 Validity: the cache records the dataset version, row count, max sample id and a fingerprint
@@ -24,7 +24,7 @@ import polars as pl
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.workspace import Workspace
 
-# v2: requested language / translation request from forensics.language.requests (was a local regex)
+# bump when the derivation changes: every cached feature set is then recomputed
 FEATURE_VERSION = "2"
 
 # columns a triage reads for every row (text kept for labels, examples and profiles)
@@ -48,9 +48,9 @@ class RowFeatures:
     state: dict | None = None     # what the features were derived from (recorded per run)
 
     def hits(self, field: str):
-        """:class:`forensics.triage.signals.Hits` over the reply (``"reply"``) or prompt
+        """:class:`forensics.triage.text.Hits` over the reply (``"reply"``) or prompt
         column, backed by the stored token index when there is one."""
-        from forensics.triage.signals import Hits
+        from forensics.triage.text import Hits
 
         col = self.frame["_nr" if field == "reply" else "_np"]
         post = TokenPostings(self.ws, self.dataset, field) if self.stored and self.ws else None
@@ -103,13 +103,30 @@ def derive(df: pl.DataFrame) -> pl.DataFrame:
 
     ``requested_lang`` / ``translation_request`` come from :mod:`forensics.language.requests` (the one
     piece of code that decides what a prompt asks for, shared with the mistranslation
-    pipeline check), evaluated once per distinct prompt
-    (:func:`forensics.triage.signals.request_columns`).
+    pipeline check), evaluated once per distinct prompt (:func:`request_columns`).
     """
-    from forensics.triage.signals import norm_expr, request_columns
+    from forensics.triage.text import norm_expr
 
     return request_columns(df).with_columns(norm_expr("reply").alias("_nr"),
                                             norm_expr("prompt").alias("_np"))
+
+
+def request_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """Add ``requested_lang`` (language the prompt asks the reply to be in, or null) and
+    ``translation_request`` (bool) for every row, evaluated once per distinct prompt by
+    :func:`forensics.language.requests.analyse`. These are the hard negatives of a
+    language-switch anomaly."""
+    from forensics.language import requests
+
+    prompts = df["prompt"].fill_null("")
+    uniq = prompts.unique(maintain_order=True).to_list()
+    res = [requests.analyse(p) for p in uniq]
+    table = pl.DataFrame({"_pk": uniq, "requested_lang": [r[0] for r in res],
+                          "translation_request": [bool(r[1]) for r in res]},
+                         schema={"_pk": pl.Utf8, "requested_lang": pl.Utf8,
+                                 "translation_request": pl.Boolean})
+    return (df.with_columns(prompts.alias("_pk"))
+            .join(table, on="_pk", how="left", maintain_order="left").drop("_pk"))
 
 
 def token_postings(col: pl.Series) -> pl.DataFrame:
@@ -159,12 +176,10 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
 
 
 def _store(ws: "Workspace", dataset: str, df: pl.DataFrame, state: tuple, secs: float) -> None:
-    con = ws.con
     part = df.select(pl.lit(dataset).alias("dataset"), "sample_id", pl.col("_nr").alias("nr"),
                      pl.col("_np").alias("np"), "requested_lang", "translation_request")
     name = "_triage_row_features_new"
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with ws.transaction() as con:
         con.execute("DELETE FROM triage_row_features WHERE dataset = ?", [dataset])
         con.execute("DELETE FROM triage_feature_sets WHERE dataset = ?", [dataset])
         con.execute("DELETE FROM triage_tokens WHERE dataset = ?", [dataset])
@@ -181,10 +196,6 @@ def _store(ws: "Workspace", dataset: str, df: pl.DataFrame, state: tuple, secs: 
         con.execute("INSERT INTO triage_feature_sets (dataset, feature_version, dataset_version, "
                     "rows, max_sample_id, fingerprint, seconds) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [dataset, FEATURE_VERSION, *state, secs])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
-
-__all__ = ["FEATURE_VERSION", "RowFeatures", "TokenPostings", "derive", "load", "token_postings"]
+__all__ = ["FEATURE_VERSION", "RowFeatures", "TokenPostings", "derive", "load", "request_columns",
+           "token_postings"]
