@@ -345,3 +345,127 @@ def test_a_row_with_a_combined_signature_of_its_own_stays_in_its_batch(tiny):
     top = clusters[0]
     assert set(top.members) == set(np.flatnonzero(is_de).tolist())
     assert member_of[lone] == top.cluster_id
+
+
+# ------------------------------------------------------------------ signal protocol and params
+def test_a_registered_signal_is_scored_fused_and_stored(tiny):
+    """A signal defined outside the package (one class + one registration) is run by
+    triage(): its scores enter the fusion and the findings, its params and weight are stored
+    with the run; a signal answering Unavailable is reported with its reason."""
+    from dataclasses import dataclass
+
+    from forensics import triage
+    from forensics.progress import Recorder
+    from forensics.triage import anomaly
+    from forensics.triage.signals.base import SignalScores, Unavailable, register, unregister
+
+    ws, c, _ = tiny
+    planted = set(c.planted_ids("de"))
+
+    @dataclass
+    class MarkParams:
+        value: float = 1.0
+
+    class MarkSignal:
+        """Scores the rows whose row_id is in ``planted`` (a stand-in for an influence score)."""
+
+        name = "mark"
+        default_weight = 0.5
+        Params = MarkParams
+
+        def score(self, context, params):
+            rows = context.frame["row_id"].to_list()
+            s = np.array([params.value if r in planted else 0.0 for r in rows], np.float32)
+            return SignalScores(s, summary={"mark_rows": int((s > 0).sum())})
+
+    class NeverSignal:
+        name = "never"
+        default_weight = 0.1
+        Params = MarkParams
+
+        def score(self, context, params):
+            return Unavailable("nothing to say")
+
+    a = c.anomaly("refusal")
+    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    register(MarkSignal)
+    register(NeverSignal)
+    try:
+        rec = Recorder()
+        res = triage.triage(ws, aid, "train", limit=500,
+                            params={"signals": {"mark": {"value": 0.8}}}, progress=rec)
+    finally:
+        unregister("mark")
+        unregister("never")
+    assert res.signals_used[-1] == "mark" and res.signals_unavailable["never"] == "nothing to say"
+    marks = {f["row_id"]: f["signals"]["mark"] for f in res.findings}
+    assert {r for r, v in marks.items() if v > 0} == planted
+    assert all(marks[r] == pytest.approx(0.8) for r in planted)
+    stored = triage.load_run(ws, res.run_id)
+    assert stored["params"]["signals"]["mark"] == {"value": 0.8}
+    assert stored["params"]["weights"]["mark"] > 0
+    assert stored["summary"]["mark_rows"] == len(planted)
+    assert any("mark signal" in n for n in rec.notes) and rec.events[-1][0] == "finish"
+    assert "mark" not in triage.TriageParams().weights          # unregistered again
+
+
+def test_params_round_trip_nested_and_unknown_keys(tiny):
+    from forensics import triage
+    from forensics.errors import UsageError
+    from forensics.triage import TriageParams, anomaly
+
+    ws, c, _ = tiny
+    a = c.anomaly("de")
+    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    given = {"limit": 50, "weights": {"quality": 0.0}, "cluster": {"pool": 300},
+             "signals": {"phrase": {"min_df": 5}, "language": {"legit_penalty": 0.2}},
+             "profile": {"examples": 2}, "fusion": {"cluster_smoothing": 0.25}}
+    p = TriageParams.from_dict(given)
+    assert p.cluster.pool == 300 and p.signal("phrase").min_df == 5 and p.profile.examples == 2
+    assert p.signal("language").legit_penalty == 0.2 and p.fusion.cluster_smoothing == 0.25
+    assert p.signal("phrase").max_df_frac == TriageParams().signal("phrase").max_df_frac
+    res = triage.triage(ws, aid, "train", params=p)
+    assert len(res.findings) <= 50
+    stored = triage.load_run(ws, res.run_id)["params"]
+    assert stored == res.params == p.to_dict()
+    assert TriageParams.from_dict(stored) == p
+    assert all(len(c["profile"]["examples"]) <= 2 for c in res.clusters)
+    for bad, word in (({"nope": 1}, "cluster"), ({"cluster": {"poool": 1}}, "agglo_distance"),
+                      ({"signals": {"phrase": {"mindf": 1}}}, "min_df"),
+                      ({"signals": {"nosuch": {}}}, "language"), ({"weights": {"langage": 1}}, "phrase")):
+        with pytest.raises(UsageError) as e:
+            TriageParams.from_dict(bad)
+        assert "unknown" in e.value.message and word in (e.value.hint or ""), bad
+    with pytest.raises(UsageError):
+        TriageParams.from_dict({"weights": {"language": -1}})
+
+
+def test_weights_are_normalised_and_scaling_them_changes_nothing(tiny):
+    from forensics import triage
+    from forensics.triage import TriageParams, anomaly, fuse
+
+    p = TriageParams()
+    assert sum(p.weights.values()) == pytest.approx(1.0, abs=1e-12)
+    assert p.weights["language"] / p.weights["phrase"] == pytest.approx(0.45 / 0.35)
+    tripled = TriageParams.from_dict({"weights": {k: 3 * v for k, v in p.weights.items()}})
+    assert tripled.weights == pytest.approx(p.weights)
+    rng = np.random.default_rng(0)
+    s = {"language": rng.random(50).astype(np.float32), "reply": rng.random(50).astype(np.float32)}
+    assert np.allclose(fuse(s, p.weights, 50), fuse(s, {"language": 4.5, "reply": 0.7}, 50))
+    ws, c, _ = tiny
+    a = c.anomaly("de")
+    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    r1 = triage.triage(ws, aid, "train", limit=100)
+    r2 = triage.triage(ws, aid, "train", limit=100, params=tripled)
+    strip = lambda r: [(f["row_id"], f["score"], f["cluster_id"]) for f in r.findings]
+    assert strip(r1) == strip(r2)
+
+
+def test_the_library_does_not_import_the_cli():
+    import subprocess
+    import sys
+
+    code = ("import sys, forensics.triage, forensics.triage.run, forensics.triage.signals; "
+            "bad = [m for m in sys.modules if m.startswith('forensics.cli')]; "
+            "assert not bad, bad; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
