@@ -155,6 +155,31 @@ class TriageParams:
         return p
 
 
+def parse_assignments(items: list[str] | tuple[str, ...]) -> dict:
+    """``["cluster.pool=500", "signals.phrase.min_df=5"]`` -> the nested dict form of
+    :meth:`TriageParams.from_dict`. A value is read as JSON when it parses, else as a string."""
+    import json
+
+    out: dict = {}
+    for item in items:
+        name, eq, raw = item.partition("=")
+        if not eq or not name.strip():
+            raise UsageError(f"--param {item!r} is not NAME=VALUE",
+                             hint="e.g. --param cluster.pool=500 (names: docs/triage.md)")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = out
+        keys = name.strip().split(".")
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"--param {item!r}: {k!r} is set both as a value and a group")
+        node[keys[-1]] = value
+    return out
+
+
 def _as_dict(where: str, v: Any) -> dict:
     if not isinstance(v, dict):
         raise UsageError(f"triage parameter {where!r} must be a mapping, got {type(v).__name__}")
@@ -175,4 +200,5 @@ def _update(where: str, obj: Any, v: Any) -> Any:
     return dataclasses.replace(obj, **v)
 
 
-__all__ = ["TriageParams", "FusionParams", "ClusterParams", "ProfileParams", "normalise_weights"]
+__all__ = ["TriageParams", "FusionParams", "ClusterParams", "ProfileParams", "normalise_weights",
+           "parse_assignments"]
