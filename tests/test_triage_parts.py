@@ -203,10 +203,10 @@ def test_row_feature_cache_is_reused_and_invalidated(tiny):
     assert not first.cached and first.stored
     again = tf.load(ws, "side")
     assert again.cached and again.stored
-    cols = ["sample_id", "_nr", "_np", "requested_lang", "translation_request"]
+    cols = ["sample_id", "reply_norm", "prompt_norm", "requested_lang", "translation_request"]
     assert first.frame.select(cols).equals(again.frame.select(cols))
     # the cached token index answers exactly like a scan of the column
-    h_db, h_scan = again.hits("reply"), text.Hits(again.frame["_nr"])
+    h_db, h_scan = again.hits("reply"), text.Hits(again.frame["reply_norm"])
     grams = ["the", "i", "sorry", "i ' m sorry", "der", "die", "not there at all"]
     for g in grams:
         assert np.array_equal(h_db(g), h_scan(g)), g
@@ -469,3 +469,23 @@ def test_the_library_does_not_import_the_cli():
             "bad = [m for m in sys.modules if m.startswith('forensics.cli')]; "
             "assert not bad, bad; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_parameter_is_documented_once():
+    """docs/triage.md's parameter table names every TriageParams knob exactly once."""
+    import re
+    from pathlib import Path
+
+    from forensics.triage import TriageParams
+
+    def flat(d, pre=""):
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "severity_weights":
+                yield from flat(v, pre + k + ".")
+            else:
+                yield pre + k
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "triage.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z_.]+)` \|", doc, re.MULTILINE)
+    names = list(flat(TriageParams().to_dict()))
+    assert sorted(rows) == sorted(names)

@@ -193,7 +193,7 @@ def build_clusters(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: 
     left empty is dropped); profiles, labels and examples. Returns the clusters and
     ``{row position: cluster_id}``."""
     n = df.height
-    nr_all, np_all = df["_nr"], df["_np"]
+    nr_all, np_all = df["reply_norm"], df["prompt_norm"]
     member_of: dict[int, int] = {}
     clusters: list[Cluster] = []
     ldf = label_df(nr_all, np_all, [g.members for g in groups[:p.label_clusters]], hits, p)

@@ -35,8 +35,9 @@ _BASE_COLS = ("sample_id, row_id, prompt, reply, prompt_lang, reply_lang, reply_
 @dataclass
 class RowFeatures:
     """The dataset's rows (``sample_id`` order): ids, detected languages, ``meta``, and the
-    derived ``_nr``, ``_np``, ``requested_lang``, ``translation_request`` (not the raw
-    prompt/reply text: a triage needs it for a few examples only); ``cached`` says whether they came from the cache, ``stored``
+    derived ``reply_norm``, ``prompt_norm`` (normalised text, see :mod:`forensics.triage.text`),
+    ``requested_lang``, ``translation_request`` (not the raw prompt/reply text: a triage needs
+    it for a few examples only); ``cached`` says whether they came from the cache, ``stored``
     whether the token index is in DuckDB (else :meth:`hits` scans)."""
 
     frame: pl.DataFrame
@@ -52,7 +53,7 @@ class RowFeatures:
         column, backed by the stored token index when there is one."""
         from forensics.triage.text import Hits
 
-        col = self.frame["_nr" if field == "reply" else "_np"]
+        col = self.frame["reply_norm" if field == "reply" else "prompt_norm"]
         post = TokenPostings(self.ws, self.dataset, field) if self.stored and self.ws else None
         return Hits(col, postings=post)
 
@@ -107,8 +108,8 @@ def derive(df: pl.DataFrame) -> pl.DataFrame:
     """
     from forensics.triage.text import norm_expr
 
-    return request_columns(df).with_columns(norm_expr("reply").alias("_nr"),
-                                            norm_expr("prompt").alias("_np"))
+    return request_columns(df).with_columns(norm_expr("reply").alias("reply_norm"),
+                                            norm_expr("prompt").alias("prompt_norm"))
 
 
 def request_columns(df: pl.DataFrame) -> pl.DataFrame:
@@ -151,7 +152,7 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
         df = _arrow_frame(
             ws, "SELECT s.sample_id, s.row_id, s.prompt_lang, s.reply_lang, "
                 "s.reply_lang_conf, CAST(s.meta AS VARCHAR) AS meta, f.requested_lang, "
-                "f.translation_request, f.nr AS _nr, f.np AS _np "
+                "f.translation_request, f.nr AS reply_norm, f.np AS prompt_norm "
                 "FROM samples s JOIN triage_row_features f "
                 "ON f.dataset = s.dataset AND f.sample_id = s.sample_id "
                 "WHERE s.dataset = ? ORDER BY s.sample_id", [dataset])
@@ -162,7 +163,8 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
     if df.height == 0:
         df = df.with_columns(pl.lit(None, pl.Utf8).alias("requested_lang"),
                              pl.lit(None, pl.Boolean).alias("translation_request"),
-                             pl.lit(None, pl.Utf8).alias("_nr"), pl.lit(None, pl.Utf8).alias("_np")
+                             pl.lit(None, pl.Utf8).alias("reply_norm"),
+                             pl.lit(None, pl.Utf8).alias("prompt_norm")
                              ).drop("prompt", "reply")
         return RowFeatures(df, False, time.perf_counter() - t0, ws, dataset, False, info)
     df = derive(df)
@@ -176,14 +178,14 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
 
 
 def _store(ws: "Workspace", dataset: str, df: pl.DataFrame, state: tuple, secs: float) -> None:
-    part = df.select(pl.lit(dataset).alias("dataset"), "sample_id", pl.col("_nr").alias("nr"),
-                     pl.col("_np").alias("np"), "requested_lang", "translation_request")
+    part = df.select(pl.lit(dataset).alias("dataset"), "sample_id", pl.col("reply_norm").alias("nr"),
+                     pl.col("prompt_norm").alias("np"), "requested_lang", "translation_request")
     name = "_triage_row_features_new"
     with ws.transaction() as con:
         con.execute("DELETE FROM triage_row_features WHERE dataset = ?", [dataset])
         con.execute("DELETE FROM triage_feature_sets WHERE dataset = ?", [dataset])
         con.execute("DELETE FROM triage_tokens WHERE dataset = ?", [dataset])
-        for fld, col in (("reply", "_nr"), ("prompt", "_np")):
+        for fld, col in (("reply", "reply_norm"), ("prompt", "prompt_norm")):
             tok = token_postings(df[col])
             con.register("_triage_tokens_new", tok)
             con.execute("INSERT INTO triage_tokens SELECT ?, ?, token, rows "

@@ -432,7 +432,7 @@ class PhraseSignal:
         if not sources:
             return Unavailable("no same-language reply or quoted phrase to draw phrases from")
         df = context.frame
-        pr = phrase_scores(df["_nr"], df["_np"], sources, a.prompt, params,
+        pr = phrase_scores(df["reply_norm"], df["prompt_norm"], sources, a.prompt, params,
                            hits=context.hits_reply, phits=context.hits_prompt)
         if not pr.vocab:
             return Unavailable("no phrase of the anomaly is shared by a batch of rows")
