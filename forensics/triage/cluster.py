@@ -7,7 +7,8 @@
    evidence above the distribution's knee). Pool rows group by signature.
 3. Expansion: every dataset row with a pool group's signature joins it, so a whole batch
    surfaces. A combined signature held by fewer than ``min_batch`` rows is no batch: its rows
-   join the group of one of its parts (in signature order) when that group is a batch.
+   join the group of one of its parts (in signature order) when that group is a batch
+   (``merge_small_combined``).
 4. Rows with no signature are clustered by average-linkage on their embeddings (cosine
    distance ``agglo_distance``); each cluster grows to the rows within its radius of its centroid.
 5. Ranking: size-shrunk mean fused score, ``mean x size / (size + size_prior)``.
@@ -141,7 +142,8 @@ def group_rows(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.n
             sig_groups[s].append(int(j))
     # a combined signature held by fewer rows than a batch is no batch of its own: its rows
     # join the group of one of its parts (in signature order) when that group is a batch
-    for s in [s for s, m in sig_groups.items() if len(m) < p.min_batch and len(s) > 1]:
+    small = [s for s, m in sig_groups.items() if len(m) < p.min_batch and len(s) > 1]
+    for s in small if p.merge_small_combined else []:
         for part in s:
             if len(sig_groups.get((part,), [])) >= p.min_batch:
                 sig_groups[(part,)].extend(sig_groups.pop(s))

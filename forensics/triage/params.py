@@ -39,6 +39,7 @@ class ClusterParams:
     knee_floor: float = 0.1           # evidence below this counts as this (log scale)
     language_identity_share: float = 0.8  # phrase rows this often in the target language: no phrase signature
     min_batch: int = 2                # a signature group needs this many rows to be a cluster
+    merge_small_combined: bool = True  # rows of a combined signature below min_batch join a part's group
     agglo_max_rows: int = 500         # rows without signature that are clustered by embedding
     agglo_distance: float = 0.6       # cosine distance threshold of the embedding clusters
     grow_factor: int = 4              # an embedding cluster searches grow_factor x size + grow_extra

@@ -37,7 +37,7 @@ from forensics.triage import rows as rows_mod
 from forensics.triage.indexes import IndexCache
 from forensics.triage.params import TriageParams
 from forensics.triage.signals.base import SignalContext, SignalScores, Unavailable, registered
-from forensics.triage.signals.language import language_target
+from forensics.triage.signals.language import LanguageParams, language_target
 from forensics.triage.store import Finding, store_run
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,9 +107,9 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
     df = rf.frame
     n = df.height
     sample_ids = df["sample_id"].to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
+    lp = p.signals.get("language", LanguageParams())
     tgt = language_target(a.prompt_lang, a.reply_lang, a.explanations, a.prompt,
-                          p.signals["language"].named_min_weight if "language" in p.signals
-                          else 0.5)
+                          lp.named_min_weight)
     info: dict[str, Any] = {"language_target": tgt.to_json(),
                             "row_features": {"cached": rf.cached, "seconds": round(rf.seconds, 3)}}
     indexes = IndexCache(ws, dataset)
@@ -129,7 +129,6 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
         else:
             results[name] = got
             info.update(got.summary)
-        if not isinstance(got, Unavailable):
             unavailable.update(got.notes)
         step(f"{name} signal")
     scores = {s: r.scores for s, r in results.items()}

@@ -27,7 +27,7 @@ def search_scores(context: SignalContext, oi: Any, texts: list[str], k: int,
     query's hits, mapped to row positions (``to_sample`` maps an index id to a sample id; the
     id itself by default), the best per row."""
     n = context.n
-    pos = context.position()
+    pos = context.position
     vecs = context.indexes.embed(oi, texts)
     kk = min(k, oi.ntotal) if oi.ntotal else 1
     scores, ids = oi.search(vecs, kk)

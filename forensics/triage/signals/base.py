@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -66,8 +67,9 @@ class SignalContext:
     def n(self) -> int:
         return int(self.rows.frame.height)
 
+    @cached_property
     def position(self) -> dict[int, int]:
-        """sample_id -> row position."""
+        """sample_id -> row position (built once per run)."""
         return {int(s): i for i, s in enumerate(self.sample_ids)}
 
 

@@ -71,7 +71,7 @@ class QualitySignal:
                                    context.language_target.active, params) if rows else []
         if not relevant:
             return Unavailable("no stored quality findings relevant to this anomaly")
-        pos = context.position()
+        pos = context.position
         keep = set(relevant)
         v = np.zeros(context.n, np.float32)
         for check, sid, severity, score in rows:
