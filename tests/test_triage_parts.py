@@ -388,12 +388,14 @@ def test_a_registered_signal_is_scored_fused_and_stored(tiny):
 
     a = c.anomaly("refusal")
     aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    before = triage.TriageParams()               # built before the registration
     register(MarkSignal)
     register(NeverSignal)
     try:
         rec = Recorder()
         res = triage.triage(ws, aid, "train", limit=500,
                             params={"signals": {"mark": {"value": 0.8}}}, progress=rec)
+        res_before = triage.triage(ws, aid, "train", limit=500, params=before)
     finally:
         unregister("mark")
         unregister("never")
@@ -407,6 +409,10 @@ def test_a_registered_signal_is_scored_fused_and_stored(tiny):
     assert stored["summary"]["mark_rows"] == len(planted)
     assert any("mark signal" in n for n in rec.notes) and rec.events[-1][0] == "finish"
     assert "mark" not in triage.TriageParams().weights          # unregistered again
+    # params built before a registration still run the new signal (at its defaults); the
+    # caller's object is not changed by the run
+    assert "mark" in res_before.signals_used and "mark" not in before.weights
+    assert res_before.params["signals"]["mark"] == {"value": 1.0} and before.limit == 200
 
 
 def test_params_round_trip_nested_and_unknown_keys(tiny):

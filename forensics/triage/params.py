@@ -113,6 +113,7 @@ class TriageParams:
 
     def __post_init__(self) -> None:
         known = _signal_classes()
+        self.weights, self.signals = dict(self.weights), dict(self.signals)
         for name in known:            # a signal registered after these params were built
             self.weights.setdefault(name, float(known[name].default_weight))
             self.signals.setdefault(name, known[name].Params())

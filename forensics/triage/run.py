@@ -23,6 +23,7 @@ carry anomalies that have no observable signature.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,8 +91,8 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
     t0 = time.perf_counter()
     prog = progress_mod.resolve(progress)
     p = params if isinstance(params, TriageParams) else TriageParams.from_dict(params)
-    if limit is not None:
-        p.limit = int(limit)
+    # a copy (the caller's object is left alone), completed with any signal registered since
+    p = dataclasses.replace(p, **({"limit": int(limit)} if limit is not None else {}))
     if p.limit < 0:
         raise UsageError("--limit must be >= 0")
     a = anomaly_mod.get(ws, anomaly_id)
