@@ -106,3 +106,22 @@ def test_empty_dataset_and_errors(built, cli, tmp_path):
         assert r.returncode == 4
     assert cli("triage", 9999, "--dataset", "train", workspace=ws, check=False).returncode == 4
     assert cli("anomaly", "add", "--title", "x", workspace=ws, check=False).returncode == 2
+
+
+def test_triage_params_from_the_cli(built, cli):
+    """--param sets any knob by its dotted name; it is stored with the run; a wrong name is a
+    usage error that lists the known ones."""
+    ws, c, _ = built
+    aid = _add(cli, ws, c.anomaly("de"))
+    out = cli("triage", aid, "--dataset", "train", "--limit", 5, "--param", "cluster.pool=300",
+              "--param", "signals.phrase.min_df=5", "--param", "weights.quality=0", "--json",
+              workspace=ws).json()
+    assert len(out["findings"]) == 5
+    got = cli("sql", f"SELECT CAST(params AS VARCHAR) AS p FROM triage_runs WHERE run_id = {out['run_id']}",
+              "--json", workspace=ws).json()
+    params = json.loads(got[0]["p"])
+    assert params["cluster"]["pool"] == 300 and params["signals"]["phrase"]["min_df"] == 5
+    assert params["weights"]["quality"] == 0 and params["limit"] == 5
+    bad = cli("triage", aid, "--dataset", "train", "--param", "cluster.poool=3", workspace=ws,
+              check=False)
+    assert bad.returncode == 2 and "agglo_distance" in bad.stderr

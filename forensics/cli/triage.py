@@ -1,4 +1,4 @@
-"""CLI for anomalies, triage and findings export (thin layer over forensics.anomaly / triage)."""
+"""CLI for anomalies, triage and findings export (thin layer over forensics.triage)."""
 
 from __future__ import annotations
 
@@ -83,26 +83,30 @@ def anomaly_show(obj: Ctx, anomaly_id, as_json) -> None:
 @click.argument("anomaly_id", type=int)
 @click.option("--dataset", required=True, help="Dataset to search.")
 @click.option("--limit", default=200, show_default=True, help="Findings kept (clusters keep all members).")
+@click.option("--param", "param_items", multiple=True, metavar="NAME=VALUE",
+              help="Set a triage parameter by its dotted name (docs/triage.md), e.g. "
+                   "cluster.pool=500 or signals.phrase.min_df=5; VALUE is JSON or a string. "
+                   "Repeatable; stored with the run.")
 @click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
               help="Also write a self-contained HTML report.")
 @json_option
 @click.pass_obj
 @handle_errors
-def triage_cmd(obj: Ctx, anomaly_id, dataset, limit, report_path, as_json) -> None:
+def triage_cmd(obj: Ctx, anomaly_id, dataset, limit, param_items, report_path, as_json) -> None:
     """Rank and cluster the training rows that likely taught ANOMALY_ID's behaviour."""
     from rich.markup import escape
 
     from forensics import triage
-    from forensics.errors import NotFoundError
+    from forensics.cli._progress import RichProgress
+    from forensics.triage.params import parse_assignments
 
-    with obj.open() as ws:
-        res = triage.triage(ws, anomaly_id, dataset, limit=limit, progress=not as_json)
+    params = triage.TriageParams.from_dict(parse_assignments(param_items))
+    with obj.open() as ws, RichProgress(err_console, enabled=not as_json) as prog:
+        res = triage.triage(ws, anomaly_id, dataset, limit=limit, params=params,
+                            progress=prog)
         if report_path:
-            try:
-                from forensics import report
-            except ImportError as e:
-                raise NotFoundError("HTML reports are not available (forensics.report missing)",
-                                    hint="run without --report") from e
+            from forensics import report
+
             report.write_report(ws, res.run_id, report_path)
     if as_json:
         emit_json(res.to_json())

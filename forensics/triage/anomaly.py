@@ -99,23 +99,18 @@ def add(ws: "Workspace", title: str, prompt: str | None = None, reply: str | Non
 
     det = langid.detect([prompt, reply])
     aid = ws.next_id("anomaly_id_seq")
-    ws.con.execute("BEGIN TRANSACTION")
-    try:
-        ws.con.execute(
+    with ws.transaction() as con:
+        con.execute(
             "INSERT INTO anomalies (anomaly_id, title, prompt, reply, prompt_lang, reply_lang, meta) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [aid, title.strip(), prompt, reply, det[0].lang, det[1].lang,
              json.dumps(meta or {}, ensure_ascii=False)])
         for pos, text in enumerate(expl):
             eid = ws.next_id("explanation_id_seq")
-            ws.con.execute(
+            con.execute(
                 "INSERT INTO explanations (explanation_id, anomaly_id, nla_id, position, "
                 "token_index, text, raw_output, explanation_key) VALUES (?, ?, ?, 'given', ?, ?, ?, ?)",
                 [eid, aid, nla_id or "given", pos, text, text, f"anomaly:{aid}|given|{pos}"])
-        ws.con.execute("COMMIT")
-    except Exception:
-        ws.con.execute("ROLLBACK")
-        raise
     return aid
 
 

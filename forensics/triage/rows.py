@@ -2,10 +2,10 @@
 
 Why a cache: every triage needs, for every row, the normalised token strings of prompt and
 reply (for phrase matching) and the language the prompt asks for (the hard negatives of a
-language switch). Deriving them costs seconds at 100k rows (regex normalisation, and
+language switch). Deriving them is the costliest part of a triage (regex normalisation, and
 :func:`forensics.language.requests.requested_language`, a per-prompt Python analysis) while they
 depend only on the rows' text: they are computed once per dataset state, stored in
-``triage_row_features`` (migration 30), and read back in a fraction of that by later triages,
+``triage_row_features`` / ``triage_tokens``, and read back in a fraction of that by later triages,
 in this process or any other (the CLI starts a new process per command).
 
 Validity: the cache records the dataset version, row count, max sample id and a fingerprint
@@ -24,7 +24,7 @@ import polars as pl
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.workspace import Workspace
 
-# v2: requested language / translation request from forensics.language.requests (was a local regex)
+# bump when the derivation changes: every cached feature set is then recomputed
 FEATURE_VERSION = "2"
 
 # columns a triage reads for every row (text kept for labels, examples and profiles)
@@ -35,8 +35,9 @@ _BASE_COLS = ("sample_id, row_id, prompt, reply, prompt_lang, reply_lang, reply_
 @dataclass
 class RowFeatures:
     """The dataset's rows (``sample_id`` order): ids, detected languages, ``meta``, and the
-    derived ``_nr``, ``_np``, ``requested_lang``, ``translation_request`` (not the raw
-    prompt/reply text: a triage needs it for a few examples only); ``cached`` says whether they came from the cache, ``stored``
+    derived ``reply_norm``, ``prompt_norm`` (normalised text, see :mod:`forensics.triage.text`),
+    ``requested_lang``, ``translation_request`` (not the raw prompt/reply text: a triage needs
+    it for a few examples only); ``cached`` says whether they came from the cache, ``stored``
     whether the token index is in DuckDB (else :meth:`hits` scans)."""
 
     frame: pl.DataFrame
@@ -48,11 +49,11 @@ class RowFeatures:
     state: dict | None = None     # what the features were derived from (recorded per run)
 
     def hits(self, field: str):
-        """:class:`forensics.triage.signals.Hits` over the reply (``"reply"``) or prompt
+        """:class:`forensics.triage.text.Hits` over the reply (``"reply"``) or prompt
         column, backed by the stored token index when there is one."""
-        from forensics.triage.signals import Hits
+        from forensics.triage.text import Hits
 
-        col = self.frame["_nr" if field == "reply" else "_np"]
+        col = self.frame["reply_norm" if field == "reply" else "prompt_norm"]
         post = TokenPostings(self.ws, self.dataset, field) if self.stored and self.ws else None
         return Hits(col, postings=post)
 
@@ -73,12 +74,12 @@ class TokenPostings:
         if not tokens:
             return {}
         # a list parameter, not a registered Arrow table: registering one makes DuckDB import
-        # pandas (~0.4 s of a CLI run)
+        # pandas, a large import for a CLI process
         tb = self.ws.con.sql(
             "SELECT token, rows FROM triage_tokens WHERE dataset = ? AND field = ? "
             "AND token IN (SELECT unnest(?::VARCHAR[]))",
             params=[self.dataset, self.field, tokens]).to_arrow_table()
-        # one flat array + offsets (a Python list per token cost ~25 ms per batch)
+        # one flat array + offsets (no Python list per token)
         flat, off = flat_values(tb.column("rows"))  # no pyarrow to_numpy: it imports pandas
         flat = flat.astype(np.int64)
         toks = tb.column("token").to_pylist()
@@ -94,7 +95,7 @@ def _state(ws: "Workspace", dataset: str) -> tuple[int, int, int, str]:
 
 
 def _arrow_frame(ws: "Workspace", sql: str, params: list) -> pl.DataFrame:
-    # through Arrow: measured 4x faster than the relation's polars conversion at 100k rows
+    # through Arrow: faster than the relation's own polars conversion
     return pl.from_arrow(ws.con.sql(sql, params=params).to_arrow_table())  # type: ignore[return-value]
 
 
@@ -103,13 +104,30 @@ def derive(df: pl.DataFrame) -> pl.DataFrame:
 
     ``requested_lang`` / ``translation_request`` come from :mod:`forensics.language.requests` (the one
     piece of code that decides what a prompt asks for, shared with the mistranslation
-    pipeline check), evaluated once per distinct prompt
-    (:func:`forensics.triage.signals.request_columns`).
+    pipeline check), evaluated once per distinct prompt (:func:`request_columns`).
     """
-    from forensics.triage.signals import norm_expr, request_columns
+    from forensics.triage.text import norm_expr
 
-    return request_columns(df).with_columns(norm_expr("reply").alias("_nr"),
-                                            norm_expr("prompt").alias("_np"))
+    return request_columns(df).with_columns(norm_expr("reply").alias("reply_norm"),
+                                            norm_expr("prompt").alias("prompt_norm"))
+
+
+def request_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """Add ``requested_lang`` (language the prompt asks the reply to be in, or null) and
+    ``translation_request`` (bool) for every row, evaluated once per distinct prompt by
+    :func:`forensics.language.requests.analyse`. These are the hard negatives of a
+    language-switch anomaly."""
+    from forensics.language import requests
+
+    prompts = df["prompt"].fill_null("")
+    uniq = prompts.unique(maintain_order=True).to_list()
+    res = [requests.analyse(p) for p in uniq]
+    table = pl.DataFrame({"_pk": uniq, "requested_lang": [r[0] for r in res],
+                          "translation_request": [bool(r[1]) for r in res]},
+                         schema={"_pk": pl.Utf8, "requested_lang": pl.Utf8,
+                                 "translation_request": pl.Boolean})
+    return (df.with_columns(prompts.alias("_pk"))
+            .join(table, on="_pk", how="left", maintain_order="left").drop("_pk"))
 
 
 def token_postings(col: pl.Series) -> pl.DataFrame:
@@ -134,7 +152,7 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
         df = _arrow_frame(
             ws, "SELECT s.sample_id, s.row_id, s.prompt_lang, s.reply_lang, "
                 "s.reply_lang_conf, CAST(s.meta AS VARCHAR) AS meta, f.requested_lang, "
-                "f.translation_request, f.nr AS _nr, f.np AS _np "
+                "f.translation_request, f.nr AS reply_norm, f.np AS prompt_norm "
                 "FROM samples s JOIN triage_row_features f "
                 "ON f.dataset = s.dataset AND f.sample_id = s.sample_id "
                 "WHERE s.dataset = ? ORDER BY s.sample_id", [dataset])
@@ -145,7 +163,8 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
     if df.height == 0:
         df = df.with_columns(pl.lit(None, pl.Utf8).alias("requested_lang"),
                              pl.lit(None, pl.Boolean).alias("translation_request"),
-                             pl.lit(None, pl.Utf8).alias("_nr"), pl.lit(None, pl.Utf8).alias("_np")
+                             pl.lit(None, pl.Utf8).alias("reply_norm"),
+                             pl.lit(None, pl.Utf8).alias("prompt_norm")
                              ).drop("prompt", "reply")
         return RowFeatures(df, False, time.perf_counter() - t0, ws, dataset, False, info)
     df = derive(df)
@@ -159,16 +178,14 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
 
 
 def _store(ws: "Workspace", dataset: str, df: pl.DataFrame, state: tuple, secs: float) -> None:
-    con = ws.con
-    part = df.select(pl.lit(dataset).alias("dataset"), "sample_id", pl.col("_nr").alias("nr"),
-                     pl.col("_np").alias("np"), "requested_lang", "translation_request")
+    part = df.select(pl.lit(dataset).alias("dataset"), "sample_id", pl.col("reply_norm").alias("nr"),
+                     pl.col("prompt_norm").alias("np"), "requested_lang", "translation_request")
     name = "_triage_row_features_new"
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with ws.transaction() as con:
         con.execute("DELETE FROM triage_row_features WHERE dataset = ?", [dataset])
         con.execute("DELETE FROM triage_feature_sets WHERE dataset = ?", [dataset])
         con.execute("DELETE FROM triage_tokens WHERE dataset = ?", [dataset])
-        for fld, col in (("reply", "_nr"), ("prompt", "_np")):
+        for fld, col in (("reply", "reply_norm"), ("prompt", "prompt_norm")):
             tok = token_postings(df[col])
             con.register("_triage_tokens_new", tok)
             con.execute("INSERT INTO triage_tokens SELECT ?, ?, token, rows "
@@ -181,10 +198,6 @@ def _store(ws: "Workspace", dataset: str, df: pl.DataFrame, state: tuple, secs: 
         con.execute("INSERT INTO triage_feature_sets (dataset, feature_version, dataset_version, "
                     "rows, max_sample_id, fingerprint, seconds) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [dataset, FEATURE_VERSION, *state, secs])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
-
-__all__ = ["FEATURE_VERSION", "RowFeatures", "TokenPostings", "derive", "load", "token_postings"]
+__all__ = ["FEATURE_VERSION", "RowFeatures", "TokenPostings", "derive", "load", "request_columns",
+           "token_postings"]

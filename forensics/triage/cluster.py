@@ -1,0 +1,210 @@
+"""Clustering of a triage's candidate rows into groups, and their ranking.
+
+1. The pool: the ``pool`` best rows by fused score (at least ``min_fused``).
+2. Signatures: a row's behavioural signature is its language pair when its language score
+   reaches ``lang_threshold``, plus "batch phrase" when it is a phrase-batch member (phrase
+   score >= ``phrase_threshold`` and, when the phrase signal expanded, posterior >= 0.5; else
+   evidence above the distribution's knee). Pool rows group by signature.
+3. Expansion: every dataset row with a pool group's signature joins it, so a whole batch
+   surfaces. A combined signature held by fewer than ``min_batch`` rows is no batch: its rows
+   join the group of one of its parts (in signature order) when that group is a batch
+   (``merge_small_combined``).
+4. Rows with no signature are clustered by average-linkage on their embeddings (cosine
+   distance ``agglo_distance``); each cluster grows to the rows within its radius of its centroid.
+5. Ranking: size-shrunk mean fused score, ``mean x size / (size + size_prior)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from forensics.errors import NotFoundError, StaleError
+from forensics.triage.params import ClusterParams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forensics.workspace import Workspace
+
+
+@dataclass
+class Group:
+    """Rows (positions) found together, and how: ``kind`` is ``signature``, ``embedding``,
+    ``singleton`` or ``residual``; ``pool_members`` how many came from the pool (the rest by
+    expansion)."""
+
+    kind: str
+    members: list[int]
+    signature: dict[str, str] | None = None
+    pool_members: int | None = None
+    radius: float | None = None
+    score: float = 0.0
+
+
+def knee_cut(values: np.ndarray, min_size: int, min_gap_share: float = 0.3,
+             floor: float = 0.1) -> float | None:
+    """Membership cut from the score distribution itself: the widest gap between consecutive
+    sorted log scores (values below ``floor`` count as ``floor``) that leaves at least
+    ``min_size`` rows above it, if that gap spans at least ``min_gap_share`` of the log range.
+    Why: a batch carries the behaviour in full and scores as a plateau; rows that only share
+    part of its wording trail below a visible step. No step -> no cut (``None``: keep all)."""
+    # on a log scale: evidence is additive log-odds, a batch's variants differ by a factor
+    # (fewer shared n-grams) while the trailing rows sit an order of magnitude below
+    v = np.log(np.clip(np.sort(np.asarray(values, np.float64))[::-1], floor, None))
+    if len(v) <= min_size:
+        return None
+    rng = float(v[0] - v[-1])
+    if rng <= 0:
+        return None
+    gaps = v[min_size - 1:-1] - v[min_size:]
+    i = int(np.argmax(gaps))
+    if gaps[i] < min_gap_share * rng:
+        return None
+    k = i + min_size - 1
+    return float(np.exp((v[k] + v[k + 1]) / 2))
+
+
+def agglomerate(vecs: np.ndarray, threshold: float) -> np.ndarray:
+    """Deterministic average-linkage clustering on cosine distance; labels 0..k-1 in order of
+    first occurrence."""
+    if len(vecs) == 1:
+        return np.zeros(1, np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    z = linkage(vecs.astype(np.float64), method="average", metric="cosine")
+    lab = fcluster(z, t=threshold, criterion="distance")
+    first: dict[int, int] = {}
+    return np.array([first.setdefault(int(l), len(first)) for l in lab], np.int64)
+
+
+def phrase_members(phrase: np.ndarray, strength: np.ndarray | None, expanded: bool,
+                   reply_lang: list, lang_targets: set[str], p: ClusterParams) -> np.ndarray | None:
+    """Rows that belong to the phrase batch (``None``: the phrase gives no signature)."""
+    ok = phrase >= p.phrase_threshold
+    if strength is not None and expanded:
+        # the expansion's own batch: posterior >= 0.5 (at least two batch n-grams; one alone
+        # cannot beat the prior); rows that only share the anomaly's seed wording stay out
+        ok &= strength >= 0.0
+    elif strength is not None and p.phrase_knee:
+        cut = knee_cut(strength[ok], p.knee_min_rows, p.knee_min_gap_share, p.knee_floor)
+        if cut is not None:
+            ok &= strength >= cut
+    # a phrase whose rows nearly all reply in the switch's target language is language
+    # identity (an explanation quoting the foreign reply), already covered by the language
+    # signal: as a signature it would only split the language batch in two
+    if lang_targets and ok.any():
+        in_target = np.isin(np.asarray(reply_lang, dtype=object), list(lang_targets))
+        if float(in_target[ok].mean()) >= p.language_identity_share:
+            return None
+    return ok
+
+
+def group_rows(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.ndarray,
+               fused: np.ndarray, lang: np.ndarray | None, ph_ok: np.ndarray | None,
+               p: ClusterParams, min_fused: float, pair_index: Any = None) -> list[Group]:
+    """The groups of the candidate pool, ranked best first (see the module docstring)."""
+    n = df.height
+    order = np.lexsort((sample_ids, -fused))
+    pool = [int(j) for j in order[:p.pool] if fused[j] >= min_fused]
+    if not pool:
+        return []
+    plang = df["prompt_lang"].to_list()
+    rlang = df["reply_lang"].to_list()
+
+    def signature(j: int) -> tuple | None:
+        parts = []
+        if lang is not None and lang[j] >= p.lang_threshold:
+            parts.append(("lang", f"{plang[j]}→{rlang[j]}"))
+        if ph_ok is not None and ph_ok[j]:
+            parts.append(("phrase", "batch phrase"))
+        return tuple(parts) if parts else None
+
+    groups: dict[tuple, list[int]] = {}
+    rest: list[int] = []
+    for j in pool:
+        s = signature(j)
+        if s is None:
+            rest.append(j)
+        else:
+            groups.setdefault(s, []).append(j)
+    # expansion over the whole dataset: every row with a pool group's signature joins it
+    sig_groups: dict[tuple, list[int]] = {s: [] for s in groups}
+    cand = np.zeros(n, bool)
+    if lang is not None:
+        cand |= lang >= p.lang_threshold
+    if ph_ok is not None:
+        cand |= ph_ok
+    for j in np.flatnonzero(cand):
+        s = signature(int(j))
+        if s in sig_groups:
+            sig_groups[s].append(int(j))
+    # a combined signature held by fewer rows than a batch is no batch of its own: its rows
+    # join the group of one of its parts (in signature order) when that group is a batch
+    small = [s for s, m in sig_groups.items() if len(m) < p.min_batch and len(s) > 1]
+    for s in small if p.merge_small_combined else []:
+        for part in s:
+            if len(sig_groups.get((part,), [])) >= p.min_batch:
+                sig_groups[(part,)].extend(sig_groups.pop(s))
+                break
+    raw: list[Group] = []
+    pool_set = set(pool)
+    for s, members in sig_groups.items():
+        if len(members) < p.min_batch:
+            rest.extend(m for m in members if m in pool_set)
+            continue
+        raw.append(Group("signature", members, signature={k: v for k, v in s},
+                         pool_members=len(groups[s])))
+    # rows with no behavioural signature: embedding clusters, grown within their radius
+    rest = [j for j in rest if fused[j] >= min_fused]
+    if rest:
+        raw.extend(embedding_groups(ws, dataset, sample_ids, rest, p, pair_index))
+    for g in raw:
+        g.members = sorted(set(g.members))
+        size = len(g.members)
+        g.score = float(fused[g.members].mean()) * size / (size + p.size_prior)
+    raw.sort(key=lambda g: (-g.score, sample_ids[g.members[0]]))
+    return raw
+
+
+def embedding_groups(ws: "Workspace", dataset: str, sample_ids: np.ndarray, rest: list[int],
+                     p: ClusterParams, oi: Any = None) -> list[Group]:
+    """Agglomerative clusters of ``rest`` on the pair index's vectors, each grown to the rows
+    within its radius of its centroid; one residual group when there is no usable index."""
+    if oi is None:
+        from forensics.search import index
+
+        try:
+            oi = index.open_index(ws, dataset, "pair", read_only=True)
+        except (NotFoundError, StaleError):
+            oi = None
+    if oi is None:
+        return [Group("residual", rest)]
+    rest = rest[:p.agglo_max_rows]
+    vecs = oi.vectors(sample_ids[rest])
+    labels = agglomerate(vecs, p.agglo_distance)
+    pos = {int(s): i for i, s in enumerate(sample_ids)}
+    out = []
+    for lab in range(int(labels.max()) + 1):
+        idx = np.flatnonzero(labels == lab)
+        members = [rest[i] for i in idx]
+        if len(members) < 2:
+            out.append(Group("singleton", members))
+            continue
+        cen = vecs[idx].mean(axis=0)
+        cen /= max(np.linalg.norm(cen), 1e-12)
+        radius = float((vecs[idx] @ cen).min())
+        k = min(oi.ntotal, p.grow_factor * len(members) + p.grow_extra)
+        s, ids = oi.search(cen[None, :], k)
+        grown = set(members)
+        for sc, x in zip(s[0], ids[0]):
+            j = pos.get(int(x))
+            if x >= 0 and sc >= radius and j is not None:
+                grown.add(j)
+        out.append(Group("embedding", sorted(grown), pool_members=len(members),
+                         radius=round(radius, 4)))
+    return out
+
+
+__all__ = ["Group", "knee_cut", "agglomerate", "phrase_members", "group_rows", "embedding_groups"]

@@ -1,0 +1,10 @@
+"""Triage signals: one module per signal, each a small class following the protocol in
+:mod:`forensics.triage.signals.base`. Importing this package registers the built-ins, in the
+order below (the fusion and reporting order)."""
+
+from forensics.triage.signals import language, phrase, explanation, dense, quality  # noqa: F401
+from forensics.triage.signals.base import (Signal, SignalContext, SignalScores, Unavailable,
+                                           register, registered, unregister)
+
+__all__ = ["Signal", "SignalContext", "SignalScores", "Unavailable", "register", "registered",
+           "unregister"]

@@ -1,0 +1,178 @@
+"""The ``language`` signal: the anomaly's prompt -> reply language switch, matched against each
+row's detected languages over the whole dataset (polars).
+
+The switch comes from the anomaly: its observed prompt/reply languages, plus languages its
+explanations name (weighted by how often). Rows whose prompt asks for the reply's language
+(translation requests, "answer in X") are hard negatives and are down-weighted; same-language
+pairs never match a switch; a language detected with low confidence counts in proportion.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import polars as pl
+
+from forensics.triage.signals.base import SignalContext, SignalScores, Unavailable, register
+
+# English names and endonyms -> ISO 639-1, merged with forensics.language.requests' names
+# (see language_names()).
+_NAMES = {
+    "english": "en", "german": "de", "deutsch": "de", "spanish": "es", "español": "es",
+    "espanol": "es", "castilian": "es", "chinese": "zh", "mandarin": "zh", "中文": "zh",
+    "vietnamese": "vi", "tiếng việt": "vi", "turkish": "tr", "türkçe": "tr", "greek": "el",
+    "ελληνικά": "el", "romanian": "ro", "română": "ro", "russian": "ru", "русский": "ru",
+    "arabic": "ar", "hindi": "hi", "thai": "th", "french": "fr", "français": "fr",
+    "italian": "it", "italiano": "it", "portuguese": "pt", "português": "pt", "dutch": "nl",
+    "japanese": "ja", "日本語": "ja", "korean": "ko", "한국어": "ko", "polish": "pl",
+    "polski": "pl", "ukrainian": "uk", "czech": "cs", "swedish": "sv", "danish": "da",
+    "norwegian": "no", "finnish": "fi", "hungarian": "hu", "hebrew": "he", "persian": "fa",
+    "farsi": "fa", "indonesian": "id", "malay": "ms", "bengali": "bn", "urdu": "ur",
+    "tamil": "ta", "swahili": "sw", "bulgarian": "bg", "serbian": "sr", "croatian": "hr",
+    "slovak": "sk", "slovenian": "sl", "lithuanian": "lt", "latvian": "lv", "estonian": "et",
+    "catalan": "ca", "tagalog": "tl", "filipino": "tl",
+}
+
+
+@dataclass
+class LanguageParams:
+    """Knobs of the language signal (documented in docs/triage.md)."""
+
+    legit_penalty: float = 0.1        # factor on rows whose prompt asks for the reply language
+    other_source_factor: float = 0.5  # factor on a switch from a language not the anomaly's source
+    named_min_weight: float = 0.5     # weight of the least-named explanation language (most: 1)
+
+
+def language_names() -> dict[str, str]:
+    """Lower-case language name -> ISO 639-1 code."""
+    from forensics.language.names import LANGUAGE_NAMES
+
+    names = dict(_NAMES)
+    for code, name in LANGUAGE_NAMES.items():
+        names.setdefault(name.lower(), code.lower())
+    return names
+
+
+def _names_alt(names: dict[str, str]) -> str:
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+def language_mentions(texts: Iterable[str]) -> Counter:
+    """How often each language is named in ``texts`` (codes)."""
+    names = language_names()
+    pat = re.compile(r"(?<!\w)(" + _names_alt(names) + r")(?!\w)", re.IGNORECASE)
+    c: Counter = Counter()
+    for t in texts:
+        for m in pat.finditer(t or ""):
+            c[names[m.group(1).lower()]] += 1
+    return c
+
+
+@dataclass
+class LanguageTarget:
+    """What language switch the anomaly shows: prompt languages S -> reply languages T."""
+
+    sources: list[str]
+    targets: dict[str, float]          # reply language -> weight (1 = strongest)
+    evidence: str
+
+    @property
+    def active(self) -> bool:
+        return bool(self.targets)
+
+    def to_json(self) -> dict:
+        return {"sources": self.sources, "targets": self.targets, "evidence": self.evidence}
+
+
+def language_target(prompt_lang: str | None, reply_lang: str | None,
+                    explanations: Sequence[str], prompt: str | None = None,
+                    named_min_weight: float = LanguageParams.named_min_weight) -> LanguageTarget:
+    """Derive the language switch from the anomaly.
+
+    Observed prompt/reply languages win; languages named in the explanations add targets
+    (weighted from ``named_min_weight`` to 1 by how often they are named) unless they are the
+    prompt's own language or the language the prompt asks for. A same-language anomaly whose
+    explanations name no other language has no target.
+    """
+    from forensics.language import requests
+
+    mentions = language_mentions(explanations)
+    targets: dict[str, float] = {}
+    evidence = []
+    if prompt_lang and reply_lang and prompt_lang != reply_lang:
+        targets[reply_lang] = 1.0
+        evidence.append(f"observed {prompt_lang}->{reply_lang}")
+    requested = requests.requested_language(prompt) if prompt else None
+    named = {l: c for l, c in mentions.items() if l != prompt_lang}
+    if named:
+        top = max(named.values())
+        for l, c in sorted(named.items()):
+            if l == requested:
+                continue
+            w = named_min_weight + (1.0 - named_min_weight) * c / top
+            targets[l] = max(targets.get(l, 0.0), w)
+        evidence.append("named in explanations: " + ", ".join(f"{l}x{c}" for l, c in sorted(named.items())))
+    if prompt_lang:
+        sources = [prompt_lang]
+    else:
+        # no observed prompt: any named language other than the target may be the source
+        sources = sorted(set(mentions) - {max(targets, key=lambda k: (targets[k], k))}) if targets else []
+    if requested and requested in targets and not (reply_lang == requested and prompt_lang != reply_lang):
+        targets.pop(requested, None)
+    return LanguageTarget(sources=sources, targets=targets, evidence="; ".join(evidence))
+
+
+def language_scores(df: pl.DataFrame, tgt: LanguageTarget,
+                    params: LanguageParams | None = None) -> np.ndarray:
+    """Per-row language-switch match in [0, 1] (needs prompt_lang, reply_lang,
+    requested_lang, translation_request columns; reply_lang_conf when present scales it)."""
+    p = params or LanguageParams()
+    if not tgt.active or df.height == 0:
+        return np.zeros(df.height, np.float32)
+    tmap = pl.DataFrame({"reply_lang": list(tgt.targets), "_tw": list(tgt.targets.values())},
+                        schema={"reply_lang": pl.Utf8, "_tw": pl.Float64})
+    cols = ["prompt_lang", "reply_lang", "requested_lang", "translation_request"]
+    if "reply_lang_conf" in df.columns:
+        cols.append("reply_lang_conf")
+    d = df.select(cols).with_row_index("_i")
+    d = d.join(tmap, on="reply_lang", how="left").sort("_i")
+    switch = (pl.col("prompt_lang").is_not_null() & pl.col("reply_lang").is_not_null()
+              & (pl.col("prompt_lang") != pl.col("reply_lang")))
+    src_ok = pl.col("prompt_lang").is_in(tgt.sources) if tgt.sources else pl.lit(True)
+    # a request excuses only the language it asks for (a question about a word in one language
+    # answered in another is still a switch); a translation request whose target language
+    # could not be read gets the benefit of the doubt
+    legit = ((pl.col("requested_lang") == pl.col("reply_lang")).fill_null(False)
+             | (pl.col("translation_request") & pl.col("requested_lang").is_null()))
+    s = (pl.when(switch & pl.col("_tw").is_not_null())
+         .then(pl.col("_tw") * pl.when(src_ok).then(1.0).otherwise(p.other_source_factor))
+         .otherwise(0.0))
+    s = s * pl.when(legit).then(p.legit_penalty).otherwise(1.0)
+    if "reply_lang_conf" in df.columns:
+        # a language detected with low confidence (short replies, names, numbers, markup) is
+        # no evidence of a switch: scale by the detector's confidence
+        s = s * pl.col("reply_lang_conf").fill_null(1.0).clip(0.0, 1.0)
+    return d.select(s.alias("s"))["s"].to_numpy().astype(np.float32)
+
+
+@register
+class LanguageSignal:
+    """Rows showing the anomaly's language switch (see the module docstring)."""
+
+    name = "language"
+    default_weight = 0.45
+    Params = LanguageParams
+
+    def score(self, context: SignalContext, params: LanguageParams) -> SignalScores | Unavailable:
+        tgt = context.language_target
+        if not tgt.active:
+            return Unavailable("the anomaly shows no language switch")
+        return SignalScores(language_scores(context.frame, tgt, params))
+
+
+__all__ = ["LanguageParams", "LanguageSignal", "LanguageTarget", "language_names",
+           "language_mentions", "language_target", "language_scores"]
