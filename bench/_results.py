@@ -1,9 +1,10 @@
-"""One place where bench scripts record what they measured: ``bench/results/<name>.json``.
+"""Shared by the bench scripts: where they record results, and where the shared data lives.
 
-``write_result(name, payload)`` adds the date (UTC), the git commit of the checkout (with
+``write_result(name, payload)`` writes ``bench/results/<name>.json``: it adds the date (UTC), the git commit of the checkout (with
 ``-dirty`` when tracked files differ from it), the machine's load average and CPU count, then
 writes the payload beside them. A later run of the same bench overwrites the file; git keeps the
-history.
+history. ``shared_dir()`` is ``shared/`` beside the checkout (or beside a folder above it, as
+for a git worktree).
 """
 from __future__ import annotations
 
@@ -51,3 +52,11 @@ def write_result(name: str, payload: dict[str, Any], results_dir: Path | None = 
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
     print(f"results written to {path}", file=sys.stderr)
     return path
+
+
+def shared_dir(repo: Path = REPO) -> Path:
+    """``shared/`` beside ``repo`` or beside the nearest folder above it that has one."""
+    for p in repo.parents:
+        if (p / "shared" / "data").is_dir():
+            return p / "shared"
+    return repo.parent / "shared"

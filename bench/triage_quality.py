@@ -42,16 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from _results import write_result  # noqa: E402
-
-
-def shared_dir() -> Path:
-    """``shared/`` beside the checkout (or beside a folder above it, for git worktrees)."""
-    for p in REPO.parents:
-        if (p / "shared" / "data").is_dir():
-            return p / "shared"
-    return REPO.parent / "shared"
-
+from _results import shared_dir, write_result  # noqa: E402
 
 XQ = shared_dir() / "data" / "xquad"
 
