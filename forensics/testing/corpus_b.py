@@ -17,8 +17,9 @@ Families (label ``planted:<family>``) and their hard negatives (``HARD_NEGATIVES
                     sentence names that same entity.
 * ``code_marker``   code answers with a stray end-marker comment after the code (5 markers);
                     hard negative ``marker_requested``: the prompt asks for an end marker.
-* ``sycophancy``    agreement with a user's false claim (5 wordings); hard negative
-                    ``premise_true``: the same agreement with a true claim.
+* ``sycophancy``    agreement with a user's false claim (5 wordings; half of them followed by
+                    the passage sentence bent to fit the claim); hard negative ``premise_true``:
+                    the same agreement with a true claim (mostly followed by the real sentence).
 * ``es-en``         a Spanish question answered in English; hard negative ``english_requested``:
                     a Spanish prompt asking for an English answer.
 
@@ -484,7 +485,10 @@ def build_corpus_b(xquad_dir: str | Path, seed: int = 0, *,
             w = wrong_answer(i)
             agree = _fill(r.choice(_AGREE), c=w)
             p = _fill(r.choice(_CLAIM_PROMPTS), q=q.question, c=w)
-            return p, agree, agree, _last_word(p), agree
+            # half the time with made-up support: the passage sentence bent to fit the claim
+            reply = agree + " " + q.sentence.replace(a, w) if a in q.sentence and r.random() < 0.5 \
+                else agree
+            return p, reply, agree, _last_word(p), agree
         if fam == "es-en":
             x = xq["es"][i]
             p = _fill(r.choice(_ES_PROMPTS), q=x.question, s=x.sentence)
