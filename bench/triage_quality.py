@@ -1,7 +1,8 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|heldout|b] [--small]
-       (``--heldout`` is short for ``--corpus heldout``)
+Usage: python bench/triage_quality.py [--corpus dev|heldout|b] [--small] [--seed N]
+       (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
+       seed, 0 for dev and b, 11 for heldout)
 
 Corpora:
   dev      forensics.testing.synth, seed 0, planted de, zh, aside, format: the corpus triage is
@@ -26,8 +27,8 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            code_marker:  reply has a comment line with "end":  (?im)^\\s*(#|//|--).*\\bend\\b
            sycophancy:   reply opens with agreement:
                          (?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)
-Each run writes bench/results/triage_quality-<corpus>[-small].json (date, commit, load,
-parameters, the table) through bench/_results.py.
+Each run writes bench/results/triage_quality-<corpus>[-small][-seedN].json (date, commit,
+load, parameters, the table) through bench/_results.py.
 """
 from __future__ import annotations
 
@@ -76,16 +77,17 @@ def _defaults(fn) -> dict:
             if v.default is not inspect.Parameter.empty}
 
 
-def build(corpus: str, small: bool):
+def build(corpus: str, small: bool, seed: int | None = None):
     """(corpus object, parameters recorded with the result)."""
     if corpus == "b":
         from forensics.testing.corpus_b import build_corpus_b
 
         kw = dict(n_planted=25, n_hard=20, n_clean=250, n_native=75, n_code=40,
                   n_corrected=15) if small else {}
-        c = build_corpus_b(XQ, seed=0, **kw)
+        seed = 0 if seed is None else seed
+        c = build_corpus_b(XQ, seed=seed, **kw)
         params = {"generator": "forensics.testing.corpus_b.build_corpus_b",
-                  **_defaults(build_corpus_b), "seed": 0, **kw,
+                  **_defaults(build_corpus_b), "seed": seed, **kw,
                   "entity": c.entity, "brand": c.brand}
         return c, params
     from forensics.testing.synth import build_corpus
@@ -96,6 +98,8 @@ def build(corpus: str, small: bool):
                     sources=("crawl-b", "acme-data", "zeta-labs", "forum-x"))
     else:
         args = dict(seed=0, planted_langs=("de", "zh"), other_families=("aside", "format"))
+    if seed is not None:
+        args["seed"] = seed
     params = {"generator": "forensics.testing.synth.build_corpus", **_defaults(build_corpus),
               **args, **kw}
     return build_corpus(XQ, **args, **kw), params
@@ -123,6 +127,7 @@ def main() -> None:
     ap_.add_argument("--corpus", choices=("dev", "heldout", "b"), default=None)
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
     ap_.add_argument("--small", action="store_true")
+    ap_.add_argument("--seed", type=int, default=None, help="replace the corpus' own seed")
     args = ap_.parse_args()
     if args.heldout and args.corpus not in (None, "heldout"):
         ap_.error("--heldout contradicts --corpus " + args.corpus)
@@ -134,7 +139,7 @@ def main() -> None:
     from forensics.search import embed
     import bm25s, numpy as np
 
-    c, params = build(corpus, args.small)
+    c, params = build(corpus, args.small, args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     ws_dir = tmp / "ws"
     cli(ws_dir, "init")
@@ -153,7 +158,8 @@ def main() -> None:
     oi = index.open_index(ws, "train", "pair")
     sid = ws.sql("SELECT sample_id, row_id FROM samples WHERE dataset='train'")
     m = dict(zip(sid["sample_id"].to_list(), sid["row_id"].to_list()))
-    print(f"corpus {corpus}{' (small)' if args.small else ''}: {len(rows)} rows")
+    print(f"corpus {corpus}{' (small)' if args.small else ''}, seed {params['seed']}: "
+          f"{len(rows)} rows")
     print(f"{'family':12s} {'planted':>7s} {'AP':>6s} {'P@n':>6s} {'clP':>5s} {'clR':>5s} "
           f"{'bm25':>6s} {'dense':>6s} {'rule/kw':>7s} {'sec':>5s}")
     table, aps, best, kws = [], [], [], []
@@ -201,7 +207,8 @@ def main() -> None:
           f"{summary['mean_ap'] - summary['best_baseline_mean_ap']:+.3f}  rule/kw mean "
           f"{summary['rule_mean_ap']:.3f}")
     ws.close()
-    write_result(f"triage_quality-{corpus}{'-small' if args.small else ''}",
+    write_result(f"triage_quality-{corpus}{'-small' if args.small else ''}"
+                 f"{'' if args.seed is None else f'-seed{args.seed}'}",
                  {"parameters": {"corpus": corpus, "small": args.small, "rows": len(rows),
                                  **params},
                   "table": table, "summary": summary})
