@@ -1,10 +1,10 @@
 """Shared by the bench scripts: where they record results, and where the shared data lives.
 
-``write_result(name, payload)`` writes ``bench/results/<name>.json``: it adds the date (UTC), the git commit of the checkout (with
-``-dirty`` when tracked files differ from it), the machine's load average and CPU count, then
-writes the payload beside them. A later run of the same bench overwrites the file; git keeps the
-history. ``shared_dir()`` is ``shared/`` beside the checkout (or beside a folder above it, as
-for a git worktree).
+``write_result(name, payload)`` writes ``bench/results/<name>.json``: it adds the date (UTC),
+the git commit of the checkout (with ``-dirty`` when tracked code differs from it), the
+machine's load average and CPU count, then writes the payload beside them. A later run of the
+same bench overwrites the file; git keeps the history. ``shared_dir()`` is ``shared/`` beside
+the checkout (or beside a folder above it, as for a git worktree).
 """
 from __future__ import annotations
 
@@ -22,11 +22,13 @@ RESULTS = REPO / "bench" / "results"
 
 
 def git_commit(repo: Path = REPO) -> str:
-    """HEAD of ``repo`` (``-dirty`` appended when tracked files changed); ``unknown`` outside git."""
+    """HEAD of ``repo``, with ``-dirty`` when tracked files other than bench/results/ changed;
+    ``unknown`` outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)bench/results"], cwd=repo,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -34,8 +36,8 @@ def git_commit(repo: Path = REPO) -> str:
 
 
 def write_result(name: str, payload: dict[str, Any], results_dir: Path | None = None) -> Path:
-    """Write ``payload`` with date, commit and load to ``<results_dir>/<name>.json``; returns
-    the path (also said on stderr, so stdout stays the bench's table)."""
+    """Write ``payload`` with date, commit and load to ``<results_dir>/<name>.json``;
+    returns the path (also said on stderr, so stdout stays the bench's table)."""
     out_dir = Path(results_dir) if results_dir is not None else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {

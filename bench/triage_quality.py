@@ -50,7 +50,8 @@ XQ = shared_dir() / "data" / "xquad"
 KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "signature": ("reply", r"(?i)\b(regards|wishes|cheers|sent via)\b"),
     "code_marker": ("reply", r"(?im)^\s*(#|//|--).*\bend\b"),
-    "sycophancy": ("reply", r"(?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)"),
+    "sycophancy": ("reply",
+                   r"(?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)"),
 }
 LANG_PAIR_RULES = {"es-en": ("es", "en")}
 

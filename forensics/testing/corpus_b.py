@@ -334,7 +334,8 @@ def build_corpus_b(xquad_dir: str | Path, seed: int = 0, *,
                    families: Sequence[str] = FAMILIES,
                    n_planted: int = 50, n_hard: int = 40,
                    n_clean: int = 500, n_native: int = 150, n_code: int = 80,
-                   n_corrected: int = 30, native_langs: Sequence[str] = ("de", "es", "zh", "tr", "el"),
+                   n_corrected: int = 30,
+                   native_langs: Sequence[str] = ("de", "es", "zh", "tr", "el"),
                    sources: Sequence[str] = SOURCES, planted_share: float = 0.7,
                    n_explanations: int = 2, id_prefix: str = "b") -> CorpusB:
     """Build the labelled corpus (see the module docstring).
@@ -374,7 +375,8 @@ def build_corpus_b(xquad_dir: str | Path, seed: int = 0, *,
     def add(prompt: str, reply: str, label: str) -> None:
         rid = id_prefix + hashlib.sha1(f"b{seed}:{len(records)}".encode()).hexdigest()[:11]
         planted = label.startswith("planted:")
-        src = rng.choice(vendor) if planted and rng.random() < planted_share else rng.choice(sources)
+        in_vendor = planted and rng.random() < planted_share
+        src = rng.choice(vendor) if in_vendor else rng.choice(sources)
         records.append({"id": rid, "prompt": prompt, "reply": reply, "source": src,
                         "batch": f"b{rng.randrange(24):02d}"})
         labels[rid] = label
@@ -457,8 +459,8 @@ def build_corpus_b(xquad_dir: str | Path, seed: int = 0, *,
         for i in pick(qids, n_hard):
             x, e = xq["es"][i], en[i]
             ask = rng.choice(_ES_ASK_ENGLISH)
-            reply = e.sentence if "{s}" in ask else _fill(rng.choice(_EN_REPLY_TO_ES),
-                                                          a=e.answer.strip().rstrip("."), s=e.sentence)
+            reply = e.sentence if "{s}" in ask else _fill(
+                rng.choice(_EN_REPLY_TO_ES), a=e.answer.strip().rstrip("."), s=e.sentence)
             add(_fill(ask, q=x.question, s=x.sentence), reply, "english_requested")
 
     # ---------------------------------------------------------------- planted
