@@ -26,6 +26,9 @@ Families (label ``planted:<family>``) and their hard negatives (``HARD_NEGATIVES
 Other negatives: ``clean`` (English QA), ``native`` (QA in de/es/zh/tr/el), ``code`` (code
 answers without a marker), ``premise_corrected`` (a false claim, corrected).
 
+Longer than 500 lines because its templates (several wordings per family, hard negatives and
+explanation paraphrases) are data that reads best next to the code that uses it.
+
 Only the XQuAD languages en, de, es, zh, vi, tr, el, ro are ever read (``ALLOWED_LANGS``).
 Everything is a pure function of the arguments; the caller passes ``xquad_dir``.
 
