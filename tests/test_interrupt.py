@@ -1,6 +1,6 @@
 """Ctrl-C deferred to batch boundaries (forensics/_interrupt.py): the flag, the second Ctrl-C,
-handler restore, and recognising an interrupt DuckDB wrapped in its own error (the CI failure
-of session 2: 'reading the schema of the object registered as _raw failed: KeyboardInterrupt')."""
+handler restore, and recognising an interrupt DuckDB wrapped in its own error ('reading the
+schema of the object registered as _raw failed: KeyboardInterrupt')."""
 
 from __future__ import annotations
 
