@@ -127,6 +127,33 @@ def test_build_killed_between_renames_rolls_forward(ws_path):
         assert rep.ok, rep.problems
 
 
+def test_roll_forward_resyncs_the_indexes_table(ws_path, cli):
+    """A build killed between its renames leaves the new .faiss with a pending manifest and the
+    OLD manifest in the ``indexes`` table. A read-only status reports the new index without
+    touching files or table; the first writer rolls the manifest forward and re-syncs the row."""
+    _seed(ws_path, 30)
+    with forensics.open(ws_path) as ws:
+        index.build(ws, "d", "pair")
+    r = _build_and_die(ws_path, "between-renames", "hnsw")
+    assert r.returncode == 86, r.stderr[-2000:]
+    d = ws_path / "indexes" / "d"
+
+    def table_manifest():
+        out = cli("sql", "SELECT manifest FROM indexes WHERE dataset = 'd' AND field = 'pair'",
+                  "--json", workspace=ws_path).json()
+        v = out[0]["manifest"]
+        return json.loads(v) if isinstance(v, str) else v
+
+    assert table_manifest()["index_type"] == "flat"                  # stale row after the crash
+    st = cli("index", "status", "--json", workspace=ws_path).json()  # read-only
+    assert st["indexes"][0]["state"] == "fresh" and st["indexes"][0]["index_type"] == "hnsw"
+    assert (d / "pair.manifest.json.new").exists()                    # left for a writer
+    with forensics.open(ws_path) as ws:                               # a writer: roll forward
+        assert [s.index_type for s in index.status(ws, "d")] == ["hnsw"]
+    assert not (d / "pair.manifest.json.new").exists()
+    assert table_manifest() == json.loads((d / "pair.manifest.json").read_text())
+
+
 def test_bad_usage_exit_codes(ws_path, cli):
     r = cli("index", "build", "--dataset", "nope", workspace=ws_path, check=False)
     assert r.returncode == 4 and "not found" in r.stderr

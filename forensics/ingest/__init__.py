@@ -5,7 +5,7 @@
 
 Modules: ``sources`` (path resolution, format detection, file signatures, the batch unit),
 ``readers`` (per-format batch readers, the prefetch thread), ``jsonarray`` (JSON arrays and
-their recovery when damaged), ``parse`` (the SQL parse pass and :class:`IngestOptions`),
+their recovery when damaged), ``csvfile`` (strict CSV/TSV with true line numbers), ``parse`` (the SQL parse pass and :class:`IngestOptions`),
 ``engine`` (the per-batch transaction, resume, ``ingest()``), ``stats``.
 """
 

@@ -324,7 +324,13 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
             intr.check()
             fs = FileSummary(file=src.key, format=src.fmt)
             summary.files.append(fs)
-            sig = file_signature(src)
+            try:
+                sig = file_signature(src)     # InputError when the file cannot be read at all
+            except InputError as e:
+                fs.error = e.message
+                summary.files_failed += 1
+                _record_file_reject(ws, dataset, ingest_id, src.key, e.message)
+                continue
             row = ws.one("SELECT lines_done, bytes_done, finished FROM ingest_progress "
                          "WHERE dataset = ? AND file = ? AND file_sig = ?",
                          [dataset, src.key, sig])

@@ -123,7 +123,8 @@ def recover_json_array(path: Path, file_key: str, batch_rows: int, skip: int,
             start = pos
             try:
                 _, end = dec.raw_decode(buf, start)
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, RecursionError) as exc:
+                e = _as_decode_error(exc, buf, start)
                 ran_out = e.pos >= len(buf) - 16 or e.msg.startswith("Unterminated string")
                 if not eof and (ran_out or len(buf) - start < read_block) \
                         and len(buf) - start < MAX_LINE_BYTES:
@@ -162,7 +163,8 @@ def recover_json_array(path: Path, file_key: str, batch_rows: int, skip: int,
                         if after[:1] == "," or (after[:1] == "]" and not after[1:].strip()) \
                                 or (not after and eof):
                             nxt = cand
-                    except json.JSONDecodeError as e2:
+                    except (json.JSONDecodeError, RecursionError) as exc2:
+                        e2 = _as_decode_error(exc2, buf, cand)
                         need_more = not eof and (e2.pos >= len(buf) - 16
                                                  or e2.msg.startswith("Unterminated string"))
                     if need_more and len(buf) - start < MAX_LINE_BYTES:
@@ -197,6 +199,14 @@ def recover_json_array(path: Path, file_key: str, batch_rows: int, skip: int,
                 yield batch()
         if texts or pre:
             yield batch()
+
+
+def _as_decode_error(e: Exception, buf: str, start: int) -> json.JSONDecodeError:
+    """A RecursionError (nesting deeper than Python's parser allows) as the decode error of the
+    element starting at ``start``, so that it is rejected and skipped like any broken element."""
+    if isinstance(e, json.JSONDecodeError):
+        return e
+    return json.JSONDecodeError("nesting too deep to parse", buf, start + 1)
 
 
 def _short(e: Exception) -> str:

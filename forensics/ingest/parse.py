@@ -54,11 +54,17 @@ def _turn_text(expr: str) -> str:
             f" lambda x: x.text), '') END")
 
 
+# characters a blank text may consist of: whitespace (ASCII and Unicode separators such as
+# NBSP and U+3000), control characters, and format characters (zero-width space/joiners,
+# word joiner, BOM, bidi marks), as RE2's Unicode category tables define them
+BLANK_CLASS = r"\s\p{Z}\p{Cc}\p{Cf}"
+
+
 def _blank(x: str) -> str:
-    """SQL: ``x`` is empty or whitespace only. A first-character test decides almost every
-    row; only text that starts blank pays for the regex (a regex per text cost ~0.1 s/50k)."""
-    return (f"({x} = '' OR (left({x}, 1) IN (' ', chr(9), chr(10), chr(12), chr(13)) "
-            f"AND NOT regexp_matches({x}, '[^\\s]')))")
+    """SQL: ``x`` is empty or made only of :data:`BLANK_CLASS` characters. One RE2 search for
+    the first non-blank character; it stops at the first character of ordinary text (1M texts
+    of 330-700 characters: 0.18 s, the same as an ASCII-only first-character prefilter)."""
+    return f"(NOT regexp_matches({x}, '[^{BLANK_CLASS}]'))"
 
 
 def parse_sql(opts: IngestOptions, binary: bool = False) -> tuple[str, list[Any]]:

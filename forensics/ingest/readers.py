@@ -3,27 +3,39 @@
 Every reader yields batches (:class:`~forensics.ingest.sources.Batch`) of at most ``batch_rows``
 raw records (one JSON text each) with their 1-based line/record numbers and the resume point after
 the batch, in bounded memory whatever the file size. ``iter_batches`` picks the reader for a
-source; :class:`Prefetch` runs it one batch ahead on a thread. Damaged JSON arrays are read by
-:mod:`forensics.ingest.jsonarray`.
+source; :class:`Prefetch` runs it one batch ahead on a thread. JSON arrays (and their recovery
+when damaged) are read by :mod:`forensics.ingest.jsonarray`, CSV/TSV by
+:mod:`forensics.ingest.csvfile`.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
+import zlib
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from forensics.errors import UsageError
+from forensics.errors import InputError, UsageError
+from forensics.ingest.csvfile import read_csv
 from forensics.ingest.jsonarray import read_json_array
-from forensics.ingest.sources import (MAX_LINE_BYTES, RAW_LIMIT, READ_BLOCK, Batch, Source, open_bytes,
-                                      strip_bom)
+from forensics.ingest.sources import (MAX_LINE_BYTES, READ_BLOCK, Batch, Source, open_bytes,
+                                      records_to_batch, strip_bom)
 
 
 def iter_batches(src: Source, batch_rows: int, skip_units: int, skip_bytes: int) -> Iterator[Batch]:
-    """Batches of ``src`` after its resume point (``skip_units`` records; ``skip_bytes`` for JSONL)."""
+    """Batches of ``src`` after its resume point (``skip_units`` records; ``skip_bytes`` for JSONL).
+
+    A file that cannot be read on (not Parquet, truncated, damaged compression, undecodable)
+    raises InputError naming the file and the last record read, never a library exception:
+    the ingest records it as an ``unreadable_file`` reject and goes on with the next file."""
+    return _guarded(src, _reader(src, batch_rows, skip_units, skip_bytes), skip_units)
+
+
+def _reader(src: Source, batch_rows: int, skip_units: int, skip_bytes: int) -> Iterator[Batch]:
     if src.fmt == "jsonl":
         return read_jsonl(src.path, src.key, batch_rows, skip_bytes, skip_units)
     if src.fmt == "json":
@@ -35,6 +47,49 @@ def iter_batches(src: Source, batch_rows: int, skip_units: int, skip_bytes: int)
     if src.fmt in ("hf", "arrow"):
         return read_arrow_files(src.parts, src.key, batch_rows, skip_units)
     raise UsageError(f"unsupported format {src.fmt}")  # pragma: no cover
+
+
+_UNITS = {"jsonl": "line", "csv": "line", "json": "element"}
+_FORMAT_NAMES = {"jsonl": "JSON Lines", "json": "JSON array", "parquet": "Parquet", "csv": "CSV",
+                 "hf": "Arrow (Hugging Face)", "arrow": "Arrow"}
+
+
+def is_file_error(e: BaseException) -> bool:
+    """Whether ``e``, raised while reading an input file, means the file is damaged or not what
+    its name says (as opposed to the machine running out of disk or memory)."""
+    import duckdb
+
+    if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
+        return False
+    if isinstance(e, duckdb.InterruptException) or "KeyboardInterrupt" in str(e):
+        return False
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.ENOMEM):
+        return False
+    return isinstance(e, (pa.ArrowException, OSError, EOFError, UnicodeError, RecursionError,
+                          zlib.error, duckdb.Error))
+
+
+def _guarded(src: Source, batches: Iterator[Batch], skip_units: int) -> Iterator[Batch]:
+    """Re-raise a damaged file's library error as one InputError line (see iter_batches)."""
+    done = skip_units
+    try:
+        for b in batches:
+            done = b.resume_units
+            yield b
+    except Exception as e:
+        if not is_file_error(e):
+            raise
+        what = ("nesting too deep to parse" if isinstance(e, RecursionError)
+                else (str(e).strip().splitlines() or [type(e).__name__])[0][:300])
+        unit = _UNITS.get(src.fmt, "record")
+        where = f" after {unit} {done:,}" if done else ""
+        raise InputError(f"{src.key}: unreadable {_FORMAT_NAMES.get(src.fmt, src.fmt)} file{where}: "
+                         f"{what}", hint="other files were ingested; fix or remove this file and "
+                                         "re-run (committed rows are kept)") from None
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _lines_array(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
@@ -237,28 +292,6 @@ def read_jsonl(path: Path, file_key: str, batch_rows: int, skip_bytes: int, skip
         fh.close()
 
 
-def _records_to_batch(file_key: str, rb: pa.RecordBatch, first: int, units_before: int,
-                      pre: list[dict] | None = None) -> Batch:
-    """Columnar records -> JSON text per row (DuckDB to_json), numbered from first."""
-    import duckdb
-
-    n = rb.num_rows
-    line_no = np.arange(first, first + n, dtype=np.int64)
-    if n == 0:
-        raw = pa.array([], pa.large_string())
-    else:
-        cols = [c if not isinstance(c, pa.ChunkedArray) else c.combine_chunks() for c in rb.columns]
-        rec = pa.StructArray.from_arrays(cols, list(rb.schema.names))
-        con = duckdb.connect()
-        try:
-            con.register("_cols", pa.table({"rec": rec}))
-            raw = con.sql("SELECT CAST(to_json(rec) AS VARCHAR) AS raw FROM _cols") \
-                .to_arrow_table().column(0).combine_chunks().cast(pa.large_string())
-        finally:
-            con.close()
-    return Batch(file_key, line_no, raw, units_before + n, None, pre or [], n)
-
-
 def read_parquet(path: Path, file_key: str, batch_rows: int, skip: int) -> Iterator[Batch]:
     import pyarrow.parquet as pq
 
@@ -291,7 +324,7 @@ def _resume_batches(file_key: str, record_batches: Iterable[pa.RecordBatch], ski
         if start < skip:
             rb = rb.slice(skip - start)
             start = skip
-        yield _records_to_batch(file_key, rb, start + 1, start)
+        yield records_to_batch(file_key, rb, start + 1, start)
 
 
 def read_arrow_files(files: Sequence[Path], file_key: str, batch_rows: int, skip: int
@@ -312,77 +345,3 @@ def read_arrow_files(files: Sequence[Path], file_key: str, batch_rows: int, skip
                         yield big.slice(off, batch_rows)
 
     yield from _resume_batches(file_key, slices(), skip)
-
-
-def read_csv(path: Path, file_key: str, batch_rows: int, skip: int) -> Iterator[Batch]:
-    """CSV with every column read as bytes (no type guessing: ids like 007 stay 007; invalid
-    UTF-8 is found per row, not per file). Numbers are data records, header excluded, +1 so
-    they match file lines when no field spans lines."""
-    import csv as _csv
-    import pyarrow.csv as pacsv
-
-    delim = "\t" if ".tsv" in path.name else ","
-    with open_bytes(path) as fh:
-        head = strip_bom(fh.readline(), path).decode("utf-8", errors="replace")
-    names = next(_csv.reader([head], delimiter=delim), [])
-    if not names:
-        return
-    invalid: list[dict] = []
-
-    def on_invalid(row) -> str:
-        invalid.append(dict(line=row.number, reason="malformed_csv", field=None,
-                            detail=f"expected {row.expected_columns} columns, got {row.actual_columns}",
-                            raw=(row.text or "")[:RAW_LIMIT]))
-        return "skip"
-
-    reader = pacsv.open_csv(
-        open_bytes(path),
-        read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=False),
-        parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True,
-                                         invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.binary() for n in names}, strings_can_be_null=False,
-            quoted_strings_can_be_null=False),
-    )
-    done = 0
-    for rb in reader:
-        for off in range(0, rb.num_rows, batch_rows):
-            part = rb.slice(off, batch_rows)
-            start = done
-            done += part.num_rows
-            pre, invalid[:] = list(invalid), []
-            if done <= skip:
-                continue
-            if start < skip:
-                part = part.slice(skip - start)
-                start = skip
-            part, bad = _decode_columns(part)
-            for i in bad:
-                pre.append(dict(line=start + i + 2, reason="invalid_utf8", field=None,
-                                detail="row is not valid UTF-8", raw=None))
-            b = _records_to_batch(file_key, part, start + 2, start, pre)
-            b.resume_units = done
-            b.line_no = np.arange(start + 2, start + 2 + part.num_rows, dtype=np.int64)
-            if bad:   # rows blanked by _decode_columns are rejected already: drop them
-                keep = np.ones(part.num_rows, bool)
-                keep[list(bad)] = False
-                b.line_no = b.line_no[keep]
-                b.raw = b.raw.filter(pa.array(keep))
-            yield b
-
-
-def _decode_columns(rb: pa.RecordBatch) -> tuple[pa.RecordBatch, set[int]]:
-    cols, bad = [], set()
-    for c in rb.columns:
-        try:
-            cols.append(c.cast(pa.string()))
-        except (pa.ArrowInvalid, UnicodeDecodeError):
-            vals = []
-            for i, v in enumerate(c.to_pylist()):
-                try:
-                    vals.append(None if v is None else v.decode("utf-8"))
-                except UnicodeDecodeError:
-                    bad.add(i)
-                    vals.append(None)
-            cols.append(pa.array(vals, pa.string()))
-    return pa.RecordBatch.from_arrays(cols, names=rb.schema.names), bad

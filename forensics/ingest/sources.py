@@ -1,6 +1,7 @@
 """What ingest reads: the supported formats, path resolution (files, directories, Hugging Face
-``save_to_disk`` directories), format detection, the file signature that keys resume, and the
-:class:`Batch` every reader yields.
+``save_to_disk`` directories; symlinks followed, special files refused), format detection, the
+file signature that keys resume, and the :class:`Batch` every reader yields
+(:func:`records_to_batch` for columnar records).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import gzip
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +40,7 @@ class Source:
     path: Path
     fmt: str                 # jsonl | json | parquet | csv | hf
     parts: list[Path] = field(default_factory=list)   # hf arrow shards
+    refused: str | None = None     # why it cannot be read (a FIFO found in a directory, ...)
 
     @property
     def size(self) -> int:
@@ -99,8 +102,10 @@ def _hf_shards(p: Path) -> list[Path]:
     return sorted(p.glob("*.arrow"))
 
 
-def _detect_format(p: Path) -> str | None:
-    name = p.name.lower()
+def _detect_format(p: Path, name: str | None = None) -> str | None:
+    """Format of the regular file ``p`` from ``name`` (default: ``p``'s own name); a ``.json``
+    is looked into (array or JSON Lines)."""
+    name = (name or p.name).lower()
     if name.endswith(PARQUET_EXT):
         return "parquet"
     if name.endswith(CSV_EXT):
@@ -117,19 +122,67 @@ def _detect_format(p: Path) -> str | None:
     return None
 
 
+def _format_by_name(name: str) -> str:
+    name = name.lower()
+    for exts, fmt in ((PARQUET_EXT, "parquet"), (CSV_EXT, "csv"), (ARROW_EXT, "arrow"),
+                      (JSONL_EXT, "jsonl"), (JSON_EXT, "json")):
+        if name.endswith(exts):
+            return fmt
+    return "unknown"
+
+
+def _kind(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _file_source(given: Path) -> Source | None:
+    """The source for one file path, symlinks followed first; None when its format is unknown.
+
+    The format comes from the target's name, or from the link's name when the target's name
+    says nothing (a Hugging Face cache ``snapshots/.../train.jsonl`` links to an extension-less
+    blob). Anything but a regular file (FIFO, socket, device) is refused: opening a FIFO would
+    block forever. Raises InputError naming the path."""
+    try:
+        target = given.resolve(strict=True)
+        st = target.stat()
+    except FileNotFoundError:
+        raise InputError(f"{given}: broken symbolic link (its target does not exist)",
+                         hint="fix or remove the link") from None
+    except (OSError, RuntimeError) as e:      # symlink loop, permission denied on a directory
+        raise InputError(f"{given}: cannot be resolved: {e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{given}: {_kind(st.st_mode)}, not a regular file; ingest reads "
+                         "regular files only", hint="copy the data into a regular file first")
+    if not os.access(target, os.R_OK):
+        raise InputError(f"{given}: file is not readable (permission denied)")
+    fmt = _detect_format(target) or _detect_format(target, given.name)
+    if fmt is None:
+        return None
+    return Source(str(target), target, fmt, [target] if fmt == "arrow" else [])
+
+
 def resolve_sources(paths: Sequence[str | os.PathLike]) -> list[Source]:
     """Expand files and directories (recursive, sorted; HF save_to_disk dirs as one source).
 
-    Raises InputError (exit 2) before anything is written when a path is missing or unusable.
+    Symbolic links are followed before the format is detected. Raises InputError (exit 2)
+    before anything is written when a path given is missing or unusable: an unknown format, a
+    special file (FIFO, socket, device), a broken link, no read permission. Such a file found
+    in a directory (with a supported extension) becomes a Source with ``refused`` set, which
+    :func:`file_signature` raises when its turn comes, without opening it.
     """
     out: list[Source] = []
     for raw in paths:
         p = Path(raw).expanduser()
-        if not p.exists():
+        if not p.exists() and not p.is_symlink():
             raise InputError(f"{p}: no such file or directory",
                              hint="check the path; directories are read recursively")
-        p = p.resolve()
         if p.is_dir():
+            p = p.resolve()
             if _is_hf_dir(p):
                 shards = _hf_shards(p)
                 if not shards:
@@ -147,29 +200,42 @@ def resolve_sources(paths: Sequence[str | os.PathLike]) -> list[Source]:
                     found = True
                     continue
                 for fn in sorted(filenames):
-                    if fn.startswith("."):
+                    if fn.startswith(".") or not fn.lower().endswith(SUPPORTED_EXT):
                         continue
-                    fp = d / fn
-                    fmt = _detect_format(fp)
-                    if fmt is not None:
-                        out.append(Source(str(fp), fp, fmt))
+                    # a file a directory holds that cannot be read is refused at its turn
+                    # (an ``unreadable_file`` reject); the others are ingested
+                    try:
+                        src = _file_source(d / fn)
+                    except InputError as e:
+                        src = Source(str(d / fn), d / fn, _format_by_name(fn), refused=e.message)
+                    if src is not None:
+                        out.append(src)
                         found = True
             if not found:
                 raise InputError(f"{p}: directory holds no supported files",
                                  hint="supported: " + ", ".join(SUPPORTED_EXT))
             continue
-        if not os.access(p, os.R_OK):
-            raise InputError(f"{p}: file is not readable (permission denied)")
-        fmt = _detect_format(p)
-        if fmt is None:
+        src = _file_source(p)
+        if src is None:
             raise InputError(f"{p}: unknown format (extension)",
                              hint="supported: " + ", ".join(SUPPORTED_EXT))
-        out.append(Source(str(p), p, fmt, [p] if fmt == "arrow" else []))
+        out.append(src)
     return out
 
 
 def file_signature(src: Source) -> str:
-    """size + hash of the first and last MiB: stable across copies/touches, changes on edits."""
+    """size + hash of the first and last MiB: stable across copies/touches, changes on edits.
+
+    InputError naming the file when it cannot be read (or was refused by resolve_sources)."""
+    if src.refused:
+        raise InputError(src.refused)
+    try:
+        return _signature(src)
+    except OSError as e:
+        raise InputError(f"{src.key}: cannot read: {e.strerror or e}") from None
+
+
+def _signature(src: Source) -> str:
     h = hashlib.sha256()
     total = 0
     for p in (src.parts or [src.path]):
@@ -182,3 +248,24 @@ def file_signature(src: Source) -> str:
                 h.update(fh.read(1 << 20))
     return f"{total}:{h.hexdigest()[:24]}"
 
+
+def records_to_batch(file_key: str, rb: pa.RecordBatch, first: int, units_before: int,
+                      pre: list[dict] | None = None) -> Batch:
+    """Columnar records -> JSON text per row (DuckDB to_json), numbered from first."""
+    import duckdb
+
+    n = rb.num_rows
+    line_no = np.arange(first, first + n, dtype=np.int64)
+    if n == 0:
+        raw = pa.array([], pa.large_string())
+    else:
+        cols = [c if not isinstance(c, pa.ChunkedArray) else c.combine_chunks() for c in rb.columns]
+        rec = pa.StructArray.from_arrays(cols, list(rb.schema.names))
+        con = duckdb.connect()
+        try:
+            con.register("_cols", pa.table({"rec": rec}))
+            raw = con.sql("SELECT CAST(to_json(rec) AS VARCHAR) AS raw FROM _cols") \
+                .to_arrow_table().column(0).combine_chunks().cast(pa.large_string())
+        finally:
+            con.close()
+    return Batch(file_key, line_no, raw, units_before + n, None, pre or [], n)

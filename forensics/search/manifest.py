@@ -241,19 +241,31 @@ def write_pair(index: Any, manifest: Manifest, faiss_path: Path, man_path: Path,
     return manifest
 
 
-def recover(faiss_path: Path, man_path: Path) -> str | None:
-    """Finish or discard a write interrupted by a crash; say what was done."""
-    pending = man_path.parent / f"{man_path.name}.new"
-    if not pending.exists():
-        return None
+def _pending(man_path: Path) -> Path:
+    return man_path.parent / f"{man_path.name}.new"
+
+
+def _pending_matches(faiss_path: Path, pending: Path) -> bool:
+    """Whether a pending manifest describes the .faiss file now in place."""
     try:
         m = json.loads(pending.read_text(encoding="utf-8"))
-        if faiss_path.exists() and sha256_file(faiss_path) == m.get("checksum"):
+        return faiss_path.exists() and sha256_file(faiss_path) == m.get("checksum")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def recover(faiss_path: Path, man_path: Path) -> str | None:
+    """Finish or discard a write interrupted by a crash; say what was done."""
+    pending = _pending(man_path)
+    if not pending.exists():
+        return None
+    if _pending_matches(faiss_path, pending):
+        try:
             os.replace(pending, man_path)
             _fsync_dir(man_path.parent)
             return "rolled forward an interrupted index write"
-    except (OSError, ValueError):
-        pass
+        except OSError:
+            pass
     try:
         pending.unlink()
     except OSError:  # pragma: no cover
@@ -262,18 +274,32 @@ def recover(faiss_path: Path, man_path: Path) -> str | None:
 
 
 def read_manifest(ws: "Workspace", dataset: str, field: str) -> Manifest:
-    """The manifest of a built index (finishing an interrupted write first); NotFoundError
-    when it was never built, CheckFailed when unreadable."""
+    """The manifest of a built index; NotFoundError when it was never built, CheckFailed when
+    unreadable.
+
+    An interrupted write is finished first (:func:`recover`) and the ``indexes`` row is brought
+    in line with the manifest file when they differ (a crash between the renames, or between
+    the write and the row). A read-only workspace changes nothing: it reads a pending manifest
+    that matches the .faiss in place, and leaves the roll-forward to the next writer."""
     faiss_path, man_path = index_paths(ws, dataset, field)
-    recover(faiss_path, man_path)
-    if not man_path.exists():
+    path = man_path
+    if not ws.read_only:
+        recover(faiss_path, man_path)
+    elif _pending(man_path).exists() and _pending_matches(faiss_path, _pending(man_path)):
+        path = _pending(man_path)
+    if not path.exists():
         raise NotFoundError(f"no {field!r} index for dataset {dataset!r} ({man_path} missing)",
                             hint=f"build it: forensics index build --dataset {dataset} --field {field}")
     try:
-        return Manifest.from_dict(json.loads(man_path.read_text(encoding="utf-8")))
+        m = Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as e:
         raise CheckFailed(f"index manifest {man_path} is unreadable: {e}",
                           hint=f"rebuild: forensics index build --dataset {dataset} --field {field}") from e
+    if not ws.read_only:
+        row = ws.one("SELECT manifest FROM indexes WHERE dataset = ? AND field = ?", [dataset, field])
+        if row is None or row[0] is None or json.loads(row[0]) != asdict(m):
+            record_index(ws, m, faiss_path)
+    return m
 
 
 def record_index(ws: "Workspace", m: Manifest, faiss_path: Path) -> None:
