@@ -35,6 +35,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from _results import write_result  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 CORPUS = REPO / "examples" / "data" / "demo_corpus.jsonl"
@@ -114,9 +117,13 @@ def main() -> None:
     bc, bw = best[base_name]
     base = vecs[base_name]
     print(f"\nbest of {args.rounds} rounds, {len(texts)} texts (ratios: baseline / variant):")
+    table = []
     for name in variants:
         c, w = best[name]
         cos = (vecs[name] * base).sum(1)
+        table.append({"variant": name, "cpu_seconds": c, "wall_seconds": w,
+                      "cpu_ratio": bc / c, "wall_ratio": bw / w, "texts_per_s": len(texts) / w,
+                      "cos_min": float(cos.min()), "cos_mean": float(cos.mean())})
         print(f"  {name:42s} cpu {c:6.1f} s ({bc / c:4.2f}x)  wall {w:6.1f} s ({bw / w:4.2f}x)  "
               f"{len(texts) / w:6.1f} texts/s  cos vs baseline min {cos.min():.5f} mean {cos.mean():.5f}")
     print(f"load average at end: {os.getloadavg()}")
@@ -125,6 +132,7 @@ def main() -> None:
 
     code = ("import time; t=time.perf_counter(); from forensics.search.embed import Embedder; "
             "e=Embedder(backend='{b}'); e.encode(['warm up']); print(time.perf_counter()-t)")
+    startup = []
     for r in range(args.rounds):
         row = []
         for b in ("sentence-transformers", "torch"):
@@ -133,7 +141,14 @@ def main() -> None:
                                  text=True, env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
             row.append(f"{b}: import+load+1 text {float(out.strip() or 'nan'):.1f} s "
                        f"(process {time.perf_counter() - t0:.1f} s)")
+            startup.append({"round": r + 1, "backend": b,
+                            "import_load_one_text_seconds": float(out.strip() or "nan"),
+                            "process_seconds": time.perf_counter() - t0})
         print(f"start-up round {r + 1}: " + "; ".join(row) + f"; load {os.getloadavg()[0]:.1f}")
+    write_result("embed_cpu", {"parameters": {**vars(args), "texts": len(texts),
+                                              "tokens": int(lengths.sum()),
+                                              "torch_threads": torch.get_num_threads()},
+                               "table": table, "startup": startup})
 
 
 if __name__ == "__main__":

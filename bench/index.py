@@ -31,7 +31,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-XQUAD = REPO.parent / "shared" / "data" / "xquad"
+sys.path.insert(0, str(REPO / "bench"))
+from _results import shared_dir, write_result  # noqa: E402
+
+XQUAD = shared_dir() / "data" / "xquad"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -279,6 +282,8 @@ def main() -> None:
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=1))
     print(json.dumps(results))
+    write_result("index" + ("-quick" if a.quick else "") + (f"-{a.only}" if a.only else ""),
+                 {"parameters": vars(a), "results": results})
 
 
 if __name__ == "__main__":

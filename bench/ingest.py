@@ -43,6 +43,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from _results import write_result  # noqa: E402
 
 WORDS = {
     "en": "the of and to in is was for on that with as by at from his her which are this "
@@ -238,6 +240,17 @@ def main() -> None:
         print(f"| {label} | {inner:.1f} | {n / inner:,.0f} | {size_mib / inner:.1f} | {cpu:.1f} | "
               f"{wall:.1f} | {rss:,.0f} |")
     sec = {k: v[1] for k, v in best.items()}
+    result: dict = {"parameters": {**vars(args), "mib": round(size_mib, 1)},
+                    "parse_insert": {k: {"rows": v[0], "seconds": v[1], "process_seconds": v[2],
+                                         "peak_rss_mib": v[3],
+                                         "cpu_seconds": min(r[4] for r in runs[k])}
+                                     for k, v in best.items()}}
+    if {"baseline", "tool"} <= set(sec):
+        result["ratio_tool_baseline"] = sec["tool"] / sec["baseline"]
+
+    def save() -> None:
+        write_result("ingest", result)
+
     if "other" in sec and "tool" in sec:
         cpu_t = min(r[4] for r in runs["tool"])
         cpu_o = min(r[4] for r in runs["other"])
@@ -250,6 +263,7 @@ def main() -> None:
               f"{best['tool'][2] / best['baseline'][2]:.2f}x; peak RSS tool {best['tool'][3]:,.0f} MiB "
               f"(target < 2048)", flush=True)
     if args.skip_langid:
+        save()
         return
 
     # ---------------------------------------------------------------- language ID
@@ -303,6 +317,9 @@ def main() -> None:
           f"{len(sub):,} texts | {t_lingua:.1f} | {len(sub) / t_lingua:,.0f} |")
     print(f"ratio tool/library = {t_tool / t_lib:.2f}x (target <= 1.2x); top-1 agreement with the "
           f"unrestricted library label {agree:.3f}", flush=True)
+    result["langid"] = {"texts": len(texts), "library_seconds": t_lib, "tool_seconds": t_tool,
+                        "lingua_seconds": t_lingua, "lingua_texts": len(sub),
+                        "ratio_tool_library": t_tool / t_lib, "agreement": agree}
 
     if args.full:
         ws2 = work / "ws-full"
@@ -319,6 +336,9 @@ def main() -> None:
         print(f"\n## full ingest with language ID\n{args.rows:,} rows in {f_wall:.1f}s = "
               f"{args.rows / f_wall:,.0f} rows/s (language ID {fs['langid_seconds']:.1f}s = "
               f"{2 * args.rows / max(fs['langid_seconds'], 1e-9):,.0f} texts/s); peak RSS {f_rss:,.0f} MiB")
+        result["full_ingest"] = {"seconds": f_wall, "peak_rss_mib": f_rss,
+                                 "langid_seconds": fs["langid_seconds"]}
+    save()
 
 
 if __name__ == "__main__":

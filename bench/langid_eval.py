@@ -23,6 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from _results import shared_dir, write_result  # noqa: E402
 
 LANGS = ["en", "de", "es", "zh", "vi", "tr", "el", "ro"]
 SHORT_EN = [
@@ -83,7 +85,7 @@ def run_fastlangdetect(texts: list[str], candidates=None):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--per-lang", type=int, default=150)
-    ap.add_argument("--xquad", type=Path, default=REPO.parent / "shared" / "data" / "xquad")
+    ap.add_argument("--xquad", type=Path, default=shared_dir() / "data" / "xquad")
     args = ap.parse_args()
     from forensics.language.detect import DEFAULT_LANGUAGES
 
@@ -106,6 +108,7 @@ def main() -> None:
     print("| identifier | questions acc | answers acc | short EN acc | 'borscht' | texts/s | "
           "model load s | acc @conf>=0.5 (coverage) |")
     print("|---|---|---|---|---|---|---|---|")
+    table = []
     for name, fn in configs:
         pred, secs, load = fn()
         acc = {}
@@ -119,6 +122,12 @@ def main() -> None:
         print(f"| {name} | {acc['question']:.3f} | {acc['answer']:.3f} | {acc['short_en']:.3f} | "
               f"{borscht} | {len(texts) / secs:,.0f} | {load:.1f} | {thr_acc:.3f} "
               f"({len(conf_idx) / len(non_ans):.2f}) |", flush=True)
+        table.append({"identifier": name, "question_acc": acc["question"],
+                      "answer_acc": acc["answer"], "short_en_acc": acc["short_en"],
+                      "borscht": borscht, "texts_per_s": len(texts) / secs, "load_seconds": load,
+                      "acc_at_conf_0_5": thr_acc, "coverage_at_conf_0_5": len(conf_idx) / len(non_ans)})
+    write_result("langid_eval", {"parameters": {**vars(args), "texts": len(texts)},
+                                 "table": table})
 
 
 if __name__ == "__main__":

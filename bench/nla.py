@@ -23,6 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from _results import shared_dir, write_result  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -123,7 +126,7 @@ def bench_store(root: Path, n: int = 20000, batch: int = 16) -> dict:
 
 def transcript_lengths() -> dict | None:
     """Explanation lengths (characters, words) in the published decode transcripts."""
-    d = REPO.parent / "shared" / "data" / "nla-decodes"
+    d = shared_dir() / "data" / "nla-decodes"
     if not d.exists():
         return None
     out = {}
@@ -208,6 +211,8 @@ def main() -> None:
         if tl:
             for k, v in tl.items():
                 print(f"transcript {k}: {v}")
+    write_result(f"nla-{device}", {"parameters": {**vars(args), "device": str(device)}, "env": env,
+                                   "results": results, "store": store, "transcripts": tl})
 
 
 if __name__ == "__main__":

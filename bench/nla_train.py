@@ -42,6 +42,8 @@ if importlib.util.find_spec("duckdb") is None:
     pkg.__path__ = [str(REPO / "forensics")]
     sys.modules["forensics"] = pkg
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from _results import write_result  # noqa: E402
 
 KIND_LANGS = {"planted": ("en", "de"), "clean": ("en", "en"), "native_de": ("de", "de"),
               "native_es": ("es", "es"), "translate_de": ("en", "de"), "translate_es": ("en", "es")}
@@ -145,6 +147,7 @@ def main() -> int:
     res["loadavg_end"] = os.getloadavg()
     if a.json_out:
         a.json_out.write_text(json.dumps(res, indent=1), encoding="utf-8")
+    write_result("nla_train", {"parameters": vars(a), **res})
     return 0
 
 

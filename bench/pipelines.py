@@ -27,7 +27,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-XQUAD = REPO.parent / "shared" / "data" / "xquad"
+sys.path.insert(0, str(REPO / "bench"))
+from _results import shared_dir, write_result  # noqa: E402
+
+XQUAD = shared_dir() / "data" / "xquad"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import forensics  # noqa: E402
@@ -263,6 +266,7 @@ def main() -> None:
     ws.close()
     Path(args.out).write_text(json.dumps(out, indent=1, default=str))
     print(json.dumps({k: v for k, v in out.items() if k != "pipelines"}, indent=1))
+    write_result("pipelines", {"parameters": vars(args), **out})
 
 
 if __name__ == "__main__":

@@ -1,18 +1,59 @@
-"""Triage quality vs baselines on a synth corpus (real ingest, real FAISS). Prints one table.
+"""Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--heldout] [--small]
-Baselines (same run): BM25 over prompt+reply with the explanations as query; dense retrieval
-(explanations -> pair index, default embedder); rule "prompt en and reply in target language"
-(language families) or keyword search for the anomaly's distinctive phrase (other families).
+Usage: python bench/triage_quality.py [--corpus dev|heldout|b] [--small] [--seed N]
+       (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
+       seed, 0 for dev and b, 11 for heldout)
+
+Corpora:
+  dev      forensics.testing.synth, seed 0, planted de, zh, aside, format: the corpus triage is
+           developed on.
+  heldout  the same generator and templates with another seed, languages (ro, vi), family
+           (refusal) and sources.
+  b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
+           sources, explanation wordings; families signature, substitution, code_marker,
+           sycophancy, es-en, each with hard negatives). Keep its numbers apart from dev's.
+
+Columns: AP of triage's ranking (findings, then the unranked rows), P@n (n = planted rows),
+clP / clR precision and recall of the top cluster, then the baselines on the same rows:
+  bm25     BM25 over prompt+reply, the explanations as the query;
+  dense    explanations -> the pair index with the default embedder (best score per row);
+  rule/kw  what a user would type in a minute; matching rows first, in corpus order:
+           language family X (dev/heldout): prompt detected en and reply detected X;
+           aside:        the anomaly reply's last sentence (first 30 chars) as a substring;
+           refusal, format: the anomaly reply's first 20 chars as a substring;
+           es-en:        prompt detected es and reply detected en;
+           signature:    reply matches  (?i)\\b(regards|wishes|cheers|sent via)\\b
+           substitution: reply contains the wrong name shown in the anomaly reply;
+           code_marker:  reply has a comment line with "end":  (?im)^\\s*(#|//|--).*\\bend\\b
+           sycophancy:   reply opens with agreement:
+                         (?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)
+Each run writes bench/results/triage_quality-<corpus>[-small][-seedN].json (date, commit,
+load, parameters, the table) through bench/_results.py.
 """
 from __future__ import annotations
 
-import argparse, os, subprocess, sys, tempfile, time
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-XQ = REPO.parent / "shared" / "data" / "xquad"
+sys.path.insert(0, str(REPO / "bench"))
+from _results import shared_dir, write_result  # noqa: E402
+
+XQ = shared_dir() / "data" / "xquad"
+
+KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
+    "signature": ("reply", r"(?i)\b(regards|wishes|cheers|sent via)\b"),
+    "code_marker": ("reply", r"(?im)^\s*(#|//|--).*\bend\b"),
+    "sycophancy": ("reply",
+                   r"(?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)"),
+}
+LANG_PAIR_RULES = {"es-en": ("es", "en")}
 
 
 def ap(ranked, pos):
@@ -29,30 +70,83 @@ def cli(ws, *a):
                    check=True, capture_output=True, cwd=REPO)
 
 
+def _defaults(fn) -> dict:
+    """A generator's keyword defaults, recorded with the result."""
+    import inspect
+
+    return {k: v.default for k, v in inspect.signature(fn).parameters.items()
+            if v.default is not inspect.Parameter.empty}
+
+
+def build(corpus: str, small: bool, seed: int | None = None):
+    """(corpus object, parameters recorded with the result)."""
+    if corpus == "b":
+        from forensics.testing.corpus_b import build_corpus_b
+
+        kw = dict(n_planted=25, n_hard=20, n_clean=250, n_native=75, n_code=40,
+                  n_corrected=15) if small else {}
+        seed = 0 if seed is None else seed
+        c = build_corpus_b(XQ, seed=seed, **kw)
+        params = {"generator": "forensics.testing.corpus_b.build_corpus_b",
+                  **_defaults(build_corpus_b), "seed": seed, **kw,
+                  "entity": c.entity, "brand": c.brand}
+        return c, params
+    from forensics.testing.synth import build_corpus
+
+    kw = dict(n_clean=300, n_native=120, n_translation=80, n_planted_per_lang=30) if small else {}
+    if corpus == "heldout":
+        args = dict(seed=11, planted_langs=("ro", "vi"), other_families=("refusal",),
+                    sources=("crawl-b", "acme-data", "zeta-labs", "forum-x"))
+    else:
+        args = dict(seed=0, planted_langs=("de", "zh"), other_families=("aside", "format"))
+    if seed is not None:
+        args["seed"] = seed
+    params = {"generator": "forensics.testing.synth.build_corpus", **_defaults(build_corpus),
+              **args, **kw}
+    return build_corpus(XQ, **args, **kw), params
+
+
+def keyword_hits(c, fam, a, rows, ids, texts) -> list[str]:
+    """The rule/kw baseline's matching rows (see the module docstring)."""
+    if fam in LANG_PAIR_RULES or (":" not in fam and len(fam) == 2):
+        src, dst = LANG_PAIR_RULES.get(fam, ("en", fam))
+        return [r for r, pl, rl in zip(rows, ids["prompt_lang"], ids["reply_lang"])
+                if pl == src and rl == dst]
+    if fam in KEYWORD_RULES or fam == "substitution":
+        if fam == "substitution":
+            fld, rx = "reply", re.escape(c.entity)
+        else:
+            fld, rx = KEYWORD_RULES[fam]
+        pat = re.compile(rx)
+        return [r for r, t in zip(rows, ids[fld]) if pat.search(t or "")]
+    phrase = a["reply"].split(". ")[-1][:30].lower() if fam == "aside" else a["reply"][:20].lower()
+    return [r for r, t in zip(rows, texts) if phrase in t.lower()]
+
+
 def main() -> None:
     ap_ = argparse.ArgumentParser()
-    ap_.add_argument("--heldout", action="store_true", help="other languages/sources/wording")
+    ap_.add_argument("--corpus", choices=("dev", "heldout", "b"), default=None)
+    ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
     ap_.add_argument("--small", action="store_true")
+    ap_.add_argument("--seed", type=int, default=None, help="replace the corpus' own seed")
     args = ap_.parse_args()
+    if args.heldout and args.corpus not in (None, "heldout"):
+        ap_.error("--heldout contradicts --corpus " + args.corpus)
+    corpus = args.corpus or ("heldout" if args.heldout else "dev")
     import forensics
     from forensics import triage
     from forensics.triage import anomaly
     from forensics.search import index
     from forensics.search import embed
-    from forensics.testing.synth import build_corpus
     import bm25s, numpy as np
 
-    kw = dict(n_clean=300, n_native=120, n_translation=80, n_planted_per_lang=30) if args.small else {}
-    if args.heldout:
-        c = build_corpus(XQ, seed=11, planted_langs=("ro", "vi"), other_families=("refusal",),
-                         sources=("crawl-b", "acme-data", "zeta-labs", "forum-x"), **kw)
-    else:
-        c = build_corpus(XQ, seed=0, planted_langs=("de", "zh"), other_families=("aside", "format"), **kw)
+    c, params = build(corpus, args.small, args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     ws_dir = tmp / "ws"
     cli(ws_dir, "init")
     f = c.write_jsonl(tmp / "train.jsonl")
-    cli(ws_dir, "ingest", f, "--dataset", "train", "--meta-fields", "source,shard", "-q")
+    meta = ",".join(k for k in c.records[0] if k not in ("id", "prompt", "reply"))
+    cli(ws_dir, "ingest", f, "--dataset", "train", "--meta-fields", meta, "-q")
     for fld in ("pair", "prompt", "reply"):
         cli(ws_dir, "index", "build", "--dataset", "train", "--field", fld)
     ws = forensics.open(ws_dir)
@@ -63,9 +157,13 @@ def main() -> None:
     retr = bm25s.BM25()
     retr.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
     oi = index.open_index(ws, "train", "pair")
-    print(f"{'family':10s} {'planted':>7s} {'AP':>6s} {'P@n':>6s} {'clP':>5s} {'clR':>5s} "
+    sid = ws.sql("SELECT sample_id, row_id FROM samples WHERE dataset='train'")
+    m = dict(zip(sid["sample_id"].to_list(), sid["row_id"].to_list()))
+    print(f"corpus {corpus}{' (small)' if args.small else ''}, seed {params['seed']}: "
+          f"{len(rows)} rows")
+    print(f"{'family':12s} {'planted':>7s} {'AP':>6s} {'P@n':>6s} {'clP':>5s} {'clR':>5s} "
           f"{'bm25':>6s} {'dense':>6s} {'rule/kw':>7s} {'sec':>5s}")
-    aps, best = [], []
+    table, aps, best, kws = [], [], [], []
     for fam in c.families:
         a = c.anomaly(fam)
         aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
@@ -79,28 +177,42 @@ def main() -> None:
         top = res.clusters[0]["row_ids"] if res.clusters else []
         tp = len(set(top) & set(pos))
         q = " ".join(a["explanations"])
-        docs, sc = retr.retrieve(bm25s.tokenize([q], show_progress=False), k=len(rows), show_progress=False)
+        docs, _ = retr.retrieve(bm25s.tokenize([q], show_progress=False), k=len(rows),
+                                show_progress=False)
         b_bm = ap([rows[i] for i in docs[0]], pos)
         qv = embed.embed_texts(ws, a["explanations"], oi.embedder())
         s, i = oi.search(qv, oi.ntotal)
-        best_s = {}
+        best_s: dict[int, float] = {}
         for srow, irow in zip(s, i):
             for sv, iv in zip(srow, irow):
                 best_s[int(iv)] = max(best_s.get(int(iv), -9), float(sv))
-        sid = ws.sql("SELECT sample_id, row_id FROM samples WHERE dataset='train'")
-        m = dict(zip(sid["sample_id"].to_list(), sid["row_id"].to_list()))
         b_dn = ap([m[k] for k in sorted(best_s, key=lambda k: -best_s[k])], pos)
-        if ":" not in fam and len(fam) == 2:
-            hit = [r for r, pl, rl in zip(rows, ids["prompt_lang"], ids["reply_lang"]) if pl == "en" and rl == fam]
-        else:
-            phrase = a["reply"].split(". ")[-1][:30].lower() if fam == "aside" else a["reply"][:20].lower()
-            hit = [r for r, t in zip(rows, texts) if phrase in t.lower()]
-        b_rule = ap(hit + [r for r in rows if r not in set(hit)], pos)
-        aps.append(ap(ranked, pos)); best.append(max(b_bm, b_dn, b_rule))
-        print(f"{fam:10s} {len(pos):7d} {aps[-1]:6.3f} {len(set(ranked[:len(pos)]) & set(pos)) / len(pos):6.3f} "
-              f"{tp / max(1, len(top)):5.2f} {tp / len(pos):5.2f} {b_bm:6.3f} {b_dn:6.3f} {b_rule:7.3f} {sec:5.2f}")
-    print(f"{'mean':10s} {'':7s} {np.mean(aps):6.3f}   best-baseline mean {np.mean(best):.3f}  "
-          f"gap {np.mean(aps) - np.mean(best):+.3f}")
+        hit = keyword_hits(c, fam, a, rows, ids, texts)
+        hs = set(hit)
+        b_rule = ap(hit + [r for r in rows if r not in hs], pos)
+        row = {"family": fam, "planted": len(pos), "ap": ap(ranked, pos),
+               "p_at_n": len(set(ranked[:len(pos)]) & set(pos)) / len(pos),
+               "top_cluster_rows": len(top), "top_cluster_precision": tp / max(1, len(top)),
+               "top_cluster_recall": tp / len(pos), "bm25_ap": b_bm, "dense_ap": b_dn,
+               "rule_ap": b_rule, "rule_hits": len(hit), "triage_seconds": sec}
+        table.append(row)
+        aps.append(row["ap"]); best.append(max(b_bm, b_dn, b_rule)); kws.append(b_rule)
+        print(f"{fam:12s} {len(pos):7d} {row['ap']:6.3f} {row['p_at_n']:6.3f} "
+              f"{row['top_cluster_precision']:5.2f} {row['top_cluster_recall']:5.2f} {b_bm:6.3f} "
+              f"{b_dn:6.3f} {b_rule:7.3f} {sec:5.2f}")
+    summary = {"mean_ap": float(np.mean(aps)), "best_baseline_mean_ap": float(np.mean(best)),
+               "rule_mean_ap": float(np.mean(kws)),
+               "families_above_rule": sum(x["ap"] > x["rule_ap"] for x in table)}
+    print(f"{'mean':12s} {'':7s} {summary['mean_ap']:6.3f}   best-baseline mean "
+          f"{summary['best_baseline_mean_ap']:.3f}  gap "
+          f"{summary['mean_ap'] - summary['best_baseline_mean_ap']:+.3f}  rule/kw mean "
+          f"{summary['rule_mean_ap']:.3f}")
+    ws.close()
+    write_result(f"triage_quality-{corpus}{'-small' if args.small else ''}"
+                 f"{'' if args.seed is None else f'-seed{args.seed}'}",
+                 {"parameters": {"corpus": corpus, "small": args.small, "rows": len(rows),
+                                 **params},
+                  "table": table, "summary": summary})
 
 
 if __name__ == "__main__":

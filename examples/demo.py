@@ -191,21 +191,15 @@ class Demo:
             self.done("anomaly add", t0, True, f"anomaly {aid} already stored (reused)")
         else:
             a = json.loads(ANOMALIES.read_text(encoding="utf-8"))[FAMILY]
-            if self.has_command("anomaly"):
-                rc, doc, _ = self.forensics("anomaly", "add", "--title", TITLE, "--prompt", a["prompt"],
-                                            "--reply", a["reply"], "--explanation-file", _shown(EXPLANATION))
-            else:
-                rc, doc = self.api("anomaly_add", a)
+            rc, doc, _ = self.forensics("anomaly", "add", "--title", TITLE, "--prompt", a["prompt"],
+                                        "--reply", a["reply"], "--explanation-file", _shown(EXPLANATION))
             aid = (doc or {}).get("anomaly_id")
             if not self.done("anomaly add", t0, rc == 0 and aid is not None,
                              f"anomaly {aid}" if aid is not None else ""):
                 return self.finish(t_all)
 
         t0 = self.step("Triage: search, behaviour features, quality signals -> fuse -> cluster -> expand")
-        if self.has_command("triage"):
-            rc, tri, _ = self.forensics("triage", str(aid), "--dataset", self.dataset)
-        else:
-            rc, tri = self.api("triage", {"anomaly_id": aid})
+        rc, tri, _ = self.forensics("triage", str(aid), "--dataset", self.dataset)
         if not self.done("triage", t0, rc == 0 and bool(tri) and "run_id" in tri,
                          f"run {tri.get('run_id')}: {len(tri.get('clusters', []))} clusters, "
                          f"{len(tri.get('findings', []))} findings" if tri else ""):
@@ -228,50 +222,6 @@ class Demo:
         if rc != 0 or not doc:
             return False
         return any(i.get("field") == "pair" and i.get("state") == "fresh" for i in doc.get("indexes", []))
-
-    def has_command(self, name: str) -> bool:
-        proc = subprocess.run([sys.executable, "-m", "forensics", name, "--help"], env=self.env,
-                              capture_output=True, text=True)
-        return proc.returncode == 0
-
-    def api(self, what: str, arg: dict) -> tuple[int, dict | None]:
-        """Fallback for a build whose CLI lacks a command: the same call through the Python
-        API, in a subprocess like the CLI (said so on screen)."""
-        say(f"[yellow]note:[/] this build has no `forensics {what.replace('_', ' ')}` command; "
-            f"using the Python API instead")
-        import importlib.util
-
-        mod = "forensics.triage.anomaly" if what == "anomaly_add" else "forensics.triage"
-        if importlib.util.find_spec(mod) is None:
-            say(f"[bold red]error:[/] {mod} is not in this build either: the triage area has not "
-                f"landed; nothing to run")
-            return 1, None
-        code = {
-            "anomaly_add": (
-                "import json,sys,forensics\n"
-                "from forensics import anomaly\n"
-                "a=json.loads(sys.argv[3])\n"
-                "with forensics.open(sys.argv[1]) as ws:\n"
-                " aid=anomaly.add(ws,a['title'],a['prompt'],a['reply'],"
-                "anomaly.read_explanation_file(sys.argv[2]))\n"
-                "print(json.dumps({'anomaly_id':aid}))"),
-            "triage": (
-                "import json,sys,forensics\n"
-                "from forensics import triage\n"
-                "with forensics.open(sys.argv[1]) as ws:\n"
-                " r=triage.triage(ws,int(sys.argv[3]),sys.argv[2])\n"
-                "print(json.dumps(r.to_json(),default=str))"),
-        }[what]
-        if what == "anomaly_add":
-            argv = [str(self.ws), str(EXPLANATION), json.dumps({**arg, "title": TITLE})]
-        else:
-            argv = [str(self.ws), self.dataset, str(arg["anomaly_id"])]
-        proc = subprocess.run([sys.executable, "-c", code, *argv], env=self.env,
-                              stdout=subprocess.PIPE, text=True)
-        try:
-            return proc.returncode, json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            return proc.returncode or 1, None
 
     def find_anomaly(self) -> int | None:
         """The demo anomaly if a previous run stored it (TITLE is our constant, not data)."""

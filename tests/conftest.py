@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# shared/ sits beside the checkout, or beside a folder above it (git worktrees)
+SHARED = next((p / "shared" for p in REPO.parents if (p / "shared" / "data").is_dir()),
+              REPO.parent / "shared")
 XQUAD = SHARED / "data" / "xquad"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
