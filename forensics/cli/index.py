@@ -7,7 +7,8 @@ import click
 
 from forensics.cli._common import Ctx, console, emit_json, err_console, handle_errors, json_option
 
-_FIELD_CHOICE = click.Choice(["prompt", "reply", "pair", "explanation"])
+_FIELD_CHOICE = click.Choice(["prompt", "reply", "pair", "explanation", "reply_segment",
+                              "prompt_segment"])
 _TYPE_CHOICE = click.Choice(["auto", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq"])
 
 

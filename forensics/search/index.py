@@ -37,7 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from forensics.search.embed import Embedder
     from forensics.workspace import Workspace
 
-FIELDS = ("prompt", "reply", "pair", "explanation")
+FIELDS = ("prompt", "reply", "pair", "explanation", "reply_segment", "prompt_segment")
+# segment fields: the base field's texts cut by forensics.search.segments; ids are packed
+# segment ids (sample id and position), freshness is the base field's
+SEGMENT_FIELDS = {"reply_segment": "reply", "prompt_segment": "prompt"}
 INDEX_TYPES = ("flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq")
 # Below this many rows exact search is fast enough (about 1 ms per query at 50k x 384-d) and
 # needs no tuning, so ``auto`` picks ``flat``; above it ``ivf-sq8`` (measured in docs/index.md:
@@ -157,7 +160,9 @@ _SAMPLE_TEXT = {
 
 
 def _field_sql(field: str) -> tuple[str, str, str]:
-    """(id column, text expression, FROM+WHERE) for one field; rows with empty text are left out."""
+    """(id column, text expression, FROM+WHERE) for one field; rows with empty text are left out.
+    A segment field reads its base field's rows."""
+    field = SEGMENT_FIELDS.get(field, field)
     if field == "explanation":
         return ("explanation_id", "text",
                 "FROM explanations WHERE dataset = ? AND sample_id IS NOT NULL AND text <> ''")
@@ -166,14 +171,21 @@ def _field_sql(field: str) -> tuple[str, str, str]:
     return "sample_id", _SAMPLE_TEXT[field], f"FROM samples WHERE dataset = ? AND {cond}"
 
 
-def field_texts(ws: "Workspace", dataset: str, field: str, min_id_exclusive: int | None = None
-                ) -> tuple[np.ndarray, list[str]]:
+def field_texts(ws: "Workspace", dataset: str, field: str, min_id_exclusive: int | None = None,
+                segment_params: dict | None = None) -> tuple[np.ndarray, list[str]]:
     """(ids int64, texts) of a dataset's field, ordered by id.
 
-    ids are ``sample_id`` (``explanation_id`` for ``explanation``); the pair text is
-    prompt + "\\n\\n" + reply. Rows whose text is empty are not indexed.
+    ids are ``sample_id`` (``explanation_id`` for ``explanation``, packed segment ids for a
+    segment field, cut with ``segment_params``: :class:`~forensics.search.segments.SegmentParams`
+    fields); the pair text is prompt + "\\n\\n" + reply. Rows whose text is empty are not
+    indexed.
     """
     _check_field(field)
+    if field in SEGMENT_FIELDS:
+        from forensics.search.segments import SegmentParams, split_many
+
+        sids, texts = field_texts(ws, dataset, SEGMENT_FIELDS[field], min_id_exclusive)
+        return split_many(sids, texts, SegmentParams(**(segment_params or {})))
     idc, expr, frm = _field_sql(field)
     params: list[Any] = [dataset]
     if min_id_exclusive is not None:
@@ -471,15 +483,27 @@ def _err(msg: str, progress: bool) -> None:
 # ---------------------------------------------------------------------------- build / update
 def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | None = None,
           model: str | None = None, device: str | None = None, progress: bool = True,
-          embedder: "Embedder | None" = None) -> Manifest:
-    """Embed every row of ``dataset``'s ``field`` (cache-backed) and write a fresh index."""
+          embedder: "Embedder | None" = None, segment_params: dict | None = None) -> Manifest:
+    """Embed every row of ``dataset``'s ``field`` (cache-backed) and write a fresh index.
+
+    A segment field (``reply_segment``, ``prompt_segment``) embeds each row's segments
+    (:mod:`forensics.search.segments`, cut with ``segment_params``: SegmentParams fields,
+    recorded in the manifest's ``params["segments"]``); its manifest's ``rows`` counts segments,
+    ``source_count`` the rows they came from."""
     from forensics.search.embed import Embedder, embed_texts
 
     _check_field(field)
     ws.require_dataset(dataset)
     t0 = time.perf_counter()
     src = _source_state(ws, dataset, field)
-    ids, texts = field_texts(ws, dataset, field)
+    seg = None
+    if field in SEGMENT_FIELDS:
+        import dataclasses
+
+        from forensics.search.segments import SegmentParams
+
+        seg = dataclasses.asdict(SegmentParams(**(segment_params or {})))
+    ids, texts = field_texts(ws, dataset, field, segment_params=seg)
     if len(ids) == 0:
         what = "explanations" if field == "explanation" else f"non-empty {field} texts"
         raise NotFoundError(f"dataset {dataset!r} has no {what} to index",
@@ -497,6 +521,8 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     index, params = _new_index(kind, emb.dim, len(ids), train)
     index.add_with_ids(vecs, ids)
     recall = _tune(index, kind, params, vecs, ids)
+    if seg is not None:
+        params["segments"] = seg
     faiss_path, man_path = index_paths(ws, dataset, field)
     m = Manifest(dataset=dataset, field=field, model_id=emb.model_id, model_spec=emb.spec,
                  dim=emb.dim, metric="inner_product", index_type=kind, params=params,
@@ -537,6 +563,12 @@ def update(ws: "Workspace", dataset: str, field: str = "pair", progress: bool = 
     if _is_stale(old, src) is None:
         _err(f"{dataset}/{field}: already fresh ({old.rows} rows)", progress)
         return old
+    if field in SEGMENT_FIELDS:
+        # segment ids are not sample ids: no incremental add, a rebuild (the embedding cache
+        # keeps unchanged segments from being embedded again)
+        _err(f"{dataset}/{field}: rows changed; rebuilding the segment index", progress)
+        return build(ws, dataset, field, index_type=old.index_type, progress=progress,
+                     embedder=oi.embedder(), segment_params=old.params.get("segments"))
     indexed = oi.ids()
     if _fingerprint_of(ws, dataset, field, indexed) != old.source_fingerprint:
         _err(f"{dataset}/{field}: indexed rows changed or were removed; rebuilding", progress)
@@ -664,14 +696,29 @@ class OpenIndex:
 def _cached_vectors(ws: "Workspace", m: Manifest, ids: np.ndarray) -> dict[int, np.ndarray]:
     from forensics.search.embed import _cache_lookup, text_hash
 
-    idc, expr, frm = _field_sql(m.field)
-    # ids as a list parameter, not a registered Arrow table (that imports pandas, ~0.3 s)
-    rows = ws.rows(f"SELECT {idc}, {expr} {frm} AND {idc} IN (SELECT unnest(?::BIGINT[]))",
-                   [m.dataset, [int(x) for x in ids]])
+    rows = _id_texts(ws, m, ids)
     hashes = {int(i): text_hash(t) for i, t in rows}
     found = _cache_lookup(ws, m.model_id, list(set(hashes.values())), m.dim)
     pos = {int(x): i for i, x in enumerate(ids)}
     return {pos[i]: found[h] for i, h in hashes.items() if h in found}
+
+
+def _id_texts(ws: "Workspace", m: Manifest, ids: np.ndarray) -> list[tuple[int, str]]:
+    """(id, indexed text) of ``ids`` as DuckDB has them now (segments re-cut)."""
+    if m.field in SEGMENT_FIELDS:
+        from forensics.search.segments import SegmentParams, segment_sample, split_many
+
+        base = Manifest.from_dict({**asdict(m), "field": SEGMENT_FIELDS[m.field]})
+        sids = np.unique(segment_sample(np.asarray(ids, np.int64)))
+        rows = _id_texts(ws, base, sids)
+        got = split_many(np.asarray([r[0] for r in rows], np.int64), [r[1] for r in rows],
+                         SegmentParams(**m.params.get("segments", {})))
+        want = {int(x) for x in ids}
+        return [(int(i), t) for i, t in zip(*got) if int(i) in want]
+    idc, expr, frm = _field_sql(m.field)
+    # ids as a list parameter, not a registered Arrow table (that imports pandas, ~0.3 s)
+    return ws.rows(f"SELECT {idc}, {expr} {frm} AND {idc} IN (SELECT unnest(?::BIGINT[]))",
+                   [m.dataset, [int(x) for x in ids]])
 
 
 def open_index(ws: "Workspace", dataset: str, field: str = "pair", allow_stale: bool = False,
@@ -724,7 +771,22 @@ def search(ws: "Workspace", dataset: str, queries: list[str], field: str = "pair
     oi = oi or open_index(ws, dataset, field)
     qv = embed_texts(ws, list(queries), oi.embedder())
     scores, ids = oi.search(qv, k)
+    if field in SEGMENT_FIELDS:
+        return _segment_hits(ws, oi.manifest, scores, ids)
     return hits_for(ws, field, scores, ids)
+
+
+def _segment_hits(ws: "Workspace", m: Manifest, scores: np.ndarray, ids: np.ndarray
+                  ) -> list[list[Hit]]:
+    """Segment hits: ``sample_id`` the segment's row, ``text`` the segment itself."""
+    from forensics.search.segments import segment_sample
+
+    seg = dict(_id_texts(ws, m, ids[ids >= 0]))
+    base = hits_for(ws, "pair", scores, segment_sample(ids))
+    for hrow, irow in zip(base, ids):
+        for h, i in zip(hrow, irow[irow >= 0]):
+            h.text = seg.get(int(i))
+    return base
 
 
 def hits_for(ws: "Workspace", field: str, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:
@@ -857,7 +919,7 @@ def verify(ws: "Workspace", dataset: str, field: str, sample: int = 32, seed: in
         problem(f"index holds {oi.ntotal} vectors but the manifest says {m.rows}")
     if oi.index.d != m.dim:
         problem(f"index dimension {oi.index.d} != manifest dimension {m.dim}")
-    ids, texts = field_texts(ws, dataset, field)
+    ids, texts = field_texts(ws, dataset, field, segment_params=m.params.get("segments"))
     rep.checks["rows_duckdb"] = len(ids)
     if len(ids) != oi.ntotal:
         problem(f"index holds {oi.ntotal} vectors but DuckDB has {len(ids)} {field} rows for "
