@@ -13,7 +13,8 @@ anomaly's behaviour.
 4. **Members**: rows whose best cosine to a behaviour segment stands out from the index's
    background: at least ``member_z`` robust standard deviations (median / MAD of the behaviour
    segment against ``null_sample`` random indexed segments) above the background median, and at
-   least ``member_min_cos``. Members share one behaviour whatever its wording; the clustering
+   least ``member_min_cos``; when the members' cosines show one step wider than
+   ``member_knee_share`` of their log range, those below it are stragglers, not members. Members share one behaviour whatever its wording; the clustering
    puts them in one group (``row_evidence["member"]``).
 
 A language switch is left to the language signal (its segments are language identity).
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from forensics.triage.cluster import knee_cut
 from forensics.triage.signals.base import SignalContext, SignalScores, Unavailable, register
 
 FIELD = "reply_segment"
@@ -41,9 +43,10 @@ class SegmentSignalParams:
     feedback_top: int = 40            # unprompted segments averaged per round
     explanation_weight: float = 0.3   # share of the score from the explanations' queries
     null_sample: int = 2000           # random indexed segments that estimate the background
-    member_z: float = 3.5             # members: cosine >= median + member_z x robust sd ...
+    member_z: float = 4.0             # members: cosine >= median + member_z x robust sd ...
     member_min_cos: float = 0.25      # ... and >= this cosine
     min_members: int = 4              # fewer members than this: no segment batch
+    member_knee_share: float = 0.5    # a gap in members' log cosine spanning this share of their range cuts
     prompted_cos: float = 0.3         # a row's behaviour segment this close to its own prompt answers it
     seed: int = 0                     # random sample of the background
 
@@ -84,18 +87,31 @@ def _norm(best: np.ndarray) -> np.ndarray:
     return v
 
 
-def _background(oi, q: np.ndarray, n: int, seed: int) -> tuple[float, float]:
-    """(median, robust sd) of the query's cosine to ``n`` random indexed segments."""
+def _background_sample(oi, n: int, seed: int) -> np.ndarray:
+    """``n`` random indexed segment vectors (the background a query is measured against)."""
     ids = oi.ids()
     if len(ids) == 0:
-        return 0.0, 1.0
+        return np.zeros((0, oi.manifest.dim), np.float32)
     rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(ids, size=min(n, len(ids)), replace=False))
-    vecs = oi.reconstruct(pick)
-    s = vecs @ q
-    med = float(np.median(s))
-    mad = float(np.median(np.abs(s - med))) * 1.4826
-    return med, max(mad, 1e-3)
+    return oi.reconstruct(np.sort(rng.choice(ids, size=min(n, len(ids)), replace=False)))
+
+
+def _member_cut(bg: np.ndarray, q: np.ndarray, params: "SegmentSignalParams") -> float:
+    """max(background median + member_z x robust sd, member_min_cos) for query ``q``, the
+    background clipped of what stands above the cut (up to three estimates)."""
+    if not len(bg):
+        return params.member_min_cos
+    s = bg @ q
+    # the sample holds the batch too (a fifth of a small dataset can be the batch): estimate,
+    # set aside what stands above the cut, estimate again (up to three estimates)
+    for _ in range(3):
+        med = float(np.median(s))
+        sd = max(float(np.median(np.abs(s - med))) * 1.4826, 1e-3)
+        cut = med + params.member_z * sd
+        if not (s > cut).any():
+            break
+        s = s[s <= cut]
+    return max(cut, params.member_min_cos)
 
 
 @register
@@ -137,7 +153,8 @@ class SegmentSignal:
             pick -= (sv @ pv.T).max(axis=1)
         order = np.argsort(-pick, kind="stable")[:max(1, params.behaviour_segments)]
         pidx = context.indexes.get("prompt")
-        queries = np.vstack([self._feedback(context, oi, pidx, sv[i], params) for i in order])
+        bg = _background_sample(oi, params.null_sample, params.seed)
+        queries = np.vstack([self._feedback(oi, pidx, bg, sv[i], params) for i in order])
         k = max(1, min(params.k, oi.ntotal))
         sims, ids = oi.search(np.vstack([queries, ev]) if len(ev) else queries, k)
         nb = len(queries)
@@ -149,10 +166,17 @@ class SegmentSignal:
             b, bid = _best_per_row(context, sims[qi], ids[qi])
             better = b > best_b
             best_b, best_id = np.where(better, b, best_b), np.where(better, bid, best_id)
-            med, sd = _background(oi, queries[qi], params.null_sample, params.seed)
-            cut = max(med + params.member_z * sd, params.member_min_cos)
+            cut = _member_cut(bg, queries[qi], params)
+            m = b >= cut
+            # a batch stands as a plateau; stragglers that merely resemble it trail below a
+            # wide step (wordings of one behaviour spread evenly, without one)
+            knee = knee_cut(b[m], params.min_members, params.member_knee_share, cut) \
+                if m.sum() > params.min_members else None
+            if knee is not None:
+                cut = knee
+                m = b >= cut
             cuts.append(round(cut, 4))
-            member |= b >= cut
+            member |= m
         score = _norm(best_b)
         if len(ev) and params.explanation_weight > 0:
             ex = np.mean([_norm(_best_per_row(context, sims[qi], ids[qi])[0])
@@ -185,18 +209,20 @@ class SegmentSignal:
             index_versions={FIELD: context.indexes.versions[FIELD]}, notes=notes)
 
     @staticmethod
-    def _feedback(context: SignalContext, oi, pidx, q: np.ndarray,
-                  params: SegmentSignalParams) -> np.ndarray:
+    def _feedback(oi, pidx, bg: np.ndarray, q: np.ndarray, params: SegmentSignalParams
+                  ) -> np.ndarray:
         """The behaviour query moved, ``feedback_rounds`` times, to the centroid of itself and
-        its ``feedback_top`` nearest segments that do not answer their own prompt. Why: one
-        wording of a behaviour is nearer to the behaviour's other wordings through their
-        centroid (what they share) than directly (what this wording adds)."""
+        those of its ``feedback_top`` nearest segments that pass the member cut and do not
+        answer their own prompt. Why: one wording of a behaviour is nearer to the behaviour's
+        other wordings through their centroid (what they share) than directly (what this
+        wording adds); the member cut keeps a small batch's centroid from drifting to the
+        ordinary segments that fill the rest of the neighbour list."""
         from forensics.search.segments import segment_sample
 
         q0 = q.astype(np.float32)
         for _ in range(params.feedback_rounds):
-            _, ids = oi.search(q0[None, :], max(1, min(params.feedback_top, oi.ntotal)))
-            ids = ids[0][ids[0] >= 0]
+            sims, ids = oi.search(q0[None, :], max(1, min(params.feedback_top, oi.ntotal)))
+            ids = ids[0][(ids[0] >= 0) & (sims[0] >= _member_cut(bg, q0, params))]
             if not len(ids):
                 break
             v = oi.reconstruct(ids)
