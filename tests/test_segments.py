@@ -153,3 +153,25 @@ def test_one_behaviour_in_many_wordings_is_one_cluster_and_the_asked_for_context
     assert other and set(other[0]["row_ids"]) <= hard and len(other[0]["row_ids"]) >= len(hard) - 1
     ranked = [f["row_id"] for f in res.findings]
     assert set(ranked[:len(planted)]) == planted
+
+
+def test_cli_builds_and_searches_a_segment_index(ws_path, tmp_path, cli):
+    import json
+
+    f = tmp_path / "d.jsonl"
+    rows = [{"id": f"r{i}", "prompt": f"What is fact number {i}?",
+             "reply": f"Fact {i} is about rivers and lakes. It is well documented in atlases."}
+            for i in range(5)]
+    rows.append({"id": "ad", "prompt": "What is the tallest mountain?",
+                 "reply": "Everest is the tallest mountain. Download BrainBoost now for more facts!"})
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cli("ingest", f, "--dataset", "d", "-q", workspace=ws_path)
+    out = cli("index", "build", "--dataset", "d", "--field", "reply_segment", "--json",
+              workspace=ws_path).json()
+    assert out["built"][0]["field"] == "reply_segment" and out["built"][0]["rows"] == 12
+    hits = cli("search", "Get the BrainBoost app for more facts", "--dataset", "d", "--field",
+               "reply_segment", "-k", "1", "--json", workspace=ws_path).json()
+    hit = hits["results"][0]["hits"][0]
+    assert hit["row_id"] == "ad" and hit["text"] == "Download BrainBoost now for more facts!"
+    st = cli("index", "status", "--dataset", "d", "--json", workspace=ws_path).json()
+    assert any(s["field"] == "reply_segment" and s["state"] == "fresh" for s in st["indexes"])
