@@ -154,7 +154,8 @@ class SegmentSignal:
         order = np.argsort(-pick, kind="stable")[:max(1, params.behaviour_segments)]
         pidx = context.indexes.get("prompt")
         bg = _background_sample(oi, params.null_sample, params.seed)
-        queries = np.vstack([self._feedback(oi, pidx, bg, sv[i], params) for i in order])
+        pids = pidx.ids() if pidx is not None else None
+        queries = np.vstack([self._feedback(oi, pidx, pids, bg, sv[i], params) for i in order])
         k = max(1, min(params.k, oi.ntotal))
         sims, ids = oi.search(np.vstack([queries, ev]) if len(ev) else queries, k)
         nb = len(queries)
@@ -192,7 +193,7 @@ class SegmentSignal:
             # the same behaviour in a context where it is legitimate
             rows = np.flatnonzero(member)
             if len(rows):
-                rel = _prompt_relation(oi, pidx, context.sample_ids[rows], best_id[rows])
+                rel = _prompt_relation(oi, pidx, pids, context.sample_ids[rows], best_id[rows])
                 other[rows[rel >= params.prompted_cos]] = True
         member &= ~other
         if member.sum() < params.min_members:
@@ -209,7 +210,7 @@ class SegmentSignal:
             index_versions={FIELD: context.indexes.versions[FIELD]}, notes=notes)
 
     @staticmethod
-    def _feedback(oi, pidx, bg: np.ndarray, q: np.ndarray, params: SegmentSignalParams
+    def _feedback(oi, pidx, pids, bg: np.ndarray, q: np.ndarray, params: SegmentSignalParams
                   ) -> np.ndarray:
         """The behaviour query moved, ``feedback_rounds`` times, to the centroid of itself and
         those of its ``feedback_top`` nearest segments that pass the member cut and do not
@@ -227,7 +228,8 @@ class SegmentSignal:
                 break
             v = oi.reconstruct(ids)
             if pidx is not None:
-                keep = _prompt_relation(oi, pidx, segment_sample(ids), ids, v) < params.prompted_cos
+                keep = _prompt_relation(oi, pidx, pids, segment_sample(ids), ids, v) \
+                    < params.prompted_cos
                 v = v[keep]
             if not len(v):
                 break
@@ -236,12 +238,12 @@ class SegmentSignal:
         return q0
 
 
-def _prompt_relation(oi, pidx, sample_ids: np.ndarray, seg_ids: np.ndarray,
+def _prompt_relation(oi, pidx, pids: np.ndarray, sample_ids: np.ndarray, seg_ids: np.ndarray,
                      seg_vecs: np.ndarray | None = None) -> np.ndarray:
     """Cosine of each segment to its own row's prompt (rows without a prompt vector: 0)."""
     v = seg_vecs if seg_vecs is not None else oi.reconstruct(seg_ids)
     out = np.zeros(len(seg_ids), np.float64)
-    have = np.isin(sample_ids, pidx.ids())
+    have = np.isin(sample_ids, pids)
     if have.any():
         pv = pidx.vectors(sample_ids[have])
         out[have] = (pv * v[have]).sum(axis=1)
