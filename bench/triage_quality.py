@@ -33,8 +33,9 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
                          (?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)
 Indexes built for every run: pair, prompt, reply and reply_segment (``--no-segments`` leaves
 the segment index out, the segment signal is then unavailable; the build seconds and segments
-per row are printed and recorded). Each run writes bench/results/triage_quality-<corpus>[-small][-seedN].json (date, commit,
-load, parameters, the table) through bench/_results.py.
+per row are printed and recorded). Each run writes
+bench/results/triage_quality-<corpus>[-small][-seedN][-nosegments].json (date, commit, load,
+parameters, the table) through bench/_results.py.
 """
 from __future__ import annotations
 
@@ -232,7 +233,8 @@ def main() -> None:
           f"{summary['rule_mean_ap']:.3f}")
     ws.close()
     write_result(f"triage_quality-{corpus}{'-small' if args.small else ''}"
-                 f"{'' if args.seed is None else f'-seed{args.seed}'}",
+                 f"{'' if args.seed is None else f'-seed{args.seed}'}"
+                 f"{'-nosegments' if args.no_segments else ''}",
                  {"parameters": {"corpus": corpus, "small": args.small, "rows": len(rows),
                                  "segment_index": seg_build, **params},
                   "table": table, "summary": summary})
