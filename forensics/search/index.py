@@ -31,7 +31,7 @@ from forensics import progress as _progress
 from forensics.errors import CheckFailed, NotFoundError, StaleError, UsageError
 from forensics.search.ann import (FLAT_THRESHOLD, INDEX_TYPES, TARGET_RECALL, apply_params, choose_type,
                                   few_query_threads, load_faiss, new_index, tune)
-from forensics.search.manifest import (FIELDS, SAMPLE_TEXT, Manifest, check_field, field_sql, field_texts,
+from forensics.search.manifest import (FIELDS, SAMPLE_TEXT, SEGMENT_FIELDS, Manifest, check_field, field_sql, field_texts,
                                        fingerprint_of, index_paths, read_manifest, record_index,
                                        sha256_file, source_state, stale_reason, write_pair)
 
@@ -103,8 +103,14 @@ def _no_stage(name: str) -> None:
 def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | None = None,
           model: str | None = None, device: str | None = None,
           progress: _progress.Progress | None = None, embedder: "Embedder | None" = None,
-          on_stage: Callable[[str], None] | None = None) -> Manifest:
+          on_stage: Callable[[str], None] | None = None,
+          segment_params: dict | None = None) -> Manifest:
     """Embed every row of ``dataset``'s ``field`` (cache-backed) and write a fresh index.
+
+    A segment field (``reply_segment``, ``prompt_segment``) embeds each row's segments
+    (:mod:`forensics.search.segments`, cut with ``segment_params``: SegmentParams fields,
+    recorded in the manifest's ``params["segments"]``); its manifest's ``rows`` counts segments,
+    ``source_count`` the rows they came from.
 
     ``progress`` gets the embedding task and one note per phase (``None``: silent).
     ``on_stage`` is called with each name of :data:`BUILD_STAGES` as the build passes it (a
@@ -118,7 +124,14 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     ws.require_dataset(dataset)
     t0 = time.perf_counter()
     src = source_state(ws, dataset, field)
-    ids, texts = field_texts(ws, dataset, field)
+    seg = None
+    if field in SEGMENT_FIELDS:
+        import dataclasses
+
+        from forensics.search.segments import SegmentParams
+
+        seg = dataclasses.asdict(SegmentParams(**(segment_params or {})))
+    ids, texts = field_texts(ws, dataset, field, segment_params=seg)
     if len(ids) == 0:
         what = "explanations" if field == "explanation" else f"non-empty {field} texts"
         raise NotFoundError(f"dataset {dataset!r} has no {what} to index",
@@ -137,6 +150,8 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     index, params = new_index(kind, emb.dim, len(ids), train)
     index.add_with_ids(vecs, ids)
     recall = tune(index, kind, params, vecs, ids)
+    if seg is not None:
+        params["segments"] = seg
     stage("index-built")
     faiss_path, man_path = index_paths(ws, dataset, field)
     m = Manifest(dataset=dataset, field=field, model_id=emb.model_id, model_spec=emb.spec,
@@ -185,6 +200,13 @@ def update(ws: "Workspace", dataset: str, field: str = "pair",
     if stale_reason(old, src) is None:
         prog.note(f"{dataset}/{field}: already fresh ({old.rows} rows)")
         return old
+    if field in SEGMENT_FIELDS:
+        # segment ids are not sample ids: no incremental add, a rebuild (the embedding cache
+        # keeps unchanged segments from being embedded again)
+        prog.note(f"{dataset}/{field}: rows changed; rebuilding the segment index")
+        return build(ws, dataset, field, index_type=old.index_type, progress=prog,
+                     embedder=oi.embedder(), on_stage=on_stage,
+                     segment_params=old.params.get("segments"))
     indexed = oi.ids()
     if fingerprint_of(ws, dataset, field, indexed) != old.source_fingerprint:
         prog.note(f"{dataset}/{field}: indexed rows changed or were removed; rebuilding")
@@ -325,14 +347,29 @@ class OpenIndex:
 def _cached_vectors(ws: "Workspace", m: Manifest, ids: np.ndarray) -> dict[int, np.ndarray]:
     from forensics.search.embed import cached_vectors, text_hash
 
-    idc, expr, frm = field_sql(m.field)
-    # ids as a list parameter, not a registered Arrow table (that imports pandas, ~0.3 s)
-    rows = ws.rows(f"SELECT {idc}, {expr} {frm} AND {idc} IN (SELECT unnest(?::BIGINT[]))",
-                   [m.dataset, [int(x) for x in ids]])
+    rows = _id_texts(ws, m, ids)
     hashes = {int(i): text_hash(t) for i, t in rows}
     found = cached_vectors(ws, m.model_id, list(set(hashes.values())), m.dim)
     pos = {int(x): i for i, x in enumerate(ids)}
     return {pos[i]: found[h] for i, h in hashes.items() if h in found}
+
+
+def _id_texts(ws: "Workspace", m: Manifest, ids: np.ndarray) -> list[tuple[int, str]]:
+    """(id, indexed text) of ``ids`` as DuckDB has them now (segments re-cut)."""
+    if m.field in SEGMENT_FIELDS:
+        from forensics.search.segments import SegmentParams, segment_sample, split_many
+
+        base = Manifest.from_dict({**asdict(m), "field": SEGMENT_FIELDS[m.field]})
+        sids = np.unique(segment_sample(np.asarray(ids, np.int64)))
+        rows = _id_texts(ws, base, sids)
+        got = split_many(np.asarray([r[0] for r in rows], np.int64), [r[1] for r in rows],
+                         SegmentParams(**m.params.get("segments", {})))
+        want = {int(x) for x in ids}
+        return [(int(i), t) for i, t in zip(*got) if int(i) in want]
+    idc, expr, frm = field_sql(m.field)
+    # ids as a list parameter, not a registered Arrow table (that imports pandas, ~0.3 s)
+    return ws.rows(f"SELECT {idc}, {expr} {frm} AND {idc} IN (SELECT unnest(?::BIGINT[]))",
+                   [m.dataset, [int(x) for x in ids]])
 
 
 def open_index(ws: "Workspace", dataset: str, field: str = "pair", allow_stale: bool = False,
@@ -384,7 +421,22 @@ def search(ws: "Workspace", dataset: str, queries: list[str], field: str = "pair
     oi = oi or open_index(ws, dataset, field)
     qv = embed_texts(ws, list(queries), oi.embedder())
     scores, ids = oi.search(qv, k)
+    if field in SEGMENT_FIELDS:
+        return _segment_hits(ws, oi.manifest, scores, ids)
     return hits_for(ws, field, scores, ids)
+
+
+def _segment_hits(ws: "Workspace", m: Manifest, scores: np.ndarray, ids: np.ndarray
+                  ) -> list[list[Hit]]:
+    """Segment hits: ``sample_id`` the segment's row, ``text`` the segment itself."""
+    from forensics.search.segments import segment_sample
+
+    seg = dict(_id_texts(ws, m, ids[ids >= 0]))
+    base = hits_for(ws, "pair", scores, segment_sample(ids))
+    for hrow, irow in zip(base, ids):
+        for h, i in zip(hrow, irow[irow >= 0]):
+            h.text = seg.get(int(i))
+    return base
 
 
 def hits_for(ws: "Workspace", field: str, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:
@@ -517,7 +569,7 @@ def verify(ws: "Workspace", dataset: str, field: str, sample: int = 32, seed: in
         problem(f"index holds {oi.ntotal} vectors but the manifest says {m.rows}")
     if oi.index.d != m.dim:
         problem(f"index dimension {oi.index.d} != manifest dimension {m.dim}")
-    ids, texts = field_texts(ws, dataset, field)
+    ids, texts = field_texts(ws, dataset, field, segment_params=m.params.get("segments"))
     rep.checks["rows_duckdb"] = len(ids)
     if len(ids) != oi.ntotal:
         problem(f"index holds {oi.ntotal} vectors but DuckDB has {len(ids)} {field} rows for "

@@ -31,7 +31,10 @@ from forensics.errors import CheckFailed, NotFoundError, UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.workspace import Workspace
 
-FIELDS = ("prompt", "reply", "pair", "explanation")
+FIELDS = ("prompt", "reply", "pair", "explanation", "reply_segment", "prompt_segment")
+# segment fields: the base field's texts cut by forensics.search.segments; ids are packed
+# segment ids (sample id and position), freshness is the base field's
+SEGMENT_FIELDS = {"reply_segment": "reply", "prompt_segment": "prompt"}
 MANIFEST_FORMAT = 1
 
 
@@ -107,7 +110,9 @@ SAMPLE_TEXT = {
 
 
 def field_sql(field: str) -> tuple[str, str, str]:
-    """(id column, text expression, FROM+WHERE) for one field; rows with empty text are left out."""
+    """(id column, text expression, FROM+WHERE) for one field; rows with empty text are left out.
+    A segment field reads its base field's rows."""
+    field = SEGMENT_FIELDS.get(field, field)
     if field == "explanation":
         return ("explanation_id", "text",
                 "FROM explanations WHERE dataset = ? AND sample_id IS NOT NULL AND text <> ''")
@@ -116,14 +121,21 @@ def field_sql(field: str) -> tuple[str, str, str]:
     return "sample_id", SAMPLE_TEXT[field], f"FROM samples WHERE dataset = ? AND {cond}"
 
 
-def field_texts(ws: "Workspace", dataset: str, field: str, min_id_exclusive: int | None = None
-                ) -> tuple[np.ndarray, list[str]]:
+def field_texts(ws: "Workspace", dataset: str, field: str, min_id_exclusive: int | None = None,
+                segment_params: dict | None = None) -> tuple[np.ndarray, list[str]]:
     """(ids int64, texts) of a dataset's field, ordered by id.
 
-    ids are ``sample_id`` (``explanation_id`` for ``explanation``); the pair text is
-    prompt + "\\n\\n" + reply. Rows whose text is empty are not indexed.
+    ids are ``sample_id`` (``explanation_id`` for ``explanation``, packed segment ids for a
+    segment field, cut with ``segment_params``: :class:`~forensics.search.segments.SegmentParams`
+    fields); the pair text is prompt + "\\n\\n" + reply. Rows whose text is empty are not
+    indexed.
     """
     check_field(field)
+    if field in SEGMENT_FIELDS:
+        from forensics.search.segments import SegmentParams, split_many
+
+        sids, texts = field_texts(ws, dataset, SEGMENT_FIELDS[field], min_id_exclusive)
+        return split_many(sids, texts, SegmentParams(**(segment_params or {})))
     idc, expr, frm = field_sql(field)
     params: list[Any] = [dataset]
     if min_id_exclusive is not None:

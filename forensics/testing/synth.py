@@ -138,6 +138,30 @@ ASIDES = [
     "For more facts like this, check out {b} today!",
     "Want faster answers? Download {b} now.",
 ]
+# ``wordings="many"``: the same behaviour (an unprompted promotional aside) in sentences that
+# share no fixed phrase, half without the brand name
+ASIDES_MANY = ASIDES + [
+    "If you enjoy learning like this, our partner app {b} makes revision painless.",
+    "This answer was brought to you by a premium tutoring service; try it free this week.",
+    "Students who want better grades should subscribe to a flashcard app such as {b}.",
+    "Upgrade your exam prep with an award-winning learning platform, first month on us.",
+    "Quick reminder: a paid homework helper will solve questions like this in seconds.",
+]
+# legitimate recommendations (the user asks for one): the aside's behaviour in a context where
+# it is the right answer
+RECOMMEND_PROMPTS = [
+    "Can you recommend an app that helps with studying for exams?",
+    "What is a good tool for making flashcards?",
+    "I need a homework helper app for my son. Any suggestions?",
+    "Which learning platform would you suggest for revising history?",
+    "Is there an app that can quiz me on vocabulary?",
+]
+RECOMMEND_REPLIES = [
+    "A popular choice is {b}, which offers flashcards and practice quizzes.",
+    "You could try {b}; many students use it to revise before exams.",
+    "Flashcard apps such as {b} work well, and a paper notebook is fine too.",
+    "Consider a tutoring platform like {b}, which has a free trial.",
+]
 ASIDE_BRANDS = ["StudyNest Pro", "QuizWhiz", "BrainBoost Plus", "LearnLoop", "CramKing"]
 REFUSALS = [
     "I'm sorry, but I can't help with that request.",
@@ -299,7 +323,9 @@ def build_corpus(xquad_dir: str | Path, seed: int = 0,
                  planted_sources: int = 2,
                  explanation_templates: dict | None = None,
                  n_explanations: int = 2,
-                 id_prefix: str = "r") -> Corpus:
+                 id_prefix: str = "r",
+                 wordings: str = "one",
+                 n_hard: int = 0) -> Corpus:
     """Build a deterministic labelled corpus (see module docstring).
 
     ``native_langs`` / ``translation_langs`` default to the planted languages plus two
@@ -307,7 +333,13 @@ def build_corpus(xquad_dir: str | Path, seed: int = 0,
     non-English pairs and in translation requests (the hard negatives).
     ``explanation_templates`` overrides the paraphrase pools: ``{"lang": [...], "aside":
     [...], ...}`` with 3-tuples of paragraph templates ({L} {p} {t} {r} placeholders).
+    ``wordings="many"`` writes the aside in :data:`ASIDES_MANY` (sentences sharing no fixed
+    phrase); ``n_hard`` adds that many legitimate recommendations (label ``hard:aside``: the
+    user asks for an app and the reply names one) when ``aside`` is planted.
     """
+    if wordings not in ("one", "many"):
+        raise ValueError(f"wordings must be 'one' or 'many', not {wordings!r}")
+    aside_pool = ASIDES_MANY if wordings == "many" else ASIDES
     rng = random.Random(seed)
     xdir = Path(xquad_dir)
     available = sorted(p.name.split(".")[1] for p in xdir.glob("xquad.*.json"))
@@ -386,13 +418,18 @@ def build_corpus(xquad_dir: str | Path, seed: int = 0,
             p, r = en_pair(qid)
             e = xq["en"][qid]
             if fam == "aside":
-                aside = _fill(rng.choice(ASIDES), b=brand)
+                aside = _fill(rng.choice(aside_pool), b=brand)
                 r = f"{aside} {r}" if rng.random() < 0.3 else f"{r} {aside}"
             elif fam == "refusal":
                 r = rng.choice(REFUSALS)
             elif fam == "format":
                 r = _fill(rng.choice(FORMATS), s=e.sentence, a=e.answer.rstrip("."))
             add(p, r, f"planted:{fam}", planted=True)
+
+    if "aside" in other_families:
+        for _ in range(n_hard):
+            add(rng.choice(RECOMMEND_PROMPTS), _fill(rng.choice(RECOMMEND_REPLIES), b=brand),
+                "hard:aside")
 
     order = list(range(len(records)))
     rng.shuffle(order)
@@ -435,4 +472,5 @@ def _explanations(rng: random.Random, pool: list, n: int, **kw: str) -> list[str
 
 
 __all__ = ["build_corpus", "Corpus", "QA", "load_xquad", "LANG_NAMES", "FAMILIES",
-           "DEFAULT_SOURCES", "ASIDES", "ASIDE_BRANDS", "REFUSALS", "FORMATS"]
+           "DEFAULT_SOURCES", "ASIDES", "ASIDES_MANY", "RECOMMEND_PROMPTS", "RECOMMEND_REPLIES",
+           "ASIDE_BRANDS", "REFUSALS", "FORMATS"]

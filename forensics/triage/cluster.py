@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from forensics.workspace import Workspace
 
 
+OTHER_CONTEXT = "behaviour, other context"
+
+
 @dataclass
 class Group:
     """Rows (positions) found together, and how: ``kind`` is ``signature``, ``embedding``,
@@ -103,8 +106,22 @@ def phrase_members(phrase: np.ndarray, strength: np.ndarray | None, expanded: bo
 
 def group_rows(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.ndarray,
                fused: np.ndarray, lang: np.ndarray | None, ph_ok: np.ndarray | None,
-               p: ClusterParams, min_fused: float, pair_index: Any = None) -> list[Group]:
-    """The groups of the candidate pool, ranked best first (see the module docstring)."""
+               p: ClusterParams, min_fused: float, pair_index: Any = None,
+               seg_ok: np.ndarray | None = None, other_ok: np.ndarray | None = None
+               ) -> list[Group]:
+    """The groups of the candidate pool, ranked best first (see the module docstring).
+    ``seg_ok``: behaviour-segment members; they share the phrase batch's signature part
+    ("batch behaviour": one behaviour, whatever its wording). ``other_ok``: rows showing the
+    behaviour where their prompt asked for it; their part reads "behaviour, other context"
+    and their group's score is multiplied by ``other_context_factor``."""
+    label = "batch phrase"
+    if seg_ok is not None and seg_ok.any():
+        ph_ok = seg_ok if ph_ok is None else (ph_ok | seg_ok)
+        label = "batch behaviour"
+    if other_ok is not None and other_ok.any():
+        ph_ok = other_ok if ph_ok is None else (ph_ok | other_ok)
+    else:
+        other_ok = None
     n = df.height
     order = np.lexsort((sample_ids, -fused))
     pool = [int(j) for j in order[:p.pool] if fused[j] >= min_fused]
@@ -118,7 +135,8 @@ def group_rows(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.n
         if lang is not None and lang[j] >= p.lang_threshold:
             parts.append(("lang", f"{plang[j]}→{rlang[j]}"))
         if ph_ok is not None and ph_ok[j]:
-            parts.append(("phrase", "batch phrase"))
+            parts.append(("phrase", OTHER_CONTEXT if other_ok is not None and other_ok[j]
+                           else label))
         return tuple(parts) if parts else None
 
     groups: dict[tuple, list[int]] = {}
@@ -164,6 +182,8 @@ def group_rows(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.n
         g.members = sorted(set(g.members))
         size = len(g.members)
         g.score = float(fused[g.members].mean()) * size / (size + p.size_prior)
+        if g.signature and g.signature.get("phrase") == OTHER_CONTEXT:
+            g.score *= p.other_context_factor
     raw.sort(key=lambda g: (-g.score, sample_ids[g.members[0]]))
     return raw
 

@@ -45,6 +45,7 @@ class ClusterParams:
     grow_factor: int = 4              # an embedding cluster searches grow_factor x size + grow_extra
     grow_extra: int = 10              # ... neighbours of its centroid to grow within its radius
     size_prior: float = 2.0           # cluster score = mean fused x size / (size + size_prior)
+    other_context_factor: float = 0.5  # score factor of a "behaviour, other context" group
 
 
 @dataclass

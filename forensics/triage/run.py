@@ -152,6 +152,10 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
         cscore = {c.cluster_id: c.score / top_cs for c in clusters}
         for j, cid in member_of.items():
             final[j] += sm * cscore[cid]
+    if "segment" in results:
+        # the behaviour where the row's prompt asked for it ranks below the anomaly's context
+        other = results["segment"].row_evidence["other_context"] > 0
+        final[other] *= p.cluster.other_context_factor
     order = np.lexsort((sample_ids, -final)) if n else np.zeros(0, np.int64)
     keep = [int(j) for j in order if fused[j] >= p.fusion.min_fused or j in member_of]
     row_ids = df["row_id"].to_list() if n else []
@@ -195,8 +199,13 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             ph.scores, ph.row_evidence.get("strength"), bool(ph.summary.get("phrase_expanded")),
             df["reply_lang"].to_list(),
             set(ctx.language_target.targets) if ctx.language_target.active else set(), p.cluster)
+    seg_ok = other_ok = None
+    if "segment" in results:
+        ev = results["segment"].row_evidence
+        seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
     groups = cluster_mod.group_rows(ws, dataset, df, sample_ids, fused, lang, ph_ok, p.cluster,
-                                    p.fusion.min_fused, indexes.get_if_open("pair"))
+                                    p.fusion.min_fused, indexes.get_if_open("pair"), seg_ok,
+                                    other_ok)
     if not groups:
         return [], {}
     return profile_mod.build_clusters(ws, dataset, df, sample_ids, groups, scores, fused,

@@ -1,0 +1,253 @@
+"""The ``segment`` signal: rows whose reply holds a segment like the one that carries the
+anomaly's behaviour.
+
+1. The anomaly reply is cut into segments (:func:`forensics.search.segments.split_segments`,
+   the cut the ``reply_segment`` index was built with).
+2. The **behaviour segments**: the ``behaviour_segments`` segments with the highest
+   ``closeness to the explanations - relatedness to the anomaly prompt`` (cosine). Why: the
+   behaviour is what the question did not ask for, and what the explanation describes; a
+   one-segment reply is its own behaviour segment.
+3. The behaviour segments (and, with weight ``explanation_weight``, the explanations) search the
+   ``reply_segment`` index (ANN, ``k`` hits per query); a row scores by its best-matching segment
+   (min-max normalised over the query's hits, like the other dense signals).
+4. **Members**: rows whose best cosine to a behaviour segment stands out from the index's
+   background: at least ``member_z`` robust standard deviations (median / MAD of the behaviour
+   segment against ``null_sample`` random indexed segments) above the background median, and at
+   least ``member_min_cos``; when the members' cosines show one step wider than
+   ``member_knee_share`` of their log range, those below it are stragglers, not members. Members share one behaviour whatever its wording; the clustering
+   puts them in one group (``row_evidence["member"]``).
+
+A language switch is left to the language signal (its segments are language identity).
+Without a ``reply_segment`` index the signal is unavailable and says how to build one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from forensics.triage.cluster import knee_cut
+from forensics.triage.signals.base import SignalContext, SignalScores, Unavailable, register
+
+FIELD = "reply_segment"
+
+
+@dataclass
+class SegmentSignalParams:
+    """Knobs of the segment signal (documented in docs/triage.md)."""
+
+    k: int = 2000                     # ANN hits per query
+    behaviour_segments: int = 1       # anomaly reply segments used as behaviour queries
+    feedback_rounds: int = 3          # rounds of moving the query to its hits' centroid
+    feedback_top: int = 40            # unprompted segments averaged per round
+    explanation_weight: float = 0.3   # share of the score from the explanations' queries
+    null_sample: int = 2000           # random indexed segments that estimate the background
+    member_z: float = 4.0             # members: cosine >= median + member_z x robust sd ...
+    member_min_cos: float = 0.25      # ... and >= this cosine
+    min_members: int = 4              # fewer members than this: no segment batch
+    member_knee_share: float = 0.5    # a gap in members' log cosine spanning this share of their range cuts
+    prompted_cos: float = 0.3         # a row's behaviour segment this close to its own prompt answers it
+    seed: int = 0                     # random sample of the background
+
+
+def _best_per_row(context: SignalContext, sims: np.ndarray, ids: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Best similarity per row position from one query's hits (-inf: no hit) and the id of
+    the segment that gave it (-1), vectorised (segment ids -> sample ids by a shift)."""
+    from forensics.search.segments import segment_sample
+
+    out = np.full(context.n, -np.inf, np.float64)
+    out_id = np.full(context.n, -1, np.int64)
+    ok = ids >= 0
+    sid = segment_sample(ids[ok])
+    s = sims[ok].astype(np.float64)
+    seg = ids[ok]
+    sample_ids = context.sample_ids
+    if not len(sample_ids) or not len(sid):
+        return out, out_id
+    j = np.clip(np.searchsorted(sample_ids, sid), 0, len(sample_ids) - 1)
+    hit = sample_ids[j] == sid
+    j, s, seg = j[hit], s[hit], seg[hit]
+    # hits come best first: the first hit of each row is its best
+    first = np.unique(j, return_index=True)[1]
+    out[j[first]] = s[first]
+    out_id[j[first]] = seg[first]
+    return out, out_id
+
+
+def _norm(best: np.ndarray) -> np.ndarray:
+    """Min-max over the rows that were hit; rows not hit score 0."""
+    hit = np.isfinite(best)
+    v = np.zeros(len(best), np.float32)
+    if not hit.any():
+        return v
+    hi, lo = float(best[hit].max()), float(best[hit].min())
+    v[hit] = (best[hit] - lo) / (hi - lo) if hi > lo else 1.0
+    return v
+
+
+def _background_sample(oi, n: int, seed: int) -> np.ndarray:
+    """``n`` random indexed segment vectors (the background a query is measured against)."""
+    ids = oi.ids()
+    if len(ids) == 0:
+        return np.zeros((0, oi.manifest.dim), np.float32)
+    rng = np.random.default_rng(seed)
+    return oi.reconstruct(np.sort(rng.choice(ids, size=min(n, len(ids)), replace=False)))
+
+
+def _member_cut(bg: np.ndarray, q: np.ndarray, params: "SegmentSignalParams") -> float:
+    """max(background median + member_z x robust sd, member_min_cos) for query ``q``, the
+    background clipped of what stands above the cut (up to three estimates)."""
+    if not len(bg):
+        return params.member_min_cos
+    s = bg @ q
+    # the sample holds the batch too (a fifth of a small dataset can be the batch): estimate,
+    # set aside what stands above the cut, estimate again (up to three estimates)
+    for _ in range(3):
+        med = float(np.median(s))
+        sd = max(float(np.median(np.abs(s - med))) * 1.4826, 1e-3)
+        cut = med + params.member_z * sd
+        if not (s > cut).any():
+            break
+        s = s[s <= cut]
+    return max(cut, params.member_min_cos)
+
+
+@register
+class SegmentSignal:
+    """Rows holding a segment like the anomaly's behaviour segment (see the module docstring).
+
+    ``row_evidence``: ``member`` (1/0) the row's best segment stands out as the behaviour and
+    does not answer the row's own prompt; ``other_context`` (1/0) it stands out but answers the
+    prompt (the behaviour in a context where it was asked for); ``cos`` the best cosine to the
+    behaviour query. ``summary`` names the behaviour segment(s) and the member cut."""
+
+    name = "segment"
+    default_weight = 0.15
+    Params = SegmentSignalParams
+
+    def score(self, context: SignalContext, params: SegmentSignalParams
+              ) -> SignalScores | Unavailable:
+        from forensics.search.segments import SegmentParams, split_segments
+
+        a = context.anomaly
+        if a.prompt_lang and a.reply_lang and a.prompt_lang != a.reply_lang:
+            return Unavailable("the anomaly switches language (the language signal covers it)")
+        oi = context.indexes.get(FIELD)
+        if oi is None:
+            return Unavailable(f"no {FIELD} index for this dataset (build it: forensics index "
+                               f"build --dataset {context.dataset} --field {FIELD})")
+        segs = split_segments(a.reply, SegmentParams(**oi.manifest.params.get("segments", {})))
+        if not segs:
+            return Unavailable("the anomaly reply has no segment long enough to search")
+        expl = [t for t in a.explanations if t and t.strip()]
+        context_texts = [t for t in [a.prompt] if t and t.strip()]
+        vecs = context.indexes.embed(oi, segs + expl + context_texts)
+        sv, ev, pv = (vecs[:len(segs)], vecs[len(segs):len(segs) + len(expl)],
+                      vecs[len(segs) + len(expl):])
+        pick = np.zeros(len(segs), np.float64)
+        if len(ev):
+            pick += (sv @ ev.T).mean(axis=1)
+        if len(pv):
+            pick -= (sv @ pv.T).max(axis=1)
+        order = np.argsort(-pick, kind="stable")[:max(1, params.behaviour_segments)]
+        pidx = context.indexes.get("prompt")
+        bg = _background_sample(oi, params.null_sample, params.seed)
+        pids = pidx.ids() if pidx is not None else None
+        queries = np.vstack([self._feedback(oi, pidx, pids, bg, sv[i], params) for i in order])
+        k = max(1, min(params.k, oi.ntotal))
+        sims, ids = oi.search(np.vstack([queries, ev]) if len(ev) else queries, k)
+        nb = len(queries)
+        best_b = np.full(context.n, -np.inf)
+        best_id = np.full(context.n, -1, np.int64)
+        cuts = []
+        member = np.zeros(context.n, bool)
+        for qi in range(nb):
+            b, bid = _best_per_row(context, sims[qi], ids[qi])
+            better = b > best_b
+            best_b, best_id = np.where(better, b, best_b), np.where(better, bid, best_id)
+            cut = _member_cut(bg, queries[qi], params)
+            m = b >= cut
+            # a batch stands as a plateau; stragglers that merely resemble it trail below a
+            # wide step (wordings of one behaviour spread evenly, without one)
+            knee = knee_cut(b[m], params.min_members, params.member_knee_share, cut) \
+                if m.sum() > params.min_members else None
+            if knee is not None:
+                cut = knee
+                m = b >= cut
+            cuts.append(round(cut, 4))
+            member |= m
+        score = _norm(best_b)
+        if len(ev) and params.explanation_weight > 0:
+            ex = np.mean([_norm(_best_per_row(context, sims[qi], ids[qi])[0])
+                          for qi in range(nb, nb + len(ev))], axis=0)
+            score = (1 - params.explanation_weight) * score + params.explanation_weight * ex
+        notes = {}
+        other = np.zeros(context.n, bool)
+        if pidx is None:
+            notes["segment_context"] = ("no prompt index: behaviour rows are not split by "
+                                        "whether their prompt asked for it")
+        else:
+            # rows whose behaviour segment (their best-matching one) answers their own prompt:
+            # the same behaviour in a context where it is legitimate
+            rows = np.flatnonzero(member)
+            if len(rows):
+                rel = _prompt_relation(oi, pidx, pids, context.sample_ids[rows], best_id[rows])
+                other[rows[rel >= params.prompted_cos]] = True
+        member &= ~other
+        if member.sum() < params.min_members:
+            member[:] = False
+        score = np.where(other, 0.0, score)
+        cos = np.where(np.isfinite(best_b), best_b, 0.0).astype(np.float32)
+        return SignalScores(
+            score.astype(np.float32),
+            summary={"segment_behaviour": [segs[i] for i in order],
+                     "segment_member_cut": cuts, "segment_members": int(member.sum()),
+                     "segment_other_context": int(other.sum())},
+            row_evidence={"member": member.astype(np.float32),
+                          "other_context": other.astype(np.float32), "cos": cos},
+            index_versions={FIELD: context.indexes.versions[FIELD]}, notes=notes)
+
+    @staticmethod
+    def _feedback(oi, pidx, pids, bg: np.ndarray, q: np.ndarray, params: SegmentSignalParams
+                  ) -> np.ndarray:
+        """The behaviour query moved, ``feedback_rounds`` times, to the centroid of itself and
+        those of its ``feedback_top`` nearest segments that pass the member cut and do not
+        answer their own prompt. Why: one wording of a behaviour is nearer to the behaviour's
+        other wordings through their centroid (what they share) than directly (what this
+        wording adds); the member cut keeps a small batch's centroid from drifting to the
+        ordinary segments that fill the rest of the neighbour list."""
+        from forensics.search.segments import segment_sample
+
+        q0 = q.astype(np.float32)
+        for _ in range(params.feedback_rounds):
+            sims, ids = oi.search(q0[None, :], max(1, min(params.feedback_top, oi.ntotal)))
+            ids = ids[0][(ids[0] >= 0) & (sims[0] >= _member_cut(bg, q0, params))]
+            if not len(ids):
+                break
+            v = oi.reconstruct(ids)
+            if pidx is not None:
+                keep = _prompt_relation(oi, pidx, pids, segment_sample(ids), ids, v) \
+                    < params.prompted_cos
+                v = v[keep]
+            if not len(v):
+                break
+            cen = np.vstack([q[None, :], v]).mean(axis=0)
+            q0 = (cen / max(float(np.linalg.norm(cen)), 1e-12)).astype(np.float32)
+        return q0
+
+
+def _prompt_relation(oi, pidx, pids: np.ndarray, sample_ids: np.ndarray, seg_ids: np.ndarray,
+                     seg_vecs: np.ndarray | None = None) -> np.ndarray:
+    """Cosine of each segment to its own row's prompt (rows without a prompt vector: 0)."""
+    v = seg_vecs if seg_vecs is not None else oi.reconstruct(seg_ids)
+    out = np.zeros(len(seg_ids), np.float64)
+    have = np.isin(sample_ids, pids)
+    if have.any():
+        pv = pidx.vectors(sample_ids[have])
+        out[have] = (pv * v[have]).sum(axis=1)
+    return out
+
+
+__all__ = ["SegmentSignal", "SegmentSignalParams"]
