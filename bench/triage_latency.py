@@ -113,7 +113,7 @@ def main() -> None:
         fresh = False
     if not fresh:
         t = time.perf_counter()
-        m = index.build(ws, "train", "reply_segment", progress=False)
+        m = index.build(ws, "train", "reply_segment")
         seg["build_seconds"] = round(time.perf_counter() - t, 2)
     seg.update(segments=m.rows, rows=m.source_count, index_type=m.index_type,
                segments_per_row=round(m.rows / max(1, m.source_count), 3))
