@@ -57,6 +57,7 @@ class Workspace:
         self.wait = max(0.0, float(wait))
         self.guarded = guarded
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._holds = 0     # depth of enclosing ``locked()`` scopes
 
     # ------------------------------------------------------------------ paths
     @property
@@ -104,6 +105,34 @@ class Workspace:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+    def release(self) -> bool:
+        """Close the connection so other processes can open the database (DuckDB's file lock
+        goes with it); the next use of :attr:`con` reopens it, waiting up to ``wait`` seconds.
+        A no-op inside a :meth:`locked` scope, so a caller can keep the lock across a job by
+        wrapping the job in ``with ws.locked():``. Returns whether the connection was closed.
+        Relations and cursors of the closed connection become unusable."""
+        if self._holds or self._con is None:
+            return False
+        self.close()
+        return True
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``with ws.locked() as con:`` holds the connection (and so the database lock) for
+        the block, then releases it when this is the outermost scope. Long jobs read their
+        inputs and commit their results in such scopes and compute between them with the
+        workspace closed, so ``forensics sql`` and other commands get in between commits.
+        Combine with :meth:`transaction` for a short write:
+        ``with ws.locked(), ws.transaction() as con: ...``."""
+        con = self.con
+        self._holds += 1
+        try:
+            yield con
+        finally:
+            self._holds -= 1
+            if not self._holds:
+                self.release()
 
     def __enter__(self) -> "Workspace":
         return self
