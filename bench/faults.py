@@ -249,8 +249,21 @@ def main() -> int:
     ap.add_argument("--explain-rows", type=int, default=10)
     ap.add_argument("--build-rows", type=int, default=3000, help="rows of the build that readers overlap")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--readers-only", action="store_true",
+                    help="only measure reads during a --build-rows index build (no kills); "
+                         "writes bench/results/faults_readers.json unless --out is given")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "faults.json"))
     a = ap.parse_args()
+    if a.readers_only:
+        with tempfile.TemporaryDirectory(prefix="forensics-faults-") as tmp:
+            load0, readers = os.getloadavg(), readers_during_build(Path(tmp), a.build_rows)
+        out = Path(a.out if a.out != ap.get_default("out") else REPO / "bench" / "results" / "faults_readers.json")
+        out.write_text(json.dumps({"bench": "faults --readers-only", "commit": git_commit(),
+                                   "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                   "loadavg_start": load0, "loadavg_end": os.getloadavg(),
+                                   "readers_during_build": readers}, indent=2) + "\n")
+        print(f"wrote {out}")
+        return 0 if readers["reads_ok"] == readers["reads"] else 1
     rng = random.Random(a.seed)
     load0 = os.getloadavg()
     t0 = time.monotonic()
