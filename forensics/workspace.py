@@ -25,6 +25,7 @@ INDEX_DIR = "indexes"
 ENV_VAR = "FORENSICS_WORKSPACE"
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_WAIT = 5.0   # seconds a command waits for another process's lock on the database
+POLL_SECONDS = 0.1   # the longest a waiting command sleeps between two tries to open it
 
 
 def check_dataset_name(name: str) -> str:
@@ -57,6 +58,7 @@ class Workspace:
         self.wait = max(0.0, float(wait))
         self.guarded = guarded
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._holds = 0     # depth of enclosing ``locked()`` scopes
 
     # ------------------------------------------------------------------ paths
     @property
@@ -98,12 +100,45 @@ class Workspace:
                              "finish, or retry with a longer --wait SECONDS",
                     ) from e
                 time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, POLL_SECONDS)
 
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+    def release(self, pause: float = 0.0) -> bool:
+        """Close the connection so other processes can open the database (DuckDB's file lock
+        goes with it); the next use of :attr:`con` reopens it, waiting up to ``wait`` seconds.
+        ``pause``: then sleep that long, so a command waiting for the lock (it tries every
+        ``POLL_SECONDS``) gets in before this process takes it back; a job whose next step
+        is ready at once needs that, one that computes for seconds first does not.
+        A no-op inside a :meth:`locked` scope, so a caller can keep the lock across a job by
+        wrapping the job in ``with ws.locked():``. Returns whether the connection was closed.
+        Relations and cursors of the closed connection become unusable."""
+        if self._holds or self._con is None:
+            return False
+        self.close()
+        if pause > 0:
+            time.sleep(pause)
+        return True
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``with ws.locked() as con:`` holds the connection (and so the database lock) for
+        the block, then releases it when this is the outermost scope. Long jobs read their
+        inputs and commit their results in such scopes and compute between them with the
+        workspace closed, so ``forensics sql`` and other commands get in between commits.
+        Combine with :meth:`transaction` for a short write:
+        ``with ws.locked(), ws.transaction() as con: ...``."""
+        con = self.con
+        self._holds += 1
+        try:
+            yield con
+        finally:
+            self._holds -= 1
+            if not self._holds:
+                self.release()
 
     def __enter__(self) -> "Workspace":
         return self

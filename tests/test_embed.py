@@ -56,7 +56,8 @@ def test_crash_mid_embedding_resumes_with_missing_only(ws, minilm, monkeypatch):
             raise RuntimeError("injected failure after 2 chunks")
 
     with pytest.raises(RuntimeError, match="injected failure"):
-        embed.embed_texts(ws, texts, minilm, on_chunk_committed=crash_after_two)
+        embed.embed_texts(ws, texts, minilm, on_chunk_committed=crash_after_two,
+                          commit_seconds=0)
     assert seen == [(1, 4), (2, 8)]
     assert _cache_rows(ws, minilm.model_id) == 8  # two committed chunks survive the crash
     rec = Recorder()

@@ -75,6 +75,7 @@ def register(main: click.Group) -> None:
         with obj.open() as ws, RichProgress(err_console) as bars:
             ws.require_dataset(dataset)
             flds = _fields(ws, dataset, fields)
+            ws.release()   # the model loads, and each build embeds, without the workspace lock
             emb = Embedder(model, device=device)
             ms = [index.build(ws, dataset, f, index_type=index_type, embedder=emb, progress=bars)
                   for f in flds]
@@ -100,6 +101,7 @@ def register(main: click.Group) -> None:
             ws.require_dataset(dataset)
             flds = _fields(ws, dataset, fields, existing_only=True)
             before = {s.field: s.rows for s in index.status(ws, dataset)}
+            ws.release()   # each update embeds without the workspace lock
             ms = [index.update(ws, dataset, f, progress=bars, device=device) for f in flds]
         rows = [{**_manifest_row(m), "added": m.rows - (before.get(m.field) or 0)} for m in ms]
         if as_json:

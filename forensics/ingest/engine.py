@@ -34,15 +34,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
 from forensics import progress as _progress
 from forensics._interrupt import deferred_interrupt
 from forensics.errors import InputError, UsageError
+from forensics.workspace import POLL_SECONDS
 from forensics.ingest.parse import DEFAULT_BATCH_ROWS, DEFAULT_MAX_CHARS, BatchParser, IngestOptions
 from forensics.ingest.readers import Prefetch, iter_batches
 from forensics.ingest.sources import RAW_LIMIT, Batch, Source, file_signature, resolve_sources
+
+# Seconds an ingest holds the workspace before releasing it after a committed batch, so a
+# reader waits about this plus one batch at most. Each release pauses 2 * POLL_SECONDS (the
+# next batch is already parsed, so without a pause no waiting command would get in);
+# reopening costs ~40 ms on a 200k-row workspace; closing checkpoints what was written.
+HOLD_SECONDS = 2.0
 
 
 @dataclass
@@ -86,15 +94,32 @@ class _Ingester:
     """Language identification and the per-batch transaction (classify, insert, reject, record
     progress) for one ``ingest()`` call."""
 
-    def __init__(self, ws, dataset: str, opts: IngestOptions):
+    def __init__(self, ws, dataset: str, opts: IngestOptions, memory_limit_mb: int):
         self.ws = ws
-        self.con = ws.con
         self.dataset = dataset
         self.opts = opts
-        self.parser = BatchParser(ws.con, opts)
+        self.memory_limit_mb = memory_limit_mb
+        # parsing needs no workspace table: an in-memory database of its own keeps the reader
+        # thread off the workspace, so the workspace can be released between batches
+        self.parse_con = duckdb.connect()
+        self.parser = BatchParser(self.parse_con, opts)
+        self._configured = None
         self.t_langid = 0.0
         self.reasons: dict[str, int] = {}     # rows rejected this run (incl. already recorded)
         self._identifier = None
+
+    @property
+    def con(self):
+        """The workspace connection, configured for ingesting each time it is (re)opened."""
+        con = self.ws.con
+        if con is not self._configured:
+            # DuckDB's own progress bar prints to stdout, which must stay one JSON document
+            # with --json; bounded memory: DuckDB would otherwise cache up to 80% of RAM of
+            # freshly written data
+            con.execute("SET enable_progress_bar = false")
+            con.execute(f"SET memory_limit = '{int(self.memory_limit_mb)}MB'")
+            self._configured = con
+        return con
 
     def _langid(self, prompts: list[str], replies: list[str]):
         if not self.opts.langid:
@@ -268,7 +293,8 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
            meta_fields: Sequence[str] | str | None = None, *, max_chars: int = DEFAULT_MAX_CHARS,
            languages: Sequence[str] | None = None, langid: bool = True,
            batch_rows: int = DEFAULT_BATCH_ROWS, memory_limit_mb: int = 512,
-           progress: _progress.Progress | None = None) -> IngestSummary:
+           progress: _progress.Progress | None = None,
+           hold_seconds: float = HOLD_SECONDS) -> IngestSummary:
     """Ingest files/directories into ``dataset``; returns counts. Safe to re-run and to resume.
 
     ``paths``: JSONL (.gz), JSON arrays, Parquet, CSV/TSV, HF ``save_to_disk`` directories, or
@@ -276,6 +302,9 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
     ``memory_limit_mb`` caps DuckDB's buffer pool during the ingest (restored afterwards);
     the parsed batches in flight live outside it, as Arrow (1M rows, bench/ingest.py: peak RSS
     1.65 GiB at 512 MB, 2.15 GiB at 1 GB, same speed).
+    ``hold_seconds``: after a committed batch the workspace connection is released (other
+    commands get in) once it has been held this long; the next batch reopens it, waiting up
+    to ``ws.wait``. Wrap the call in ``ws.locked()`` to hold it throughout.
     ``progress`` receives one task per file: bytes for JSONL (the resumed part counted as done
     at the start), records for the other formats (total unknown); ``None`` is silent.
     """
@@ -298,11 +327,9 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
 
         _lid.validate_languages(opts.languages)
     sources = resolve_sources(paths)
-    # DuckDB's own progress bar prints to stdout, which must stay one JSON document with --json
-    ws.execute("SET enable_progress_bar = false")
-    # bounded memory: DuckDB would otherwise cache up to 80% of RAM of freshly written data
+    eng = _Ingester(ws, dataset, opts, memory_limit_mb)
     old_limit = ws.one("SELECT current_setting('memory_limit')")[0]
-    ws.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
+    eng.con     # noqa: B018 - applies the ingest settings
     t0 = time.perf_counter()
     ws.ensure_dataset(dataset)
     # a previous run killed mid-way can never still be running: DuckDB admits one writer
@@ -315,8 +342,8 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
                [ingest_id, dataset, json.dumps([s.key for s in sources]), json.dumps(options)])
     summary = IngestSummary(dataset=dataset, ingest_id=ingest_id)
     prog = _progress.resolve(progress)
-    eng = _Ingester(ws, dataset, opts)
     status = "failed"
+    held_since = time.monotonic()
     stop = contextlib.ExitStack()
     intr = stop.enter_context(deferred_interrupt())
     try:
@@ -351,6 +378,11 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
             try:
                 for b in reader:
                     eng.process(b, src, fs, sig, ingest_id)
+                    if time.monotonic() - held_since >= hold_seconds \
+                            and ws.release(pause=2 * POLL_SECONDS):
+                        # let waiting readers and writers in; the next batch reopens (waiting
+                        # up to ws.wait for them) and a crash in between resumes from here
+                        held_since = time.monotonic()
                     if by_bytes:
                         prog.advance(task, b.resume_bytes - done_bytes)
                         done_bytes = b.resume_bytes
@@ -394,6 +426,7 @@ ON CONFLICT (dataset, file, file_sig) DO UPDATE SET lines_done = excluded.lines_
             ws.execute("SET memory_limit = ?", [old_limit])
         except Exception:  # pragma: no cover - connection unusable after a crash
             pass
+        eng.parse_con.close()
         stop.close()
     for fs in summary.files:
         summary.rows_read += fs.rows_read

@@ -172,6 +172,8 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
     the samples to explain and, after every commit, a note ``committed N/M samples, ...``;
     ``None`` is silent. The Ray engine groups results into
     commits of up to ``commit_every`` samples (or every 5 s), the local engine commits each batch.
+    The workspace is released (:meth:`Workspace.release`) while the model loads and generates,
+    and taken back for each commit; wrap the call in ``ws.locked()`` to hold it throughout.
     """
     ws.require_dataset(dataset)
     rec = get_nla(ws, nla)
@@ -205,6 +207,7 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                     var, src = _estimate_dataset_variance(ws, rec, dataset, pos, device=device)
                 st.variance, st.variance_source = var, src
                 st.setup_seconds = round(time.perf_counter() - t0, 3)  # (actors load inside the run)
+                ws.release()
                 # group arriving results into larger commits: a DuckDB commit costs tens of ms
                 # (bench/nla.py), which would cap a many-GPU cluster's throughput
                 buf_ids: list[int] = []
@@ -216,6 +219,7 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                     nonlocal buf_ids, buf_rows, buf_bad, last
                     if buf_ids:
                         _commit_batch(ws, rec, dataset, pos, buf_ids, buf_rows, buf_bad, st)
+                        ws.release()   # generation goes on without the workspace lock
                         _tick(st, t0, prog, task, len(buf_ids), len(todo))
                     buf_ids, buf_rows, buf_bad, last = [], {}, {}, time.perf_counter()
 
@@ -232,11 +236,13 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                     intr.check()     # Ctrl-C takes effect after what arrived is committed
                 flush()
             else:
+                ws.release()   # the model loads, and generates, without the workspace lock
                 ex = explainer or Explainer(rec, backend=backend, server=server, device=device,
                                             max_new_tokens=max_new_tokens)
                 var, src = resolve_variance(rec, variance, [], "dataset")
                 if var is None:
                     var, src = _estimate_dataset_variance(ws, rec, dataset, pos, ex)
+                    ws.release()
                 st.variance, st.variance_source = var, src
                 st.setup_seconds = round(time.perf_counter() - t0, 3)
                 for s in range(0, len(todo), batch_size):
@@ -249,6 +255,7 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                     for a in bad:
                         bad_items[a.item] = bad_items.get(a.item, 0) + 1
                     _commit_batch(ws, rec, dataset, pos, [int(c[0]) for c in chunk], by_item, bad_items, st)
+                    ws.release()   # the next batch generates without the workspace lock
                     _tick(st, t0, prog, task, len(chunk), len(todo))
                     intr.check()     # Ctrl-C takes effect here, after a whole batch committed
         st.status = "done"

@@ -33,6 +33,11 @@ from forensics._interrupt import deferred_interrupt
 from forensics.errors import BackendError, UsageError
 from forensics.progress import Progress, resolve
 from forensics.quality.core import Batch, Finding, Pipeline, Step, StepStats
+from forensics.workspace import POLL_SECONDS
+
+# Seconds a run holds the workspace before releasing it after a committed batch (a reader
+# waits about this plus one batch at most); the pause of each release lets a waiting command in.
+HOLD_SECONDS = 2.0
 
 DEFAULT_BATCH_SIZE = 2000
 
@@ -330,7 +335,8 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
                  workers: int | None = None, batch_size: int | None = None,
                  ray_address: str | None = None, fresh: bool = False,
                  progress: Progress | None = None,
-                 on_batch_committed: Callable[[int], None] | None = None) -> RunResult:
+                 on_batch_committed: Callable[[int], None] | None = None,
+                 hold_seconds: float = HOLD_SECONDS) -> RunResult:
     """Run ``pipeline`` over ``dataset`` (resuming or reusing a matching run; see module doc).
 
     ``progress`` receives one task counting batches (already committed ones count as done)
@@ -338,6 +344,9 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
     ``on_batch_committed(batch_id)`` is called in the driver right after each batch's
     transaction commits (a notebook can log commits; tests use it to observe commits and to
     stop a run between two of them). An exception it raises stops the run like any error.
+    ``hold_seconds``: after a committed batch the workspace connection is released (other
+    commands get in) once it has been held this long; the next load or commit reopens it,
+    waiting up to ``ws.wait``. Wrap the call in ``ws.locked()`` to hold it throughout.
     """
     prog = resolve(progress)
     if engine not in ("local", "ray"):
@@ -432,8 +441,12 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
         else:
             it = _run_ray(pipeline, lambda ref: reader.load_arrow(ws, dataset, ref), pending,
                           workers, ray_address)
+        held_since = time.monotonic()
         for res, lt in it:
             commit(res, lt)
+            if time.monotonic() - held_since >= hold_seconds \
+                    and ws.release(pause=2 * POLL_SECONDS):
+                held_since = time.monotonic()
             intr.check()     # Ctrl-C takes effect here, after a whole batch committed
         # global reduce in the driver
         prog.finish(task)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from forensics import progress as _progress
+from forensics.search.embed import COMMIT_SECONDS
 from forensics.errors import CheckFailed, NotFoundError, StaleError, UsageError
 from forensics.search.ann import (FLAT_THRESHOLD, INDEX_TYPES, TARGET_RECALL, apply_params, choose_type,
                                   few_query_threads, load_faiss, new_index, tune)
@@ -104,14 +105,20 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
           model: str | None = None, device: str | None = None,
           progress: _progress.Progress | None = None, embedder: "Embedder | None" = None,
           on_stage: Callable[[str], None] | None = None,
-          segment_params: dict | None = None) -> Manifest:
+          commit_seconds: float = COMMIT_SECONDS, segment_params: dict | None = None) -> Manifest:
     """Embed every row of ``dataset``'s ``field`` (cache-backed) and write a fresh index.
+
+    The workspace is held only while the rows are read, while each batch of vectors is written
+    to the embedding cache (every ``commit_seconds``, see :func:`~forensics.search.embed.embed_texts`)
+    and while the ``indexes`` row is written; embedding and FAISS work run with it released, so
+    other commands use the workspace meanwhile. Rows ingested during the build are not in the
+    index, which then shows as stale (``update`` adds them). Wrap the call in ``ws.locked()``
+    to keep the lock throughout.
 
     A segment field (``reply_segment``, ``prompt_segment``) embeds each row's segments
     (:mod:`forensics.search.segments`, cut with ``segment_params``: SegmentParams fields,
     recorded in the manifest's ``params["segments"]``); its manifest's ``rows`` counts segments,
     ``source_count`` the rows they came from.
-
     ``progress`` gets the embedding task and one note per phase (``None``: silent).
     ``on_stage`` is called with each name of :data:`BUILD_STAGES` as the build passes it (a
     test can stop the process there to check crash safety; it must not raise otherwise).
@@ -121,9 +128,7 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     prog = _progress.resolve(progress)
     stage = on_stage or _no_stage
     check_field(field)
-    ws.require_dataset(dataset)
     t0 = time.perf_counter()
-    src = source_state(ws, dataset, field)
     seg = None
     if field in SEGMENT_FIELDS:
         import dataclasses
@@ -131,14 +136,17 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
         from forensics.search.segments import SegmentParams
 
         seg = dataclasses.asdict(SegmentParams(**(segment_params or {})))
-    ids, texts = field_texts(ws, dataset, field, segment_params=seg)
+    with ws.locked():   # inputs read under the lock; embedding and FAISS run without it
+        ws.require_dataset(dataset)
+        src = source_state(ws, dataset, field)
+        ids, texts = field_texts(ws, dataset, field, segment_params=seg)
     if len(ids) == 0:
         what = "explanations" if field == "explanation" else f"non-empty {field} texts"
         raise NotFoundError(f"dataset {dataset!r} has no {what} to index",
                             hint="ingest samples (or import explanations) first")
     emb = embedder or Embedder(model, device=device)
     prog.note(f"{dataset}/{field}: {len(ids)} rows, model {emb.model_id}")
-    vecs = embed_texts(ws, texts, emb, progress=prog)
+    vecs = embed_texts(ws, texts, emb, progress=prog, release=True, commit_seconds=commit_seconds)
     stage("embedded")
     kind = choose_type(len(ids), index_type)
     train = None
@@ -163,7 +171,8 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     m.build_seconds = round(time.perf_counter() - t0, 3)
     write_pair(index, m, faiss_path, man_path, on_stage=stage)
     stage("written")
-    record_index(ws, m, faiss_path)
+    with ws.locked():
+        record_index(ws, m, faiss_path)
     stage("recorded")
     if recall is not None and recall < TARGET_RECALL:
         prog.note(f"warning: {kind} reaches recall@10 {recall} < {TARGET_RECALL} on this data even at "
@@ -176,8 +185,9 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
 
 def update(ws: "Workspace", dataset: str, field: str = "pair",
            progress: _progress.Progress | None = None, device: str | None = None,
-           on_stage: Callable[[str], None] | None = None) -> Manifest:
-    """Add only rows that are not in the index yet.
+           on_stage: Callable[[str], None] | None = None,
+           commit_seconds: float = COMMIT_SECONDS) -> Manifest:
+    """Add only rows that are not in the index yet (holding the workspace as :func:`build` does).
 
     When rows already indexed were changed or deleted (their fingerprint differs), adding
     cannot repair the index, so it is rebuilt with the same model and index type; the
@@ -190,14 +200,25 @@ def update(ws: "Workspace", dataset: str, field: str = "pair",
     stage = on_stage or _no_stage
 
     faiss_path, man_path = index_paths(ws, dataset, field)
-    try:
-        old = read_manifest(ws, dataset, field)
-    except NotFoundError:
+    with ws.locked():   # read under the lock; embedding and FAISS run without it
+        try:
+            old = read_manifest(ws, dataset, field)
+        except NotFoundError:
+            old = None
+        if old is not None:
+            oi = open_index(ws, dataset, field, allow_stale=True, device=device)
+            src = source_state(ws, dataset, field)
+            fresh = stale_reason(old, src) is None
+            indexed = None if fresh else oi.ids()
+            changed = not fresh and (field in SEGMENT_FIELDS or fingerprint_of(
+                ws, dataset, field, indexed) != old.source_fingerprint)
+            if not fresh and not changed:
+                ids, texts = field_texts(ws, dataset, field)
+    if old is None:
         prog.note(f"{dataset}/{field}: no index yet, building")
-        return build(ws, dataset, field, progress=prog, device=device, on_stage=on_stage)
-    oi = open_index(ws, dataset, field, allow_stale=True, device=device)
-    src = source_state(ws, dataset, field)
-    if stale_reason(old, src) is None:
+        return build(ws, dataset, field, progress=prog, device=device, on_stage=on_stage,
+                     commit_seconds=commit_seconds)
+    if fresh:
         prog.note(f"{dataset}/{field}: already fresh ({old.rows} rows)")
         return old
     if field in SEGMENT_FIELDS:
@@ -205,19 +226,18 @@ def update(ws: "Workspace", dataset: str, field: str = "pair",
         # keeps unchanged segments from being embedded again)
         prog.note(f"{dataset}/{field}: rows changed; rebuilding the segment index")
         return build(ws, dataset, field, index_type=old.index_type, progress=prog,
-                     embedder=oi.embedder(), on_stage=on_stage,
+                     embedder=oi.embedder(), on_stage=on_stage, commit_seconds=commit_seconds,
                      segment_params=old.params.get("segments"))
-    indexed = oi.ids()
-    if fingerprint_of(ws, dataset, field, indexed) != old.source_fingerprint:
+    if changed:
         prog.note(f"{dataset}/{field}: indexed rows changed or were removed; rebuilding")
         return build(ws, dataset, field, index_type=old.index_type, progress=prog,
-                     embedder=oi.embedder(), on_stage=on_stage)
-    ids, texts = field_texts(ws, dataset, field)
+                     embedder=oi.embedder(), on_stage=on_stage, commit_seconds=commit_seconds)
     new = ~np.isin(ids, indexed)
     ids, texts = ids[new], [t for t, keep in zip(texts, new) if keep]
     t0 = time.perf_counter()
     if len(ids):
-        vecs = embed_texts(ws, texts, oi.embedder(), progress=prog)
+        vecs = embed_texts(ws, texts, oi.embedder(), progress=prog, release=True,
+                           commit_seconds=commit_seconds)
         oi.index.add_with_ids(vecs, ids)
     stage("embedded")
     m = Manifest.from_dict(asdict(old))
@@ -229,7 +249,8 @@ def update(ws: "Workspace", dataset: str, field: str = "pair",
     m.build_seconds = round(time.perf_counter() - t0, 3)
     write_pair(oi.index, m, faiss_path, man_path, on_stage=stage)
     stage("written")
-    record_index(ws, m, faiss_path)
+    with ws.locked():
+        record_index(ws, m, faiss_path)
     stage("recorded")
     prog.note(f"{dataset}/{field}: added {len(ids)} rows -> {m.rows} vectors")
     return m

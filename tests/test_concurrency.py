@@ -1,0 +1,179 @@
+"""Concurrency: long jobs release the workspace between commits; readers and writers wait
+with ``--wait`` instead of failing. Real DuckDB files, real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import forensics
+from conftest import REPO, run_cli
+from forensics.search import embed
+
+@pytest.fixture(scope="module")
+def minilm():
+    return embed.Embedder()
+
+
+OPEN_RO = ("import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+           "print(c.execute('SELECT count(*) FROM datasets').fetchone()[0])")
+
+
+def _other_process_can_read(db: Path) -> bool:
+    """Whether a separate process opens the database at once (no waiting)."""
+    p = subprocess.run([sys.executable, "-c", OPEN_RO, str(db)], capture_output=True, text=True,
+                       timeout=60)
+    return p.returncode == 0
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "COLUMNS": "200"}
+
+
+def test_locked_scopes_nest_and_release_lets_another_process_in(ws):
+    ws.one("SELECT 1")
+    assert not _other_process_can_read(ws.db_path)       # an open read-write connection locks
+    assert ws.release() is True and ws.release() is False
+    assert _other_process_can_read(ws.db_path)
+    with ws.locked() as con:
+        with ws.locked() as inner:
+            assert inner is con
+        assert ws.release() is False                     # inner scope and release keep it
+        assert con.execute("SELECT 1").fetchone() == (1,)
+        assert not _other_process_can_read(ws.db_path)
+    assert _other_process_can_read(ws.db_path)           # outermost scope released it
+    with ws.locked(), ws.transaction() as con:
+        con.execute("INSERT INTO datasets (name) VALUES ('d')")
+    assert ws.one("SELECT count(*) FROM datasets") == (1,)   # reopened lazily
+
+
+class _Probe:
+    """Wraps an embedder; on each encode records whether another process could open the
+    workspace right then (i.e. whether the embedding runs with the lock released)."""
+
+    def __init__(self, inner, db: Path):
+        self.inner, self.db = inner, db
+        self.model_id, self.dim = inner.model_id, inner.dim
+        self.seen: list[bool] = []
+
+    def encode(self, texts):
+        self.seen.append(_other_process_can_read(self.db))
+        return self.inner.encode(texts)
+
+
+def test_embedding_runs_without_the_lock_and_batches_writes(ws, minilm, monkeypatch):
+    monkeypatch.setattr(embed, "CACHE_CHUNK", 4)
+    texts = [f"sentence number {i} about subject {i % 3}" for i in range(10)]
+    probe = _Probe(minilm, ws.db_path)
+    writes = []
+    v, st = embed.embed_texts_stats(ws, texts, probe, release=True, commit_seconds=3600,
+                                    on_chunk_committed=lambda c, n: writes.append((c, n)))
+    assert probe.seen == [True, True, True]
+    assert writes == [(3, 10)]                       # one write at the end: commit_seconds not reached
+    assert st.embedded == 10 and np.allclose(v, minilm.encode(texts), atol=1e-5)
+    assert ws.one("SELECT count(*) FROM embedding_cache")[0] == 10
+    # without release the connection stays open during the embedding (short lookups)
+    probe2 = _Probe(minilm, ws.db_path)
+    embed.embed_texts(ws, ["a new text"], probe2)
+    assert probe2.seen == [False]
+    ws.release()
+
+
+def _write_rows(path: Path, n: int, start: int = 0) -> Path:
+    with path.open("w") as fh:
+        for i in range(start, start + n):
+            fh.write(json.dumps({"id": i, "prompt": f"question {i} about topic {i % 97} and item {i * 7}",
+                                 "reply": f"answer {i}: the topic {i % 97} has value {i * 13 % 1000}"}) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_reads_and_a_second_writer_get_in_during_an_index_build(tmp_path):
+    wsp = tmp_path / "ws"
+    run_cli("init", workspace=wsp)
+    run_cli("ingest", _write_rows(tmp_path / "a.jsonl", 1500), "--dataset", "d", workspace=wsp)
+    build = subprocess.Popen([sys.executable, "-m", "forensics", "--workspace", str(wsp), "--wait", "30",
+                              "index", "build", "--dataset", "d", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        # wait until the build is embedding (its first cache write is committed)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = run_cli("--wait", "10", "sql", "SELECT count(*) AS n FROM embedding_cache", "--json",
+                        workspace=wsp, check=False)
+            if r.returncode == 0 and r.json()[0]["n"] > 0:
+                break
+            time.sleep(0.2)
+        reads = []
+        for _ in range(5):
+            t = time.monotonic()
+            r = run_cli("--wait", "10", "sql", "SELECT count(*) AS n FROM samples", "--json",
+                        workspace=wsp, check=False)
+            reads.append((r.returncode, time.monotonic() - t))
+            assert r.returncode == 0, r
+            assert r.json()[0]["n"] == 1500
+        add = run_cli("--wait", "10", "anomaly", "add", "--title", "written during a build", "--prompt", "p", "--json",
+                      workspace=wsp, check=False)
+        assert add.returncode == 0, add
+        still_running = build.poll() is None
+        out, err = build.communicate(timeout=120)
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.wait()
+    assert build.returncode == 0, err
+    assert still_running, "the build ended before the reads; make the dataset larger"
+    assert json.loads(out)["built"][0]["rows"] == 1500
+    v = run_cli("index", "verify", "--dataset", "d", "--json", workspace=wsp, check=False)
+    assert v.returncode == 0, v
+    with forensics.open(wsp, read_only=True) as ws:
+        assert ws.one("SELECT count(*) FROM anomalies WHERE title = 'written during a build'") == (1,)
+
+
+@pytest.mark.slow
+def test_reads_and_a_second_ingest_get_in_during_an_ingest(tmp_path):
+    """An ingest releases the workspace between batches: reads and another dataset's ingest
+    finish while it is still running, and nothing is lost or doubled."""
+    wsp = tmp_path / "ws"
+    run_cli("init", workspace=wsp)
+    a = _write_rows(tmp_path / "a.jsonl", 150000)
+    b = _write_rows(tmp_path / "b.jsonl", 50, start=10**6)
+    first = subprocess.Popen([sys.executable, "-m", "forensics", "--workspace", str(wsp), "ingest", str(a),
+                              "--dataset", "a", "--batch-rows", "2000", "--no-langid", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        deadline = time.monotonic() + 60     # until the first batches are committed
+        while time.monotonic() < deadline:
+            r = run_cli("sql", "SELECT count(*) AS n FROM samples", "--json", workspace=wsp, check=False)
+            if r.returncode == 0 and r.json()[0]["n"] > 0:
+                break
+            time.sleep(0.2)
+        seen = []
+        for _ in range(3):
+            r = run_cli("sql", "SELECT count(*) AS n FROM samples WHERE dataset = 'a'", "--json",
+                        workspace=wsp, check=False)
+            assert r.returncode == 0, r
+            seen.append(r.json()[0]["n"])
+        second = run_cli("ingest", b, "--dataset", "b", "--no-langid", "--json", workspace=wsp,
+                         check=False)
+        assert second.returncode == 0, second
+        still_running = first.poll() is None
+        out, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    assert still_running, f"the first ingest ended before the others; make it larger {seen} {second}"
+    assert 0 < seen[0] <= seen[-1] < 150000 and all(n % 2000 == 0 for n in seen)  # whole batches
+    with forensics.open(wsp, read_only=True) as ws:
+        assert ws.rows("SELECT dataset, count(*), count(DISTINCT row_id) FROM samples GROUP BY 1 "
+                       "ORDER BY 1") == [("a", 150000, 150000), ("b", 50, 50)]
