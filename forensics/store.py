@@ -426,8 +426,10 @@ LEGACY_VERSIONS: dict[tuple[int, str], int] = {
 
 
 @contextlib.contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The pattern of ``Workspace.transaction`` on a raw connection (store has no workspace)."""
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One DuckDB transaction on ``con``: COMMIT when the block ends normally, ROLLBACK on any
+    exception (re-raised), including KeyboardInterrupt. The one transaction helper:
+    ``Workspace.transaction`` uses it on the workspace connection."""
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
@@ -452,7 +454,7 @@ def _renumber_legacy(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
     if not old:
         return []
     desc = {m.version: m.description for m in MIGRATIONS}
-    with _transaction(con):
+    with transaction(con):
         for v, d, new in old:
             con.execute("DELETE FROM schema_version WHERE version = ? AND description = ?", [v, d])
             con.execute("INSERT INTO schema_version (version, description) VALUES (?, ?) "
@@ -485,7 +487,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     for m in sorted(MIGRATIONS, key=lambda m: m.version):
         if m.version in done:
             continue
-        with _transaction(con):
+        with transaction(con):
             con.execute(m.sql)
             con.execute(
                 "INSERT INTO schema_version (version, description) VALUES (?, ?)",

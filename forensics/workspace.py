@@ -179,17 +179,8 @@ class Workspace:
         when it ends normally, ROLLBACK on any exception (re-raised), including
         KeyboardInterrupt. ``con`` defaults to the workspace connection (pass a cursor to
         commit on it instead). Not re-entrant: nested use raises DuckDB's own error."""
-        con = self.con if con is None else con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            yield con
-        except BaseException:
-            try:
-                con.execute("ROLLBACK")
-            except Exception:  # noqa: BLE001 - the transaction may already be aborted
-                pass
-            raise
-        con.execute("COMMIT")
+        with store.transaction(self.con if con is None else con) as c:
+            yield c
 
     def next_id(self, sequence: str) -> int:
         """Next value of one of the schema's sequences (e.g. ``anomaly_id_seq``)."""
