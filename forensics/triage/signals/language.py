@@ -9,7 +9,6 @@ pairs never match a switch; a language detected with low confidence counts in pr
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -18,25 +17,6 @@ import numpy as np
 import polars as pl
 
 from forensics.triage.signals.base import SignalContext, SignalScores, Unavailable, register
-
-# English names and endonyms -> ISO 639-1, merged with forensics.language.requests' names
-# (see language_names()).
-_NAMES = {
-    "english": "en", "german": "de", "deutsch": "de", "spanish": "es", "español": "es",
-    "espanol": "es", "castilian": "es", "chinese": "zh", "mandarin": "zh", "中文": "zh",
-    "vietnamese": "vi", "tiếng việt": "vi", "turkish": "tr", "türkçe": "tr", "greek": "el",
-    "ελληνικά": "el", "romanian": "ro", "română": "ro", "russian": "ru", "русский": "ru",
-    "arabic": "ar", "hindi": "hi", "thai": "th", "french": "fr", "français": "fr",
-    "italian": "it", "italiano": "it", "portuguese": "pt", "português": "pt", "dutch": "nl",
-    "japanese": "ja", "日本語": "ja", "korean": "ko", "한국어": "ko", "polish": "pl",
-    "polski": "pl", "ukrainian": "uk", "czech": "cs", "swedish": "sv", "danish": "da",
-    "norwegian": "no", "finnish": "fi", "hungarian": "hu", "hebrew": "he", "persian": "fa",
-    "farsi": "fa", "indonesian": "id", "malay": "ms", "bengali": "bn", "urdu": "ur",
-    "tamil": "ta", "swahili": "sw", "bulgarian": "bg", "serbian": "sr", "croatian": "hr",
-    "slovak": "sk", "slovenian": "sl", "lithuanian": "lt", "latvian": "lv", "estonian": "et",
-    "catalan": "ca", "tagalog": "tl", "filipino": "tl",
-}
-
 
 @dataclass
 class LanguageParams:
@@ -47,29 +27,12 @@ class LanguageParams:
     named_min_weight: float = 0.5     # weight of the least-named explanation language (most: 1)
 
 
-def language_names() -> dict[str, str]:
-    """Lower-case language name -> ISO 639-1 code."""
-    from forensics.language.names import LANGUAGE_NAMES
-
-    names = dict(_NAMES)
-    for code, name in LANGUAGE_NAMES.items():
-        names.setdefault(name.lower(), code.lower())
-    return names
-
-
-def _names_alt(names: dict[str, str]) -> str:
-    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-
-
 def language_mentions(texts: Iterable[str]) -> Counter:
-    """How often each language is named in ``texts`` (codes)."""
-    names = language_names()
-    pat = re.compile(r"(?<!\w)(" + _names_alt(names) + r")(?!\w)", re.IGNORECASE)
-    c: Counter = Counter()
-    for t in texts:
-        for m in pat.finditer(t or ""):
-            c[names[m.group(1).lower()]] += 1
-    return c
+    """How often each language is named in ``texts`` (codes), through the one name matcher of
+    :mod:`forensics.language.names`."""
+    from forensics.language.names import mention_spans
+
+    return Counter(code for t in texts for _, _, code in mention_spans(t or ""))
 
 
 @dataclass
@@ -174,5 +137,4 @@ class LanguageSignal:
         return SignalScores(language_scores(context.frame, tgt, params))
 
 
-__all__ = ["LanguageParams", "LanguageSignal", "LanguageTarget", "language_names",
-           "language_mentions", "language_target", "language_scores"]
+__all__ = ["LanguageParams", "LanguageSignal", "LanguageTarget", "language_mentions", "language_target", "language_scores"]
