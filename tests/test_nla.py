@@ -209,7 +209,8 @@ def test_hidden_state_index_convention(loaded):
     assert torch.allclose(b.vector, hs[2][0, plen - 1], atol=1e-5)
     assert not torch.allclose(a.vector, b.vector)
     c = extract_activations(model, tok, [ITEMS[0]], ["last_prompt"], 2, hidden_state_index=4)[0]
-    assert torch.allclose(c.vector, hs[4][0, plen - 1], atol=1e-5)  # last entry: HF applies the final norm
+    # the last entry of HF's hidden_states has the final norm applied: index 4 is read raw instead
+    assert not torch.allclose(c.vector, hs[4][0, plen - 1], atol=1e-3)
     # early positions are flagged
     early = extract_activations(model, tok, [ITEMS[0]], ["token:2", "last_prompt"], 2)
     assert "early_position" in early[0].flags and "early_position" not in early[1].flags
@@ -373,3 +374,90 @@ def test_nla_without_ar_stores_unscored_explanations(nlas, tmp_path):
         row = ws.one("SELECT mse, cos, fve, layer, hidden_state_index, nla_id FROM explanations WHERE anomaly_id = ?",
                      [aid])
         assert row == (None, None, None, 2, 3, "av-only")
+
+
+# ------------------------------------------------------------------------------------ K = last block
+
+
+def _block_output(model, layers, ids, block: int):
+    """Reference: the raw output of ``layers[block]`` from a forward hook on the block."""
+    got = {}
+
+    def hook(_m, _i, out):
+        got["h"] = (out[0] if isinstance(out, tuple) else out).detach()
+
+    h = layers[block].register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.tensor([ids]))
+    finally:
+        h.remove()
+    return got["h"][0]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "gemma3_mm"])
+def test_last_block_is_read_raw_from_the_block(tmp_path, arch):
+    """K = the target's last block: the vector is the block's raw output (hook reference), not
+    HF's hidden_states[n_layers], which comes after the final norm."""
+    n = tiny.build_tiny_nla(tmp_path / arch, arch, hidden_size=64, num_layers=3, layer=2)
+    model, tok = load_causal_lm(n.target), load_tokenizer(n.target)
+    from forensics.nla.activations import _decoder_layers, encode_item
+
+    layers = _decoder_layers(model)
+    assert len(layers) == 3
+    ids, plen = encode_item(tok, ITEMS[0])
+    ref = _block_output(model, layers, ids, 2)
+    acts = extract_activations(model, tok, [ITEMS[0], ITEMS[1]], ["last_prompt", "first_reply"], 2)
+    a = acts[0]
+    assert a.hidden_state_index == 3 and a.token_index == plen - 1
+    assert torch.allclose(a.vector, ref[plen - 1].float(), atol=2e-3)
+    with torch.no_grad():
+        hs = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    assert len(hs) == 4
+    assert float((hs[3][0, plen - 1] - a.vector).abs().max()) > 0.1  # the normed entry differs
+    # an inner layer still equals HF's hidden_states[K + 1]
+    b = extract_activations(model, tok, [ITEMS[0]], ["last_prompt"], 1)[0]
+    assert torch.allclose(b.vector, hs[2][0, plen - 1].float(), atol=2e-3)
+
+
+# ------------------------------------------------------------------------------------ Gemma-3 multimodal AV
+
+
+def test_gemma3_conditional_generation_av_generates_from_embeddings(tmp_path):
+    """Released Gemma-3 AVs load as Gemma3ForConditionalGeneration; local generation from
+    inputs_embeds goes through its language model (same weights), and the whole NLA runs."""
+    import json
+
+    from transformers import Gemma3ForConditionalGeneration
+
+    n = tiny.build_tiny_nla(tmp_path / "g3mm", "gemma3_mm", hidden_size=64, num_layers=3, layer=1)
+    cfg = json.loads((n.av / "config.json").read_text())
+    assert cfg["architectures"] == ["Gemma3ForConditionalGeneration"] and "vision_config" in cfg
+    assert not list(n.av.glob("*.py"))  # nothing to execute: loading never needs remote code
+    full = load_causal_lm(n.av)
+    assert isinstance(full, Gemma3ForConditionalGeneration)
+    with pytest.raises(ValueError, match="inputs_embeds"):  # why the text view exists
+        full.generate(inputs_embeds=torch.zeros(1, 4, 64), max_new_tokens=2)
+    av = AV.load(n.av, max_new_tokens=6)
+    assert av.embed_scale == pytest.approx(8.0)
+    lm = av.backend.model
+    assert type(lm).__name__ == "Gemma3ForCausalLM"
+    assert torch.equal(lm.model.embed_tokens.weight, full.model.language_model.embed_tokens.weight)
+    torch.manual_seed(5)
+    vs = [torch.randn(64) for _ in range(3)]
+    exps = av.explain(vs, batch_size=3)
+    assert len(exps) == 3 and all(e.n_tokens > 0 for e in exps)
+    # the text view computes the multimodal model's logits from the injected embeddings,
+    # and they depend on the injected vector
+    x = av.build_embeds(vs)
+    with torch.no_grad():
+        a, b = lm(inputs_embeds=x).logits, full(inputs_embeds=x).logits
+    assert torch.allclose(a, b, atol=1e-4)
+    assert not torch.allclose(a[0, -1], a[1, -1], atol=1e-3)
+    # target (also multimodal) -> AV -> AR end to end
+    target, ttok = load_causal_lm(n.target), load_tokenizer(n.target)
+    acts = extract_activations(target, ttok, ITEMS[:2], ["last_prompt"], 1)
+    ar = AR.load(n.ar)
+    out = av.explain([a.vector for a in acts])
+    pred = ar.predict([e.text for e in out])
+    assert pred.shape == (2, 64) and torch.isfinite(pred).all()

@@ -5,8 +5,11 @@ Conventions (recorded on every :class:`Activation` and every stored explanation)
 - ``hidden_state_index``: which entry of HF ``output_hidden_states`` is "layer K". Default
   ``K + 1`` (= the output of block K), the convention of the released worked transcripts
   ("layer 20 residual stream = HF hidden_states[21]"). The quick-start snippet of the same
-  release indexes ``hidden_states[K]``; pass ``hidden_state_index=K`` for that one. Note that
-  HF applies the final norm to the LAST entry only.
+  release indexes ``hidden_states[K]``; pass ``hidden_state_index=K`` for that one.
+  ``hidden_state_index = h >= 1`` is read as the RAW output of block ``h - 1`` (a forward hook
+  on ``layers[h - 1]``), never from ``output_hidden_states``: HF returns its last entry after
+  the final norm, so for K = the last block ``hidden_states[K + 1]`` is not the residual stream
+  the reference extracts.
 - A (prompt, reply) pair is the prompt through the chat template (one step, generation
   prompt added) followed by the reply's tokens, i.e. exactly what the model saw while
   replying. A plain string is tokenized as is (with special tokens).
@@ -230,7 +233,11 @@ class _Stop(Exception):
 
 
 def _decoder_layers(model):
-    for cand in (getattr(model, "model", None), model):
+    """The decoder blocks: ``model.model.layers`` (causal LMs), ``model.layers`` (base models)
+    or ``model.model.language_model.layers`` (multimodal layouts such as Gemma-3's)."""
+    inner = getattr(model, "model", None)
+    lm = getattr(inner, "language_model", None) if inner is not None else None
+    for cand in (inner, model, lm, getattr(lm, "model", None)):
         layers = getattr(cand, "layers", None) if cand is not None else None
         if layers is not None and hasattr(layers, "__len__"):
             return layers
@@ -238,13 +245,20 @@ def _decoder_layers(model):
 
 
 def _hidden_states(model, input_ids, mask, pos_ids, hsi: int, n_layers: int):
-    """``hidden_states[hsi]`` of the forward pass, stopping after block ``hsi - 1`` when the
-    architecture exposes its blocks (a forward hook captures the block output and aborts the
-    rest of the pass); the full pass with ``output_hidden_states`` otherwise."""
+    """The raw output of block ``hsi - 1`` (``hsi >= 1``): a forward hook on that block captures
+    it and aborts the rest of the pass. ``hsi = 0`` (the embeddings) is ``hidden_states[0]``
+    of a full pass. The last block is hooked too: HF's last ``hidden_states`` entry has the
+    final norm applied, which is not the residual stream."""
     import torch
 
     layers = _decoder_layers(model)
-    if layers is not None and 1 <= hsi < n_layers and len(layers) == n_layers:
+    if hsi >= 1 and (layers is None or len(layers) != n_layers):
+        from forensics.errors import BackendError
+
+        raise BackendError(f"{type(model).__name__}: cannot find its {n_layers} decoder blocks to "
+                           "hook; the raw block output cannot be read",
+                           hint="an unsupported architecture layout")
+    if hsi >= 1:
         got: dict = {}
 
         def hook(_mod, _inp, output):
@@ -259,12 +273,51 @@ def _hidden_states(model, input_ids, mask, pos_ids, hsi: int, n_layers: int):
             pass
         finally:
             handle.remove()
-        if "h" in got:
-            return got["h"]
+        return got["h"]
     with torch.no_grad():
         res = model(input_ids=input_ids, attention_mask=mask, position_ids=pos_ids,
                     output_hidden_states=True, use_cache=False)
     return res.hidden_states[hsi]
+
+
+def text_causal_lm(model):
+    """The text-only causal LM inside a multimodal checkpoint, sharing its weights.
+
+    Released Gemma-3 checkpoints load as ``Gemma3ForConditionalGeneration`` (language model +
+    vision tower), whose ``generate`` refuses ``inputs_embeds``. The AV only needs the
+    language model: this builds the text family's causal-LM class (``Gemma3ForCausalLM`` for
+    a ``gemma3_text`` config) around the SAME decoder and LM head modules (no copy, no new
+    weights). Any other model is returned unchanged.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    inner = getattr(model, "model", None)
+    lm = getattr(inner, "language_model", None) if inner is not None else None
+    head = getattr(model, "lm_head", None)
+    if lm is None or head is None or not hasattr(model.config, "get_text_config"):
+        return model
+    tcfg = model.config.get_text_config()
+    if tcfg is model.config:
+        return model
+    cls = AutoModelForCausalLM._model_mapping.get(type(tcfg), None)  # the text family's causal LM
+    if cls is None:
+        from forensics.errors import BackendError
+
+        raise BackendError(f"{type(model).__name__}: no text-only causal LM class for "
+                           f"{type(tcfg).__name__}; cannot generate from embeddings")
+    with torch.device("meta"):
+        text = cls(tcfg)
+    text.model = lm
+    text.lm_head = head
+    left = [n for n, p in text.named_parameters() if p.is_meta]
+    if left:
+        from forensics.errors import BackendError
+
+        raise BackendError(f"{type(model).__name__}: text-only view left parameters unset: {left[:3]}")
+    text.generation_config = model.generation_config
+    text.eval()
+    return text
 
 
 def load_causal_lm(path, device: str | None = None, dtype: str | None = None):

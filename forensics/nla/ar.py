@@ -95,6 +95,7 @@ class AR:
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"{path}: cannot load the AR backbone ({type(e).__name__}: {e})") from None
         base = getattr(model, "model", model) if not hasattr(model, "layers") else model
+        base = getattr(base, "language_model", base)  # multimodal layouts: the text decoder
         if not hasattr(base, "layers") or not hasattr(base, "norm"):
             raise NLAContractError(f"{path}: config.json: the AR backbone has no .layers/.norm "
                                    f"({type(model).__name__}); unsupported architecture")

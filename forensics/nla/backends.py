@@ -71,7 +71,9 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, model, tokenizer):
-        self.model = model
+        from forensics.nla.activations import text_causal_lm
+
+        self.model = text_causal_lm(model)  # multimodal layouts generate through their LM
         self.tokenizer = tokenizer
 
     def generate(self, embeds, max_new_tokens: int, stop: Sequence[str] = (STOP,)) -> list[Generation]:

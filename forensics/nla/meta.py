@@ -431,6 +431,7 @@ def write_ar(out_dir: str | Path, model, value_head, tokenizer, *, layer: int,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = getattr(model, "model", None) if hasattr(model, "lm_head") else model
+    base = getattr(base, "language_model", base)  # multimodal layouts: the text decoder
     if base is None or not hasattr(base, "layers"):
         raise ValueError("write_ar needs a decoder model with .layers (or a CausalLM wrapping one)")
     n_keep = layer + 1

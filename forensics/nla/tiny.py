@@ -20,7 +20,9 @@ from pathlib import Path
 from forensics.nla.meta import (DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE, DEFAULT_INJECTION_CHAR, write_ar,
                    write_av)
 
-ARCHS = ("qwen2", "llama", "gemma3")
+ARCHS = ("qwen2", "llama", "gemma3", "gemma3_mm")
+#: ``gemma3_mm`` is the released Gemma-3 layout: ``Gemma3ForConditionalGeneration`` (language
+#: model + a vision tower), Gemma-3 text tokens and chat template.
 
 # Chat templates per style. Jinja, rendered by transformers' apply_chat_template.
 _CHATML = (
@@ -71,6 +73,10 @@ def _corpus(n: int = 600, seed: int = 0) -> list[str]:
     return lines
 
 
+def _family(arch: str) -> str:
+    return "gemma3" if arch == "gemma3_mm" else arch
+
+
 def build_tokenizer(arch: str = "qwen2", vocab_size: int = 600,
                     injection_char: str = DEFAULT_INJECTION_CHAR, extra_chars: tuple[str, ...] = ("\u321c",)):
     """A byte-level BPE ``PreTrainedTokenizerFast`` with the chat template of ``arch``'s family.
@@ -83,7 +89,7 @@ def build_tokenizer(arch: str = "qwen2", vocab_size: int = 600,
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    spec = _SPECIALS[arch]
+    spec = _SPECIALS[_family(arch)]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -116,8 +122,9 @@ def build_target(arch: str = "qwen2", tokenizer=None, hidden_size: int = 64, num
     depends visibly on the injected vector (with 0.02 every prompt decodes to the same token).
     """
     import torch
-    from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM,
-                              Qwen2Config, Qwen2ForCausalLM)
+    from transformers import (Gemma3Config, Gemma3ForCausalLM, Gemma3ForConditionalGeneration,
+                              Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM, SiglipVisionConfig)
 
     if tokenizer is None:
         tokenizer = build_tokenizer(arch)
@@ -136,6 +143,18 @@ def build_target(arch: str = "qwen2", tokenizer=None, hidden_size: int = 64, num
         cfg = Gemma3TextConfig(**common, head_dim=hidden_size // heads, sliding_window=16,
                                query_pre_attn_scalar=hidden_size // heads)
         model = Gemma3ForCausalLM(cfg)
+    elif arch == "gemma3_mm":
+        text = Gemma3TextConfig(**common, head_dim=hidden_size // heads, sliding_window=16,
+                                query_pre_attn_scalar=hidden_size // heads)
+        vision = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                    num_attention_heads=2, image_size=28, patch_size=14)
+        # image token ids: ids of this tokenizer that never occur in NLA prompts
+        cfg = Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                           mm_tokens_per_image=4, boi_token_index=tokenizer.pad_token_id,
+                           eoi_token_index=tokenizer.pad_token_id,
+                           image_token_index=tokenizer.pad_token_id,
+                           initializer_range=initializer_range)
+        model = Gemma3ForConditionalGeneration(cfg)
     else:
         raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
     model.eval()
