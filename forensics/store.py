@@ -410,6 +410,39 @@ CREATE TABLE IF NOT EXISTS explain_runs (
     finished_at TIMESTAMP
 );
 """),
+    # nla: several sampled explanations per activation. Each row records its sample index and
+    # generation settings; explain_progress gains the settings' label (``variant``, '' for
+    # greedy with the sidecar prompt) in its key, so a sampled run does not count greedy rows
+    # as done. DuckDB cannot change a primary key in place, hence the copy.
+    Migration(7, "nla: explanations.sample_index + generation, explain_progress.variant", r"""
+ALTER TABLE explanations ADD COLUMN IF NOT EXISTS sample_index INTEGER DEFAULT 0;
+ALTER TABLE explanations ADD COLUMN IF NOT EXISTS generation JSON;
+CREATE TABLE explain_progress_v7 (
+    nla_id             VARCHAR NOT NULL,
+    sample_id          BIGINT NOT NULL,
+    position           VARCHAR NOT NULL,
+    layer              INTEGER NOT NULL,
+    hidden_state_index INTEGER NOT NULL,
+    dataset            VARCHAR,
+    status             VARCHAR,
+    n_explanations     INTEGER,
+    detail             VARCHAR,
+    done_at            TIMESTAMP DEFAULT current_timestamp,
+    variant            VARCHAR NOT NULL DEFAULT '',  -- generation settings label ('' = default)
+    PRIMARY KEY (nla_id, sample_id, position, layer, hidden_state_index, variant)
+);
+INSERT INTO explain_progress_v7 (nla_id, sample_id, position, layer, hidden_state_index, dataset,
+                                 status, n_explanations, detail, done_at, variant)
+SELECT nla_id, sample_id, position, layer, hidden_state_index, dataset, status, n_explanations,
+       detail, done_at, '' FROM explain_progress;
+DROP TABLE explain_progress;
+ALTER TABLE explain_progress_v7 RENAME TO explain_progress;
+CREATE OR REPLACE VIEW v_explanations AS
+SELECT e.*, s.row_id, s.prompt AS sample_prompt, s.reply AS sample_reply, a.title AS anomaly_title
+FROM explanations e
+LEFT JOIN samples s USING (sample_id)
+LEFT JOIN anomalies a USING (anomaly_id);
+"""),
 ]
 
 

@@ -4,7 +4,9 @@
 Tests start it as a real subprocess on 127.0.0.1 and point ``--backend sglang|vllm`` at it:
 the HTTP boundary is the one external boundary, everything behind it is the real tiny AV.
 It refuses requests that carry token ids or text next to the embeddings, as the runtime must
-never send them.
+never send them. Sampling parameters are honoured the way each server documents them: SGLang
+takes one ``sampling_params`` per request (a list for a batch; ``sampling_seed`` seeds it),
+vLLM one ``n``/``temperature``/``top_p``/``seed`` for all prompts (choices prompt-major).
 
 Usage: python tests/nla_server.py AV_DIR [--port 0]   (prints "LISTENING <port>" when ready)
 """
@@ -35,7 +37,7 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     from forensics.nla.activations import load_causal_lm
-    from forensics.nla.backends import LocalBackend, decode_prompt_embeds
+    from forensics.nla.backends import LocalBackend, Sampling, decode_prompt_embeds
     from forensics.nla.meta import load_tokenizer
 
     model = load_causal_lm(args.av, device="cpu")
@@ -94,9 +96,20 @@ def main() -> None:
                 self._check_embeds(x)
             except ValueError as e:
                 return self._send(400, {"error": str(e)})
-            if sp.get("temperature", 1.0) != 0.0:
-                return self._send(400, {"error": "this test server only does greedy decoding"})
-            gens = backend.generate(x, int(sp.get("max_new_tokens", 128)), stop=tuple(sp.get("stop", [])))
+            sps = sp if isinstance(sp, list) else [sp] * x.shape[0]
+            if len(sps) != x.shape[0]:
+                return self._send(400, {"error": "one sampling_params per request"})
+            gens = []
+            if all(p.get("temperature", 1.0) == 0.0 for p in sps) and not isinstance(sp, list):
+                gens = backend.generate(x, int(sp.get("max_new_tokens", 128)), stop=tuple(sp.get("stop", [])),
+                                        sampling=Sampling(skip_special_tokens=sp.get("skip_special_tokens", True)))
+            else:  # requests are independent: each decodes with its own parameters and seed
+                for i, p in enumerate(sps):
+                    s = Sampling(temperature=float(p.get("temperature", 1.0)), top_p=float(p.get("top_p", 1.0)),
+                                 seed=int(p.get("sampling_seed", 0)),
+                                 skip_special_tokens=p.get("skip_special_tokens", True))
+                    gens += backend.generate(x[i:i + 1], int(p.get("max_new_tokens", 128)),
+                                             stop=tuple(p.get("stop", [])), sampling=s)
             out = [{"text": g.text, "meta_info": {"completion_tokens": g.n_tokens,
                                                   "finish_reason": {"type": g.finish_reason}}} for g in gens]
             return self._send(200, out[0] if single else out)
@@ -111,7 +124,10 @@ def main() -> None:
                 self._check_embeds(x)
             except Exception as e:  # noqa: BLE001
                 return self._send(400, {"error": f"bad prompt_embeds: {e}"})
-            gens = backend.generate(x, int(req.get("max_tokens", 16)), stop=tuple(req.get("stop", [])))
+            temp = float(req.get("temperature", 1.0))
+            s = Sampling(temperature=temp, top_p=float(req.get("top_p", 1.0)), n=int(req.get("n", 1)),
+                         seed=int(req.get("seed") or 0), skip_special_tokens=req.get("skip_special_tokens", True))
+            gens = backend.generate(x, int(req.get("max_tokens", 16)), stop=tuple(req.get("stop", [])), sampling=s)
             choices = [{"index": i, "text": g.text, "finish_reason": g.finish_reason} for i, g in enumerate(gens)]
             return self._send(200, {"choices": choices, "usage": {
                 "completion_tokens": sum(g.n_tokens for g in gens)}})

@@ -461,3 +461,72 @@ def test_gemma3_conditional_generation_av_generates_from_embeddings(tmp_path):
     out = av.explain([a.vector for a in acts])
     pred = ar.predict([e.text for e in out])
     assert pred.shape == (2, 64) and torch.isfinite(pred).all()
+
+
+# ------------------------------------------------------------------------------------ sampling
+
+
+def test_sampling_settings_are_checked_and_keyed():
+    from forensics.errors import InputError
+    from forensics.nla.backends import Sampling
+
+    assert Sampling().greedy and Sampling().key() == ""
+    assert Sampling(temperature=0.7, top_p=0.9, n=4, seed=3).key() == "t0.7|p0.9|seed3|n4"
+    assert Sampling(skip_special_tokens=False).key() == "special"
+    for bad in (dict(temperature=-1), dict(temperature=float("nan")), dict(top_p=0), dict(top_p=1.5),
+                dict(n=0), dict(n=2), dict(temperature=1.0, n=True)):
+        with pytest.raises(InputError):
+            Sampling(**bad)
+
+
+def test_local_sampling_n_per_vector_seeded(loaded):
+    from forensics.nla.backends import Sampling
+
+    _, _, av, _ = loaded("qwen2")
+    torch.manual_seed(3)
+    vs = [torch.randn(64) for _ in range(3)]
+    greedy = av.explain(vs, batch_size=3)
+    assert [e.raw_output for e in av.explain(vs, batch_size=3, sampling=Sampling())] == \
+        [e.raw_output for e in greedy]  # greedy stays the default
+    s = Sampling(temperature=1.5, top_p=0.95, n=3, seed=11)
+    a = av.explain(vs, batch_size=3, sampling=s)
+    assert len(a) == 9 and [e.sample_index for e in a] == [0, 1, 2] * 3
+    assert len({e.raw_output for e in a}) > 3  # samples of one vector differ
+    state = torch.get_rng_state()
+    b = av.explain(vs, batch_size=3, sampling=s)
+    assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
+    assert [e.raw_output for e in a] == [e.raw_output for e in b]  # same seed, same samples
+    c = av.explain(vs, batch_size=3, sampling=Sampling(temperature=1.5, top_p=0.95, n=3, seed=12))
+    assert [e.raw_output for e in c] != [e.raw_output for e in a]
+
+
+def test_ar_input_raw_follows_the_reference_rule():
+    from forensics.nla.av import ar_text
+
+    closed = "<explanation>\n  Genre: a question.\n</explanation> trailing"
+    assert ar_text(closed, "Genre: a question.") == "Genre: a question."
+    cut = "<explanation>\nGenre: a quest"
+    text, truncated, _ = parse_explanation(cut)
+    assert truncated and text == "Genre: a quest"
+    assert ar_text(cut, text) == cut  # no complete pair: scored as generated
+    assert ar_text(cut, text, "stripped") == "Genre: a quest"
+    assert ar_text("no tags at all ", "no tags at all") == "no tags at all "
+    with pytest.raises(Exception, match="ar-input"):
+        ar_text(cut, text, "both")
+
+
+def test_custom_av_prompt_with_inject_marker(nlas):
+    from forensics.errors import InputError
+
+    n = nlas["qwen2"]
+    av = AV.load(n.av, max_new_tokens=4,
+                 av_prompt="What is the concept here? <concept><INJECT></concept> Explain it.")
+    assert av.prompt_ids[av.slot] == av.sidecar.injection_token_id
+    default = AV.load(n.av, max_new_tokens=4)
+    assert av.prompt_ids != default.prompt_ids and av.slot != default.slot
+    x = av.build_embeds([torch.ones(64)])
+    assert float(x[0, av.slot].norm()) == pytest.approx(av.sidecar.injection_scale, rel=1e-5)
+    with pytest.raises(InputError, match="INJECT"):
+        AV.load(n.av, av_prompt="no marker here")
+    with pytest.raises(InputError, match="neighbor"):  # the slot must keep the trained markup
+        AV.load(n.av, av_prompt="Explain <INJECT> please")

@@ -50,7 +50,33 @@ def _backend_options(f):
     f = click.option("--max-new-tokens", type=int, default=200, show_default=True)(f)
     f = click.option("--variance", type=float, default=None,
                      help="Dataset variance for FVE (default: recorded for the NLA, else estimated).")(f)
+    f = click.option("--temperature", type=float, default=0.0, show_default=True,
+                     help="AV sampling temperature; 0 = greedy.")(f)
+    f = click.option("--top-p", "top_p", type=float, default=1.0, show_default=True,
+                     help="Nucleus sampling threshold (with --temperature > 0).")(f)
+    f = click.option("--samples", "n_samples", type=int, default=1, show_default=True,
+                     help="Explanations sampled per activation, each scored by the AR (needs --temperature > 0).")(f)
+    f = click.option("--sampling-seed", "sample_seed", type=int, default=0, show_default=True,
+                     help="Seed of the AV sampling (with --temperature > 0).")(f)
+    f = click.option("--skip-special-tokens/--keep-special-tokens", default=True, show_default=True,
+                     help="Drop special tokens from the decoded AV output.")(f)
+    f = click.option("--av-prompt", default=None,
+                     help="Custom AV user message with the marker <INJECT> where the vector goes "
+                          "(default: the sidecar's template).")(f)
+    f = click.option("--ar-input", type=click.Choice(["raw", "stripped"]), default="raw", show_default=True,
+                     help="What the AR scores when the AV output has no complete tag pair: the raw "
+                          "output (the reference's rule) or the tag-stripped text.")(f)
     return f
+
+
+def _generation(kw: dict) -> dict:
+    """Pop the generation options of :func:`_backend_options` into explain/check keywords."""
+    from forensics.nla.backends import Sampling
+
+    return {"sampling": Sampling(temperature=kw.pop("temperature"), top_p=kw.pop("top_p"),
+                                 n=kw.pop("n_samples"), seed=kw.pop("sample_seed"),
+                                 skip_special_tokens=kw.pop("skip_special_tokens")),
+            "av_prompt": kw.pop("av_prompt"), "ar_input": kw.pop("ar_input")}
 
 
 def register(main: click.Group) -> None:
@@ -121,7 +147,7 @@ def register(main: click.Group) -> None:
     @click.pass_obj
     @handle_errors
     def nla_check(obj, name, dataset, n, positions, batch_size, seed, min_fve, server_model, server, backend,
-                  device, max_new_tokens, variance, as_json):
+                  device, max_new_tokens, variance, as_json, **gen):
         """How faithfully NAME reads this model on DATASET (FVE/cos distributions, bad decodes)."""
         _quiet_transformers()
         from forensics.errors import CheckFailed
@@ -130,7 +156,7 @@ def register(main: click.Group) -> None:
         with obj.open() as ws:
             res = check_nla(ws, name, dataset, n, list(positions) or None, batch_size=batch_size, backend=backend,
                             server=server, device=device, variance=variance, max_new_tokens=max_new_tokens,
-                            seed=seed)
+                            seed=seed, **_generation(gen))
         if as_json:
             emit_json(res)
         else:
@@ -156,7 +182,7 @@ def register(main: click.Group) -> None:
     @click.pass_obj
     @handle_errors
     def explain_anomaly_cmd(obj, anomaly_id, nla_name, positions, batch_size, server_model, server, backend, device,
-                            max_new_tokens, variance, as_json):
+                            max_new_tokens, variance, as_json, **gen):
         """Run the target on an anomaly's prompt+reply, explain, score, store on the anomaly."""
         _quiet_transformers()
         from forensics.nla.explain import explain_anomaly
@@ -164,7 +190,7 @@ def register(main: click.Group) -> None:
         with obj.open() as ws:
             res = explain_anomaly(ws, anomaly_id, nla_name, list(positions) or None, backend=backend,
                                   server=server, device=device, variance=variance,
-                                  max_new_tokens=max_new_tokens, batch_size=batch_size)
+                                  max_new_tokens=max_new_tokens, batch_size=batch_size, **_generation(gen))
         if as_json:
             emit_json(res)
             return
@@ -174,7 +200,8 @@ def register(main: click.Group) -> None:
             sc = "" if e["mse"] is None else f" mse {e['mse']:.3f} cos {e['cos']:.3f}" + (
                 "" if e["fve"] is None else f" fve {e['fve']:.3f}")
             flags = f" [{', '.join(e['flags'])}]" if e["flags"] else ""
-            console.print(f"[bold]{e['position']}[/] (token {e['token_index']}){sc}{flags}"
+            samp = f" sample {e['sample_index']}" if res["generation"]["n"] > 1 else ""
+            console.print(f"[bold]{e['position']}[/] (token {e['token_index']}){samp}{sc}{flags}"
                           f"{' TRUNCATED' if e['truncated'] else ''}", markup=True)
             console.print("  " + (e["text"][:600] or "(empty)"), markup=False)
 
@@ -192,7 +219,7 @@ def register(main: click.Group) -> None:
     @click.pass_obj
     @handle_errors
     def explain_dataset_cmd(obj, dataset, nla_name, positions, limit, engine, actors, batch_size, server_model,
-                            server, backend, device, max_new_tokens, variance, as_json):
+                            server, backend, device, max_new_tokens, variance, as_json, **gen):
         """Explain training samples into `explanations` (resumable, idempotent)."""
         _quiet_transformers()
         from forensics.cli._progress import RichProgress
@@ -202,7 +229,7 @@ def register(main: click.Group) -> None:
             st = explain_dataset(ws, dataset, nla_name, list(positions) or None, limit=limit,
                                  batch_size=batch_size, engine=engine, backend=backend, server=server,
                                  device=device, variance=variance, max_new_tokens=max_new_tokens,
-                                 actors=actors, progress=progress)
+                                 actors=actors, progress=progress, **_generation(gen))
         if as_json:
             emit_json(st)
         else:

@@ -8,8 +8,17 @@ The recipe is the checkpoint contract (``nla_meta.yaml``), step by step:
    applied inside its embedding forward, which ``inputs_embeds`` bypasses; others 1).
 3. The vector rescaled to ``injection_scale`` (fp32 norm; null = inject raw).
 4. Written over the ONE position holding the injection id between the verified neighbours.
-5. Generation from embeddings only (local / SGLang / vLLM backend).
+5. Generation from embeddings only (local / SGLang / vLLM backend), greedy unless a
+   :class:`~forensics.nla.backends.Sampling` asks for samples.
 6. Text between ``<explanation>`` and ``</explanation>``; no closing tag = truncated.
+
+A custom AV prompt (``av_prompt``) is a user message holding the marker ``<INJECT>`` where
+the vector goes, as in the reference client; the marker becomes the injection character and
+the slot must still sit between the sidecar's neighbour ids (one match, else an error).
+
+What the AR reads (:func:`ar_text`): ``raw`` (the default, the reference's behaviour) is the
+text between the tags when both are present and the whole raw output otherwise (untagged or
+truncated output is scored as generated); ``stripped`` is the tag-stripped text that is stored.
 """
 
 from __future__ import annotations
@@ -21,11 +30,15 @@ from pathlib import Path
 from typing import Sequence
 
 from forensics.errors import InputError
-from forensics.nla.backends import STOP, Backend, Generation, make_backend
-from forensics.nla.meta import NLAContractError, Sidecar, av_prompt_ids, check_av_sidecar, load_tokenizer, parse_sidecar
+from forensics.nla.backends import STOP, Backend, Generation, Sampling, make_backend
+from forensics.nla.meta import (NLAContractError, Sidecar, av_prompt_ids, chat_prompt_ids, check_av_sidecar,
+                                find_injection_slot, load_tokenizer, parse_sidecar)
 
 OPEN = "<explanation>"
 CLOSE = "</explanation>"
+INJECT_MARKER = "<INJECT>"
+AR_INPUTS = ("raw", "stripped")
+_TAGGED = re.compile(re.escape(OPEN) + r"(.*?)" + re.escape(CLOSE), re.DOTALL)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u3200-\u32ff]")
 _LETTER = re.compile(r"\w", re.UNICODE)
 
@@ -42,6 +55,19 @@ class Explanation:
     n_tokens: int
     finish_reason: str
     flags: list[str] = field(default_factory=list)
+    sample_index: int = 0
+
+
+def ar_text(raw_output: str, text: str, mode: str = "raw") -> str:
+    """What the AR scores for one decode: ``raw`` = the text between the first complete tag
+    pair (stripped) or, without one, the raw output as generated (the reference client's
+    rule); ``stripped`` = ``text``, the tag-stripped explanation that is stored."""
+    if mode == "stripped":
+        return text
+    if mode != "raw":
+        raise InputError(f"--ar-input {mode!r}: choose one of {', '.join(AR_INPUTS)}")
+    m = _TAGGED.search(raw_output)
+    return m.group(1).strip() if m else raw_output
 
 
 def parse_explanation(raw: str) -> tuple[str, bool, list[str]]:
@@ -129,7 +155,7 @@ class AV:
     """
 
     def __init__(self, path: Path, sidecar: Sidecar, tokenizer, embed_weight, embed_scale: float,
-                 backend: Backend, config, max_new_tokens: int = 200):
+                 backend: Backend, config, max_new_tokens: int = 200, av_prompt: str | None = None):
         import torch
 
         self.path = Path(path)
@@ -140,8 +166,24 @@ class AV:
         self.backend = backend
         self.config = config
         self.max_new_tokens = max_new_tokens
-        self.prompt_ids = av_prompt_ids(sidecar, tokenizer)
+        self.av_prompt = av_prompt
         self.slot = check_av_sidecar(sidecar, tokenizer)
+        if av_prompt is None:
+            self.prompt_ids = av_prompt_ids(sidecar, tokenizer)
+        else:
+            if av_prompt.count(INJECT_MARKER) != 1:
+                raise InputError(f"--av-prompt must contain the marker {INJECT_MARKER} exactly once "
+                                 f"(found {av_prompt.count(INJECT_MARKER)})",
+                                 hint="e.g. 'What is: <concept><INJECT></concept>?'")
+            self.prompt_ids = chat_prompt_ids(
+                tokenizer, av_prompt.replace(INJECT_MARKER, sidecar.injection_char))
+            try:
+                self.slot = find_injection_slot(self.prompt_ids, sidecar.injection_token_id,
+                                                sidecar.left_neighbor_id, sidecar.right_neighbor_id,
+                                                "--av-prompt")
+            except NLAContractError as e:
+                raise InputError(f"{e}", hint="keep the marker inside the markup the AV was trained "
+                                               "with, e.g. <concept><INJECT></concept>") from None
         ids = torch.tensor(self.prompt_ids, dtype=torch.long, device=embed_weight.device)
         # embeddings in fp32 for the injection; cast to the model dtype at generation
         base = embed_weight[ids].to(torch.float32)
@@ -155,7 +197,7 @@ class AV:
     @classmethod
     def load(cls, path: str | Path, backend: str = "local", server: str | None = None,
              device: str | None = None, dtype: str | None = None, server_model: str | None = None,
-             max_new_tokens: int = 200) -> "AV":
+             max_new_tokens: int = 200, av_prompt: str | None = None) -> "AV":
         """Load sidecar + tokenizer (checked), and the model (local) or only its embedding
         matrix (sglang/vllm)."""
         from transformers import AutoConfig
@@ -171,11 +213,11 @@ class AV:
             emb = model.get_input_embeddings()
             be = make_backend("local", model=model, tokenizer=tok)
             return cls(path, sc, tok, emb.weight.detach(), embed_scale_for(model.config, emb), be,
-                       model.config, max_new_tokens)
+                       model.config, max_new_tokens, av_prompt)
         cfg = AutoConfig.from_pretrained(str(path), trust_remote_code=False, local_files_only=True)
         w = load_embedding_matrix(path)
         be = make_backend(backend, server=server, server_model=server_model)
-        return cls(path, sc, tok, w, embed_scale_for(cfg), be, cfg, max_new_tokens)
+        return cls(path, sc, tok, w, embed_scale_for(cfg), be, cfg, max_new_tokens, av_prompt)
 
     # ------------------------------------------------------------------ the recipe
     def build_embeds(self, vectors: Sequence) -> "object":
@@ -199,19 +241,24 @@ class AV:
         x[:, self.slot, :] = vs
         return x
 
-    def explain(self, vectors: Sequence, batch_size: int = 16,
-                max_new_tokens: int | None = None) -> list[Explanation]:
-        """Explain each vector (any width-d array/tensor); order preserved."""
+    def explain(self, vectors: Sequence, batch_size: int = 16, max_new_tokens: int | None = None,
+                sampling: Sampling | None = None) -> list[Explanation]:
+        """Explain each vector (any width-d array/tensor): ``sampling.n`` explanations per
+        vector (greedy: one), vector-major, each with its ``sample_index``."""
         out: list[Explanation] = []
         mnt = max_new_tokens or self.max_new_tokens
+        sp = sampling or Sampling()
         for s in range(0, len(vectors), max(1, batch_size)):
             x = self.build_embeds(vectors[s:s + batch_size])
-            gens = self.backend.generate(x, mnt, stop=(STOP,))
-            out.extend(self._to_explanation(g) for g in gens)
+            gens = self.backend.generate(x, mnt, stop=(STOP,), sampling=sp)
+            if len(gens) != x.shape[0] * sp.n:
+                raise NLAContractError(f"{self.backend.name}: {len(gens)} generations for "
+                                       f"{x.shape[0]} prompts x {sp.n} samples")
+            out.extend(self._to_explanation(g, i % sp.n) for i, g in enumerate(gens))
         return out
 
-    def _to_explanation(self, g: Generation) -> Explanation:
+    def _to_explanation(self, g: Generation, sample_index: int = 0) -> Explanation:
         text, truncated, flags = parse_explanation(g.text)
         n = g.n_tokens or (len(self.tokenizer.encode(g.text, add_special_tokens=False)) if g.text else 0)
         return Explanation(text=text, raw_output=g.text, truncated=truncated, n_tokens=n,
-                           finish_reason=g.finish_reason, flags=flags)
+                           finish_reason=g.finish_reason, flags=flags, sample_index=sample_index)

@@ -11,6 +11,12 @@ re-embed them and silently drop the injection).
   caching keys on token ids, which embeddings do not have).
 - vLLM: ``POST {server}/v1/completions`` with ``prompt_embeds`` = base64 of ``torch.save``
   of a [L, d] tensor; launch with ``--enable-prompt-embeds``.
+
+Decoding is one :class:`Sampling` for all three: greedy by default; with ``temperature > 0``
+each prompt gets ``n`` samples (results are prompt-major: prompt 0's n samples, then prompt
+1's ...). Seeds: local seeds a forked torch RNG with ``seed`` for every ``generate`` call
+(reproducible for the same batches); SGLang sends each copy of a prompt as its own request
+with ``sampling_seed = seed + j`` (sample j); vLLM sends ``n`` and ``seed`` per request.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import io
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 from typing import Protocol, Sequence
 
 from forensics.errors import BackendError, InputError
@@ -37,11 +44,60 @@ class Generation:
     finish_reason: str  # stop | length
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How the AV decodes; recorded with every explanation.
+
+    ``temperature`` 0 is greedy (the default: reproducible); above 0 the AV samples with
+    nucleus ``top_p`` (1 = off), ``n`` samples per activation, from ``seed``.
+    ``skip_special_tokens`` drops special tokens from the decoded text (the reference client
+    keeps them; the tags are plain text either way).
+    """
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int = 0
+    skip_special_tokens: bool = True
+
+    def __post_init__(self) -> None:
+        t, p = self.temperature, self.top_p
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+            raise InputError(f"--temperature {t!r}: must be a finite number >= 0 (0 = greedy)")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+            raise InputError(f"--top-p {p!r}: must be in (0, 1]")
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise InputError(f"--samples {self.n!r}: must be an integer >= 1")
+        if self.n > 1 and t == 0:
+            raise InputError(f"--samples {self.n} with --temperature 0: greedy samples are identical",
+                             hint="give --temperature > 0 (e.g. 0.7) to sample")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise InputError(f"--seed {self.seed!r}: must be an integer")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def key(self) -> str:
+        """'' for the default decoding; otherwise a stable label of these settings, part of
+        every explanation key and progress row (runs with other settings are stored apart)."""
+        parts = [] if self.greedy else [f"t{self.temperature:g}", f"p{self.top_p:g}",
+                                        f"seed{self.seed}", f"n{self.n}"]
+        if not self.skip_special_tokens:
+            parts.append("special")
+        return "|".join(parts)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
 class Backend(Protocol):
     name: str
 
-    def generate(self, embeds, max_new_tokens: int, stop: Sequence[str] = (STOP,)) -> list[Generation]:
-        """``embeds``: float tensor [n, L, d] (all prompts the same length)."""
+    def generate(self, embeds, max_new_tokens: int, stop: Sequence[str] = (STOP,),
+                 sampling: Sampling = Sampling()) -> list[Generation]:
+        """``embeds``: float tensor [b, L, d] (all prompts the same length); returns
+        ``b * sampling.n`` generations, prompt-major."""
 
 
 # ----------------------------------------------------------------------------- local
@@ -76,7 +132,8 @@ class LocalBackend:
         self.model = text_causal_lm(model)  # multimodal layouts generate through their LM
         self.tokenizer = tokenizer
 
-    def generate(self, embeds, max_new_tokens: int, stop: Sequence[str] = (STOP,)) -> list[Generation]:
+    def generate(self, embeds, max_new_tokens: int, stop: Sequence[str] = (STOP,),
+                 sampling: Sampling = Sampling()) -> list[Generation]:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -90,12 +147,19 @@ class LocalBackend:
             eos = self.tokenizer.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
-        with torch.no_grad():
+        if sampling.greedy:
+            decode = dict(do_sample=False)
+        else:  # top_k 0: no top-k cut (as the servers' defaults), whatever generation_config says
+            decode = dict(do_sample=True, temperature=float(sampling.temperature),
+                          top_p=float(sampling.top_p), top_k=0, num_return_sequences=sampling.n)
+        devices = [dev] if dev.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(sampling.seed)
             out = model.generate(
                 inputs_embeds=x, attention_mask=mask, max_new_tokens=max_new_tokens,
-                do_sample=False, num_beams=1, pad_token_id=pad,
-                eos_token_id=list(eos_ids) or None,
+                num_beams=1, pad_token_id=pad, eos_token_id=list(eos_ids) or None,
                 stopping_criteria=StoppingCriteriaList([_StopOnString(self.tokenizer, stop)]),
+                **decode,
             )
         # decoder-only + inputs_embeds only: generate returns just the new tokens
         res = []
@@ -107,7 +171,7 @@ class LocalBackend:
                     reason = "stop"
                     break
                 toks.append(t)
-            text = self.tokenizer.decode(toks, skip_special_tokens=True)
+            text = self.tokenizer.decode(toks, skip_special_tokens=sampling.skip_special_tokens)
             for s in stop:
                 k = text.find(s) if s else -1
                 if k >= 0:
@@ -163,16 +227,21 @@ class SGLangBackend:
         self.url = server.rstrip("/") + "/generate"
         self.timeout = timeout
 
-    def generate(self, embeds, max_new_tokens: int, stop: Sequence[str] = (STOP,)) -> list[Generation]:
+    def generate(self, embeds, max_new_tokens: int, stop: Sequence[str] = (STOP,),
+                 sampling: Sampling = Sampling()) -> list[Generation]:
         import torch
 
         x = embeds.detach().to(torch.float32).cpu()
-        payload = {
-            "input_embeds": x.tolist(),
-            "sampling_params": {"max_new_tokens": int(max_new_tokens), "temperature": 0.0,
-                                "stop": [s for s in stop if s], "no_stop_trim": True,
-                                "skip_special_tokens": True},
-        }
+        base = {"max_new_tokens": int(max_new_tokens), "temperature": float(sampling.temperature),
+                "stop": [s for s in stop if s], "no_stop_trim": True,
+                "skip_special_tokens": bool(sampling.skip_special_tokens)}
+        if sampling.greedy:
+            sp: object = base
+        else:  # one request per (prompt, sample), prompt-major, each with its own seed
+            x = x.repeat_interleave(sampling.n, dim=0)
+            sp = [{**base, "top_p": float(sampling.top_p), "sampling_seed": sampling.seed + j}
+                  for _ in range(embeds.shape[0]) for j in range(sampling.n)]
+        payload = {"input_embeds": x.tolist(), "sampling_params": sp}
         out = _post(self.url, payload, self.timeout)
         if isinstance(out, dict):
             out = [out]
@@ -224,24 +293,28 @@ class VLLMBackend:
                 raise BackendError(f"{self.base}/v1/models: no model listed") from None
         return self.model
 
-    def generate(self, embeds, max_new_tokens: int, stop: Sequence[str] = (STOP,)) -> list[Generation]:
+    def generate(self, embeds, max_new_tokens: int, stop: Sequence[str] = (STOP,),
+                 sampling: Sampling = Sampling()) -> list[Generation]:
         import torch
 
         x = embeds.detach().to(torch.float32).cpu()
         payload = {
             "model": self._model(),
             "prompt_embeds": [encode_prompt_embeds(x[i]) for i in range(x.shape[0])],
-            "max_tokens": int(max_new_tokens), "temperature": 0.0,
+            "max_tokens": int(max_new_tokens), "temperature": float(sampling.temperature),
             "stop": [s for s in stop if s], "include_stop_str_in_output": True,
-            "skip_special_tokens": True,
+            "skip_special_tokens": bool(sampling.skip_special_tokens),
         }
+        if not sampling.greedy:  # choices come back prompt-major: index = prompt * n + sample
+            payload.update(n=sampling.n, top_p=float(sampling.top_p), seed=sampling.seed)
+        want = x.shape[0] * sampling.n
         out = _post(self.base + "/v1/completions", payload, self.timeout)
         try:
             choices = sorted(out["choices"], key=lambda c: c.get("index", 0))
         except (KeyError, TypeError):
             raise BackendError(f"{self.base}/v1/completions: reply has no choices") from None
-        if len(choices) != x.shape[0]:
-            raise BackendError(f"{self.base}/v1/completions: expected {x.shape[0]} choices, got {len(choices)}")
+        if len(choices) != want:
+            raise BackendError(f"{self.base}/v1/completions: expected {want} choices, got {len(choices)}")
         per = out.get("usage", {}).get("completion_tokens_per_choice")
         res = []
         for i, c in enumerate(choices):

@@ -16,7 +16,9 @@ from typing import Any
 from forensics._interrupt import deferred_interrupt
 from forensics.errors import InputError, NotFoundError
 from forensics.nla.activations import parse_positions
-from forensics.nla.explainer import ExplainedRow, Explainer, apply_variance, resolve_variance
+from forensics.nla.backends import Sampling
+from forensics.nla.explainer import (ExplainedRow, Explainer, apply_variance, generation_record, generation_variant,
+                                     resolve_variance)
 from forensics.nla.explanations import insert_explanations, insert_progress, row_record
 from forensics.nla.meta import load_tokenizer
 from forensics.nla.registry import NLARecord, get_nla, save_variance
@@ -43,11 +45,13 @@ def _finish_run(ws, rid: int, stats: dict, status: str) -> None:
 def explain_anomaly(ws, anomaly_id: int, nla: str, positions=None, *, backend: str = "local",
                     server: str | None = None, device: str | None = None, variance: float | None = None,
                     max_new_tokens: int = 200, batch_size: int = 16,
-                    explainer: Explainer | None = None) -> dict:
+                    explainer: Explainer | None = None, sampling: Sampling | None = None,
+                    ar_input: str = "raw", av_prompt: str | None = None) -> dict:
     """Explain positions of an anomaly's (prompt, reply) and store them on the anomaly.
 
-    Re-running replaces the anomaly's rows for the same NLA/position/convention.
-    Default positions: ``last_prompt`` and ``first_reply``.
+    Re-running replaces the anomaly's rows for the same NLA/position/convention and generation
+    settings. Default positions: ``last_prompt`` and ``first_reply``. ``sampling`` (default
+    greedy) gives ``n`` scored samples per position; an ``explainer`` brings its own settings.
     """
     rec = get_nla(ws, nla)
     row = ws.one("SELECT prompt, reply, title FROM anomalies WHERE anomaly_id = ?", [int(anomaly_id)])
@@ -59,11 +63,13 @@ def explain_anomaly(ws, anomaly_id: int, nla: str, positions=None, *, backend: s
         raise InputError(f"anomaly {anomaly_id} has neither prompt nor reply to run the model on")
     pos = parse_positions(positions or ["last_prompt", "first_reply"])
     t0 = time.perf_counter()
-    ex = explainer or Explainer(rec, backend=backend, server=server, device=device, max_new_tokens=max_new_tokens)
+    ex = explainer or Explainer(rec, backend=backend, server=server, device=device, max_new_tokens=max_new_tokens,
+                                sampling=sampling, ar_input=ar_input, av_prompt=av_prompt)
     rows, bad = ex.run([(prompt or "", reply or "")], pos, batch_size)
-    var, var_src = resolve_variance(rec, variance, [r.vector for r in rows], "anomaly")
+    var, var_src = resolve_variance(rec, variance, [r.vector for r in rows if r.sample_index == 0], "anomaly")
     apply_variance(rows, var)
-    recs = [row_record(r, rec, anomaly_id=int(anomaly_id)) for r in rows]
+    gen = ex.generation()
+    recs = [row_record(r, rec, anomaly_id=int(anomaly_id), variant=ex.variant, generation=gen) for r in rows]
 
     with ws.transaction():
         keys = [r["explanation_key"] for r in recs]
@@ -74,25 +80,29 @@ def explain_anomaly(ws, anomaly_id: int, nla: str, positions=None, *, backend: s
     return {"anomaly_id": int(anomaly_id), "title": title, "nla": rec.name, "layer": rec.layer,
             "hidden_state_index": rec.hidden_state_index, "positions": pos, "stored": n,
             "non_finite": len(bad), "variance": var, "variance_source": var_src, "seconds": round(secs, 3),
-            "explanations": [{k: v for k, v in r.items() if k in ("position", "token_index", "text", "truncated",
-                                                                   "flags", "activation_norm", "mse", "cos", "fve")}
+            "generation": gen,
+            "explanations": [{k: v for k, v in r.items() if k in ("position", "token_index", "sample_index", "text",
+                                                                   "truncated", "flags", "activation_norm", "mse",
+                                                                   "cos", "fve")}
                              for r in recs]}
 
 
 # ---------------------------------------------------------------------------------- dataset
 
 
-def _done_samples(ws, rec: NLARecord, positions: list[str]) -> set[int]:
-    """Samples whose every requested position is recorded in explain_progress."""
+def _done_samples(ws, rec: NLARecord, positions: list[str], variant: str = "") -> set[int]:
+    """Samples whose every requested position is recorded in explain_progress (for these
+    generation settings)."""
     rows = ws.rows("SELECT sample_id FROM explain_progress WHERE nla_id = ? AND layer = ? AND "
-                   "hidden_state_index = ? AND position IN (SELECT unnest(?)) GROUP BY sample_id "
-                   "HAVING count(DISTINCT position) = ?",
-                   [rec.name, rec.layer, rec.hidden_state_index, positions, len(positions)])
+                   "hidden_state_index = ? AND variant = ? AND position IN (SELECT unnest(?)) "
+                   "GROUP BY sample_id HAVING count(DISTINCT position) = ?",
+                   [rec.name, rec.layer, rec.hidden_state_index, variant, positions, len(positions)])
     return {int(r[0]) for r in rows}
 
 
 def _progress_records(rec: NLARecord, dataset: str, sample_ids: list[int], positions: list[str],
-                      rows_by_item: dict[int, list[ExplainedRow]], bad_items: dict[int, int]) -> list[tuple]:
+                      rows_by_item: dict[int, list[ExplainedRow]], bad_items: dict[int, int],
+                      variant: str = "") -> list[tuple]:
     out = []
     for i, sid in enumerate(sample_ids):
         for p in positions:
@@ -102,7 +112,7 @@ def _progress_records(rec: NLARecord, dataset: str, sample_ids: list[int], posit
                 n = sum(1 for r in rows_by_item.get(i, []) if r.position == p)
             status = "ok" if n else ("failed" if bad_items.get(i) else "no_position")
             out.append((rec.name, sid, p, rec.layer, rec.hidden_state_index, dataset, status, n,
-                        "non-finite activation" if status == "failed" else None))
+                        "non-finite activation" if status == "failed" else None, variant))
     return out
 
 
@@ -156,6 +166,7 @@ class DatasetRunStats:
     variance_source: str = ""
     setup_seconds: float = 0.0  # model loading + variance estimate; rates exclude it
     status: str = "running"
+    generation: dict | None = None  # sampling / prompt / AR-input settings of every stored row
 
 
 def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | None = None,
@@ -163,12 +174,15 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                     server: str | None = None, device: str | None = None, variance: float | None = None,
                     max_new_tokens: int = 200, actors: int = 1, commit_every: int = 256,
                     progress: Progress | None = None,
-                    explainer: Explainer | None = None) -> DatasetRunStats:
+                    explainer: Explainer | None = None, sampling: Sampling | None = None,
+                    ar_input: str = "raw", av_prompt: str | None = None) -> DatasetRunStats:
     """Explain training samples of ``dataset`` into ``explanations`` (sample_id + dataset set).
 
     Candidates are the first ``limit`` samples by ``sample_id``; those already done for this
     NLA, position and convention (``explain_progress``) are skipped, so re-runs are no-ops and
-    a killed run resumes. Each batch commits atomically. ``progress`` gets one task counting
+    a killed run resumes; other generation settings (``sampling``, ``av_prompt``) are stored
+    and resumed apart (their own explanation keys and progress rows). With ``sampling.n > 1``
+    every position gets n explanations, each scored by the AR. Each batch commits atomically. ``progress`` gets one task counting
     the samples to explain and, after every commit, a note ``committed N/M samples, ...``;
     ``None`` is silent. The Ray engine groups results into
     commits of up to ``commit_every`` samples (or every 5 s), the local engine commits each batch.
@@ -186,12 +200,19 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
         q += " LIMIT ?"
         params.append(int(limit))
     cands = ws.rows(q, params)
-    done = _done_samples(ws, rec, pos)
+    if explainer is not None:
+        sampling, ar_input, av_prompt = explainer.sampling, explainer.ar_input, explainer.av.av_prompt
+    sampling = sampling or Sampling()
+    variant = generation_variant(sampling, av_prompt)
+    gen = generation_record(sampling, av_prompt, ar_input, explainer.backend if explainer else backend)
+    done = _done_samples(ws, rec, pos, variant)
     todo = [r for r in cands if int(r[0]) not in done]
     rid = _start_run(ws, rec, {"positions": pos, "limit": limit, "batch_size": batch_size, "engine": engine,
-                               "backend": backend, "server": server}, dataset=dataset)
+                               "backend": backend, "server": server, "generation": gen}, dataset=dataset)
     st = DatasetRunStats(run_id=rid, dataset=dataset, nla=rec.name, engine=engine, backend=backend,
-                         positions=pos, candidates=len(cands), skipped_done=len(cands) - len(todo))
+                         positions=pos, candidates=len(cands), skipped_done=len(cands) - len(todo),
+                         generation=gen)
+    commit = dict(variant=variant, generation=gen)
     prog = resolve(progress)
     task = prog.start("explaining", len(todo)) if todo else None
     t0 = time.perf_counter()
@@ -218,14 +239,15 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                 def flush():
                     nonlocal buf_ids, buf_rows, buf_bad, last
                     if buf_ids:
-                        _commit_batch(ws, rec, dataset, pos, buf_ids, buf_rows, buf_bad, st)
+                        _commit_batch(ws, rec, dataset, pos, buf_ids, buf_rows, buf_bad, st, **commit)
                         ws.release()   # generation goes on without the workspace lock
                         _tick(st, t0, prog, task, len(buf_ids), len(todo))
                     buf_ids, buf_rows, buf_bad, last = [], {}, {}, time.perf_counter()
 
                 for batch_ids, rows_by_item, bad_items in run_ray(
                         rec, todo, pos, batch_size=batch_size, backend=backend, server=server,
-                        max_new_tokens=max_new_tokens, actors=actors, variance=var, device=device):
+                        max_new_tokens=max_new_tokens, actors=actors, variance=var, device=device,
+                        options=dict(sampling=sampling.to_json(), ar_input=ar_input, av_prompt=av_prompt)):
                     base = len(buf_ids)
                     buf_ids.extend(batch_ids)
                     buf_rows.update({base + i: r for i, r in rows_by_item.items()})
@@ -238,7 +260,8 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
             else:
                 ws.release()   # the model loads, and generates, without the workspace lock
                 ex = explainer or Explainer(rec, backend=backend, server=server, device=device,
-                                            max_new_tokens=max_new_tokens)
+                                            max_new_tokens=max_new_tokens, sampling=sampling,
+                                            ar_input=ar_input, av_prompt=av_prompt)
                 var, src = resolve_variance(rec, variance, [], "dataset")
                 if var is None:
                     var, src = _estimate_dataset_variance(ws, rec, dataset, pos, ex)
@@ -254,7 +277,8 @@ def explain_dataset(ws, dataset: str, nla: str, positions=None, *, limit: int | 
                     bad_items: dict[int, int] = {}
                     for a in bad:
                         bad_items[a.item] = bad_items.get(a.item, 0) + 1
-                    _commit_batch(ws, rec, dataset, pos, [int(c[0]) for c in chunk], by_item, bad_items, st)
+                    _commit_batch(ws, rec, dataset, pos, [int(c[0]) for c in chunk], by_item, bad_items, st,
+                                  **commit)
                     ws.release()   # the next batch generates without the workspace lock
                     _tick(st, t0, prog, task, len(chunk), len(todo))
                     intr.check()     # Ctrl-C takes effect here, after a whole batch committed
@@ -300,12 +324,14 @@ def _stats_json(st: DatasetRunStats) -> dict:
     return dataclasses.asdict(st)
 
 
-def _commit_batch(ws, rec, dataset, pos, sample_ids, rows_by_item, bad_items, st: DatasetRunStats) -> None:
+def _commit_batch(ws, rec, dataset, pos, sample_ids, rows_by_item, bad_items, st: DatasetRunStats,
+                  variant: str = "", generation: dict | None = None) -> None:
     recs = []
     for i, sid in enumerate(sample_ids):
         for r in rows_by_item.get(i, []):
-            recs.append(row_record(r, rec, sample_id=sid, dataset=dataset))
-    prog = _progress_records(rec, dataset, sample_ids, pos, rows_by_item, bad_items)
+            recs.append(row_record(r, rec, sample_id=sid, dataset=dataset, variant=variant,
+                                   generation=generation))
+    prog = _progress_records(rec, dataset, sample_ids, pos, rows_by_item, bad_items, variant)
 
     with ws.transaction():
         keys = [r["explanation_key"] for r in recs]

@@ -3,7 +3,10 @@
 
 Storage conventions (table ``explanations``):
 - ``explanation_key`` = ``s{sample_id}|{nla}|{position}|L{layer}|h{hidden_state_index}`` for
-  samples, ``a{anomaly_id}|...`` for anomalies: re-runs never duplicate.
+  samples, ``a{anomaly_id}|...`` for anomalies: re-runs never duplicate. Non-default
+  generation settings (sampling, a custom AV prompt) append ``|{variant}|i{sample_index}``.
+- ``sample_index`` (0..n-1) and ``generation`` (JSON: temperature, top_p, n, seed,
+  skip_special_tokens, av_prompt, ar_input, backend) record how each row was decoded.
 - ``layer`` and ``hidden_state_index`` record the extraction convention of every row.
 - ``mse``/``cos``/``fve``: the AR's round-trip score (mse on vectors rescaled to mse_scale);
   ``fve`` is NULL when no dataset variance is known.
@@ -24,14 +27,18 @@ if TYPE_CHECKING:
     from forensics.nla.registry import NLARecord
 
 
-def explanation_key(owner: str, nla: str, position: str, layer: int | None, hsi: int | None) -> str:
-    """Idempotency key; ``owner`` is ``s{sample_id}`` or ``a{anomaly_id}``."""
-    return f"{owner}|{nla}|{position}|L{'' if layer is None else layer}|h{'' if hsi is None else hsi}"
+def explanation_key(owner: str, nla: str, position: str, layer: int | None, hsi: int | None,
+                    variant: str = "", sample_index: int = 0) -> str:
+    """Idempotency key; ``owner`` is ``s{sample_id}`` or ``a{anomaly_id}``; ``variant`` is the
+    label of non-default generation settings ('' = greedy with the sidecar's prompt)."""
+    key = f"{owner}|{nla}|{position}|L{'' if layer is None else layer}|h{'' if hsi is None else hsi}"
+    return f"{key}|{variant}|i{sample_index}" if variant else key
 
 
 _COLS = ["sample_id", "anomaly_id", "dataset", "nla_id", "position", "token_index", "layer",
          "hidden_state_index", "text", "raw_output", "truncated", "flags", "activation_norm", "mse",
-         "cos", "fve", "explanation_key"]
+         "cos", "fve", "explanation_key", "sample_index", "generation"]
+_JSON_COLS = ("flags", "generation")
 
 
 def insert_explanations(ws, records: list[dict]) -> int:
@@ -45,9 +52,12 @@ def insert_explanations(ws, records: list[dict]) -> int:
                         ("layer", pa.int32()), ("hidden_state_index", pa.int32()), ("text", pa.string()),
                         ("raw_output", pa.string()), ("truncated", pa.bool_()), ("flags", pa.string()),
                         ("activation_norm", pa.float64()), ("mse", pa.float64()), ("cos", pa.float64()),
-                        ("fve", pa.float64()), ("explanation_key", pa.string())])
+                        ("fve", pa.float64()), ("explanation_key", pa.string()),
+                        ("sample_index", pa.int32()), ("generation", pa.string())])
     cols = {c: [r.get(c) for r in records] for c in _COLS}
     cols["flags"] = [json.dumps(f or []) for f in cols["flags"]]
+    cols["sample_index"] = [int(i or 0) for i in cols["sample_index"]]
+    cols["generation"] = [None if g is None else json.dumps(g) for g in cols["generation"]]
     cols = {c: [None if isinstance(x, float) and not math.isfinite(x) else x for x in v] if
             schema.field(c).type == pa.float64() else v for c, v in cols.items()}
     tbl = pa.table(cols, schema=schema)
@@ -55,7 +65,7 @@ def insert_explanations(ws, records: list[dict]) -> int:
     ws.con.register(name, tbl)
     try:
         ws.execute(f"INSERT INTO explanations (explanation_id, {', '.join(_COLS)}) "
-                   f"SELECT nextval('explanation_id_seq'), {', '.join(c if c != 'flags' else 'CAST(flags AS JSON)' for c in _COLS)} "
+                   f"SELECT nextval('explanation_id_seq'), {', '.join(c if c not in _JSON_COLS else f'CAST({c} AS JSON)' for c in _COLS)} "
                    f"FROM {name}")
     finally:
         ws.con.unregister(name)
@@ -63,7 +73,7 @@ def insert_explanations(ws, records: list[dict]) -> int:
 
 
 _PROGRESS_COLS = ("nla_id", "sample_id", "position", "layer", "hidden_state_index", "dataset", "status",
-                  "n_explanations", "detail")
+                  "n_explanations", "detail", "variant")
 
 
 def insert_progress(ws, prog: list[tuple]) -> None:
@@ -73,7 +83,7 @@ def insert_progress(ws, prog: list[tuple]) -> None:
     import pyarrow as pa
 
     types = [pa.string(), pa.int64(), pa.string(), pa.int32(), pa.int32(), pa.string(), pa.string(),
-             pa.int32(), pa.string()]
+             pa.int32(), pa.string(), pa.string()]
     tbl = pa.table({c: pa.array([p[i] for p in prog], type=t) for i, (c, t) in enumerate(zip(_PROGRESS_COLS, types))})
     name = f"_nla_prog_{id(tbl)}"
     ws.con.register(name, tbl)
@@ -84,15 +94,18 @@ def insert_progress(ws, prog: list[tuple]) -> None:
         ws.con.unregister(name)
 
 
-def row_record(r: ExplainedRow, rec: NLARecord, *, sample_id=None, anomaly_id=None, dataset=None) -> dict:
-    """The ``explanations`` row of one explained position."""
+def row_record(r: ExplainedRow, rec: NLARecord, *, sample_id=None, anomaly_id=None, dataset=None,
+               variant: str = "", generation: dict | None = None) -> dict:
+    """The ``explanations`` row of one explained position (one sample of it)."""
     owner = f"s{sample_id}" if sample_id is not None else f"a{anomaly_id}"
     return {"sample_id": sample_id, "anomaly_id": anomaly_id, "dataset": dataset, "nla_id": rec.name,
             "position": r.position, "token_index": r.token_index, "layer": rec.layer,
             "hidden_state_index": rec.hidden_state_index, "text": r.text, "raw_output": r.raw_output,
             "truncated": r.truncated, "flags": r.flags, "activation_norm": r.activation_norm,
-            "mse": r.mse, "cos": r.cos, "fve": r.fve,
-            "explanation_key": explanation_key(owner, rec.name, r.position, rec.layer, rec.hidden_state_index)}
+            "mse": r.mse, "cos": r.cos, "fve": r.fve, "sample_index": r.sample_index,
+            "generation": generation,
+            "explanation_key": explanation_key(owner, rec.name, r.position, rec.layer, rec.hidden_state_index,
+                                               variant, r.sample_index)}
 
 
 # ---------------------------------------------------------------------------------- import

@@ -21,15 +21,19 @@ class _Worker:
     """Ray actor: one Explainer, reused for every batch it gets."""
 
     def __init__(self, rec: dict, positions: list[str], batch_size: int, backend: str, server: str | None,
-                 max_new_tokens: int, variance: float | None, device: str | None):
+                 max_new_tokens: int, variance: float | None, device: str | None, options: dict | None = None):
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+        from forensics.nla.backends import Sampling
         from forensics.nla.explainer import Explainer
 
+        opts = dict(options or {})
+        if opts.get("sampling") is not None:
+            opts["sampling"] = Sampling(**opts["sampling"])
         self.ex = Explainer(NLARecord(**rec), backend=backend, server=server, device=device,
-                            max_new_tokens=max_new_tokens)
+                            max_new_tokens=max_new_tokens, **opts)
         self.positions = positions
         self.batch_size = batch_size
         self.variance = variance
@@ -39,7 +43,8 @@ class _Worker:
         items = list(zip((str(p) for p in batch["prompt"]), (str(r) for r in batch["reply"])))
         rows, bad = self.ex.run(items, self.positions, self.batch_size, self.variance)
         cols: dict[str, list] = {k: [] for k in ("kind", "sample_id", "position", "token_index", "text", "raw_output",
-                                                 "truncated", "flags", "norm", "n_tokens", "mse", "cos", "fve")}
+                                                 "truncated", "flags", "norm", "n_tokens", "mse", "cos", "fve",
+                                                 "sample_index")}
 
         def add(kind, sid, r: ExplainedRow | None = None, n_bad: int = 0):
             cols["kind"].append(kind)
@@ -52,6 +57,7 @@ class _Worker:
             cols["flags"].append(json.dumps(r.flags) if r else "[]")
             cols["norm"].append(float(r.activation_norm) if r else 0.0)
             cols["n_tokens"].append(int(r.n_tokens) if r else n_bad)
+            cols["sample_index"].append(int(r.sample_index) if r else 0)
             nan = float("nan")
             cols["mse"].append(nan if r is None or r.mse is None else r.mse)
             cols["cos"].append(nan if r is None or r.cos is None else r.cos)
@@ -70,8 +76,9 @@ class _Worker:
 
 def run_ray(rec: NLARecord, todo: Sequence[tuple], positions: list[str], *, batch_size: int, backend: str,
             server: str | None, max_new_tokens: int, actors: int, variance: float | None,
-            device: str | None = None) -> Iterator[tuple[list[int], dict, dict]]:
-    """Yield (sample_ids, rows_by_item, bad_items) per sample-complete group, as results arrive."""
+            device: str | None = None, options: dict | None = None) -> Iterator[tuple[list[int], dict, dict]]:
+    """Yield (sample_ids, rows_by_item, bad_items) per sample-complete group, as results arrive.
+    ``options``: Explainer keyword arguments (``sampling`` as a dict, ``ar_input``, ``av_prompt``)."""
     import dataclasses
     import math
 
@@ -89,7 +96,7 @@ def run_ray(rec: NLARecord, todo: Sequence[tuple], positions: list[str], *, batc
         batch_format="numpy",
         fn_constructor_kwargs=dict(rec=dataclasses.asdict(rec), positions=positions, batch_size=batch_size,
                                    backend=backend, server=server, max_new_tokens=max_new_tokens,
-                                   variance=variance, device=device),
+                                   variance=variance, device=device, options=options),
         num_gpus=1 if device and device.startswith("cuda") else 0,
     )
     pending: dict[int, list[ExplainedRow]] = {}
@@ -108,7 +115,8 @@ def run_ray(rec: NLARecord, todo: Sequence[tuple], positions: list[str], *, batc
                 item=-1, position=str(b["position"][j]), token_index=int(b["token_index"][j]),
                 text=str(b["text"][j]), raw_output=str(b["raw_output"][j]), truncated=bool(b["truncated"][j]),
                 flags=json.loads(str(b["flags"][j])), activation_norm=float(b["norm"][j]),
-                n_tokens=int(b["n_tokens"][j]), mse=f("mse"), cos=f("cos"), fve=f("fve")))
+                n_tokens=int(b["n_tokens"][j]), mse=f("mse"), cos=f("cos"), fve=f("fve"),
+                sample_index=int(b["sample_index"][j])))
         if ready:
             rows_by_item = {i: pending.pop(sid, []) for i, sid in enumerate(ready)}
             bad_items = {i: bad[sid] for i, sid in enumerate(ready) if sid in bad}

@@ -203,13 +203,15 @@ def _dist(xs: list[float]) -> dict:
 def check_nla(ws, nla: str, dataset: str, n: int = 200, positions=None, *, batch_size: int = 8,
               backend: str = "local", server: str | None = None, device: str | None = None,
               variance: float | None = None, max_new_tokens: int = 200, seed: int = 0,
-              explainer: Explainer | None = None) -> dict:
+              explainer: Explainer | None = None, sampling=None, ar_input: str = "raw",
+              av_prompt: str | None = None) -> dict:
     """How faithfully this NLA reads this model on this data (nothing is stored).
 
     Runs target -> AV -> AR on ``n`` samples (a deterministic pseudo-random pick) and reports
     FVE and cos distributions, and the shares of truncated/failed decodes and of early /
     norm-outlier positions. FVE uses the given or recorded variance, else one estimated from
-    the vectors of this check.
+    the vectors of this check. With ``sampling.n > 1`` every sample is scored and ``fve_best``
+    is the distribution of each position's best-scored sample.
     """
     ws.require_dataset(dataset)
     rec = get_nla(ws, nla)
@@ -222,17 +224,24 @@ def check_nla(ws, nla: str, dataset: str, n: int = 200, positions=None, *, batch
     if not rows:
         raise InputError(f"dataset {dataset!r} has no samples")
     t0 = time.perf_counter()
-    ex = explainer or Explainer(rec, backend=backend, server=server, device=device, max_new_tokens=max_new_tokens)
+    ex = explainer or Explainer(rec, backend=backend, server=server, device=device, max_new_tokens=max_new_tokens,
+                                sampling=sampling, ar_input=ar_input, av_prompt=av_prompt)
     out, bad = ex.run([(p or "", r or "") for _, p, r in rows], pos, batch_size, None)
     if variance is not None or rec.variance() is not None:
         var, src = resolve_variance(rec, variance, [], "check")
     elif len(out) >= 2:
         from forensics.nla.ar import dataset_variance
 
-        var, src = dataset_variance([r.vector for r in out], ex.mse_scale), f"estimated from the {len(out)} checked vectors"
+        vecs = [r.vector for r in out if r.sample_index == 0]
+        var, src = dataset_variance(vecs, ex.mse_scale), f"estimated from the {len(vecs)} checked vectors"
     else:
         var, src = None, "unknown"
     apply_variance(out, var)
+    best: dict[tuple, float] = {}
+    for r in out:
+        if r.fve is not None:
+            k = (r.item, r.position)
+            best[k] = max(best.get(k, r.fve), r.fve)
     attempted = len(out) + len(bad)
     failed = len(bad) + sum(1 for r in out if "empty" in r.flags or "cjk_output" in r.flags)
     share = (lambda k: round(k / attempted, 4) if attempted else None)
@@ -240,7 +249,9 @@ def check_nla(ws, nla: str, dataset: str, n: int = 200, positions=None, *, batch
     return {"nla": rec.name, "dataset": dataset, "layer": rec.layer,
             "hidden_state_index": rec.hidden_state_index, "positions": pos, "samples": len(rows),
             "explained": len(out), "variance": var, "variance_source": src,
+            "generation": ex.generation(), "samples_per_position": ex.sampling.n,
             "fve": _dist([r.fve for r in out if r.fve is not None]),
+            "fve_best": _dist(list(best.values())),
             "cos": _dist([r.cos for r in out if r.cos is not None]),
             "mse": _dist([r.mse for r in out if r.mse is not None]),
             "share_truncated": share(sum(1 for r in out if r.truncated)),
