@@ -326,3 +326,71 @@ def test_ray_engine_matches_local(env, explainer):
     again = run_cli("explain", "dataset", "train", "--nla", "qr", "--engine", "ray", "--limit", "5", "--json",
                     workspace=ws).json()
     assert again["explanations_stored"] == 0 and again["skipped_done"] == 5
+
+
+def test_http_backends_sample_like_local(env, server, explainer):
+    import torch
+
+    from forensics.nla.av import AV
+    from forensics.nla.backends import Sampling
+
+    torch.manual_seed(8)
+    vs = [torch.randn(64) for _ in range(3)]
+    s = Sampling(temperature=1.5, n=2, seed=5)
+    local = explainer.av.explain(vs, batch_size=3, max_new_tokens=10, sampling=s)
+    vll = AV.load(env.nla.av, backend="vllm", server=server, max_new_tokens=10).explain(vs, batch_size=3, sampling=s)
+    assert [e.raw_output for e in vll] == [e.raw_output for e in local]  # same batch, n and seed
+    sgl_av = AV.load(env.nla.av, backend="sglang", server=server, max_new_tokens=10)
+    sgl = sgl_av.explain(vs, batch_size=3, sampling=s)
+    assert len(sgl) == 6 and [e.sample_index for e in sgl] == [0, 1] * 3
+    assert [e.raw_output for e in sgl] == [e.raw_output for e in sgl_av.explain(vs, batch_size=3, sampling=s)]
+    assert len({e.raw_output for e in sgl}) > 3
+    greedy = sgl_av.explain(vs, batch_size=3)
+    assert [e.raw_output for e in greedy] == [e.raw_output for e in explainer.av.explain(vs, batch_size=3,
+                                                                                          max_new_tokens=10)]
+
+
+def test_explain_stores_scored_samples_and_triage_picks_best(env, server):
+    """Several samples per activation, each scored by the AR and stored with its settings;
+    greedy rows stay; triage reads the best-scored sample per position or all of them."""
+    from forensics.triage import TriageParams
+    from forensics.triage import anomaly as anomaly_mod
+
+    ws = env.ws
+    args = ("--temperature", "1.5", "--top-p", "0.9", "--samples", "3", "--sampling-seed", "4",
+            "--max-new-tokens", "8", "--json")
+    a = run_cli("explain", "dataset", "train", "--nla", "q", "--limit", "3", *args, workspace=ws).json()
+    assert a["explanations_stored"] == 9 and a["generation"]["n"] == 3 and a["generation"]["ar_input"] == "raw"
+    again = run_cli("explain", "dataset", "train", "--nla", "q", "--limit", "3", *args, workspace=ws).json()
+    assert again["explanations_stored"] == 0 and again["skipped_done"] == 3
+    rows = _q(ws, "SELECT sample_id, sample_index, mse, cos, generation, explanation_key FROM explanations "
+                  "WHERE nla_id = 'q' AND sample_id IS NOT NULL AND generation->>'n' = '3' ORDER BY 1, 2")
+    assert len(rows) == 9 and [r[1] for r in rows] == [0, 1, 2] * 3
+    for sid, i, mse, cos, gen, key in rows:
+        gen = json.loads(gen)
+        assert gen["temperature"] == 1.5 and gen["top_p"] == 0.9 and gen["seed"] == 4
+        assert mse == pytest.approx(2 * (1 - cos), abs=1e-4)
+        assert key == f"s{sid}|q|last_prompt|L2|h3|t1.5|p0.9|seed4|n3|i{i}"
+    # the anomaly: 2 positions x 3 samples over the fake SGLang server
+    b = run_cli("explain", "anomaly", str(env.anomaly), "--nla", "q", "--position", "last_prompt,first_reply",
+                "--backend", "sglang", "--server", server, *args, workspace=ws).json()
+    assert b["stored"] == 6 and b["generation"]["backend"] == "sglang"
+    sampled = _q(ws, "SELECT position, sample_index, mse, text FROM explanations WHERE anomaly_id = ? "
+                     "AND generation->>'n' = '3'", [env.anomaly])
+    assert len(sampled) == 6 and len({r[2] for r in sampled}) > 2
+    with forensics.open(ws, read_only=True) as w:
+        every = anomaly_mod.get(w, env.anomaly, samples="all").explanations
+        best = anomaly_mod.get(w, env.anomaly).explanations
+        n_all = w.one("SELECT count(*) FROM explanations WHERE anomaly_id = ?", [env.anomaly])[0]
+        per_pos = w.rows("SELECT position, token_index, min(mse) FROM explanations WHERE anomaly_id = ? "
+                         "GROUP BY 1, 2", [env.anomaly])
+        want = {w.one("SELECT text FROM explanations WHERE anomaly_id = ? AND position = ? AND mse = ?",
+                      [env.anomaly, p, m])[0] for p, _, m in per_pos}
+    assert len(every) == n_all and len(best) == len(per_pos) < n_all
+    assert set(best) == want
+    assert TriageParams().explanation_samples == "best"
+    assert TriageParams.from_dict({"explanation_samples": "all"}).explanation_samples == "all"
+    with pytest.raises(Exception, match="explanation_samples"):
+        TriageParams.from_dict({"explanation_samples": "some"})
+    bad = run_cli("explain", "dataset", "train", "--nla", "q", "--samples", "2", workspace=ws, check=False)
+    assert bad.returncode == 2 and "temperature" in bad.stderr

@@ -114,15 +114,27 @@ def add(ws: "Workspace", title: str, prompt: str | None = None, reply: str | Non
     return aid
 
 
-def get(ws: "Workspace", anomaly_id: int) -> Anomaly:
+#: Orders the samples of one explained activation, best first: lowest AR mse, unscored last,
+#: then the first sample. ``PARTITION BY`` the owner plus these columns names one activation.
+BEST_SAMPLE_WINDOW = ("row_number() OVER (PARTITION BY {owner}, nla_id, position, token_index, layer, "
+                      "hidden_state_index ORDER BY mse ASC NULLS LAST, sample_index, explanation_id)")
+
+
+def get(ws: "Workspace", anomaly_id: int, samples: str = "best") -> Anomaly:
+    """The anomaly and its explanations; ``samples`` ``best`` keeps one explanation per
+    explained position (the best-scored of its samples), ``all`` keeps every sample."""
     row = ws.one("SELECT anomaly_id, title, prompt, reply, prompt_lang, reply_lang, meta, "
                  "CAST(created_at AS VARCHAR) FROM anomalies WHERE anomaly_id = ?", [int(anomaly_id)])
     if row is None:
         raise NotFoundError(f"anomaly {anomaly_id} not found",
                             hint="list them with: forensics anomaly list")
+    if samples not in ("best", "all"):
+        raise InputError(f"explanation samples {samples!r}: choose best or all")
+    keep = "" if samples == "all" else f"QUALIFY {BEST_SAMPLE_WINDOW.format(owner='anomaly_id')} = 1 "
     expl = [r[0] for r in ws.rows(
-        "SELECT text FROM explanations WHERE anomaly_id = ? ORDER BY token_index NULLS LAST, "
-        "explanation_id", [int(anomaly_id)])]
+        "SELECT text FROM (SELECT text, token_index, explanation_id FROM explanations "
+        f"WHERE anomaly_id = ? {keep}) ORDER BY token_index NULLS LAST, explanation_id",
+        [int(anomaly_id)])]
     meta = json.loads(row[6]) if isinstance(row[6], str) and row[6] else row[6]
     return Anomaly(int(row[0]), row[1], row[2], row[3], row[4], row[5], expl, meta, row[7])
 

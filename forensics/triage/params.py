@@ -2,7 +2,7 @@
 
 :class:`TriageParams` nests: ``limit``, ``weights`` (one per signal, normalised to sum 1),
 ``fusion`` (:class:`FusionParams`), ``cluster`` (:class:`ClusterParams`), ``profile``
-(:class:`ProfileParams`) and ``signals`` (each registered signal's own params dataclass, by
+(:class:`ProfileParams`), ``explanation_samples`` and ``signals`` (each registered signal's own params dataclass, by
 name). ``to_dict()`` is what a run stores; ``from_dict()`` reads that nested form back (or a
 partial one: missing keys keep their defaults) and rejects unknown keys with the known ones.
 Every parameter is documented once, in docs/triage.md.
@@ -71,6 +71,11 @@ class ProfileParams:
         "text passage please").split())
 
 
+#: How a triage reads NLA explanations sampled several times per position: ``best`` = the
+#: best-scored sample (lowest AR mse; unscored: the first), ``all`` = every sample.
+EXPLANATION_SAMPLES = ("best", "all")
+
+
 def _signal_classes() -> dict[str, type]:
     from forensics.triage.signals.base import registered
 
@@ -106,6 +111,7 @@ class TriageParams:
     """Every knob of a triage (see the module docstring); stored in ``triage_runs.params``."""
 
     limit: int = 200                  # findings kept (clusters keep all their members)
+    explanation_samples: str = "best"  # sampled NLA explanations: best-scored per position, or all
     weights: dict[str, float] = field(default_factory=_default_weights)
     fusion: FusionParams = field(default_factory=FusionParams)
     cluster: ClusterParams = field(default_factory=ClusterParams)
@@ -119,6 +125,9 @@ class TriageParams:
             self.weights.setdefault(name, float(known[name].default_weight))
             self.signals.setdefault(name, known[name].Params())
         self.weights = normalise_weights(self.weights)
+        if self.explanation_samples not in EXPLANATION_SAMPLES:
+            raise UsageError(f"triage parameter explanation_samples={self.explanation_samples!r}",
+                             hint="choose one of: " + ", ".join(EXPLANATION_SAMPLES))
 
     def signal(self, name: str) -> Any:
         """The params dataclass of signal ``name``."""
@@ -126,7 +135,8 @@ class TriageParams:
 
     def to_dict(self) -> dict:
         """The nested, JSON-able form stored with a run."""
-        return {"limit": self.limit, "weights": dict(self.weights),
+        return {"limit": self.limit, "explanation_samples": self.explanation_samples,
+                "weights": dict(self.weights),
                 "fusion": dataclasses.asdict(self.fusion),
                 "cluster": dataclasses.asdict(self.cluster),
                 "profile": dataclasses.asdict(self.profile),
@@ -139,10 +149,12 @@ class TriageParams:
         level, raise UsageError naming the known ones."""
         d = dict(d or {})
         p = cls()
-        _check_keys("triage parameter", d, ["limit", "weights", "fusion", "cluster", "profile",
-                                            "signals"])
+        _check_keys("triage parameter", d, ["limit", "explanation_samples", "weights", "fusion", "cluster",
+                                            "profile", "signals"])
         if "limit" in d:
             p.limit = int(d["limit"])
+        if "explanation_samples" in d:
+            p = dataclasses.replace(p, explanation_samples=str(d["explanation_samples"]))
         if "weights" in d:
             w = _as_dict("weights", d["weights"])
             _check_keys("signal weight", w, list(p.weights))

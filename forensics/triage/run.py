@@ -95,7 +95,7 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
     p = dataclasses.replace(p, **({"limit": int(limit)} if limit is not None else {}))
     if p.limit < 0:
         raise UsageError("--limit must be >= 0")
-    a = anomaly_mod.get(ws, anomaly_id)
+    a = anomaly_mod.get(ws, anomaly_id, samples=p.explanation_samples)
     ws.require_dataset(dataset)
     signal_classes = registered()
     task = prog.start("triage", total=len(signal_classes) + 3)
@@ -115,7 +115,8 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
                             "row_features": {"cached": rf.cached, "seconds": round(rf.seconds, 3)}}
     indexes = IndexCache(ws, dataset)
     ctx = SignalContext(ws, dataset, a, rf, sample_ids, rf.hits("reply"), rf.hits("prompt"),
-                        indexes, tgt, progress=prog, started=t0)
+                        indexes, tgt, progress=prog, started=t0,
+                        explanation_samples=p.explanation_samples)
     step(f"row features ({'cached' if rf.cached else 'computed and stored'})")
 
     results: dict[str, SignalScores] = {}

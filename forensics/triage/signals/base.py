@@ -58,6 +58,7 @@ class SignalContext:
     language_target: "LanguageTarget"
     progress: "Progress | None" = None
     started: float = field(default_factory=time.perf_counter)
+    explanation_samples: str = "best"  # TriageParams.explanation_samples
 
     @property
     def frame(self) -> "pl.DataFrame":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from forensics.triage.anomaly import BEST_SAMPLE_WINDOW
 from forensics.triage.signals.base import SignalContext, SignalScores, Unavailable, register
 from forensics.triage.signals.ann import DenseParams, query_texts, search_scores
 
@@ -33,9 +34,12 @@ class ExplanationSignal:
             to_sample = None
             if fld == "explanation":
                 # explanation index ids are explanation ids: map them to their samples
+                # (only each position's best-scored sample, unless all samples count)
+                keep = "" if context.explanation_samples == "all" else \
+                    f" QUALIFY {BEST_SAMPLE_WINDOW.format(owner='sample_id')} = 1"
                 expl = {int(a): int(b) for a, b in context.ws.rows(
                     "SELECT explanation_id, sample_id FROM explanations WHERE dataset = ? "
-                    "AND sample_id IS NOT NULL", [context.dataset])}
+                    "AND sample_id IS NOT NULL" + keep, [context.dataset])}
                 to_sample = expl.get
             per_query.extend(search_scores(context, oi, texts, params.k, to_sample))
             used[fld] = context.indexes.versions[fld]
