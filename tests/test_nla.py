@@ -530,3 +530,70 @@ def test_custom_av_prompt_with_inject_marker(nlas):
         AV.load(n.av, av_prompt="no marker here")
     with pytest.raises(InputError, match="neighbor"):  # the slot must keep the trained markup
         AV.load(n.av, av_prompt="Explain <INJECT> please")
+
+
+# ------------------------------------------------------------------------------------ sidecar variants
+
+
+def _strip_layers(m: dict) -> None:
+    for k in ("extraction_layer_index", "critic", "ar"):
+        m.pop(k, None)
+    m.get("extraction", {}).pop("layer", None)
+
+
+def test_released_layer_keys_are_read(nlas, tmp_path):
+    """The release writes K as top-level extraction_layer_index (and critic.extraction_layer_index
+    on an AR): an AV alone registers without --layer; disagreeing keys are refused."""
+    import forensics
+    from forensics.nla.registry import register_nla
+
+    n = nlas["llama"]
+    meta = yaml.safe_load((n.av / "nla_meta.yaml").read_text(encoding="utf-8"))
+    assert meta["schema_version"] == 2 and meta["extraction_layer_index"] == 2  # what the writer writes
+    av = _copy_with_sidecar(n.av, tmp_path / "av", lambda m: (_strip_layers(m), m.__setitem__(
+        "extraction_layer_index", 1)))
+    ar = _copy_with_sidecar(n.ar, tmp_path / "ar", lambda m: (_strip_layers(m), m.__setitem__(
+        "critic", {"extraction_layer_index": 2})))
+    assert parse_sidecar(av).layer == 1 and parse_sidecar(ar, role="ar").layer == 2
+    ws = forensics.init(tmp_path / "ws")
+    try:
+        rec, status = register_nla(ws, "av-only", av, n.target)
+        assert status == "added" and rec.layer == 1 and rec.hidden_state_index == 2 and rec.ar_path is None
+        with pytest.raises(NLAContractError, match="extraction layer"):  # AV says 1, AR says 2
+            register_nla(ws, "both", av, n.target, ar)
+    finally:
+        ws.close()
+    AR.load(ar)  # the critic key alone is enough for an AR
+    bad = _copy_with_sidecar(n.ar, tmp_path / "ar_bad", lambda m: m.__setitem__("extraction_layer_index", 1))
+    with pytest.raises(NLAContractError, match="extraction_layer_index: says K=2, extraction_layer_index says K=1"):
+        parse_sidecar(bad, role="ar")
+    none = _copy_with_sidecar(n.ar, tmp_path / "ar_none", _strip_layers)
+    with pytest.raises(NLAContractError, match="extraction_layer_index: required"):
+        parse_sidecar(none, role="ar")
+    assert resolve_scale("raw", 64) is None and resolve_scale("none", 64) is None
+
+
+def test_pre_release_sidecars_are_read_with_a_warning(nlas, loaded, tmp_path):
+    n = nlas["qwen2"]
+
+    def old_names(m, role):
+        m["role"] = role
+        m["prompt_templates"] = {"actor": m["prompt_templates"]["av"], "critic": m["prompt_templates"]["ar"]}
+
+    av_dir = _copy_with_sidecar(n.av, tmp_path / "av", lambda m: old_names(m, "actor"))
+    ar_dir = _copy_with_sidecar(n.ar, tmp_path / "ar", lambda m: old_names(m, "critic"))
+    with pytest.warns(UserWarning, match="pre-release"):
+        sc = parse_sidecar(av_dir, role="av")
+    assert sc.role == "av" and "{injection_char}" in sc.av_template and len(sc.warnings) == 3
+    with pytest.warns(UserWarning, match="role: 'critic'"):
+        ar = AR.load(ar_dir)
+    with pytest.warns(UserWarning):
+        av = AV.load(av_dir, max_new_tokens=8)
+    _, _, av0, ar0 = loaded("qwen2")
+    torch.manual_seed(9)
+    vs = [torch.randn(64) for _ in range(2)]
+    assert [e.raw_output for e in av.explain(vs)] == [e.raw_output for e in av0.explain(vs)]
+    assert torch.allclose(ar.predict(["a text"]), ar0.predict(["a text"]), atol=1e-6)
+    with pytest.raises(NLAContractError, match="role"):  # a role swap is still refused
+        with pytest.warns(UserWarning):
+            AV.load(ar_dir)

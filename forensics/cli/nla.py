@@ -103,13 +103,19 @@ def register(main: click.Group) -> None:
         _quiet_transformers()
         from forensics.nla.registry import register_nla
 
-        with obj.open() as ws:
+        import warnings
+
+        with obj.open() as ws, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sidecar warnings are printed once below
             rec, status = register_nla(ws, name, av, target, ar, layer, hidden_state_index, variance, replace)
         out = {"name": rec.name, "status": status, "layer": rec.layer,
                "hidden_state_index": rec.hidden_state_index, "d_model": rec.d_model,
                "av": rec.av_path, "ar": rec.ar_path, "target": rec.target_path,
                "injection_scale": rec.meta["av"]["injection_scale"],
-               "mse_scale": (rec.meta.get("ar") or {}).get("mse_scale"), "variance": rec.variance()}
+               "mse_scale": (rec.meta.get("ar") or {}).get("mse_scale"), "variance": rec.variance(),
+               "warnings": rec.meta.get("warnings") or []}
+        for w in out["warnings"]:
+            err_console.print(f"warning: {w}", markup=False)
         if as_json:
             emit_json(out)
         else:

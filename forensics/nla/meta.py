@@ -6,6 +6,13 @@ silently produces garbage explanations (all-CJK output, shifted slots), so every
 from the sidecar and re-derived from the LIVE tokenizer at load time; a mismatch is an
 :class:`NLAContractError` that names the field and what was found instead.
 
+Sidecar variants read (see docs/nla.md): the released schema (``schema_version: 2``, the
+extraction layer K as top-level ``extraction_layer_index`` and, on an AR, as
+``critic.extraction_layer_index``), the spec's ``ar.num_hidden_layers`` and this project's
+``extraction.layer`` (all that are present must agree), and pre-release sidecars that say
+``role: actor``/``critic`` and ``prompt_templates.actor``/``critic``: accepted as av/ar, with a
+warning recorded on the :class:`Sidecar` (``warnings``) and raised as a Python warning.
+
 Writers (:func:`write_sidecar`, :func:`write_av`, :func:`write_ar`) produce the released layout
 (an ordinary Hugging Face model directory + ``nla_meta.yaml``; for the AR also
 ``value_head.safetensors``) from ANY causal LM and tokenizer, so checkpoints trained here
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+import warnings as _warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,13 @@ DEFAULT_AR_TEMPLATE = "Summary of the following text: <text>{explanation}</text>
 DEFAULT_INJECTION_CHAR = "\u320e"
 #: How many trailing AR prompt ids the writer pins as ``critic_suffix_ids``.
 CRITIC_SUFFIX_LEN = 3
+#: The sidecar schema version the writers produce (the released one).
+SCHEMA_VERSION = 2
+#: Pre-release names -> released names (roles and ``prompt_templates`` keys).
+PRE_RELEASE_ROLES = {"actor": "av", "critic": "ar"}
+#: Where a sidecar may record the extraction layer K; all that are present must agree.
+LAYER_FIELDS = ("extraction_layer_index", "critic.extraction_layer_index", "ar.num_hidden_layers",
+                "extraction.layer")
 
 
 class NLAContractError(InputError):
@@ -79,8 +94,10 @@ class Sidecar:
     critic_suffix_ids: list[int]
     av_template: str | None
     ar_template: str | None
-    layer: int | None  # ar.num_hidden_layers (K) when present
+    layer: int | None  # K, from any of LAYER_FIELDS
     raw: dict = field(default_factory=dict)
+    schema_version: int | None = None
+    warnings: list[str] = field(default_factory=list)  # pre-release names accepted
 
     def to_json(self) -> dict:
         """JSON-friendly summary (stored in ``nlas.meta``)."""
@@ -93,6 +110,7 @@ class Sidecar:
             "injection_right_neighbor_id": self.right_neighbor_id,
             "critic_suffix_ids": self.critic_suffix_ids,
             "av_template": self.av_template, "ar_template": self.ar_template, "layer": self.layer,
+            "schema_version": self.schema_version, "warnings": self.warnings,
         }
 
 
@@ -100,8 +118,9 @@ class Sidecar:
 
 
 def resolve_scale(value: Any, d_model: int, where: str = "scale") -> float | None:
-    """``sqrt_d_model`` -> sqrt(d_model); a positive number -> itself; null -> None."""
-    if value is None:
+    """``sqrt_d_model`` -> sqrt(d_model); a positive number -> itself; null, ``raw`` or ``none``
+    -> None (no rescaling), as the reference reads them."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("raw", "none")):
         return None
     if isinstance(value, bool):
         raise _err("nla_meta.yaml", where, f"expected a number, 'sqrt_d_model' or null, found {value!r}")
@@ -164,12 +183,23 @@ def parse_sidecar(path: str | Path, role: str | None = None) -> Sidecar:
             raise _err(p, dotted, f"expected an integer, found {v!r}")
         return v
 
+    notes: list[str] = []
+
+    def pre_release(msg: str) -> None:
+        notes.append(msg)
+        _warnings.warn(f"{p}: {msg}", UserWarning, stacklevel=3)
+
     kind = get("kind")
     if kind != "nla_model":
         raise _err(p, "kind", f"expected 'nla_model', found {kind!r}")
+    schema = need_int("schema_version", False)
     file_role = get("role")
+    if file_role in PRE_RELEASE_ROLES:
+        pre_release(f"role: {file_role!r} is the pre-release name of {PRE_RELEASE_ROLES[file_role]!r}; "
+                    "read as such")
+        file_role = PRE_RELEASE_ROLES[file_role]
     if file_role is not None and file_role not in ("av", "ar"):
-        raise _err(p, "role", f"expected 'av' or 'ar', found {file_role!r}")
+        raise _err(p, "role", f"expected 'av' or 'ar' (pre-release: 'actor' or 'critic'), found {file_role!r}")
     if role is not None and file_role is not None and file_role != role:
         raise _err(p, "role", f"this directory is used as the {role.upper()} but its sidecar says "
                               f"role: {file_role}", hint="swap --av and --ar?")
@@ -198,22 +228,35 @@ def parse_sidecar(path: str | Path, role: str | None = None) -> Sidecar:
         raise _err(p, "tokens.critic_suffix_ids", "required for an AR sidecar, missing or empty")
     av_t = get("prompt_templates.av")
     ar_t = get("prompt_templates.ar")
+    for old, new in PRE_RELEASE_ROLES.items():
+        if get(f"prompt_templates.{new}") is None and get(f"prompt_templates.{old}") is not None:
+            pre_release(f"prompt_templates.{old} is the pre-release name of prompt_templates.{new}; "
+                        "read as such")
+            if new == "av":
+                av_t = get(f"prompt_templates.{old}")
+            else:
+                ar_t = get(f"prompt_templates.{old}")
     if is_av:
         if not isinstance(av_t, str) or "{injection_char}" not in av_t:
             raise _err(p, "prompt_templates.av", f"must be a string containing '{{injection_char}}', found {av_t!r}")
     if is_ar:
         if not isinstance(ar_t, str) or "{explanation}" not in ar_t:
             raise _err(p, "prompt_templates.ar", f"must be a string containing '{{explanation}}', found {ar_t!r}")
-    layer = need_int("ar.num_hidden_layers", is_ar)
-    if layer is None:
-        layer = need_int("extraction.layer", False)
-    if layer is not None and layer < 0:
-        raise _err(p, "ar.num_hidden_layers", f"must be >= 0, found {layer}")
+    layers = [(f, v) for f in LAYER_FIELDS if (v := need_int(f, False)) is not None]
+    if is_ar and not layers:
+        raise _err(p, "extraction_layer_index", "required for an AR sidecar (the extraction layer K; "
+                                                "or ar.num_hidden_layers), missing")
+    for f, v in layers:
+        if v < 0:
+            raise _err(p, f, f"must be >= 0, found {v}")
+        if v != layers[0][1]:
+            raise _err(p, f, f"says K={v}, {layers[0][0]} says K={layers[0][1]}")
+    layer = layers[0][1] if layers else None
     return Sidecar(path=p, kind=kind, role=eff_role, d_model=d_model, injection_scale=inj,
                    injection_scale_raw=inj_raw, mse_scale=mse, mse_scale_raw=mse_raw,
                    injection_char=char, injection_token_id=tok_id, left_neighbor_id=left,
                    right_neighbor_id=right, critic_suffix_ids=list(suffix), av_template=av_t,
-                   ar_template=ar_t, layer=layer, raw=data)
+                   ar_template=ar_t, layer=layer, raw=data, schema_version=schema, warnings=notes)
 
 
 # ---------------------------------------------------------------------------------- tokenizer checks
@@ -365,6 +408,7 @@ def write_sidecar(out_dir: str | Path, *, role: str, tokenizer, d_model: int,
                       add_special_tokens=True)["input_ids"]
     meta: dict[str, Any] = {
         "kind": "nla_model",
+        "schema_version": SCHEMA_VERSION,
         "role": role,
         "d_model": int(d_model),
         "extraction": {"injection_scale": injection_scale, "mse_scale": mse_scale},
@@ -378,9 +422,11 @@ def write_sidecar(out_dir: str | Path, *, role: str, tokenizer, d_model: int,
         "prompt_templates": {"av": av_template, "ar": ar_template},
     }
     if layer is not None:
+        meta["extraction_layer_index"] = int(layer)
         meta["extraction"]["layer"] = int(layer)
         if role == "ar":
             meta["ar"] = {"num_hidden_layers": int(layer)}
+            meta["critic"] = {"extraction_layer_index": int(layer)}
     elif role == "ar":
         raise ValueError("an AR sidecar needs layer=K")
     if extra:

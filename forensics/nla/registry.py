@@ -98,9 +98,9 @@ def validate_nla(av: str | Path, target: str | Path, ar: str | Path | None = Non
             shapes = [list(f.get_slice(k).get_shape()) for k in f.keys()]
         if [d, d] not in shapes:
             raise NLAContractError(f"{vh}: weight: expected a [{d}, {d}] tensor, found shapes {shapes}")
-    # layer: --layer, else the AR's K, else the AV sidecar's extraction.layer
-    known = {k: v for k, v in (("AR sidecar ar.num_hidden_layers", ar_sc.layer if ar_sc else None),
-                                ("AV sidecar extraction.layer", av_sc.layer)) if v is not None}
+    # layer: --layer, else the AR's K, else the AV sidecar's (extraction_layer_index, ...)
+    known = {k: v for k, v in (("AR sidecar's extraction layer", ar_sc.layer if ar_sc else None),
+                                ("AV sidecar's extraction layer", av_sc.layer)) if v is not None}
     if layer is None:
         if not known:
             raise InputError("--layer is required: neither sidecar records the extraction layer")
@@ -117,6 +117,7 @@ def validate_nla(av: str | Path, target: str | Path, ar: str | Path | None = Non
     return {"av": str(av), "ar": str(ar) if ar else None, "target": str(target), "layer": layer,
             "hidden_state_index": hsi, "d_model": d, "av_sidecar": av_sc.to_json(),
             "ar_sidecar": ar_sc.to_json() if ar_sc else None, "av_slot": slot,
+            "warnings": av_sc.warnings + (ar_sc.warnings if ar_sc else []),
             "target_config": {"model_type": tcfg.model_type, "hidden_size": int(tcfg.hidden_size),
                               "num_hidden_layers": n_layers}}
 
@@ -129,7 +130,7 @@ def register_nla(ws, name: str, av: str | Path, target: str | Path, ar: str | Pa
         raise InputError(f"NLA name {name!r}: must be non-empty without '|' or control characters")
     v = validate_nla(av, target, ar, layer, hidden_state_index)
     meta = {"av": v["av_sidecar"], "ar": v["ar_sidecar"], "av_slot": v["av_slot"],
-            "target": v["target_config"], "variance": {}}
+            "target": v["target_config"], "variance": {}, "warnings": v["warnings"]}
     if variance is not None:
         if not (variance > 0 and math.isfinite(variance)):
             raise InputError(f"--variance {variance}: must be a positive number")
