@@ -394,3 +394,8 @@ def test_explain_stores_scored_samples_and_triage_picks_best(env, server):
         TriageParams.from_dict({"explanation_samples": "some"})
     bad = run_cli("explain", "dataset", "train", "--nla", "q", "--samples", "2", workspace=ws, check=False)
     assert bad.returncode == 2 and "temperature" in bad.stderr
+    chk = run_cli("nla", "check", "q", "--dataset", "train", "--n", "4", "--samples", "2", "--temperature", "1.0",
+                  "--ar-input", "stripped", "--max-new-tokens", "8", "--json", workspace=ws).json()
+    assert chk["explained"] == 8 and chk["samples_per_position"] == 2 and chk["fve"]["n"] == 8
+    assert chk["fve_best"]["n"] == 4 and chk["fve_best"]["mean"] >= chk["fve"]["mean"]
+    assert chk["generation"]["ar_input"] == "stripped" and chk["generation"]["temperature"] == 1.0
