@@ -13,6 +13,10 @@ extraction layer K as top-level ``extraction_layer_index`` and, on an AR, as
 ``role: actor``/``critic`` and ``prompt_templates.actor``/``critic``: accepted as av/ar, with a
 warning recorded on the :class:`Sidecar` (``warnings``) and raised as a Python warning.
 
+Longer than 500 lines because reading, checking and writing the sidecar are one contract: the
+writers must derive every pinned id exactly the way the loader re-derives it, so they live
+next to each other.
+
 Writers (:func:`write_sidecar`, :func:`write_av`, :func:`write_ar`) produce the released layout
 (an ordinary Hugging Face model directory + ``nla_meta.yaml``; for the AR also
 ``value_head.safetensors``) from ANY causal LM and tokenizer, so checkpoints trained here
@@ -22,8 +26,8 @@ Writers (:func:`write_sidecar`, :func:`write_av`, :func:`write_ar`) produce the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 import warnings as _warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +102,7 @@ class Sidecar:
     raw: dict = field(default_factory=dict)
     schema_version: int | None = None
     warnings: list[str] = field(default_factory=list)  # pre-release names accepted
+    layer_fields: list[str] = field(default_factory=list)  # the LAYER_FIELDS that hold K
 
     def to_json(self) -> dict:
         """JSON-friendly summary (stored in ``nlas.meta``)."""
@@ -256,7 +261,8 @@ def parse_sidecar(path: str | Path, role: str | None = None) -> Sidecar:
                    injection_scale_raw=inj_raw, mse_scale=mse, mse_scale_raw=mse_raw,
                    injection_char=char, injection_token_id=tok_id, left_neighbor_id=left,
                    right_neighbor_id=right, critic_suffix_ids=list(suffix), av_template=av_t,
-                   ar_template=ar_t, layer=layer, raw=data, schema_version=schema, warnings=notes)
+                   ar_template=ar_t, layer=layer, raw=data, schema_version=schema, warnings=notes,
+                   layer_fields=[f for f, _ in layers])
 
 
 # ---------------------------------------------------------------------------------- tokenizer checks

@@ -99,8 +99,11 @@ def validate_nla(av: str | Path, target: str | Path, ar: str | Path | None = Non
         if [d, d] not in shapes:
             raise NLAContractError(f"{vh}: weight: expected a [{d}, {d}] tensor, found shapes {shapes}")
     # layer: --layer, else the AR's K, else the AV sidecar's (extraction_layer_index, ...)
-    known = {k: v for k, v in (("AR sidecar's extraction layer", ar_sc.layer if ar_sc else None),
-                                ("AV sidecar's extraction layer", av_sc.layer)) if v is not None}
+    def src(what: str, sc) -> str:
+        return f"{what} sidecar's extraction layer ({', '.join(sc.layer_fields)})"
+
+    known = {k: v for k, v in ((src("AR", ar_sc) if ar_sc else "", ar_sc.layer if ar_sc else None),
+                                (src("AV", av_sc), av_sc.layer)) if v is not None}
     if layer is None:
         if not known:
             raise InputError("--layer is required: neither sidecar records the extraction layer")
