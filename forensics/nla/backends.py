@@ -24,9 +24,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import urllib.error
 import urllib.request
-import math
 from dataclasses import asdict, dataclass
 from typing import Protocol, Sequence
 
@@ -72,7 +72,7 @@ class Sampling:
             raise InputError(f"--samples {self.n} with --temperature 0: greedy samples are identical",
                              hint="give --temperature > 0 (e.g. 0.7) to sample")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise InputError(f"--seed {self.seed!r}: must be an integer")
+            raise InputError(f"--sampling-seed {self.seed!r}: must be an integer")
 
     @property
     def greedy(self) -> bool:
