@@ -371,14 +371,21 @@ class OpenIndex:
 
     def vectors(self, ids: np.ndarray | list[int]) -> np.ndarray:
         """Stored vectors for ``ids`` ([n, dim] float32). Exact for flat/hnsw; for quantised
-        indexes the exact vectors are re-read from the embedding cache (falling back to the
-        index's approximate reconstruction for rows the cache lacks)."""
+        indexes the exact vectors are re-read from the embedding cache (a sharded index: from
+        its Parquet vector slices), falling back to the index's approximate reconstruction for
+        rows neither has."""
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return np.zeros((0, self.manifest.dim), np.float32)
         if self.manifest.index_type in ("flat", "hnsw"):
             return self.reconstruct(ids)
         out = self.reconstruct(ids)
+        if self.manifest.shards is not None:     # a sharded index keeps its exact vectors
+            from forensics.search.shards import exact_vectors
+
+            for i, v in exact_vectors(self.path, self.manifest, ids).items():
+                out[i] = v
+            return out
         cached = _cached_vectors(self.ws, self.manifest, ids)
         for i, v in cached.items():
             out[i] = v

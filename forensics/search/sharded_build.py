@@ -57,13 +57,16 @@ class ShardParams:
     workers: int = 2
     cpus_per_worker: int = 1
     block_rows: int = 1024
+    window_rows: int = 1_000_000
     ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise UsageError(f"unknown engine {self.engine!r}", hint="local or ray")
-        if int(self.shard_rows) < 1 or int(self.workers) < 1 or int(self.block_rows) < 1:
-            raise UsageError("shard_rows, workers and block_rows must be positive")
+        if min(int(self.shard_rows), int(self.workers), int(self.block_rows),
+               int(self.window_rows), int(self.cpus_per_worker)) < 1:
+            raise UsageError("shard_rows, workers, cpus_per_worker, block_rows and window_rows "
+                             "must be positive")
 
 
 @dataclass
@@ -278,8 +281,9 @@ def fill(faiss_path: Path, slices: list[Slice], kind: str, dim: int, n_total: in
         else:
             idx, _ = new_index(kind, dim, n_total, None)
         idx.add_with_ids(v, ids)
-        entries.append(write_shard(idx, tag_dir / f"shard-{sl.pos:05d}.faiss",
-                                   int(ids.min()), int(ids.max())))
+        entries.append({**write_shard(idx, tag_dir / f"shard-{sl.pos:05d}.faiss",
+                                      int(ids.min()), int(ids.max())),
+                        "vectors": os.path.relpath(sl.path, faiss_path.parent)})
         del idx, v, ids
     m = Manifest(dataset="", field="", model_id="", model_spec=None, dim=dim, metric="",
                  index_type=kind, params=params, rows=0, max_id=0, checksum="", file_size=0,

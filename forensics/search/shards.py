@@ -2,7 +2,7 @@
 
 Layout: ``indexes/<dataset>/<field>.shards/<tag>/shard-NNNNN.faiss``; the manifest's ``shards``
 lists each file (path relative to the dataset's index directory, rows, first/last id, sha256,
-size). Shards hold contiguous, ascending id ranges, so an id maps to its shard by binary search.
+size, and the Parquet file of its exact vectors). Shards hold contiguous, ascending id ranges, so an id maps to its shard by binary search.
 Quantised (IVF) shards are copies of one trained empty index, filled each with its own rows:
 for a query every shard probes the same lists, so merging the shards' top-k gives exactly the
 answer of one index holding all vectors. Each shard is opened memory-mapped where FAISS can map
@@ -98,6 +98,29 @@ class ShardedIndex:
     def set_params(self, params: dict) -> None:
         for s in self.shards:
             apply_params(s, self.kind, params)
+
+
+def exact_vectors(faiss_path: Path, m: Manifest, ids: np.ndarray) -> dict[int, np.ndarray]:
+    """Exact vectors of ``ids`` from the shards' Parquet vector files (``{position in ids:
+    vector}``); ids whose file is gone are absent."""
+    from forensics.search.sharded_build import read_vectors
+
+    ids = np.asarray(ids, np.int64)
+    firsts = np.asarray([int(sh["min_id"]) for sh in m.shards or []], np.int64)
+    where = np.searchsorted(firsts, ids, side="right") - 1
+    out: dict[int, np.ndarray] = {}
+    for s in np.unique(where[where >= 0]).tolist():
+        vf = (m.shards or [])[s].get("vectors")
+        p = faiss_path.parent / vf if vf else None
+        if p is None or not p.exists():
+            continue
+        fids, vecs = read_vectors(p, m.dim)
+        pos = np.flatnonzero(where == s)
+        at = np.searchsorted(fids, ids[pos])
+        for i, a in zip(pos.tolist(), at.tolist()):
+            if a < len(fids) and fids[a] == ids[i]:
+                out[i] = vecs[a]
+    return out
 
 
 def check_shards(faiss_path: Path, m: Manifest) -> list[str]:
@@ -199,5 +222,5 @@ def require_shards(faiss_path: Path, m: Manifest, dataset: str, field: str) -> N
         raise NotFoundError(f"sharded index {dataset}/{field} lists no shards")
 
 
-__all__ = ["ShardedIndex", "check_shards", "open_sharded", "write_shard", "commit_manifest",
+__all__ = ["ShardedIndex", "check_shards", "exact_vectors", "open_sharded", "write_shard", "commit_manifest",
            "drop_other_shards", "shard_root", "new_tag_dir", "index_ids", "require_shards"]
