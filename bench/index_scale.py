@@ -151,7 +151,10 @@ def run_build(ws: Path, args: list[str]) -> dict:
     peaks = rss.stop()
     if p.returncode != 0:
         raise SystemExit(f"build {args} failed ({p.returncode}):\n{err[-3000:]}")
-    built = json.loads(out)["built"][0]
+    try:
+        built = json.loads(out)["built"][0]
+    except ValueError as e:
+        raise SystemExit(f"build {args}: stdout is not one JSON document ({e}):\n{out[:2000]}")
     return {"args": args, "wall_s": round(wall, 2), "build_seconds": built["seconds"],
             "index_type": built["index_type"], "shards": built["shards"],
             "recall_at_10_tuned": built["recall@10"], "peak_rss": peaks}

@@ -152,6 +152,19 @@ def read_vectors(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.ascontiguousarray(np.asarray(flat, np.float32).reshape(len(ids), dim))
 
 
+def iter_vectors(path: Path, dim: int, batch_rows: int = 32768
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of one slice file in batches of ``batch_rows`` (bounded memory)."""
+    import pyarrow.parquet as pq
+
+    from forensics._arrow import flat_values
+
+    for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        ids = np.asarray(rb.column(0).to_numpy(), np.int64)
+        flat, _ = flat_values(rb.column(1))
+        yield ids, np.ascontiguousarray(np.asarray(flat, np.float32).reshape(len(ids), dim))
+
+
 def _embed_local(ws: "Workspace", dataset: str, field: str, todo: list[Slice], seg: dict | None,
                  emb: "Embedder", prog: _progress.Progress, done: Callable[[Slice, int], None]) -> int:
     from forensics.search.embed import embed_texts_stats
@@ -211,13 +224,15 @@ def _sample(slices: list[Slice], dim: int, n_total: int, nt: int, seed: int = 0)
         return np.concatenate([read_vectors(sl.path, dim)[1] for sl in slices])
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(n_total, size=nt, replace=False))
-    out, start = [], 0
+    out = np.empty((nt, dim), np.float32)
+    start = filled = 0
     for sl in slices:
-        _, v = read_vectors(sl.path, dim)
-        lo, hi = np.searchsorted(pick, [start, start + len(v)])
-        out.append(v[pick[lo:hi] - start])
-        start += len(v)
-    return np.concatenate(out)
+        for _, v in iter_vectors(sl.path, dim):
+            lo, hi = np.searchsorted(pick, [start, start + len(v)])
+            out[filled:filled + hi - lo] = v[pick[lo:hi] - start]
+            filled += hi - lo
+            start += len(v)
+    return out
 
 
 def _tune(sh: Any, kind: str, params: dict, slices: list[Slice], dim: int, sample: np.ndarray,
@@ -235,12 +250,12 @@ def _tune(sh: Any, kind: str, params: dict, slices: list[Slice], dim: int, sampl
     best_d = np.full((len(q), 0), -np.inf, np.float32)
     best_i = np.zeros((len(q), 0), np.int64)
     for sl in slices:
-        ids, v = read_vectors(sl.path, dim)
-        d, i = faiss.knn(q, v, min(k, len(v)), metric=faiss.METRIC_INNER_PRODUCT)
-        D = np.concatenate([best_d, d], 1)
-        I = np.concatenate([best_i, ids[i]], 1)
-        top = np.argsort(-D, axis=1, kind="stable")[:, :k]
-        best_d, best_i = np.take_along_axis(D, top, 1), np.take_along_axis(I, top, 1)
+        for ids, v in iter_vectors(sl.path, dim):
+            d, i = faiss.knn(q, v, min(k, len(v)), metric=faiss.METRIC_INNER_PRODUCT)
+            D = np.concatenate([best_d, d], 1)
+            I = np.concatenate([best_i, ids[i]], 1)
+            top = np.argsort(-D, axis=1, kind="stable")[:, :k]
+            best_d, best_i = np.take_along_axis(D, top, 1), np.take_along_axis(I, top, 1)
     key, steps = (("nprobe", [8, 16, 32, 64, 128, 256, 512]) if kind.startswith("ivf")
                   else ("efSearch", [64, 128, 256, 512]))
     if key == "nprobe":
@@ -270,9 +285,6 @@ def fill(faiss_path: Path, slices: list[Slice], kind: str, dim: int, n_total: in
     tag_dir = new_tag_dir(faiss_path, f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
     entries = []
     for sl in slices:
-        ids, v = read_vectors(sl.path, dim)
-        if len(ids) == 0:       # a slice whose rows have no segments
-            continue
         if kind.startswith("ivf"):
             idx = faiss.clone_index(template)
             idx.set_direct_map_type(faiss.DirectMap.Hashtable)
@@ -280,11 +292,17 @@ def fill(faiss_path: Path, slices: list[Slice], kind: str, dim: int, n_total: in
             idx, _ = new_index(kind, dim, n_total, sample)
         else:
             idx, _ = new_index(kind, dim, n_total, None)
-        idx.add_with_ids(v, ids)
-        entries.append({**write_shard(idx, tag_dir / f"shard-{sl.pos:05d}.faiss",
-                                      int(ids.min()), int(ids.max())),
+        lo = hi = None
+        for ids, v in iter_vectors(sl.path, dim):    # added in batches: bounded memory
+            if len(ids):
+                idx.add_with_ids(v, ids)
+                lo = int(ids[0]) if lo is None else lo
+                hi = int(ids[-1])
+        if lo is None:          # a slice whose rows have no segments
+            continue
+        entries.append({**write_shard(idx, tag_dir / f"shard-{sl.pos:05d}.faiss", lo, hi),
                         "vectors": os.path.relpath(sl.path, faiss_path.parent)})
-        del idx, v, ids
+        del idx
     m = Manifest(dataset="", field="", model_id="", model_spec=None, dim=dim, metric="",
                  index_type=kind, params=params, rows=0, max_id=0, checksum="", file_size=0,
                  dataset_version=0, source_count=0, source_max_id=0, source_fingerprint="",
