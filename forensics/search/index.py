@@ -236,10 +236,12 @@ def update(ws: "Workspace", dataset: str, field: str = "pair",
             oi = open_index(ws, dataset, field, allow_stale=True, device=device)
             src = source_state(ws, dataset, field)
             fresh = stale_reason(old, src) is None
-            indexed = None if fresh else oi.ids()
-            changed = not fresh and (field in SEGMENT_FIELDS or fingerprint_of(
+            # a sharded update plans its own slices: no ids or texts read here
+            sharded = shards is not None or old.shards is not None
+            indexed = None if fresh or sharded else oi.ids()
+            changed = not fresh and not sharded and (field in SEGMENT_FIELDS or fingerprint_of(
                 ws, dataset, field, indexed) != old.source_fingerprint)
-            if not fresh and not changed:
+            if not fresh and not changed and not sharded:
                 ids, texts = field_texts(ws, dataset, field)
     if old is None:
         prog.note(f"{dataset}/{field}: no index yet, building")
