@@ -21,16 +21,13 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from forensics.errors import CheckFailed, NotFoundError
 from forensics.search.ann import apply_params, load_faiss
 from forensics.search.manifest import Manifest, _fsync_dir, sha256_file
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 
 def shard_root(faiss_path: Path) -> Path:
