@@ -1,6 +1,6 @@
 """Sharded index builds (forensics.search.sharded_build / shards), in-process engine: resume after
 kill -9, search/verify/status over shards, updates that re-embed only changed slices, and the
-Ray engine against the local one (marked ``ray``, one shared local Ray session)."""
+Ray engine against the local one (marked ``ray``: two subprocesses, each with its own local Ray)."""
 
 from __future__ import annotations
 
@@ -145,28 +145,22 @@ def test_sharded_ivf_matches_one_ivf_index(ws):
 
 
 # ---------------------------------------------------------------------------- Ray engine
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.ray
-def test_ray_build_matches_local_and_resumes_after_kill(ray_session, ws_path):
+def test_ray_build_matches_local_and_resumes_after_kill(ws_path):
+    """Both Ray builds run as subprocesses with their own local Ray (2 CPUs): the first is
+    SIGKILLed after two finished slices, the second is the real CLI and resumes."""
+    pytest.importorskip("ray")
     with forensics.open(ws_path) as ws:
         add_samples(ws, "d", corpus(200))
-    # kill -9 after two finished slices (the subprocess starts its own local Ray)
     r = _build_and_kill(ws_path, "ray", 40, 2)
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
     assert len(list((ws_path / "indexes" / "d" / "pair.vectors").glob("*.parquet"))) == 2
+    b = run_cli("index", "build", "--dataset", "d", "--engine", "ray", "--workers", "2",
+                "--shard-rows", "40", "--json", workspace=ws_path).json()["built"][0]
+    assert b["build"]["reused_shards"] == 2 and b["build"]["embedded_rows"] == 200 - 80
+    assert b["rows"] == 200 and b["shards"] == 5 and b["build"]["engine"] == "ray"
     with forensics.open(ws_path) as ws:
         assert ws.one("SELECT count(*) FROM embedding_cache")[0] == 0   # ray keeps no cache rows
-        m = index.build(ws, "d", "pair", shards=ShardParams(engine="ray", shard_rows=40))
-        assert m.build["reused_shards"] == 2 and m.build["embedded_rows"] == 200 - 80
-        assert m.rows == 200 and len(m.shards) == 5
         ray_oi = index.open_index(ws, "d", "pair")
         emb = ray_oi.embedder()
         texts = [f"tell me about {t}, question {i}" for i, t in
