@@ -72,6 +72,7 @@ def connect_read_only(db_path: str | Path):
     import duckdb
 
     con = duckdb.connect(str(db_path), read_only=True, config=dict(SAFE_CONFIG))
+    con.execute("SET enable_progress_bar = false")   # stdout is a command's --json document
     con.execute("SET lock_configuration = true")
     return con
 

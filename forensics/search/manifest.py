@@ -64,6 +64,10 @@ class Manifest:
     measured_recall_at_10: float | None = None
     format: int = MANIFEST_FORMAT
     updated_from: str | None = None  # built_at of the index an update started from
+    # a sharded index (forensics.search.shards): one entry per shard file (path relative to the
+    # dataset's index directory, rows, min_id, max_id, checksum, file_size); None = one .faiss
+    shards: list | None = None
+    build: dict | None = None       # how it was built: engine, shard_rows, workers, reuse counts
 
     @classmethod
     def from_dict(cls, d: dict) -> "Manifest":
