@@ -78,7 +78,7 @@ def expected_language(prompt: str, prompt_lang: str | None = None,
     if r.translation and not r.lexical:
         return Expectation(None, "translation", r.span, ev)
     pl = prompt_lang
-    if pl is None and prompt and prompt.strip():
+    if pl is None and prompt and any(c.isalpha() for c in prompt):
         if identifier is None:
             from forensics.language.detect import detect
 

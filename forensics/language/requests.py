@@ -163,6 +163,11 @@ _FOLLOW_OK = {
     "about", "on", "regarding", "concerning", "how", "why", "where", "which", "who", "whether",
     "in", "at", "within", "explaining", "describing", "discussing", "covering", "using",
     "summarizing", "summarising", "answering", "comparing", "listing",
+    # the same in other languages ("explique-moi en allemand comment ...", "escribe un ensayo
+    # en alemán sobre ...", "erkläre auf Englisch, wie ...", "объясни на английском, как ...")
+    "comment", "pourquoi", "sur", "quand", "où", "sobre", "cómo", "como", "qué", "que", "por",
+    "acerca", "para", "über", "wie", "warum", "was", "wo", "zu", "как", "почему", "про", "о",
+    "об", "что", "зачем", "come", "perché", "su", "porque", "sobre",
 }
 _CUE_FOLLOWERS = {w.lower() for w in _CUES_WORDS}
 _WH_GUARD = re.compile(
@@ -256,7 +261,7 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
             continue
         if spaced and not _follower_ok(after):
             continue
-        if spaced and _PASSIVE_BEFORE.search(before):
+        if spaced and _PASSIVE_BEFORE.search(before) and not _MODAL_PASSIVE.search(before):
             continue  # "known in English as", "written in French by": describes, not asks
         out.append((s, code, False))
     return out
@@ -267,6 +272,11 @@ _PASSIVE_BEFORE = re.compile(
     r"printed|dubbed|sung|performed|recorded|taught|available|fluent|proficient|common|"
     r"popular|famous|originally|also|word|words|term|means|meaning|pronounced|spelled)"
     r"\s+(?:\w+\s+)?(?:in|into|to)\s+(?:the\s+)?$", re.IGNORECASE)
+
+
+# "must be written in Dutch", "should be answered in French": an instruction after all
+_MODAL_PASSIVE = re.compile(r"\b(?:must|should|shall|has to|have to|needs? to|is to|to)\s+be\s+"
+                            r"\w+\s+(?:\w+\s+)?(?:in|into)\s+(?:the\s+)?$", re.IGNORECASE)
 
 
 def _is_question_about_others(clause: str) -> bool:
@@ -379,7 +389,7 @@ def read_prompt(prompt: str | None) -> Reading:
             continue
         # a bare "In Spanish." / "Auf Deutsch bitte" clause next to the question
         stripped = clause.strip().rstrip(".!:;")
-        if len(stripped) <= 40 and not guard and not stripped.endswith("?"):
+        if len(stripped) <= 40 and not guard and not stripped.endswith(("?", "？", "؟")):
             if re.fullmatch(rf"(?:{_L}+[\s-]*){{1,4}}", stripped + " ", re.IGNORECASE) or \
                     not is_spaced_script(stripped):
                 take(tgt[-1][1], clause, cstart, tgt[-1][0])
