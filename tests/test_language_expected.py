@@ -140,3 +140,13 @@ def test_request_late_in_a_long_prompt_has_its_span():
     e = expected_language(p)
     assert (e.lang, e.reason) == ("es", "request")
     assert p[e.span[0]:e.span[1]] == e.evidence and "Spanish" in e.evidence
+
+
+def test_word_question_after_a_passage_is_not_a_translation():
+    ctx = ("The rainforest covers most of the basin, and the river carries more water than "
+           "any other in the world. Explorers reached its mouth early in the sixteenth century. ")
+    e = expected_language(ctx * 3 + "\n\nWhat is the Dutch word for the rainforest?")
+    assert (e.lang, e.reason) == ("en", "prompt_language"), e
+    # pointing at the text that follows makes it a translation
+    e = expected_language("How would you say this in Dutch?\n\n" + ctx)
+    assert (e.lang, e.reason) == ("nl", "translation"), e

@@ -158,3 +158,13 @@ def test_whole_reply_baseline_misses_requests_the_new_rule_finds(paras):
             ("What is known about the history of this region? Answer in detail.", paras["de"][12])]
     old = _run(rows, whole_reply=True)
     assert {i: f.group_id for i, f in old.items()} == {1: "unrequested_switch"}
+
+
+def test_request_words_deep_inside_a_passage_are_content(paras):
+    es = paras["es"]
+    passage = es[30] + " Este himno se conoce en inglés por la traducción de su título. " + es[31]
+    rows = [(passage + "\n\n¿Qué se sabe de esta región?", es[32])]
+    assert _run(rows) == {}
+    # the same words as the instruction at the end of the prompt are a request
+    rows = [(es[30] + "\n\nResponde en inglés: ¿qué se sabe de esta región?", es[32])]
+    assert _run(rows)[0].group_id == "ignored_request"

@@ -41,14 +41,19 @@ _QUOTED = re.compile(r"[\"“«„'‘「『]([^\"“”«»„'‘’「」『�
 _WORDS = re.compile(r"[^\W\d_]+")
 
 
+_POINTS_ON = re.compile(r"\b(?:this|these|that|the following|below)\b|[:：]\s*$", re.IGNORECASE)
+
+
 def _phrase_words(prompt: str, span: tuple[int, int] | None) -> int:
-    """Words the lexical question asks about: quoted inside the question plus the text outside it."""
+    """Words the lexical question asks about: quoted inside the question, plus the text after
+    it when the question points at it ("How would you say this in Greek? <text>")."""
     if not span:
         return 0
     clause = prompt[span[0]:span[1]]
-    outside = prompt[:span[0]] + " " + prompt[span[1]:]
-    quoted = " ".join(_QUOTED.findall(clause))
-    return len(_WORDS.findall(outside)) + len(_WORDS.findall(quoted))
+    n = len(_WORDS.findall(" ".join(_QUOTED.findall(clause))))
+    if _POINTS_ON.search(clause):
+        n += len(_WORDS.findall(prompt[span[1]:]))
+    return n
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ class MistranslationCheck(Step):
     switch_share: float = 0.5      # another language's share for ignored_request/unrequested_switch
     mixed_share: float = 0.2       # another language's share (copied segments excluded) for mixed_language
     mixed_min_chars: int = 60      # ... and at least this many characters
+    request_window: int = 400      # a request deeper than this inside a prompt (from both ends) is content
     segment_min_words: int = 4     # segments shorter than this are not judged
     fast_max_chars: int = 400      # SegmentKnobs: one-line replies up to this use the whole-reply language
     fast_min_conf: float = 0.9     # SegmentKnobs: ... when its confidence reaches this
@@ -198,6 +199,9 @@ class MistranslationCheck(Step):
         exp = expected_language(p, prompt_lang=trusted_pl or "")
         if not exp.lang:
             return None
+        if exp.span and exp.span[0] > self.request_window and \
+                len(p) - exp.span[1] > self.request_window:
+            return None  # "...se conoce en inglés por..." deep inside a passage: not an instruction
         whole = (rl, rc) if rl else None
         rlang = reply_languages(r, min_words=self.segment_min_words, knobs=self._knobs(),
                                 whole=whole)
