@@ -103,6 +103,10 @@ ABOUT = [
     ("学习德语难吗？", "zh"),
     ("هل تعلم اللغة الروسية صعب؟", "ar"),
     ("What's the German word for 'glove'?", "en"),
+    # language names inside content, not instructions
+    ("The river (Portuguese: Rio Grande; Spanish: Río Grande) is long. How long is it?", "en"),
+    ("The Amazon rainforest (Portuguese:\nFloresta Amazônica) covers nine nations. Which ones?",
+     "en"),
 ]
 
 

@@ -135,6 +135,12 @@ _ARTEFACT_BEFORE = re.compile(
     r"(?:a|an|some|the)\s+(?:short\s+|little\s+|simple\s+|funny\s+)?$", re.IGNORECASE)
 _BARE_REQUEST = re.compile(r"^\W*(?:\w+\W+){0,1}?(?:please|only|pls|bitte|por favor|"
                            r"s'il (?:te|vous) pla[iî]t|per favore|пожалуйста)?\W*$", re.IGNORECASE)
+# "give me the Russian translation", "what is the German word": an artefact asked for (and not
+# "published his French translation of ..." in a passage)
+_ASK_BEFORE = re.compile(
+    r"\b(?:give|provide|write|send|show|make|need|want|produce|create|generate|output|add|"
+    r"include|prefer|tell|what(?:'s| is| are| would be)|also|and|or|with)\b(?:\s+(?:me|us))?"
+    r"(?:\s+(?:a|an|the|your|its|their|some))?\s*$", re.IGNORECASE)
 # Markers fused before/after a mention in scripts without spaces.
 _PRE_FUSED = ["用", "成", "为", "為", "以", "إلى", "الى", "ب", "ל", "به", "سے"]
 _TURKISH_ADVERB = re.compile(r"(?:c|ç)[ea](?:'?y[ea]|'?d[ea]n)?$", re.IGNORECASE)
@@ -256,7 +262,8 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
             marked = True
         if not marked:
             # "German translation of ...", "Spanish version", "in English only" handled above
-            if re.match(r"\s+(translation|version|equivalent|word|term)\b", after, re.I):
+            if re.match(r"\s+(translation|version|equivalent|word|term)\b", after, re.I) and \
+                    _ASK_BEFORE.search(before):
                 out.append((s, code, False))
             continue
         if spaced and not _follower_ok(after):
@@ -277,6 +284,25 @@ _PASSIVE_BEFORE = re.compile(
 # "must be written in Dutch", "should be answered in French": an instruction after all
 _MODAL_PASSIVE = re.compile(r"\b(?:must|should|shall|has to|have to|needs? to|is to|to)\s+be\s+"
                             r"\w+\s+(?:\w+\s+)?(?:in|into)\s+(?:the\s+)?$", re.IGNORECASE)
+
+
+_MARKER_WORDS = {w.lower() for w in _PRE_TARGET + _SOURCE + _MODIFIERS} | {
+    "translate", "translation", "the", "please", "only", "and", "und", "et", "y", "и"}
+
+
+def _starts_line(text: str, pos: int) -> bool:
+    """The clause at ``pos`` begins the text, a line or a sentence (not a "; Spanish: ..." gloss)."""
+    before = text[:pos].rstrip(" \t")
+    return not before or before[-1] in "\n.!?。！？"
+
+
+def _only_markers(clause: str, mentions: list[tuple[int, int, str]]) -> bool:
+    """The clause is nothing but language names and markers ("In German:", "English -> German:",
+    "Auf Deutsch:"), not a sentence that happens to end in a colon."""
+    rest = clause
+    for a, b, _ in sorted(mentions, reverse=True):
+        rest = rest[:a] + " " + rest[b:]
+    return all(w.lower() in _MARKER_WORDS for w in re.findall(rf"{_L}+", rest))
 
 
 def _is_question_about_others(clause: str) -> bool:
@@ -374,7 +400,8 @@ def read_prompt(prompt: str | None) -> Reading:
                 take(cm[0][2], clause, cstart, cm[0][0])
                 continue
             # "In German:" / "Auf Deutsch:" / "English -> German:" as a standalone instruction
-            if stripped.endswith(":") and not guard and cm and len(stripped) < 60:
+            if stripped.endswith(":") and not guard and cm and len(stripped) < 60 \
+                    and _only_markers(clause, cm) and _starts_line(text, cstart):
                 take(cm[-1][2], clause, cstart, cm[-1][0])
                 translation = translation or len(cm) > 1
             continue
