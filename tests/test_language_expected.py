@@ -82,6 +82,8 @@ REQUESTS = [
     ("How would you say this in Spanish? \"The museum opens early on Sundays and closes late "
      "on Fridays.\"", "es", "translation"),
     ("Translate the following text:\nLe musée ouvre tôt le dimanche.", None, "translation"),
+    ("Please provide a careful and complete translation of the following business letter into "
+     "Spanish, keeping the tone.", "es", "translation"),
 ]
 
 # prompts that only talk about a language: the reply belongs in the prompt's language
@@ -107,6 +109,10 @@ ABOUT = [
     ("The river (Portuguese: Rio Grande; Spanish: Río Grande) is long. How long is it?", "en"),
     ("The Amazon rainforest (Portuguese:\nFloresta Amazônica) covers nine nations. Which ones?",
      "en"),
+    ("In 1611 a committee of scholars finished their English translation of the whole Bible, "
+     "which was printed in London. Who paid for the printing?", "en"),
+    ("El poema, que hoy se conoce en inglés por la traducción de su primer verso, fue escrito "
+     "en 1523. ¿Quién lo escribió?", "es"),
 ]
 
 

@@ -108,6 +108,9 @@ _TRANSLATE_WORDS = [
     "çevir", "çevirin", "tercüme", "dịch", "terjemahkan", "terjemahan", "översätt", "oversæt",
     "oversett", "käännä", "fordítsd", "přelož",
 ]
+_TR_NOUNS = {"translation", "translations", "traducción", "traduction", "übersetzung", "traduzione",
+             "tradução", "traducao", "vertaling", "перевод", "переклад", "tłumaczenie",
+             "μετάφραση", "traducere", "terjemahan", "tercüme", "translating"}
 _TRANSLATE_SUBSTR = ["翻译", "翻譯", "译成", "译为", "翻訳", "訳して", "번역", "ترجم", "अनुवाद",
                      "תרגם", "ترجمه", "แปล"]
 
@@ -380,6 +383,14 @@ def read_prompt(prompt: str | None) -> Reading:
         cue_pos = [] if guard else [(a, b) for a, b, _ in cue.spans(clause)]
         cue_pos += [] if guard else [(a - cstart, b - cstart) for a, b, _ in tr_spans
                                      if cstart <= a < cend]
+        verbs = [(a, b) for a, b in cue_pos if clause[a:b].lower() not in _TR_NOUNS]
+        if len(clause) > 80 and not verbs:
+            # in a long clause with no imperative a translation NOUN is content ("published
+            # his French translation of ...", "se conoce en inglés por la traducción ..."),
+            # not a cue
+            cue_pos = verbs
+            has_tr = has_tr and any(text[a:b].lower() not in _TR_NOUNS for a, b, _ in tr_spans
+                                    if cstart <= a < cend)
         has_cue = bool(cue_pos)
         targets = _target_mentions(clause, cm)
         if has_tr or (lexical and targets):
