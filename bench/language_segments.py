@@ -5,7 +5,7 @@ lingua's ``detect_multiple_languages_of`` on the same mixed replies, in one proc
 
 Replies: an XQuAD paragraph (de es zh el tr vi ro; CC-BY-SA) with one or two English
 sentences (from a different English paragraph) placed as their own line, or inside the same
-line. Prints the mean absolute error of the English share, the rate at which English is found
+line. Shares (and the truth) count characters with ``segments.weight``. Prints the mean absolute error of the English share, the rate at which English is found
 at all, and seconds per reply for each method; writes bench/results/language_segments.json.
 """
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 from _results import shared_dir, write_result  # noqa: E402
 
-from forensics.language.segments import reply_languages  # noqa: E402
+from forensics.language.segments import reply_languages, weight  # noqa: E402
 
 XQUAD = shared_dir() / "data" / "xquad"
 LANGS = ("de", "es", "zh", "el", "tr", "vi", "ro")
@@ -47,7 +47,7 @@ def cases(n: int, seed: int = 0):
         extra = " ".join(ens)
         inline = k % 2 == 1
         text = (body + " " + extra) if inline else (body + "\n\n" + extra)
-        truth = sum(not c.isspace() for c in extra) / sum(not c.isspace() for c in text)
+        truth = weight(extra) / weight(text)
         yield lang, inline, text, truth
 
 
@@ -57,7 +57,7 @@ def lingua_shares(detector, text: str) -> dict[str, float]:
     for r in res:
         code = r.language.iso_code_639_1.name.lower()
         seg = text[r.start_index:r.end_index]
-        chars[code] = chars.get(code, 0) + sum(not c.isspace() for c in seg)
+        chars[code] = chars.get(code, 0) + weight(seg)
     tot = sum(chars.values()) or 1
     return {k: v / tot for k, v in chars.items()}
 

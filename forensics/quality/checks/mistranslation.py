@@ -191,7 +191,7 @@ class MistranslationCheck(Step):
     def _judge(self, p: str, r: str, pl, pc: float, rl, rc: float):
         """(kind, expected, observed main, detail parts, first offending segment) or None."""
         from forensics.language.expected import expected_language
-        from forensics.language.segments import reply_languages
+        from forensics.language.segments import reply_languages, weight
 
         if not r.strip() or n_words(r) < self.min_words:
             return None
@@ -230,7 +230,7 @@ class MistranslationCheck(Step):
         total = 0
         for a, b, lg in rlang.segments:
             seg = r[a:b]
-            n = sum(1 for c in seg if not c.isspace())
+            n = weight(seg)
             total += n
             if same_language(lg, E):
                 continue
