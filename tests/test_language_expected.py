@@ -105,6 +105,13 @@ ABOUT = [
     ("学习德语难吗？", "zh"),
     ("هل تعلم اللغة الروسية صعب؟", "ar"),
     ("What's the German word for 'glove'?", "en"),
+    ("¿Cómo se dice 'mariposa' en inglés?", "es"),
+    ("¿Qué nombre se usa para la selva amazónica en inglés?", "es"),
+    ("Comment dit-on « merci » en allemand ?", "fr"),
+    ("Wie sagt man 'Schmetterling' auf Englisch?", "de"),
+    ("Как сказать «спасибо» по-немецки?", "ru"),
+    ("萨克森花园用波兰语怎么说？", "zh"),
+    ("كيف تقول شكرا بالفرنسية؟", "ar"),
     # language names inside content, not instructions
     ("The river (Portuguese: Rio Grande; Spanish: Río Grande) is long. How long is it?", "en"),
     ("The Amazon rainforest (Portuguese:\nFloresta Amazônica) covers nine nations. Which ones?",

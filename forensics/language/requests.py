@@ -187,7 +187,17 @@ _YOU = re.compile(r"\b(you|u|me|your)\b", re.IGNORECASE)
 _LEXICAL_REQUEST = re.compile(
     r"\b(how (?:do|would|can|could|should|might) (?:you|i|we|one) (?:say|write|translate|"
     r"spell|pronounce|express|call)|what(?:'s| is| are| does|'re) .{0,80}\b(?:in|into)\b|"
-    r"what(?:'s| is) the .{0,30}\b(?:word|term|translation|equivalent)\b)",
+    r"what(?:'s| is) the .{0,30}\b(?:word|term|translation|equivalent)\b)"
+    # the same questions about a word in other languages: "¿Cómo se dice ... en inglés?",
+    # "¿Qué significa/nombre ... en ...?", "Comment dit-on ...", "Que veut dire ...", "Wie sagt
+    # man ...", "Was heißt/bedeutet ...", "Как сказать/будет ...", "Что значит ...",
+    # "...用波兰语怎么说", "...是什么意思", "كيف تقول", "ما معنى", "...で何と言いますか"
+    r"|¿?\s*(?:c[óo]mo se (?:dice|escribe|llama|traduce)|qu[ée] (?:significa|quiere decir|"
+    r"nombre)|como se diz|o que significa|comment (?:dit-on|dire|s'appelle|traduire)|"
+    r"que (?:veut dire|signifie)|wie (?:sagt man|hei(?:ß|ss)t|schreibt man)|"
+    r"was (?:hei(?:ß|ss)t|bedeutet)|как (?:сказать|будет|называется|перевести)|"
+    r"что (?:значит|означает)|come si dice|cosa significa)\b"
+    r"|怎么说|怎麼說|如何说|怎么讲|叫什么|是什么意思|何と言|كيف (?:تقول|نقول|يقال)|ما معنى",
     re.IGNORECASE)
 _CLAUSE = re.compile(r"[^.!?。！？\n;:：；؟]+[.!?。！？\n;:：；؟]*")
 

@@ -104,8 +104,9 @@ class MistranslationCheck(Step):
     verify: bool = True            # re-decide "expected or observed language?" pairwise (lingua)
     whole_reply: bool = False      # the former whole-reply rule alone (baseline)
     switch_share: float = 0.5      # another language's share for ignored_request/unrequested_switch
-    mixed_share: float = 0.2       # another language's share (copied segments excluded) for mixed_language
-    mixed_min_chars: int = 60      # ... and at least this many characters
+    mixed_share: float = 0.01      # another language's share (copied segments excluded) for mixed_language
+    mixed_min_chars: int = 30      # ... and at least this many characters
+    name_share: float = 0.5        # segments with at least this share of capitalised words are names, not language
     request_window: int = 400      # a request deeper than this inside a prompt (from both ends) is content
     segment_min_words: int = 4     # segments shorter than this are not judged
     fast_max_chars: int = 400      # SegmentKnobs: one-line replies up to this use the whole-reply language
@@ -234,9 +235,13 @@ class MistranslationCheck(Step):
             total += n
             if same_language(lg, E):
                 continue
-            sw = [w.lower() for w in _WORD.findall(seg) if len(w) > 2]
+            words = _WORD.findall(seg)
+            sw = [w.lower() for w in words if len(w) > 2]
             if sw and sum(w in pw for w in sw) >= 0.6 * len(sw):
                 continue  # quoted from the prompt
+            if len(words) > 1 and sum(w[0].isupper() for w in words[1:]) >= \
+                    self.name_share * (len(words) - 1):
+                continue  # a list of names ("Bloomberg LP Daniel Doctoroff, Credit Suisse ...")
             other[lg] = other.get(lg, 0) + n
             first_seg.setdefault(lg, seg)
         if not other or not total:
