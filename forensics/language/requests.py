@@ -309,7 +309,8 @@ _MARKER_WORDS = {w.lower() for w in _PRE_TARGET + _SOURCE + _MODIFIERS} | {
 
 
 def _starts_line(text: str, pos: int) -> bool:
-    """The clause at ``pos`` begins the text, a line or a sentence (not a "; Spanish: ..." gloss)."""
+    """The clause at ``pos`` begins the text, a line or a sentence (not a "; Spanish: ..."
+    gloss)."""
     before = text[:pos].rstrip(" \t")
     return not before or before[-1] in "\n.!?。！？"
 

@@ -5,17 +5,17 @@
 1. Non-language material is blanked out (replaced by spaces, so offsets stay those of the
    reply): fenced (```/~~~) and indented code blocks, inline code, URLs, e-mail addresses,
    numbers, HTML/XML tags, LaTeX math and markdown markup.
-2. Fast path: the whole cleaned reply is detected once (or its language is passed in); when
-   it is one short line (``SegmentKnobs.fast_max_chars``), confident (``fast_min_conf``) and
+2. Fast path: the whole cleaned reply is detected once (or its language is passed in); when it
+   is one short line (``SegmentKnobs.fast_max_chars``), confident (``fast_min_conf``) and
    written in one script family, it is one segment and nothing is split.
-3. Otherwise the reply is cut into lines, and long lines or lines mixing scripts into sentences; segments shorter than
-   ``min_words`` words (a CJK/Thai character counts as half a word) are not judged, nor are
-   segments whose language id is below ``segment_min_conf``. All segments of a reply go to the
-   identifier in one batch.
+3. Otherwise the reply is cut into lines, and long lines or lines mixing scripts into sentences;
+   segments shorter than ``min_words`` words (a CJK/Thai character counts as half a word) are
+   not judged, nor are segments whose language id is below ``segment_min_conf``. All segments of
+   a reply go to the identifier in one batch.
 
 ``shares`` are by characters of the judged segments (a CJK character counts two, see
-``weight``); ``main`` is the language with the largest
-share (``whole`` when no segment could be judged).
+``weight``); ``main`` is the language with the largest share (``whole`` when no segment could be
+judged).
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def weight(text: str) -> int:
     return sum(1 for c in text if not c.isspace()) + len(_NOSPACE.findall(text))
 
 
-def split_segments(text: str, max_chars: int, mixed_script_share: float = 0.1) -> list[tuple[int, int]]:
+def split_segments(text: str, max_chars: int,
+                   mixed_script_share: float = 0.1) -> list[tuple[int, int]]:
     """(start, end) of lines; long lines and lines mixing scripts cut into sentences; blank
     stretches dropped."""
     out = []
