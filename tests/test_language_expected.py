@@ -60,6 +60,7 @@ REQUESTS = [
     ("为什么天空是蓝色的？请用英语回答。", "en", "request"),
     ("请用法语写一首关于春天的短诗。", "fr", "request"),
     ("用日语解释一下光合作用。", "ja", "request"),
+    ("用英语写一篇关于气候变化对农业影响的三百字短文，要求结构清晰、论证充分。", "en", "request"),
     # ---- Arabic
     ("أجب باللغة الإنجليزية: لماذا السماء زرقاء؟", "en", "request"),
     ("لماذا السماء زرقاء؟ من فضلك أجب بالإنجليزية.", "en", "request"),
@@ -170,6 +171,8 @@ def test_word_question_after_a_passage_is_not_a_translation():
 
 
 GLOSSES = [
+    "这份声明是用拉丁语写的，只有最后一句是用德语写的。作者是谁？",
+    "这首赞美诗后来在英语中由一位牧师以另一个标题翻译出版，并在很多教堂里传唱了几百年之久，影响深远。它最早出现在哪一年？",
     # language names in glosses and narration inside a passage: not requests
     "La selva (en portugués: Floresta; en francés: Forêt) cubre nueve países. ¿Cuáles?",
     "Yağmur ormanı (Portekizce: Floresta; İspanyolca: Selva) dokuz ülkeyi kapsar. Hangileri?",

@@ -108,6 +108,9 @@ _TRANSLATE_WORDS = [
     "çevir", "çevirin", "tercüme", "dịch", "terjemahkan", "terjemahan", "översätt", "oversæt",
     "oversett", "käännä", "fordítsd", "přelož",
 ]
+_CJK_IMPERATIVE = re.compile(r"请|請|帮我|幫我|给我|給我|麻烦|麻煩|你|您|ください|下さい|주세요|해줘|"
+                             r"하세요|해 주|해라|하십시오")
+_CJK_DESCRIBED = re.compile(r"是(?:用|以)\s*\S{1,10}?\s*(?:写|寫|说|說|撰写|撰寫|书写|書寫|写成|寫成)的?")
 _TR_NOUNS = {"translation", "translations", "traducción", "traduction", "übersetzung", "traduzione",
              "tradução", "traducao", "vertaling", "перевод", "переклад", "tłumaczenie",
              "μετάφραση", "traducere", "terjemahan", "tercüme", "translating"}
@@ -399,6 +402,16 @@ def read_prompt(prompt: str | None) -> Reading:
         cue_pos = [] if guard else [(a, b) for a, b, _ in cue.spans(clause)]
         cue_pos += [] if guard else [(a - cstart, b - cstart) for a, b, _ in tr_spans
                                      if cstart <= a < cend]
+        if len(clause.strip()) > 30 and not is_spaced_script(clause) and \
+                not _CJK_IMPERATIVE.search(clause):
+            # a long sentence in Chinese/Japanese/Korean without a politeness or imperative
+            # marker is narration ("...是用拉丁语写的", "...在英语中以...翻译"); its 用/写/翻译
+            # are not cues unless the clause starts with them
+            lead = len(clause) - len(clause.lstrip())
+            cue_pos = [(a, b) for a, b in cue_pos if a - lead <= 6]
+            has_tr = has_tr and bool(cue_pos)
+        if _CJK_DESCRIBED.search(clause):
+            cm = []  # "是用拉丁语写的": says what something was written in
         verbs = [(a, b) for a, b in cue_pos if clause[a:b].lower() not in _TR_NOUNS]
         if len(clause) > 80:
             # a translation noun asked for by a verb just before it ("provide a careful
