@@ -21,6 +21,7 @@ French?") are rejected by a question guard: a wh-/yes-no question about someone 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 from forensics.language.names import PhraseMatcher, is_spaced_script, mention_spans
@@ -107,6 +108,12 @@ _TRANSLATE_WORDS = [
     "çevir", "çevirin", "tercüme", "dịch", "terjemahkan", "terjemahan", "översätt", "oversæt",
     "oversett", "käännä", "fordítsd", "přelož",
 ]
+_CJK_IMPERATIVE = re.compile(r"请|請|帮我|幫我|给我|給我|麻烦|麻煩|你|您|ください|下さい|주세요|해줘|"
+                             r"하세요|해 주|해라|하십시오")
+_CJK_DESCRIBED = re.compile(r"是(?:用|以)\s*\S{1,10}?\s*(?:写|寫|说|說|撰写|撰寫|书写|書寫|写成|寫成)的?")
+_TR_NOUNS = {"translation", "translations", "traducción", "traduction", "übersetzung", "traduzione",
+             "tradução", "traducao", "vertaling", "перевод", "переклад", "tłumaczenie",
+             "μετάφραση", "traducere", "terjemahan", "tercüme", "translating"}
 _TRANSLATE_SUBSTR = ["翻译", "翻譯", "译成", "译为", "翻訳", "訳して", "번역", "ترجم", "अनुवाद",
                      "תרגם", "ترجمه", "แปล"]
 
@@ -134,6 +141,12 @@ _ARTEFACT_BEFORE = re.compile(
     r"(?:a|an|some|the)\s+(?:short\s+|little\s+|simple\s+|funny\s+)?$", re.IGNORECASE)
 _BARE_REQUEST = re.compile(r"^\W*(?:\w+\W+){0,1}?(?:please|only|pls|bitte|por favor|"
                            r"s'il (?:te|vous) pla[iî]t|per favore|пожалуйста)?\W*$", re.IGNORECASE)
+# "give me the Russian translation", "what is the German word": an artefact asked for (and not
+# "published his French translation of ..." in a passage)
+_ASK_BEFORE = re.compile(
+    r"\b(?:give|provide|write|send|show|make|need|want|produce|create|generate|output|add|"
+    r"include|prefer|tell|what(?:'s| is| are| would be)|also|and|or|with)\b(?:\s+(?:me|us))?"
+    r"(?:\s+(?:a|an|the|your|its|their|some))?\s*$", re.IGNORECASE)
 # Markers fused before/after a mention in scripts without spaces.
 _PRE_FUSED = ["用", "成", "为", "為", "以", "إلى", "الى", "ب", "ל", "به", "سے"]
 _TURKISH_ADVERB = re.compile(r"(?:c|ç)[ea](?:'?y[ea]|'?d[ea]n)?$", re.IGNORECASE)
@@ -162,6 +175,11 @@ _FOLLOW_OK = {
     "about", "on", "regarding", "concerning", "how", "why", "where", "which", "who", "whether",
     "in", "at", "within", "explaining", "describing", "discussing", "covering", "using",
     "summarizing", "summarising", "answering", "comparing", "listing",
+    # the same in other languages ("explique-moi en allemand comment ...", "escribe un ensayo
+    # en alemán sobre ...", "erkläre auf Englisch, wie ...", "объясни на английском, как ...")
+    "comment", "pourquoi", "sur", "quand", "où", "sobre", "cómo", "como", "qué", "que", "por",
+    "acerca", "para", "über", "wie", "warum", "was", "wo", "zu", "как", "почему", "про", "о",
+    "об", "что", "зачем", "come", "perché", "su", "porque", "sobre",
 }
 _CUE_FOLLOWERS = {w.lower() for w in _CUES_WORDS}
 _WH_GUARD = re.compile(
@@ -172,9 +190,19 @@ _YOU = re.compile(r"\b(you|u|me|your)\b", re.IGNORECASE)
 _LEXICAL_REQUEST = re.compile(
     r"\b(how (?:do|would|can|could|should|might) (?:you|i|we|one) (?:say|write|translate|"
     r"spell|pronounce|express|call)|what(?:'s| is| are| does|'re) .{0,80}\b(?:in|into)\b|"
-    r"what(?:'s| is) the .{0,30}\b(?:word|term|translation|equivalent)\b)",
+    r"what(?:'s| is) the .{0,30}\b(?:word|term|translation|equivalent)\b)"
+    # the same questions about a word in other languages: "¿Cómo se dice ... en inglés?",
+    # "¿Qué significa/nombre ... en ...?", "Comment dit-on ...", "Que veut dire ...", "Wie sagt
+    # man ...", "Was heißt/bedeutet ...", "Как сказать/будет ...", "Что значит ...",
+    # "...用波兰语怎么说", "...是什么意思", "كيف تقول", "ما معنى", "...で何と言いますか"
+    r"|¿?\s*(?:c[óo]mo se (?:dice|escribe|llama|traduce)|qu[ée] (?:significa|quiere decir|"
+    r"nombre)|como se diz|o que significa|comment (?:dit-on|dire|s'appelle|traduire)|"
+    r"que (?:veut dire|signifie)|wie (?:sagt man|hei(?:ß|ss)t|schreibt man)|"
+    r"was (?:hei(?:ß|ss)t|bedeutet)|как (?:сказать|будет|называется|перевести)|"
+    r"что (?:значит|означает)|come si dice|cosa significa)\b"
+    r"|怎么说|怎麼說|如何说|怎么讲|叫什么|是什么意思|何と言|كيف (?:تقول|نقول|يقال)|ما معنى",
     re.IGNORECASE)
-_CLAUSE = re.compile(r"[^.!?。！？\n;:؟]+[.!?。！？\n;:؟]*")
+_CLAUSE = re.compile(r"[^.!?。！？\n;:：；؟]+[.!?。！？\n;:：；؟]*")
 
 
 def _word_alt(words: list[str]) -> str:
@@ -250,12 +278,13 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
             marked = True
         if not marked:
             # "German translation of ...", "Spanish version", "in English only" handled above
-            if re.match(r"\s+(translation|version|equivalent|word|term)\b", after, re.I):
+            if re.match(r"\s+(translation|version|equivalent|word|term)\b", after, re.I) and \
+                    _ASK_BEFORE.search(before):
                 out.append((s, code, False))
             continue
         if spaced and not _follower_ok(after):
             continue
-        if spaced and _PASSIVE_BEFORE.search(before):
+        if spaced and _PASSIVE_BEFORE.search(before) and not _MODAL_PASSIVE.search(before):
             continue  # "known in English as", "written in French by": describes, not asks
         out.append((s, code, False))
     return out
@@ -264,8 +293,38 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
 _PASSIVE_BEFORE = re.compile(
     r"\b(known|called|written|spoken|published|translated|titled|entitled|named|released|"
     r"printed|dubbed|sung|performed|recorded|taught|available|fluent|proficient|common|"
-    r"popular|famous|originally|also|word|words|term|means|meaning|pronounced|spelled)"
-    r"\s+(?:\w+\s+)?(?:in|into|to)\s+(?:the\s+)?$", re.IGNORECASE)
+    r"popular|famous|originally|also|word|words|term|means|meaning|pronounced|spelled|"
+    # the same in other languages: "se conoce en inglés", "connu en anglais", "auf Deutsch
+    # bekannt" (verb-final: see _follower_ok), "известен на английском"
+    r"conoce|conocido|conocida|llamado|llamada|escrito|escrita|connu|connue|appelé|appelée|"
+    r"écrit|écrite|conhecido|conhecida|chamado|escrito|noto|nota|chiamato|scritto|"
+    r"известен|известна|известно|называется|написан|написана|bekannt|genannt|geschrieben)"
+    r"\s+(?:\w+\s+)?(?:in|into|to|en|auf|на|em|al|a)\s+(?:the\s+)?$", re.IGNORECASE)
+
+
+# "must be written in Dutch", "should be answered in French": an instruction after all
+_MODAL_PASSIVE = re.compile(r"\b(?:must|should|shall|has to|have to|needs? to|is to|to)\s+be\s+"
+                            r"\w+\s+(?:\w+\s+)?(?:in|into)\s+(?:the\s+)?$", re.IGNORECASE)
+
+
+_MARKER_WORDS = {w.lower() for w in _PRE_TARGET + _SOURCE + _MODIFIERS} | {
+    "translate", "translation", "the", "please", "only", "and", "und", "et", "y", "и"}
+
+
+def _starts_line(text: str, pos: int) -> bool:
+    """The clause at ``pos`` begins the text, a line or a sentence (not a "; Spanish: ..."
+    gloss)."""
+    before = text[:pos].rstrip(" \t")
+    return not before or before[-1] in "\n.!?。！？"
+
+
+def _only_markers(clause: str, mentions: list[tuple[int, int, str]]) -> bool:
+    """The clause is nothing but language names and markers ("In German:", "English -> German:",
+    "Auf Deutsch:"), not a sentence that happens to end in a colon."""
+    rest = clause
+    for a, b, _ in sorted(mentions, reverse=True):
+        rest = rest[:a] + " " + rest[b:]
+    return all(w.lower() in _MARKER_WORDS for w in re.findall(rf"{_L}+", rest))
 
 
 def _is_question_about_others(clause: str) -> bool:
@@ -277,18 +336,60 @@ def _is_question_about_others(clause: str) -> bool:
     return bool(_WH_GUARD.search(c)) and not _YOU.search(c)
 
 
-def analyse(prompt: str | None) -> tuple[str | None, bool]:
-    """(requested language, is translation request) for a prompt."""
+@dataclass(frozen=True)
+class Reading:
+    """What :func:`read_prompt` found: the requested language (or None), whether the prompt asks
+    for a translation, the evidence span (offsets into the prompt) of the clause that decided
+    the language, and ``lexical`` when the language was read from a question about a word
+    ("How do you say X in German?", "What does X mean in English?")."""
+
+    lang: str | None
+    translation: bool
+    span: tuple[int, int] | None = None
+    lexical: bool = False
+
+
+_HEAD, _TAIL = 4000, 1500
+
+
+def _to_prompt(pos: int, prompt: str) -> int:
+    """Offset in the analysed text (head + "\n" + tail of a long prompt) -> offset in the prompt."""
+    if len(prompt) <= _HEAD + _TAIL or pos <= _HEAD:
+        return min(pos, len(prompt))
+    return len(prompt) - _TAIL + (pos - _HEAD - 1)
+
+
+def _evidence(clause: str, cstart: int, mpos: int) -> tuple[int, int]:
+    """The clause, trimmed to at most ~80 characters either side of the deciding mention."""
+    lead = len(clause) - len(clause.lstrip())
+    a, b = cstart + lead, cstart + len(clause.rstrip())
+    m = cstart + mpos
+    return max(a, m - 80), min(b, m + 80)
+
+
+def read_prompt(prompt: str | None) -> Reading:
+    """The language a prompt asks for, whether it asks for a translation, and the evidence."""
     if not prompt:
-        return None, False
-    text = prompt[:4000] + ("\n" + prompt[-1500:] if len(prompt) > 5500 else "")
+        return Reading(None, False)
+    text = prompt[:_HEAD] + ("\n" + prompt[-_TAIL:] if len(prompt) > _HEAD + _TAIL else "")
     cue, tr = _cue_matchers()
     mentions = mention_spans(text)
     tr_spans = tr.spans(text)
     if not mentions and not tr_spans:  # the common case: nothing to analyse
-        return None, False
+        return Reading(None, False)
     requested: str | None = None
+    span: tuple[int, int] | None = None
+    lex_found = False
     translation = False
+
+    def take(code, clause, cstart, mpos, lexical=False):
+        nonlocal requested, span, lex_found
+        if requested is None:
+            requested = code
+            a, b = _evidence(clause, cstart, mpos)
+            span = (_to_prompt(a, prompt), _to_prompt(b, prompt))
+            lex_found = lexical
+
     for cstart, clause in _clauses(text):
         cend = cstart + len(clause)
         cm = [(s - cstart, e - cstart, c) for s, e, c in mentions if cstart <= s < cend]
@@ -301,15 +402,38 @@ def analyse(prompt: str | None) -> tuple[str | None, bool]:
         cue_pos = [] if guard else [(a, b) for a, b, _ in cue.spans(clause)]
         cue_pos += [] if guard else [(a - cstart, b - cstart) for a, b, _ in tr_spans
                                      if cstart <= a < cend]
+        if len(clause.strip()) > 30 and not is_spaced_script(clause) and \
+                not _CJK_IMPERATIVE.search(clause):
+            # a long sentence in Chinese/Japanese/Korean without a politeness or imperative
+            # marker is narration ("...是用拉丁语写的", "...在英语中以...翻译"); its 用/写/翻译
+            # are not cues unless the clause starts with them
+            lead = len(clause) - len(clause.lstrip())
+            cue_pos = [(a, b) for a, b in cue_pos if a - lead <= 6]
+            has_tr = has_tr and bool(cue_pos)
+        if _CJK_DESCRIBED.search(clause):
+            cm = []  # "是用拉丁语写的": says what something was written in
+        verbs = [(a, b) for a, b in cue_pos if clause[a:b].lower() not in _TR_NOUNS]
+        if len(clause) > 80:
+            # a translation noun asked for by a verb just before it ("provide a careful
+            # translation") stays a cue
+            cue_pos = verbs + [(a, b) for a, b in cue_pos if clause[a:b].lower() in _TR_NOUNS
+                               and any(0 <= a - vb <= 40 for _, vb in verbs)]
+        if len(clause) > 80 and not verbs:
+            # in a long clause with no imperative a translation NOUN is content ("published
+            # his French translation of ...", "se conoce en inglés por la traducción ..."),
+            # not a cue
+            cue_pos = verbs
+            has_tr = has_tr and any(text[a:b].lower() not in _TR_NOUNS for a, b, _ in tr_spans
+                                    if cstart <= a < cend)
         has_cue = bool(cue_pos)
         targets = _target_mentions(clause, cm)
         if has_tr or (lexical and targets):
             translation = True
-        tgt = [c for _, c, is_src in targets if not is_src]
+        tgt = [(pos, c) for pos, c, is_src in targets if not is_src]
         # a cue must be NEAR the target ("reply in French", "ins Englische übersetzen"); a cue
         # elsewhere in a long clause ("...prompting Luther to write a hymn, known in English
         # as...") is content, not an instruction
-        near = [c for pos, c, is_src in targets if not is_src and (
+        near = [(pos, c) for pos, c in tgt if (
             len(clause) <= 80 or any(pos - 70 <= b and a <= pos + 40 for a, b in cue_pos))]
         if not tgt:
             stripped = clause.strip()
@@ -318,26 +442,41 @@ def analyse(prompt: str | None) -> tuple[str | None, bool]:
                     stripped[:cm[0][0] - (len(clause) - len(clause.lstrip()))]
                     + stripped[cm[0][1] - (len(clause) - len(clause.lstrip())):]) and \
                     re.search(r"(?i)please|only|pls|bitte|favor|plaît|favore|пожалуйста", stripped):
-                requested = requested or cm[0][2]
+                take(cm[0][2], clause, cstart, cm[0][0])
                 continue
             # "In German:" / "Auf Deutsch:" / "English -> German:" as a standalone instruction
-            if stripped.endswith(":") and not guard and cm and len(stripped) < 60:
-                requested = requested or cm[-1][2]
+            if stripped.endswith(":") and not guard and cm and len(stripped) < 60 \
+                    and _only_markers(clause, cm) and _starts_line(text, cstart):
+                take(cm[-1][2], clause, cstart, cm[-1][0])
                 translation = translation or len(cm) > 1
             continue
         if any(is_src for _, _, is_src in targets) and tgt and not guard:
             translation = True  # "From German to English: ..."
         if (has_cue or has_tr or lexical) and (near or lexical):
-            if requested is None:
-                requested = (near or tgt)[0] if not lexical else tgt[-1]
+            if lexical:
+                take(tgt[-1][1], clause, cstart, tgt[-1][0], lexical=not has_tr)
+            else:
+                pos, code = (near or tgt)[0]
+                take(code, clause, cstart, pos)
             continue
         # a bare "In Spanish." / "Auf Deutsch bitte" clause next to the question
         stripped = clause.strip().rstrip(".!:;")
-        if len(stripped) <= 40 and not guard and not stripped.endswith("?"):
-            if re.fullmatch(rf"(?:{_L}+[\s-]*){{1,4}}", stripped + " ", re.IGNORECASE) or \
-                    not is_spaced_script(stripped):
-                requested = requested or tgt[-1]
-    return requested, translation
+        if len(stripped) <= 40 and not guard and not stripped.endswith(("?", "？", "؟")) \
+                and _starts_line(text, cstart):
+            rest = clause
+            for a, b, _ in sorted(cm, reverse=True):
+                rest = rest[:a] + rest[b:]
+            if (is_spaced_script(stripped) and re.fullmatch(rf"(?:{_L}+[\s-]*){{1,4}}",
+                                                          stripped + " ", re.IGNORECASE)) or \
+                    (not is_spaced_script(stripped) and len(re.sub(r"\W", "", rest)) <= 1):
+                take(tgt[-1][1], clause, cstart, tgt[-1][0])
+    return Reading(requested, translation, span, lex_found)
+
+
+def analyse(prompt: str | None) -> tuple[str | None, bool]:
+    """(requested language, is translation request) for a prompt (see :func:`read_prompt`)."""
+    r = read_prompt(prompt)
+    return r.lang, r.translation
 
 
 def requested_language(prompt: str | None) -> str | None:
@@ -357,4 +496,4 @@ def is_translation_request(prompt: str | None) -> bool:
     return analyse(prompt)[1]
 
 
-__all__ = ["requested_language", "is_translation_request", "analyse"]
+__all__ = ["requested_language", "is_translation_request", "analyse", "read_prompt", "Reading"]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from forensics.workspace import Workspace
 
 # bump when the derivation changes: every cached feature set is then recomputed
-FEATURE_VERSION = "3"
+FEATURE_VERSION = "4"  # 4: request reader (CLDR names, gloss lists, "X translation" needs an ask)
 
 # columns a triage reads for every row (text kept for labels, examples and profiles)
 _BASE_COLS = ("sample_id, row_id, prompt, reply, prompt_lang, reply_lang, reply_lang_conf, "
