@@ -88,6 +88,10 @@ def test_verify_causes_and_no_effect(setup):
         cause = verify(ws, 1, d / "target", d / "train.json", cluster_id=1, probes=setup["held"], params=p)
         none = verify(ws, 1, d / "target", d / "train.json", cluster_id=2, probes=setup["held"], params=p)
         stored = ws.rows("SELECT cluster_id, verdict, mode FROM verifications ORDER BY verification_id")
+        from forensics.report.html import render_report
+
+        page = render_report(ws, 1, embed=False)
+    assert "<b>causes</b>" in page and "<b>no_effect</b>" in page and "FROM verifications" in page
     assert cause.rate_trained >= 0.7, cause.detail["trained"]
     assert cause.rate_without <= 0.1 and cause.rate_random >= 0.6, (cause.rate_without, cause.rate_random)
     assert cause.verdict == "causes"

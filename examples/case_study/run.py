@@ -8,10 +8,14 @@
 5. Rank the training rows from the NLA's own decode (AP: explanations, texts, both) and run
    the triage; write the report.
 6. Probe the anomaly (``forensics probe``) with a same-category replacement of the cue word.
-7. Print one summary table and write ``case-study-summary.json``.
+7. Influence of every row on the anomaly's reply (AP of the planted rows, influence alone) and
+   ``forensics verify`` of the top cluster: the held-out cue switch rate after retraining without
+   it vs without random rows of the same size.
+8. Print one summary table and write ``case-study-summary.json``.
 
 Every number printed is measured in this run. Environment knobs (for a quicker smoke run):
-CASE_STUDY_TARGET_STEPS, CASE_STUDY_SFT_STEPS, CASE_STUDY_RL_STEPS, CASE_STUDY_DIR.
+CASE_STUDY_TARGET_STEPS, CASE_STUDY_SFT_STEPS, CASE_STUDY_RL_STEPS, CASE_STUDY_DIR,
+CASE_STUDY_VERIFY_SEEDS (3), CASE_STUDY_VERIFY_WORKERS (2 retrains at once).
 """
 
 from __future__ import annotations
@@ -199,7 +203,8 @@ def attribution(ws, models, target, summary, aid, pick, labels) -> None:
     probes.write_text("\n".join(corpus.build().heldout_cue) + "\n", encoding="utf-8")
     seeds = os.environ.get("CASE_STUDY_VERIFY_SEEDS", "3")
     v = cli("verify", str(run_id), "--target", str(target), "--train-config", str(models / "train-config.json"),
-            "--probes", str(probes), "--no-stored-probes", "--seeds", seeds, ws=ws)
+            "--probes", str(probes), "--no-stored-probes", "--seeds", seeds,
+            "--workers", os.environ.get("CASE_STUDY_VERIFY_WORKERS", "2"), ws=ws)
     d = v["detail"]
 
     def rate(replies):

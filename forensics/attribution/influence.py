@@ -43,7 +43,7 @@ class InfluenceConfig:
     batch_size: int = 32             # training rows per gradient batch
     damping: float | None = None     # EK-FAC damping; None = kronfluence's heuristic (0.1 x mean eigenvalue)
     proj_dim: int = 512              # gradcos: random projection dimension
-    lm_head: bool = False            # ekfac: also track the output layer (vocabulary-sized factors)
+    lm_head: bool = True             # ekfac: also track the output layer (vocabulary-sized factors)
 
 
 def load_target(path: str | Path):

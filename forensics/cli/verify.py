@@ -24,6 +24,8 @@ def register(main: click.Group) -> None:
                   help="Also probe with the anomaly's stored probe variants (forensics probe).")
     @click.option("--max-params", type=int, default=None,
                   help="Retrain here only up to this many parameters (default 20,000,000).")
+    @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+                  help="Retrains run at once, in separate processes.")
     @click.option("--external", is_flag=True, help="Do not retrain here: write the retraining script and data.")
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
                   help="Where --external (or a too-large target) writes its files.")
@@ -31,12 +33,12 @@ def register(main: click.Group) -> None:
     @click.pass_obj
     @handle_errors
     def verify_cmd(obj, run_id, cluster_id, target, train_config, seeds, probe_file, stored_probes, max_params,
-                   external, out_dir, as_json):
+                   workers, external, out_dir, as_json):
         """Does a cluster cause the anomaly? Retrain without it vs without random rows."""
         from forensics.cli._progress import RichProgress
         from forensics.verify.core import VerifyParams, read_probe_file, verify
 
-        p = VerifyParams(seeds=seeds, use_stored_probes=stored_probes)
+        p = VerifyParams(seeds=seeds, use_stored_probes=stored_probes, workers=workers)
         if max_params is not None:
             p.max_params = max_params
         extra = read_probe_file(probe_file) if probe_file else []

@@ -39,6 +39,7 @@ class VerifyParams:
     max_new_tokens: int = 20         # greedy reply length on the probe prompts
     use_stored_probes: bool = True   # add the anomaly's stored probe variants to the probe prompts
     flops_per_s: float = 2e14        # assumed sustained training FLOP/s for the external cost estimate
+    workers: int = 1                 # retrains run at once (separate processes when > 1)
     verdict: VerdictParams = field(default_factory=VerdictParams)
 
 
@@ -142,7 +143,7 @@ def verify(ws: "Workspace", run_id: int, target: str | Path, train_config: str |
     (see the module docstring). Raises InputError / NotFoundError (with hints) on a missing
     run, cluster, target, config or an anomaly without prompt and reply language."""
     from forensics.attribution import influence as inf
-    from forensics.attribution.train import TrainConfig, train_from_config
+    from forensics.attribution.train import TrainConfig
     from forensics.triage import anomaly as anomaly_mod
 
     p = params or VerifyParams()
@@ -191,18 +192,17 @@ def verify(ws: "Workspace", run_id: int, target: str | Path, train_config: str |
     detail["trained"] = {"k": k_trained, "n": len(prompts), "replies": rep_trained}
     retrain_s = []
     counts: dict[str, int] = {}
-    for name, removed in removals.items():
-        rm = set(removed)
-        pairs = [(pr or "", rp or "") for sid, pr, rp in rows if sid not in rm]
-        prog.note(f"retraining without {name} ({len(rm)} rows), {cfg.steps} steps")
-        ts = time.perf_counter()
-        m, t, res = train_from_config(cfg, pairs)
-        k, reps = behaviour_rate(m, t, prompts, a.reply_lang, p.max_new_tokens)
-        retrain_s.append(time.perf_counter() - ts)
+    jobs = {name: ([(pr or "", rp or "") for sid, pr, rp in rows if sid not in set(removed)], len(removed))
+            for name, removed in removals.items()}
+    prog.note(f"retraining {len(jobs)} times ({cfg.steps} steps each, {max(1, p.workers)} at once)")
+    for name, (k, reps, secs, losses) in _retrain_all(cfg, jobs, prompts, a.reply_lang, p):
+        retrain_s.append(secs)
         counts[name] = k
-        detail[name] = {"k": k, "n": len(prompts), "removed": len(rm), "seconds": round(retrain_s[-1], 1),
-                        "loss": [res.first_loss, res.last_loss], "replies": reps}
+        detail[name] = {"k": k, "n": len(prompts), "removed": jobs[name][1], "seconds": round(secs, 1),
+                        "loss": losses, "replies": reps}
+        prog.note(f"without {name}: behaviour on {k}/{len(prompts)} probes ({secs:.0f} s)")
         prog.advance(task)
+    detail["workers"] = max(1, p.workers)
     n = len(prompts)
     k_rand = sum(v for k_, v in counts.items() if k_.startswith("random_"))
     v, nums = verdict(counts["cluster"], n, k_rand, n * p.seeds, p.verdict)
@@ -216,6 +216,34 @@ def verify(ws: "Workspace", run_id: int, target: str | Path, train_config: str |
     prog.finish(task)
     return VerifyResult(vid, run_id, cid, aid, "in_process", v, len(members), n, f"reply in {a.reply_lang}",
                         k_trained / n, nums["rate_without"], nums["rate_random"], nums["effect"], detail)
+
+
+def _retrain_one(cfg_json: dict, pairs: list, prompts: list, lang: str, max_new_tokens: int
+                 ) -> tuple[int, list[dict], float, list[float]]:
+    """Train from ``cfg_json`` on ``pairs`` and probe: (k, replies, seconds, [first, last loss])."""
+    from forensics.attribution.train import TrainConfig, train_from_config
+
+    ts = time.perf_counter()
+    m, t, res = train_from_config(TrainConfig(**cfg_json), pairs)
+    k, reps = behaviour_rate(m, t, prompts, lang, max_new_tokens)
+    return k, reps, time.perf_counter() - ts, [res.first_loss, res.last_loss]
+
+
+def _retrain_all(cfg, jobs: dict, prompts: Sequence[str], lang: str, p: VerifyParams):
+    """Yield (name, result of :func:`_retrain_one`) for every removal, in ``jobs`` order;
+    ``p.workers > 1`` runs them in that many spawned processes (each one torch thread)."""
+    args = {n: (cfg.to_json(), pairs, list(prompts), lang, p.max_new_tokens) for n, (pairs, _) in jobs.items()}
+    if p.workers <= 1:
+        for n, a in args.items():
+            yield n, _retrain_one(*a)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=p.workers, mp_context=mp.get_context("spawn")) as ex:
+        futs = {n: ex.submit(_retrain_one, *a) for n, a in args.items()}
+        for n, f in futs.items():
+            yield n, f.result()
 
 
 SCRIPT = '''"""Retrain-without runs of a forensics verification (written by `forensics verify`).

@@ -31,6 +31,7 @@ class InfluenceParams:
     batch_size: int = 32             # rows per gradient batch
     damping: float | None = None     # EK-FAC damping (None: kronfluence's heuristic)
     proj_dim: int = 512              # gradcos: random projection dimension
+    lm_head: bool = True             # ekfac: also track the output layer
 
 
 def resolve_target(ws, anomaly_id: int, explicit: str) -> str | None:
@@ -74,7 +75,7 @@ class InfluenceSignal:
             return Unavailable(f"target has {n_params:,} parameters, above signals.influence.max_params="
                                f"{params.max_params:,}: too large to differentiate here")
         cfg = inf.InfluenceConfig(method=params.method, max_len=params.max_len, batch_size=params.batch_size,
-                                  damping=params.damping, proj_dim=params.proj_dim)
+                                  damping=params.damping, proj_dim=params.proj_dim, lm_head=params.lm_head)
         if context.progress is not None:
             context.progress.note(f"influence: {params.method} pass over {context.n} rows ({n_params:,} params)")
         ids, vals, info = inf.dataset_scores(context.ws, target, context.dataset, (a.prompt, a.reply), cfg)
