@@ -168,3 +168,17 @@ def test_influence_signal_unavailable_without_target_or_when_too_large(setup):
         r = triage(ws, setup["aid"], "micro", params={"weights": {"influence": 0.5}, "signals": {
             "influence": {"target": str(d / "target")}}})
         assert "influence" in r.signals_used
+
+
+def test_wilson_and_verdict():
+    from forensics.verify.stats import VerdictParams, cohens_h, verdict, wilson
+
+    lo, hi = wilson(10, 20)
+    assert abs(lo - 0.2993) < 1e-3 and abs(hi - 0.7007) < 1e-3
+    assert wilson(0, 21)[0] == 0.0 and abs(wilson(0, 21)[1] - 3.8416 / 24.8416) < 1e-4
+    assert abs(cohens_h(0.5, 0.0) - 1.5708) < 1e-3
+    p = VerdictParams()
+    assert verdict(0, 21, 33, 63, p)[0] == "causes"          # 0/21 vs 33/63
+    assert verdict(11, 21, 33, 63, p)[0] == "no_effect"      # 11/21 vs 33/63
+    assert verdict(6, 21, 33, 63, p)[0] == "inconclusive"    # a drop inside the noise
+    assert verdict(0, 21, 0, 63, p)[0] == "inconclusive"     # nothing to remove
