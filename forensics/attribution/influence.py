@@ -44,6 +44,7 @@ class InfluenceConfig:
     damping: float | None = None     # EK-FAC damping; None = kronfluence's heuristic (0.1 x mean eigenvalue)
     proj_dim: int = 512              # gradcos: random projection dimension
     lm_head: bool = True             # ekfac: also track the output layer (vocabulary-sized factors)
+    seed: int = 0                    # torch seed of the pass (EK-FAC samples labels from the model: true Fisher)
 
 
 def load_target(path: str | Path):
@@ -186,6 +187,7 @@ def _ekfac(model, data, q, pad: int, config: InfluenceConfig, workdir: Path) -> 
         def __getitem__(self, i):
             return self.items[i]
 
+    torch.manual_seed(config.seed)
     task = _Task()
     model = prepare_model(model, task)
     workdir.mkdir(parents=True, exist_ok=True)
