@@ -52,7 +52,7 @@ def register(main: click.Group) -> None:
         if res.mode == "external":
             est = d["cost_estimate"]
             console.print(f"not retrained here ({d['reason']}).\nCost estimate: {est['retrains']} retrains, "
-                          f"{est['flops']:.3g} FLOPs, ~{est['hours_at_flops_per_s']:.2f} h at "
+                          f"{est['flops']:.3g} FLOPs, ~{est['hours_at_flops_per_s']:.3g} h at "
                           f"{est['flops_per_s_assumed']:.3g} FLOP/s.\nWrote {d['written']['dir']}: "
                           + ", ".join(d["written"]["files"]) + "\nRun retrain.py there (or your trainer on "
                           "train-*.jsonl with train_config.json).")

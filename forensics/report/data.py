@@ -204,11 +204,13 @@ def load_report_data(ws: "Workspace", run_id: int, embed: bool = True) -> Report
 
 
 def _verifications(ws: "Workspace", run_id: int) -> dict[int, dict]:
-    """The latest verification of each cluster of the run (``forensics verify``)."""
+    """The latest verification of each cluster of the run (``forensics verify``); one that
+    retrained wins over a later one that only wrote a script (``not_run``)."""
     out: dict[int, dict] = {}
     for vid, cid, verdict, rt, rw, rr, eff, n, removed, det in ws.rows(
             "SELECT verification_id, cluster_id, verdict, rate_trained, rate_without, rate_random, effect, "
-            "probes, removed_rows, detail FROM verifications WHERE run_id = ? ORDER BY verification_id",
+            "probes, removed_rows, detail FROM verifications WHERE run_id = ? "
+            "ORDER BY verdict <> 'not_run', verification_id",
             [run_id]):
         d = _json_load(det) or {}
         out[int(cid)] = {"verification_id": int(vid), "verdict": verdict, "rate_trained": rt,
