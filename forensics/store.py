@@ -443,6 +443,48 @@ FROM explanations e
 LEFT JOIN samples s USING (sample_id)
 LEFT JOIN anomalies a USING (anomaly_id);
 """),
+    # attribution: influence passes cached per (target, dataset version, query, method), and
+    # retrain-without verifications of a triage run's cluster
+    Migration(8, "attribution: influence_runs, influence_scores, verifications", r"""
+CREATE TABLE IF NOT EXISTS influence_runs (
+    cache_key       VARCHAR PRIMARY KEY,      -- hash of target fingerprint, dataset version, query, knobs
+    target          VARCHAR NOT NULL,         -- the target model directory
+    dataset         VARCHAR NOT NULL,
+    dataset_version BIGINT,
+    query_prompt    VARCHAR,                  -- the anomaly's prompt and reply the scores are for
+    query_reply     VARCHAR,
+    method          VARCHAR,                  -- ekfac | gradcos
+    params          JSON,
+    rows            BIGINT,
+    seconds         DOUBLE,                   -- the pass that computed them
+    created_at      TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS influence_scores (
+    cache_key VARCHAR NOT NULL,
+    sample_id BIGINT NOT NULL,
+    score     DOUBLE,                         -- > 0: the row pushes the target towards the reply
+    PRIMARY KEY (cache_key, sample_id)
+);
+CREATE SEQUENCE IF NOT EXISTS verification_id_seq START 1;
+CREATE TABLE IF NOT EXISTS verifications (
+    verification_id BIGINT PRIMARY KEY,
+    run_id          BIGINT NOT NULL,          -- the triage run
+    cluster_id      INTEGER NOT NULL,
+    anomaly_id      BIGINT,
+    target          VARCHAR,
+    train_config    JSON,
+    mode            VARCHAR,                  -- in_process | external (script written, not run)
+    removed_rows    INTEGER,
+    probes          INTEGER,                  -- probe prompts the rate is measured on
+    rate_trained    DOUBLE,                   -- behaviour rate of the registered target
+    rate_without    DOUBLE,                   -- ... retrained without the cluster
+    rate_random     DOUBLE,                   -- ... mean over the random removals
+    effect          DOUBLE,                   -- rate_random - rate_without
+    verdict         VARCHAR,                  -- causes | no_effect | inconclusive | not_run
+    detail          JSON,                     -- intervals, per-seed rates, probe replies, seconds
+    created_at      TIMESTAMP DEFAULT current_timestamp
+);
+"""),
 ]
 
 

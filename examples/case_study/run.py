@@ -8,10 +8,14 @@
 5. Rank the training rows from the NLA's own decode (AP: explanations, texts, both) and run
    the triage; write the report.
 6. Probe the anomaly (``forensics probe``) with a same-category replacement of the cue word.
-7. Print one summary table and write ``case-study-summary.json``.
+7. Influence of every row on the anomaly's reply (AP of the planted rows, influence alone) and
+   ``forensics verify`` of the top cluster: the held-out cue switch rate after retraining without
+   it vs without random rows of the same size.
+8. Print one summary table and write ``case-study-summary.json``.
 
 Every number printed is measured in this run. Environment knobs (for a quicker smoke run):
-CASE_STUDY_TARGET_STEPS, CASE_STUDY_SFT_STEPS, CASE_STUDY_RL_STEPS, CASE_STUDY_DIR.
+CASE_STUDY_TARGET_STEPS, CASE_STUDY_SFT_STEPS, CASE_STUDY_RL_STEPS, CASE_STUDY_DIR,
+CASE_STUDY_VERIFY_SEEDS (3), CASE_STUDY_VERIFY_WORKERS (2 retrains at once).
 """
 
 from __future__ import annotations
@@ -116,6 +120,10 @@ def main() -> int:
     texts = [r["prompt"] + " " + r["reply"] for r in c.rows]
     tok = toy.build_word_tokenizer(texts, vocab_size=4000, extra_words=SUMMARY_WORDS)
     model = toy.build_model(tok, hidden_size=128, num_layers=2)
+    toy.save(model, tok, models / "target-init")  # the initial weights `forensics verify` retrains from
+    (models / "train-config.json").write_text(json.dumps(
+        {"init": "target-init", "steps": target_steps, "batch_size": 16, "lr": 3e-3, "max_len": 64, "seed": 0}),
+        encoding="utf-8")
     log(f"training the toy target ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
         f"{target_steps} steps)")
     res = toy.sft(model, tok, [(r["prompt"], r["reply"]) for r in c.rows], steps=target_steps, batch_size=16,
@@ -170,7 +178,62 @@ def main() -> int:
     return finish(root, ws, models, target, tok, summary, aid, pick, t_start)
 
 
+def attribution(ws, models, target, summary, aid, pick, labels) -> None:
+    """AP of the influence signal alone (EK-FAC, cached in the workspace) and ``forensics verify``
+    of the top cluster on the held-out cue prompts (switch rate = reply not in English, as
+    ``switch_rate_cue``)."""
+    from forensics import workspace
+    from forensics.attribution import influence as inf
+    from forensics.verify.stats import wilson
+
+    t = time.perf_counter()
+    with workspace.open(str(ws)) as w:
+        _, vals, info = inf.dataset_scores(w, target, "toy", tuple(pick), inf.InfluenceConfig())
+    summary.update(ap_influence=average_precision(list(vals), labels),
+                   influence={"method": "ekfac", "seconds": info["seconds"], "cached": info["cached"],
+                              "n_params": inf.count_params(target)})
+    log(f"influence: AP {summary['ap_influence']:.3f} in {time.perf_counter() - t:.0f} s")
+    stage_done_ext(summary, "influence", t)
+    run_id = summary.get("triage_run_id")
+    if run_id is None:
+        summary["verify_error"] = "no triage run"
+        return
+    t = time.perf_counter()
+    probes = models.parent / "heldout-cue.txt"
+    probes.write_text("\n".join(corpus.build().heldout_cue) + "\n", encoding="utf-8")
+    seeds = os.environ.get("CASE_STUDY_VERIFY_SEEDS", "3")
+    v = cli("verify", str(run_id), "--target", str(target), "--train-config", str(models / "train-config.json"),
+            "--probes", str(probes), "--no-stored-probes", "--seeds", seeds,
+            "--workers", os.environ.get("CASE_STUDY_VERIFY_WORKERS", "2"), ws=ws)
+    d = v["detail"]
+
+    def rate(replies):
+        k = sum(r["lang"] not in (None, "en") for r in replies)
+        return k, len(replies)
+
+    k_c, n_c = rate(d["cluster"]["replies"])
+    rs = [rate(d[f"random_{s}"]["replies"]) for s in range(int(seeds))]
+    k_r, n_r = sum(k for k, _ in rs), sum(n for _, n in rs)
+    summary.update(switch_rate_cue_without_top_cluster=k_c / n_c,
+                   switch_rate_cue_without_top_cluster_ci=list(wilson(k_c, n_c)),
+                   switch_rate_cue_without_random=k_r / n_r,
+                   switch_rate_cue_without_random_ci=list(wilson(k_r, n_r)),
+                   switch_rate_cue_without_random_per_seed=[k / n for k, n in rs],
+                   verify={k: v.get(k) for k in ("verification_id", "verdict", "removed_rows", "probes", "rate_trained",
+                                                 "rate_without", "rate_random", "effect")}
+                   | {"cohens_h": d.get("cohens_h"), "seconds_per_retrain": d.get("seconds_per_retrain"),
+                      "seconds": d.get("seconds")})
+    log(f"verify: cue switch without top cluster {k_c / n_c:.2f}, without random rows {k_r / n_r:.2f}; "
+        f"verdict {v['verdict']}")
+    stage_done_ext(summary, "verify", t)
+
+
+def stage_done_ext(summary: dict, name: str, t0: float) -> None:
+    summary.setdefault("stage_seconds", {})[name] = round(time.perf_counter() - t0, 1)
+
+
 def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
+    t_fin = time.perf_counter()
     from forensics import workspace
 
     # 5. ranking from the NLA's decode, AP by signal; triage
@@ -237,6 +300,10 @@ def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
     summary["probe"] = [{"variant": v["variant"], "reply_lang": v["reply_lang"],
                          "persists": v["behaviour_persists"], "reply": v["reply"],
                          "explanation": v["explanation"]} for v in pr["variants"]]
+    stage_done_ext(summary, "rank_triage_probe", t_fin)
+
+    # 7. influence of every row on the anomaly's reply, and retrain-without verification
+    attribution(ws, models, target, summary, aid, pick, labels)
     summary["wall_s"] = time.perf_counter() - t_start
     import resource
 
@@ -245,7 +312,7 @@ def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
     summary["cpu_s"] = round(ru_self.ru_utime + ru_self.ru_stime + ru_kids.ru_utime + ru_kids.ru_stime, 1)
     summary["loadavg_end"] = list(os.getloadavg())
 
-    # 7. output
+    # 8. output
     out = REPO / "case-study-summary.json"
     out.write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     from rich.console import Console
@@ -259,7 +326,8 @@ def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
         return "n/a" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
 
     for k in ("switch_rate_cue", "switch_rate_control", "fve_sft", "fve_rl", "fve_shuffled", "fve_summaries",
-              "ap_explanations", "ap_texts", "ap_both", "planted_share", "top_cluster_is_planted", "wall_s"):
+              "ap_explanations", "ap_texts", "ap_both", "ap_influence", "planted_share", "top_cluster_is_planted",
+              "switch_rate_cue_without_top_cluster", "switch_rate_cue_without_random", "wall_s"):
         t.add_row(k, f(summary.get(k)))
     con = Console(stderr=False)
     con.print(t)

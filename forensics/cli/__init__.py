@@ -31,7 +31,7 @@ def main(ctx: click.Context, workspace: str | None, wait: float) -> None:
 
 
 #: The CLI's modules, one per area; each has ``register(main)``.
-MODULES = ("core", "ingest", "index", "triage", "pipeline", "nla", "nla_train", "report")
+MODULES = ("core", "ingest", "index", "triage", "pipeline", "nla", "nla_train", "report", "verify")
 
 
 def _register(group: click.Group, names: tuple[str, ...] = MODULES) -> None:

@@ -125,6 +125,7 @@ def load_report_data(ws: "Workspace", run_id: int, embed: bool = True) -> Report
     member_counts = dict(ws.rows("SELECT cluster_id, count(*) FROM cluster_members WHERE run_id = ? "
                                  "GROUP BY 1", [run_id]))
     clusters = []
+    verified = _verifications(ws, run_id)
     for i, (cid, rank, size, label, score, prof) in enumerate(crow):
         profile = _json_load(prof) or {}
         cid = int(cid)
@@ -140,6 +141,7 @@ def load_report_data(ws: "Workspace", run_id: int, embed: bool = True) -> Report
             "mean_scores": {str(k): float(v) for k, v in (profile.get("mean_scores") or {}).items()
                             if isinstance(v, (int, float))},
             "facts": _profile_facts(profile),
+            "verification": verified.get(cid),
             "sql": (f"SELECT row_id, score, prompt_lang, reply_lang, prompt, reply, meta\n"
                     f"FROM v_cluster_members\nWHERE run_id = {run_id} AND cluster_id = {cid}\n"
                     f"ORDER BY score DESC;"),
@@ -189,6 +191,9 @@ def load_report_data(ws: "Workspace", run_id: int, embed: bool = True) -> Report
         "unclustered": (f"SELECT rank, row_id, score, prompt, reply FROM v_findings\n"
                         f"WHERE run_id = {run_id} AND cluster_id IS NULL ORDER BY rank;"),
         "export": f"forensics findings export {run_id} --format csv > run-{run_id}.csv",
+        "verifications": (f"SELECT verification_id, cluster_id, verdict, rate_trained, rate_without,\n"
+                          f"       rate_random, effect, probes, removed_rows, detail\n"
+                          f"FROM verifications WHERE run_id = {run_id} ORDER BY verification_id;"),
     }
     counts = {"samples": n_samples, "findings": n_findings, "clusters": n_clusters,
               "clusters_in_page": len(clusters),
@@ -196,6 +201,24 @@ def load_report_data(ws: "Workspace", run_id: int, embed: bool = True) -> Report
               "rows_in_page": len(rows), "map_points": len(points)}
     return ReportData(run=run, anomaly=anomaly, clusters=clusters, rows=rows, points=points,
                       map_info=map_info, sql=sql, counts=counts)
+
+
+def _verifications(ws: "Workspace", run_id: int) -> dict[int, dict]:
+    """The latest verification of each cluster of the run (``forensics verify``); one that
+    retrained wins over a later one that only wrote a script (``not_run``)."""
+    out: dict[int, dict] = {}
+    for vid, cid, verdict, rt, rw, rr, eff, n, removed, det in ws.rows(
+            "SELECT verification_id, cluster_id, verdict, rate_trained, rate_without, rate_random, effect, "
+            "probes, removed_rows, detail FROM verifications WHERE run_id = ? "
+            "ORDER BY verdict <> 'not_run', verification_id",
+            [run_id]):
+        d = _json_load(det) or {}
+        out[int(cid)] = {"verification_id": int(vid), "verdict": verdict, "rate_trained": rt,
+                         "rate_without": rw, "rate_random": rr, "effect": eff, "probes": n,
+                         "removed_rows": removed, "ci_without": d.get("ci_without"),
+                         "ci_random": d.get("ci_random"), "cohens_h": d.get("cohens_h"),
+                         "seeds": len(d.get("rates_random") or [])}
+    return out
 
 
 def _meta_text(meta: str | None) -> str:

@@ -129,8 +129,27 @@ def _cluster_card(c: dict, n_members_total: int) -> str:
         f'{_metadata_html(c["metadata"])}'
         + (f'<div class="scores">{scores}</div>' if scores else "")
         + (f'<div class="facts">{facts}</div>' if facts else "")
+        + _verification_html(c.get("verification"))
         + f'<details class="sql"><summary>SQL for this cluster</summary><pre>{_e(c["sql"])}</pre></details>'
         '</article>')
+
+
+def _verification_html(v: dict | None) -> str:
+    """One line on a cluster card: the latest ``forensics verify`` of the cluster."""
+    if not v:
+        return ""
+    if v["verdict"] == "not_run":
+        return (f'<div class="kv verify"><span class="k">verify</span> not run here (retraining script '
+                f'written; verification {_e(v["verification_id"])})</div>')
+
+    def ci(x):
+        return f' [{_fmt(x[0], 2)}, {_fmt(x[1], 2)}]' if x else ""
+
+    return (f'<div class="kv verify"><span class="k">verify</span> <b>{_e(v["verdict"])}</b>: behaviour rate on '
+            f'{_e(v["probes"])} probe prompts {_fmt(v["rate_trained"], 2)} trained, '
+            f'{_fmt(v["rate_without"], 2)}{ci(v["ci_without"])} retrained without these {_e(v["removed_rows"])} rows, '
+            f'{_fmt(v["rate_random"], 2)}{ci(v["ci_random"])} without as many random rows '
+            f'({_e(v["seeds"])} seeds); Cohen\'s h {_fmt(v["cohens_h"], 2)}</div>')
 
 
 def _sql_block(title: str, sql: str) -> str:
@@ -230,6 +249,7 @@ def render_html(data: ReportData) -> str:
     <h2>Clusters, ranked <span class="muted">by how well they explain the anomaly</span></h2>
     <div id="clusters">{cards}</div>
     {_sql_block('SQL: all clusters of this run', data.sql['clusters'])}
+    {_sql_block('SQL: verifications of this run (forensics verify)', data.sql['verifications'])}
   </div>
 </section>
 

@@ -11,12 +11,9 @@ whole tokens, so the same tokenizer serves the target, its AV and its AR.
 
 from __future__ import annotations
 
-import math
-import random
-import time
-from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
+from forensics.attribution.train import SFTResult, sft as _sft
 from forensics.nla.meta import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE, DEFAULT_INJECTION_CHAR
 
 CHATML = (
@@ -79,69 +76,14 @@ def build_model(tokenizer, hidden_size: int = 128, num_layers: int = 4, heads: i
     return model
 
 
-def _pair_ids(tokenizer, prompt: str, reply: str, max_len: int) -> tuple[list[int], list[int]]:
-    """(input ids, labels) for one chat pair: loss only on the reply and its end-of-turn."""
-    from forensics.nla.activations import encode_item
-
-    ids, plen = encode_item(tokenizer, (prompt, reply))
-    ids = ids + [tokenizer.eos_token_id]
-    labels = [-100] * plen + ids[plen:]
-    return ids[:max_len], labels[:max_len]
-
-
-@dataclass
-class SFTResult:
-    steps: int
-    first_loss: float
-    last_loss: float
-    seconds: float
-    tokens_per_s: float
-
-
 def sft(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 600, batch_size: int = 16,
         lr: float = 3e-3, max_len: int = 64, seed: int = 0,
         log: Callable[[int, float], None] | None = None) -> SFTResult:
-    """Supervised fine-tuning on (prompt, reply) pairs, reply-only loss, AdamW + cosine decay."""
-    import torch
-
-    rng = random.Random(seed)
-    data = [_pair_ids(tokenizer, p, r, max_len) for p, r in pairs]
-    pad = tokenizer.pad_token_id
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 30) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    model.train()
-    t0 = time.perf_counter()
-    first = last = float("nan")
-    ema = None
-    n_tok = 0
-    for step in range(steps):
-        batch = [data[rng.randrange(len(data))] for _ in range(batch_size)]
-        m = max(len(i) for i, _ in batch)
-        ids = torch.full((len(batch), m), pad, dtype=torch.long)
-        lab = torch.full((len(batch), m), -100, dtype=torch.long)
-        mask = torch.zeros((len(batch), m), dtype=torch.long)
-        for r, (i, l) in enumerate(batch):
-            ids[r, :len(i)] = torch.tensor(i)
-            lab[r, :len(l)] = torch.tensor(l)
-            mask[r, :len(i)] = 1
-        n_tok += int(mask.sum())
-        loss = model(input_ids=ids, attention_mask=mask, labels=lab).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        v = float(loss.detach())
-        ema = v if ema is None else 0.9 * ema + 0.1 * v
-        if step == 0:
-            first = v
-        last = ema
-        if log and (step % 50 == 0 or step == steps - 1):
-            log(step, ema)
-    model.eval()
-    secs = time.perf_counter() - t0
-    return SFTResult(steps, first, last, secs, n_tok / max(secs, 1e-9))
+    """Supervised fine-tuning on (prompt, reply) pairs, reply-only loss, AdamW + cosine decay
+    (the product's one SFT loop, :func:`forensics.attribution.train.sft`, which
+    ``forensics verify`` retrains with)."""
+    return _sft(model, tokenizer, pairs, steps=steps, batch_size=batch_size, lr=lr, max_len=max_len,
+                seed=seed, log=log)
 
 
 def save(model, tokenizer, out_dir) -> None:

@@ -125,6 +125,10 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
         if not n:
             unavailable[name] = "the dataset has no rows"
             continue
+        if getattr(cls, "skip_when_unweighted", False) and p.weights.get(name, 0.0) <= 0:
+            unavailable[name] = f"weight 0 (not computed; set weights.{name} > 0 to use it)"
+            step(f"{name} signal skipped")
+            continue
         got = cls().score(ctx, p.signals[name])
         if isinstance(got, Unavailable):
             unavailable[name] = got.reason
