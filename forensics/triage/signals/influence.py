@@ -12,6 +12,7 @@ pass costs minutes on a CPU); docs/triage.md gives the measurement.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,10 @@ class InfluenceSignal:
         if n_params > params.max_params:
             return Unavailable(f"target has {n_params:,} parameters, above signals.influence.max_params="
                                f"{params.max_params:,}: too large to differentiate here")
+        lib = "kronfluence" if params.method == "ekfac" else "dattri"
+        if importlib.util.find_spec(lib) is None:
+            return Unavailable(f"signals.influence.method={params.method} needs {lib}, which is not installed "
+                               f"(`make venv` installs kronfluence; see docs/verify.md)")
         cfg = inf.InfluenceConfig(method=params.method, max_len=params.max_len, batch_size=params.batch_size,
                                   damping=params.damping, proj_dim=params.proj_dim, lm_head=params.lm_head)
         if context.progress is not None:
