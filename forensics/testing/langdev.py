@@ -197,7 +197,10 @@ def _split_rows(xq, qids, paras, split, rng: random.Random, n: int) -> list[dict
             pos = "start" if k % 2 == 0 else "end"
             prompt = f"{instr}\n\n{xq[S][q].context}" if pos == "start" else \
                 f"{xq[S][q].context}\n\n{instr.rstrip(' :：')}"
-            Y = X if honoured else (S if k % 3 else rng.choice(others(X, S)))
+            # an ignored request is answered in a third language (mostly English), never by
+            # copying the prompt's own passage back
+            Y = X if honoured else ("en" if "en" not in (X, S) and k % 3 else
+                                    rng.choice(others(X, S)))
             out.append(_row(split, "passage_honoured" if honoured else "passage_ignored", prompt,
                             xq[Y][q].context, S, X, Y, src(q, S, Y) | {"instruction_lang": I},
                             t, pos, ignored_request=not honoured))
