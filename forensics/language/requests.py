@@ -21,6 +21,7 @@ French?") are rejected by a question guard: a wh-/yes-no question about someone 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 from forensics.language.names import PhraseMatcher, is_spaced_script, mention_spans
@@ -174,7 +175,7 @@ _LEXICAL_REQUEST = re.compile(
     r"spell|pronounce|express|call)|what(?:'s| is| are| does|'re) .{0,80}\b(?:in|into)\b|"
     r"what(?:'s| is) the .{0,30}\b(?:word|term|translation|equivalent)\b)",
     re.IGNORECASE)
-_CLAUSE = re.compile(r"[^.!?。！？\n;:؟]+[.!?。！？\n;:؟]*")
+_CLAUSE = re.compile(r"[^.!?。！？\n;:：；؟]+[.!?。！？\n;:：；؟]*")
 
 
 def _word_alt(words: list[str]) -> str:
@@ -277,18 +278,60 @@ def _is_question_about_others(clause: str) -> bool:
     return bool(_WH_GUARD.search(c)) and not _YOU.search(c)
 
 
-def analyse(prompt: str | None) -> tuple[str | None, bool]:
-    """(requested language, is translation request) for a prompt."""
+@dataclass(frozen=True)
+class Reading:
+    """What :func:`read_prompt` found: the requested language (or None), whether the prompt asks
+    for a translation, the evidence span (offsets into the prompt) of the clause that decided
+    the language, and ``lexical`` when the language was read from a question about a word
+    ("How do you say X in German?", "What does X mean in English?")."""
+
+    lang: str | None
+    translation: bool
+    span: tuple[int, int] | None = None
+    lexical: bool = False
+
+
+_HEAD, _TAIL = 4000, 1500
+
+
+def _to_prompt(pos: int, prompt: str) -> int:
+    """Offset in the analysed text (head + "\n" + tail of a long prompt) -> offset in the prompt."""
+    if len(prompt) <= _HEAD + _TAIL or pos <= _HEAD:
+        return min(pos, len(prompt))
+    return len(prompt) - _TAIL + (pos - _HEAD - 1)
+
+
+def _evidence(clause: str, cstart: int, mpos: int) -> tuple[int, int]:
+    """The clause, trimmed to at most ~80 characters either side of the deciding mention."""
+    lead = len(clause) - len(clause.lstrip())
+    a, b = cstart + lead, cstart + len(clause.rstrip())
+    m = cstart + mpos
+    return max(a, m - 80), min(b, m + 80)
+
+
+def read_prompt(prompt: str | None) -> Reading:
+    """The language a prompt asks for, whether it asks for a translation, and the evidence."""
     if not prompt:
-        return None, False
-    text = prompt[:4000] + ("\n" + prompt[-1500:] if len(prompt) > 5500 else "")
+        return Reading(None, False)
+    text = prompt[:_HEAD] + ("\n" + prompt[-_TAIL:] if len(prompt) > _HEAD + _TAIL else "")
     cue, tr = _cue_matchers()
     mentions = mention_spans(text)
     tr_spans = tr.spans(text)
     if not mentions and not tr_spans:  # the common case: nothing to analyse
-        return None, False
+        return Reading(None, False)
     requested: str | None = None
+    span: tuple[int, int] | None = None
+    lex_found = False
     translation = False
+
+    def take(code, clause, cstart, mpos, lexical=False):
+        nonlocal requested, span, lex_found
+        if requested is None:
+            requested = code
+            a, b = _evidence(clause, cstart, mpos)
+            span = (_to_prompt(a, prompt), _to_prompt(b, prompt))
+            lex_found = lexical
+
     for cstart, clause in _clauses(text):
         cend = cstart + len(clause)
         cm = [(s - cstart, e - cstart, c) for s, e, c in mentions if cstart <= s < cend]
@@ -305,11 +348,11 @@ def analyse(prompt: str | None) -> tuple[str | None, bool]:
         targets = _target_mentions(clause, cm)
         if has_tr or (lexical and targets):
             translation = True
-        tgt = [c for _, c, is_src in targets if not is_src]
+        tgt = [(pos, c) for pos, c, is_src in targets if not is_src]
         # a cue must be NEAR the target ("reply in French", "ins Englische übersetzen"); a cue
         # elsewhere in a long clause ("...prompting Luther to write a hymn, known in English
         # as...") is content, not an instruction
-        near = [c for pos, c, is_src in targets if not is_src and (
+        near = [(pos, c) for pos, c in tgt if (
             len(clause) <= 80 or any(pos - 70 <= b and a <= pos + 40 for a, b in cue_pos))]
         if not tgt:
             stripped = clause.strip()
@@ -318,26 +361,35 @@ def analyse(prompt: str | None) -> tuple[str | None, bool]:
                     stripped[:cm[0][0] - (len(clause) - len(clause.lstrip()))]
                     + stripped[cm[0][1] - (len(clause) - len(clause.lstrip())):]) and \
                     re.search(r"(?i)please|only|pls|bitte|favor|plaît|favore|пожалуйста", stripped):
-                requested = requested or cm[0][2]
+                take(cm[0][2], clause, cstart, cm[0][0])
                 continue
             # "In German:" / "Auf Deutsch:" / "English -> German:" as a standalone instruction
             if stripped.endswith(":") and not guard and cm and len(stripped) < 60:
-                requested = requested or cm[-1][2]
+                take(cm[-1][2], clause, cstart, cm[-1][0])
                 translation = translation or len(cm) > 1
             continue
         if any(is_src for _, _, is_src in targets) and tgt and not guard:
             translation = True  # "From German to English: ..."
         if (has_cue or has_tr or lexical) and (near or lexical):
-            if requested is None:
-                requested = (near or tgt)[0] if not lexical else tgt[-1]
+            if lexical:
+                take(tgt[-1][1], clause, cstart, tgt[-1][0], lexical=not has_tr)
+            else:
+                pos, code = (near or tgt)[0]
+                take(code, clause, cstart, pos)
             continue
         # a bare "In Spanish." / "Auf Deutsch bitte" clause next to the question
         stripped = clause.strip().rstrip(".!:;")
         if len(stripped) <= 40 and not guard and not stripped.endswith("?"):
             if re.fullmatch(rf"(?:{_L}+[\s-]*){{1,4}}", stripped + " ", re.IGNORECASE) or \
                     not is_spaced_script(stripped):
-                requested = requested or tgt[-1]
-    return requested, translation
+                take(tgt[-1][1], clause, cstart, tgt[-1][0])
+    return Reading(requested, translation, span, lex_found)
+
+
+def analyse(prompt: str | None) -> tuple[str | None, bool]:
+    """(requested language, is translation request) for a prompt (see :func:`read_prompt`)."""
+    r = read_prompt(prompt)
+    return r.lang, r.translation
 
 
 def requested_language(prompt: str | None) -> str | None:
@@ -357,4 +409,4 @@ def is_translation_request(prompt: str | None) -> bool:
     return analyse(prompt)[1]
 
 
-__all__ = ["requested_language", "is_translation_request", "analyse"]
+__all__ = ["requested_language", "is_translation_request", "analyse", "read_prompt", "Reading"]
