@@ -1,6 +1,7 @@
-"""Everything the project knows about languages: codes and names, detection, and what a prompt
-asks for (``requested_language``, translation requests).
+"""Everything the project knows about languages: codes and names, detection, what a prompt
+asks for, the language a reply should be in, and the languages a reply is in.
 
-Submodules: ``detect`` (fastText lid.176 / lingua behind one batch API), ``requests``
-(language mentions, the requested reply language, translation requests).
+Submodules: ``names`` (codes, CLDR names, the mention matcher), ``requests`` (requests and
+translation requests read from a prompt), ``expected`` (``expected_language``), ``segments``
+(``reply_languages``), ``detect`` (fastText lid.176 / lingua behind one batch API).
 """

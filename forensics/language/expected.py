@@ -18,7 +18,8 @@ Decided borderline: questions about a word or a phrase ("How do I say hello in F
 "What does 'Schadenfreude' mean in English?", "What is 'dog' in German?") do NOT set the reply
 language: the answer is an explanation in the prompt's language that quotes the foreign word,
 so they are ``prompt_language`` (the quoted word is too short to be judged by
-:mod:`forensics.language.segments`). Prompts that talk about a language ("Is Portuguese hard
+:mod:`forensics.language.segments`). The same question about a phrase of ``LEXICAL_MAX_WORDS``
+words or more ("How would you say this in Greek? <a paragraph>") is a ``translation``. Prompts that talk about a language ("Is Portuguese hard
 to learn?", "Who translated the Bible into German?") are ``prompt_language`` too. The reading
 of requests is :func:`forensics.language.requests.read_prompt` (one reader for pipelines and
 triage).
@@ -26,12 +27,33 @@ triage).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from forensics.language.names import canonical
 from forensics.language.requests import read_prompt
 
 REASONS = ("request", "translation", "prompt_language", "unknown")
+# A question about a phrase of at least this many words ("How would you say this in Greek?
+# followed by a paragraph) asks for a translation, not about a word.
+LEXICAL_MAX_WORDS = 6
+_QUOTED = re.compile(r"[\"“«„'‘「『]([^\"“”«»„'‘’「」『』]{1,400})[\"”»“'’」』]")
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+_POINTS_ON = re.compile(r"\b(?:this|these|that|the following|below)\b|[:：]\s*$", re.IGNORECASE)
+
+
+def _phrase_words(prompt: str, span: tuple[int, int] | None) -> int:
+    """Words the lexical question asks about: quoted inside the question, plus the text after
+    it when the question points at it ("How would you say this in Greek? <text>")."""
+    if not span:
+        return 0
+    clause = prompt[span[0]:span[1]]
+    n = len(_WORDS.findall(" ".join(_QUOTED.findall(clause))))
+    if _POINTS_ON.search(clause):
+        n += len(_WORDS.findall(prompt[span[1]:]))
+    return n
 
 
 @dataclass(frozen=True)
@@ -53,20 +75,22 @@ def expected_language(prompt: str, prompt_lang: str | None = None,
     """
     r = read_prompt(prompt)
     ev = prompt[r.span[0]:r.span[1]] if r.span else None
+    if r.lang is not None and r.lexical and _phrase_words(prompt, r.span) >= LEXICAL_MAX_WORDS:
+        return Expectation(canonical(r.lang), "translation", r.span, ev)
     if r.lang is not None and not r.lexical:
         return Expectation(canonical(r.lang), "translation" if r.translation else "request",
                            r.span, ev)
     if r.translation and not r.lexical:
         return Expectation(None, "translation", r.span, ev)
     pl = prompt_lang
-    if pl is None and prompt and prompt.strip():
+    if pl is None and prompt and any(c.isalpha() for c in prompt):
         if identifier is None:
             from forensics.language.detect import detect
 
             pl = detect([prompt[:2000]])[0].lang
         else:
             pl = identifier.detect([prompt[:2000]])[0].lang
-    if pl is None:
+    if not pl:
         return Expectation(None, "unknown")
     return Expectation(canonical(pl), "prompt_language")
 

@@ -1,7 +1,18 @@
-"""Language codes and names: ``canonical``/``same_language`` for ISO 639-1 codes, the names of
-each supported language (English names and adjectives, endonyms, and names in a dozen major
-languages, inflected stems such as ``английск*`` included), and a fast phrase matcher that finds
-those names in text (``language_mentions``, ``mention_spans``)."""
+"""Language codes and names: ``canonical``/``same_language`` for ISO 639-1 codes,
+``display_name`` (a language's name in another language), and a fast phrase matcher that finds
+language names in text (``language_mentions``, ``mention_spans``).
+
+Names come from CLDR through ``langcodes`` / ``language-data``: for every supported language
+(``SUPPORTED``), its names in every supported language, regional variants and the alternative
+names language-data records (about 5,600 names for 70 languages; docs/architecture.md gives
+the counts). CLDR has only the dictionary form of a name, so ``_FORMS`` adds what it lacks:
+inflected stems (``английск*`` for "на английском", ``englisch*`` for "ins Englische",
+``ingilizce*`` for "İngilizce'ye"), forms written without accents ("espanol") and colloquial
+names ("Mandarin", "汉语", "Farsi"). A name that is also a territory's name in some language
+("italien"/"Italien", "indonesia") matches only in lower case (unspaced scripts: not at all);
+names that name two languages, a few place names and common words (``_NOT_NAMES``), or that are shorter than ``MIN_NAME_CHARS`` are left out;
+``_CASE_SENSITIVE`` names are ordinary words in lower case ("polish").
+"""
 
 
 from __future__ import annotations
@@ -10,23 +21,45 @@ import re
 import unicodedata
 from functools import lru_cache
 
-# ----------------------------------------------------------------------------- names
-LANGUAGE_NAMES: dict[str, str] = {
-    "en": "English", "de": "German", "es": "Spanish", "zh": "Chinese", "vi": "Vietnamese",
-    "tr": "Turkish", "el": "Greek", "ro": "Romanian", "ru": "Russian", "uk": "Ukrainian",
-    "ar": "Arabic", "hi": "Hindi", "ja": "Japanese", "ko": "Korean", "fr": "French",
-    "it": "Italian", "pt": "Portuguese", "nl": "Dutch", "pl": "Polish", "sv": "Swedish",
-    "cs": "Czech", "da": "Danish", "fi": "Finnish", "no": "Norwegian", "nb": "Norwegian Bokmål",
-    "nn": "Norwegian Nynorsk", "hu": "Hungarian", "he": "Hebrew", "fa": "Persian", "th": "Thai",
-    "id": "Indonesian", "ms": "Malay", "bn": "Bengali", "ta": "Tamil", "ur": "Urdu",
-    "sw": "Swahili", "bg": "Bulgarian", "sr": "Serbian", "hr": "Croatian", "bs": "Bosnian",
-    "sk": "Slovak", "sl": "Slovene", "lt": "Lithuanian", "lv": "Latvian", "et": "Estonian",
-    "ca": "Catalan", "eu": "Basque", "gl": "Galician", "ga": "Irish", "cy": "Welsh",
-    "is": "Icelandic", "sq": "Albanian", "mk": "Macedonian", "hy": "Armenian", "ka": "Georgian",
-    "az": "Azerbaijani", "kk": "Kazakh", "mn": "Mongolian", "af": "Afrikaans", "tl": "Tagalog",
-    "la": "Latin", "eo": "Esperanto", "te": "Telugu", "mr": "Marathi", "gu": "Gujarati",
-    "pa": "Punjabi", "yo": "Yoruba", "zu": "Zulu", "so": "Somali", "be": "Belarusian",
-}
+# The languages whose names the matcher knows (and in whose languages it knows them).
+SUPPORTED: tuple[str, ...] = (
+    "en", "de", "es", "zh", "vi", "tr", "el", "ro", "ru", "uk", "ar", "hi", "ja", "ko", "fr",
+    "it", "pt", "nl", "pl", "sv", "cs", "da", "fi", "no", "nb", "nn", "hu", "he", "fa", "th",
+    "id", "ms", "bn", "ta", "ur", "sw", "bg", "sr", "hr", "bs", "sk", "sl", "lt", "lv", "et",
+    "ca", "eu", "gl", "ga", "cy", "is", "sq", "mk", "hy", "ka", "az", "kk", "mn", "af", "tl",
+    "la", "eo", "te", "mr", "gu", "pa", "yo", "zu", "so", "be",
+)
+MIN_NAME_CHARS = 4   # single-word names in spaced scripts shorter than this are left out
+# CLDR names that are, in running text, far more often a place or a common word of another
+# language (Indonesian "Wales"/"Korea"/"Persia"; Turkish "araba" = car, "dana" = calf;
+# Romanian "cina" = dinner).
+_NOT_NAMES = frozenset({"wales", "korea", "persia", "araba", "dana", "cina"})
+
+
+@lru_cache(maxsize=4096)
+def display_name(code: str, in_lang: str = "en") -> str:
+    """The CLDR name of language ``code`` in language ``in_lang`` ("de", "en" -> "German";
+    "en", "ru" -> "английский"); the code itself when CLDR has no name."""
+    import langcodes
+
+    try:
+        name = langcodes.Language.get(code).display_name(in_lang)
+    except (ValueError, LookupError):
+        return code
+    return name if name and not name.lower().startswith("unknown language") else code
+
+
+@lru_cache(maxsize=1)
+def english_names() -> dict[str, str]:
+    """{code: English CLDR name} of the supported languages (also ``names.LANGUAGE_NAMES``)."""
+    return {c: display_name(c) for c in SUPPORTED}
+
+
+def __getattr__(name: str):
+    # LANGUAGE_NAMES is built on first use: langcodes costs about a second to import
+    if name == "LANGUAGE_NAMES":
+        return english_names()
+    raise AttributeError(name)
 
 # Codes that name the same written language for our purposes (lingua says nb/nn).
 _CANON = {"nb": "no", "nn": "no", "zh-tw": "zh", "zh-cn": "zh", "iw": "he", "in": "id",
@@ -45,148 +78,61 @@ def same_language(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and canonical(a) == canonical(b)
 
 
-# Aliases are regex fragments, matched case-insensitively. A trailing ``*`` means "stem":
-# any letters may follow (inflections). Alphabetic-script aliases must stand as whole words;
-# aliases in scripts written without spaces (CJK, Thai) or with fused prefixes (Arabic,
+# What CLDR lacks (see the module docstring): inflected stems, accent-less and colloquial forms.
+# Entries are regex-free strings, matched case-insensitively. A trailing ``*`` means "stem":
+# any letters may follow (inflections). Alphabetic-script names must stand as whole words;
+# names in scripts written without spaces (CJK, Thai) or with fused prefixes (Arabic,
 # Hebrew, Devanagari) match as substrings.
-_A: dict[str, list[str]] = {
-    "en": ["english", "anglais", "englisch*", "inglés", "ingles", "inglês", "inglese",
-           "engels", "angielsk*", "английск*", "англійськ*", "αγγλικ*", "engleză", "engleza",
-           "englez*", "tiếng anh", "i̇ngilizce*", "ingilizce*", "engelsk*", "englanti*",
-           "angol*", "anglick*", "bahasa inggris", "inggris", "英语", "英文", "英語", "영어",
-           "الإنجليزية", "الانجليزية", "الإنكليزية", "بالإنجليزية", "אנגלית", "انگلیسی",
-           "अंग्रेज़ी", "अंग्रेजी", "ภาษาอังกฤษ"],
-    "de": ["german", "deutsch", "deutsche", "deutschen", "deutscher", "deutsches", "alemán",
-           "aleman", "alemão", "allemand", "tedesco", "duits", "niemieck*", "немецк*",
-           "німецьк*", "γερμανικ*", "germană", "germana", "nemțește", "tiếng đức", "almanca*",
-           "tysk*", "saksa*", "német*", "německ*", "bahasa jerman", "德语", "德文", "德語",
-           "ドイツ語", "독일어", "الألمانية", "الالمانية", "גרמנית", "آلمانی", "जर्मन"],
-    "es": ["spanish", "español", "espanol", "castellano", "espagnol", "spanisch*", "spagnolo",
-           "espanhol", "spaans", "hiszpańsk*", "испанск*", "іспанськ*", "ισπανικ*", "spaniolă",
-           "spaniola", "tiếng tây ban nha", "i̇spanyolca*", "ispanyolca*", "spansk*",
-           "espanja*", "spanyol*", "španělsk*", "西班牙语", "西班牙文", "西班牙語",
-           "スペイン語", "스페인어", "الإسبانية", "الاسبانية", "ספרדית", "اسپانیایی", "स्पेनिश"],
-    "fr": ["french", "français", "francais", "französisch*", "franzosisch*", "francés",
-           "frances", "francese", "francês", "frans", "francusk*", "французск*",
-           "французьк*", "γαλλικ*", "franceză", "franceza", "tiếng pháp", "fransızca*",
-           "fransk*", "ranska*", "francia", "francouzsk*", "法语", "法文", "法語", "フランス語",
-           "프랑스어", "الفرنسية", "צרפתית", "فرانسوی", "फ़्रेंच", "फ्रेंच"],
-    "it": ["italian", "italiano", "italien", "italienisch*", "italiana", "italiaans",
-           "włosk*", "итальянск*", "італійськ*", "ιταλικ*", "italiană", "tiếng ý",
-           "i̇talyanca*", "italyanca*", "italiensk*", "italia", "olasz*", "意大利语", "意大利文",
-           "イタリア語", "이탈리아어", "الإيطالية", "איטלקית"],
-    "pt": ["portuguese", "português", "portugues", "portugués", "portugais", "portugiesisch*",
-           "portoghese", "portugees", "portugalsk*", "португальск*", "πορτογαλικ*",
-           "portugheză", "tiếng bồ đào nha", "portekizce*", "葡萄牙语", "葡萄牙文", "ポルトガル語",
-           "포르투갈어", "البرتغالية"],
-    "ru": ["russian", "russe", "russisch*", "ruso", "russo", "russisch", "rosyjsk*",
-           "русск*", "російськ*", "ρωσικ*", "rusă", "rusa", "rusește", "tiếng nga",
-           "rusça*", "rusca*", "rysk*", "venäjä*", "orosz*", "rusk*", "俄语", "俄文", "俄語",
-           "ロシア語", "러시아어", "الروسية", "רוסית", "روسی", "रूसी"],
-    "zh": ["chinese", "mandarin", "cantonese", "chinois", "chinesisch*", "chino", "cinese",
-           "chinês", "chines", "chinees", "chińsk*", "китайск*", "китайськ*", "κινεζικ*",
-           "chineză", "chineza", "tiếng trung", "tiếng hoa", "çince*", "cince*", "kinesisk*",
-           "kiina*", "kínai*", "čínsk*", "中文", "汉语", "漢語", "华语", "華語", "普通话", "國語",
-           "中国語", "중국어", "الصينية", "סינית", "چینی", "चीनी"],
-    "ja": ["japanese", "japonais", "japanisch*", "japonés", "japones", "giapponese", "japonês",
-           "japans", "japońsk*", "японск*", "японськ*", "ιαπωνικ*", "japoneză", "tiếng nhật",
-           "japonca*", "japansk*", "japani*", "日语", "日文", "日語", "日本語", "일본어",
-           "اليابانية", "יפנית", "ژاپنی", "जापानी"],
-    "ko": ["korean", "coréen", "coreen", "koreanisch*", "coreano", "koreaans", "koreańsk*",
-           "корейск*", "корейськ*", "κορεατικ*", "coreeană", "tiếng hàn", "korece*",
-           "koreansk*", "韩语", "韩文", "韓語", "朝鲜语", "韓国語", "한국어", "한글", "الكورية"],
-    "ar": ["arabic", "arabe", "arabisch*", "árabe", "arabo", "arabisch", "arabsk*",
-           "арабск*", "арабськ*", "αραβικ*", "arabă", "tiếng ả rập", "arapça*", "arabiska",
-           "arabia", "阿拉伯语", "阿拉伯文", "アラビア語", "아랍어", "العربية", "بالعربية",
-           "عربي", "ערבית", "عربی", "अरबी"],
-    "hi": ["hindi", "hindí", "हिंदी", "हिन्दी", "印地语", "ヒンディー語", "힌디어", "الهندية"],
-    "nl": ["dutch", "flemish", "nederlands", "néerlandais", "neerlandais", "niederländisch*",
-           "holländisch*", "neerlandés", "holandés", "olandese", "holandês", "holendersk*",
-           "niderlandzk*", "нидерландск*", "голландск*", "ολλανδικ*", "olandeză", "hollandaca*",
-           "nederländska", "hollanti*", "荷兰语", "オランダ語", "네덜란드어", "الهولندية"],
-    "pl": ["polish", "polski", "polsku", "polonais", "polnisch*", "polaco", "polacco",
-           "polonês", "pools", "польск*", "польськ*", "πολωνικ*", "poloneză", "lehçe*",
-           "波兰语", "ポーランド語", "폴란드어", "البولندية"],
-    "sv": ["swedish", "svenska", "suédois", "schwedisch*", "sueco", "svedese", "zweeds",
-           "szwedzk*", "шведск*", "σουηδικ*", "suedeză", "i̇sveççe*", "isveççe*", "ruotsi*",
-           "svéd*", "瑞典语", "スウェーデン語", "스웨덴어"],
-    "da": ["danish", "dansk*", "danois", "dänisch*", "danés", "danese", "deens", "duńsk*",
-           "датск*", "δανικ*", "daneză", "danca*", "tanska*", "丹麦语", "デンマーク語", "덴마크어"],
-    "no": ["norwegian", "norsk*", "bokmål", "bokmal", "nynorsk", "norvégien", "norwegisch*",
-           "noruego", "norvegese", "noors", "norwesk*", "норвежск*", "νορβηγικ*", "norveççe*",
-           "norja*", "挪威语", "ノルウェー語", "노르웨이어"],
-    "fi": ["finnish", "suomi", "suomeksi", "suomen kiel*", "finnois", "finnisch*", "finlandés",
-           "finlandese", "fins", "fińsk*", "финск*", "фінськ*", "φινλανδικ*", "fince*",
-           "finsk*", "芬兰语", "フィンランド語", "핀란드어"],
-    "cs": ["czech", "čeština", "češtině", "cestina", "česky", "tchèque", "tschechisch*",
-           "checo", "ceco", "tsjechisch", "czesk*", "чешск*", "чеськ*", "τσεχικ*", "çekçe*",
-           "捷克语", "チェコ語", "체코어"],
-    "sk": ["slovak", "slovenčina", "slovensky", "slovaque", "slowakisch*", "eslovaco",
-           "slovacco", "słowack*", "словацк*", "斯洛伐克语"],
-    "sl": ["slovene", "slovenian", "slovenščina", "slovenski", "slovène", "slowenisch*",
-           "esloveno", "sloveno", "словенск*"],
-    "hu": ["hungarian", "magyar*", "hongrois", "ungarisch*", "húngaro", "hungaro", "ungherese",
-           "węgiersk*", "венгерск*", "угорськ*", "ουγγρικ*", "macarca*", "unkari*", "匈牙利语",
-           "ハンガリー語", "헝가리어"],
-    "he": ["hebrew", "hébreu", "hebreu", "hebräisch*", "hebreo", "ebraico", "hebraico",
-           "иврит*", "עברית", "בעברית", "希伯来语", "ヘブライ語", "히브리어", "العبرية"],
-    "fa": ["persian", "farsi", "persan", "persisch*", "persa", "персидск*", "فارسی",
-           "بفارسی", "波斯语", "ペルシア語", "페르시아어", "الفارسية"],
-    "th": ["thai", "thaï", "thailändisch*", "tailandés", "tailandese", "tailandês",
-           "тайск*", "ภาษาไทย", "泰语", "泰文", "タイ語", "태국어", "التايلاندية"],
-    "id": ["indonesian", "bahasa indonesia", "indonésien", "indonesisch*", "indonesio",
-           "indonesiano", "индонезийск*", "印尼语", "印度尼西亚语", "インドネシア語", "인도네시아어"],
-    "ms": ["malay", "bahasa melayu", "bahasa malaysia", "malais", "malaiisch*", "malayo",
-           "малайск*", "马来语", "マレー語", "말레이어"],
-    "bn": ["bengali", "bangla", "বাংলা", "বাংলায়", "бенгальск*", "孟加拉语", "बंगाली"],
-    "ta": ["tamil", "தமிழ்", "тамильск*", "泰米尔语", "तमिल"],
-    "te": ["telugu", "తెలుగు"],
-    "mr": ["marathi", "मराठी"],
-    "gu": ["gujarati", "ગુજરાતી"],
-    "pa": ["punjabi", "ਪੰਜਾਬੀ"],
-    "ur": ["urdu", "اردو", "ourdou", "урду", "乌尔都语", "उर्दू"],
-    "sw": ["swahili", "kiswahili", "souahili", "suaheli", "суахили"],
-    "bg": ["bulgarian", "български", "българск*", "bulgare", "bulgarisch*", "búlgaro",
-           "bulgaro", "болгарск*", "βουλγαρικ*", "bulgară", "保加利亚语"],
-    "sr": ["serbian", "српски", "srpski", "serbe", "serbisch*", "serbio", "serbo",
-           "сербск*", "σερβικ*", "sârbă", "塞尔维亚语"],
-    "hr": ["croatian", "hrvatski", "croate", "kroatisch*", "croata", "хорватск*", "克罗地亚语"],
-    "bs": ["bosnian", "bosanski"],
-    "lt": ["lithuanian", "lietuvi*", "lituanien", "litauisch*", "lituano", "литовск*"],
-    "lv": ["latvian", "latviešu", "letton", "lettisch*", "letón", "латышск*"],
-    "et": ["estonian", "eesti", "estonien", "estnisch*", "estonio", "эстонск*"],
-    "ca": ["catalan", "català", "catalán", "katalanisch*", "catalano", "каталанск*"],
-    "eu": ["basque", "euskara", "euskera", "baskisch*", "vasco"],
-    "gl": ["galician", "galego", "gallego"],
-    "ga": ["irish gaelic", "gaeilge"],
-    "cy": ["welsh", "cymraeg"],
-    "is": ["icelandic", "íslenska", "isländisch*"],
-    "sq": ["albanian", "shqip"],
-    "mk": ["macedonian", "македонск*"],
-    "hy": ["armenian", "հայերեն"],
-    "ka": ["georgian", "ქართული"],
-    "az": ["azerbaijani", "azeri", "azərbaycan*"],
-    "kk": ["kazakh", "қазақ*"],
-    "mn": ["mongolian", "монгол хэл*"],
-    "af": ["afrikaans"],
-    "tl": ["tagalog", "filipino"],
-    "la": ["latin", "latein*", "latín", "latino", "латын*", "латинск*", "λατινικ*"],
-    "eo": ["esperanto"],
-    "uk": ["ukrainian", "українськ*", "украинск*", "ukrainien", "ukrainisch*", "ucraniano",
-           "ucraino", "ukraińsk*", "ουκρανικ*", "乌克兰语", "ウクライナ語", "우크라이나어"],
-    "el": ["greek", "ελληνικ*", "grec", "griechisch*", "griego", "greco", "grego", "grieks",
-           "greck*", "греческ*", "грецьк*", "greacă", "greaca", "tiếng hy lạp", "yunanca*",
-           "grekisk*", "希腊语", "希臘語", "ギリシャ語", "그리스어", "اليونانية"],
-    "ro": ["romanian", "română", "romana", "românește", "roumain", "rumänisch*", "rumano",
-           "rumeno", "romeno", "roemeens", "rumuńsk*", "румынск*", "румунськ*", "ρουμανικ*",
-           "rumence*", "tiếng rumani", "tiếng romania", "罗马尼亚语", "ルーマニア語", "루마니아어"],
-    "vi": ["vietnamese", "tiếng việt", "tieng viet", "vietnamien", "vietnamesisch*",
-           "vietnamita", "vietnamees", "wietnamsk*", "вьетнамск*", "в'єтнамськ*",
-           "βιετναμεζικ*", "vietnameză", "vietnamca*", "越南语", "越南文", "ベトナム語",
-           "베트남어", "الفيتنامية"],
-    "tr": ["turkish", "türkçe*", "turkce*", "turc", "türkisch*", "turco", "turks",
-           "turecki*", "турецк*", "турецьк*", "τουρκικ*", "turcă", "turca", "tiếng thổ nhĩ kỳ",
-           "土耳其语", "トルコ語", "터키어", "튀르키예어", "التركية"],
+_FORMS: dict[str, list[str]] = {
+    "en": ["englisch*", "angielsk*", "английск*", "англійськ*", "αγγλικ*", "engleza", "englez*", "i̇ngilizce*", "ingilizce*", "engelsk*", "englanti*", "angol*", "anglick*", "bahasa inggris", "الانجليزية", "الإنكليزية", "بالإنجليزية", "अंग्रेजी", "ภาษาอังกฤษ"],
+    "de": ["deutsche", "deutschen", "deutscher", "deutsches", "aleman", "niemieck*", "немецк*", "німецьк*", "γερμανικ*", "nemțește", "almanca*", "tysk*", "saksa*", "német*", "německ*", "bahasa jerman", "德語", "الالمانية"],
+    "es": ["espanol", "castellano", "spanisch*", "hiszpańsk*", "испанск*", "іспанськ*", "ισπανικ*", "spaniola", "i̇spanyolca*", "ispanyolca*", "spansk*", "espanja*", "spanyol*", "španělsk*", "西班牙語", "الاسبانية"],
+    "fr": ["francais", "französisch*", "franzosisch*", "frances", "francusk*", "французск*", "французьк*", "γαλλικ*", "franceza", "fransızca*", "fransk*", "ranska*", "francouzsk*", "法語"],
+    "it": ["italienisch*", "italiana", "włosk*", "итальянск*", "італійськ*", "ιταλικ*", "tiếng ý", "i̇talyanca*", "italyanca*", "italiensk*", "olasz*", "意大利文"],
+    "pt": ["portugues", "portugiesisch*", "portugalsk*", "португальск*", "πορτογαλικ*", "portekizce*"],
+    "ru": ["russisch*", "rosyjsk*", "русск*", "російськ*", "ρωσικ*", "rusește", "rusça*", "rusca*", "rysk*", "venäjä*", "orosz*", "rusk*", "俄語"],
+    "zh": ["mandarin", "cantonese", "chinesisch*", "chines", "chińsk*", "китайск*", "китайськ*", "κινεζικ*", "chineza", "tiếng hoa", "çince*", "cince*", "kinesisk*", "kiina*", "kínai*", "čínsk*", "汉语", "漢語", "华语", "華語", "國語"],
+    "ja": ["japanisch*", "japones", "japońsk*", "японск*", "японськ*", "ιαπωνικ*", "japonca*", "japansk*", "japani*", "日語"],
+    "ko": ["coreen", "koreanisch*", "koreańsk*", "корейск*", "корейськ*", "κορεατικ*", "korece*", "koreansk*", "韩文", "韓語", "朝鲜语", "한글"],
+    "ar": ["arabisch*", "arabsk*", "арабск*", "арабськ*", "αραβικ*", "arapça*", "بالعربية", "عربي"],
+    "nl": ["neerlandais", "niederländisch*", "holländisch*", "holandés", "holendersk*", "niderlandzk*", "нидерландск*", "голландск*", "ολλανδικ*", "olandeză", "hollandaca*", "hollanti*"],
+    "pl": ["polsku", "polnisch*", "польск*", "польськ*", "πολωνικ*", "lehçe*"],
+    "sv": ["schwedisch*", "szwedzk*", "шведск*", "σουηδικ*", "i̇sveççe*", "isveççe*", "ruotsi*", "svéd*"],
+    "da": ["dansk*", "dänisch*", "duńsk*", "датск*", "δανικ*", "danca*", "tanska*"],
+    "no": ["norsk*", "bokmål", "bokmal", "nynorsk", "norwegisch*", "norwesk*", "норвежск*", "νορβηγικ*", "norveççe*", "norja*"],
+    "fi": ["suomeksi", "suomen kiel*", "finnisch*", "finlandés", "fińsk*", "финск*", "фінськ*", "φινλανδικ*", "fince*", "finsk*"],
+    "cs": ["češtině", "cestina", "česky", "tschechisch*", "czesk*", "чешск*", "чеськ*", "τσεχικ*", "çekçe*"],
+    "sk": ["slovensky", "slowakisch*", "słowack*", "словацк*"],
+    "sl": ["slowenisch*", "словенск*"],
+    "hu": ["magyar*", "ungarisch*", "hungaro", "węgiersk*", "венгерск*", "угорськ*", "ουγγρικ*", "macarca*", "unkari*"],
+    "he": ["hebräisch*", "иврит*", "בעברית"],
+    "fa": ["persisch*", "персидск*", "بفارسی"],
+    "th": ["thailändisch*", "tailandese", "тайск*", "ภาษาไทย"],
+    "id": ["indonesisch*", "индонезийск*", "印尼语"],
+    "ms": ["bahasa melayu", "malaiisch*", "малайск*"],
+    "bn": ["বাংলায়", "бенгальск*"],
+    "ta": ["тамильск*"],
+    "sw": ["souahili"],
+    "bg": ["българск*", "bulgarisch*", "болгарск*", "βουλγαρικ*"],
+    "sr": ["serbisch*", "сербск*", "σερβικ*"],
+    "hr": ["kroatisch*", "хорватск*"],
+    "lt": ["lietuvi*", "litauisch*", "литовск*"],
+    "lv": ["lettisch*", "латышск*"],
+    "et": ["estnisch*", "эстонск*"],
+    "ca": ["katalanisch*", "каталанск*"],
+    "eu": ["baskisch*", "vasco"],
+    "is": ["isländisch*"],
+    "mk": ["македонск*"],
+    "az": ["azərbaycan*"],
+    "kk": ["қазақ*"],
+    "mn": ["монгол хэл*"],
+    "tl": ["filipino"],
+    "la": ["latein*", "латын*", "латинск*", "λατινικ*"],
+    "uk": ["українськ*", "украинск*", "ukrainisch*", "ukraińsk*", "ουκρανικ*"],
+    "el": ["ελληνικ*", "griechisch*", "greck*", "греческ*", "грецьк*", "greaca", "yunanca*", "grekisk*", "希臘語"],
+    "ro": ["romana", "românește", "rumänisch*", "rumuńsk*", "румынск*", "румунськ*", "ρουμανικ*", "rumence*", "tiếng rumani"],
+    "vi": ["tieng viet", "vietnamesisch*", "wietnamsk*", "вьетнамск*", "в'єтнамськ*", "βιετναμεζικ*", "vietnamca*"],
+    "tr": ["türkçe*", "turkce*", "türkisch*", "turecki*", "турецк*", "турецьк*", "τουρκικ*", "turca", "터키어"],
 }
 
 # English aliases that are also ordinary words or other things when lower-case.
@@ -247,8 +193,13 @@ class PhraseMatcher:
                 continue
             self._first.setdefault(toks[0], []).append((tuple(toks[1:]), stem, value))
         self._stem_lens = sorted(self._stems, reverse=True)
+        # substring phrases indexed by their first character: one C-level scan finds the
+        # positions where any may start, then only the phrases with that first character
+        self._by_first: dict[str, list[tuple[str, str]]] = {}
+        for phrase, value in sorted(self._substr, key=lambda x: -len(x[0])):
+            self._by_first.setdefault(phrase[0], []).append((phrase, value))
         self._has_substr_chars = re.compile(
-            "[" + "".join(sorted({re.escape(p[0]) for p, _ in self._substr})) + "]"
+            "[" + "".join(sorted(re.escape(ch) for ch in self._by_first)) + "]"
         ) if self._substr else None
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
@@ -274,12 +225,13 @@ class PhraseMatcher:
                             break
             if best is not None:
                 found.append(best)
-        if self._substr and self._has_substr_chars.search(text):
-            for phrase, value in self._substr:
-                start = text.find(phrase)
-                while start >= 0:
-                    found.append((start, start + len(phrase), value))
-                    start = text.find(phrase, start + 1)
+        if self._has_substr_chars is not None:
+            by_first = self._by_first
+            for m in self._has_substr_chars.finditer(text):
+                st = m.start()
+                for phrase, value in by_first[m.group(0)]:
+                    if text.startswith(phrase, st):
+                        found.append((st, st + len(phrase), value))
         if not found:
             return found
         found.sort(key=lambda x: (x[0], -(x[1] - x[0])))
@@ -307,10 +259,68 @@ class PhraseMatcher:
         return toks[j][1]
 
 
+def _load_trie(lang: str, category: str):
+    from language_data.names import load_trie
+    from language_data.util import data_filename
+
+    try:
+        return load_trie(data_filename(f"trie/{lang}/name_to_{category}.marisa"))
+    except (OSError, FileNotFoundError, RuntimeError):
+        return None
+
+
+@lru_cache(maxsize=1)
+def place_names() -> frozenset[str]:
+    """Territory names (casefolded) in the supported languages, from CLDR."""
+    out: set[str] = set()
+    for dl in sorted(set(SUPPORTED)):
+        t = _load_trie(dl, "territory")
+        if t is not None:
+            out.update(t.keys())
+    return frozenset(out)
+
+
+@lru_cache(maxsize=1)
+def cldr_names() -> dict[str, list[str]]:
+    """{code: [names]} of the supported languages in the supported languages, from CLDR (via
+    language-data's name tries: CLDR names, regional variants, recorded alternatives), without
+    names in unspaced scripts that are also a territory's name, names that name two supported
+    languages, or that are too short to be safe (see the module
+    docstring). Names are casefolded."""
+    supported = {canonical(c) for c in SUPPORTED}
+    places = place_names()
+    by_name: dict[str, set[str]] = {}
+    for dl in sorted(set(SUPPORTED)):
+        t = _load_trie(dl, "language")
+        if t is None:
+            continue
+        for name, raw in t.items():
+            code = canonical(raw.decode("utf-8"))
+            if code in supported and not (name in places and not is_spaced_script(name)):
+                by_name.setdefault(name, set()).add(code)
+    out: dict[str, list[str]] = {}
+    for name, codes in by_name.items():
+        if len(codes) != 1 or name in _NOT_NAMES or not name.strip():
+            continue
+        if any(ch.isdigit() for ch in name):
+            continue
+        spaced = is_spaced_script(name)
+        if (spaced and " " not in name and len(name) < MIN_NAME_CHARS) or len(name) < 2:
+            continue
+        out.setdefault(next(iter(codes)), []).append(name)
+    return {c: sorted(v) for c, v in sorted(out.items())}
+
+
 @lru_cache(maxsize=1)
 def _mention_matcher() -> PhraseMatcher:
-    phrases = [(a, code) for code, aliases in _A.items() for a in aliases]
-    cs = {k: v for k, v in _CASE_SENSITIVE.items()}
+    phrases = [(a, code) for code, names in cldr_names().items() for a in names]
+    phrases += [(a, canonical(code)) for code, forms in _FORMS.items() for a in forms]
+    # a name that is also a place ("italien" = French for Italian, "Italien" = German for
+    # Italy; "irlanda", "island") matches only in lower case, as languages of those
+    # names write language names
+    places = place_names()
+    cs = {a: a for a, _ in phrases if a in places and is_spaced_script(a) and " " not in a}
+    cs.update(_CASE_SENSITIVE)
     return PhraseMatcher(phrases, cs)
 
 
@@ -335,5 +345,5 @@ def language_mentions(text: str | None) -> list[str]:
     return seen
 
 
-__all__ = ["LANGUAGE_NAMES", "canonical", "same_language", "language_mentions", "mention_spans",
+__all__ = ["LANGUAGE_NAMES", "SUPPORTED", "display_name", "cldr_names", "canonical", "same_language", "language_mentions", "mention_spans",
            "PhraseMatcher", "is_spaced_script", "norm_token"]

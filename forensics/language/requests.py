@@ -108,6 +108,9 @@ _TRANSLATE_WORDS = [
     "çevir", "çevirin", "tercüme", "dịch", "terjemahkan", "terjemahan", "översätt", "oversæt",
     "oversett", "käännä", "fordítsd", "přelož",
 ]
+_TR_NOUNS = {"translation", "translations", "traducción", "traduction", "übersetzung", "traduzione",
+             "tradução", "traducao", "vertaling", "перевод", "переклад", "tłumaczenie",
+             "μετάφραση", "traducere", "terjemahan", "tercüme", "translating"}
 _TRANSLATE_SUBSTR = ["翻译", "翻譯", "译成", "译为", "翻訳", "訳して", "번역", "ترجم", "अनुवाद",
                      "תרגם", "ترجمه", "แปล"]
 
@@ -135,6 +138,12 @@ _ARTEFACT_BEFORE = re.compile(
     r"(?:a|an|some|the)\s+(?:short\s+|little\s+|simple\s+|funny\s+)?$", re.IGNORECASE)
 _BARE_REQUEST = re.compile(r"^\W*(?:\w+\W+){0,1}?(?:please|only|pls|bitte|por favor|"
                            r"s'il (?:te|vous) pla[iî]t|per favore|пожалуйста)?\W*$", re.IGNORECASE)
+# "give me the Russian translation", "what is the German word": an artefact asked for (and not
+# "published his French translation of ..." in a passage)
+_ASK_BEFORE = re.compile(
+    r"\b(?:give|provide|write|send|show|make|need|want|produce|create|generate|output|add|"
+    r"include|prefer|tell|what(?:'s| is| are| would be)|also|and|or|with)\b(?:\s+(?:me|us))?"
+    r"(?:\s+(?:a|an|the|your|its|their|some))?\s*$", re.IGNORECASE)
 # Markers fused before/after a mention in scripts without spaces.
 _PRE_FUSED = ["用", "成", "为", "為", "以", "إلى", "الى", "ب", "ל", "به", "سے"]
 _TURKISH_ADVERB = re.compile(r"(?:c|ç)[ea](?:'?y[ea]|'?d[ea]n)?$", re.IGNORECASE)
@@ -163,6 +172,11 @@ _FOLLOW_OK = {
     "about", "on", "regarding", "concerning", "how", "why", "where", "which", "who", "whether",
     "in", "at", "within", "explaining", "describing", "discussing", "covering", "using",
     "summarizing", "summarising", "answering", "comparing", "listing",
+    # the same in other languages ("explique-moi en allemand comment ...", "escribe un ensayo
+    # en alemán sobre ...", "erkläre auf Englisch, wie ...", "объясни на английском, как ...")
+    "comment", "pourquoi", "sur", "quand", "où", "sobre", "cómo", "como", "qué", "que", "por",
+    "acerca", "para", "über", "wie", "warum", "was", "wo", "zu", "как", "почему", "про", "о",
+    "об", "что", "зачем", "come", "perché", "su", "porque", "sobre",
 }
 _CUE_FOLLOWERS = {w.lower() for w in _CUES_WORDS}
 _WH_GUARD = re.compile(
@@ -251,12 +265,13 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
             marked = True
         if not marked:
             # "German translation of ...", "Spanish version", "in English only" handled above
-            if re.match(r"\s+(translation|version|equivalent|word|term)\b", after, re.I):
+            if re.match(r"\s+(translation|version|equivalent|word|term)\b", after, re.I) and \
+                    _ASK_BEFORE.search(before):
                 out.append((s, code, False))
             continue
         if spaced and not _follower_ok(after):
             continue
-        if spaced and _PASSIVE_BEFORE.search(before):
+        if spaced and _PASSIVE_BEFORE.search(before) and not _MODAL_PASSIVE.search(before):
             continue  # "known in English as", "written in French by": describes, not asks
         out.append((s, code, False))
     return out
@@ -267,6 +282,30 @@ _PASSIVE_BEFORE = re.compile(
     r"printed|dubbed|sung|performed|recorded|taught|available|fluent|proficient|common|"
     r"popular|famous|originally|also|word|words|term|means|meaning|pronounced|spelled)"
     r"\s+(?:\w+\s+)?(?:in|into|to)\s+(?:the\s+)?$", re.IGNORECASE)
+
+
+# "must be written in Dutch", "should be answered in French": an instruction after all
+_MODAL_PASSIVE = re.compile(r"\b(?:must|should|shall|has to|have to|needs? to|is to|to)\s+be\s+"
+                            r"\w+\s+(?:\w+\s+)?(?:in|into)\s+(?:the\s+)?$", re.IGNORECASE)
+
+
+_MARKER_WORDS = {w.lower() for w in _PRE_TARGET + _SOURCE + _MODIFIERS} | {
+    "translate", "translation", "the", "please", "only", "and", "und", "et", "y", "и"}
+
+
+def _starts_line(text: str, pos: int) -> bool:
+    """The clause at ``pos`` begins the text, a line or a sentence (not a "; Spanish: ..." gloss)."""
+    before = text[:pos].rstrip(" \t")
+    return not before or before[-1] in "\n.!?。！？"
+
+
+def _only_markers(clause: str, mentions: list[tuple[int, int, str]]) -> bool:
+    """The clause is nothing but language names and markers ("In German:", "English -> German:",
+    "Auf Deutsch:"), not a sentence that happens to end in a colon."""
+    rest = clause
+    for a, b, _ in sorted(mentions, reverse=True):
+        rest = rest[:a] + " " + rest[b:]
+    return all(w.lower() in _MARKER_WORDS for w in re.findall(rf"{_L}+", rest))
 
 
 def _is_question_about_others(clause: str) -> bool:
@@ -344,6 +383,14 @@ def read_prompt(prompt: str | None) -> Reading:
         cue_pos = [] if guard else [(a, b) for a, b, _ in cue.spans(clause)]
         cue_pos += [] if guard else [(a - cstart, b - cstart) for a, b, _ in tr_spans
                                      if cstart <= a < cend]
+        verbs = [(a, b) for a, b in cue_pos if clause[a:b].lower() not in _TR_NOUNS]
+        if len(clause) > 80 and not verbs:
+            # in a long clause with no imperative a translation NOUN is content ("published
+            # his French translation of ...", "se conoce en inglés por la traducción ..."),
+            # not a cue
+            cue_pos = verbs
+            has_tr = has_tr and any(text[a:b].lower() not in _TR_NOUNS for a, b, _ in tr_spans
+                                    if cstart <= a < cend)
         has_cue = bool(cue_pos)
         targets = _target_mentions(clause, cm)
         if has_tr or (lexical and targets):
@@ -364,7 +411,8 @@ def read_prompt(prompt: str | None) -> Reading:
                 take(cm[0][2], clause, cstart, cm[0][0])
                 continue
             # "In German:" / "Auf Deutsch:" / "English -> German:" as a standalone instruction
-            if stripped.endswith(":") and not guard and cm and len(stripped) < 60:
+            if stripped.endswith(":") and not guard and cm and len(stripped) < 60 \
+                    and _only_markers(clause, cm) and _starts_line(text, cstart):
                 take(cm[-1][2], clause, cstart, cm[-1][0])
                 translation = translation or len(cm) > 1
             continue
@@ -379,7 +427,7 @@ def read_prompt(prompt: str | None) -> Reading:
             continue
         # a bare "In Spanish." / "Auf Deutsch bitte" clause next to the question
         stripped = clause.strip().rstrip(".!:;")
-        if len(stripped) <= 40 and not guard and not stripped.endswith("?"):
+        if len(stripped) <= 40 and not guard and not stripped.endswith(("?", "？", "؟")):
             if re.fullmatch(rf"(?:{_L}+[\s-]*){{1,4}}", stripped + " ", re.IGNORECASE) or \
                     not is_spaced_script(stripped):
                 take(tgt[-1][1], clause, cstart, tgt[-1][0])

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-LANG_NAMES = {
-    "en": "English", "de": "German", "es": "Spanish", "zh": "Chinese", "vi": "Vietnamese",
-    "tr": "Turkish", "el": "Greek", "ro": "Romanian", "ru": "Russian", "ar": "Arabic",
-    "hi": "Hindi", "th": "Thai",
-}
+from forensics.language.names import display_name
+
+#: English (CLDR) names of the languages the dev corpus writes requests for.
+LANG_NAMES = {c: display_name(c) for c in ("en", "de", "es", "zh", "vi", "tr", "el", "ro", "ru",
+                                           "ar", "hi", "th")}
 
 DEFAULT_SOURCES = ("webqa-crawl", "vendor-lumen", "vendor-orbit", "forum-dump", "inhouse-v2")
 FAMILIES = ("aside", "refusal", "format")

@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from forensics.workspace import Workspace
 
 # bump when the derivation changes: every cached feature set is then recomputed
-FEATURE_VERSION = "4"
+FEATURE_VERSION = "5"  # 4: request reader (CLDR names, gloss lists, "X translation" needs an ask);
+#                         5: expected_lang / expected_reason
 
 # columns a triage reads for every row (text kept for labels, examples and profiles)
 _BASE_COLS = ("sample_id, row_id, prompt, reply, prompt_lang, reply_lang, reply_lang_conf, "

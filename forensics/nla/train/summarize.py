@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from forensics.errors import BackendError
+from forensics.language.names import display_name
 
-LANG_NAMES = {
-    "en": "english", "de": "german", "es": "spanish", "fr": "french", "ru": "russian", "zh": "chinese",
-    "el": "greek", "tr": "turkish", "vi": "vietnamese", "ro": "romanian", "it": "italian",
-    "pt": "portuguese", "nl": "dutch", "pl": "polish", "ja": "japanese", "ko": "korean", "ar": "arabic",
-    "uk": "ukrainian", "sv": "swedish", "hi": "hindi",
-}
+#: Languages the built-in summarizer names, with their (lower-case, English CLDR) names.
+LANG_NAMES = {c: display_name(c).lower() for c in (
+    "en", "de", "es", "fr", "ru", "zh", "el", "tr", "vi", "ro", "it", "pt", "nl", "pl", "ja", "ko",
+    "ar", "uk", "sv", "hi")}
 #: Every fixed word the built-in summarizer writes (a word-level tokenizer must contain them).
 SUMMARY_WORDS = sorted(set(
     "question answer prompt reply translation request from to in the is about terms next end "

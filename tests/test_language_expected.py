@@ -1,0 +1,162 @@
+"""Table tests of forensics.language.expected: the language a reply should be in, and why.
+
+Phrasings are written for these tests (requests at the start, middle and end of a prompt, in
+English, German, French, Spanish, Russian, Chinese, Arabic and a few more), with negatives that
+only talk about a language and translation requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from forensics.language.expected import expected_language
+
+# prompt, expected lang, reason
+REQUESTS = [
+    # ---- English: start, middle, end
+    ("Reply in Spanish. What is the tallest mountain in Africa?", "es", "request"),
+    ("What is the tallest mountain in Africa? Reply in Spanish.", "es", "request"),
+    ("Write a 250 word essay about coral reefs. Use Turkish.", "tr", "request"),
+    ("Write in Arabic. Describe a morning at a fish market.", "ar", "request"),
+    ("Generate a persuasive essay in Russian about why cities need more parks.", "ru", "request"),
+    ("Explain in simple terms in Indonesian how a heat pump moves warmth indoors.", "id",
+     "request"),
+    ("List three tips for better sleep, and please answer in German.", "de", "request"),
+    ("I'm preparing slides for my team in Lyon.\nCould you draft the summary in French?\n"
+     "Keep it under 100 words.", "fr", "request"),
+    ("Compose a short poem about autumn rain in Japanese.", "ja", "request"),
+    ("Describe the water cycle for a ten-year-old. Respond only in Portuguese.", "pt",
+     "request"),
+    ("Please give your answer in Korean: what are the benefits of cycling to work?", "ko",
+     "request"),
+    ("Summarise the plot of a heist movie you invent, in Italian.", "it", "request"),
+    ("Your answer must be written in Dutch. Why do leaves change colour?", "nl", "request"),
+    ("In Chinese, please: how does a vaccine train the immune system?", "zh", "request"),
+    ("Answer the following question using Vietnamese. How do tides work?", "vi", "request"),
+    ("Tell me a bedtime story about a brave turtle, in Greek.", "el", "request"),
+    # ---- German
+    ("Antworte auf Englisch: Warum ist der Himmel blau?", "en", "request"),
+    ("Warum ist der Himmel blau? Bitte antworte auf Englisch.", "en", "request"),
+    ("Schreib mir einen kurzen Text über Bienen auf Französisch.", "fr", "request"),
+    ("Erkläre bitte auf Spanisch, wie eine Batterie funktioniert.", "es", "request"),
+    ("Kannst du mir das auf Russisch beantworten? Was ist ein Schwarzes Loch?", "ru", "request"),
+    # ---- French
+    ("Réponds en anglais : pourquoi le ciel est-il bleu ?", "en", "request"),
+    ("Pourquoi le ciel est-il bleu ? Réponds en anglais.", "en", "request"),
+    ("Écris un petit poème sur la mer en espagnol.", "es", "request"),
+    ("Explique-moi en allemand comment fonctionne une éolienne, s'il te plaît.", "de", "request"),
+    ("Merci de répondre en italien. Quelle est la capitale du Canada ?", "it", "request"),
+    # ---- Spanish
+    ("Responde en inglés: ¿por qué el mar es salado?", "en", "request"),
+    ("¿Por qué el mar es salado? Contesta en francés, por favor.", "fr", "request"),
+    ("Escribe un ensayo corto en alemán sobre la energía solar.", "de", "request"),
+    ("Explícame en ruso cómo se forma un arcoíris.", "ru", "request"),
+    # ---- Russian
+    ("Ответь на английском: почему небо голубое?", "en", "request"),
+    ("Почему небо голубое? Ответь, пожалуйста, по-английски.", "en", "request"),
+    ("Напиши короткое стихотворение о зиме на немецком языке.", "de", "request"),
+    ("Объясни на французском, как работает фотосинтез.", "fr", "request"),
+    # ---- Chinese
+    ("用英语回答：为什么天空是蓝色的？", "en", "request"),
+    ("为什么天空是蓝色的？请用英语回答。", "en", "request"),
+    ("请用法语写一首关于春天的短诗。", "fr", "request"),
+    ("用日语解释一下光合作用。", "ja", "request"),
+    # ---- Arabic
+    ("أجب باللغة الإنجليزية: لماذا السماء زرقاء؟", "en", "request"),
+    ("لماذا السماء زرقاء؟ من فضلك أجب بالإنجليزية.", "en", "request"),
+    ("اكتب بالفرنسية فقرة قصيرة عن البحر.", "fr", "request"),
+    # ---- other languages
+    ("Rispondi in inglese: perché il cielo è blu?", "en", "request"),
+    ("Responda em inglês: por que o céu é azul?", "en", "request"),
+    ("日本語で答えてください。空はなぜ青いのですか？", "ja", "request"),
+    ("İngilizce cevap ver: gökyüzü neden mavi?", "en", "request"),
+    # ---- translations: the target language
+    ("Translate into German: The train leaves at nine.", "de", "translation"),
+    ("Please translate this paragraph to French.\n\nThe museum opens early on Sundays.", "fr",
+     "translation"),
+    ("Übersetze ins Englische: Der Zug fährt um neun.", "en", "translation"),
+    ("Traduis en espagnol : le musée ouvre tôt le dimanche.", "es", "translation"),
+    ("Traduce al inglés: el museo abre temprano los domingos.", "en", "translation"),
+    ("Переведи на английский: поезд уходит в девять.", "en", "translation"),
+    ("请把这句话翻译成英文：火车九点出发。", "en", "translation"),
+    ("ترجم إلى الإنجليزية: يغادر القطار في التاسعة.", "en", "translation"),
+    ("How would you say this in Spanish? \"The museum opens early on Sundays and closes late "
+     "on Fridays.\"", "es", "translation"),
+    ("Translate the following text:\nLe musée ouvre tôt le dimanche.", None, "translation"),
+    ("Please provide a careful and complete translation of the following business letter into "
+     "Spanish, keeping the tone.", "es", "translation"),
+]
+
+# prompts that only talk about a language: the reply belongs in the prompt's language
+ABOUT = [
+    ("What does 'Schadenfreude' mean in English?", "en"),
+    ("How do I say hello in French?", "en"),
+    ("Is Portuguese hard to learn?", "en"),
+    ("Who translated the Bible into German?", "en"),
+    ("What language is spoken in Brazil?", "en"),
+    ("Why do people in Quebec speak French?", "en"),
+    ("Which is easier for an English speaker, Spanish or Italian?", "en"),
+    ("My grandmother only speaks Russian. How can I help her learn to use a smartphone?", "en"),
+    ("Tell me about the history of the Arabic alphabet.", "en"),
+    ("Was bedeutet das englische Wort 'awkward'?", "de"),
+    ("Wie viele Menschen sprechen weltweit Spanisch?", "de"),
+    ("Est-ce que le chinois est difficile à apprendre ?", "fr"),
+    ("¿Cuántas personas hablan árabe en el mundo?", "es"),
+    ("Сколько людей говорит на китайском языке?", "ru"),
+    ("学习德语难吗？", "zh"),
+    ("هل تعلم اللغة الروسية صعب؟", "ar"),
+    ("What's the German word for 'glove'?", "en"),
+    # language names inside content, not instructions
+    ("The river (Portuguese: Rio Grande; Spanish: Río Grande) is long. How long is it?", "en"),
+    ("The Amazon rainforest (Portuguese:\nFloresta Amazônica) covers nine nations. Which ones?",
+     "en"),
+    ("In 1611 a committee of scholars finished their English translation of the whole Bible, "
+     "which was printed in London. Who paid for the printing?", "en"),
+    ("El poema, que hoy se conoce en inglés por la traducción de su primer verso, fue escrito "
+     "en 1523. ¿Quién lo escribió?", "es"),
+]
+
+
+@pytest.mark.parametrize("prompt,lang,reason", REQUESTS)
+def test_requests_and_translations(prompt, lang, reason):
+    e = expected_language(prompt)
+    assert (e.lang, e.reason) == (lang, reason), (prompt, e)
+    if lang is not None:
+        # the evidence is the part of the prompt that carries the request
+        assert e.span is not None and e.evidence == prompt[e.span[0]:e.span[1]]
+        assert 0 < len(e.evidence) <= 200
+
+
+@pytest.mark.parametrize("prompt,lang", ABOUT)
+def test_talking_about_a_language_is_not_a_request(prompt, lang):
+    e = expected_language(prompt)
+    assert (e.lang, e.reason) == (lang, "prompt_language"), (prompt, e)
+    assert e.span is None
+
+
+def test_given_prompt_language_and_unknown():
+    e = expected_language("Quelle est la capitale du Canada ?", prompt_lang="fr")
+    assert (e.lang, e.reason) == ("fr", "prompt_language")
+    # a request wins over the prompt's language
+    e = expected_language("Quelle est la capitale du Canada ? Réponds en anglais.", prompt_lang="fr")
+    assert (e.lang, e.reason) == ("en", "request")
+    assert e.evidence.startswith("Réponds en anglais")
+    assert expected_language("", prompt_lang=None).reason == "unknown"
+    assert expected_language("12345 !!!").reason == "unknown"
+
+
+def test_request_late_in_a_long_prompt_has_its_span():
+    body = "The quarterly report covers revenue, costs and hiring plans. " * 120
+    p = body + "\nSummarise the report above in Spanish."
+    e = expected_language(p)
+    assert (e.lang, e.reason) == ("es", "request")
+    assert p[e.span[0]:e.span[1]] == e.evidence and "Spanish" in e.evidence
+
+
+def test_word_question_after_a_passage_is_not_a_translation():
+    ctx = ("The rainforest covers most of the basin, and the river carries more water than "
+           "any other in the world. Explorers reached its mouth early in the sixteenth century. ")
+    e = expected_language(ctx * 3 + "\n\nWhat is the Dutch word for the rainforest?")
+    assert (e.lang, e.reason) == ("en", "prompt_language"), e
+    # pointing at the text that follows makes it a translation
+    e = expected_language("How would you say this in Dutch?\n\n" + ctx)
+    assert (e.lang, e.reason) == ("nl", "translation"), e
