@@ -248,15 +248,32 @@ def _split_rows(xq, qids, paras, split, rng: random.Random, n: int) -> list[dict
     return out
 
 
+# languages whose names mark a question as "naming a language" (CLDR names via langcodes, so the
+# set does not depend on the name matcher it helps to evaluate)
+_NAMED = ("en", "de", "fr", "es", "it", "pt", "nl", "ru", "pl", "zh", "ja", "ko", "ar", "he",
+          "hi", "tr", "el", "ro", "vi", "la", "sv", "da", "fi", "hu", "cs", "uk")
+
+
+def _names_rx(lang: str) -> re.Pattern:
+    import langcodes
+
+    names = {langcodes.Language.get(x).display_name(lang).lower() for x in _NAMED}
+    names = sorted((n for n in names if len(n) >= 2), key=len, reverse=True)
+    if lang == "zh":
+        return re.compile("|".join(re.escape(n) for n in names))
+    # a name and its inflections / adjectives ("French", "französischsprachige", "latín")
+    stems = (n if len(n) <= 6 else n[:len(n) - 2] for n in names)
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in stems) + r")", re.IGNORECASE)
+
+
 def _talk_real(xq, qids, split: str, n: int) -> list[dict]:
     """Real XQuAD questions that name a language, paired with their native answer."""
-    from forensics.language.names import mention_spans
-
     out = []
     for L in LANGS:
+        rx = _names_rx(L)
         for q in qids:
             it = xq[L][q]
-            if mention_spans(it.question) and len(out) < n:
+            if rx.search(it.question) and len(out) < n:
                 out.append(_row(split, "talk_real", it.question, _join(L, answer(it)), L, L, L,
                                 {"xquad_id": q, "langs": [L]}))
     return out
