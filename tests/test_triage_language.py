@@ -25,6 +25,53 @@ ARABIC_EN = {
 }
 
 
+def _frame():
+    import polars as pl
+
+    from forensics.triage.rows import request_columns
+
+    prompts = [
+        ("Answer in Turkish. How many people died of plague in Paris in 1466?", "en", "en"),
+        ("Antworte auf Spanisch. Wann wurde die Universität gegründet?", "de", "en"),
+        ("Please answer in Japanese. Who wrote the letter?", "en", "zh"),
+        ("Responde en inglés. ¿Quién escribió la carta?", "es", "en"),      # honoured
+        ("Translate into German: The museum opened in 1852.", "en", "de"),  # translation
+        ("Wann wurde die Universität gegründet?", "de", "en"),              # unrequested switch
+        ("When was the university founded?", "en", "en"),                   # native
+        ("I'm learning Spanish at the moment. When was it founded?", "en", "en"),  # talk
+    ]
+    df = pl.DataFrame({"prompt": [p for p, _, _ in prompts],
+                       "prompt_lang": [a for _, a, _ in prompts],
+                       "reply_lang": [b for _, _, b in prompts]})
+    return request_columns(df)
+
+
+def test_ignored_request_target_and_scores():
+    from forensics.triage.signals.language import LanguageParams, language_scores, language_target
+
+    t = language_target("en", "en", ["the reply is in English although Japanese was asked"],
+                        ASKED_JA["prompt"])
+    assert t.mode == "ignored_request" and t.requested == "ja" and t.targets == {"en": 1.0}
+    assert "Japanese" in t.evidence
+    df = _frame()
+    assert df["expected_reason"].to_list()[:5] == ["request"] * 4 + ["translation"]
+    assert df["expected_reason"].to_list()[5:] == ["prompt_language"] * 3
+    s = language_scores(df, t, LanguageParams())
+    p = LanguageParams()
+    # asked for tr/es (not ja) answered in English; asked for ja answered in Chinese
+    assert s[0] == pytest.approx(p.other_request_factor)
+    assert s[1] == pytest.approx(p.other_request_factor)
+    assert s[2] == pytest.approx(p.other_target_factor)
+    assert list(s[3:]) == [0.0] * 5
+    # a switch anomaly (no request in its prompt) scores the unrequested switch, not the rest
+    sw = language_target("ar", "en", [], ARABIC_EN["prompt"])
+    assert sw.mode == "switch" and sw.targets == {"en": 1.0}
+    s2 = language_scores(df, sw, p)
+    assert s2[5] == pytest.approx(p.other_source_factor)
+    assert s2[3] == pytest.approx(p.other_source_factor * p.legit_penalty)
+    assert list(s2[[0, 4, 6, 7]]) == [0.0] * 4
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, xquad_dir):
     from conftest import run_cli

@@ -140,7 +140,7 @@ def profile(df: pl.DataFrame, members: list[int], signals: dict[str, np.ndarray]
     if "expected_reason" in sub.columns:
         from forensics.triage.signals.language import ignored_rows
 
-        prof["ignored_requests"] = int(sub.select(ignored_rows(sub).sum()).item())
+        prof["ignored_requests"] = int(sub.select(ignored_rows().sum()).item())
     prof["metadata"] = meta_concentration(meta, members, p)
     return prof
 

@@ -77,7 +77,8 @@ def language_target(prompt_lang: str | None, reply_lang: str | None,
     """Derive the language behaviour from the anomaly.
 
     A prompt that asks for a language its reply is not in is an ignored request (the
-    explanations are not needed). Otherwise observed prompt/reply languages win; languages named in the explanations add targets
+    explanations are not needed). Otherwise observed prompt/reply languages win; languages
+    named in the explanations add targets
     (weighted from ``named_min_weight`` to 1 by how often they are named) unless they are the
     prompt's own language or the language the prompt asks for. A same-language anomaly whose
     explanations name no other language has no target.
@@ -156,7 +157,7 @@ def language_scores(df: pl.DataFrame, tgt: LanguageTarget,
     return d.select(s.alias("s"))["s"].to_numpy().astype(np.float32)
 
 
-def ignored_rows(df: pl.DataFrame) -> pl.Expr:
+def ignored_rows() -> pl.Expr:
     """Rows whose prompt asks for a language (a request or a translation target) that their
     reply is not in (needs expected_lang, expected_reason, reply_lang)."""
     return (pl.col("expected_reason").is_in(["request", "translation"])
@@ -169,7 +170,7 @@ def ignored_request_scores(df: pl.DataFrame, tgt: LanguageTarget,
     """Per-row match of an ignored-request anomaly (see the module docstring)."""
     in_target = pl.col("reply_lang").is_in(list(tgt.targets)).fill_null(False)
     same_req = (pl.col("expected_lang") == pl.lit(tgt.requested)).fill_null(False)
-    s = (pl.when(ignored_rows(df)).then(1.0).otherwise(0.0)
+    s = (pl.when(ignored_rows()).then(1.0).otherwise(0.0)
          * pl.when(in_target).then(1.0).otherwise(p.other_target_factor)
          * pl.when(same_req).then(1.0).otherwise(p.other_request_factor))
     if "reply_lang_conf" in df.columns:
