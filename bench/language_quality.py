@@ -23,7 +23,7 @@ each finding type (so its precision on one type also pays for rows of the other 
 Per type: positives are the rows labelled with it; a row flagged with the type but labelled
 otherwise is a false positive. Settings: ``monolingual`` (the expected reply language is the
 prompt's language) and ``cross-lingual`` (a request for another language, a translation).
-The errors of the new check are listed (by row kind, and the first 400 rows) for the dev and
+The errors of the new check are listed (by row kind, and the first 200 rows) for the dev and
 extra rows only: the check split's rows stay unread. Writes bench/results/language_quality.json
 through bench/_results.py.
 """
@@ -230,7 +230,7 @@ def main() -> None:
 
     cnt = Counter(f"{e['type']}:{e['finding']}:{e['kind']}" for e in errs)
     result["new_errors_by_kind"] = dict(sorted(cnt.items()))
-    result["new_errors"] = errs[:400]
+    result["new_errors"] = errs[:200]
     print("new check errors by row kind (dev and extra rows only):",
           json.dumps(result["new_errors_by_kind"], indent=None))
     write_result("language_quality", {"parameters": {k: str(v) for k, v in vars(args).items()},
