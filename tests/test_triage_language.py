@@ -134,6 +134,10 @@ def test_unrequested_switch_to_english_surfaces_switches_not_translations(corpus
     top = [f["row_id"] for f in out["findings"][:len(switched)]]
     assert len(set(top) & switched) >= 0.85 * len(top)
     assert len(set(top) & to_en) >= 0.8 * len(to_en)
+    # one batch: the switches to English from every language (none is the anomaly's Arabic)
+    c0 = out["clusters"][0]
+    assert c0["profile"]["signature"]["lang"] == "other→en"
+    assert set(c0["row_ids"]) <= switched and len(set(c0["row_ids"]) & to_en) >= 0.8 * len(to_en)
     # translations into English and native pairs never rank among them
     assert not any(rows[i]["kind"] in ("translation", "native", "native_url", "request_honoured",
                                        "passage_honoured") for i in top)

@@ -1,9 +1,10 @@
 """Clustering of a triage's candidate rows into groups, and their ranking.
 
 1. The pool: the ``pool`` best rows by fused score (at least ``min_fused``).
-2. Signatures: a row's behavioural signature is its language pair (``de→en``; for an
-   ignored-request anomaly ``ignored request→en``, whatever the row asked for) when its
-   language score reaches ``lang_threshold``, plus "batch phrase" when it is a phrase-batch member (phrase
+2. Signatures: a row's behavioural signature is its language pair (``de→en``; ``other→en``
+   for a switch from a language that is not the anomaly's source; for an ignored-request
+   anomaly ``ignored request→en``, whatever the row asked for) when its language score
+   reaches ``lang_threshold``, plus "batch phrase" when it is a phrase-batch member (phrase
    score >= ``phrase_threshold`` and, when the phrase signal expanded, posterior >= 0.5; else
    evidence above the distribution's knee). Pool rows group by signature.
 3. Expansion: every dataset row with a pool group's signature joins it, so a whole batch
