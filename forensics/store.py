@@ -485,6 +485,12 @@ CREATE TABLE IF NOT EXISTS verifications (
     created_at      TIMESTAMP DEFAULT current_timestamp
 );
 """),
+    # triage: the expected reply language of each row's prompt and why (a request, a
+    # translation, the prompt's own language), for "asked for X, answered in Y" anomalies
+    Migration(9, "triage: triage_row_features.expected_lang, expected_reason", r"""
+ALTER TABLE triage_row_features ADD COLUMN IF NOT EXISTS expected_lang VARCHAR;
+ALTER TABLE triage_row_features ADD COLUMN IF NOT EXISTS expected_reason VARCHAR;
+"""),
 ]
 
 

@@ -1,7 +1,9 @@
 """Clustering of a triage's candidate rows into groups, and their ranking.
 
 1. The pool: the ``pool`` best rows by fused score (at least ``min_fused``).
-2. Signatures: a row's behavioural signature is its language pair when its language score
+2. Signatures: a row's behavioural signature is its language pair (``de→en``; ``other→en``
+   for a switch from a language that is not the anomaly's source; for an ignored-request
+   anomaly ``ignored request→en``, whatever the row asked for) when its language score
    reaches ``lang_threshold``, plus "batch phrase" when it is a phrase-batch member (phrase
    score >= ``phrase_threshold`` and, when the phrase signal expanded, posterior >= 0.5; else
    evidence above the distribution's knee). Pool rows group by signature.
@@ -107,13 +109,14 @@ def phrase_members(phrase: np.ndarray, strength: np.ndarray | None, expanded: bo
 def group_rows(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.ndarray,
                fused: np.ndarray, lang: np.ndarray | None, ph_ok: np.ndarray | None,
                p: ClusterParams, min_fused: float, pair_index: Any = None,
-               seg_ok: np.ndarray | None = None, other_ok: np.ndarray | None = None
-               ) -> list[Group]:
+               seg_ok: np.ndarray | None = None, other_ok: np.ndarray | None = None,
+               lang_labels: list[str] | None = None) -> list[Group]:
     """The groups of the candidate pool, ranked best first (see the module docstring).
     ``seg_ok``: behaviour-segment members; they share the phrase batch's signature part
     ("batch behaviour": one behaviour, whatever its wording). ``other_ok``: rows showing the
     behaviour where their prompt asked for it; their part reads "behaviour, other context"
-    and their group's score is multiplied by ``other_context_factor``."""
+    and their group's score is multiplied by ``other_context_factor``. ``lang_labels``: each
+    row's language signature when it is not its prompt→reply pair."""
     label = "batch phrase"
     if seg_ok is not None and seg_ok.any():
         ph_ok = seg_ok if ph_ok is None else (ph_ok | seg_ok)
@@ -133,7 +136,8 @@ def group_rows(ws: "Workspace", dataset: str, df: pl.DataFrame, sample_ids: np.n
     def signature(j: int) -> tuple | None:
         parts = []
         if lang is not None and lang[j] >= p.lang_threshold:
-            parts.append(("lang", f"{plang[j]}→{rlang[j]}"))
+            parts.append(("lang", lang_labels[j] if lang_labels is not None
+                          else f"{plang[j]}→{rlang[j]}"))
         if ph_ok is not None and ph_ok[j]:
             parts.append(("phrase", OTHER_CONTEXT if other_ok is not None and other_ok[j]
                            else label))

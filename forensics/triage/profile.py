@@ -137,6 +137,10 @@ def profile(df: pl.DataFrame, members: list[int], signals: dict[str, np.ndarray]
         prof["added_by_expansion"] = len(members) - group.pool_members
     if "translation_request" in sub.columns:
         prof["translation_requests"] = int(sub["translation_request"].sum())
+    if "expected_reason" in sub.columns:
+        from forensics.triage.signals.language import ignored_rows
+
+        prof["ignored_requests"] = int(sub.select(ignored_rows().sum()).item())
     prof["metadata"] = meta_concentration(meta, members, p)
     return prof
 

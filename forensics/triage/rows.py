@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from forensics.workspace import Workspace
 
 # bump when the derivation changes: every cached feature set is then recomputed
-FEATURE_VERSION = "4"  # 4: request reader (CLDR names, gloss lists, "X translation" needs an ask)
+FEATURE_VERSION = "5"  # 4: request reader (CLDR names, gloss lists, "X translation" needs an ask);
+#                         5: expected_lang / expected_reason
 
 # columns a triage reads for every row (text kept for labels, examples and profiles)
 _BASE_COLS = ("sample_id, row_id, prompt, reply, prompt_lang, reply_lang, reply_lang_conf, "
@@ -36,7 +37,8 @@ _BASE_COLS = ("sample_id, row_id, prompt, reply, prompt_lang, reply_lang, reply_
 class RowFeatures:
     """The dataset's rows (``sample_id`` order): ids, detected languages, ``meta``, and the
     derived ``reply_norm``, ``prompt_norm`` (normalised text, see :mod:`forensics.triage.text`),
-    ``requested_lang``, ``translation_request`` (not the raw prompt/reply text: a triage needs
+    ``requested_lang``, ``translation_request``, ``expected_lang``, ``expected_reason`` (see
+    :func:`request_columns`; not the raw prompt/reply text: a triage needs
     it for a few examples only); ``cached`` says whether they came from the cache, ``stored``
     whether the token index is in DuckDB (else :meth:`hits` scans)."""
 
@@ -112,22 +114,42 @@ def derive(df: pl.DataFrame) -> pl.DataFrame:
                                             norm_expr("prompt").alias("prompt_norm"))
 
 
+_NO_LANG = "xx"  # stands for "the row's own prompt_lang" while expectations are per prompt
+
+
 def request_columns(df: pl.DataFrame) -> pl.DataFrame:
-    """Add ``requested_lang`` (language the prompt asks the reply to be in, or null) and
-    ``translation_request`` (bool) for every row, evaluated once per distinct prompt by
-    :func:`forensics.language.requests.analyse`. These are the hard negatives of a
-    language-switch anomaly."""
+    """Add, for every row, ``requested_lang`` (language the prompt asks the reply to be in, or
+    null) and ``translation_request`` (bool) from :func:`forensics.language.requests.analyse`
+    (the hard negatives of a language-switch anomaly), and ``expected_lang`` /
+    ``expected_reason`` from :func:`forensics.language.expected.expected_language` (the
+    language the reply should be in and why: ``request``, ``translation``,
+    ``prompt_language`` with the row's detected ``prompt_lang``, or ``unknown``), both
+    evaluated once per distinct prompt."""
     from forensics.language import requests
+    from forensics.language.expected import expected_language
 
     prompts = df["prompt"].fill_null("")
     uniq = prompts.unique(maintain_order=True).to_list()
     res = [requests.analyse(p) for p in uniq]
+    exp = [expected_language(p, _NO_LANG) if p else None for p in uniq]
+    asked = [e is not None and e.reason in ("request", "translation") for e in exp]
     table = pl.DataFrame({"_pk": uniq, "requested_lang": [r[0] for r in res],
-                          "translation_request": [bool(r[1]) for r in res]},
+                          "translation_request": [bool(r[1]) for r in res],
+                          "_el": [e.lang if a else None for e, a in zip(exp, asked)],
+                          "_er": [e.reason if a else None for e, a in zip(exp, asked)]},
                          schema={"_pk": pl.Utf8, "requested_lang": pl.Utf8,
-                                 "translation_request": pl.Boolean})
-    return (df.with_columns(prompts.alias("_pk"))
-            .join(table, on="_pk", how="left", maintain_order="left").drop("_pk"))
+                                 "translation_request": pl.Boolean, "_el": pl.Utf8,
+                                 "_er": pl.Utf8})
+    out = (df.with_columns(prompts.alias("_pk"))
+           .join(table, on="_pk", how="left", maintain_order="left").drop("_pk"))
+    pl_ok = pl.col("prompt_lang").is_not_null() if "prompt_lang" in df.columns else pl.lit(False)
+    own = pl.col("prompt_lang") if "prompt_lang" in df.columns else pl.lit(None, pl.Utf8)
+    return out.with_columns(
+        pl.when(pl.col("_er").is_not_null()).then(pl.col("_el")).otherwise(own)
+        .alias("expected_lang"),
+        pl.when(pl.col("_er").is_not_null()).then(pl.col("_er"))
+        .when(pl_ok).then(pl.lit("prompt_language")).otherwise(pl.lit("unknown"))
+        .alias("expected_reason")).drop("_el", "_er")
 
 
 def token_postings(col: pl.Series) -> pl.DataFrame:
@@ -152,7 +174,8 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
         df = _arrow_frame(
             ws, "SELECT s.sample_id, s.row_id, s.prompt_lang, s.reply_lang, "
                 "s.reply_lang_conf, CAST(s.meta AS VARCHAR) AS meta, f.requested_lang, "
-                "f.translation_request, f.nr AS reply_norm, f.np AS prompt_norm "
+                "f.translation_request, f.expected_lang, f.expected_reason, "
+                "f.nr AS reply_norm, f.np AS prompt_norm "
                 "FROM samples s JOIN triage_row_features f "
                 "ON f.dataset = s.dataset AND f.sample_id = s.sample_id "
                 "WHERE s.dataset = ? ORDER BY s.sample_id", [dataset])
@@ -163,6 +186,8 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
     if df.height == 0:
         df = df.with_columns(pl.lit(None, pl.Utf8).alias("requested_lang"),
                              pl.lit(None, pl.Boolean).alias("translation_request"),
+                             pl.lit(None, pl.Utf8).alias("expected_lang"),
+                             pl.lit(None, pl.Utf8).alias("expected_reason"),
                              pl.lit(None, pl.Utf8).alias("reply_norm"),
                              pl.lit(None, pl.Utf8).alias("prompt_norm")
                              ).drop("prompt", "reply")
@@ -179,7 +204,8 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
 
 def _store(ws: "Workspace", dataset: str, df: pl.DataFrame, state: tuple, secs: float) -> None:
     part = df.select(pl.lit(dataset).alias("dataset"), "sample_id", pl.col("reply_norm").alias("nr"),
-                     pl.col("prompt_norm").alias("np"), "requested_lang", "translation_request")
+                     pl.col("prompt_norm").alias("np"), "requested_lang", "translation_request",
+                     "expected_lang", "expected_reason")
     name = "_triage_row_features_new"
     with ws.transaction() as con:
         con.execute("DELETE FROM triage_row_features WHERE dataset = ?", [dataset])
@@ -192,8 +218,10 @@ def _store(ws: "Workspace", dataset: str, df: pl.DataFrame, state: tuple, secs: 
                         "FROM _triage_tokens_new", [dataset, fld])
             con.unregister("_triage_tokens_new")
         con.register(name, part)
-        con.execute(f"INSERT INTO triage_row_features SELECT dataset, sample_id, nr, np, "
-                    f"requested_lang, translation_request FROM {name}")
+        con.execute(f"INSERT INTO triage_row_features (dataset, sample_id, nr, np, "
+                    f"requested_lang, translation_request, expected_lang, expected_reason) "
+                    f"SELECT dataset, sample_id, nr, np, requested_lang, translation_request, "
+                    f"expected_lang, expected_reason FROM {name}")
         con.unregister(name)
         con.execute("INSERT INTO triage_feature_sets (dataset, feature_version, dataset_version, "
                     "rows, max_sample_id, fingerprint, seconds) VALUES (?, ?, ?, ?, ?, ?, ?)",

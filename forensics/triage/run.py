@@ -208,9 +208,20 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
     if "segment" in results:
         ev = results["segment"].row_evidence
         seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
+    lang_labels = None
+    tgt = ctx.language_target
+    if tgt.mode == "ignored_request":
+        # one batch of "asked for a language, answered in Y", whatever each row asked for
+        lang_labels = [f"ignored request→{r or '?'}" for r in df["reply_lang"].to_list()]
+    elif tgt.sources:
+        # switches from languages other than the anomaly's source form one batch per target
+        # ("an Arabic question answered in English" in a dataset without Arabic prompts)
+        src = set(tgt.sources)
+        lang_labels = [f"{a}→{b}" if a in src else f"other→{b}" for a, b in
+                       zip(df["prompt_lang"].to_list(), df["reply_lang"].to_list())]
     groups = cluster_mod.group_rows(ws, dataset, df, sample_ids, fused, lang, ph_ok, p.cluster,
                                     p.fusion.min_fused, indexes.get_if_open("pair"), seg_ok,
-                                    other_ok)
+                                    other_ok, lang_labels)
     if not groups:
         return [], {}
     return profile_mod.build_clusters(ws, dataset, df, sample_ids, groups, scores, fused,

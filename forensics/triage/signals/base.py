@@ -45,7 +45,8 @@ class SignalContext:
     """Everything a signal may read: the anomaly, the dataset's rows (``frame`` in
     ``sample_id`` order, see :class:`~forensics.triage.rows.RowFeatures`), n-gram lookups over
     the normalised reply / prompt columns, the run's index cache, and the anomaly's language
-    switch (``language_target``; inactive when it shows none)."""
+    behaviour (``language_target``: a switch or an ignored request; inactive when it shows
+    none)."""
 
     ws: "Workspace"
     dataset: str

@@ -3,7 +3,9 @@ pipeline run per check) whose check bears on the anomaly.
 
 A check is relevant when its name shares a word stem with the anomaly's title and
 explanations (stems that name the parts of any sample -- "reply", "prompt" -- do not count),
-or, for a language-switch anomaly, when its name matches ``language_checks``. A flagged row
+or, for a language-switch anomaly, when its name matches ``language_checks`` (for an
+ignored-request anomaly only such a check's findings with ``group_id = 'ignored_request'``
+count: the ``mistranslation`` check names its finding kind there). A flagged row
 scores its severity's weight, or the finding's own score when that is higher than
 ``own_score_factor`` x the severity weight.
 """
@@ -61,7 +63,7 @@ class QualitySignal:
     def score(self, context: SignalContext, params: QualityParams) -> SignalScores | Unavailable:
         ds = context.dataset
         rows = context.ws.rows(
-            "SELECT q.\"check\", q.sample_id, q.severity, q.score FROM quality_findings q "
+            "SELECT q.\"check\", q.sample_id, q.severity, q.score, q.group_id FROM quality_findings q "
             "JOIN samples s USING (sample_id) WHERE s.dataset = ? AND q.pipeline_run_id = ("
             " SELECT max(q2.pipeline_run_id) FROM quality_findings q2 WHERE q2.\"check\" = q.\"check\""
             " AND q2.sample_id IN (SELECT sample_id FROM samples WHERE dataset = ?))",
@@ -73,9 +75,15 @@ class QualitySignal:
             return Unavailable("no stored quality findings relevant to this anomaly")
         pos = context.position
         keep = set(relevant)
+        # an ignored-request anomaly: of a language check's findings, only those of that kind
+        # (the mistranslation check names its kind in group_id)
+        only_ignored = context.language_target.mode == "ignored_request"
+        lang_rx = re.compile(params.language_checks, re.IGNORECASE)
         v = np.zeros(context.n, np.float32)
-        for check, sid, severity, score in rows:
+        for check, sid, severity, score, group in rows:
             if check not in keep or int(sid) not in pos:
+                continue
+            if only_ignored and lang_rx.search(check) and group != "ignored_request":
                 continue
             s = params.severity_weights.get((severity or "").lower(), params.unknown_severity)
             if score is not None and 0 <= float(score) <= 1:
