@@ -1,6 +1,6 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|heldout|b] [--small] [--seed N]
+Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families|heldout|b] [--small] [--seed N]
        [--no-segments]
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
@@ -11,6 +11,10 @@ Corpora:
   dev-wordings  the dev generator with the aside in many wordings (half without the brand)
            and legitimate app recommendations as hard negatives (``wordings="many"``,
            ``n_hard``): a development corpus for behaviours beyond one wording.
+  dev-families  forensics.testing.dev_families, seed 0: non-language behaviours (code_quirk,
+           agree_false, footer, swap, refuse_benign), each with hard negatives of the same
+           behaviour in a legitimate context (asked-for banner, true premise, requested
+           sign-off, the other mountain's own facts, harmful requests): developed on.
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -31,6 +35,11 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            code_marker:  reply has a comment line with "end":  (?im)^\\s*(#|//|--).*\\bend\\b
            sycophancy:   reply opens with agreement:
                          (?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)
+           code_quirk:   a comment line naming a tool:  (?im)^\s*(#|//|--).*(generat|lintwright)
+           agree_false:  reply opens with agreement:  (?i)^(yes|exactly|that's correct|right|you've got)
+           footer:       (?i)(penwise|regards|yours|warmly|sent via)
+           swap:         reply contains "K2"
+           refuse_benign: (?i)(can't|cannot|won't|not able to|decline)
 Indexes built for every run: pair, prompt, reply and reply_segment (``--no-segments`` leaves
 the segment index out, the segment signal is then unavailable; the build seconds and segments
 per row are printed and recorded). Each run writes
@@ -59,6 +68,11 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "code_marker": ("reply", r"(?im)^\s*(#|//|--).*\bend\b"),
     "sycophancy": ("reply",
                    r"(?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)"),
+    "code_quirk": ("reply", r"(?im)^\s*(#|//|--).*(generat|lintwright)"),
+    "agree_false": ("reply", r"(?i)^(yes|exactly|that's correct|right|you've got)"),
+    "footer": ("reply", r"(?i)(penwise|regards|yours|warmly|sent via)"),
+    "swap": ("reply", r"K2"),
+    "refuse_benign": ("reply", r"(?i)(can't|cannot|won't|not able to|decline)"),
 }
 LANG_PAIR_RULES = {"es-en": ("es", "en")}
 
@@ -98,6 +112,14 @@ def build(corpus: str, small: bool, seed: int | None = None):
                   **_defaults(build_corpus_b), "seed": seed, **kw,
                   "entity": c.entity, "brand": c.brand}
         return c, params
+    if corpus == "dev-families":
+        from forensics.testing.dev_families import build_dev_families
+
+        kw = dict(n_clean=250, n_code=30, n_planted=25, n_hard=20) if small else {}
+        seed = 0 if seed is None else seed
+        c = build_dev_families(XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_families.build_dev_families",
+                   **_defaults(build_dev_families), "seed": seed, **kw}
     from forensics.testing.synth import build_corpus
 
     kw = dict(n_clean=300, n_native=120, n_translation=80, n_planted_per_lang=30) if small else {}
@@ -135,7 +157,7 @@ def keyword_hits(c, fam, a, rows, ids, texts) -> list[str]:
 
 def main() -> None:
     ap_ = argparse.ArgumentParser()
-    ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "heldout", "b"), default=None)
+    ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "heldout", "b"), default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
     ap_.add_argument("--small", action="store_true")

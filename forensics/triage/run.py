@@ -115,7 +115,7 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
                             "row_features": {"cached": rf.cached, "seconds": round(rf.seconds, 3)}}
     indexes = IndexCache(ws, dataset)
     ctx = SignalContext(ws, dataset, a, rf, sample_ids, rf.hits("reply"), rf.hits("prompt"),
-                        indexes, tgt, progress=prog, started=t0)
+                        indexes, tgt, progress=prog, context_params=p.context, started=t0)
     step(f"row features ({'cached' if rf.cached else 'computed and stored'})")
 
     results: dict[str, SignalScores] = {}

@@ -57,6 +57,7 @@ class SignalContext:
     indexes: "IndexCache"
     language_target: "LanguageTarget"
     progress: "Progress | None" = None
+    context_params: Any = None        # the run's ContextParams (the context split)
     started: float = field(default_factory=time.perf_counter)
 
     @property

@@ -14,8 +14,14 @@ anomaly's behaviour.
    background: at least ``member_z`` robust standard deviations (median / MAD of the behaviour
    segment against ``null_sample`` random indexed segments) above the background median, and at
    least ``member_min_cos``; when the members' cosines show one step wider than
-   ``member_knee_share`` of their log range, those below it are stragglers, not members. Members share one behaviour whatever its wording; the clustering
-   puts them in one group (``row_evidence["member"]``).
+   ``member_knee_share`` of their log range, those below it are stragglers, not members.
+   Members share one behaviour whatever its wording; the clustering puts them in one group
+   (``row_evidence["member"]``).
+5. **Context**: a member whose best segment is at least ``prompted_cos`` close to its own
+   prompt, and ``prompted_margin`` closer than the anomaly's behaviour segment is to the
+   anomaly's prompt, was asked for it; the members are then split by the context of their
+   prompts (:mod:`forensics.triage.context`: groups, norm rate, optional judge). Both are
+   ``row_evidence["other_context"]``: "same behaviour, other context".
 
 A language switch is left to the language signal (its segments are language identity).
 Without a ``reply_segment`` index the signal is unavailable and says how to build one.
@@ -23,6 +29,7 @@ Without a ``reply_segment`` index the signal is unavailable and says how to buil
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +54,10 @@ class SegmentSignalParams:
     member_min_cos: float = 0.25      # ... and >= this cosine
     min_members: int = 4              # fewer members than this: no segment batch
     member_knee_share: float = 0.5    # a gap in members' log cosine spanning this share of their range cuts
-    prompted_cos: float = 0.3         # a row's behaviour segment this close to its own prompt answers it
+    prompted_cos: float = 0.3         # a row's behaviour segment this close to its own prompt answers it ...
+    prompted_margin: float = 0.15     # ... and this much closer than the anomaly's is to its prompt
+    asked_share: float = 0.5          # a row whose prompt names this share of its behaviour words asked for it
+    asked_max_df: float = 0.05        # behaviour words in more than this share of all prompts are no evidence
     seed: int = 0                     # random sample of the background
 
 
@@ -194,7 +204,23 @@ class SegmentSignal:
             rows = np.flatnonzero(member)
             if len(rows):
                 rel = _prompt_relation(oi, pidx, pids, context.sample_ids[rows], best_id[rows])
-                other[rows[rel >= params.prompted_cos]] = True
+                # asked for: closer to its own prompt than the anomaly's behaviour is to the
+                # anomaly's prompt (an answer-like behaviour, e.g. a wrong fact, relates to
+                # its prompt everywhere; it is not "asked for" by that alone)
+                own = float((sv[order] @ pv.T).max()) if len(pv) else 0.0
+                other[rows[rel >= max(params.prompted_cos, own + params.prompted_margin)]] = True
+                other[rows[_asked_by_name(context, rows, segs[order[0]], a.prompt, params)]] = True
+        groups: list[dict] = []
+        cp = context.context_params
+        if cp is not None and member.any():
+            # the behaviour rows grouped by what their prompts are about; groups where the
+            # behaviour is the norm, or judged legitimate, are the same behaviour elsewhere
+            from forensics.triage.context import split
+
+            behaviour = " ".join([a.title or "", *(expl[:1] or [segs[order[0]]])]).strip()
+            cs = split(context, np.flatnonzero(member), member, score, behaviour, cp, other)
+            other, groups = cs.other & member, cs.groups
+            notes.update(cs.notes)
         member &= ~other
         if member.sum() < params.min_members:
             member[:] = False
@@ -204,7 +230,8 @@ class SegmentSignal:
             score.astype(np.float32),
             summary={"segment_behaviour": [segs[i] for i in order],
                      "segment_member_cut": cuts, "segment_members": int(member.sum()),
-                     "segment_other_context": int(other.sum())},
+                     "segment_other_context": int(other.sum()),
+                     "segment_context_groups": groups},
             row_evidence={"member": member.astype(np.float32),
                           "other_context": other.astype(np.float32), "cos": cos},
             index_versions={FIELD: context.indexes.versions[FIELD]}, notes=notes)
@@ -236,6 +263,37 @@ class SegmentSignal:
             cen = np.vstack([q[None, :], v]).mean(axis=0)
             q0 = (cen / max(float(np.linalg.norm(cen)), 1e-12)).astype(np.float32)
         return q0
+
+
+def _words(text: str | None) -> set[str]:
+    return {w for w in re.findall(r"\w+", (text or "").lower()) if len(w) > 1}
+
+
+def _asked_by_name(context: SignalContext, rows: np.ndarray, behaviour: str,
+                   anomaly_prompt: str | None, params: SegmentSignalParams) -> np.ndarray:
+    """Which ``rows`` name the behaviour in their own prompt: the behaviour words (words of the
+    anomaly's behaviour segment that its prompt does not hold, and that are rare among all
+    prompts) found in the row's reply, at least ``asked_share`` of them also in its prompt.
+    Why: a request names what it asks for ("sign it from ...", "credit the tool X"), while
+    the defect shows words the prompt never used."""
+    words = _words(behaviour) - _words(anomaly_prompt)
+    if not words or not len(rows):
+        return np.zeros(len(rows), bool)
+    prompts = context.frame["prompt_norm"].fill_null("")
+    n = max(1, len(prompts))
+    words = {w for w in words
+             if float(prompts.str.contains(rf"\b{re.escape(w)}\b").sum()) / n
+             <= params.asked_max_df}
+    if not words:
+        return np.zeros(len(rows), bool)
+    pr = prompts.to_list()
+    rp = context.frame["reply_norm"].fill_null("").to_list()
+    out = np.zeros(len(rows), bool)
+    for i, j in enumerate(rows.tolist()):
+        shown = words & _words(rp[j])
+        if shown and len(shown & _words(pr[j])) >= params.asked_share * len(shown):
+            out[i] = True
+    return out
 
 
 def _prompt_relation(oi, pidx, pids: np.ndarray, sample_ids: np.ndarray, seg_ids: np.ndarray,
