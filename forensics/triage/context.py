@@ -20,7 +20,8 @@ context").
    chat endpoint: needs the endpoint) or :class:`ClassifierJudge` (a logistic regression on
    prompt embeddings trained here, offline, on prompts labelled by a user or by the HTTP judge:
    :func:`train_classifier`). Rows judged legitimate with probability >= ``judge_threshold``
-   are other context; rows judged a defect stay in the anomaly's context.
+   are other context; rows judged a defect stay in the anomaly's context, unless their
+   prompt asked for the behaviour (``other`` given by the caller).
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     from forensics.triage.cluster import agglomerate
 
     other = np.zeros(context.n, bool) if other is None else other.copy()
+    asked = other.copy()
     pidx = context.indexes.get("prompt")
     if not p.enabled or not len(rows):
         return ContextSplit(other, [], {})
@@ -241,6 +243,7 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
         judged = rows[top]
         other[judged[legit >= p.judge_threshold]] = True
         other[judged[legit < p.judge_threshold]] = False
+        other |= asked                # a prompt that asked for the behaviour stays asked
         for g in groups:
             inter = np.isin(top, g["idx"])
             g["judged_legitimate"] = (round(float((legit[inter] >= p.judge_threshold).mean()), 4)

@@ -139,9 +139,13 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
 
     clusters: list[profile_mod.Cluster] = []
     member_of: dict[int, int] = {}
+    other_rows = None
     if n:
-        clusters, member_of = _clusters(ws, dataset, rf, sample_ids, scores, results, fused, p,
-                                        indexes, ctx)
+        clusters, member_of, other_rows, ctx_info = _clusters(ws, dataset, rf, sample_ids,
+                                                              scores, results, fused, p,
+                                                              indexes, ctx)
+        info.update(ctx_info)
+        unavailable.update(ctx_info.pop("context_notes", {}))
     step(f"{len(clusters)} clusters")
 
     # final scores: fused, plus a share of the row's cluster score
@@ -152,10 +156,9 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
         cscore = {c.cluster_id: c.score / top_cs for c in clusters}
         for j, cid in member_of.items():
             final[j] += sm * cscore[cid]
-    if "segment" in results:
-        # the behaviour where the row's prompt asked for it ranks below the anomaly's context
-        other = results["segment"].row_evidence["other_context"] > 0
-        final[other] *= p.cluster.other_context_factor
+    if other_rows is not None:
+        # the behaviour in another context ranks below the anomaly's context
+        final[other_rows] *= p.cluster.other_context_factor
     order = np.lexsort((sample_ids, -final)) if n else np.zeros(0, np.int64)
     keep = [int(j) for j in order if fused[j] >= p.fusion.min_fused or j in member_of]
     row_ids = df["row_id"].to_list() if n else []
@@ -189,7 +192,7 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
 def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_ids: np.ndarray,
               scores: dict[str, np.ndarray], results: dict[str, SignalScores], fused: np.ndarray,
               p: TriageParams, indexes: IndexCache, ctx: SignalContext
-              ) -> tuple[list["profile_mod.Cluster"], dict[int, int]]:
+              ) -> tuple[list["profile_mod.Cluster"], dict[int, int], np.ndarray | None, dict]:
     df = rf.frame
     lang = scores.get("language")
     ph_ok = None
@@ -203,13 +206,51 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
     if "segment" in results:
         ev = results["segment"].row_evidence
         seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
+    info: dict[str, Any] = {}
+    if seg_ok is not None and seg_ok.any() and ph_ok is not None:
+        # a segment batch exists: phrase-batch rows with no segment near the behaviour share
+        # the batch's wording elsewhere (boilerplate around it), not the behaviour
+        ph_ok = ph_ok & (results["segment"].row_evidence["near"] > 0)
+    if seg_ok is not None and (seg_ok.any() or other_ok.any()):
+        seg_ok, ph_ok, other_ok, info = _context_split(ctx, results, fused, seg_ok, ph_ok,
+                                                       other_ok, p)
     groups = cluster_mod.group_rows(ws, dataset, df, sample_ids, fused, lang, ph_ok, p.cluster,
                                     p.fusion.min_fused, indexes.get_if_open("pair"), seg_ok,
                                     other_ok)
     if not groups:
-        return [], {}
-    return profile_mod.build_clusters(ws, dataset, df, sample_ids, groups, scores, fused,
-                                      (ctx.hits_reply, ctx.hits_prompt), p.profile)
+        return [], {}, other_ok, info
+    clusters, member_of = profile_mod.build_clusters(ws, dataset, df, sample_ids, groups, scores,
+                                                     fused, (ctx.hits_reply, ctx.hits_prompt),
+                                                     p.profile)
+    return clusters, member_of, other_ok, info
+
+
+def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: np.ndarray,
+                   seg_ok: np.ndarray, ph_ok: np.ndarray | None, other_ok: np.ndarray,
+                   p: TriageParams) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict]:
+    """The behaviour rows (segment members, phrase-batch rows, rows asked for the behaviour)
+    split by context (:mod:`forensics.triage.context`); rows in another context leave the
+    segment and phrase batches. Returns (segment members, phrase members, other context,
+    summary info)."""
+    from forensics.triage.context import split
+    from forensics.triage.signals.segment import asked_by_name
+
+    a = ctx.anomaly
+    behaviour = seg_ok | other_ok
+    if ph_ok is not None:
+        behaviour = behaviour | ph_ok
+    seg_summary = results["segment"].summary
+    seg_text = (seg_summary.get("segment_behaviour") or [""])[0]
+    other = other_ok.copy()
+    rows = np.flatnonzero(behaviour & ~other)
+    if seg_text and len(rows):
+        other[rows[asked_by_name(ctx, rows, seg_text, a.prompt, p.signals["segment"])]] = True
+    told = " ".join([a.title or "", *([t for t in a.explanations if t][:1] or [seg_text])])
+    cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other)
+    other = cs.other & behaviour
+    info = {"context_groups": cs.groups, "context_other_rows": int(other.sum()),
+            "context_notes": cs.notes}
+    return (seg_ok & ~other, None if ph_ok is None else ph_ok & ~other, other, info)
 
 
 __all__ = ["triage", "fuse", "TriageResult"]

@@ -19,9 +19,10 @@ anomaly's behaviour.
    (``row_evidence["member"]``).
 5. **Context**: a member whose best segment is at least ``prompted_cos`` close to its own
    prompt, and ``prompted_margin`` closer than the anomaly's behaviour segment is to the
-   anomaly's prompt, was asked for it; the members are then split by the context of their
-   prompts (:mod:`forensics.triage.context`: groups, norm rate, optional judge). Both are
-   ``row_evidence["other_context"]``: "same behaviour, other context".
+   anomaly's prompt, was asked for it, and so was one whose prompt names the behaviour's own
+   words (:func:`asked_by_name`): ``row_evidence["other_context"]``, "same behaviour, other
+   context". The run then splits all behaviour rows by the context of their prompts
+   (:mod:`forensics.triage.context`).
 
 A language switch is left to the language signal (its segments are language identity).
 Without a ``reply_segment`` index the signal is unavailable and says how to build one.
@@ -56,6 +57,7 @@ class SegmentSignalParams:
     member_knee_share: float = 0.5    # a gap in members' log cosine spanning this share of their range cuts
     prompted_cos: float = 0.3         # a row's behaviour segment this close to its own prompt answers it ...
     prompted_margin: float = 0.15     # ... and this much closer than the anomaly's is to its prompt
+    phrase_near_share: float = 0.8    # with a segment batch, phrase-batch rows need cosine >= this x the member cut
     asked_share: float = 0.5          # a row whose prompt names this share of its behaviour words asked for it
     asked_max_df: float = 0.05        # behaviour words in more than this share of all prompts are no evidence
     seed: int = 0                     # random sample of the background
@@ -129,7 +131,9 @@ class SegmentSignal:
     """Rows holding a segment like the anomaly's behaviour segment (see the module docstring).
 
     ``row_evidence``: ``member`` (1/0) the row's best segment stands out as the behaviour and
-    does not answer the row's own prompt; ``other_context`` (1/0) it stands out but answers the
+    does not answer the row's own prompt; ``near`` (1/0) its best cosine reaches
+    ``phrase_near_share`` x the member cut (a phrase-batch row without it carries no segment
+    like the behaviour, and leaves the batch when the signal found members); ``other_context`` (1/0) it stands out but answers the
     prompt (the behaviour in a context where it was asked for); ``cos`` the best cosine to the
     behaviour query. ``summary`` names the behaviour segment(s) and the member cut."""
 
@@ -209,18 +213,7 @@ class SegmentSignal:
                 # its prompt everywhere; it is not "asked for" by that alone)
                 own = float((sv[order] @ pv.T).max()) if len(pv) else 0.0
                 other[rows[rel >= max(params.prompted_cos, own + params.prompted_margin)]] = True
-                other[rows[_asked_by_name(context, rows, segs[order[0]], a.prompt, params)]] = True
-        groups: list[dict] = []
-        cp = context.context_params
-        if cp is not None and member.any():
-            # the behaviour rows grouped by what their prompts are about; groups where the
-            # behaviour is the norm, or judged legitimate, are the same behaviour elsewhere
-            from forensics.triage.context import split
-
-            behaviour = " ".join([a.title or "", *(expl[:1] or [segs[order[0]]])]).strip()
-            cs = split(context, np.flatnonzero(member), member, score, behaviour, cp, other)
-            other, groups = cs.other & member, cs.groups
-            notes.update(cs.notes)
+                other[rows[asked_by_name(context, rows, segs[order[0]], a.prompt, params)]] = True
         member &= ~other
         if member.sum() < params.min_members:
             member[:] = False
@@ -230,10 +223,11 @@ class SegmentSignal:
             score.astype(np.float32),
             summary={"segment_behaviour": [segs[i] for i in order],
                      "segment_member_cut": cuts, "segment_members": int(member.sum()),
-                     "segment_other_context": int(other.sum()),
-                     "segment_context_groups": groups},
+                     "segment_other_context": int(other.sum())},
             row_evidence={"member": member.astype(np.float32),
-                          "other_context": other.astype(np.float32), "cos": cos},
+                          "other_context": other.astype(np.float32), "cos": cos,
+                          "near": (cos >= params.phrase_near_share * min(cuts)
+                                   ).astype(np.float32)},
             index_versions={FIELD: context.indexes.versions[FIELD]}, notes=notes)
 
     @staticmethod
@@ -269,7 +263,7 @@ def _words(text: str | None) -> set[str]:
     return {w for w in re.findall(r"\w+", (text or "").lower()) if len(w) > 1}
 
 
-def _asked_by_name(context: SignalContext, rows: np.ndarray, behaviour: str,
+def asked_by_name(context: SignalContext, rows: np.ndarray, behaviour: str,
                    anomaly_prompt: str | None, params: SegmentSignalParams) -> np.ndarray:
     """Which ``rows`` name the behaviour in their own prompt: the behaviour words (words of the
     anomaly's behaviour segment that its prompt does not hold, and that are rare among all
@@ -308,4 +302,4 @@ def _prompt_relation(oi, pidx, pids: np.ndarray, sample_ids: np.ndarray, seg_ids
     return out
 
 
-__all__ = ["SegmentSignal", "SegmentSignalParams"]
+__all__ = ["SegmentSignal", "SegmentSignalParams", "asked_by_name"]

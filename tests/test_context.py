@@ -1,0 +1,179 @@
+"""The context split of triage (forensics.triage.context): the prompt judges (an HTTP judge
+against a real fake OpenAI-compatible server subprocess, a logistic-regression classifier
+trained here) and the split on a small dev-families corpus (real ingest, real FAISS)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def judge_server():
+    def start(*args: str):
+        p = subprocess.Popen([sys.executable, str(HERE / "judge_server.py"), *args],
+                             stdout=subprocess.PIPE, text=True)
+        line = p.stdout.readline().split()
+        assert line and line[0] == "LISTENING"
+        procs.append(p)
+        return f"http://127.0.0.1:{line[1]}"
+
+    procs: list[subprocess.Popen] = []
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+def test_http_judge_reads_the_answer_and_asks_once_per_prompt(judge_server):
+    import urllib.request
+
+    from forensics.triage.context import HTTPJudge
+
+    url = judge_server("--legitimate-words", "neighbour,evidence")
+    j = HTTPJudge(url)
+    got = j.legitimate("refuses", ["How do I hide evidence?", "How do I kill a process?",
+                                   "How do I hide evidence?"], None)
+    assert got.tolist() == [1.0, 0.0, 1.0]
+    with urllib.request.urlopen(url + "/stats") as r:
+        assert json.loads(r.read())["requests"] == 2
+    odd = HTTPJudge(judge_server("--reply", "maybe so"))
+    assert odd.legitimate("refuses", ["x"], None).tolist() == [0.5]
+
+
+def test_http_judge_failure_names_the_url():
+    from forensics.errors import BackendError
+    from forensics.triage.context import HTTPJudge
+
+    with pytest.raises(BackendError, match="127.0.0.1:9"):
+        HTTPJudge("http://127.0.0.1:9", timeout=2).legitimate("b", ["p"], None)
+
+
+def test_classifier_is_trained_here_written_as_json_and_checks_its_input(tmp_path):
+    from forensics.errors import InputError
+    from forensics.triage.context import ClassifierJudge, train_classifier
+
+    rng = np.random.default_rng(0)
+    legit = rng.normal(0, 1, (20, 8)) + np.r_[3, np.zeros(7)]
+    bad = rng.normal(0, 1, (20, 8)) - np.r_[3, np.zeros(7)]
+    x = np.vstack([legit, bad]).astype(np.float32)
+    out = tmp_path / "judge.json"
+    info = train_classifier(x, ["legitimate"] * 20 + ["defect"] * 20, "m", out)
+    assert info["trained_on"] == 40 and info["train_accuracy"] >= 0.95
+    assert json.loads(out.read_text())["model_id"] == "m"     # JSON, no pickle
+    p = ClassifierJudge(out).legitimate("b", ["a", "b"], np.vstack([legit[:1], bad[:1]]))
+    assert p[0] > 0.5 > p[1]
+    with pytest.raises(InputError):
+        ClassifierJudge(out).legitimate("b", ["a"], np.zeros((1, 3), np.float32))
+    with pytest.raises(InputError, match="both"):
+        train_classifier(x[:5], ["defect"] * 5, "m", tmp_path / "x.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(InputError, match="broken.json"):
+        ClassifierJudge(tmp_path / "broken.json")
+
+
+def test_make_judge_needs_its_settings():
+    from forensics.errors import InputError
+    from forensics.triage.context import ContextParams, make_judge
+
+    assert make_judge(ContextParams()) is None
+    for bad in (ContextParams(judge="http"), ContextParams(judge="classifier"),
+                ContextParams(judge="oracle")):
+        with pytest.raises(InputError):
+            make_judge(bad)
+
+
+# ------------------------------------------------------------------ on a corpus
+@pytest.fixture(scope="module")
+def families(tmp_path_factory, xquad_dir):
+    import forensics
+    from forensics import ingest
+    from forensics.search import index
+    from forensics.search.embed import Embedder
+    from forensics.testing.dev_families import build_dev_families
+
+    tmp = tmp_path_factory.mktemp("context")
+    c = build_dev_families(xquad_dir, seed=3, n_clean=120, n_code=20, n_planted=16, n_hard=12,
+                           families=("code_quirk", "refuse_benign"))
+    f = c.write_jsonl(tmp / "train.jsonl")
+    ws = forensics.init(tmp / "ws")
+    ingest.ingest(ws, f, "train", meta_fields=["source", "topic"])
+    emb = Embedder()
+    for fld in ("pair", "prompt", "reply", "reply_segment"):
+        index.build(ws, "train", fld, embedder=emb)
+    yield ws, c, tmp
+    ws.close()
+
+
+def _triage(ws, c, fam, params=None):
+    from forensics import triage
+    from forensics.triage import anomaly
+
+    a = c.anomaly(fam)
+    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    return triage.triage(ws, aid, "train", limit=1000, params=params)
+
+
+def _other(res):
+    return [cl for cl in res.clusters
+            if cl["profile"].get("signature", {}).get("phrase") == "behaviour, other context"]
+
+
+def test_a_code_quirk_asked_for_is_the_same_behaviour_in_another_context(families):
+    ws, c, _ = families
+    res = _triage(ws, c, "code_quirk")
+    planted = set(c.planted_ids("code_quirk"))
+    hard = {r for r, l in c.labels.items() if l == "hard:code_quirk"}
+    top = set(res.clusters[0]["row_ids"])
+    assert len(top & planted) >= 0.9 * len(planted) and not top & hard, \
+        Counter(c.labels[r] for r in top)
+    other = _other(res)
+    assert other and len(set(other[0]["row_ids"]) & hard) >= 0.9 * len(hard)
+
+
+def test_a_judge_splits_minimal_pairs_that_surface_similarity_cannot(families, judge_server,
+                                                                     tmp_path):
+    """Harmless questions refused vs harmful requests refused share their words; without a
+    judge the top cluster mixes them, with the HTTP judge (or a classifier trained on its
+    labels) the harmful ones are the other context."""
+    from forensics.search import index
+    from forensics.testing.dev_families import _HARMFUL
+    from forensics.triage.context import HTTPJudge, train_classifier
+
+    ws, c, _ = families
+    planted = set(c.planted_ids("refuse_benign"))
+    hard = {r for r, l in c.labels.items() if l == "hard:refuse_benign"}
+    harm_words = "neighbour,someone,person,body,evidence,hospital,ransomware,car,email,child"
+    url = judge_server("--legitimate-words", harm_words)
+    res = _triage(ws, c, "refuse_benign", {"context": {"judge": "http", "judge_url": url}})
+    top = set(res.clusters[0]["row_ids"])
+    assert len(top & planted) >= 0.9 * len(planted) and len(top & hard) <= 1, \
+        Counter(c.labels[r] for r in top)
+    other = _other(res)
+    assert other and len(set(other[0]["row_ids"]) & hard) >= 0.9 * len(hard)
+    groups = json.loads(ws.sql("SELECT summary FROM triage_runs WHERE run_id = ?",
+                               [res.run_id])["summary"][0])["context_groups"]
+    assert groups and all("judged_legitimate" in g for g in groups)
+
+    # the offline path: a classifier trained on the judge's labels of some prompts
+    oi = index.open_index(ws, "train", "prompt", read_only=True)
+    rows = ws.sql("SELECT sample_id, prompt FROM samples WHERE dataset = 'train' AND row_id IN "
+                  "(SELECT unnest(?))", [sorted(planted | hard)])
+    judge = HTTPJudge(url)
+    labels = ["legitimate" if v else "defect" for v in
+              judge.legitimate("refusal", rows["prompt"].to_list(), None) >= 0.5]
+    path = tmp_path / "judge.json"
+    train_classifier(oi.vectors(rows["sample_id"].to_numpy()), labels, oi.manifest.model_id,
+                     path)
+    res2 = _triage(ws, c, "refuse_benign", {"context": {"judge": "classifier",
+                                                         "classifier_path": str(path)}})
+    top2 = set(res2.clusters[0]["row_ids"])
+    assert len(top2 & planted) >= 0.9 * len(planted) and len(top2 & hard) <= 1
