@@ -177,3 +177,34 @@ def test_a_judge_splits_minimal_pairs_that_surface_similarity_cannot(families, j
                                                          "classifier_path": str(path)}})
     top2 = set(res2.clusters[0]["row_ids"])
     assert len(top2 & planted) >= 0.9 * len(planted) and len(top2 & hard) <= 1
+
+
+def test_groups_beyond_the_cap_join_the_nearest_centroid():
+    from forensics.triage.context import ContextParams, _groups
+
+    rng = np.random.default_rng(1)
+    a, b = np.eye(8)[0], np.eye(8)[1]
+    cv = np.vstack([a + 0.05 * rng.normal(size=(6, 8)), b + 0.05 * rng.normal(size=(6, 8))])
+    cv /= np.linalg.norm(cv, axis=1, keepdims=True)
+    key = np.r_[np.arange(6, 0, -1), np.arange(6, 0, -1)].astype(float)   # 2 best of each
+    full = _groups(cv, key, ContextParams())
+    capped = _groups(cv, key, ContextParams(group_max_rows=4))
+    for lab in (full, capped):
+        assert len(set(lab[:6])) == 1 and len(set(lab[6:])) == 1 and lab[0] != lab[6]
+
+
+def test_dev_families_corpus_is_deterministic_and_labels_every_behaviour_row(xquad_dir):
+    from forensics.testing.dev_families import FAMILIES, build_dev_families
+
+    kw = dict(n_clean=30, n_code=5, n_planted=6, n_hard=6)
+    c1, c2 = build_dev_families(xquad_dir, **kw), build_dev_families(xquad_dir, **kw)
+    assert c1.records == c2.records and c1.families == sorted(FAMILIES)
+    counts = Counter(c1.labels.values())
+    assert all(counts[f"planted:{f}"] == 6 for f in FAMILIES)
+    assert all(counts[f"hard:{f}"] >= 4 for f in FAMILIES)
+    judged = c1.prompt_judgement
+    assert {judged[r] for r in c1.planted_ids("swap")} == {"defect"}
+    assert all(judged[r] == "legitimate" for r, l in c1.labels.items() if l.startswith("hard:"))
+    for f in FAMILIES:
+        a = c1.anomaly(f)
+        assert a["prompt"] and a["reply"] and len(a["explanations"]) == 2

@@ -8,7 +8,8 @@ context").
    Why: two prompts with the same words and another intent ("kill a process" / "kill a
    person") embed close together; an explanation of what the prompt is about tells them apart.
 2. **Groups**: the behaviour rows' context vectors clustered (average linkage, cosine distance
-   ``group_distance``); groups ranked by the cosine of their centroid to the anomaly's prompt.
+   ``group_distance``, over the ``group_max_rows`` best-scored rows; the others join the group
+   of the nearest centroid); groups ranked by the cosine of their centroid to the anomaly's prompt.
 3. **Norm rate**: for each behaviour row, the share of its ``neighbours`` nearest prompts in
    the dataset whose rows show the behaviour too; the same for the anomaly's prompt. A
    behaviour that is the norm in a context (every harmful request refused, every requested
@@ -48,6 +49,7 @@ class ContextParams:
 
     enabled: bool = True              # split behaviour rows by context at all
     group_distance: float = 0.6       # cosine distance of the prompt-context groups
+    group_max_rows: int = 2000        # best-scored behaviour rows clustered; the rest join the nearest group
     neighbours: int = 15              # nearest dataset prompts read per behaviour row
     norm_rate: float = 0.6            # a group whose prompts' neighbours show the behaviour this often ...
     rate_margin: float = 0.25         # ... and this much more often than the anomaly's: other context
@@ -192,8 +194,6 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     first when capped); ``behaviour_text``: what the judge is told; ``other``: rows already
     known to be other context (their prompt asked for the behaviour), kept unless judged a
     defect."""
-    from forensics.triage.cluster import agglomerate
-
     other = np.zeros(context.n, bool) if other is None else other.copy()
     asked = other.copy()
     pidx = context.indexes.get("prompt")
@@ -215,7 +215,7 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     k = max(1, min(p.neighbours + 1, pidx.ntotal))
     rate = _rates(context, pidx, pv, behaviour, k, self_ids=sids)
     arate = float(_rates(context, pidx, av[None, :], behaviour, k)[0]) if av is not None else 0.0
-    labels = agglomerate(cv, p.group_distance) if len(rows) > 1 else np.zeros(1, np.int64)
+    labels = _groups(cv, order_key[rows], p)
     groups = []
     for g in range(int(labels.max()) + 1):
         idx = np.flatnonzero(labels == g)
@@ -253,6 +253,27 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
                                       f"rows (context.judge_max_rows)")
     out = [{k: v for k, v in g.items() if k != "idx"} for g in groups]
     return ContextSplit(other, out, notes)
+
+
+def _groups(cv: np.ndarray, key: np.ndarray, p: ContextParams) -> np.ndarray:
+    """Group labels of the context vectors: average linkage over the ``group_max_rows``
+    best-scored rows (its memory grows with the square of the rows), the rest joining the
+    group of the nearest centroid."""
+    from forensics.triage.cluster import agglomerate
+
+    if len(cv) == 1:
+        return np.zeros(1, np.int64)
+    head = np.sort(np.argsort(-key, kind="stable")[:max(1, p.group_max_rows)])
+    lab_head = agglomerate(cv[head], p.group_distance)
+    labels = np.full(len(cv), -1, np.int64)
+    labels[head] = lab_head
+    rest = np.flatnonzero(labels < 0)
+    if len(rest):
+        cen = np.vstack([cv[head][lab_head == g].mean(axis=0)
+                         for g in range(int(lab_head.max()) + 1)])
+        cen /= np.maximum(np.linalg.norm(cen, axis=1, keepdims=True), 1e-12)
+        labels[rest] = np.argmax(cv[rest] @ cen.T, axis=1)
+    return labels
 
 
 def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.ndarray, k: int,

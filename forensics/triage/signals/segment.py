@@ -58,8 +58,8 @@ class SegmentSignalParams:
     prompted_cos: float = 0.3         # a row's behaviour segment this close to its own prompt answers it ...
     prompted_margin: float = 0.15     # ... and this much closer than the anomaly's is to its prompt
     phrase_near_share: float = 0.8    # with a segment batch, phrase-batch rows need cosine >= this x the member cut
-    asked_share: float = 0.5          # a row whose prompt names this share of its behaviour words asked for it
-    asked_max_df: float = 0.05        # behaviour words in more than this share of all prompts are no evidence
+    asked_share: float = 0.5          # a row whose prompt names this (log-lift weighted) share of its behaviour words asked for it
+    asked_min_lift: float = 2.0       # behaviour words this much more frequent in behaviour replies than in all replies count
     seed: int = 0                     # random sample of the background
 
 
@@ -265,28 +265,34 @@ def _words(text: str | None) -> set[str]:
 
 def asked_by_name(context: SignalContext, rows: np.ndarray, behaviour: str,
                    anomaly_prompt: str | None, params: SegmentSignalParams) -> np.ndarray:
-    """Which ``rows`` name the behaviour in their own prompt: the behaviour words (words of the
-    anomaly's behaviour segment that its prompt does not hold, and that are rare among all
-    prompts) found in the row's reply, at least ``asked_share`` of them also in its prompt.
+    """Which ``rows`` (the behaviour rows) name the behaviour in their own prompt: the behaviour
+    words (words of the anomaly's behaviour segment that its prompt does not hold, at least
+    ``asked_min_lift`` times more frequent in the replies of ``rows`` than in all replies)
+    found in the row's reply, at least ``asked_share`` of them (weighted by log lift) also in
+    its prompt.
     Why: a request names what it asks for ("sign it from ...", "credit the tool X"), while
     the defect shows words the prompt never used."""
     words = _words(behaviour) - _words(anomaly_prompt)
     if not words or not len(rows):
         return np.zeros(len(rows), bool)
-    prompts = context.frame["prompt_norm"].fill_null("")
-    n = max(1, len(prompts))
-    words = {w for w in words
-             if float(prompts.str.contains(rf"\b{re.escape(w)}\b").sum()) / n
-             <= params.asked_max_df}
-    if not words:
+    replies = context.frame["reply_norm"].fill_null("")
+    rp = replies.to_list()
+    shown_in = {w: np.array([w in _words(rp[j]) for j in rows.tolist()]) for w in words}
+    weight: dict[str, float] = {}
+    for w in words:
+        share_all = float(replies.str.contains(rf"\b{re.escape(w)}\b").mean() or 0.0)
+        lift = float(shown_in[w].mean()) / max(share_all, 1e-9)
+        if lift >= params.asked_min_lift:
+            weight[w] = float(np.log(lift))
+    if not weight:
         return np.zeros(len(rows), bool)
-    pr = prompts.to_list()
-    rp = context.frame["reply_norm"].fill_null("").to_list()
+    pr = context.frame["prompt_norm"].fill_null("").to_list()
     out = np.zeros(len(rows), bool)
     for i, j in enumerate(rows.tolist()):
-        shown = words & _words(rp[j])
-        if shown and len(shown & _words(pr[j])) >= params.asked_share * len(shown):
-            out[i] = True
+        shown = {w for w in weight if shown_in[w][i]}
+        if shown:
+            named = sum(weight[w] for w in shown & _words(pr[j]))
+            out[i] = named > 0 and named >= params.asked_share * sum(weight[w] for w in shown)
     return out
 
 
