@@ -157,7 +157,7 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
         for j, cid in member_of.items():
             final[j] += sm * cscore[cid]
     if other_rows is not None:
-        # the behaviour in another context ranks below the anomaly's context
+        # the behaviour in another context (and its lookalikes) rank below the anomaly's
         final[other_rows] *= p.cluster.other_context_factor
     order = np.lexsort((sample_ids, -final)) if n else np.zeros(0, np.int64)
     keep = [int(j) for j in order if fused[j] >= p.fusion.min_fused or j in member_of]
@@ -207,33 +207,38 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
         ev = results["segment"].row_evidence
         seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
     info: dict[str, Any] = {}
+    lookalike = None
     if seg_ok is not None and seg_ok.any() and ph_ok is not None:
         # a segment batch exists: phrase-batch rows with no segment near the behaviour share
         # the batch's wording elsewhere (boilerplate around it), not the behaviour
         ph_ok = ph_ok & (results["segment"].row_evidence["near"] > 0)
     if seg_ok is not None and (seg_ok.any() or other_ok.any()):
-        seg_ok, ph_ok, other_ok, info = _context_split(ctx, results, fused, seg_ok, ph_ok,
-                                                       other_ok, p)
+        seg_ok, ph_ok, other_ok, lookalike, info = _context_split(ctx, results, fused, seg_ok,
+                                                                  ph_ok, other_ok, p)
+    # rows below the anomaly's context: the behaviour elsewhere, and lookalikes (rows that
+    # lack the behaviour's own words that nearly every behaviour row shows)
+    demote = other_ok if lookalike is None else (other_ok | lookalike)
     groups = cluster_mod.group_rows(ws, dataset, df, sample_ids, fused, lang, ph_ok, p.cluster,
                                     p.fusion.min_fused, indexes.get_if_open("pair"), seg_ok,
                                     other_ok)
     if not groups:
-        return [], {}, other_ok, info
+        return [], {}, demote, info
     clusters, member_of = profile_mod.build_clusters(ws, dataset, df, sample_ids, groups, scores,
                                                      fused, (ctx.hits_reply, ctx.hits_prompt),
                                                      p.profile)
-    return clusters, member_of, other_ok, info
+    return clusters, member_of, demote, info
 
 
 def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: np.ndarray,
                    seg_ok: np.ndarray, ph_ok: np.ndarray | None, other_ok: np.ndarray,
-                   p: TriageParams) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict]:
+                   p: TriageParams
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, dict]:
     """The behaviour rows (segment members, phrase-batch rows, rows asked for the behaviour)
-    split by context (:mod:`forensics.triage.context`); rows in another context leave the
-    segment and phrase batches. Returns (segment members, phrase members, other context,
-    summary info)."""
+    split by context (:mod:`forensics.triage.context`); rows in another context, and
+    lookalikes (``word_majority``), leave the segment and phrase batches. Returns (segment
+    members, phrase members, other context, lookalikes, summary info)."""
     from forensics.triage.context import split
-    from forensics.triage.signals.segment import asked_by_name
+    from forensics.triage.signals.segment import word_evidence
 
     a = ctx.anomaly
     behaviour = seg_ok | other_ok
@@ -243,14 +248,23 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
     seg_text = (seg_summary.get("segment_behaviour") or [""])[0]
     other = other_ok.copy()
     rows = np.flatnonzero(behaviour & ~other)
+    lookalike = np.zeros(len(behaviour), bool)
     if seg_text and len(rows):
-        other[rows[asked_by_name(ctx, rows, seg_text, a.prompt, p.signals["segment"])]] = True
+        sp = p.signals["segment"]
+        asked, shows = word_evidence(ctx, rows, seg_text, a.prompt, sp)
+        other[rows[asked]] = True
+        # nearly every behaviour row shows the behaviour's own words: rows showing none only
+        # look like it (the same sentence with the right entity, the same layout without it)
+        if shows.mean() >= sp.word_majority:
+            lookalike[rows[~shows]] = True
+            behaviour &= ~lookalike
     told = " ".join([a.title or "", *([t for t in a.explanations if t][:1] or [seg_text])])
     cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other)
     other = cs.other & behaviour
     info = {"context_groups": cs.groups, "context_other_rows": int(other.sum()),
-            "context_notes": cs.notes}
-    return (seg_ok & ~other, None if ph_ok is None else ph_ok & ~other, other, info)
+            "context_lookalike_rows": int(lookalike.sum()), "context_notes": cs.notes}
+    keep = ~other & ~lookalike
+    return (seg_ok & keep, None if ph_ok is None else ph_ok & keep, other, lookalike, info)
 
 
 __all__ = ["triage", "fuse", "TriageResult"]

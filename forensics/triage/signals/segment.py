@@ -20,7 +20,7 @@ anomaly's behaviour.
 5. **Context**: a member whose best segment is at least ``prompted_cos`` close to its own
    prompt, and ``prompted_margin`` closer than the anomaly's behaviour segment is to the
    anomaly's prompt, was asked for it, and so was one whose prompt names the behaviour's own
-   words (:func:`asked_by_name`): ``row_evidence["other_context"]``, "same behaviour, other
+   words (:func:`word_evidence`): ``row_evidence["other_context"]``, "same behaviour, other
    context". The run then splits all behaviour rows by the context of their prompts
    (:mod:`forensics.triage.context`).
 
@@ -59,6 +59,7 @@ class SegmentSignalParams:
     prompted_margin: float = 0.15     # ... and this much closer than the anomaly's is to its prompt
     phrase_near_share: float = 0.8    # with a segment batch, phrase-batch rows need cosine >= this x the member cut
     asked_share: float = 0.5          # a row whose prompt names this (log-lift weighted) share of its behaviour words asked for it
+    word_majority: float = 0.8        # when this share of behaviour rows shows a behaviour word, rows showing none are lookalikes
     asked_min_lift: float = 2.0       # behaviour words this much more frequent in behaviour replies than in all replies count
     seed: int = 0                     # random sample of the background
 
@@ -213,7 +214,7 @@ class SegmentSignal:
                 # its prompt everywhere; it is not "asked for" by that alone)
                 own = float((sv[order] @ pv.T).max()) if len(pv) else 0.0
                 other[rows[rel >= max(params.prompted_cos, own + params.prompted_margin)]] = True
-                other[rows[asked_by_name(context, rows, segs[order[0]], a.prompt, params)]] = True
+                other[rows[word_evidence(context, rows, segs[order[0]], a.prompt, params)[0]]] = True
         member &= ~other
         if member.sum() < params.min_members:
             member[:] = False
@@ -263,21 +264,24 @@ def _words(text: str | None) -> set[str]:
     return {w for w in re.findall(r"\w+", (text or "").lower()) if len(w) > 1}
 
 
-def asked_by_name(context: SignalContext, rows: np.ndarray, behaviour: str,
-                   anomaly_prompt: str | None, params: SegmentSignalParams) -> np.ndarray:
-    """Which ``rows`` (the behaviour rows) name the behaviour in their own prompt: the behaviour
-    words (words of the anomaly's behaviour segment that its prompt does not hold, at least
-    ``asked_min_lift`` times more frequent in the replies of ``rows`` than in all replies)
-    found in the row's reply, at least ``asked_share`` of them (weighted by log lift) also in
-    its prompt.
+def word_evidence(context: SignalContext, rows: np.ndarray, behaviour: str,
+                  anomaly_prompt: str | None, params: SegmentSignalParams
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(asked, shows) for ``rows`` (the behaviour rows). The **behaviour words**: words of the
+    anomaly's behaviour segment that its prompt does not hold, at least ``asked_min_lift``
+    times more frequent in the replies of ``rows`` than in all replies, weighted by log lift.
+    ``shows``: the row's reply holds one; ``asked``: its prompt also names at least
+    ``asked_share`` of those its reply shows.
     Why: a request names what it asks for ("sign it from ...", "credit the tool X"), while
     the defect shows words the prompt never used."""
+    none = np.zeros(len(rows), bool)
     words = _words(behaviour) - _words(anomaly_prompt)
     if not words or not len(rows):
-        return np.zeros(len(rows), bool)
+        return none, none.copy()
     replies = context.frame["reply_norm"].fill_null("")
     rp = replies.to_list()
-    shown_in = {w: np.array([w in _words(rp[j]) for j in rows.tolist()]) for w in words}
+    row_words = [_words(rp[j]) for j in rows.tolist()]
+    shown_in = {w: np.array([w in rw for rw in row_words]) for w in words}
     weight: dict[str, float] = {}
     for w in words:
         share_all = float(replies.str.contains(rf"\b{re.escape(w)}\b").mean() or 0.0)
@@ -285,15 +289,16 @@ def asked_by_name(context: SignalContext, rows: np.ndarray, behaviour: str,
         if lift >= params.asked_min_lift:
             weight[w] = float(np.log(lift))
     if not weight:
-        return np.zeros(len(rows), bool)
+        return none, none.copy()
     pr = context.frame["prompt_norm"].fill_null("").to_list()
-    out = np.zeros(len(rows), bool)
+    asked, shows = none, none.copy()
     for i, j in enumerate(rows.tolist()):
         shown = {w for w in weight if shown_in[w][i]}
         if shown:
+            shows[i] = True
             named = sum(weight[w] for w in shown & _words(pr[j]))
-            out[i] = named > 0 and named >= params.asked_share * sum(weight[w] for w in shown)
-    return out
+            asked[i] = named > 0 and named >= params.asked_share * sum(weight[w] for w in shown)
+    return asked, shows
 
 
 def _prompt_relation(oi, pidx, pids: np.ndarray, sample_ids: np.ndarray, seg_ids: np.ndarray,
@@ -308,4 +313,4 @@ def _prompt_relation(oi, pidx, pids: np.ndarray, sample_ids: np.ndarray, seg_ids
     return out
 
 
-__all__ = ["SegmentSignal", "SegmentSignalParams", "asked_by_name"]
+__all__ = ["SegmentSignal", "SegmentSignalParams", "word_evidence"]
