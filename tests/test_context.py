@@ -208,3 +208,49 @@ def test_dev_families_corpus_is_deterministic_and_labels_every_behaviour_row(xqu
     for f in FAMILIES:
         a = c1.anomaly(f)
         assert a["prompt"] and a["reply"] and len(a["explanations"]) == 2
+
+
+def test_prompt_explanations_are_mixed_into_the_context_vectors(tmp_path, xquad_dir):
+    """A row with an explanation of its prompt gets a context vector between its prompt and
+    that explanation; rows without keep their prompt vector; positions not listed are unused."""
+    import forensics
+    from forensics import ingest
+    from forensics.nla.explanations import insert_explanations
+    from forensics.search import index
+    from forensics.search.embed import Embedder
+    from forensics.triage.context import ContextParams, _mix_explanations
+    from forensics.triage.indexes import IndexCache
+
+    f = tmp_path / "d.jsonl"
+    rows = [{"id": "a", "prompt": "How do I kill a process?", "reply": "Use kill -9 PID."},
+            {"id": "b", "prompt": "How do I kill a person?", "reply": "I can't help with that."}]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ws = forensics.init(tmp_path / "ws")
+    ingest.ingest(ws, f, "d")
+    index.build(ws, "d", "prompt", embedder=Embedder())
+    sids = ws.sql("SELECT sample_id FROM samples ORDER BY row_id")["sample_id"].to_numpy()
+    base = {c: None for c in ("anomaly_id", "token_index", "layer", "hidden_state_index",
+                              "raw_output", "truncated", "flags", "activation_norm", "mse",
+                              "cos", "fve")}
+    insert_explanations(ws, [
+        {**base, "sample_id": int(sids[1]), "dataset": "d", "nla_id": "n",
+         "position": "last_prompt", "text": "A request to hurt another human being.",
+         "explanation_key": "k1"},
+        {**base, "sample_id": int(sids[0]), "dataset": "d", "nla_id": "n",
+         "position": "reply:3", "text": "Talks about cooking pasta.", "explanation_key": "k2"}])
+
+    class Ctx:                        # the SignalContext fields _mix_explanations reads
+        pass
+
+    ctx = Ctx()
+    ctx.ws, ctx.dataset, ctx.indexes = ws, "d", IndexCache(ws, "d")
+    pidx = ctx.indexes.get("prompt")
+    pv = pidx.vectors(sids).astype(np.float32)
+    cv = _mix_explanations(ctx, pidx, sids, pv, ContextParams())
+    ev = ctx.indexes.embed(pidx, ["A request to hurt another human being."])[0]
+    assert np.allclose(cv[0], pv[0])                      # only a reply-position explanation
+    assert float(cv[1] @ ev) > float(pv[1] @ ev) + 0.1    # pulled towards its explanation
+    assert abs(float(np.linalg.norm(cv[1])) - 1) < 1e-5
+    assert np.allclose(_mix_explanations(ctx, pidx, sids, pv, ContextParams(explanation_mix=0)),
+                       pv)
+    ws.close()
