@@ -208,9 +208,11 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
         seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
     info: dict[str, Any] = {}
     lookalike = None
-    if seg_ok is not None and seg_ok.any() and ph_ok is not None:
-        # a segment batch exists: phrase-batch rows with no segment near the behaviour share
-        # the batch's wording elsewhere (boilerplate around it), not the behaviour
+    sp = p.signals.get("segment")
+    if seg_ok is not None and seg_ok.any() and ph_ok is not None and \
+            float(ph_ok[seg_ok].mean()) >= sp.phrase_near_overlap:
+        # the segment and phrase batches agree on the behaviour: phrase-batch rows with no
+        # segment near it share the batch's wording elsewhere (boilerplate around it)
         ph_ok = ph_ok & (results["segment"].row_evidence["near"] > 0)
     if seg_ok is not None and (seg_ok.any() or other_ok.any()):
         seg_ok, ph_ok, other_ok, lookalike, info = _context_split(ctx, results, fused, seg_ok,

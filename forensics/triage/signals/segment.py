@@ -57,7 +57,8 @@ class SegmentSignalParams:
     member_knee_share: float = 0.5    # a gap in members' log cosine spanning this share of their range cuts
     prompted_cos: float = 0.3         # a row's behaviour segment this close to its own prompt answers it ...
     prompted_margin: float = 0.15     # ... and this much closer than the anomaly's is to its prompt
-    phrase_near_share: float = 0.8    # with a segment batch, phrase-batch rows need cosine >= this x the member cut
+    phrase_near_share: float = 0.8    # with a segment batch, phrase-batch rows need cosine >= this x the member cut ...
+    phrase_near_overlap: float = 0.5  # ... when at least this share of the segment members is in the phrase batch
     asked_share: float = 0.5          # a row whose prompt names this (log-lift weighted) share of its behaviour words asked for it
     word_majority: float = 0.8        # when this share of behaviour rows shows a behaviour word, rows showing none are lookalikes
     asked_min_lift: float = 2.0       # behaviour words this much more frequent in behaviour replies than in all replies count
