@@ -276,29 +276,27 @@ def word_evidence(context: SignalContext, rows: np.ndarray, behaviour: str,
     Why: a request names what it asks for ("sign it from ...", "credit the tool X"), while
     the defect shows words the prompt never used."""
     none = np.zeros(len(rows), bool)
-    words = _words(behaviour) - _words(anomaly_prompt)
+    words = sorted(_words(behaviour) - _words(anomaly_prompt))
     if not words or not len(rows):
         return none, none.copy()
-    replies = context.frame["reply_norm"].fill_null("")
-    rp = replies.to_list()
-    row_words = [_words(rp[j]) for j in rows.tolist()]
-    shown_in = {w: np.array([w in rw for rw in row_words]) for w in words}
+    # token postings of the normalised reply / prompt columns (no pass over the text)
+    n = max(1, context.n)
+    shown_in = {w: np.isin(rows, context.hits_reply.rows(w)) for w in words}
     weight: dict[str, float] = {}
     for w in words:
-        share_all = float(replies.str.contains(rf"\b{re.escape(w)}\b").mean() or 0.0)
+        share_all = context.hits_reply.df(w) / n
         lift = float(shown_in[w].mean()) / max(share_all, 1e-9)
         if lift >= params.asked_min_lift:
             weight[w] = float(np.log(lift))
     if not weight:
         return none, none.copy()
-    pr = context.frame["prompt_norm"].fill_null("").to_list()
-    asked, shows = none, none.copy()
-    for i, j in enumerate(rows.tolist()):
-        shown = {w for w in weight if shown_in[w][i]}
-        if shown:
-            shows[i] = True
-            named = sum(weight[w] for w in shown & _words(pr[j]))
-            asked[i] = named > 0 and named >= params.asked_share * sum(weight[w] for w in shown)
+    total = np.zeros(len(rows))
+    named = np.zeros(len(rows))
+    for w, wt in weight.items():
+        total += wt * shown_in[w]
+        named += wt * (shown_in[w] & np.isin(rows, context.hits_prompt.rows(w)))
+    shows = total > 0
+    asked = shows & (named > 0) & (named >= params.asked_share * total)
     return asked, shows
 
 
