@@ -1,7 +1,7 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|heldout|b] [--small] [--seed N]
-       [--no-segments]
+Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families|heldout|b] [--small] [--seed N]
+       [--no-segments] [--judge-labels N]
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
 
@@ -11,6 +11,10 @@ Corpora:
   dev-wordings  the dev generator with the aside in many wordings (half without the brand)
            and legitimate app recommendations as hard negatives (``wordings="many"``,
            ``n_hard``): a development corpus for behaviours beyond one wording.
+  dev-families  forensics.testing.dev_families, seed 0: non-language behaviours (code_quirk,
+           agree_false, footer, swap, refuse_benign), each with hard negatives of the same
+           behaviour in a legitimate context (asked-for banner, true premise, requested
+           sign-off, the other mountain's own facts, harmful requests): developed on.
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -31,6 +35,15 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            code_marker:  reply has a comment line with "end":  (?im)^\\s*(#|//|--).*\\bend\\b
            sycophancy:   reply opens with agreement:
                          (?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)
+           code_quirk:   a comment line naming a tool:  (?im)^\s*(#|//|--).*(generat|lintwright)
+           agree_false:  reply opens with agreement:  (?i)^(yes|exactly|that's correct|right|you've got)
+           footer:       (?i)(penwise|regards|yours|warmly|sent via)
+           swap:         reply contains "K2"
+           refuse_benign: (?i)(can't|cannot|won't|not able to|decline)
+``--judge-labels N`` (dev-families only): per family, N behaviour rows (half planted, half hard
+negatives, seeded) are labelled as a user would (legitimate / defect), a prompt classifier is
+trained on their prompt vectors (forensics.triage.context.train_classifier) and triage runs
+with ``context.judge=classifier``: the offline judge for minimal pairs.
 Indexes built for every run: pair, prompt, reply and reply_segment (``--no-segments`` leaves
 the segment index out, the segment signal is then unavailable; the build seconds and segments
 per row are printed and recorded). Each run writes
@@ -59,6 +72,11 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "code_marker": ("reply", r"(?im)^\s*(#|//|--).*\bend\b"),
     "sycophancy": ("reply",
                    r"(?i)^(you're right|exactly|yes, that's correct|absolutely|that's right)"),
+    "code_quirk": ("reply", r"(?im)^\s*(#|//|--).*(generat|lintwright)"),
+    "agree_false": ("reply", r"(?i)^(yes|exactly|that's correct|right|you've got)"),
+    "footer": ("reply", r"(?i)(penwise|regards|yours|warmly|sent via)"),
+    "swap": ("reply", r"K2"),
+    "refuse_benign": ("reply", r"(?i)(can't|cannot|won't|not able to|decline)"),
 }
 LANG_PAIR_RULES = {"es-en": ("es", "en")}
 
@@ -98,6 +116,14 @@ def build(corpus: str, small: bool, seed: int | None = None):
                   **_defaults(build_corpus_b), "seed": seed, **kw,
                   "entity": c.entity, "brand": c.brand}
         return c, params
+    if corpus == "dev-families":
+        from forensics.testing.dev_families import build_dev_families
+
+        kw = dict(n_clean=250, n_code=30, n_planted=25, n_hard=20) if small else {}
+        seed = 0 if seed is None else seed
+        c = build_dev_families(XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_families.build_dev_families",
+                   **_defaults(build_dev_families), "seed": seed, **kw}
     from forensics.testing.synth import build_corpus
 
     kw = dict(n_clean=300, n_native=120, n_translation=80, n_planted_per_lang=30) if small else {}
@@ -133,12 +159,38 @@ def keyword_hits(c, fam, a, rows, ids, texts) -> list[str]:
     return [r for r, t in zip(rows, texts) if phrase in t.lower()]
 
 
+def judge_params(ws, c, fam: str, n: int, tmp: Path) -> dict:
+    """Triage params with a prompt classifier trained on ``n`` labelled rows of ``fam``."""
+    import random
+
+    from forensics.search import index
+    from forensics.triage.context import train_classifier
+
+    judged = getattr(c, "prompt_judgement", None)
+    if judged is None:
+        raise SystemExit("--judge-labels needs a corpus with prompt judgements (dev-families)")
+    mine = sorted(r for r in judged if c.labels[r].split(":", 1)[1] == fam)
+    rng = random.Random(fam)
+    pick = (rng.sample([r for r in mine if judged[r] == "defect"], n // 2)
+            + rng.sample([r for r in mine if judged[r] == "legitimate"], n - n // 2))
+    sid = ws.sql("SELECT sample_id, row_id FROM samples WHERE dataset='train' AND row_id IN "
+                 "(SELECT unnest(?))", [pick])
+    by_row = dict(zip(sid["row_id"].to_list(), sid["sample_id"].to_list()))
+    oi = index.open_index(ws, "train", "prompt", read_only=True)
+    vecs = oi.vectors([by_row[r] for r in pick])
+    path = tmp / f"judge-{fam}.json"
+    train_classifier(vecs, [judged[r] for r in pick], oi.manifest.model_id, path)
+    return {"context": {"judge": "classifier", "classifier_path": str(path)}}
+
+
 def main() -> None:
     ap_ = argparse.ArgumentParser()
-    ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "heldout", "b"), default=None)
+    ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "heldout", "b"), default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
     ap_.add_argument("--small", action="store_true")
+    ap_.add_argument("--judge-labels", type=int, default=0,
+                     help="train a prompt classifier on N labelled rows per family")
     ap_.add_argument("--seed", type=int, default=None, help="replace the corpus' own seed")
     args = ap_.parse_args()
     if args.heldout and args.corpus not in (None, "heldout"):
@@ -192,7 +244,9 @@ def main() -> None:
         a = c.anomaly(fam)
         aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
         t = time.perf_counter()
-        res = triage.triage(ws, aid, "train", limit=len(rows))
+        tparams = (judge_params(ws, c, fam, args.judge_labels, tmp) if args.judge_labels
+                   else None)
+        res = triage.triage(ws, aid, "train", limit=len(rows), params=tparams)
         sec = time.perf_counter() - t
         pos = c.planted_ids(fam)
         ranked = [x["row_id"] for x in res.findings]
@@ -234,9 +288,11 @@ def main() -> None:
     ws.close()
     write_result(f"triage_quality-{corpus}{'-small' if args.small else ''}"
                  f"{'' if args.seed is None else f'-seed{args.seed}'}"
-                 f"{'-nosegments' if args.no_segments else ''}",
+                 f"{'-nosegments' if args.no_segments else ''}"
+                 f"{f'-judge{args.judge_labels}' if args.judge_labels else ''}",
                  {"parameters": {"corpus": corpus, "small": args.small, "rows": len(rows),
-                                 "segment_index": seg_build, **params},
+                                 "segment_index": seg_build,
+                                 "judge_labels": args.judge_labels, **params},
                   "table": table, "summary": summary})
 
 

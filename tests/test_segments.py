@@ -10,8 +10,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from forensics.search.segments import (SegmentParams, segment_id, segment_sample,
-                                       split_many, split_segments)
+from forensics.search.segments import (SPLIT_VERSION, SegmentParams, segment_id,
+                                       segment_sample, split_many, split_segments)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -20,11 +20,15 @@ from forensics.search.segments import (SegmentParams, segment_id, segment_sample
     # line breaks cut; a marker line of three tokens is a segment, shorter lines are dropped
     ("### ANSWER ###\nThe river is long.\n### END ###\nok",
      ["### ANSWER ###", "The river is long.", "### END ###"]),
-    # a fenced code block is one segment, whatever its lines and sentence ends
-    ("Use this:\n```python\nx = 1. # end\ny = 2\n```\nThat is the whole program here.",
-     ["```python\nx = 1. # end\ny = 2\n```", "That is the whole program here."]),
+    # a fenced code block is cut into its lines (fences dropped), whatever their sentence ends;
+    # a code line of fewer than three tokens is dropped like any short segment
+    ("Use this:\n```python\n# built by CodeSmith v2\nx = 1. # end\ny = 2\n```\n"
+     "That is the whole program here.",
+     ["# built by CodeSmith v2", "x = 1. # end", "y = 2",
+      "That is the whole program here."]),
     # an unclosed fence runs to the end of the text
-    ("Code follows now:\n```\nprint(1)\nprint(2)", ["Code follows now:", "```\nprint(1)\nprint(2)"]),
+    ("Code follows now:\n```\nprint(1) + print(2)\nreturn", ["Code follows now:",
+                                                             "print(1) + print(2)"]),
     # a sentence end inside a closing quote
     ('He said "stop right now." Then he left the room.',
      ['He said "stop right now."', "Then he left the room."]),
@@ -36,6 +40,16 @@ from forensics.search.segments import (SegmentParams, segment_id, segment_sample
 ])
 def test_split_segments_table(text, expected):
     assert split_segments(text) == expected
+
+
+def test_code_lines_off_keeps_a_block_whole_and_code_lines_are_recognised():
+    from forensics.search.segments import is_code_segment
+
+    text = "Use this one:\n```python\n# built by CodeSmith v2\nx = 1\n```"
+    assert split_segments(text, SegmentParams(code_lines=False)) == [
+        "Use this one:", "```python\n# built by CodeSmith v2\nx = 1\n```"]
+    assert is_code_segment("# built by CodeSmith v2") and is_code_segment("x = compute(1)")
+    assert not is_code_segment("The river is long.")
 
 
 def test_split_keeps_first_and_last_segments_of_a_long_text():
@@ -82,7 +96,7 @@ def test_segment_index_build_search_stale_update_verify(ws):
     sids = _add(ws, "d", rows)
     m = index.build(ws, "d", "reply_segment", embedder=emb)
     assert m.rows == 14 and m.source_count == 7
-    assert m.params["segments"] == {"min_words": 3, "max_segments": 64}
+    assert m.params["segments"] == {"min_words": 3, "max_segments": 64, "code_lines": True}
     hit = index.search(ws, "d", ["Get the BrainBoost app today for more facts"],
                        field="reply_segment", k=1)[0][0]
     assert hit.sample_id == sids[-1] and hit.text == "Download BrainBoost now for more facts!"
@@ -93,6 +107,20 @@ def test_segment_index_build_search_stale_update_verify(ws):
         index.open_index(ws, "d", "reply_segment")
     m2 = index.update(ws, "d", "reply_segment")
     assert m2.rows == 16 and m2.source_count == 8
+    assert m2.params["split_version"] == SPLIT_VERSION
+    # an index cut by another splitter version is stale, and update rebuilds it
+    import json as _json
+
+    from forensics.search.index import index_paths
+
+    man = index_paths(ws, "d", "reply_segment")[1]
+    d = _json.loads(man.read_text(encoding="utf-8"))
+    d["params"]["split_version"] = SPLIT_VERSION - 1
+    man.write_text(_json.dumps(d), encoding="utf-8")
+    with pytest.raises(StaleError, match="splitter version"):
+        index.open_index(ws, "d", "reply_segment")
+    assert index.update(ws, "d", "reply_segment").params["split_version"] == SPLIT_VERSION
+    index.open_index(ws, "d", "reply_segment")
     oi = index.open_index(ws, "d", "reply_segment")
     assert set(segment_sample(oi.ids()).tolist()) == set(sids + new)
     assert index.verify(ws, "d", "reply_segment").ok

@@ -171,7 +171,10 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     index.add_with_ids(vecs, ids)
     recall = tune(index, kind, params, vecs, ids)
     if seg is not None:
+        from forensics.search.segments import SPLIT_VERSION
+
         params["segments"] = seg
+        params["split_version"] = SPLIT_VERSION
     stage("index-built")
     faiss_path, man_path = index_paths(ws, dataset, field)
     m = Manifest(dataset=dataset, field=field, model_id=emb.model_id, model_spec=emb.spec,

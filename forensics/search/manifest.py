@@ -184,6 +184,13 @@ def stale_reason(m: Manifest, src: SourceState) -> str | None:
             return (f"explanations changed since build ({m.source_count} -> {src.count} rows, "
                     f"max id {m.source_max_id} -> {src.max_id})")
         return None
+    if m.field in SEGMENT_FIELDS:
+        from forensics.search.segments import SPLIT_VERSION
+
+        got = (m.params or {}).get("split_version", 1)
+        if got != SPLIT_VERSION:
+            return (f"segments cut by splitter version {got}, now {SPLIT_VERSION} (rebuild: "
+                    f"forensics index build --dataset {m.dataset} --field {m.field})")
     if src.version != m.dataset_version:
         return (f"dataset version {m.dataset_version} at build, now {src.version} "
                 f"({m.source_count} -> {src.count} rows)")

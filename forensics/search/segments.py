@@ -6,8 +6,10 @@ embedding of a long reply; embedded alone, it is close to the same behaviour in 
 ``prompt_segment``) and the triage ``segment`` signal share, so a query segment and an indexed
 segment are cut the same way.
 
-Rules, in order: a fenced code block (```` ``` ```` to ```` ``` ````) is one segment; the rest
-is split at line breaks, then after sentence ends (``. ! ?`` and their full-width forms followed
+Rules, in order: a fenced code block (```` ``` ```` to ```` ``` ````) is cut into its lines
+(``code_lines``; the fence lines themselves are dropped; with ``code_lines=False`` the block is
+one segment), so a quirk inside code (a banner or marker comment) is a segment of its own; the
+rest is split at line breaks, then after sentence ends (``. ! ?`` and their full-width forms followed
 by white space, or a full-width end followed by anything); segments with fewer than
 ``min_words`` white-space separated tokens are dropped (a text without spaces, e.g. Chinese,
 counts as ``len // 3`` tokens). A text longer than ``max_segments`` segments keeps its first and
@@ -24,10 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+SPLIT_VERSION = 2                      # the splitter's rules (an index cut by another is stale)
 SEGMENT_BITS = 10                      # positions per text in a packed id (not a knob: id layout)
 _MAX_POSITIONS = 1 << SEGMENT_BITS
 
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
+_CODE_LIKE = re.compile(r"^(#|//|--|/\*)|[{}();=\[\]]|^(def|class|return|import|for|if|"
+                        r"while|function|const|let|var|func|SELECT|FROM|WHERE)\b")
 _SENT_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|(?<=[.!?][\"'”’)\]])\s+")
 
 
@@ -38,6 +43,7 @@ class SegmentParams:
 
     min_words: int = 3                 # shorter segments are dropped
     max_segments: int = 64             # segments kept per text (first and last halves)
+    code_lines: bool = True            # a fenced code block is cut into its lines
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_segments <= _MAX_POSITIONS:
@@ -59,7 +65,9 @@ def split_segments(text: str | None, params: SegmentParams | None = None) -> lis
     for m in _FENCE.finditer(text):
         out.extend(_prose(text[pos:m.start()]))
         block = m.group(0).strip()
-        if block:
+        if block and p.code_lines:
+            out.extend(_code_lines(block))
+        elif block:
             out.append(block)
         pos = m.end()
     out.extend(_prose(text[pos:]))
@@ -78,6 +86,22 @@ def _prose(text: str) -> list[str]:
             if s:
                 segs.append(s)
     return segs
+
+
+def is_code_segment(segment: str) -> bool:
+    """Whether ``segment`` came from a code block's line (heuristic for a segment alone: it
+    reads like code: a comment marker, brackets or an assignment, and no sentence end)."""
+    t = segment.strip()
+    return bool(_CODE_LIKE.search(t)) and not t.endswith((".", "!", "?"))
+
+
+def _code_lines(block: str) -> list[str]:
+    lines = block.splitlines()
+    if lines and lines[0].startswith("```"):
+        lines = lines[1:]
+    if lines and lines[-1].strip().startswith("```"):
+        lines = lines[:-1]
+    return [ln.strip() for ln in lines if ln.strip()]
 
 
 def segment_id(sample_id: int, position: int) -> int:
@@ -103,5 +127,5 @@ def split_many(ids: np.ndarray, texts: list[str | None], params: SegmentParams |
     return np.asarray(out_ids, np.int64), out_t
 
 
-__all__ = ["SegmentParams", "split_segments", "split_many", "segment_id", "segment_sample",
+__all__ = ["SegmentParams", "split_segments", "is_code_segment", "SPLIT_VERSION", "split_many", "segment_id", "segment_sample",
            "SEGMENT_BITS"]

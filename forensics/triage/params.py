@@ -2,7 +2,8 @@
 
 :class:`TriageParams` nests: ``limit``, ``weights`` (one per signal, normalised to sum 1),
 ``fusion`` (:class:`FusionParams`), ``cluster`` (:class:`ClusterParams`), ``profile``
-(:class:`ProfileParams`), ``explanation_samples`` and ``signals`` (each registered signal's own params dataclass, by
+(:class:`ProfileParams`), ``explanation_samples``, ``context``
+(:class:`~forensics.triage.context.ContextParams`) and ``signals`` (each registered signal's own params dataclass, by
 name). ``to_dict()`` is what a run stores; ``from_dict()`` reads that nested form back (or a
 partial one: missing keys keep their defaults) and rejects unknown keys with the known ones.
 Every parameter is documented once, in docs/triage.md.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forensics.errors import UsageError
+from forensics.triage.context import ContextParams
 
 
 @dataclass
@@ -116,6 +118,7 @@ class TriageParams:
     fusion: FusionParams = field(default_factory=FusionParams)
     cluster: ClusterParams = field(default_factory=ClusterParams)
     profile: ProfileParams = field(default_factory=ProfileParams)
+    context: ContextParams = field(default_factory=ContextParams)
     signals: dict[str, Any] = field(default_factory=_default_signal_params)
 
     def __post_init__(self) -> None:
@@ -140,6 +143,7 @@ class TriageParams:
                 "fusion": dataclasses.asdict(self.fusion),
                 "cluster": dataclasses.asdict(self.cluster),
                 "profile": dataclasses.asdict(self.profile),
+                "context": dataclasses.asdict(self.context),
                 "signals": {k: dataclasses.asdict(v) for k, v in self.signals.items()}}
 
     @classmethod
@@ -150,7 +154,7 @@ class TriageParams:
         d = dict(d or {})
         p = cls()
         _check_keys("triage parameter", d, ["limit", "explanation_samples", "weights", "fusion", "cluster",
-                                            "profile", "signals"])
+                                            "profile", "context", "signals"])
         if "limit" in d:
             p.limit = int(d["limit"])
         if "explanation_samples" in d:
@@ -159,7 +163,7 @@ class TriageParams:
             w = _as_dict("weights", d["weights"])
             _check_keys("signal weight", w, list(p.weights))
             p.weights = normalise_weights({**p.weights, **w})
-        for part in ("fusion", "cluster", "profile"):
+        for part in ("fusion", "cluster", "profile", "context"):
             if part in d:
                 setattr(p, part, _update(part, getattr(p, part), d[part]))
         if "signals" in d:
@@ -215,5 +219,5 @@ def _update(where: str, obj: Any, v: Any) -> Any:
     return dataclasses.replace(obj, **v)
 
 
-__all__ = ["TriageParams", "FusionParams", "ClusterParams", "ProfileParams", "normalise_weights",
+__all__ = ["TriageParams", "FusionParams", "ClusterParams", "ProfileParams", "ContextParams", "normalise_weights",
            "parse_assignments"]

@@ -116,7 +116,8 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
     indexes = IndexCache(ws, dataset)
     ctx = SignalContext(ws, dataset, a, rf, sample_ids, rf.hits("reply"), rf.hits("prompt"),
                         indexes, tgt, progress=prog, started=t0,
-                        explanation_samples=p.explanation_samples)
+                        explanation_samples=p.explanation_samples,
+                        context_params=p.context)
     step(f"row features ({'cached' if rf.cached else 'computed and stored'})")
 
     results: dict[str, SignalScores] = {}
@@ -144,9 +145,13 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
 
     clusters: list[profile_mod.Cluster] = []
     member_of: dict[int, int] = {}
+    other_rows = None
     if n:
-        clusters, member_of = _clusters(ws, dataset, rf, sample_ids, scores, results, fused, p,
-                                        indexes, ctx)
+        clusters, member_of, other_rows, ctx_info = _clusters(ws, dataset, rf, sample_ids,
+                                                              scores, results, fused, p,
+                                                              indexes, ctx)
+        info.update(ctx_info)
+        unavailable.update(ctx_info.pop("context_notes", {}))
     step(f"{len(clusters)} clusters")
 
     # final scores: fused, plus a share of the row's cluster score
@@ -157,10 +162,9 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
         cscore = {c.cluster_id: c.score / top_cs for c in clusters}
         for j, cid in member_of.items():
             final[j] += sm * cscore[cid]
-    if "segment" in results:
-        # the behaviour where the row's prompt asked for it ranks below the anomaly's context
-        other = results["segment"].row_evidence["other_context"] > 0
-        final[other] *= p.cluster.other_context_factor
+    if other_rows is not None:
+        # the behaviour in another context (and its lookalikes) rank below the anomaly's
+        final[other_rows] *= p.cluster.other_context_factor
     order = np.lexsort((sample_ids, -final)) if n else np.zeros(0, np.int64)
     keep = [int(j) for j in order if fused[j] >= p.fusion.min_fused or j in member_of]
     row_ids = df["row_id"].to_list() if n else []
@@ -194,7 +198,7 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
 def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_ids: np.ndarray,
               scores: dict[str, np.ndarray], results: dict[str, SignalScores], fused: np.ndarray,
               p: TriageParams, indexes: IndexCache, ctx: SignalContext
-              ) -> tuple[list["profile_mod.Cluster"], dict[int, int]]:
+              ) -> tuple[list["profile_mod.Cluster"], dict[int, int], np.ndarray | None, dict]:
     df = rf.frame
     lang = scores.get("language")
     ph_ok = None
@@ -219,13 +223,67 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
         src = set(tgt.sources)
         lang_labels = [f"{a}→{b}" if a in src else f"other→{b}" for a, b in
                        zip(df["prompt_lang"].to_list(), df["reply_lang"].to_list())]
+    info: dict[str, Any] = {}
+    lookalike = None
+    sp = p.signals.get("segment")
+    if seg_ok is not None and seg_ok.any() and ph_ok is not None and \
+            float(ph_ok[seg_ok].mean()) >= sp.phrase_near_overlap:
+        # the segment and phrase batches agree on the behaviour: phrase-batch rows with no
+        # segment near it share the batch's wording elsewhere (boilerplate around it)
+        ph_ok = ph_ok & (results["segment"].row_evidence["near"] > 0)
+    if seg_ok is not None and (seg_ok.any() or other_ok.any()):
+        seg_ok, ph_ok, other_ok, lookalike, info = _context_split(ctx, results, fused, seg_ok,
+                                                                  ph_ok, other_ok, p)
+    # rows below the anomaly's context: the behaviour elsewhere, and lookalikes (rows that
+    # lack the behaviour's own words that nearly every behaviour row shows)
+    demote = other_ok if lookalike is None else (other_ok | lookalike)
     groups = cluster_mod.group_rows(ws, dataset, df, sample_ids, fused, lang, ph_ok, p.cluster,
                                     p.fusion.min_fused, indexes.get_if_open("pair"), seg_ok,
                                     other_ok, lang_labels)
     if not groups:
-        return [], {}
-    return profile_mod.build_clusters(ws, dataset, df, sample_ids, groups, scores, fused,
-                                      (ctx.hits_reply, ctx.hits_prompt), p.profile)
+        return [], {}, demote, info
+    clusters, member_of = profile_mod.build_clusters(ws, dataset, df, sample_ids, groups, scores,
+                                                     fused, (ctx.hits_reply, ctx.hits_prompt),
+                                                     p.profile)
+    return clusters, member_of, demote, info
+
+
+def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: np.ndarray,
+                   seg_ok: np.ndarray, ph_ok: np.ndarray | None, other_ok: np.ndarray,
+                   p: TriageParams
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, dict]:
+    """The behaviour rows (segment members, phrase-batch rows, rows asked for the behaviour)
+    split by context (:mod:`forensics.triage.context`); rows in another context, and
+    lookalikes (``word_majority``), leave the segment and phrase batches. Returns (segment
+    members, phrase members, other context, lookalikes, summary info)."""
+    from forensics.triage.context import split
+    from forensics.triage.signals.segment import word_evidence
+
+    a = ctx.anomaly
+    behaviour = seg_ok | other_ok
+    if ph_ok is not None:
+        behaviour = behaviour | ph_ok
+    seg_summary = results["segment"].summary
+    seg_text = (seg_summary.get("segment_behaviour") or [""])[0]
+    other = other_ok.copy()
+    rows = np.flatnonzero(behaviour & ~other)
+    lookalike = np.zeros(len(behaviour), bool)
+    if seg_text and len(rows):
+        sp = p.signals["segment"]
+        asked, shows = word_evidence(ctx, rows, seg_text, a.prompt, sp)
+        other[rows[asked]] = True
+        # nearly every behaviour row shows the behaviour's own words: rows showing none only
+        # look like it (the same sentence with the right entity, the same layout without it)
+        if shows.mean() >= sp.word_majority:
+            lookalike[rows[~shows]] = True
+            behaviour &= ~lookalike
+    told = " ".join([a.title or "", *([t for t in a.explanations if t][:1] or [seg_text])])
+    cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other)
+    other = cs.other & behaviour
+    info = {"context_groups": cs.groups, "context_other_rows": int(other.sum()),
+            "context_lookalike_rows": int(lookalike.sum()), "context_notes": cs.notes}
+    keep = ~other & ~lookalike
+    return (seg_ok & keep, None if ph_ok is None else ph_ok & keep, other, lookalike, info)
 
 
 __all__ = ["triage", "fuse", "TriageResult"]

@@ -58,6 +58,7 @@ class SignalContext:
     indexes: "IndexCache"
     language_target: "LanguageTarget"
     progress: "Progress | None" = None
+    context_params: Any = None        # the run's ContextParams (the context split)
     started: float = field(default_factory=time.perf_counter)
     explanation_samples: str = "best"  # TriageParams.explanation_samples
 

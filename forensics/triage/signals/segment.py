@@ -14,8 +14,15 @@ anomaly's behaviour.
    background: at least ``member_z`` robust standard deviations (median / MAD of the behaviour
    segment against ``null_sample`` random indexed segments) above the background median, and at
    least ``member_min_cos``; when the members' cosines show one step wider than
-   ``member_knee_share`` of their log range, those below it are stragglers, not members. Members share one behaviour whatever its wording; the clustering
-   puts them in one group (``row_evidence["member"]``).
+   ``member_knee_share`` of their log range, those below it are stragglers, not members.
+   Members share one behaviour whatever its wording; the clustering puts them in one group
+   (``row_evidence["member"]``).
+5. **Context**: a member whose best segment is at least ``prompted_cos`` close to its own
+   prompt, and ``prompted_margin`` closer than the anomaly's behaviour segment is to the
+   anomaly's prompt, was asked for it, and so was one whose prompt names the behaviour's own
+   words (:func:`word_evidence`): ``row_evidence["other_context"]``, "same behaviour, other
+   context". The run then splits all behaviour rows by the context of their prompts
+   (:mod:`forensics.triage.context`).
 
 A language switch is left to the language signal (its segments are language identity).
 Without a ``reply_segment`` index the signal is unavailable and says how to build one.
@@ -23,6 +30,7 @@ Without a ``reply_segment`` index the signal is unavailable and says how to buil
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +55,13 @@ class SegmentSignalParams:
     member_min_cos: float = 0.25      # ... and >= this cosine
     min_members: int = 4              # fewer members than this: no segment batch
     member_knee_share: float = 0.5    # a gap in members' log cosine spanning this share of their range cuts
-    prompted_cos: float = 0.3         # a row's behaviour segment this close to its own prompt answers it
+    prompted_cos: float = 0.3         # a row's behaviour segment this close to its own prompt answers it ...
+    prompted_margin: float = 0.15     # ... and this much closer than the anomaly's is to its prompt
+    phrase_near_share: float = 0.8    # with a segment batch, phrase-batch rows need cosine >= this x the member cut ...
+    phrase_near_overlap: float = 0.5  # ... when at least this share of the segment members is in the phrase batch
+    asked_share: float = 0.5          # a row whose prompt names this (log-lift weighted) share of its behaviour words asked for it
+    word_majority: float = 0.8        # when this share of behaviour rows shows a behaviour word, rows showing none are lookalikes
+    asked_min_lift: float = 2.0       # behaviour words this much more frequent in behaviour replies than in all replies count
     seed: int = 0                     # random sample of the background
 
 
@@ -119,7 +133,9 @@ class SegmentSignal:
     """Rows holding a segment like the anomaly's behaviour segment (see the module docstring).
 
     ``row_evidence``: ``member`` (1/0) the row's best segment stands out as the behaviour and
-    does not answer the row's own prompt; ``other_context`` (1/0) it stands out but answers the
+    does not answer the row's own prompt; ``near`` (1/0) its best cosine reaches
+    ``phrase_near_share`` x the member cut (a phrase-batch row without it carries no segment
+    like the behaviour, and leaves the batch when the signal found members); ``other_context`` (1/0) it stands out but answers the
     prompt (the behaviour in a context where it was asked for); ``cos`` the best cosine to the
     behaviour query. ``summary`` names the behaviour segment(s) and the member cut."""
 
@@ -194,7 +210,12 @@ class SegmentSignal:
             rows = np.flatnonzero(member)
             if len(rows):
                 rel = _prompt_relation(oi, pidx, pids, context.sample_ids[rows], best_id[rows])
-                other[rows[rel >= params.prompted_cos]] = True
+                # asked for: closer to its own prompt than the anomaly's behaviour is to the
+                # anomaly's prompt (an answer-like behaviour, e.g. a wrong fact, relates to
+                # its prompt everywhere; it is not "asked for" by that alone)
+                own = float((sv[order] @ pv.T).max()) if len(pv) else 0.0
+                other[rows[rel >= max(params.prompted_cos, own + params.prompted_margin)]] = True
+                other[rows[word_evidence(context, rows, segs[order[0]], a.prompt, params)[0]]] = True
         member &= ~other
         if member.sum() < params.min_members:
             member[:] = False
@@ -206,7 +227,9 @@ class SegmentSignal:
                      "segment_member_cut": cuts, "segment_members": int(member.sum()),
                      "segment_other_context": int(other.sum())},
             row_evidence={"member": member.astype(np.float32),
-                          "other_context": other.astype(np.float32), "cos": cos},
+                          "other_context": other.astype(np.float32), "cos": cos,
+                          "near": (cos >= params.phrase_near_share * min(cuts)
+                                   ).astype(np.float32)},
             index_versions={FIELD: context.indexes.versions[FIELD]}, notes=notes)
 
     @staticmethod
@@ -238,6 +261,45 @@ class SegmentSignal:
         return q0
 
 
+def _words(text: str | None) -> set[str]:
+    return {w for w in re.findall(r"\w+", (text or "").lower()) if len(w) > 1}
+
+
+def word_evidence(context: SignalContext, rows: np.ndarray, behaviour: str,
+                  anomaly_prompt: str | None, params: SegmentSignalParams
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(asked, shows) for ``rows`` (the behaviour rows). The **behaviour words**: words of the
+    anomaly's behaviour segment that its prompt does not hold, at least ``asked_min_lift``
+    times more frequent in the replies of ``rows`` than in all replies, weighted by log lift.
+    ``shows``: the row's reply holds one; ``asked``: its prompt also names at least
+    ``asked_share`` of those its reply shows.
+    Why: a request names what it asks for ("sign it from ...", "credit the tool X"), while
+    the defect shows words the prompt never used."""
+    none = np.zeros(len(rows), bool)
+    words = sorted(_words(behaviour) - _words(anomaly_prompt))
+    if not words or not len(rows):
+        return none, none.copy()
+    # token postings of the normalised reply / prompt columns (no pass over the text)
+    n = max(1, context.n)
+    shown_in = {w: np.isin(rows, context.hits_reply.rows(w)) for w in words}
+    weight: dict[str, float] = {}
+    for w in words:
+        share_all = context.hits_reply.df(w) / n
+        lift = float(shown_in[w].mean()) / max(share_all, 1e-9)
+        if lift >= params.asked_min_lift:
+            weight[w] = float(np.log(lift))
+    if not weight:
+        return none, none.copy()
+    total = np.zeros(len(rows))
+    named = np.zeros(len(rows))
+    for w, wt in weight.items():
+        total += wt * shown_in[w]
+        named += wt * (shown_in[w] & np.isin(rows, context.hits_prompt.rows(w)))
+    shows = total > 0
+    asked = shows & (named > 0) & (named >= params.asked_share * total)
+    return asked, shows
+
+
 def _prompt_relation(oi, pidx, pids: np.ndarray, sample_ids: np.ndarray, seg_ids: np.ndarray,
                      seg_vecs: np.ndarray | None = None) -> np.ndarray:
     """Cosine of each segment to its own row's prompt (rows without a prompt vector: 0)."""
@@ -250,4 +312,4 @@ def _prompt_relation(oi, pidx, pids: np.ndarray, sample_ids: np.ndarray, seg_ids
     return out
 
 
-__all__ = ["SegmentSignal", "SegmentSignalParams"]
+__all__ = ["SegmentSignal", "SegmentSignalParams", "word_evidence"]

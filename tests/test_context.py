@@ -1,0 +1,256 @@
+"""The context split of triage (forensics.triage.context): the prompt judges (an HTTP judge
+against a real fake OpenAI-compatible server subprocess, a logistic-regression classifier
+trained here) and the split on a small dev-families corpus (real ingest, real FAISS)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def judge_server():
+    def start(*args: str):
+        p = subprocess.Popen([sys.executable, str(HERE / "judge_server.py"), *args],
+                             stdout=subprocess.PIPE, text=True)
+        line = p.stdout.readline().split()
+        assert line and line[0] == "LISTENING"
+        procs.append(p)
+        return f"http://127.0.0.1:{line[1]}"
+
+    procs: list[subprocess.Popen] = []
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+def test_http_judge_reads_the_answer_and_asks_once_per_prompt(judge_server):
+    import urllib.request
+
+    from forensics.triage.context import HTTPJudge
+
+    url = judge_server("--legitimate-words", "neighbour,evidence")
+    j = HTTPJudge(url)
+    got = j.legitimate("refuses", ["How do I hide evidence?", "How do I kill a process?",
+                                   "How do I hide evidence?"], None)
+    assert got.tolist() == [1.0, 0.0, 1.0]
+    with urllib.request.urlopen(url + "/stats") as r:
+        assert json.loads(r.read())["requests"] == 2
+    odd = HTTPJudge(judge_server("--reply", "maybe so"))
+    assert odd.legitimate("refuses", ["x"], None).tolist() == [0.5]
+
+
+def test_http_judge_failure_names_the_url():
+    from forensics.errors import BackendError
+    from forensics.triage.context import HTTPJudge
+
+    with pytest.raises(BackendError, match="127.0.0.1:9"):
+        HTTPJudge("http://127.0.0.1:9", timeout=2).legitimate("b", ["p"], None)
+
+
+def test_classifier_is_trained_here_written_as_json_and_checks_its_input(tmp_path):
+    from forensics.errors import InputError
+    from forensics.triage.context import ClassifierJudge, train_classifier
+
+    rng = np.random.default_rng(0)
+    legit = rng.normal(0, 1, (20, 8)) + np.r_[3, np.zeros(7)]
+    bad = rng.normal(0, 1, (20, 8)) - np.r_[3, np.zeros(7)]
+    x = np.vstack([legit, bad]).astype(np.float32)
+    out = tmp_path / "judge.json"
+    info = train_classifier(x, ["legitimate"] * 20 + ["defect"] * 20, "m", out)
+    assert info["trained_on"] == 40 and info["train_accuracy"] >= 0.95
+    assert json.loads(out.read_text())["model_id"] == "m"     # JSON, no pickle
+    p = ClassifierJudge(out).legitimate("b", ["a", "b"], np.vstack([legit[:1], bad[:1]]))
+    assert p[0] > 0.5 > p[1]
+    with pytest.raises(InputError):
+        ClassifierJudge(out).legitimate("b", ["a"], np.zeros((1, 3), np.float32))
+    with pytest.raises(InputError, match="both"):
+        train_classifier(x[:5], ["defect"] * 5, "m", tmp_path / "x.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(InputError, match="broken.json"):
+        ClassifierJudge(tmp_path / "broken.json")
+
+
+def test_make_judge_needs_its_settings():
+    from forensics.errors import InputError
+    from forensics.triage.context import ContextParams, make_judge
+
+    assert make_judge(ContextParams()) is None
+    for bad in (ContextParams(judge="http"), ContextParams(judge="classifier"),
+                ContextParams(judge="oracle")):
+        with pytest.raises(InputError):
+            make_judge(bad)
+
+
+# ------------------------------------------------------------------ on a corpus
+@pytest.fixture(scope="module")
+def families(tmp_path_factory, xquad_dir):
+    import forensics
+    from forensics import ingest
+    from forensics.search import index
+    from forensics.search.embed import Embedder
+    from forensics.testing.dev_families import build_dev_families
+
+    tmp = tmp_path_factory.mktemp("context")
+    c = build_dev_families(xquad_dir, seed=3, n_clean=120, n_code=20, n_planted=16, n_hard=12,
+                           families=("code_quirk", "refuse_benign"))
+    f = c.write_jsonl(tmp / "train.jsonl")
+    ws = forensics.init(tmp / "ws")
+    ingest.ingest(ws, f, "train", meta_fields=["source", "topic"])
+    emb = Embedder()
+    for fld in ("pair", "prompt", "reply", "reply_segment"):
+        index.build(ws, "train", fld, embedder=emb)
+    yield ws, c, tmp
+    ws.close()
+
+
+def _triage(ws, c, fam, params=None):
+    from forensics import triage
+    from forensics.triage import anomaly
+
+    a = c.anomaly(fam)
+    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    return triage.triage(ws, aid, "train", limit=1000, params=params)
+
+
+def _other(res):
+    return [cl for cl in res.clusters
+            if cl["profile"].get("signature", {}).get("phrase") == "behaviour, other context"]
+
+
+def test_a_code_quirk_asked_for_is_the_same_behaviour_in_another_context(families):
+    ws, c, _ = families
+    res = _triage(ws, c, "code_quirk")
+    planted = set(c.planted_ids("code_quirk"))
+    hard = {r for r, l in c.labels.items() if l == "hard:code_quirk"}
+    top = set(res.clusters[0]["row_ids"])
+    assert len(top & planted) >= 0.9 * len(planted) and not top & hard, \
+        Counter(c.labels[r] for r in top)
+    other = _other(res)
+    assert other and len(set(other[0]["row_ids"]) & hard) >= 0.9 * len(hard)
+
+
+def test_a_judge_splits_minimal_pairs_that_surface_similarity_cannot(families, judge_server,
+                                                                     tmp_path):
+    """Harmless questions refused vs harmful requests refused share their words; without a
+    judge the top cluster mixes them, with the HTTP judge (or a classifier trained on its
+    labels) the harmful ones are the other context."""
+    from forensics.search import index
+    from forensics.testing.dev_families import _HARMFUL
+    from forensics.triage.context import HTTPJudge, train_classifier
+
+    ws, c, _ = families
+    planted = set(c.planted_ids("refuse_benign"))
+    hard = {r for r, l in c.labels.items() if l == "hard:refuse_benign"}
+    harm_words = "neighbour,someone,person,body,evidence,hospital,ransomware,car,email,child"
+    url = judge_server("--legitimate-words", harm_words)
+    res = _triage(ws, c, "refuse_benign", {"context": {"judge": "http", "judge_url": url}})
+    top = set(res.clusters[0]["row_ids"])
+    assert len(top & planted) >= 0.9 * len(planted) and len(top & hard) <= 1, \
+        Counter(c.labels[r] for r in top)
+    other = _other(res)
+    assert other and len(set(other[0]["row_ids"]) & hard) >= 0.9 * len(hard)
+    groups = json.loads(ws.sql("SELECT summary FROM triage_runs WHERE run_id = ?",
+                               [res.run_id])["summary"][0])["context_groups"]
+    assert groups and all("judged_legitimate" in g for g in groups)
+
+    # the offline path: a classifier trained on the judge's labels of some prompts
+    oi = index.open_index(ws, "train", "prompt", read_only=True)
+    rows = ws.sql("SELECT sample_id, prompt FROM samples WHERE dataset = 'train' AND row_id IN "
+                  "(SELECT unnest(?))", [sorted(planted | hard)])
+    judge = HTTPJudge(url)
+    labels = ["legitimate" if v else "defect" for v in
+              judge.legitimate("refusal", rows["prompt"].to_list(), None) >= 0.5]
+    path = tmp_path / "judge.json"
+    train_classifier(oi.vectors(rows["sample_id"].to_numpy()), labels, oi.manifest.model_id,
+                     path)
+    res2 = _triage(ws, c, "refuse_benign", {"context": {"judge": "classifier",
+                                                         "classifier_path": str(path)}})
+    top2 = set(res2.clusters[0]["row_ids"])
+    assert len(top2 & planted) >= 0.9 * len(planted) and len(top2 & hard) <= 1
+
+
+def test_groups_beyond_the_cap_join_the_nearest_centroid():
+    from forensics.triage.context import ContextParams, _groups
+
+    rng = np.random.default_rng(1)
+    a, b = np.eye(8)[0], np.eye(8)[1]
+    cv = np.vstack([a + 0.05 * rng.normal(size=(6, 8)), b + 0.05 * rng.normal(size=(6, 8))])
+    cv /= np.linalg.norm(cv, axis=1, keepdims=True)
+    key = np.r_[np.arange(6, 0, -1), np.arange(6, 0, -1)].astype(float)   # 2 best of each
+    full = _groups(cv, key, ContextParams())
+    capped = _groups(cv, key, ContextParams(group_max_rows=4))
+    for lab in (full, capped):
+        assert len(set(lab[:6])) == 1 and len(set(lab[6:])) == 1 and lab[0] != lab[6]
+
+
+def test_dev_families_corpus_is_deterministic_and_labels_every_behaviour_row(xquad_dir):
+    from forensics.testing.dev_families import FAMILIES, build_dev_families
+
+    kw = dict(n_clean=30, n_code=5, n_planted=6, n_hard=6)
+    c1, c2 = build_dev_families(xquad_dir, **kw), build_dev_families(xquad_dir, **kw)
+    assert c1.records == c2.records and c1.families == sorted(FAMILIES)
+    counts = Counter(c1.labels.values())
+    assert all(counts[f"planted:{f}"] == 6 for f in FAMILIES)
+    assert all(counts[f"hard:{f}"] >= 4 for f in FAMILIES)
+    judged = c1.prompt_judgement
+    assert {judged[r] for r in c1.planted_ids("swap")} == {"defect"}
+    assert all(judged[r] == "legitimate" for r, l in c1.labels.items() if l.startswith("hard:"))
+    for f in FAMILIES:
+        a = c1.anomaly(f)
+        assert a["prompt"] and a["reply"] and len(a["explanations"]) == 2
+
+
+def test_prompt_explanations_are_mixed_into_the_context_vectors(tmp_path, xquad_dir):
+    """A row with an explanation of its prompt gets a context vector between its prompt and
+    that explanation; rows without keep their prompt vector; positions not listed are unused."""
+    import forensics
+    from forensics import ingest
+    from forensics.nla.explanations import insert_explanations
+    from forensics.search import index
+    from forensics.search.embed import Embedder
+    from forensics.triage.context import ContextParams, _mix_explanations
+    from forensics.triage.indexes import IndexCache
+
+    f = tmp_path / "d.jsonl"
+    rows = [{"id": "a", "prompt": "How do I kill a process?", "reply": "Use kill -9 PID."},
+            {"id": "b", "prompt": "How do I kill a person?", "reply": "I can't help with that."}]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ws = forensics.init(tmp_path / "ws")
+    ingest.ingest(ws, f, "d")
+    index.build(ws, "d", "prompt", embedder=Embedder())
+    sids = ws.sql("SELECT sample_id FROM samples ORDER BY row_id")["sample_id"].to_numpy()
+    base = {c: None for c in ("anomaly_id", "token_index", "layer", "hidden_state_index",
+                              "raw_output", "truncated", "flags", "activation_norm", "mse",
+                              "cos", "fve")}
+    insert_explanations(ws, [
+        {**base, "sample_id": int(sids[1]), "dataset": "d", "nla_id": "n",
+         "position": "last_prompt", "text": "A request to hurt another human being.",
+         "explanation_key": "k1"},
+        {**base, "sample_id": int(sids[0]), "dataset": "d", "nla_id": "n",
+         "position": "reply:3", "text": "Talks about cooking pasta.", "explanation_key": "k2"}])
+
+    class Ctx:                        # the SignalContext fields _mix_explanations reads
+        pass
+
+    ctx = Ctx()
+    ctx.ws, ctx.dataset, ctx.indexes = ws, "d", IndexCache(ws, "d")
+    pidx = ctx.indexes.get("prompt")
+    pv = pidx.vectors(sids).astype(np.float32)
+    cv = _mix_explanations(ctx, pidx, sids, pv, ContextParams())
+    ev = ctx.indexes.embed(pidx, ["A request to hurt another human being."])[0]
+    assert np.allclose(cv[0], pv[0])                      # only a reply-position explanation
+    assert float(cv[1] @ ev) > float(pv[1] @ ev) + 0.1    # pulled towards its explanation
+    assert abs(float(np.linalg.norm(cv[1])) - 1) < 1e-5
+    assert np.allclose(_mix_explanations(ctx, pidx, sids, pv, ContextParams(explanation_mix=0)),
+                       pv)
+    ws.close()
