@@ -183,6 +183,14 @@ def judge_params(ws, c, fam: str, n: int, tmp: Path) -> dict:
     return {"context": {"judge": "classifier", "classifier_path": str(path)}}
 
 
+def _deep_merge(a: dict, b: dict) -> dict:
+    """``a`` with ``b`` laid over it, nested mappings merged key by key."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "heldout", "b"), default=None)
@@ -192,6 +200,9 @@ def main() -> None:
     ap_.add_argument("--judge-labels", type=int, default=0,
                      help="train a prompt classifier on N labelled rows per family")
     ap_.add_argument("--seed", type=int, default=None, help="replace the corpus' own seed")
+    ap_.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="a triage parameter, as `forensics triage --param` (repeatable); "
+                          "recorded in the result, whose name gains -params")
     args = ap_.parse_args()
     if args.heldout and args.corpus not in (None, "heldout"):
         ap_.error("--heldout contradicts --corpus " + args.corpus)
@@ -203,6 +214,9 @@ def main() -> None:
     from forensics.search import embed
     import bm25s, numpy as np
 
+    from forensics.triage.params import TriageParams, parse_assignments
+    overrides = parse_assignments(args.param)
+    TriageParams.from_dict(overrides)  # unknown names fail here, before the corpus is built
     c, params = build(corpus, args.small, args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     ws_dir = tmp / "ws"
@@ -246,6 +260,8 @@ def main() -> None:
         t = time.perf_counter()
         tparams = (judge_params(ws, c, fam, args.judge_labels, tmp) if args.judge_labels
                    else None)
+        if overrides:
+            tparams = _deep_merge(overrides, tparams or {})
         res = triage.triage(ws, aid, "train", limit=len(rows), params=tparams)
         sec = time.perf_counter() - t
         pos = c.planted_ids(fam)
@@ -289,9 +305,10 @@ def main() -> None:
     write_result(f"triage_quality-{corpus}{'-small' if args.small else ''}"
                  f"{'' if args.seed is None else f'-seed{args.seed}'}"
                  f"{'-nosegments' if args.no_segments else ''}"
-                 f"{f'-judge{args.judge_labels}' if args.judge_labels else ''}",
+                 f"{f'-judge{args.judge_labels}' if args.judge_labels else ''}"
+                 f"{'-params' if overrides else ''}",
                  {"parameters": {"corpus": corpus, "small": args.small, "rows": len(rows),
-                                 "segment_index": seg_build,
+                                 "segment_index": seg_build, "triage_params": overrides,
                                  "judge_labels": args.judge_labels, **params},
                   "table": table, "summary": summary})
 
