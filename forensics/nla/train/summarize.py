@@ -22,7 +22,8 @@ LANG_NAMES = {
 #: Every fixed word the built-in summarizer writes (a word-level tokenizer must contain them).
 SUMMARY_WORDS = sorted(set(
     "question answer prompt reply translation request from to in the is about terms next end "
-    "unknown language script latin cyrillic greek cjk arabic mixed so far before word none ends starts"
+    "unknown language script latin cyrillic greek cjk arabic mixed so far before word none ends starts "
+    "expects"
     .split()
     + list(LANG_NAMES.values()) + [".", ",", ":"]))
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -43,6 +44,7 @@ class PositionContext:
     following: str       # text of the current part after the token
     prompt_lang: str | None
     reply_lang: str | None
+    expected: tuple[str, ...] = ()   # the target's own most likely next tokens at this position
 
 
 def _script(text: str) -> str:
@@ -86,7 +88,7 @@ class BuiltinSummarizer:
 
     name = "builtin"
 
-    def __init__(self, texts: Sequence[str], n_terms: int = 3, n_next: int = 3):
+    def __init__(self, texts: Sequence[str], n_terms: int = 3, n_next: int = 3, n_before: int = 2):
         df: dict[str, int] = {}
         for t in texts:
             for w in set(x.lower() for x in _WORD.findall(t)):
@@ -95,6 +97,7 @@ class BuiltinSummarizer:
         self.n = max(1, len(texts))
         self.n_terms = n_terms
         self.n_next = n_next
+        self.n_before = n_before
 
     def _terms(self, text: str) -> list[str]:
         words = [w.lower() for w in _WORD.findall(text) if len(w) >= 4 and not w.isdigit()]
@@ -119,9 +122,12 @@ class BuiltinSummarizer:
             head = f"{pl} {role} {_script(c.prefix)} script . reply in {rl} ."
         else:
             head = f"{rl} answer to {pl} prompt {_script(c.prefix)} script ."
+        exp = f"expects : {' '.join(c.expected)} . " if c.expected else ""
         if end_of_prompt:
-            return f"{head} terms : {terms} . prompt ends : {' '.join(words[-3:]) or 'none'} . reply starts : {nxt}"
-        return (f"{head} terms : {terms} . next : {nxt} . before : {' '.join(words[-3:-1]) or 'none'} . "
+            return (f"{head} terms : {terms} . {exp}prompt ends : "
+                    f"{' '.join(words[-(self.n_before + 1):]) or 'none'} . reply starts : {nxt}")
+        before = " ".join(words[-(self.n_before + 1):-1]) if self.n_before > 0 else ""
+        return (f"{head} terms : {terms} . next : {nxt} . {exp}before : {before or 'none'} . "
                 f"word : {words[-1] if words else 'none'}")
 
     def summarize_many(self, ctxs: Sequence[PositionContext]) -> list[str]:
