@@ -72,8 +72,12 @@ class BuiltinSummarizer:
     Examples (an English question whose reply is German; a position inside the question, and
     the last prompt token)::
 
-        english question latin script . reply in german . terms : warsaw saxon . next : garden in polish . before : where is . word : the
-        english question latin script . reply in german . terms : warsaw saxon garden . prompt ends : saxon garden ? . reply starts : der sächsische garten
+        english question latin script . reply in german . terms : warsaw saxon . next : garden in polish . expects : garden palace city . before : where is . word : the
+        english question latin script . reply in german . terms : warsaw saxon garden . expects : der die the . prompt ends : saxon garden ? . reply starts : der sächsische garten
+
+    ``expects :`` lists the target's own top-k next tokens at the position
+    (:attr:`PositionContext.expected`, filled by the trainer from the target's logits; empty =
+    left out), what the paper's explanations call "strongly expecting ...".
 
     WHY this shape (measured, docs/case_study.md): a residual-stream vector of a small model
     mostly encodes the CURRENT token, the few before it, and the prediction of the next one. The
@@ -83,7 +87,9 @@ class BuiltinSummarizer:
     before the AR's readout), the two words before it and the next words lifts the AR ceiling
     on gold summaries from 0.03 to 0.17 (toy target, layer 1). Salient terms are the prefix's
     words with the highest inverse document frequency in the training texts (topic words win
-    over function words). The chat template's role words never count as text.
+    over function words). The chat template's role words never count as text. Naming what the
+    target itself expects next lifts the AR ceiling far more (docs/nla.md, "What limits the toy
+    NLA's FVE"): at the last block the residual stream is mostly the next-token prediction.
     """
 
     name = "builtin"
@@ -160,6 +166,8 @@ class HTTPSummarizer:
         where = "reply" if c.in_reply else "prompt"
         user = (f"Prompt: {c.prompt}\nReply: {c.reply}\nThe model is inside the {where}; text so far in "
                 f"that part: {c.prefix}\nWhat follows: {c.following}")
+        if c.expected:
+            user += f"\nThe model's own most likely next tokens here: {', '.join(c.expected)}"
         body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": 120,
                            "messages": [{"role": "system", "content": self.SYSTEM},
                                         {"role": "user", "content": user}]}).encode()
