@@ -157,3 +157,29 @@ def test_training_reports_progress_through_the_protocol(trained):
     assert notes[0].startswith("activations texts=") and any(n.startswith("summaries positions=") for n in notes)
     assert any(n.startswith("sft step=200 of=200 av_loss=") for n in notes)
     assert any(n.startswith("eval stage=rl fve=") for n in notes)
+
+
+def test_expected_tokens_are_the_targets_own_top_predictions(tiny_target):
+    """``expects :`` names the target's top-k next tokens at the position (its own logits), and
+    the summary quotes ``n_before`` words before the current one."""
+    from forensics.nla.activations import encode_item, load_causal_lm
+    from forensics.nla.meta import load_tokenizer
+    from forensics.nla.train.positions import Pos, expected_tokens, position_contexts
+
+    target, items = tiny_target
+    tok, model = load_tokenizer(target), load_causal_lm(target)
+    ids, plen = encode_item(tok, items[1])
+    pos = [Pos(item=1, token_index=plen - 1, label="last_prompt", vector=None),
+           Pos(item=1, token_index=plen + 1, label="reply:1", vector=None)]
+    got = expected_tokens(model, tok, items, pos, 3)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0]
+    special = set(tok.all_special_ids)
+    for p, words in zip(pos, got):
+        top = [t for t in logits[p.token_index].topk(10).indices.tolist() if t not in special][:3]
+        assert list(words) == [tok.decode([t]).strip().lower() for t in top]
+    assert expected_tokens(model, tok, items, pos, 0) == [(), ()]
+    c = position_contexts(tok, items[1], ids, plen, plen + 1, ("en", "de"))
+    c.expected = got[1]
+    s = BuiltinSummarizer([p + " " + r for p, r in items], n_before=1).summarize(c)
+    assert f"expects : {' '.join(got[1])} . before : " in s and s.endswith(f"before : der . word : {c.prefix.split()[-1]}")

@@ -13,6 +13,8 @@ class TrainConfig:
     hidden_state_index: int | None = None
     positions_per_text: int = 6          # random positions per text, besides the last prompt token
     skip_tokens: int = 3                 # never sample the first tokens (they decode poorly)
+    summary_expected: int = 3            # builtin summaries name the target's top-k next tokens (0: off)
+    summary_before: int = 2              # builtin summaries quote this many words before the current one
     heldout_frac: float = 0.15
     max_heldout: int = 256
     sft_steps: int = 300

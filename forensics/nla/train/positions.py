@@ -87,6 +87,46 @@ def collect_positions(model, tokenizer, items: Sequence[tuple[str, str]], cfg: T
     return out
 
 
+def expected_tokens(model, tokenizer, items: Sequence[tuple[str, str]], pos: Sequence[Pos], k: int,
+                    batch_size: int = 16) -> list[tuple[str, ...]]:
+    """The target's ``k`` most likely next tokens at each position (greedy top-k of its own
+    logits), as words; what the vector is on its way to predict. ``k = 0``: empty tuples."""
+    import torch
+
+    from forensics.nla.activations import encode_item
+
+    if k <= 0:
+        return [() for _ in pos]
+    want: dict[int, list[int]] = {}
+    for i, p in enumerate(pos):
+        want.setdefault(p.item, []).append(i)
+    out: list[tuple[str, ...]] = [()] * len(pos)
+    dev = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    special = set(tokenizer.all_special_ids)
+    keys = sorted(want)
+    for s in range(0, len(keys), batch_size):
+        chunk = keys[s:s + batch_size]
+        seqs = []
+        for it in chunk:
+            ids, _ = encode_item(tokenizer, items[it])
+            seqs.append(ids[:max(pos[i].token_index for i in want[it]) + 1])
+        m = max(len(x) for x in seqs)
+        ids_t = torch.full((len(seqs), m), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), m), dtype=torch.long)
+        for r, x in enumerate(seqs):
+            ids_t[r, :len(x)] = torch.tensor(x)
+            mask[r, :len(x)] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ids_t.to(dev), attention_mask=mask.to(dev)).logits
+        for r, it in enumerate(chunk):
+            for i in want[it]:
+                top = logits[r, pos[i].token_index].float().topk(k + len(special)).indices.tolist()
+                words = [tokenizer.decode([t]).strip().lower() for t in top if t not in special][:k]
+                out[i] = tuple(w for w in words if w) or ("end",)
+    return out
+
+
 def detect_langs(items: Sequence[tuple[str, str]]) -> list[tuple[str | None, str | None]]:
     from forensics.language.detect import detect
 

@@ -21,7 +21,8 @@ LANG_NAMES = {c: display_name(c).lower() for c in (
 #: Every fixed word the built-in summarizer writes (a word-level tokenizer must contain them).
 SUMMARY_WORDS = sorted(set(
     "question answer prompt reply translation request from to in the is about terms next end "
-    "unknown language script latin cyrillic greek cjk arabic mixed so far before word none ends starts"
+    "unknown language script latin cyrillic greek cjk arabic mixed so far before word none ends starts "
+    "expects"
     .split()
     + list(LANG_NAMES.values()) + [".", ",", ":"]))
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -42,6 +43,7 @@ class PositionContext:
     following: str       # text of the current part after the token
     prompt_lang: str | None
     reply_lang: str | None
+    expected: tuple[str, ...] = ()   # the target's own most likely next tokens at this position
 
 
 def _script(text: str) -> str:
@@ -69,8 +71,12 @@ class BuiltinSummarizer:
     Examples (an English question whose reply is German; a position inside the question, and
     the last prompt token)::
 
-        english question latin script . reply in german . terms : warsaw saxon . next : garden in polish . before : where is . word : the
-        english question latin script . reply in german . terms : warsaw saxon garden . prompt ends : saxon garden ? . reply starts : der sächsische garten
+        english question latin script . reply in german . terms : warsaw saxon . next : garden in polish . expects : garden palace city . before : where is . word : the
+        english question latin script . reply in german . terms : warsaw saxon garden . expects : der die the . prompt ends : saxon garden ? . reply starts : der sächsische garten
+
+    ``expects :`` lists the target's own top-k next tokens at the position
+    (:attr:`PositionContext.expected`, filled by the trainer from the target's logits; empty =
+    left out), what the paper's explanations call "strongly expecting ...".
 
     WHY this shape (measured, docs/case_study.md): a residual-stream vector of a small model
     mostly encodes the CURRENT token, the few before it, and the prediction of the next one. The
@@ -80,12 +86,14 @@ class BuiltinSummarizer:
     before the AR's readout), the two words before it and the next words lifts the AR ceiling
     on gold summaries from 0.03 to 0.17 (toy target, layer 1). Salient terms are the prefix's
     words with the highest inverse document frequency in the training texts (topic words win
-    over function words). The chat template's role words never count as text.
+    over function words). The chat template's role words never count as text. Naming what the
+    target itself expects next lifts the AR ceiling far more (docs/nla.md, "What limits the toy
+    NLA's FVE"): at the last block the residual stream is mostly the next-token prediction.
     """
 
     name = "builtin"
 
-    def __init__(self, texts: Sequence[str], n_terms: int = 3, n_next: int = 3):
+    def __init__(self, texts: Sequence[str], n_terms: int = 3, n_next: int = 3, n_before: int = 2):
         df: dict[str, int] = {}
         for t in texts:
             for w in set(x.lower() for x in _WORD.findall(t)):
@@ -94,6 +102,7 @@ class BuiltinSummarizer:
         self.n = max(1, len(texts))
         self.n_terms = n_terms
         self.n_next = n_next
+        self.n_before = n_before
 
     def _terms(self, text: str) -> list[str]:
         words = [w.lower() for w in _WORD.findall(text) if len(w) >= 4 and not w.isdigit()]
@@ -118,9 +127,12 @@ class BuiltinSummarizer:
             head = f"{pl} {role} {_script(c.prefix)} script . reply in {rl} ."
         else:
             head = f"{rl} answer to {pl} prompt {_script(c.prefix)} script ."
+        exp = f"expects : {' '.join(c.expected)} . " if c.expected else ""
         if end_of_prompt:
-            return f"{head} terms : {terms} . prompt ends : {' '.join(words[-3:]) or 'none'} . reply starts : {nxt}"
-        return (f"{head} terms : {terms} . next : {nxt} . before : {' '.join(words[-3:-1]) or 'none'} . "
+            return (f"{head} terms : {terms} . {exp}prompt ends : "
+                    f"{' '.join(words[-(self.n_before + 1):]) or 'none'} . reply starts : {nxt}")
+        before = " ".join(words[-(self.n_before + 1):-1]) if self.n_before > 0 else ""
+        return (f"{head} terms : {terms} . next : {nxt} . {exp}before : {before or 'none'} . "
                 f"word : {words[-1] if words else 'none'}")
 
     def summarize_many(self, ctxs: Sequence[PositionContext]) -> list[str]:
@@ -153,6 +165,8 @@ class HTTPSummarizer:
         where = "reply" if c.in_reply else "prompt"
         user = (f"Prompt: {c.prompt}\nReply: {c.reply}\nThe model is inside the {where}; text so far in "
                 f"that part: {c.prefix}\nWhat follows: {c.following}")
+        if c.expected:
+            user += f"\nThe model's own most likely next tokens here: {', '.join(c.expected)}"
         body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": 120,
                            "messages": [{"role": "system", "content": self.SYSTEM},
                                         {"role": "user", "content": user}]}).encode()

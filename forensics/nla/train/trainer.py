@@ -15,7 +15,7 @@ from forensics.nla.meta import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE
 from forensics.nla.train.config import StageEval, TrainConfig, TrainReport
 from forensics.nla.train.grpo import run_grpo
 from forensics.nla.train.positions import (Pos, collect_positions, detect_langs, ensure_injection_char,
-                                           norm_to, position_contexts)
+                                           expected_tokens, norm_to, position_contexts)
 from forensics.nla.train.sft import run_sft
 from forensics.nla.train.summarize import BuiltinSummarizer
 from forensics.progress import Progress, resolve
@@ -212,14 +212,17 @@ class NLATrainer:
         # 2. summaries
         t0 = time.perf_counter()
         if self.summarizer is None:
-            self.summarizer = BuiltinSummarizer([p + " " + r for p, r in items])
+            self.summarizer = BuiltinSummarizer([p + " " + r for p, r in items], n_before=cfg.summary_before)
         encs = {}
         ctxs = []
-        for p in pos:
+        expected = expected_tokens(self.target, self.tok, items, pos, cfg.summary_expected)
+        for p, exp in zip(pos, expected):
             if p.item not in encs:
                 encs[p.item] = encode_item(self.tok, items[p.item])
             ids, plen = encs[p.item]
-            ctxs.append(position_contexts(self.tok, items[p.item], ids, plen, p.token_index, langs[p.item]))
+            ctx = position_contexts(self.tok, items[p.item], ids, plen, p.token_index, langs[p.item])
+            ctx.expected = exp
+            ctxs.append(ctx)
         self.note("summaries", {"positions": len(pos), "summarizer": self.summarizer.name})
         for p, s in zip(pos, self.summarizer.summarize_many(ctxs)):
             p.summary = s
