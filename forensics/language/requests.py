@@ -14,8 +14,15 @@ same clause: a mention of the language, a marker that makes it a target ("in", "
 "translate", "responde", "übersetze", "переведи", "回答", or "please"). Questions that merely
 mention a language ("Who translated the Bible into German?", "Why do Swiss people speak in
 French?") are rejected by a question guard: a wh-/yes-no question about someone other than
-"you" is not an instruction. Decided borderline: "How do you say X in German?" and "What is
-'dog' in German?" ARE requests (the expected reply contains German).
+"you" is not an instruction. A statement about someone's language ("My grandmother only
+speaks in Russian", "Je parle en anglais avec mes collègues", "我奶奶只会说英语") is not one
+either: the part of the clause before the mention opens with a first/third-person subject and
+holds no wish, need, obligation or "you" ("My boss wants the summary in German" is a request).
+Two weaker readings are used only when no clause with a cue names a language: a header that
+points at the passage after it and ends in a colon ("Boil down this paragraph in German:"),
+and a bare "In Spanish." clause. The word tables are in :mod:`forensics.language.cues`.
+Decided borderline: "How do you say X in German?" and "What is 'dog' in German?" ARE requests
+(the expected reply contains German).
 """
 
 from __future__ import annotations
