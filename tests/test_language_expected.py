@@ -187,3 +187,108 @@ GLOSSES = [
 def test_language_names_in_glosses_are_not_requests(prompt):
     e = expected_language(prompt)
     assert e.reason == "prompt_language" and e.span is None, e
+
+
+# ---- a header before a passage names the reply language, whatever its verb
+_PASSAGE = ("\n\nThe old harbour was rebuilt after the storm, and the fishing fleet returned "
+            "within two years to its former size.")
+PASSAGE_HEADERS = [
+    ("Shorten this paragraph in German:", "de"),
+    ("Paraphrase the text below in Spanish:", "es"),
+    ("Condense this passage in Italian:", "it"),
+    ("Boil down this paragraph in German:", "de"),          # verb unknown: the pointer rule
+    ("Résume ce texte en anglais :", "en"),
+    ("Simplifie ce passage en espagnol :", "es"),
+    ("Reformula este párrafo en francés:", "fr"),
+    ("Fasse diesen Absatz auf Englisch zusammen:", "en"),
+    ("Перескажи этот отрывок на английском языке:", "en"),
+    ("Перепиши абзац на немецком:", "de"),
+    ("Riassumi questo testo in inglese:", "en"),
+    ("Reescreva este parágrafo em inglês:", "en"),
+    ("Bu paragrafı İngilizce özetle:", "en"),
+    ("Hãy tóm tắt đoạn văn này bằng tiếng Anh:", "en"),
+    ("Rezumă acest text în engleză:", "en"),
+    ("Συνόψισε αυτό το κείμενο στα αγγλικά:", "en"),
+    ("لخص هذا النص باللغة الإنجليزية:", "en"),
+    ("أعد صياغة هذه الفقرة بالفرنسية:", "fr"),
+    ("用英语概括这段话：", "en"),
+    ("请把下面这段文字改写成法语：", "fr"),
+    ("この文章を英語で要約してください：", "en"),
+    ("이 글을 영어로 요약해 주세요:", "en"),
+]
+
+
+@pytest.mark.parametrize("header,lang", PASSAGE_HEADERS)
+def test_header_before_a_passage_is_a_request(header, lang):
+    e = expected_language(header + _PASSAGE)
+    assert (e.lang, e.reason) == (lang, "request"), (header, e)
+    assert e.evidence and e.evidence.strip() == header.strip()
+
+
+def test_label_before_a_passage_needs_a_pointer_or_a_verb():
+    # "French:" alone is a gloss label inside a sentence, not a header before a passage
+    e = expected_language("The harbour (French: port) was rebuilt. When?" + _PASSAGE)
+    assert e.reason == "prompt_language", e
+    # a pointer without a passage after it is not a header either
+    e = expected_language("Boil down this paragraph in German:")
+    assert e.reason == "prompt_language", e
+
+
+# ---- statements about someone's language are not requests (the reply stays in the prompt's
+# language); the same sentences with a wish, a need or a "you" are requests
+STATEMENTS = [
+    ("My grandmother only speaks in Russian. How can she use a smartphone?", "en"),
+    ("I usually write to my pen pal in French. What are good topics for a letter?", "en"),
+    ("We talk in Spanish at home. Is that good for my children?", "en"),
+    ("Je parle en anglais avec mes collègues. Comment améliorer mon accent ?", "fr"),
+    ("Ma grand-mère écrit en italien. Quels livres lui offrir ?", "fr"),
+    ("Mi abuela solo habla en inglés. ¿Cómo puedo ayudarla?", "es"),
+    ("Meine Oma spricht nur auf Englisch. Wie kann ich ihr helfen?", "de"),
+    ("Моя бабушка говорит только на английском. Как ей помочь?", "ru"),
+    ("Мы пишем на немецком на работе. Какие есть хорошие словари?", "ru"),
+    ("我奶奶只会说英语。她怎么学用智能手机？", "zh"),
+    ("我们在家说法语。这对孩子好吗？", "zh"),
+    ("他用德语写日记。这是个好习惯吗？", "zh"),
+    ("我儿子在学英语，请用简单的话解释光合作用。", "zh"),
+    ("Bà tôi chỉ nói bằng tiếng Anh. Làm sao để giúp bà?", "vi"),
+    ("جدتي تتحدث بالإنجليزية فقط. كيف أساعدها؟", "ar"),
+    ("تتحدث جدتي بالإنجليزية فقط. كيف أساعدها؟", "ar"),
+    ("يترجم أخي الكتب إلى الفرنسية. هل هذا عمل جيد؟", "ar"),
+]
+
+WISHES = [
+    ("I need the answer in French.", "fr"),
+    ("My boss wants the summary in German. What does a heat pump do?", "de"),
+    ("I would like you to reply in Spanish. Why is the sky blue?", "es"),
+    ("I am learning Spanish, so please answer in Spanish.", "es"),
+    ("Je voudrais une réponse en anglais. Pourquoi le ciel est bleu ?", "en"),
+    ("Mi jefe quiere el resumen en inglés. ¿Qué es una bomba de calor?", "en"),
+    ("Ich möchte die Antwort auf Englisch. Warum ist der Himmel blau?", "en"),
+    ("Я хочу ответ на английском. Почему небо голубое?", "en"),
+    ("我想要用英语回答。为什么天空是蓝色的？", "en"),
+    ("我奶奶只会说英语，请用英语回答。", "en"),
+    ("أريد الإجابة بالإنجليزية. لماذا السماء زرقاء؟", "en"),
+    ("تحدث بالإنجليزية من فضلك.", "en"),
+]
+
+
+@pytest.mark.parametrize("prompt,lang", STATEMENTS)
+def test_statements_about_a_language_are_not_requests(prompt, lang):
+    e = expected_language(prompt)
+    assert (e.lang, e.reason) == (lang, "prompt_language"), (prompt, e)
+
+
+@pytest.mark.parametrize("prompt,lang", WISHES)
+def test_wishes_and_needs_are_requests(prompt, lang):
+    e = expected_language(prompt)
+    assert (e.lang, e.reason) == (lang, "request"), (prompt, e)
+
+
+def test_a_label_before_a_passage_is_not_a_header():
+    # a label names the passage's own language; the request that follows decides
+    p = "Original text in French:" + _PASSAGE + "\nTranslate it into English."
+    e = expected_language(p)
+    assert (e.lang, e.reason) == ("en", "translation"), e
+    # a pointer header yields to a request elsewhere in the prompt
+    p = "Boil down this paragraph in German:" + _PASSAGE + "\nAnswer in French."
+    assert expected_language(p).lang == "fr"

@@ -21,7 +21,8 @@ they are ``prompt_language`` (the quoted word is too short to be judged by
 :mod:`forensics.language.segments`). The same question about a phrase of ``LEXICAL_MAX_WORDS``
 words or more ("How would you say this in Greek? <a paragraph>") is a ``translation``. Prompts
 that talk about a language ("Is Portuguese hard to learn?", "Who translated the Bible into
-German?") are ``prompt_language`` too. The reading of requests is
+German?") and statements about someone's language ("My grandmother only speaks in Russian",
+"我奶奶只会说英语") are ``prompt_language`` too. The reading of requests is
 :func:`forensics.language.requests.read_prompt` (one reader for pipelines and triage).
 """
 

@@ -14,8 +14,15 @@ same clause: a mention of the language, a marker that makes it a target ("in", "
 "translate", "responde", "übersetze", "переведи", "回答", or "please"). Questions that merely
 mention a language ("Who translated the Bible into German?", "Why do Swiss people speak in
 French?") are rejected by a question guard: a wh-/yes-no question about someone other than
-"you" is not an instruction. Decided borderline: "How do you say X in German?" and "What is
-'dog' in German?" ARE requests (the expected reply contains German).
+"you" is not an instruction. A statement about someone's language ("My grandmother only
+speaks in Russian", "Je parle en anglais avec mes collègues", "我奶奶只会说英语") is not one
+either: the part of the clause before the mention opens with a first/third-person subject and
+holds no wish, need, obligation or "you" ("My boss wants the summary in German" is a request).
+Two weaker readings are used only when no clause with a cue names a language: a header that
+points at the passage after it and ends in a colon ("Boil down this paragraph in German:"),
+and a bare "In Spanish." clause. The word tables are in :mod:`forensics.language.cues`.
+Decided borderline: "How do you say X in German?" and "What is 'dog' in German?" ARE requests
+(the expected reply contains German).
 """
 
 from __future__ import annotations
@@ -24,90 +31,18 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from forensics.language.cues import CUE_SUBSTRINGS as _CUES_SUBSTR
+from forensics.language.cues import CUE_WORDS as _CUES_WORDS
+from forensics.language.cues import PASSAGE_POINTER as _PASSAGE_POINTER
+from forensics.language.cues import TRANSLATE_WORDS as _TRANSLATE_WORDS
+from forensics.language.cues import arabic_present as _arabic_present
+from forensics.language.cues import is_statement as _is_statement
 from forensics.language.names import PhraseMatcher, is_spaced_script, mention_spans
 
 _L = r"[^\W\d_]"  # a letter
 
 # ----------------------------------------------------------------------------- requests
-# Request cues: imperatives and politeness markers, pooled across languages. Alphabetic-script
-# cues match whole words; the rest as substrings.
-_CUES_WORDS = [
-    # English (base forms only: "translated", "written", "answered" are NOT cues)
-    "answer", "reply", "respond", "write", "speak", "talk", "say", "explain", "describe",
-    "summarize", "summarise", "translate", "translation", "tell", "rewrite", "rephrase",
-    "paraphrase", "give", "provide", "output", "produce", "continue", "express", "render",
-    "convert", "use", "using", "please", "pls", "communicate", "compose", "draft", "generate",
-    "return", "chat", "converse", "reword", "redo", "only", "need", "want", "prefer",
-    # Spanish
-    "responde", "responda", "respóndeme", "respondeme", "contesta", "conteste", "contéstame",
-    "escribe", "escriba", "explica", "explique", "explícame", "traduce", "traduzca",
-    "tradúceme", "traducir", "traducción", "di", "dime", "habla", "hable", "usa", "puedes",
-    "podrías", "podrias", "responder", "contestar", "escribir", "hablar", "resume", "por favor",
-    # French
-    "réponds", "reponds", "répondez", "repondez", "répondre", "repondre", "écris", "ecris",
-    "écrivez", "écrire", "ecrire", "explique", "expliquez", "traduis", "traduisez", "traduire",
-    "traduction", "dis", "dites", "parle", "parlez", "utilise", "utilisez", "résume",
-    "s'il te plaît", "s'il vous plaît", "stp", "svp", "peux-tu", "pouvez-vous",
-    # German
-    "antworte", "antworten", "antwortest", "antworte", "beantworte", "beantworten", "schreibe",
-    "schreib", "schreiben", "erkläre", "erklär", "erklären", "übersetze", "übersetz",
-    "übersetzen", "übersetzung", "sag", "sage", "sprich", "sprechen", "nutze", "verwende",
-    "bitte", "formuliere", "fasse", "gib",
-    # Italian
-    "rispondi", "risponda", "rispondere", "scrivi", "scriva", "spiega", "traduci", "traduca",
-    "tradurre", "traduzione", "dimmi", "parla", "per favore",
-    # Portuguese
-    "responde", "escreva", "escreve", "explique", "traduza", "traduz", "traduzir", "tradução",
-    "traducao", "diga", "fale", "você pode", "pode",
-    # Dutch
-    "antwoord", "beantwoord", "schrijf", "vertaal", "vertaling", "zeg", "spreek", "gebruik",
-    "alsjeblieft", "alstublieft",
-    # Russian / Ukrainian
-    "ответь", "ответьте", "отвечай", "отвечайте", "напиши", "напишите", "объясни",
-    "объясните", "переведи", "переведите", "перевести", "перевод", "скажи", "скажите",
-    "говори", "пожалуйста", "используй", "відповідай", "відповідайте", "переклади",
-    "перекладіть", "переклад", "будь ласка",
-    # Polish
-    "odpowiedz", "odpowiadaj", "napisz", "wyjaśnij", "przetłumacz", "tłumaczenie", "powiedz",
-    "proszę",
-    # Greek
-    "απάντησε", "απαντήστε", "απάντα", "γράψε", "γράψτε", "εξήγησε", "μετάφρασε",
-    "μεταφράστε", "μετάφραση", "πες", "παρακαλώ",
-    # Romanian
-    "răspunde", "raspunde", "răspundeți", "scrie", "scrieți", "explică", "tradu", "traduceți",
-    "traduce", "traducere", "spune", "vă rog", "te rog",
-    # Turkish
-    "cevap", "cevapla", "cevaplayın", "yanıt", "yanıtla", "yanıtlayın", "yaz", "yazın",
-    "açıkla", "çevir", "çevirin", "tercüme", "söyle", "lütfen", "konuş",
-    # Vietnamese
-    "trả lời", "viết", "giải thích", "dịch", "nói", "hãy", "vui lòng",
-    # Indonesian / Malay
-    "jawab", "jawablah", "tulis", "tuliskan", "jelaskan", "terjemahkan", "terjemahan",
-    "tolong", "gunakan",
-    # Nordic, Finnish, Hungarian, Czech
-    "svara", "svar", "skriv", "översätt", "oversæt", "oversett", "vastaa", "kirjoita",
-    "käännä", "válaszolj", "írj", "fordítsd", "odpověz", "napiš", "přelož", "prosím",
-]
-_CUES_SUBSTR = [
-    "回答", "回复", "答复", "写", "解释", "翻译", "翻譯", "译成", "译为", "說", "说", "请", "請", "用",
-    "答え", "答えて", "回答して", "書いて", "説明", "翻訳", "訳して", "話して", "言って", "ください",
-    "답", "대답", "답변", "써", "작성", "설명", "번역", "말해", "주세요", "해줘", "하세요", "해라",
-    "أجب", "اجب", "أجيبي", "اكتب", "اشرح", "ترجم", "ترجمة", "قل", "تحدث", "من فضلك", "الرجاء",
-    "जवाब", "उत्तर", "लिखें", "लिखो", "समझाएं", "अनुवाद", "बताएं", "बताइए", "बोलें", "कृपया",
-    "ענה", "תענה", "כתוב", "תרגם", "בבקשה", "پاسخ", "بنویس", "ترجمه", "لطفا",
-    "ตอบ", "แปล", "เขียน", "กรุณา",
-]
-_TRANSLATE_WORDS = [
-    "translate", "translation", "traduce", "traduzca", "tradúceme", "traducir", "traducción",
-    "traducí", "traducime", "translating",
-    "traduis", "traduisez", "traduire", "traduction", "übersetze", "übersetz", "übersetzen",
-    "übersetzung", "traduci", "traduca", "tradurre", "traduzione", "traduza", "traduz",
-    "traduzir", "tradução", "traducao", "vertaal", "vertaling", "переведи", "переведите",
-    "перевести", "перевод", "переклади", "перекладіть", "переклад", "przetłumacz",
-    "tłumaczenie", "μετάφρασε", "μεταφράστε", "μετάφραση", "tradu", "traduceți", "traducere",
-    "çevir", "çevirin", "tercüme", "dịch", "terjemahkan", "terjemahan", "översätt", "oversæt",
-    "oversett", "käännä", "fordítsd", "přelož",
-]
+# (the cue tables are in forensics.language.cues)
 _CJK_IMPERATIVE = re.compile(r"请|請|帮我|幫我|给我|給我|麻烦|麻煩|你|您|ください|下さい|주세요|해줘|"
                              r"하세요|해 주|해라|하십시오")
 _CJK_DESCRIBED = re.compile(r"是(?:用|以)\s*\S{1,10}?\s*(?:写|寫|说|說|撰写|撰寫|书写|書寫|写成|寫成)的?")
@@ -180,6 +115,9 @@ _FOLLOW_OK = {
     "comment", "pourquoi", "sur", "quand", "où", "sobre", "cómo", "como", "qué", "que", "por",
     "acerca", "para", "über", "wie", "warum", "was", "wo", "zu", "как", "почему", "про", "о",
     "об", "что", "зачем", "come", "perché", "su", "porque", "sobre",
+    # separable-verb particles after a target ("fasse ... auf Englisch zusammen", "schreibe
+    # den Text auf Deutsch um")
+    "zusammen", "um", "neu", "wieder",
 }
 _CUE_FOLLOWERS = {w.lower() for w in _CUES_WORDS}
 _WH_GUARD = re.compile(
@@ -286,6 +224,8 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
             continue
         if spaced and _PASSIVE_BEFORE.search(before) and not _MODAL_PASSIVE.search(before):
             continue  # "known in English as", "written in French by": describes, not asks
+        if _is_statement(clause, s):
+            continue  # "my grandmother only speaks Russian": about someone's language
         out.append((s, code, False))
     return out
 
@@ -374,13 +314,14 @@ def read_prompt(prompt: str | None) -> Reading:
     text = prompt[:_HEAD] + ("\n" + prompt[-_TAIL:] if len(prompt) > _HEAD + _TAIL else "")
     cue, tr = _cue_matchers()
     mentions = mention_spans(text)
-    tr_spans = tr.spans(text)
+    tr_spans = [sp for sp in tr.spans(text) if not _arabic_present(text, sp[0])]
     if not mentions and not tr_spans:  # the common case: nothing to analyse
         return Reading(None, False)
     requested: str | None = None
     span: tuple[int, int] | None = None
     lex_found = False
     translation = False
+    header = None
 
     def take(code, clause, cstart, mpos, lexical=False):
         nonlocal requested, span, lex_found
@@ -399,7 +340,8 @@ def read_prompt(prompt: str | None) -> Reading:
         guard = _is_question_about_others(clause)
         has_tr = ctr and not guard
         lexical = bool(_LEXICAL_REQUEST.search(clause))
-        cue_pos = [] if guard else [(a, b) for a, b, _ in cue.spans(clause)]
+        cue_pos = [] if guard else [(a, b) for a, b, _ in cue.spans(clause)
+                                    if not _arabic_present(clause, a)]
         cue_pos += [] if guard else [(a - cstart, b - cstart) for a, b, _ in tr_spans
                                      if cstart <= a < cend]
         if len(clause.strip()) > 30 and not is_spaced_script(clause) and \
@@ -459,6 +401,14 @@ def read_prompt(prompt: str | None) -> Reading:
                 pos, code = (near or tgt)[0]
                 take(code, clause, cstart, pos)
             continue
+        # a header before a passage: "Boil down this paragraph in Greek:" + text; like a bare
+        # "In Spanish." below, used only when no clause with a request cue names a language
+        head = clause.rstrip()
+        if header is None and head.endswith((":", "：")) and not guard and \
+                len(head.strip()) <= 100 and _starts_line(text, cstart) and \
+                _PASSAGE_POINTER.search(head) and len(text[cstart + len(clause):].strip()) >= 20:
+            header = (tgt[0][1], clause, cstart, tgt[0][0])
+            continue
         # a bare "In Spanish." / "Auf Deutsch bitte" clause next to the question
         stripped = clause.strip().rstrip(".!:;")
         if len(stripped) <= 40 and not guard and not stripped.endswith(("?", "？", "؟")) \
@@ -469,7 +419,11 @@ def read_prompt(prompt: str | None) -> Reading:
             if (is_spaced_script(stripped) and re.fullmatch(rf"(?:{_L}+[\s-]*){{1,4}}",
                                                           stripped + " ", re.IGNORECASE)) or \
                     (not is_spaced_script(stripped) and len(re.sub(r"\W", "", rest)) <= 1):
-                take(tgt[-1][1], clause, cstart, tgt[-1][0])
+                # yields to a request with a cue elsewhere ("Text in French: ... Translate it
+                # into English.")
+                header = header or (tgt[-1][1], clause, cstart, tgt[-1][0])
+    if requested is None and header is not None:
+        take(*header)
     return Reading(requested, translation, span, lex_found)
 
 

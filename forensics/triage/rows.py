@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from forensics.workspace import Workspace
 
 # bump when the derivation changes: every cached feature set is then recomputed
-FEATURE_VERSION = "5"  # 4: request reader (CLDR names, gloss lists, "X translation" needs an ask);
-#                         5: expected_lang / expected_reason
+FEATURE_VERSION = "6"  # 4: request reader (CLDR names, gloss lists, "X translation" needs an ask);
+#                         5: expected_lang / expected_reason; 6: passage headers,
+#                         statements about a language, wish/need cues
 
 # columns a triage reads for every row (text kept for labels, examples and profiles)
 _BASE_COLS = ("sample_id, row_id, prompt, reply, prompt_lang, reply_lang, reply_lang_conf, "

@@ -1,0 +1,187 @@
+"""Word tables of the request reader (:mod:`forensics.language.requests`): request cues,
+translation verbs, statements about someone's language and pointers at a passage.
+
+Contract: pure data and two pure predicates; the reader decides how they combine. Cues are
+pooled across languages (a cue counts only next to a marked target language, so pooling is
+safe); alphabetic-script cues match whole words, the rest as substrings.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Request cues: imperatives and politeness markers, pooled across languages. Alphabetic-script
+# cues match whole words; the rest as substrings.
+CUE_WORDS = [
+    # English (base forms only: "translated", "written", "answered" are NOT cues)
+    "answer", "reply", "respond", "write", "speak", "talk", "say", "explain", "describe",
+    "summarize", "summarise", "translate", "translation", "tell", "rewrite", "rephrase",
+    "paraphrase", "give", "provide", "output", "produce", "continue", "express", "render",
+    "convert", "use", "using", "please", "pls", "communicate", "compose", "draft", "generate",
+    "return", "chat", "converse", "reword", "redo", "only", "need", "want", "prefer",
+    # Spanish
+    "responde", "responda", "respóndeme", "respondeme", "contesta", "conteste", "contéstame",
+    "escribe", "escriba", "explica", "explique", "explícame", "traduce", "traduzca",
+    "tradúceme", "traducir", "traducción", "di", "dime", "habla", "hable", "usa", "puedes",
+    "podrías", "podrias", "responder", "contestar", "escribir", "hablar", "resume", "por favor",
+    # French
+    "réponds", "reponds", "répondez", "repondez", "répondre", "repondre", "écris", "ecris",
+    "écrivez", "écrire", "ecrire", "explique", "expliquez", "traduis", "traduisez", "traduire",
+    "traduction", "dis", "dites", "parle", "parlez", "utilise", "utilisez", "résume",
+    "s'il te plaît", "s'il vous plaît", "stp", "svp", "peux-tu", "pouvez-vous",
+    # German
+    "antworte", "antworten", "antwortest", "antworte", "beantworte", "beantworten", "schreibe",
+    "schreib", "schreiben", "erkläre", "erklär", "erklären", "übersetze", "übersetz",
+    "übersetzen", "übersetzung", "sag", "sage", "sprich", "sprechen", "nutze", "verwende",
+    "bitte", "formuliere", "fasse", "gib",
+    # Italian
+    "rispondi", "risponda", "rispondere", "scrivi", "scriva", "spiega", "traduci", "traduca",
+    "tradurre", "traduzione", "dimmi", "parla", "per favore",
+    # Portuguese
+    "responde", "escreva", "escreve", "explique", "traduza", "traduz", "traduzir", "tradução",
+    "traducao", "diga", "fale", "você pode", "pode",
+    # Dutch
+    "antwoord", "beantwoord", "schrijf", "vertaal", "vertaling", "zeg", "spreek", "gebruik",
+    "alsjeblieft", "alstublieft",
+    # Russian / Ukrainian
+    "ответь", "ответьте", "отвечай", "отвечайте", "напиши", "напишите", "объясни",
+    "объясните", "переведи", "переведите", "перевести", "перевод", "скажи", "скажите",
+    "говори", "пожалуйста", "используй", "відповідай", "відповідайте", "переклади",
+    "перекладіть", "переклад", "будь ласка",
+    # Polish
+    "odpowiedz", "odpowiadaj", "napisz", "wyjaśnij", "przetłumacz", "tłumaczenie", "powiedz",
+    "proszę",
+    # Greek
+    "απάντησε", "απαντήστε", "απάντα", "γράψε", "γράψτε", "εξήγησε", "μετάφρασε",
+    "μεταφράστε", "μετάφραση", "πες", "παρακαλώ",
+    # Romanian
+    "răspunde", "raspunde", "răspundeți", "scrie", "scrieți", "explică", "tradu", "traduceți",
+    "traduce", "traducere", "spune", "vă rog", "te rog",
+    # Turkish
+    "cevap", "cevapla", "cevaplayın", "yanıt", "yanıtla", "yanıtlayın", "yaz", "yazın",
+    "açıkla", "çevir", "çevirin", "tercüme", "söyle", "lütfen", "konuş",
+    # Vietnamese
+    "trả lời", "viết", "giải thích", "dịch", "nói", "hãy", "vui lòng",
+    # Indonesian / Malay
+    "jawab", "jawablah", "tulis", "tuliskan", "jelaskan", "terjemahkan", "terjemahan",
+    "tolong", "gunakan",
+    # Nordic, Finnish, Hungarian, Czech
+    "svara", "svar", "skriv", "översätt", "oversæt", "oversett", "vastaa", "kirjoita",
+    "käännä", "válaszolj", "írj", "fordítsd", "odpověz", "napiš", "přelož", "prosím",
+    # rewriting, summarising and retelling a passage ("Rewrite this paragraph in X:",
+    # "Reformule ce paragraphe en X :", "Кратко изложи текст на X языке:")
+    "shorten", "simplify", "retell", "reformulate", "condense", "outline", "recount",
+    "reformula", "reescribe", "reescriba", "resuma", "resumir", "parafrasea", "describa",
+    "simplifica", "redacta", "redacte", "reformule", "reformulez", "reformuler", "réécris",
+    "réécrivez", "reecris", "réécrire", "résumez", "résumer", "paraphrase", "paraphrasez",
+    "décris", "décrivez", "raconte", "racontez", "simplifie", "simplifiez", "rédige",
+    "rédigez", "umformulieren", "formuliere", "fasse", "beschreibe", "beschreib", "erzähle",
+    "erzähl", "vereinfache", "riscrivi", "riformula", "riassumi", "descrivi", "parafrasa",
+    "racconta", "reescreva", "reformule", "resuma", "descreva", "parafraseie", "reconte",
+    "herschrijf", "herformuleer", "beschrijf", "изложи", "изложите", "перескажи",
+    "перескажите", "перефразируй", "перефразируйте", "перепиши", "перепишите", "сократи",
+    "сократите", "опиши", "опишите", "расскажи", "расскажите", "резюмируй", "обобщи",
+    "перекажи", "перепиши", "опиши", "przepisz", "streść", "opisz", "przeformułuj",
+    "özetle", "özetleyin", "anlat", "anlatın", "tóm tắt", "viết lại",
+    "diễn đạt lại", "kể lại", "ringkas", "ringkaskan", "rangkum", "rangkumkan",
+    "uraikan", "parafrasekan", "συνόψισε", "συνοψίστε", "ξαναγράψε", "ξαναγράψτε",
+    "αναδιατύπωσε", "περίγραψε", "περιγράψτε", "rezumă", "rezumați", "reformulează",
+    "reformulați", "rescrie", "rescrieți", "descrieți", "povestește",
+    "sammanfatta", "omformulera", "opsummer", "omskriv", "tiivistä",
+    # wishes and needs for the reply ("My boss wants the summary in German", "Je voudrais une
+    # réponse en anglais", "Я хочу ответ на английском")
+    "wants", "needs", "voudrais", "veux", "aimerais", "souhaite", "souhaiterais", "quiero",
+    "quisiera", "necesito", "quiere", "necesita", "möchte", "möchten", "brauche", "хочу",
+    "хотел", "хотела", "нужен", "нужна", "нужно", "quero", "gostaria", "preciso", "voglio",
+    "vorrei", "istiyorum", "muốn", "cần", "ingin", "chcę", "potrzebuję", "θέλω", "vreau",
+]
+CUE_SUBSTRINGS = [
+    "回答", "回复", "答复", "写", "解释", "翻译", "翻譯", "译成", "译为", "說", "说", "请", "請", "用",
+    "答え", "答えて", "回答して", "書いて", "説明", "翻訳", "訳して", "話して", "言って", "ください",
+    "답", "대답", "답변", "써", "작성", "설명", "번역", "말해", "주세요", "해줘", "하세요", "해라",
+    "أجب", "اجب", "أجيبي", "اكتب", "اشرح", "ترجم", "ترجمة", "قل", "تحدث", "من فضلك", "الرجاء",
+    "जवाब", "उत्तर", "लिखें", "लिखो", "समझाएं", "अनुवाद", "बताएं", "बताइए", "बोलें", "कृपया",
+    "ענה", "תענה", "כתוב", "תרגם", "בבקשה", "پاسخ", "بنویس", "ترجمه", "لطفا",
+    "ตอบ", "แปล", "เขียน", "กรุณา",
+    "总结", "總結", "概括", "改写", "改寫", "重写", "重寫", "复述", "複述", "转述",
+    "要約", "書き直", "言い換え", "まとめて", "요약", "다시 써", "다시 작성", "바꿔",
+    "أعد كتابة", "أعد صياغة", "لخص", "لخّص", "اشرح", "أريد", "أود", "我想", "我要", "我需要", "सारांश", "दोबारा लिख", "फिर से लिख",
+]
+TRANSLATE_WORDS = [
+    "translate", "translation", "traduce", "traduzca", "tradúceme", "traducir", "traducción",
+    "traducí", "traducime", "translating",
+    "traduis", "traduisez", "traduire", "traduction", "übersetze", "übersetz", "übersetzen",
+    "übersetzung", "traduci", "traduca", "tradurre", "traduzione", "traduza", "traduz",
+    "traduzir", "tradução", "traducao", "vertaal", "vertaling", "переведи", "переведите",
+    "перевести", "перевод", "переклади", "перекладіть", "переклад", "przetłumacz",
+    "tłumaczenie", "μετάφρασε", "μεταφράστε", "μετάφραση", "tradu", "traduceți", "traducere",
+    "çevir", "çevirin", "tercüme", "dịch", "terjemahkan", "terjemahan", "översätt", "oversæt",
+    "oversett", "käännä", "fordítsd", "přelož",
+]
+
+# Statements about someone's language ("My grandmother only speaks Russian", "Je parle en
+# anglais avec mes collègues", "我奶奶只会说英语"): the part of the clause before the mention
+# opens with a subject other than "you" (a first/third-person pronoun or a possessive + noun)
+# and holds no wish, need, obligation or second person, so the mention describes, not asks.
+STATEMENT_SUBJECT = re.compile(
+    r"^\W*(?:(?:and|but|so|because|y|pero|porque|et|mais|car|und|aber|weil|и|а|но|потому|"
+    r"e|ma|mas|en|maar|ve|ama|và|nhưng|dan|tapi|și|dar|και|αλλά)\s+)?"
+    r"(?:(?:i|we|he|she|they|je|j'|nous|il|elle|ils|elles|yo|nosotros|nosotras|él|ella|"
+    r"ellos|ellas|ich|wir|er|я|мы|он|она|они|eu|nós|ele|ela|eles|elas|io|noi|lui|lei|loro|"
+    r"ik|wij|hij|ben|biz|onlar|tôi|chúng tôi|họ|saya|aku|kami|kita|dia|mereka|εγώ|εμείς|"
+    r"αυτός|αυτή|αυτοί|ea|ei|ele)\b"
+    r"|(?:my|our|his|her|their|mon|ma|mes|notre|nos|son|sa|ses|leur|leurs|mi|mis|nuestro|"
+    r"nuestra|nuestros|nuestras|mein|meine|meinem|meiner|unser|unsere|sein|seine|мой|моя|мои|"
+    r"мою|наш|наша|наши|его|её|ее|их|meu|minha|meus|minhas|nosso|nossa|mio|mia|miei|mie|"
+    r"nostro|nostra|mijn|onze|zijn|haar|benim|bizim|onun|mój|moja|moi|nasz|nasza|ο μου|"
+    r"η μου|meu|mea|mei|mele)\s+\w+"
+    r"|(?:bà|ông|mẹ|bố|cha|con|anh|chị|em|vợ|chồng|sếp|thầy|cô|bạn)\s+(?:tôi|mình))"
+    r"|^\W*(?:但|而|因为|因為|所以|不过|不過)?(?:我|他|她|咱|俺|私|僕|彼|祖母|祖父|母|父|"
+    r"나는|저는|제|우리|그는|그녀는|أنا|نحن|هو|هي|هم|جدتي|جدي|أمي|أبي)",
+    re.IGNORECASE)
+NOT_STATEMENT = re.compile(
+    r"\b(?:want|wants|would|'d|like|need|needs|prefer|must|should|have to|has to|ask|"
+    r"please|you|your|voudrais|veux|voulons|aimerais|souhaite|préfère|besoin|prie|demande|"
+    r"dois|doit|devez|vous|tu|te|toi|votre|ton|quiero|quisiera|queremos|necesito|necesitamos|"
+    r"prefiero|gustaría|pido|debe|debes|tienes|usted|tú|möchte|möchten|will|wollen|brauche|"
+    r"brauchen|bitte|hätte|würde|muss|müssen|soll|sollst|du|dich|dir|euch|хочу|хотим|хотел|"
+    r"хотела|нужно|нужен|нужна|прошу|просим|пожалуйста|должен|должна|должно|ты|вы|тебя|"
+    r"вас|тебе|вам|quero|queremos|gostaria|preciso|precisamos|você|vocês|voglio|vorrei|"
+    r"vogliamo|bisogno|devi|wil|willen|zou|graag|moet|jij|jou|istiyorum|istiyoruz|lütfen|"
+    r"gerek|sen|siz|muốn|cần|phải|bạn|ingin|mau|perlu|tolong|harus|kamu|anda|chcę|chcemy|"
+    r"potrzebuję|proszę|musisz|θέλω|θέλουμε|πρέπει|παρακαλώ|εσύ|vreau|vrem|aș|trebuie|"
+    r"rog|tu|quiere|quieren|necesita|necesitan|veut|veulent|souhaitent|wollen|хочет|хотят|"
+    r"просит|quer|querem|vuole|vogliono|wants|needs|asks|expects|istiyor|θέλει|vrea)\b"
+    r"|想|要|需要|希望|请|請|帮|幫|麻烦|麻煩|吧|让|讓|能不能|可以|你|您|ください|下さい|ほしい|"
+    r"欲しい|たい|お願い|あなた|주세요|해줘|원해|싶|부탁|당신|أريد|أود|من فضلك|الرجاء|أرجو|يجب|"
+    r"أنت|نريد", re.IGNORECASE)
+
+
+def arabic_present(clause: str, a: int) -> bool:
+    """An Arabic cue inside a present-tense verb ("تتحدث", "يترجم", "أترجم": someone speaks or
+    translates) rather than the imperative ("تحدث", "ترجم")."""
+    return a > 0 and "\u0600" <= clause[a] <= "\u06ff" and clause[a - 1] in "يتنأس"
+
+
+def is_statement(clause: str, pos: int) -> bool:
+    """The mention at ``pos`` belongs to a statement about someone's language, not a request
+    (see ``STATEMENT_SUBJECT``): checked on the comma-separated part of the clause it is in."""
+    start = max(clause.rfind(c, 0, pos) for c in ",，、;") + 1
+    part = clause[start:pos]
+    return bool(STATEMENT_SUBJECT.search(part)) and not NOT_STATEMENT.search(part)
+
+
+# A header line before a passage ("Reformulate this paragraph in X:", "Кратко изложи текст
+# на X языке:", "この段落を X で…："): a clause that points at a text (a demonstrative or a
+# word for a text) and ends in a colon is an instruction about the passage after it, whatever
+# its verb.
+PASSAGE_POINTER = re.compile(
+    r"\b(?:this|these|the following|below|ce|cet|cette|ces|ci-dessous|suivant|suivante|este|"
+    r"esta|estos|estas|siguiente|dieser|diesen|diese|dieses|folgenden|folgende|этот|эту|это|"
+    r"этого|следующий|следующую|следующее|данный|questo|questa|seguente|isto|seguinte|deze|"
+    r"volgende|bu|şu|aşağıdaki|này|ini|berikut|αυτό|αυτή|παρακάτω|acest|această|acesta)\b"
+    r"|这|這|以下|下面|该|該|この|次の|이 |다음|هذا|هذه|التالي", re.IGNORECASE)
+
+
+__all__ = ["CUE_WORDS", "CUE_SUBSTRINGS", "TRANSLATE_WORDS", "STATEMENT_SUBJECT",
+           "NOT_STATEMENT", "PASSAGE_POINTER", "arabic_present", "is_statement"]
