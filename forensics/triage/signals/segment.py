@@ -60,7 +60,7 @@ class SegmentSignalParams:
     phrase_near_share: float = 0.8    # with a segment batch, phrase-batch rows need cosine >= this x the member cut ...
     phrase_near_overlap: float = 0.5  # ... when at least this share of the segment members is in the phrase batch
     asked_share: float = 0.5          # a row whose prompt names this (log-lift weighted) share of its behaviour words asked for it
-    word_majority: float = 0.8        # when this share of behaviour rows shows a behaviour word, rows showing none are lookalikes
+    word_majority: float = 1.0        # when this share of behaviour rows shows a behaviour word, rows showing none are lookalikes (1.0: off)
     asked_min_lift: float = 2.0       # behaviour words this much more frequent in behaviour replies than in all replies count
     seed: int = 0                     # random sample of the background
 
