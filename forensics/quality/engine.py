@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from forensics._interrupt import deferred_interrupt
+from forensics._ray import ray_session
 from forensics.errors import BackendError, UsageError
 from forensics.progress import Progress, resolve
 from forensics.quality.core import Batch, Finding, Pipeline, Step, StepStats
@@ -232,31 +233,9 @@ def _merge(a: BatchResult, b: BatchResult) -> BatchResult:
 
 def _run_ray(pipeline: Pipeline, load_arrow: Callable[[Any], Any], pending: list, workers: int,
              address: str | None) -> Iterator[tuple[BatchResult, float]]:
-    try:
-        import ray
-    except ImportError as e:
-        raise BackendError("the ray engine needs Ray Data: pip install 'nla-forensics[ray]'") from e
     import pyarrow as pa
 
-    started = False
-    if not ray.is_initialized():
-        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "configure_logging": False}
-        if address:
-            kw["address"] = address
-        else:
-            kw["num_cpus"] = max(1, workers)
-        try:
-            ray.init(**kw)
-        except Exception as e:
-            raise BackendError(f"cannot start/connect Ray ({address or 'local'}): {e}",
-                               hint="check --ray-address (ray://host:10001 or auto)") from e
-        started = True
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        if hasattr(ctx, "enable_operator_progress_bars"):
-            ctx.enable_operator_progress_bars = False
+    with ray_session(address, workers) as ray:
         if not pending:
             return
         from forensics.quality.steps import ReadParquet
@@ -293,9 +272,6 @@ def _run_ray(pipeline: Pipeline, load_arrow: Callable[[Any], Any], pending: list
                 yield res, lt
         if partial:
             raise BackendError(f"ray returned incomplete batches {sorted(partial)}")
-    finally:
-        if started:
-            ray.shutdown()
 
 
 # --------------------------------------------------------------------------- runs

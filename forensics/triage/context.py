@@ -28,14 +28,14 @@ context").
 from __future__ import annotations
 
 import json
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
-from forensics.errors import BackendError, InputError
+from forensics._chat import chat_completion
+from forensics.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.triage.signals.base import SignalContext
@@ -89,22 +89,11 @@ class HTTPJudge:
         self.model, self.timeout, self.api_key = model, timeout, api_key
 
     def judge_one(self, behaviour: str, prompt: str) -> float:
-        body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": 4,
-                           "messages": [{"role": "system", "content": self.SYSTEM},
-                                        {"role": "user", "content":
-                                         f"Behaviour: {behaviour}\nPrompt: {prompt}"}]}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                data = json.loads(r.read().decode("utf-8"))
-            word = str(data["choices"][0]["message"]["content"]).strip().split()
-        except Exception as e:  # noqa: BLE001
-            raise BackendError(f"prompt judge {self.url}: {type(e).__name__}: {e}",
+        word = chat_completion(self.url, self.model, self.SYSTEM,
+                               f"Behaviour: {behaviour}\nPrompt: {prompt}", max_tokens=4,
+                               api_key=self.api_key, timeout=self.timeout, what="prompt judge",
                                hint="check context.judge_url (an OpenAI-compatible server) or "
-                                    "set context.judge=none") from None
+                                    "set context.judge=none").split()
         w = word[0].strip(".,:;!\"'").upper() if word else ""
         return 1.0 if w == "LEGITIMATE" else 0.0 if w == "DEFECT" else 0.5
 

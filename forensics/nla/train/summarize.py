@@ -4,14 +4,12 @@ deterministic (language and script of the prefix, its role, salient terms, what 
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import urllib.request
 from dataclasses import dataclass
 from typing import Sequence
 
-from forensics.errors import BackendError
+from forensics._chat import chat_completion
 from forensics.language.names import display_name
 
 #: Languages the built-in summarizer names, with their (lower-case, English CLDR) names.
@@ -167,21 +165,10 @@ class HTTPSummarizer:
                 f"that part: {c.prefix}\nWhat follows: {c.following}")
         if c.expected:
             user += f"\nThe model's own most likely next tokens here: {', '.join(c.expected)}"
-        body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": 120,
-                           "messages": [{"role": "system", "content": self.SYSTEM},
-                                        {"role": "user", "content": user}]}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                data = json.loads(r.read().decode("utf-8"))
-            return str(data["choices"][0]["message"]["content"]).strip()
-        except Exception as e:  # noqa: BLE001
-            raise BackendError(f"summarizer {self.url}: {type(e).__name__}: {e}",
+        return chat_completion(self.url, self.model, self.SYSTEM, user, max_tokens=120,
+                               api_key=self.api_key, timeout=self.timeout, what="summarizer",
                                hint="check --summarizer-url (an OpenAI-compatible server) or use "
-                                    "--summarizer builtin") from None
+                                    "--summarizer builtin")
 
     def summarize_many(self, ctxs: Sequence[PositionContext]) -> list[str]:
         return [self.summarize(c) for c in ctxs]
