@@ -55,6 +55,10 @@ def register(main: click.Group) -> None:
     @click.option("--rl-group", type=int, default=8, show_default=True, help="Explanations sampled per vector.")
     @click.option("--kl-coef", type=float, default=0.05, show_default=True)
     @click.option("--summarizer", type=click.Choice(["builtin", "http"]), default="builtin", show_default=True)
+    @click.option("--summary-expected", type=int, default=3, show_default=True,
+                  help="Builtin summaries name the target's top-k next tokens (0: off).")
+    @click.option("--summary-before", type=int, default=2, show_default=True,
+                  help="Builtin summaries quote this many words before the current one.")
     @click.option("--summarizer-url", default=None, metavar="URL",
                   help="OpenAI-compatible server for --summarizer http (POST URL/v1/chat/completions).")
     @click.option("--summarizer-model", default="default", show_default=True)
@@ -66,8 +70,9 @@ def register(main: click.Group) -> None:
     @click.pass_obj
     @handle_errors
     def train(obj, target, layer, dataset, out_dir, sft_steps, rl_steps, limit, positions_per_text,
-              skip_tokens, hidden_state_index, batch_size, rl_batch, rl_group, kl_coef, summarizer, summarizer_url,
-              summarizer_model, device, seed, register_as, as_json):
+              skip_tokens, hidden_state_index, batch_size, rl_batch, rl_group, kl_coef, summarizer,
+              summary_expected, summary_before, summarizer_url, summarizer_model, device, seed, register_as,
+              as_json):
         """Train an AV + AR for TARGET at layer K on a dataset's texts (SFT warm start + GRPO)."""
         from forensics.errors import InputError
         from forensics.nla.train import HTTPSummarizer, TrainConfig, train_from_dataset
@@ -78,7 +83,8 @@ def register(main: click.Group) -> None:
         summ = HTTPSummarizer(summarizer_url, summarizer_model) if summarizer == "http" else None
         cfg = TrainConfig(layer=layer, hidden_state_index=hidden_state_index, sft_steps=sft_steps,
                           rl_steps=rl_steps, positions_per_text=positions_per_text, skip_tokens=skip_tokens,
-                          batch_size=batch_size, rl_batch=rl_batch, rl_group=rl_group, kl_coef=kl_coef, seed=seed, device=device)
+                          batch_size=batch_size, rl_batch=rl_batch, rl_group=rl_group, kl_coef=kl_coef, seed=seed, device=device,
+                          summary_expected=summary_expected, summary_before=summary_before)
 
         from forensics.cli._progress import RichProgress
 
