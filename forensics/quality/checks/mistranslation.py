@@ -108,6 +108,8 @@ class MistranslationCheck(Step):
     mixed_min_chars: int = 30      # ... and at least this many characters
     name_share: float = 0.5        # segments with this share of capitalised words are names
     request_window: int = 400      # a request deeper than this from both prompt ends is content
+    verify_min_conf: float = 0.6   # the pairwise second opinion's confidence for the observed language
+    quoted_share: float = 0.6      # a segment with this share of its words in the prompt is a quote
     segment_min_words: int = 4     # segments shorter than this are not judged
     fast_max_chars: int = 400      # one-line replies up to this: the whole-reply language
     fast_min_conf: float = 0.9     # ... when its confidence reaches this
@@ -143,8 +145,7 @@ class MistranslationCheck(Step):
         n = len(prompts)
         return np.sum(v[:n] * v[n:], axis=1)
 
-    @staticmethod
-    def _pair_ok(texts_a: str, lang_a: str, text_b: str, lang_b: str) -> bool:
+    def _pair_ok(self, texts_a: str, lang_a: str, text_b: str, lang_b: str) -> bool:
         """Second opinion restricted to the two languages in question: is ``text_b`` really in
         ``lang_b`` rather than ``lang_a`` (and ``texts_a``, when given, not in ``lang_b``)? A
         two-way decision is far more reliable on short or name-heavy text than an open one."""
@@ -156,7 +157,7 @@ class MistranslationCheck(Step):
             return True
         res = ident.detect([texts_a[:1000] if texts_a else None, text_b[:1000]])
         pr, rr = res
-        return (same_language(rr.lang, lang_b) and rr.confidence >= 0.6
+        return (same_language(rr.lang, lang_b) and rr.confidence >= self.verify_min_conf
                 and not (texts_a and same_language(pr.lang, lang_b)))
 
     def _verify(self, prompts, replies, pls, rls) -> list[bool]:
@@ -237,7 +238,7 @@ class MistranslationCheck(Step):
                 continue
             words = _WORD.findall(seg)
             sw = [w.lower() for w in words if len(w) > 2]
-            if sw and sum(w in pw for w in sw) >= 0.6 * len(sw):
+            if sw and sum(w in pw for w in sw) >= self.quoted_share * len(sw):
                 continue  # quoted from the prompt
             if len(words) > 1 and sum(w[0].isupper() for w in words[1:]) >= \
                     self.name_share * (len(words) - 1):
