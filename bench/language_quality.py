@@ -2,12 +2,14 @@
 language development set, beside the baseline, in one run.
 
 Usage: python bench/language_quality.py [--data bench/data/langdev.jsonl] [--extra DIR]
-       [--baseline-ref 6f5a5cd] [--no-baseline] [--split dev|check|all]
+       [--real DIR] [--baseline-ref 6f5a5cd] [--no-baseline] [--split dev|check|real|all]
 
 Data: ``bench/data/langdev.jsonl`` (built by ``python -m forensics.testing.langdev`` from XQuAD
 real text, CC-BY-SA 4.0, licence beside it; see docs/language-dev-set.md); ``--extra DIR``
 adds every ``*.jsonl`` in DIR with the same row schema (split ``extra``), e.g. fetched public
-data kept under ../shared/data/ (never committed).
+data kept under ../shared/data/ (never committed). ``--real DIR`` (default
+``bench/data/langreal``) adds real model completions labelled by reading them (split ``real``;
+provenance and licence in that folder, see docs/language-dev-set.md).
 
 New: the rows are ingested into a real workspace and the shipped ``mistranslation`` pipeline
 runs through the public API (``load_pipeline`` / ``run_pipeline``); each finding counts for the
@@ -24,7 +26,7 @@ Per type: positives are the rows labelled with it; a row flagged with the type b
 otherwise is a false positive. Settings: ``monolingual`` (the expected reply language is the
 prompt's language) and ``cross-lingual`` (a request for another language, a translation).
 The errors of the new check are listed (by row kind, and the first 200 rows) for the dev and
-extra rows only: the check split's rows stay unread. Writes bench/results/language_quality.json
+extra rows only: the check and real splits' rows stay unread. Writes bench/results/language_quality.json
 through bench/_results.py.
 """
 from __future__ import annotations
@@ -49,6 +51,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 FINDINGS = ("unrequested_switch", "ignored_request", "mixed_language")
 DATA = REPO / "bench" / "data" / "langdev.jsonl"
+REAL = REPO / "bench" / "data" / "langreal"
+UNSEEN = ("check", "real")  # splits whose errors are never listed
 BASELINE_REF = "6f5a5cd"
 SETTINGS = ("all", "monolingual", "cross-lingual")
 
@@ -68,18 +72,20 @@ print(json.dumps([[a, b, c] for a, b, c in rows]))
 """
 
 
-def load_rows(data: Path, extra: Path | None) -> list[dict]:
+def load_rows(data: Path, extra: Path | None, real: Path | None = None) -> list[dict]:
     from forensics.testing import langdev
 
     if data.exists():
         rows = langdev.read_jsonl(data)
     else:  # the committed file is missing: build it from XQuAD
         rows = langdev.build(shared_dir() / "data" / "xquad")
-    if extra is not None and extra.is_dir():
-        for f in sorted(extra.glob("*.jsonl")):
+    for folder, split, tag in ((extra, "extra", "x"), (real, "real", "r")):
+        if folder is None or not folder.is_dir():
+            continue
+        for f in sorted(folder.glob("*.jsonl")):
             for i, r in enumerate(langdev.read_jsonl(f)):
-                r.setdefault("split", "extra")
-                r["id"] = f"x-{f.stem}-{r.get('id', i)}"
+                r["split"] = split
+                r["id"] = f"{tag}-{f.stem}-{r.get('id', i)}"
                 rows.append(r)
     return rows
 
@@ -184,20 +190,22 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--extra", type=Path, default=None,
                     help="a folder of extra *.jsonl rows in the dev-set schema (not committed)")
+    ap.add_argument("--real", type=Path, default=REAL,
+                    help="a folder of real completions labelled by reading (split real)")
     ap.add_argument("--baseline-ref", default=BASELINE_REF)
     ap.add_argument("--no-baseline", action="store_true")
-    ap.add_argument("--split", choices=("dev", "check", "all"), default="all",
+    ap.add_argument("--split", choices=("dev", "check", "real", "all"), default="all",
                     help="which rows to score (the table always shows dev and check apart)")
     args = ap.parse_args()
-    rows = load_rows(args.data, args.extra)
+    rows = load_rows(args.data, args.extra, args.real)
     if args.split != "all":
         rows = [r for r in rows if r["split"] == args.split]
     tmp = Path(tempfile.mkdtemp(prefix="bench-langq-"))
     new, new_raw, new_s = run_new(rows, tmp)
     base, base_raw, base_s = ({k: set() for k in FINDINGS}, [], 0.0) if args.no_baseline \
         else run_baseline(rows, tmp, args.baseline_ref)
-    splits = sorted({r["split"] for r in rows}, key=lambda s: ("dev", "check", "extra").index(s)
-                    if s in ("dev", "check", "extra") else 9)
+    splits = sorted({r["split"] for r in rows}, key=lambda s: ("dev", "check", "real", "extra").index(s)
+                    if s in ("dev", "check", "real", "extra") else 9)
     result: dict = {"rows": len(rows), "baseline_ref": None if args.no_baseline else args.baseline_ref,
                     "new_pipeline_seconds": round(new_s, 2),
                     "baseline_seconds_with_start_and_ingest": round(base_s, 2),
@@ -218,8 +226,8 @@ def main() -> None:
                     continue
                 print(f"{sp:6} {s:13} {f:19} {n[s][f]['positives']:4d} | {fmt(n[s][f])} | "
                       f"{fmt(b[s][f])}")
-    # errors of the new check, for reading: never the check split's (it stays unseen)
-    lab = {r["id"]: r for r in rows if r["split"] != "check"}
+    # errors of the new check, for reading: never the check or real splits' (they stay unseen)
+    lab = {r["id"]: r for r in rows if r["split"] not in UNSEEN}
     errs = []
     for f in FINDINGS:
         for rid in sorted((new[f] & set(lab)) - {i for i, r in lab.items() if r["labels"][f]}):
