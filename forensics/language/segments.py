@@ -30,7 +30,7 @@ _URL = re.compile(r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]{1,200}\$|\\\[.*?\\\]|\\\(.*?\\\)", re.S)
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
-_NUM = re.compile(r"[+-]?\d[\d.,:/%°'’-]*")
+_NUM = re.compile(r"[+-]?\d(?:[\d.,:/'’-]*\d)?[%°]?")  # a sentence's closing period stays
 _MARKUP = re.compile(r"[#*_>|=~\[\]{}()<>\\/^+\-•·…\"“”«»„]+")
 _SENT = re.compile(r"[^.!?。！？؟]+(?:[.!?。！？؟]+|$)")
 _WORD = re.compile(r"[^\W\d_]+")

@@ -105,8 +105,10 @@ class MistranslationCheck(Step):
     whole_reply: bool = False      # the former whole-reply rule alone (baseline)
     switch_share: float = 0.5      # another language's share for the two switch kinds
     mixed_share: float = 0.01      # another language's share for mixed_language (copies aside)
-    mixed_min_chars: int = 30      # ... and at least this many characters
-    name_share: float = 0.5        # segments with this share of capitalised words are names
+    mixed_min_chars: int = 16      # ... and at least this many characters
+    mixed_expected_share: float = 0.2  # expected language's own share that makes a reply mixed, not switched
+    copy_max_words: int = 12       # a reply this short copied from the prompt ignores no request
+    name_share: float = 0.7        # segments with this share of capitalised words are names
     request_window: int = 400      # a request deeper than this from both prompt ends is content
     verify_min_conf: float = 0.6   # the pairwise second opinion's confidence for the observed language
     quoted_share: float = 0.6      # a segment with this share of its words in the prompt is a quote
@@ -211,8 +213,31 @@ class MistranslationCheck(Step):
         if main is None:
             return None
         E = exp.lang
+        # every judged segment: its language and weight, quotes of the prompt and name lists
+        # set aside (they are not the reply's own language)
+        pw = {w.lower() for w in _WORD.findall(p)}
+        own: dict[str, int] = {}
+        first_seg: dict[str, str] = {}
+        total = 0
+        for a, b, lg in rlang.segments:
+            seg = r[a:b]
+            n = weight(seg)
+            total += n
+            words = _WORD.findall(seg)
+            sw = [w.lower() for w in words if len(w) > 2]
+            if sw and sum(w in pw for w in sw) >= self.quoted_share * len(sw):
+                continue  # quoted from the prompt
+            key = E if same_language(lg, E) else lg
+            if key != E and len(words) > 1 and sum(w[0].isupper() for w in words[1:]) >= \
+                    self.name_share * (len(words) - 1):
+                continue  # a list of names ("Bloomberg LP Daniel Doctoroff, Credit Suisse ...")
+            own[key] = own.get(key, 0) + n
+            first_seg.setdefault(key, seg)
+        own_total = sum(own.values())
+        kept = own.get(E, 0) / own_total if own_total else 0.0
         share = rlang.shares.get(main, 0.0)
-        if not same_language(main, E) and share >= self.switch_share:
+        if not same_language(main, E) and share >= self.switch_share and \
+                kept < self.mixed_expected_share:
             first = next((r[a:b] for a, b, lg in rlang.segments if same_language(lg, main)), r)
             if exp.reason == "prompt_language":
                 if not rl or rc < self.min_conf or _eff_len(r) < self.min_chars:
@@ -220,32 +245,14 @@ class MistranslationCheck(Step):
                 if _entity_like(r) or _copied(p, r):
                     return None
                 return "unrequested_switch", exp, main, rlang, first
-            if _entity_like(r) or (exp.reason == "request" and _copied(p, r)):
+            if _entity_like(r) or (exp.reason == "request" and _copied(p, r)
+                                   and n_words(r) <= self.copy_max_words):
                 return None
             return "ignored_request", exp, main, rlang, first
-        # mixed: another language in a share of the reply, segments copied from the prompt aside
-        if not same_language(main, E):
-            return None
-        pw = {w.lower() for w in _WORD.findall(p)}
-        other: dict[str, int] = {}
-        first_seg: dict[str, str] = {}
-        total = 0
-        for a, b, lg in rlang.segments:
-            seg = r[a:b]
-            n = weight(seg)
-            total += n
-            if same_language(lg, E):
-                continue
-            words = _WORD.findall(seg)
-            sw = [w.lower() for w in words if len(w) > 2]
-            if sw and sum(w in pw for w in sw) >= self.quoted_share * len(sw):
-                continue  # quoted from the prompt
-            if len(words) > 1 and sum(w[0].isupper() for w in words[1:]) >= \
-                    self.name_share * (len(words) - 1):
-                continue  # a list of names ("Bloomberg LP Daniel Doctoroff, Credit Suisse ...")
-            other[lg] = other.get(lg, 0) + n
-            first_seg.setdefault(lg, seg)
-        if not other or not total:
+        # mixed: the expected language holds the reply (or a share of at least
+        # mixed_expected_share of it) and another language a share of it
+        other = {k: v for k, v in own.items() if k != E}
+        if not other or not total or not own.get(E):
             return None
         lg, n = max(other.items(), key=lambda x: x[1])
         if n < self.mixed_min_chars or n / total < self.mixed_share:
