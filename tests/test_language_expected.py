@@ -254,6 +254,14 @@ STATEMENTS = [
     ("جدتي تتحدث بالإنجليزية فقط. كيف أساعدها؟", "ar"),
     ("تتحدث جدتي بالإنجليزية فقط. كيف أساعدها؟", "ar"),
     ("يترجم أخي الكتب إلى الفرنسية. هل هذا عمل جيد؟", "ar"),
+    # a noun phrase as subject, and habitual adverbs in Chinese
+    ("The nurse replied in Portuguese. Was that polite?", "en"),
+    ("Many shop owners in Brussels answer in Dutch. Why is that?", "en"),
+    ("El camarero contesta siempre en francés. ¿Es normal?", "es"),
+    ("Le chauffeur répond en allemand. Est-ce courant ?", "fr"),
+    ("Der Kellner antwortet auf Italienisch. Ist das üblich?", "de"),
+    ("小王总是用日语回答。这正常吗？", "zh"),
+    ("我的邻居经常用法语写信。这有什么好处？", "zh"),
 ]
 
 WISHES = [
@@ -269,6 +277,9 @@ WISHES = [
     ("我奶奶只会说英语，请用英语回答。", "en"),
     ("أريد الإجابة بالإنجليزية. لماذا السماء زرقاء؟", "en"),
     ("تحدث بالإنجليزية من فضلك.", "en"),
+    ("The reply must be in Italian. What is a heat pump?", "it"),
+    ("Always answer in German. What is a heat pump?", "de"),
+    ("总是用英语回答。为什么天空是蓝色的？", "en"),
 ]
 
 

@@ -135,7 +135,14 @@ STATEMENT_SUBJECT = re.compile(
     r"мою|наш|наша|наши|его|её|ее|их|meu|minha|meus|minhas|nosso|nossa|mio|mia|miei|mie|"
     r"nostro|nostra|mijn|onze|zijn|haar|benim|bizim|onun|mój|moja|moi|nasz|nasza|ο μου|"
     r"η μου|meu|mea|mei|mele)\s+\w+"
-    r"|(?:bà|ông|mẹ|bố|cha|con|anh|chị|em|vợ|chồng|sếp|thầy|cô|bạn)\s+(?:tôi|mình))"
+    r"|(?:bà|ông|mẹ|bố|cha|con|anh|chị|em|vợ|chồng|sếp|thầy|cô|bạn)\s+(?:tôi|mình)"
+    # a noun phrase as subject: a determiner or quantifier, a noun, then more than a bare
+    # marker ("The teacher replied in", "El profesor contesta en", "Many people ... answer in")
+    r"|(?:the|a|an|many|most|some|all|every|each|few|el|la|los|las|un|una|unos|unas|muchos|"
+    r"muchas|der|die|das|ein|eine|viele|le|les|une|plusieurs|il|lo|gli|uno|molti|molte|o|os|"
+    r"as|um|uma|muitos|muitas|het|een|veel)\s+\w+\s+\w+)"
+    # Chinese habitual adverbs after a subject ("小明总是用…", "老师经常用…")
+    r"|^\W*[^\W\d_请請帮幫你您用把]{1,6}(?:总是|總是|经常|經常|一直|通常|常常|平时|平時|往往)"
     r"|^\W*(?:但|而|因为|因為|所以|不过|不過)?(?:我|他|她|咱|俺|私|僕|彼|祖母|祖父|母|父|"
     r"나는|저는|제|우리|그는|그녀는|أنا|نحن|هو|هي|هم|جدتي|جدي|أمي|أبي)",
     re.IGNORECASE)
@@ -151,7 +158,8 @@ NOT_STATEMENT = re.compile(
     r"gerek|sen|siz|muốn|cần|phải|bạn|ingin|mau|perlu|tolong|harus|kamu|anda|chcę|chcemy|"
     r"potrzebuję|proszę|musisz|θέλω|θέλουμε|πρέπει|παρακαλώ|εσύ|vreau|vrem|aș|trebuie|"
     r"rog|tu|quiere|quieren|necesita|necesitan|veut|veulent|souhaitent|wollen|хочет|хотят|"
-    r"просит|quer|querem|vuole|vogliono|wants|needs|asks|expects|istiyor|θέλει|vrea)\b"
+    r"просит|quer|querem|vuole|vogliono|wants|needs|asks|expects|istiyor|θέλει|vrea|"
+    r"por favor|s'il|favore|favor)\b"
     r"|想|要|需要|希望|请|請|帮|幫|麻烦|麻煩|吧|让|讓|能不能|可以|你|您|ください|下さい|ほしい|"
     r"欲しい|たい|お願い|あなた|주세요|해줘|원해|싶|부탁|당신|أريد|أود|من فضلك|الرجاء|أرجو|يجب|"
     r"أنت|نريد", re.IGNORECASE)
