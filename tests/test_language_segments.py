@@ -174,3 +174,30 @@ def test_request_words_deep_inside_a_passage_are_content(paras):
     # the same words as the instruction at the end of the prompt are a request
     rows = [(es[30] + "\n\nResponde en inglés: ¿qué se sabe de esta región?", es[32])]
     assert _run(rows)[0].group_id == "ignored_request"
+
+
+def test_a_reply_that_keeps_the_expected_language_is_mixed_not_switched(paras):
+    de, en = paras["de"], paras["en"]
+    q = "Was ist über die Geschichte dieser Region bekannt?"
+    # a German paragraph, then a longer English answer: English is the main language, German
+    # keeps more than mixed_expected_share (0.2) of the text
+    mixed = de[23] + "\n\n" + en[24] + "\n\n" + en[25] + "\n\n" + en[26]
+    sh = reply_languages(mixed).shares
+    assert max(sh, key=sh.get) == "en" and 0.2 <= sh["de"] < 0.5, sh
+    got = _run([(q, mixed), (q, en[24] + "\n\n" + en[25])])
+    assert got[0].group_id == "mixed_language", got[0].detail
+    assert got[1].group_id == "unrequested_switch", got[1].detail
+    # ... not when the expected-language share must be larger than German holds here (then
+    # the switch rule decides, whose pairwise re-check reads the German opening)
+    got = _run([(q, mixed)], mixed_expected_share=0.95)
+    assert all(f.group_id != "mixed_language" for f in got.values()), got
+
+
+def test_a_short_header_in_another_language_is_mixed(paras):
+    de = paras["de"]
+    q = "Was ist über die Geschichte dieser Region bekannt?"
+    reply = "What is known about this region?\n\n" + de[26] + "\n\n" + de[27]
+    got = _run([(q, reply)])
+    assert list(got) == [0] and got[0].group_id == "mixed_language", got
+    assert "What is known" in got[0].detail
+    assert _run([(q, reply)], mixed_min_chars=40) == {}  # the header is under 40 characters
