@@ -261,6 +261,8 @@ STATEMENTS = [
     ("Le chauffeur répond en allemand. Est-ce courant ?", "fr"),
     ("Der Kellner antwortet auf Italienisch. Ist das üblich?", "de"),
     ("小王总是用日语回答。这正常吗？", "zh"),
+    # a question about a translated name is about a word, not a translation request
+    ("What is the Swedish translation of the film's title?", "en"),
     ("我的邻居经常用法语写信。这有什么好处？", "zh"),
 ]
 
@@ -281,6 +283,18 @@ WISHES = [
     ("Always answer in German. What is a heat pump?", "de"),
     ("总是用英语回答。为什么天空是蓝色的？", "en"),
 ]
+
+TRANSLATION_QUESTIONS = [
+    # ... unless it quotes a phrase to translate, or asks for it
+    ("What is the Swedish translation of 'the library closes early on rainy Sundays'?", "sv"),
+    ("Can you provide the Swedish translation? The library closes early on rainy Sundays.", "sv"),
+]
+
+
+@pytest.mark.parametrize("prompt,lang", TRANSLATION_QUESTIONS)
+def test_quoted_or_asked_translations_are_translations(prompt, lang):
+    e = expected_language(prompt)
+    assert (e.lang, e.reason) == (lang, "translation"), (prompt, e)
 
 
 @pytest.mark.parametrize("prompt,lang", STATEMENTS)

@@ -367,6 +367,12 @@ def read_prompt(prompt: str | None) -> Reading:
             cue_pos = verbs
             has_tr = has_tr and any(text[a:b].lower() not in _TR_NOUNS for a, b, _ in tr_spans
                                     if cstart <= a < cend)
+        if lexical and has_tr and clause.rstrip().endswith(("?", "？", "؟")) and all(
+                text[a:b].lower() in _TR_NOUNS for a, b, _ in tr_spans if cstart <= a < cend):
+            # "What is the German translation of the title?": a question about a word (the
+            # length of a quoted phrase decides, see expected.LEXICAL_MAX_WORDS)
+            has_tr = False
+            cue_pos = [(a, b) for a, b in cue_pos if clause[a:b].lower() not in _TR_NOUNS]
         has_cue = bool(cue_pos)
         targets = _target_mentions(clause, cm)
         if has_tr or (lexical and targets):
