@@ -284,6 +284,40 @@ WISHES = [
     ("总是用英语回答。为什么天空是蓝色的？", "en"),
 ]
 
+LABELS_AND_IMPERATIVES = [
+    # a label whose value is the reply language, in several languages
+    ("Output language: Swedish. Why do cats purr?", "sv"),
+    ("Why do cats purr?\nResponse language: Swedish", "sv"),
+    ("Sprache der Antwort: Schwedisch. Warum schnurren Katzen?", "sv"),
+    ("Langue de réponse : suédois. Pourquoi les chats ronronnent-ils ?", "sv"),
+    ("Idioma de respuesta: sueco. ¿Por qué ronronean los gatos?", "sv"),
+    ("Язык ответа: шведский. Почему кошки мурлычут?", "sv"),
+    ("输出语言：瑞典语。猫为什么会发出呼噜声？", "sv"),
+    # an imperative of speaking that opens its clause; "only" between marker and language
+    ("From now on, speak Swedish. Why do cats purr?", "sv"),
+    ("Sprich bitte Schwedisch. Warum schnurren Katzen?", "sv"),
+    ("Why do cats purr? Respond using only Swedish.", "sv"),
+    # a Russian infinitive after "can you"
+    ("Можешь ответить на шведском? Почему кошки мурлычут?", "sv"),
+]
+
+
+@pytest.mark.parametrize("prompt,lang", LABELS_AND_IMPERATIVES)
+def test_labels_and_speak_imperatives_are_requests(prompt, lang):
+    e = expected_language(prompt)
+    assert (e.lang, e.reason) == (lang, "request"), (prompt, e)
+
+
+@pytest.mark.parametrize("prompt,lang", [
+    ("Do you speak Swedish? Why do cats purr?", "en"),
+    ("I speak Swedish with my cat. Why do cats purr?", "en"),
+    ("The official language: Swedish. Why do cats purr?", "en"),
+])
+def test_speaking_about_speaking_is_not_a_request(prompt, lang):
+    e = expected_language(prompt)
+    assert (e.lang, e.reason) == (lang, "prompt_language"), (prompt, e)
+
+
 TRANSLATION_QUESTIONS = [
     # ... unless it quotes a phrase to translate, or asks for it
     ("What is the Swedish translation of 'the library closes early on rainy Sundays'?", "sv"),

@@ -45,6 +45,7 @@ CUE_WORDS = [
     "alsjeblieft", "alstublieft",
     # Russian / Ukrainian
     "ответь", "ответьте", "отвечай", "отвечайте", "напиши", "напишите", "объясни",
+    "ответить", "написать", "объяснить", "рассказать",
     "объясните", "переведи", "переведите", "перевести", "перевод", "скажи", "скажите",
     "говори", "пожалуйста", "используй", "відповідай", "відповідайте", "переклади",
     "перекладіть", "переклад", "будь ласка",
@@ -179,6 +180,29 @@ def is_statement(clause: str, pos: int) -> bool:
     return bool(STATEMENT_SUBJECT.search(part)) and not NOT_STATEMENT.search(part)
 
 
+# A label whose value is the reply language ("Output language: French", "Sprache der Antwort:
+# Deutsch", "输出语言：英语"): the mention right after it is a request, whatever else the
+# clause holds.
+LANGUAGE_LABEL = re.compile(
+    r"(?:\b(?:output|answer|reply|response|target|desired)\s+language|\blanguage\s+(?:of|for)\s+"
+    r"(?:the\s+|your\s+)?(?:answer|reply|response|output)|\b(?:antwort|ausgabe|ziel)sprache|"
+    r"\bsprache\s+der\s+(?:antwort|ausgabe)|\blangue\s+(?:de\s+(?:la\s+)?r[ée]ponse|de\s+sortie|"
+    r"cible)|\bidioma\s+(?:de\s+(?:la\s+)?respuesta|de\s+salida|de\s+destino)|"
+    r"\bязык\s+(?:ответа|вывода)|输出语言|輸出語言|回答语言|回答語言|回复语言|回覆語言|"
+    r"出力言語|回答言語|لغة\s+(?:الإجابة|الرد|الجواب|المخرجات))\s*[:：=]\s*$", re.IGNORECASE)
+
+
+# An imperative of speaking or writing that opens its clause, with the language as its object
+# ("From now on, speak French.", "Sprich Deutsch mit mir.", "Parle anglais."): a request;
+# "Do you speak French?" and "I speak French" do not open with the verb.
+SPEAK_IMPERATIVE = re.compile(
+    r"^\W*(?:(?:from now on|now|please|kindly|and|also|then|ab jetzt|bitte|jetzt|"
+    r"à partir de maintenant|maintenant|s'il te plaît|s'il vous plaît)\W+)*"
+    r"(?:speak|talk|write|sprich|sprecht|sprechen sie|schreib|schreibe|schreibt|parle|parlez|"
+    r"écris|écrivez)\s+(?:only\s+|nur\s+|seulement\s+|uniquement\s+|en\s+|in\s+|auf\s+)?$",
+    re.IGNORECASE)
+
+
 # A header line before a passage ("Reformulate this paragraph in X:", "Кратко изложи текст
 # на X языке:", "この段落を X で…："): a clause that points at a text (a demonstrative or a
 # word for a text) and ends in a colon is an instruction about the passage after it, whatever
@@ -191,5 +215,6 @@ PASSAGE_POINTER = re.compile(
     r"|这|這|以下|下面|该|該|この|次の|이 |다음|هذا|هذه|التالي", re.IGNORECASE)
 
 
-__all__ = ["CUE_WORDS", "CUE_SUBSTRINGS", "TRANSLATE_WORDS", "STATEMENT_SUBJECT",
+__all__ = ["CUE_WORDS", "CUE_SUBSTRINGS", "TRANSLATE_WORDS", "STATEMENT_SUBJECT", "LANGUAGE_LABEL",
+           "SPEAK_IMPERATIVE",
            "NOT_STATEMENT", "PASSAGE_POINTER", "arabic_present", "is_statement"]

@@ -33,7 +33,9 @@ from functools import lru_cache
 
 from forensics.language.cues import CUE_SUBSTRINGS as _CUES_SUBSTR
 from forensics.language.cues import CUE_WORDS as _CUES_WORDS
+from forensics.language.cues import LANGUAGE_LABEL as _LANGUAGE_LABEL
 from forensics.language.cues import PASSAGE_POINTER as _PASSAGE_POINTER
+from forensics.language.cues import SPEAK_IMPERATIVE as _SPEAK_IMPERATIVE
 from forensics.language.cues import TRANSLATE_WORDS as _TRANSLATE_WORDS
 from forensics.language.cues import arabic_present as _arabic_present
 from forensics.language.cues import is_statement as _is_statement
@@ -69,7 +71,8 @@ _MODIFIERS = ["plain", "simple", "formal", "informal", "proper", "fluent", "good
               "american", "brazilian", "european", "mandarin", "simplified", "traditional",
               "modern", "standard", "colloquial", "casual", "basic", "correct", "natural",
               "academic", "polite", "everyday", "canadian", "mexican", "castilian", "native",
-              "clear", "easy", "conversational", "written", "spoken", "literary", "business"]
+              "clear", "easy", "conversational", "written", "spoken", "literary", "business",
+              "only"]
 # "write a German poem", "tell me a Hebrew joke": the language of the requested artefact.
 _ARTEFACT_BEFORE = re.compile(
     r"\b(write|compose|give me|tell me|make|create|generate|draft|sing|recite)\s+(?:me\s+)?"
@@ -338,6 +341,12 @@ def read_prompt(prompt: str | None) -> Reading:
         if not cm and not ctr:
             continue
         guard = _is_question_about_others(clause)
+        labelled = [(s, c) for s, _, c in cm  # the label may end the clause before
+                    if _LANGUAGE_LABEL.search(text[max(0, cstart + s - 40):cstart + s])
+                    or _SPEAK_IMPERATIVE.search(clause[:s])]
+        if labelled:  # "Output language: French", "From now on, speak French."
+            take(labelled[0][1], clause, cstart, labelled[0][0])
+            continue
         has_tr = ctr and not guard
         lexical = bool(_LEXICAL_REQUEST.search(clause))
         cue_pos = [] if guard else [(a, b) for a, b, _ in cue.spans(clause)
