@@ -312,6 +312,11 @@ def test_labels_and_speak_imperatives_are_requests(prompt, lang):
     ("Do you speak Swedish? Why do cats purr?", "en"),
     ("I speak Swedish with my cat. Why do cats purr?", "en"),
     ("The official language: Swedish. Why do cats purr?", "en"),
+    # scripts without spaces: the language as topic or object, not as the reply's language
+    ("大家都觉得瑞典语很好听。猫为什么会发出呼噜声？", "zh"),
+    ("我打算明年学瑞典语。猫为什么会发出呼噜声？", "zh"),
+    ("スウェーデン語を勉強しています。猫はなぜ喉を鳴らすのですか？", "ja"),
+    ("스웨덴어를 배우고 있어요. 고양이는 왜 그르렁거리나요?", "ko"),
 ])
 def test_speaking_about_speaking_is_not_a_request(prompt, lang):
     e = expected_language(prompt)

@@ -203,6 +203,17 @@ SPEAK_IMPERATIVE = re.compile(
     re.IGNORECASE)
 
 
+# In scripts written without spaces every mention counts as marked (日本語で, 中文回答); these
+# contexts make it the topic or object of a sentence instead of the reply's language: an
+# evaluation or a topic/object particle after it ("法语很好听", "日本語を勉強", "영어는"),
+# a verb of learning, knowing or liking before it ("学法语", "喜欢日语").
+UNSPACED_TOPIC_AFTER = re.compile(
+    r"^\s*(?:很|太|真|挺|非常|比较|比較|特别|特別|更|最|难|難|容易|是|有|怎么样|怎麼樣|を|が|は|も|"
+    r"를|을|이|가|는|은|도)")
+UNSPACED_STUDY_BEFORE = re.compile(
+    r"(?:学|學|学习|學習|练习|練習|练|練|教|懂|喜欢|喜歡|讨厌|討厭|勉強|習|배우|공부)\s*$")
+
+
 # A header line before a passage ("Reformulate this paragraph in X:", "Кратко изложи текст
 # на X языке:", "この段落を X で…："): a clause that points at a text (a demonstrative or a
 # word for a text) and ends in a colon is an instruction about the passage after it, whatever
@@ -216,5 +227,5 @@ PASSAGE_POINTER = re.compile(
 
 
 __all__ = ["CUE_WORDS", "CUE_SUBSTRINGS", "TRANSLATE_WORDS", "STATEMENT_SUBJECT", "LANGUAGE_LABEL",
-           "SPEAK_IMPERATIVE",
+           "SPEAK_IMPERATIVE", "UNSPACED_TOPIC_AFTER", "UNSPACED_STUDY_BEFORE",
            "NOT_STATEMENT", "PASSAGE_POINTER", "arabic_present", "is_statement"]

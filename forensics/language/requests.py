@@ -36,6 +36,8 @@ from forensics.language.cues import CUE_WORDS as _CUES_WORDS
 from forensics.language.cues import LANGUAGE_LABEL as _LANGUAGE_LABEL
 from forensics.language.cues import PASSAGE_POINTER as _PASSAGE_POINTER
 from forensics.language.cues import SPEAK_IMPERATIVE as _SPEAK_IMPERATIVE
+from forensics.language.cues import UNSPACED_STUDY_BEFORE as _UNSPACED_STUDY_BEFORE
+from forensics.language.cues import UNSPACED_TOPIC_AFTER as _UNSPACED_TOPIC_AFTER
 from forensics.language.cues import TRANSLATE_WORDS as _TRANSLATE_WORDS
 from forensics.language.cues import arabic_present as _arabic_present
 from forensics.language.cues import is_statement as _is_statement
@@ -212,7 +214,10 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
             continue
         marked = bool(pre.search(before)) or bool(fused_pre.search(before))
         if not marked and not spaced:
-            # scripts without spaces: 日本語で / 영어로 / हिंदी में / 中文回答 / بالعربية
+            # scripts without spaces: 日本語で / 영어로 / हिंदी में / 中文回答 / بالعربية, unless
+            # the language is the topic or object ("法语很好听", "学日语", "日本語を勉強")
+            if _UNSPACED_TOPIC_AFTER.search(after) or _UNSPACED_STUDY_BEFORE.search(before):
+                continue
             marked = True
         if not marked and spaced and _TURKISH_ADVERB.search(alias):
             # Turkish adverbial use: "Türkçe cevap ver", "İngilizceye çevir"
