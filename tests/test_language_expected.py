@@ -356,3 +356,33 @@ def test_a_label_before_a_passage_is_not_a_header():
     # a pointer header yields to a request elsewhere in the prompt
     p = "Boil down this paragraph in German:" + _PASSAGE + "\nAnswer in French."
     assert expected_language(p).lang == "fr"
+
+
+# a passage that narrates requests for languages (longer than ReaderKnobs.instruction_line_chars)
+_NARRATING = ("The old abbot's hymns were sung in the villages around the town for a century. He "
+              "also used to answer letters in Latin, and asked his students to reply in Latin as "
+              "well, even when they wrote from home about ordinary matters.")
+
+
+@pytest.mark.parametrize("instruction,lang", [
+    ("Summarise in Swedish:", "sv"),
+    ("Auf Schwedisch zusammenfassen:", "sv"),
+    ("请用瑞典语解释：", "sv"),
+    ("Объясни на шведском:", "sv"),
+    ("Answer in Swedish.", "sv"),
+])
+def test_an_instruction_line_outranks_requests_narrated_in_a_passage(instruction, lang):
+    for p in (instruction + "\n\n" + _NARRATING, _NARRATING + "\n\n" + instruction):
+        e = expected_language(p)
+        assert (e.lang, e.reason) == (lang, "request"), (p, e)
+        assert instruction.rstrip(":：.") in p[e.span[0]:e.span[1]] or \
+            p[e.span[0]:e.span[1]] in instruction, e
+
+
+def test_instruction_line_knob():
+    from forensics.language.requests import ReaderKnobs, read_prompt
+
+    p = _NARRATING + "\n\nSummarise in Swedish:"
+    assert read_prompt(p).lang == "sv"
+    # when passage lines count as instructions, the first request (in the passage) wins
+    assert read_prompt(p, ReaderKnobs(instruction_line_chars=10_000)).lang == "la"

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 
 from forensics.language.names import canonical
-from forensics.language.requests import read_prompt
+from forensics.language.requests import ReaderKnobs, read_prompt
 
 REASONS = ("request", "translation", "prompt_language", "unknown")
 # A question about a phrase of at least this many words ("How would you say this in Greek?
@@ -68,13 +68,14 @@ class Expectation:
 
 
 def expected_language(prompt: str, prompt_lang: str | None = None,
-                      identifier=None) -> Expectation:
+                      identifier=None, reader: ReaderKnobs | None = None) -> Expectation:
     """The language a reply to ``prompt`` should be in (see the module docstring).
 
     ``prompt_lang``: the prompt's language when the caller knows it (ingest's language id);
     otherwise it is detected with ``identifier`` (default: :func:`forensics.language.detect`).
+    ``reader``: the request reader's knobs (:class:`forensics.language.requests.ReaderKnobs`).
     """
-    r = read_prompt(prompt)
+    r = read_prompt(prompt, reader or ReaderKnobs())
     ev = prompt[r.span[0]:r.span[1]] if r.span else None
     if r.lang is not None and r.lexical and _phrase_words(prompt, r.span) >= LEXICAL_MAX_WORDS:
         return Expectation(canonical(r.lang), "translation", r.span, ev)

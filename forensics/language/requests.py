@@ -315,7 +315,14 @@ def _evidence(clause: str, cstart: int, mpos: int) -> tuple[int, int]:
     return max(a, m - 80), min(b, m + 80)
 
 
-def read_prompt(prompt: str | None) -> Reading:
+@dataclass(frozen=True)
+class ReaderKnobs:
+    """Knobs of :func:`read_prompt` (documented in docs/pipelines.md)."""
+
+    instruction_line_chars: int = 200  # lines longer than this are passage text, not instructions
+
+
+def read_prompt(prompt: str | None, knobs: ReaderKnobs = ReaderKnobs()) -> Reading:
     """The language a prompt asks for, whether it asks for a translation, and the evidence."""
     if not prompt:
         return Reading(None, False)
@@ -329,18 +336,27 @@ def read_prompt(prompt: str | None) -> Reading:
     span: tuple[int, int] | None = None
     lex_found = False
     translation = False
+    tr_short = False  # a translation cue on an instruction-length line
+    in_long = False  # the request taken so far sits inside a long (passage) line
     header = None
 
     def take(code, clause, cstart, mpos, lexical=False):
-        nonlocal requested, span, lex_found
-        if requested is None:
+        # the first request wins, except that one on an instruction-length line replaces one
+        # read inside a long passage line ("...asked his students to reply in Latin..." in the
+        # passage, "Summarise in German:" on a line of its own after it)
+        nonlocal requested, span, lex_found, in_long
+        if requested is None or (in_long and not long_line):
             requested = code
             a, b = _evidence(clause, cstart, mpos)
             span = (_to_prompt(a, prompt), _to_prompt(b, prompt))
             lex_found = lexical
+            in_long = long_line
 
     for cstart, clause in _clauses(text):
         cend = cstart + len(clause)
+        ls = text.rfind("\n", 0, cstart) + 1
+        le = text.find("\n", cstart)
+        long_line = (le if le >= 0 else len(text)) - ls > knobs.instruction_line_chars
         cm = [(s - cstart, e - cstart, c) for s, e, c in mentions if cstart <= s < cend]
         ctr = any(cstart <= s < cend for s, _, _ in tr_spans)
         if not cm and not ctr:
@@ -391,6 +407,7 @@ def read_prompt(prompt: str | None) -> Reading:
         targets = _target_mentions(clause, cm)
         if has_tr or (lexical and targets):
             translation = True
+            tr_short = tr_short or not long_line
         tgt = [(pos, c) for pos, c, is_src in targets if not is_src]
         # a cue must be NEAR the target ("reply in French", "ins Englische übersetzen"); a cue
         # elsewhere in a long clause ("...prompting Luther to write a hymn, known in English
@@ -442,8 +459,11 @@ def read_prompt(prompt: str | None) -> Reading:
                 # yields to a request with a cue elsewhere ("Text in French: ... Translate it
                 # into English.")
                 header = header or (tgt[-1][1], clause, cstart, tgt[-1][0])
-    if requested is None and header is not None:
+    if (requested is None or in_long) and header is not None:
+        long_line = False  # a header is a line of its own
         take(*header)
+    if requested is not None and not in_long and not tr_short:
+        translation = False  # translation cues only inside the passage, the request outside it
     return Reading(requested, translation, span, lex_found)
 
 
@@ -470,4 +490,5 @@ def is_translation_request(prompt: str | None) -> bool:
     return analyse(prompt)[1]
 
 
-__all__ = ["requested_language", "is_translation_request", "analyse", "read_prompt", "Reading"]
+__all__ = ["requested_language", "is_translation_request", "analyse", "read_prompt", "Reading",
+           "ReaderKnobs"]

@@ -117,6 +117,7 @@ class MistranslationCheck(Step):
     fast_min_conf: float = 0.9     # ... when its confidence reaches this
     max_segment_chars: int = 300   # longer lines are cut into sentences
     segment_min_conf: float = 0.5  # segments below this language-id confidence are not judged
+    instruction_line_chars: int = 200  # prompt lines longer than this are passage, not instruction
 
     def _encoder(self):
         enc = self.__dict__.get("_use")
@@ -200,7 +201,13 @@ class MistranslationCheck(Step):
         if not r.strip() or n_words(r) < self.min_words:
             return None
         trusted_pl = pl if (pl and pc >= self.min_conf and _eff_len(p) >= self.min_chars) else None
-        exp = expected_language(p, prompt_lang=trusted_pl or "")
+        reader = self.__dict__.get("_reader")
+        if reader is None:
+            from forensics.language.requests import ReaderKnobs
+
+            reader = ReaderKnobs(instruction_line_chars=self.instruction_line_chars)
+            self.__dict__["_reader"] = reader
+        exp = expected_language(p, prompt_lang=trusted_pl or "", reader=reader)
         if not exp.lang:
             return None
         if exp.span and exp.span[0] > self.request_window and \
