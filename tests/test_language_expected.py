@@ -386,3 +386,32 @@ def test_instruction_line_knob():
     assert read_prompt(p).lang == "sv"
     # when passage lines count as instructions, the first request (in the passage) wins
     assert read_prompt(p, ReaderKnobs(instruction_line_chars=10_000)).lang == "la"
+
+
+@pytest.mark.parametrize("prompt,lang", [
+    # questions about others in languages other than English name a language without asking
+    ("Wer hat das Epos ins Schwedische übersetzt?", "de"),
+    ("¿Quién tradujo el poema al sueco?", "es"),
+    ("Qui a traduit le poème en suédois ?", "fr"),
+    ("Кто перевёл поэму на шведский?", "ru"),
+    ("谁把这首长诗翻译成瑞典语？", "zh"),
+    ("这首长诗被翻译成了什么语言？", "zh"),
+    ("Ai đã dịch bài thơ sang tiếng Thụy Điển?", "vi"),
+    ("Destan hangi dile çevrildi?", "tr"),
+    ("Cine a tradus poemul în suedeză?", "ro"),
+    ("Ποιος μετέφρασε το ποίημα στα σουηδικά;", "el"),
+])
+def test_wh_questions_about_others_are_not_requests(prompt, lang):
+    e = expected_language(prompt)
+    assert (e.lang, e.reason) == (lang, "prompt_language"), (prompt, e)
+
+
+@pytest.mark.parametrize("prompt,lang", [
+    # ... but a question that addresses the reader, or asks politely, is one
+    ("¿Puedes responder en sueco? ¿Quién escribió el poema?", "sv"),
+    ("你能用瑞典语回答吗？这首诗是谁写的？", "sv"),
+    ("Kannst du auf Schwedisch antworten? Wer schrieb das Gedicht?", "sv"),
+])
+def test_questions_to_the_reader_stay_requests(prompt, lang):
+    e = expected_language(prompt)
+    assert (e.lang, e.reason) == (lang, "request"), (prompt, e)

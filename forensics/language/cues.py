@@ -215,6 +215,24 @@ UNSPACED_STUDY_BEFORE = re.compile(
     r"(?:学|學|学习|學習|练习|練習|练|練|教|懂|喜欢|喜歡|讨厌|討厭|勉強|習|배우|공부)\s*$")
 
 
+# Questions about others in languages other than English ("Wer übersetzte ... ins Deutsche?",
+# "谁把圣经翻译成德语？", "Ai đã dịch ... sang tiếng Đức?"): a wh-word opening the question, or
+# for languages that keep it in place, anywhere in it. Not instructions unless they address
+# the reader (see NOT_STATEMENT).
+WH_OPENING = re.compile(
+    r"^\W*(?:wer|wen|wem|wessen|wann|wo|woher|wohin|warum|weshalb|welche[rsmn]?|wie viele|"
+    r"in welche[rmn]?|quién|quiénes|cuándo|dónde|por qué|cuál|cuáles|qué|cuántos|cuántas|"
+    r"en qué|a qué|qui|quand|où|pourquoi|quel|quelle|quels|quelles|combien|en quelle|"
+    r"dans quelle|chi|dove|perché|quale|quali|quanti|quem|onde|qual|quais|quantos|кто|когда|"
+    r"где|почему|зачем|какой|какая|какое|какие|сколько|на каком|в каком|cine|când|unde|"
+    r"de ce|care|câte|câți|în ce|ποιος|ποια|ποιο|ποιοι|ποιες|πότε|πού|γιατί|πόσα|πόσοι|"
+    r"σε ποια|ai|khi nào|bao giờ|ở đâu|tại sao|vì sao|kim|hangi|ne zaman|nerede|neden)\b",
+    re.IGNORECASE)
+WH_IN_PLACE = re.compile(
+    r"谁|誰|什么|什麼|哪|何时|何時|为什么|為什麼|多少|几|幾|だれ|どこ|いつ|なぜ|누가|무엇|언제|"
+    r"어디|왜|\b(?:gì|nào|ai|đâu|kim|hangi|kaç|ne zaman|nerede)\b", re.IGNORECASE)
+
+
 # A header line before a passage ("Reformulate this paragraph in X:", "Кратко изложи текст
 # на X языке:", "この段落を X で…："): a clause that points at a text (a demonstrative or a
 # word for a text) and ends in a colon is an instruction about the passage after it, whatever
@@ -228,5 +246,5 @@ PASSAGE_POINTER = re.compile(
 
 
 __all__ = ["CUE_WORDS", "CUE_SUBSTRINGS", "TRANSLATE_WORDS", "STATEMENT_SUBJECT", "LANGUAGE_LABEL",
-           "SPEAK_IMPERATIVE", "UNSPACED_TOPIC_AFTER", "UNSPACED_STUDY_BEFORE",
+           "SPEAK_IMPERATIVE", "WH_OPENING", "WH_IN_PLACE", "UNSPACED_TOPIC_AFTER", "UNSPACED_STUDY_BEFORE",
            "NOT_STATEMENT", "PASSAGE_POINTER", "arabic_present", "is_statement"]

@@ -34,7 +34,10 @@ from functools import lru_cache
 from forensics.language.cues import CUE_SUBSTRINGS as _CUES_SUBSTR
 from forensics.language.cues import CUE_WORDS as _CUES_WORDS
 from forensics.language.cues import LANGUAGE_LABEL as _LANGUAGE_LABEL
+from forensics.language.cues import NOT_STATEMENT as _NOT_STATEMENT
 from forensics.language.cues import PASSAGE_POINTER as _PASSAGE_POINTER
+from forensics.language.cues import WH_IN_PLACE as _WH_IN_PLACE
+from forensics.language.cues import WH_OPENING as _WH_OPENING
 from forensics.language.cues import SPEAK_IMPERATIVE as _SPEAK_IMPERATIVE
 from forensics.language.cues import UNSPACED_STUDY_BEFORE as _UNSPACED_STUDY_BEFORE
 from forensics.language.cues import UNSPACED_TOPIC_AFTER as _UNSPACED_TOPIC_AFTER
@@ -281,7 +284,11 @@ def _is_question_about_others(clause: str) -> bool:
         return False
     if _LEXICAL_REQUEST.search(c):
         return False
-    return bool(_WH_GUARD.search(c)) and not _YOU.search(c)
+    if _WH_GUARD.search(c):
+        return not _YOU.search(c)
+    # other languages: a wh-question that neither addresses the reader nor asks politely
+    return bool(_WH_OPENING.search(c) or _WH_IN_PLACE.search(c)) and \
+        not _NOT_STATEMENT.search(c) and not _CJK_IMPERATIVE.search(c)
 
 
 @dataclass(frozen=True)
