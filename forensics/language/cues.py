@@ -233,6 +233,25 @@ WH_IN_PLACE = re.compile(
     r"어디|왜|\b(?:gì|nào|ai|đâu|kim|hangi|kaç|ne zaman|nerede)\b", re.IGNORECASE)
 
 
+# A target marked by a passive or descriptive verb ("known in English as") is described, not
+# asked for.
+PASSIVE_BEFORE = re.compile(
+    r"\b(known|called|written|spoken|published|translated|titled|entitled|named|released|"
+    r"printed|dubbed|sung|performed|recorded|taught|available|fluent|proficient|common|"
+    r"popular|famous|originally|also|word|words|term|means|meaning|pronounced|spelled|"
+    # the same in other languages: "se conoce en inglés", "connu en anglais", "auf Deutsch
+    # bekannt" (verb-final: see _follower_ok), "известен на английском"
+    r"conoce|conocido|conocida|llamado|llamada|escrito|escrita|connu|connue|appelé|appelée|"
+    r"écrit|écrite|conhecido|conhecida|chamado|escrito|noto|nota|chiamato|scritto|"
+    r"известен|известна|известно|называется|написан|написана|bekannt|genannt|geschrieben)"
+    r"\s+(?:\w+\s+)?(?:in|into|to|en|auf|на|em|al|a)\s+(?:the\s+)?$", re.IGNORECASE)
+
+
+# "must be written in Dutch", "should be answered in French": an instruction after all
+MODAL_PASSIVE = re.compile(r"\b(?:must|should|shall|has to|have to|needs? to|is to|to)\s+be\s+"
+                           r"\w+\s+(?:\w+\s+)?(?:in|into)\s+(?:the\s+)?$", re.IGNORECASE)
+
+
 # A header line before a passage ("Reformulate this paragraph in X:", "Кратко изложи текст
 # на X языке:", "この段落を X で…："): a clause that points at a text (a demonstrative or a
 # word for a text) and ends in a colon is an instruction about the passage after it, whatever
@@ -245,6 +264,7 @@ PASSAGE_POINTER = re.compile(
     r"|这|這|以下|下面|该|該|この|次の|이 |다음|هذا|هذه|التالي", re.IGNORECASE)
 
 
-__all__ = ["CUE_WORDS", "CUE_SUBSTRINGS", "TRANSLATE_WORDS", "STATEMENT_SUBJECT", "LANGUAGE_LABEL",
-           "SPEAK_IMPERATIVE", "WH_OPENING", "WH_IN_PLACE", "UNSPACED_TOPIC_AFTER", "UNSPACED_STUDY_BEFORE",
-           "NOT_STATEMENT", "PASSAGE_POINTER", "arabic_present", "is_statement"]
+__all__ = ["CUE_WORDS", "CUE_SUBSTRINGS", "TRANSLATE_WORDS", "STATEMENT_SUBJECT",
+           "LANGUAGE_LABEL", "SPEAK_IMPERATIVE", "PASSIVE_BEFORE", "MODAL_PASSIVE", "WH_OPENING",
+           "WH_IN_PLACE", "UNSPACED_TOPIC_AFTER", "UNSPACED_STUDY_BEFORE", "NOT_STATEMENT",
+           "PASSAGE_POINTER", "arabic_present", "is_statement"]

@@ -34,7 +34,9 @@ from functools import lru_cache
 from forensics.language.cues import CUE_SUBSTRINGS as _CUES_SUBSTR
 from forensics.language.cues import CUE_WORDS as _CUES_WORDS
 from forensics.language.cues import LANGUAGE_LABEL as _LANGUAGE_LABEL
+from forensics.language.cues import MODAL_PASSIVE as _MODAL_PASSIVE
 from forensics.language.cues import NOT_STATEMENT as _NOT_STATEMENT
+from forensics.language.cues import PASSIVE_BEFORE as _PASSIVE_BEFORE
 from forensics.language.cues import PASSAGE_POINTER as _PASSAGE_POINTER
 from forensics.language.cues import WH_IN_PLACE as _WH_IN_PLACE
 from forensics.language.cues import WH_OPENING as _WH_OPENING
@@ -239,23 +241,6 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
             continue  # "my grandmother only speaks Russian": about someone's language
         out.append((s, code, False))
     return out
-
-
-_PASSIVE_BEFORE = re.compile(
-    r"\b(known|called|written|spoken|published|translated|titled|entitled|named|released|"
-    r"printed|dubbed|sung|performed|recorded|taught|available|fluent|proficient|common|"
-    r"popular|famous|originally|also|word|words|term|means|meaning|pronounced|spelled|"
-    # the same in other languages: "se conoce en inglés", "connu en anglais", "auf Deutsch
-    # bekannt" (verb-final: see _follower_ok), "известен на английском"
-    r"conoce|conocido|conocida|llamado|llamada|escrito|escrita|connu|connue|appelé|appelée|"
-    r"écrit|écrite|conhecido|conhecida|chamado|escrito|noto|nota|chiamato|scritto|"
-    r"известен|известна|известно|называется|написан|написана|bekannt|genannt|geschrieben)"
-    r"\s+(?:\w+\s+)?(?:in|into|to|en|auf|на|em|al|a)\s+(?:the\s+)?$", re.IGNORECASE)
-
-
-# "must be written in Dutch", "should be answered in French": an instruction after all
-_MODAL_PASSIVE = re.compile(r"\b(?:must|should|shall|has to|have to|needs? to|is to|to)\s+be\s+"
-                            r"\w+\s+(?:\w+\s+)?(?:in|into)\s+(?:the\s+)?$", re.IGNORECASE)
 
 
 _MARKER_WORDS = {w.lower() for w in _PRE_TARGET + _SOURCE + _MODIFIERS} | {
