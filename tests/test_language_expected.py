@@ -400,6 +400,8 @@ def test_instruction_line_knob():
     ("Destan hangi dile çevrildi?", "tr"),
     ("Cine a tradus poemul în suedeză?", "ro"),
     ("Ποιος μετέφρασε το ποίημα στα σουηδικά;", "el"),
+    # a Vietnamese passive describes what something was written in
+    ("Bài thơ được viết bằng tiếng Thụy Điển. Tác giả là ai?", "vi"),
 ])
 def test_wh_questions_about_others_are_not_requests(prompt, lang):
     e = expected_language(prompt)

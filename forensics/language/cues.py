@@ -244,7 +244,9 @@ PASSIVE_BEFORE = re.compile(
     r"conoce|conocido|conocida|llamado|llamada|escrito|escrita|connu|connue|appelé|appelée|"
     r"écrit|écrite|conhecido|conhecida|chamado|escrito|noto|nota|chiamato|scritto|"
     r"известен|известна|известно|называется|написан|написана|bekannt|genannt|geschrieben)"
-    r"\s+(?:\w+\s+)?(?:in|into|to|en|auf|на|em|al|a)\s+(?:the\s+)?$", re.IGNORECASE)
+    r"\s+(?:\w+\s+)?(?:in|into|to|en|auf|на|em|al|a)\s+(?:the\s+)?$"
+    # Vietnamese passive: "được viết bằng tiếng Đức", "được dịch sang tiếng Anh"
+    r"|\b(?:được|bị)\s+(?:\w+\s+){1,2}(?:bằng|sang)\s+(?:tiếng\s+)?$", re.IGNORECASE)
 
 
 # "must be written in Dutch", "should be answered in French": an instruction after all
