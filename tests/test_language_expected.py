@@ -417,3 +417,19 @@ def test_wh_questions_about_others_are_not_requests(prompt, lang):
 def test_questions_to_the_reader_stay_requests(prompt, lang):
     e = expected_language(prompt)
     assert (e.lang, e.reason) == (lang, "request"), (prompt, e)
+
+
+_HARBOUR = ("The old harbour was rebuilt after the storm, and the fishing fleet returned within "
+            "two years to its former size. Today the town lives mostly from tourism.")
+
+
+@pytest.mark.parametrize("instruction", [
+    "Put the following into Swedish:",          # a pointer header, also after the text
+    "Übertrage den Text ins Schwedische:",
+    "把下面这段话翻成瑞典语：",
+    "How would this read in Swedish?",          # a question pointing at the text
+])
+def test_translation_instructions_before_or_after_the_text(instruction):
+    for p in (instruction + "\n\n" + _HARBOUR, _HARBOUR + "\n\n" + instruction):
+        e = expected_language(p)
+        assert e.lang == "sv" and e.reason in ("translation", "request"), (p, e)

@@ -33,7 +33,7 @@ CUE_WORDS = [
     "antworte", "antworten", "antwortest", "antworte", "beantworte", "beantworten", "schreibe",
     "schreib", "schreiben", "erkläre", "erklär", "erklären", "übersetze", "übersetz",
     "übersetzen", "übersetzung", "sag", "sage", "sprich", "sprechen", "nutze", "verwende",
-    "bitte", "formuliere", "fasse", "gib", "zusammenfassen", "formulieren", "wiedergeben",
+    "bitte", "formuliere", "fasse", "gib", "übertrage", "übertragen", "zusammenfassen", "formulieren", "wiedergeben",
     "umschreiben", "beschreiben", "beschreibe",
     # Italian
     "rispondi", "risponda", "rispondere", "scrivi", "scriva", "spiega", "traduci", "traduca",

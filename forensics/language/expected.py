@@ -47,13 +47,15 @@ _POINTS_ON = re.compile(r"\b(?:this|these|that|the following|below)\b|[:：]\s*$
 
 def _phrase_words(prompt: str, span: tuple[int, int] | None) -> int:
     """Words the lexical question asks about: quoted inside the question, plus the text after
-    it when the question points at it ("How would you say this in Greek? <text>")."""
+    it when the question points at it ("How would you say this in Greek? <text>"), or the text
+    before it when the question ends the prompt ("<text> How would this read in Greek?")."""
     if not span:
         return 0
     clause = prompt[span[0]:span[1]]
     n = len(_WORDS.findall(" ".join(_QUOTED.findall(clause))))
-    if _POINTS_ON.search(clause):
-        n += len(_WORDS.findall(prompt[span[1]:]))
+    if _POINTS_ON.search(clause):  # the text after it, or before it when it ends the prompt
+        n += max(len(_WORDS.findall(prompt[span[1]:])), len(_WORDS.findall(prompt[:span[0]]))
+                 if not prompt[span[1]:].strip() else 0)
     return n
 
 

@@ -58,7 +58,7 @@ _CJK_DESCRIBED = re.compile(r"是(?:用|以)\s*\S{1,10}?\s*(?:写|寫|说|說|�
 _TR_NOUNS = {"translation", "translations", "traducción", "traduction", "übersetzung", "traduzione",
              "tradução", "traducao", "vertaling", "перевод", "переклад", "tłumaczenie",
              "μετάφραση", "traducere", "terjemahan", "tercüme", "translating"}
-_TRANSLATE_SUBSTR = ["翻译", "翻譯", "译成", "译为", "翻訳", "訳して", "번역", "ترجم", "अनुवाद",
+_TRANSLATE_SUBSTR = ["翻译", "翻譯", "译成", "译为", "翻成", "譯成", "翻訳", "訳して", "번역", "ترجم", "अनुवाद",
                      "תרגם", "ترجمه", "แปล"]
 
 # Markers that make a following language mention a TARGET ("in German", "auf Deutsch").
@@ -137,7 +137,8 @@ _WH_GUARD = re.compile(
 _YOU = re.compile(r"\b(you|u|me|your)\b", re.IGNORECASE)
 _LEXICAL_REQUEST = re.compile(
     r"\b(how (?:do|would|can|could|should|might) (?:you|i|we|one) (?:say|write|translate|"
-    r"spell|pronounce|express|call)|what(?:'s| is| are| does|'re) .{0,80}\b(?:in|into)\b|"
+    r"spell|pronounce|express|call)|how (?:would|does|do|will) (?:this|that|it) (?:read|sound|"
+    r"look|go)|what(?:'s| is| are| does|'re) .{0,80}\b(?:in|into)\b|"
     r"what(?:'s| is) the .{0,30}\b(?:word|term|translation|equivalent)\b)"
     # the same questions about a word in other languages: "¿Cómo se dice ... en inglés?",
     # "¿Qué significa/nombre ... en ...?", "Comment dit-on ...", "Que veut dire ...", "Wie sagt
@@ -435,7 +436,9 @@ def read_prompt(prompt: str | None, knobs: ReaderKnobs = ReaderKnobs()) -> Readi
         head = clause.rstrip()
         if header is None and head.endswith((":", "：")) and not guard and \
                 len(head.strip()) <= 100 and _starts_line(text, cstart) and \
-                _PASSAGE_POINTER.search(head) and len(text[cstart + len(clause):].strip()) >= 20:
+                _PASSAGE_POINTER.search(head) and \
+                max(len(text[cstart + len(clause):].strip()), len(text[:cstart].strip())) >= 20:
+            # the passage after the header, or before it (a header written after the text)
             header = (tgt[0][1], clause, cstart, tgt[0][0])
             continue
         # a bare "In Spanish." / "Auf Deutsch bitte" clause next to the question
