@@ -433,3 +433,18 @@ def test_translation_instructions_before_or_after_the_text(instruction):
     for p in (instruction + "\n\n" + _HARBOUR, _HARBOUR + "\n\n" + instruction):
         e = expected_language(p)
         assert e.lang == "sv" and e.reason in ("translation", "request"), (p, e)
+
+
+@pytest.mark.parametrize("prompt,lang", [
+    # the negated language is the one not wanted; a negated "forget" is still a request
+    ("Don't answer in English; use Swedish. Why do cats purr?", "sv"),
+    ("Please do not reply in English. Use Swedish instead. Why do cats purr?", "sv"),
+    ("Antworte nicht auf Englisch, sondern auf Schwedisch.", "sv"),
+    ("No respondas en inglés, responde en sueco.", "sv"),
+    ("不要用英语，用瑞典语回答。", "sv"),
+    ("Don't forget to answer in Swedish. Why do cats purr?", "sv"),
+    ("Ne réponds qu'en suédois. Pourquoi les chats ronronnent-ils ?", "sv"),
+])
+def test_negated_languages_are_not_the_request(prompt, lang):
+    e = expected_language(prompt)
+    assert (e.lang, e.reason) == (lang, "request"), (prompt, e)

@@ -233,6 +233,27 @@ WH_IN_PLACE = re.compile(
     r"어디|왜|\b(?:gì|nào|ai|đâu|kim|hangi|kaç|ne zaman|nerede)\b", re.IGNORECASE)
 
 
+# A negation before a mention in its comma-separated part makes it the language NOT wanted
+# ("Don't answer in English", "Antworte nicht auf Englisch, sondern ...", "不要用英语，用德语").
+NEGATION = re.compile(
+    r"\b(?:not|don't|do not|dont|never|no longer|instead of|nicht|kein|keine|nie|statt|anstatt|"
+    r"pas|jamais|au lieu|no|nunca|en lugar de|en vez de|não|nunca|invece di|non|не|вместо|"
+    r"niet|geen|değil|không|jangan|bukan|μην|δεν|nu)\b"
+    r"|不要|别|別|不用|勿|而不是|不是|ではなく|じゃなく|ないで|하지 마|말고|لا |ليس|بدلا|بدلاً", re.IGNORECASE)
+
+
+# ... unless the negation is of forgetting ("Don't forget to answer in English").
+_FORGET = re.compile(r"\b(?:forget|fail|olvides|olvidar|oublie|oubliez|oublier|vergiss|vergessen|"
+                     r"забудь|забудьте|esqueça|dimenticare|dimenticate)\b|忘|잊지", re.IGNORECASE)
+
+
+def negated(clause: str, pos: int) -> bool:
+    """The mention at ``pos`` is negated in the comma-separated part of the clause it is in."""
+    start = max(clause.rfind(c, 0, pos) for c in ",，、;") + 1
+    part = clause[start:pos]
+    return bool(NEGATION.search(part)) and not _FORGET.search(part)
+
+
 # A target marked by a passive or descriptive verb ("known in English as") is described, not
 # asked for.
 PASSIVE_BEFORE = re.compile(
@@ -269,4 +290,4 @@ PASSAGE_POINTER = re.compile(
 __all__ = ["CUE_WORDS", "CUE_SUBSTRINGS", "TRANSLATE_WORDS", "STATEMENT_SUBJECT",
            "LANGUAGE_LABEL", "SPEAK_IMPERATIVE", "PASSIVE_BEFORE", "MODAL_PASSIVE", "WH_OPENING",
            "WH_IN_PLACE", "UNSPACED_TOPIC_AFTER", "UNSPACED_STUDY_BEFORE", "NOT_STATEMENT",
-           "PASSAGE_POINTER", "arabic_present", "is_statement"]
+           "PASSAGE_POINTER", "NEGATION", "arabic_present", "is_statement", "negated"]

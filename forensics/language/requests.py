@@ -46,6 +46,7 @@ from forensics.language.cues import UNSPACED_TOPIC_AFTER as _UNSPACED_TOPIC_AFTE
 from forensics.language.cues import TRANSLATE_WORDS as _TRANSLATE_WORDS
 from forensics.language.cues import arabic_present as _arabic_present
 from forensics.language.cues import is_statement as _is_statement
+from forensics.language.cues import negated as _negated
 from forensics.language.names import PhraseMatcher, is_spaced_script, mention_spans
 
 _L = r"[^\W\d_]"  # a letter
@@ -240,6 +241,8 @@ def _target_mentions(clause: str, mentions: list[tuple[int, int, str]]) -> list[
             continue  # "known in English as", "written in French by": describes, not asks
         if _is_statement(clause, s):
             continue  # "my grandmother only speaks Russian": about someone's language
+        if _negated(clause, s):
+            continue  # "don't answer in English": the language not wanted
         out.append((s, code, False))
     return out
 
