@@ -424,9 +424,11 @@ def read_prompt(prompt: str | None, knobs: ReaderKnobs = ReaderKnobs()) -> Readi
                     and _only_markers(clause, cm) and _starts_line(text, cstart):
                 take(cm[-1][2], clause, cstart, cm[-1][0])
                 translation = translation or len(cm) > 1
+                tr_short = tr_short or (len(cm) > 1 and not long_line)
             continue
         if any(is_src for _, _, is_src in targets) and tgt and not guard:
             translation = True  # "From German to English: ..."
+            tr_short = tr_short or not long_line
         if (has_cue or has_tr or lexical) and (near or lexical):
             if lexical:
                 take(tgt[-1][1], clause, cstart, tgt[-1][0], lexical=not has_tr)
