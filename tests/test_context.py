@@ -254,3 +254,57 @@ def test_prompt_explanations_are_mixed_into_the_context_vectors(tmp_path, xquad_
     assert np.allclose(_mix_explanations(ctx, pidx, sids, pv, ContextParams(explanation_mix=0)),
                        pv)
     ws.close()
+
+
+def test_judge_train_cli_learns_a_users_labels_and_names_bad_lines(tmp_path, xquad_dir, cli):
+    """`forensics judge train` reads a user's labels (CSV or JSONL), trains the classifier
+    judge on the dataset's prompt vectors, and the judge it writes generalises to prompts it
+    was not trained on; a bad label names its file, line and field."""
+    from forensics.testing.dev_families import build_dev_families
+    from forensics.triage.context import ClassifierJudge
+
+    c = build_dev_families(xquad_dir, seed=5, n_clean=20, n_code=4, n_planted=16, n_hard=16,
+                           families=("refuse_benign",))
+    f = c.write_jsonl(tmp_path / "train.jsonl")
+    ws_dir = tmp_path / "ws"
+    cli("init", workspace=ws_dir)
+    cli("ingest", str(f), "--dataset", "train", "-q", workspace=ws_dir)
+    cli("index", "build", "--dataset", "train", "--field", "prompt", workspace=ws_dir)
+    judged = sorted(c.prompt_judgement.items())
+    train, held = judged[::2], judged[1::2]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("row_id,label\n" + "".join(f"{r},{l}\n" for r, l in train))
+    out = tmp_path / "judge.json"
+    info = cli("judge", "train", "--dataset", "train", "--labels", str(labels), "--out",
+               str(out), "--json", workspace=ws_dir).json()
+    assert info["trained_on"] == len(train) and 0 < info["legitimate"] < len(train)
+    import forensics
+    from forensics.search import index
+
+    ws = forensics.open(ws_dir, read_only=True)
+    try:
+        sid = ws.sql("SELECT row_id, sample_id FROM samples WHERE dataset = 'train'")
+        by_row = dict(zip(sid["row_id"].to_list(), sid["sample_id"].to_list()))
+        oi = index.open_index(ws, "train", "prompt", read_only=True)
+        vecs = oi.vectors([by_row[r] for r, _ in held])
+    finally:
+        ws.close()
+    p = ClassifierJudge(out).legitimate("refusal", [""] * len(held), vecs)
+    acc = float(np.mean([(pp >= 0.5) == (l == "legitimate") for pp, (_, l) in zip(p, held)]))
+    assert acc >= 0.8, acc
+    # JSON lines work too; a bad label and an unknown row are named
+    jl = tmp_path / "labels.jsonl"
+    jl.write_text("".join(json.dumps({"row_id": r, "label": l}) + "\n" for r, l in train))
+    assert cli("judge", "train", "--dataset", "train", "--labels", str(jl), "--out",
+               str(tmp_path / "j2.json"), "--json", workspace=ws_dir).json()["trained_on"] \
+        == len(train)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"row_id,label\n{train[0][0]},legitimate\n{train[1][0]},harmful\n")
+    r = cli("judge", "train", "--dataset", "train", "--labels", str(bad), "--out",
+            str(tmp_path / "j3.json"), workspace=ws_dir, check=False)
+    assert r.returncode != 0 and "bad.csv:3" in r.stderr and "label" in r.stderr, r
+    unk = tmp_path / "unk.csv"
+    unk.write_text(f"row_id,label\nno-such-row,defect\n{train[0][0]},legitimate\n")
+    r = cli("judge", "train", "--dataset", "train", "--labels", str(unk), "--out",
+            str(tmp_path / "j4.json"), workspace=ws_dir, check=False)
+    assert r.returncode != 0 and "no-such-row" in r.stderr, r

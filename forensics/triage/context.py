@@ -150,6 +150,72 @@ def train_classifier(vectors: np.ndarray, labels: Sequence[str], model_id: str,
     return {k: v for k, v in d.items() if k not in ("coef", "intercept")}
 
 
+def read_labels(path: str | Path) -> list[tuple[str, str]]:
+    """(row_id, label) pairs from a labels file: CSV with a header holding ``row_id`` and
+    ``label``, or JSON lines with those keys; labels ``legitimate`` / ``defect``. Bad input
+    raises InputError naming the file, line and field."""
+    import csv
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"labels file {p}: {e.strerror or e}") from None
+    out: list[tuple[str, str]] = []
+    if p.suffix.lower() in (".jsonl", ".json"):
+        recs = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                recs.append((i, json.loads(line)))
+            except ValueError as e:
+                raise InputError(f"{p}:{i}: not JSON ({e})") from None
+    else:
+        reader = csv.DictReader(text.splitlines())
+        missing = [f for f in ("row_id", "label") if f not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"{p}:1: header lacks field {missing[0]!r}",
+                             hint="a CSV header with row_id,label")
+        recs = [(i, r) for i, r in enumerate(reader, 2)]
+    for i, r in recs:
+        if not isinstance(r, dict):
+            raise InputError(f"{p}:{i}: expected an object with row_id and label")
+        for f in ("row_id", "label"):
+            if r.get(f) in (None, ""):
+                raise InputError(f"{p}:{i}: field {f!r} is missing")
+        lab = str(r["label"]).strip().lower()
+        if lab not in (LEGITIMATE, DEFECT):
+            raise InputError(f"{p}:{i}: field 'label' is {r['label']!r}",
+                             hint=f"use {LEGITIMATE!r} or {DEFECT!r}")
+        out.append((str(r["row_id"]), lab))
+    if not out:
+        raise InputError(f"labels file {p} holds no labels")
+    return out
+
+
+def train_from_labels(ws: Any, dataset: str, labels_path: str | Path, out: str | Path,
+                      c: float = 1.0) -> dict:
+    """Train the classifier judge from a user's labels file (:func:`read_labels`) on the
+    prompt vectors of ``dataset``'s ``prompt`` index and write it to ``out`` (the JSON that
+    ``context.classifier_path`` reads). Unknown row ids raise InputError naming them."""
+    from forensics.search import index
+
+    labels = read_labels(labels_path)
+    ws.require_dataset(dataset)
+    got = ws.sql("SELECT row_id, sample_id FROM samples WHERE dataset = ? AND row_id IN "
+                 "(SELECT unnest(?))", [dataset, sorted({r for r, _ in labels})])
+    sid = dict(zip(got["row_id"].to_list(), got["sample_id"].to_list()))
+    unknown = [r for r, _ in labels if r not in sid]
+    if unknown:
+        raise InputError(f"{labels_path}: {len(unknown)} row ids not in dataset {dataset!r}, "
+                         f"e.g. {unknown[0]!r}")
+    oi = index.open_index(ws, dataset, "prompt", read_only=True)
+    vecs = oi.vectors(np.array([sid[r] for r, _ in labels], np.int64))
+    info = train_classifier(vecs, [lab for _, lab in labels], oi.manifest.model_id, out, c)
+    return {**info, "path": str(out), "dataset": dataset}
+
+
 def make_judge(p: ContextParams) -> PromptJudge | None:
     """The judge ``p.judge`` names (``None`` for ``none``)."""
     if p.judge == "none":
@@ -313,4 +379,4 @@ def _mix_explanations(context: "SignalContext", pidx: Any, sids: np.ndarray, pv:
 
 
 __all__ = ["ContextParams", "ContextSplit", "PromptJudge", "HTTPJudge", "ClassifierJudge",
-           "train_classifier", "make_judge", "split", "LEGITIMATE", "DEFECT"]
+           "train_classifier", "train_from_labels", "read_labels", "make_judge", "split", "LEGITIMATE", "DEFECT"]
