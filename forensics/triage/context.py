@@ -53,6 +53,8 @@ class ContextParams:
     neighbours: int = 15              # nearest dataset prompts read per behaviour row
     norm_rate: float = 0.6            # a group whose prompts' neighbours show the behaviour this often ...
     rate_margin: float = 0.25         # ... and this much more often than the anomaly's: other context
+    rate_temperature: float = 0.1     # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
+    row_rates: bool = True            # decide other context per row by its own rate (not its group's mean)
     explanation_mix: float = 0.5      # weight of a row's prompt explanations in its context vector
     explanation_positions: list[str] = field(default_factory=lambda: ["last_prompt"])
     judge: str = "none"               # none | http | classifier
@@ -268,8 +270,10 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     av = context.indexes.embed(pidx, [a.prompt])[0] if a.prompt and a.prompt.strip() else None
     # norm rate: the behaviour's share among each prompt's nearest dataset prompts
     k = max(1, min(p.neighbours + 1, pidx.ntotal))
-    rate = _rates(context, pidx, pv, behaviour, k, self_ids=sids)
-    arate = float(_rates(context, pidx, av[None, :], behaviour, k)[0]) if av is not None else 0.0
+    t = p.rate_temperature
+    rate = _rates(context, pidx, pv, behaviour, k, self_ids=sids, temperature=t)
+    arate = (float(_rates(context, pidx, av[None, :], behaviour, k, temperature=t)[0])
+             if av is not None else 0.0)
     labels = _groups(cv, order_key[rows], p)
     groups = []
     for g in range(int(labels.max()) + 1):
@@ -281,6 +285,14 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
                        "norm_rate": round(float(rate[idx].mean()), 4)})
     groups.sort(key=lambda g: -g["closeness"])
     for i, g in enumerate(groups):
+        if p.row_rates:
+            # each row by its own rate: a group can hold both contexts when the prompts
+            # share their words
+            own = (rate[g["idx"]] >= p.norm_rate) & (rate[g["idx"]] >= arate + p.rate_margin)
+            g["other_rows"] = int(own.sum())
+            g["other"] = bool(own.all())
+            other[rows[g["idx"][own]]] = True
+            continue
         g["other"] = bool(i > 0 and g["norm_rate"] >= p.norm_rate
                           and g["norm_rate"] >= arate + p.rate_margin)
         if g["other"]:
@@ -332,22 +344,29 @@ def _groups(cv: np.ndarray, key: np.ndarray, p: ContextParams) -> np.ndarray:
 
 
 def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.ndarray, k: int,
-           self_ids: np.ndarray | None = None) -> np.ndarray:
+           self_ids: np.ndarray | None = None, temperature: float = 0.0) -> np.ndarray:
     """Share of each query's ``k`` nearest prompts (itself excluded) whose rows show the
-    behaviour."""
-    _, ids = pidx.search(q.astype(np.float32), k)
+    behaviour; with ``temperature`` > 0 each neighbour weighs ``exp((cos - 1) / temperature)``
+    (a near-duplicate prompt counts fully, a loosely related one little)."""
+    sims, ids = pidx.search(q.astype(np.float32), k)
     pos = context.sample_ids
     out = np.zeros(len(q), np.float64)
     for i in range(len(q)):
-        hit = ids[i][ids[i] >= 0]
+        ok = ids[i] >= 0
+        hit, sim = ids[i][ok], sims[i][ok].astype(np.float64)
         if self_ids is not None:
-            hit = hit[hit != self_ids[i]]
-        hit = hit[:k - 1] if self_ids is not None else hit
+            keep = hit != self_ids[i]
+            hit, sim = hit[keep][:k - 1], sim[keep][:k - 1]
         if not len(hit):
             continue
         j = np.clip(np.searchsorted(pos, hit), 0, len(pos) - 1)
-        j = j[pos[j] == hit]
-        out[i] = float(behaviour[j].mean()) if len(j) else 0.0
+        found = pos[j] == hit
+        j, sim = j[found], sim[found]
+        if not len(j):
+            continue
+        w = np.exp((np.minimum(sim, 1.0) - 1.0) / temperature) if temperature > 0 else \
+            np.ones(len(j))
+        out[i] = float((w * behaviour[j]).sum() / max(float(w.sum()), 1e-12))
     return out
 
 
