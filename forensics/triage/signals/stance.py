@@ -51,7 +51,7 @@ class StanceParams:
     text_candidates: int = 2000       # rows whose own text is embedded (best by residual or reply cosine)
     copy_min_words: int = 3           # a copied word run this long is cut from the own text ...
     copy_share: float = 0.5           # ... and at least this share of the reply's longest copied run
-    member_copy_share: float = 0.5    # the anomaly reply copies this share of its words from its prompt: own-text members
+    text_min_copied: float = 0.5      # the own-text view (and its members) only when the anomaly reply copies this share of its words
     member_z: float = 3.0             # members: own-text cosine >= candidates' median + member_z x robust sd ...
     member_min_cos: float = 0.4       # ... and >= this
     feedback_rounds: int = 1          # rounds of moving the own-text query to its members' centroid
@@ -147,13 +147,24 @@ class StanceSignal:
         res, rlen = residuals(rv, pv)
         cos = (res @ qres[0]).astype(np.float64)
         cos[~have_r | (rlen < params.min_residual)] = -np.inf
-        score = (1 - params.text_share) * _top_norm(cos, params.k)
         summary = {"stance_residual_norm": round(float(qlen[0]), 4)}
         member = np.zeros(context.n, bool)
-        if params.text_share > 0:
-            tcos, member = self._own_text_cos(context, ri, rv, cos, q[1], have_r, params,
-                                              summary)
-            score = score + params.text_share * _top_norm(tcos, params.k)
+        a_own = own_text(a.prompt, a.reply, params.copy_min_words, params.copy_share)
+        copied = 1.0 - len(_WORD.findall(a_own)) / max(1, len(_WORD.findall(a.reply)))
+        summary["stance_copied_share"] = round(copied, 4)
+        if params.text_share > 0 and a_own and copied >= params.text_min_copied:
+            # the anomaly restates its prompt: what it adds (its own text) is the behaviour
+            tcos, member = self._own_text_cos(context, ri, rv, cos, q[1], have_r, a_own,
+                                              params, summary)
+            score = (1 - params.text_share) * _top_norm(cos, params.k) + \
+                params.text_share * _top_norm(tcos, params.k)
+        else:
+            # a reply that does not restate its prompt: its residual carries the reply's own
+            # content too (the answer the prompt lacks), which the reply and segment signals
+            # weigh already; measured, scoring it alone lowers dev-wordings format 0.996 ->
+            # 0.982 for dev-families swap 0.713 -> 0.745
+            return Unavailable(f"the anomaly's reply copies {copied:.0%} of its words from its "
+                               f"prompt (below signals.stance.text_min_copied)")
         return SignalScores(score.astype(np.float32), summary=summary,
                             row_evidence={"cos": np.where(np.isfinite(cos), cos, 0.0)
                                           .astype(np.float32),
@@ -163,18 +174,13 @@ class StanceSignal:
 
     @staticmethod
     def _own_text_cos(context: SignalContext, ri, rv: np.ndarray, cos: np.ndarray,
-                      areply: np.ndarray, have_r: np.ndarray, params: StanceParams,
-                      summary: dict) -> tuple[np.ndarray, np.ndarray]:
-        """(cosine of each candidate row's own text to the anomaly's, -inf elsewhere; the
-        own-text members). Members only when the anomaly's reply mostly restates its prompt
-        (``member_copy_share``): then its own text is the behaviour, and the rows whose own
-        text stands out from the candidates' (``member_z``, ``member_min_cos``; the query
-        moved ``feedback_rounds`` times to the members' centroid) show it."""
-        a = context.anomaly
-        a_own = own_text(a.prompt, a.reply, params.copy_min_words, params.copy_share)
-        n_words = len(_WORD.findall(a.reply or ""))
-        copied = 1.0 - len(_WORD.findall(a_own)) / max(1, n_words)
-        qv = context.indexes.embed(ri, [a_own or a.reply])[0].astype(np.float32)
+                      areply: np.ndarray, have_r: np.ndarray, a_own: str,
+                      params: StanceParams, summary: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(cosine of each candidate row's own text to the anomaly's own text ``a_own``, -inf
+        elsewhere; the own-text members: rows whose own text stands out from the candidates'
+        (``member_z``, ``member_min_cos``; the query moved ``feedback_rounds`` times to the
+        members' centroid)."""
+        qv = context.indexes.embed(ri, [a_own])[0].astype(np.float32)
         summary["stance_own_text"] = a_own
         whole = np.where(have_r, rv @ areply, -np.inf)
         nc = max(1, params.text_candidates)
@@ -203,8 +209,6 @@ class StanceSignal:
             vec[todo] = context.indexes.embed(ri, todo_text)
         summary["stance_own_texts_embedded"] = len(todo)
         out[cand] = vec @ qv
-        if copied < params.member_copy_share or not a_own:
-            return out, member
         q0 = qv
         for r in range(params.feedback_rounds + 1):
             t = vec @ q0
