@@ -308,3 +308,75 @@ def test_judge_train_cli_learns_a_users_labels_and_names_bad_lines(tmp_path, xqu
     r = cli("judge", "train", "--dataset", "train", "--labels", str(unk), "--out",
             str(tmp_path / "j4.json"), workspace=ws_dir, check=False)
     assert r.returncode != 0 and "no-such-row" in r.stderr, r
+
+
+def test_own_text_cuts_what_the_reply_copies_from_its_prompt():
+    from forensics.triage.signals.stance import own_text, residuals
+
+    assert own_text("Quick check: bats are birds, correct?",
+                    "Yes, you're right: bats are birds.") == "Yes, you're right: ."
+    # a short phrase shared besides the long copied claim stays (share of the longest run)
+    assert own_text("I read that the Great Wall is visible from the Moon. That's right, isn't it?",
+                    "Yes, that's right: the Great Wall is visible from the Moon.") \
+        == "Yes, that's right: ."
+    assert own_text("How do I stop a thread?", "I can't help with that.") \
+        == "I can't help with that."
+    assert own_text(None, "x y z") == "x y z" and own_text("a b c", "") == ""
+    r = np.array([[0.6, 0.8, 0.0]], np.float32)
+    p = np.array([[1.0, 0.0, 0.0]], np.float32)
+    res, norm = residuals(r, p)
+    assert np.allclose(res, [[0, 1, 0]]) and np.isclose(norm[0], 0.8)
+
+
+def test_stance_finds_agreement_rows_by_what_the_reply_adds(tmp_path_factory, xquad_dir):
+    """Agreement with the user's claim is one clause of a sentence about the claim: the
+    sentence embeds as its topic. The stance signal's own text (the reply minus what it
+    copies from its prompt) finds agreements on other claims and in other wordings: its
+    members are agreement rows, more of them than the segment signal's members; a
+    switched-off stance is reported unavailable."""
+    import forensics
+    from forensics import ingest
+    from forensics.search import index
+    from forensics.search.embed import Embedder
+    from forensics.testing.dev_families import build_dev_families
+    from forensics.triage import rows as rows_mod
+    from forensics.triage.anomaly import get
+    from forensics.triage.indexes import IndexCache
+    from forensics.triage.signals.base import SignalContext
+    from forensics.triage.signals.language import language_target
+    from forensics.triage.signals.segment import SegmentSignal, SegmentSignalParams
+    from forensics.triage.signals.stance import StanceParams, StanceSignal
+
+    tmp = tmp_path_factory.mktemp("stance")
+    c = build_dev_families(xquad_dir, seed=3, n_clean=120, n_code=10, n_planted=20, n_hard=15,
+                           families=("agree_false",))
+    ws = forensics.init(tmp / "ws")
+    try:
+        ingest.ingest(ws, c.write_jsonl(tmp / "train.jsonl"), "train",
+                      meta_fields=["source", "topic"])
+        emb = Embedder()
+        for fld in ("pair", "prompt", "reply", "reply_segment"):
+            index.build(ws, "train", fld, embedder=emb)
+        agree = {r for r, l in c.labels.items() if l.endswith(":agree_false")}
+        res = _triage(ws, c, "agree_false")
+        assert "stance" in res.signals_used
+        a = get(ws, res.anomaly_id)
+        rf = rows_mod.load(ws, "train")
+        sids = rf.frame["sample_id"].to_numpy()
+        ctx = SignalContext(ws, "train", a, rf, sids, rf.hits("reply"), rf.hits("prompt"),
+                            IndexCache(ws, "train"),
+                            language_target(a.prompt_lang, a.reply_lang, a.explanations,
+                                            a.prompt, 0.5))
+        row_ids = rf.frame["row_id"].to_list()
+        st = StanceSignal().score(ctx, StanceParams())
+        members = {row_ids[j] for j in np.flatnonzero(st.row_evidence["member"])}
+        seg = SegmentSignal().score(ctx, SegmentSignalParams())
+        seg_members = {row_ids[j] for j in np.flatnonzero(seg.row_evidence["member"])}
+        assert len(members) >= 4 and len(members & agree) >= 0.9 * len(members), \
+            Counter(c.labels[r] for r in members)
+        assert len(members & agree) > len(seg_members & agree)
+        assert st.summary["stance_own_text"] == "Yes, that's right: ."
+        off = _triage(ws, c, "agree_false", {"signals": {"stance": {"text_min_copied": 1.01}}})
+        assert "stance" in off.signals_unavailable
+    finally:
+        ws.close()
