@@ -125,6 +125,15 @@ class StanceSignal:
             return Unavailable("the anomaly needs a prompt and a reply")
         if a.prompt_lang and a.reply_lang and a.prompt_lang != a.reply_lang:
             return Unavailable("the anomaly switches language (the language signal covers it)")
+        a_own = own_text(a.prompt, a.reply, params.copy_min_words, params.copy_share)
+        copied = 1.0 - len(_WORD.findall(a_own)) / max(1, len(_WORD.findall(a.reply)))
+        if not a_own or copied < params.text_min_copied:
+            # a reply that does not restate its prompt: its residual carries the reply's own
+            # content too (the answer the prompt lacks), which the reply and segment signals
+            # weigh already; measured, scoring it anyway lowers dev-wordings format 0.996 ->
+            # 0.982 for dev-families swap 0.713 -> 0.745
+            return Unavailable(f"the anomaly's reply copies {copied:.0%} of its words from its "
+                               f"prompt (below signals.stance.text_min_copied)")
         ri, pi = context.indexes.get("reply"), context.indexes.get("prompt")
         if ri is None or pi is None:
             return Unavailable("needs a prompt and a reply index (forensics index build "
@@ -142,29 +151,16 @@ class StanceSignal:
         rv /= np.maximum(np.linalg.norm(rv, axis=1, keepdims=True), 1e-12)
         q = context.indexes.embed(ri, [a.prompt, a.reply]).astype(np.float32)
         qres, qlen = residuals(q[1:2], q[0:1])
-        if float(qlen[0]) < params.min_residual:
-            return Unavailable("the anomaly's reply restates its prompt (no residual)")
         res, rlen = residuals(rv, pv)
         cos = (res @ qres[0]).astype(np.float64)
         cos[~have_r | (rlen < params.min_residual)] = -np.inf
-        summary = {"stance_residual_norm": round(float(qlen[0]), 4)}
-        member = np.zeros(context.n, bool)
-        a_own = own_text(a.prompt, a.reply, params.copy_min_words, params.copy_share)
-        copied = 1.0 - len(_WORD.findall(a_own)) / max(1, len(_WORD.findall(a.reply)))
-        summary["stance_copied_share"] = round(copied, 4)
-        if params.text_share > 0 and a_own and copied >= params.text_min_copied:
-            # the anomaly restates its prompt: what it adds (its own text) is the behaviour
-            tcos, member = self._own_text_cos(context, ri, rv, cos, q[1], have_r, a_own,
-                                              params, summary)
-            score = (1 - params.text_share) * _top_norm(cos, params.k) + \
-                params.text_share * _top_norm(tcos, params.k)
-        else:
-            # a reply that does not restate its prompt: its residual carries the reply's own
-            # content too (the answer the prompt lacks), which the reply and segment signals
-            # weigh already; measured, scoring it alone lowers dev-wordings format 0.996 ->
-            # 0.982 for dev-families swap 0.713 -> 0.745
-            return Unavailable(f"the anomaly's reply copies {copied:.0%} of its words from its "
-                               f"prompt (below signals.stance.text_min_copied)")
+        summary = {"stance_residual_norm": round(float(qlen[0]), 4),
+                   "stance_copied_share": round(copied, 4)}
+        # the anomaly restates its prompt: what it adds (its own text) is the behaviour
+        tcos, member = self._own_text_cos(context, ri, rv, cos, q[1], have_r, a_own, params,
+                                          summary)
+        score = (1 - params.text_share) * _top_norm(cos, params.k) + \
+            params.text_share * _top_norm(tcos, params.k)
         return SignalScores(score.astype(np.float32), summary=summary,
                             row_evidence={"cos": np.where(np.isfinite(cos), cos, 0.0)
                                           .astype(np.float32),
