@@ -7,10 +7,10 @@ Two views of "what the reply adds to its prompt", each scored against the anomal
    prompt's vector (``prompt`` index) removed: the stance taken towards the prompt, an entity
    put in the place the question asked about, an added aside.
 2. **Own text** (:func:`own_text`): the reply with the word runs it copies from its prompt cut
-   out ("Yes, you're right: bats are birds." to "Yes, you're right:" after "Quick check: bats
-   are birds, correct?"), embedded. A run is cut when it is at least ``copy_min_words`` words
+   out ("Yes, you're right: the meeting is on Tuesday." after "The meeting is on Tuesday,
+   isn't it?" leaves "Yes, you're right: ."), embedded. A run is cut when it is at least ``copy_min_words`` words
    long and at least ``copy_share`` of the longest copied run (so a short phrase the reply
-   shares with the prompt besides the copied claim, such as "that's right", stays). Only the
+   shares with the prompt besides the copied claim, such as "as you say", stays). Only the
    ``text_candidates`` rows best by the residual or whole-reply cosine to the anomaly are
    embedded (through the workspace's embedding cache); a reply that copies nothing is its
    own text (its ``reply`` vector).
