@@ -53,8 +53,8 @@ class ContextParams:
     neighbours: int = 15              # nearest dataset prompts read per behaviour row
     norm_rate: float = 0.6            # a group whose prompts' neighbours show the behaviour this often ...
     rate_margin: float = 0.25         # ... and this much more often than the anomaly's: other context
-    rate_temperature: float = 0.1     # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
-    row_rates: bool = True            # decide other context per row by its own rate (not its group's mean)
+    rate_temperature: float = 0.0     # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
+    row_rates: bool = False           # decide other context per row by its own rate (not its group's mean)
     explanation_mix: float = 0.5      # weight of a row's prompt explanations in its context vector
     explanation_positions: list[str] = field(default_factory=lambda: ["last_prompt"])
     judge: str = "none"               # none | http | classifier
