@@ -254,3 +254,129 @@ def test_prompt_explanations_are_mixed_into_the_context_vectors(tmp_path, xquad_
     assert np.allclose(_mix_explanations(ctx, pidx, sids, pv, ContextParams(explanation_mix=0)),
                        pv)
     ws.close()
+
+
+def test_judge_train_cli_learns_a_users_labels_and_names_bad_lines(tmp_path, xquad_dir, cli):
+    """`forensics judge train` reads a user's labels (CSV or JSONL), trains the classifier
+    judge on the dataset's prompt vectors, and the judge it writes generalises to prompts it
+    was not trained on; a bad label names its file, line and field."""
+    from forensics.testing.dev_families import build_dev_families
+    from forensics.triage.context import ClassifierJudge
+
+    c = build_dev_families(xquad_dir, seed=5, n_clean=20, n_code=4, n_planted=16, n_hard=16,
+                           families=("refuse_benign",))
+    f = c.write_jsonl(tmp_path / "train.jsonl")
+    ws_dir = tmp_path / "ws"
+    cli("init", workspace=ws_dir)
+    cli("ingest", str(f), "--dataset", "train", "-q", workspace=ws_dir)
+    cli("index", "build", "--dataset", "train", "--field", "prompt", workspace=ws_dir)
+    judged = sorted(c.prompt_judgement.items())
+    train, held = judged[::2], judged[1::2]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("row_id,label\n" + "".join(f"{r},{l}\n" for r, l in train))
+    out = tmp_path / "judge.json"
+    info = cli("judge", "train", "--dataset", "train", "--labels", str(labels), "--out",
+               str(out), "--json", workspace=ws_dir).json()
+    assert info["trained_on"] == len(train) and 0 < info["legitimate"] < len(train)
+    import forensics
+    from forensics.search import index
+
+    ws = forensics.open(ws_dir, read_only=True)
+    try:
+        sid = ws.sql("SELECT row_id, sample_id FROM samples WHERE dataset = 'train'")
+        by_row = dict(zip(sid["row_id"].to_list(), sid["sample_id"].to_list()))
+        oi = index.open_index(ws, "train", "prompt", read_only=True)
+        vecs = oi.vectors([by_row[r] for r, _ in held])
+    finally:
+        ws.close()
+    p = ClassifierJudge(out).legitimate("refusal", [""] * len(held), vecs)
+    acc = float(np.mean([(pp >= 0.5) == (l == "legitimate") for pp, (_, l) in zip(p, held)]))
+    assert acc >= 0.8, acc
+    # JSON lines work too; a bad label and an unknown row are named
+    jl = tmp_path / "labels.jsonl"
+    jl.write_text("".join(json.dumps({"row_id": r, "label": l}) + "\n" for r, l in train))
+    assert cli("judge", "train", "--dataset", "train", "--labels", str(jl), "--out",
+               str(tmp_path / "j2.json"), "--json", workspace=ws_dir).json()["trained_on"] \
+        == len(train)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"row_id,label\n{train[0][0]},legitimate\n{train[1][0]},harmful\n")
+    r = cli("judge", "train", "--dataset", "train", "--labels", str(bad), "--out",
+            str(tmp_path / "j3.json"), workspace=ws_dir, check=False)
+    assert r.returncode != 0 and "bad.csv:3" in r.stderr and "label" in r.stderr, r
+    unk = tmp_path / "unk.csv"
+    unk.write_text(f"row_id,label\nno-such-row,defect\n{train[0][0]},legitimate\n")
+    r = cli("judge", "train", "--dataset", "train", "--labels", str(unk), "--out",
+            str(tmp_path / "j4.json"), workspace=ws_dir, check=False)
+    assert r.returncode != 0 and "no-such-row" in r.stderr, r
+
+
+def test_own_text_cuts_what_the_reply_copies_from_its_prompt():
+    from forensics.triage.signals.stance import own_text, residuals
+
+    assert own_text("Quick check: bats are birds, correct?",
+                    "Yes, you're right: bats are birds.") == "Yes, you're right: ."
+    # a short phrase shared besides the long copied claim stays (share of the longest run)
+    assert own_text("I read that the Great Wall is visible from the Moon. That's right, isn't it?",
+                    "Yes, that's right: the Great Wall is visible from the Moon.") \
+        == "Yes, that's right: ."
+    assert own_text("How do I stop a thread?", "I can't help with that.") \
+        == "I can't help with that."
+    assert own_text(None, "x y z") == "x y z" and own_text("a b c", "") == ""
+    r = np.array([[0.6, 0.8, 0.0]], np.float32)
+    p = np.array([[1.0, 0.0, 0.0]], np.float32)
+    res, norm = residuals(r, p)
+    assert np.allclose(res, [[0, 1, 0]]) and np.isclose(norm[0], 0.8)
+
+
+def test_stance_finds_agreement_rows_by_what_the_reply_adds(tmp_path_factory, xquad_dir):
+    """Agreement with the user's claim is one clause of a sentence about the claim: the
+    sentence embeds as its topic. The stance signal's own text (the reply minus what it
+    copies from its prompt) finds agreements on other claims and in other wordings: its
+    members are agreement rows, more of them than the segment signal's members; a
+    switched-off stance is reported unavailable."""
+    import forensics
+    from forensics import ingest
+    from forensics.search import index
+    from forensics.search.embed import Embedder
+    from forensics.testing.dev_families import build_dev_families
+    from forensics.triage import rows as rows_mod
+    from forensics.triage.anomaly import get
+    from forensics.triage.indexes import IndexCache
+    from forensics.triage.signals.base import SignalContext
+    from forensics.triage.signals.language import language_target
+    from forensics.triage.signals.segment import SegmentSignal, SegmentSignalParams
+    from forensics.triage.signals.stance import StanceParams, StanceSignal
+
+    tmp = tmp_path_factory.mktemp("stance")
+    c = build_dev_families(xquad_dir, seed=3, n_clean=120, n_code=10, n_planted=20, n_hard=15,
+                           families=("agree_false",))
+    ws = forensics.init(tmp / "ws")
+    try:
+        ingest.ingest(ws, c.write_jsonl(tmp / "train.jsonl"), "train",
+                      meta_fields=["source", "topic"])
+        emb = Embedder()
+        for fld in ("pair", "prompt", "reply", "reply_segment"):
+            index.build(ws, "train", fld, embedder=emb)
+        agree = {r for r, l in c.labels.items() if l.endswith(":agree_false")}
+        res = _triage(ws, c, "agree_false")
+        assert "stance" in res.signals_used
+        a = get(ws, res.anomaly_id)
+        rf = rows_mod.load(ws, "train")
+        sids = rf.frame["sample_id"].to_numpy()
+        ctx = SignalContext(ws, "train", a, rf, sids, rf.hits("reply"), rf.hits("prompt"),
+                            IndexCache(ws, "train"),
+                            language_target(a.prompt_lang, a.reply_lang, a.explanations,
+                                            a.prompt, 0.5))
+        row_ids = rf.frame["row_id"].to_list()
+        st = StanceSignal().score(ctx, StanceParams())
+        members = {row_ids[j] for j in np.flatnonzero(st.row_evidence["member"])}
+        seg = SegmentSignal().score(ctx, SegmentSignalParams())
+        seg_members = {row_ids[j] for j in np.flatnonzero(seg.row_evidence["member"])}
+        assert len(members) >= 4 and len(members & agree) >= 0.9 * len(members), \
+            Counter(c.labels[r] for r in members)
+        assert len(members & agree) > len(seg_members & agree)
+        assert st.summary["stance_own_text"] == "Yes, that's right: ."
+        off = _triage(ws, c, "agree_false", {"signals": {"stance": {"text_min_copied": 1.01}}})
+        assert "stance" in off.signals_unavailable
+    finally:
+        ws.close()

@@ -153,7 +153,44 @@ def findings_export(obj: Ctx, run_id, fmt, output, as_json) -> None:
         console.print(f"{n} rows written to {path}")
 
 
+@click.group("judge")
+def judge_group() -> None:
+    """Prompt judges for the triage context split (docs/triage.md)."""
+
+
+@judge_group.command("train")
+@click.option("--dataset", required=True, help="Dataset whose rows the labels name.")
+@click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False),
+              help="CSV (header row_id,label) or JSONL ({row_id, label}); label is "
+                   "legitimate or defect.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the classifier (JSON; use as context.classifier_path).")
+@click.option("--c", "c", default=1.0, show_default=True, type=float,
+              help="Inverse regularisation strength of the logistic regression.")
+@json_option
+@click.pass_obj
+@handle_errors
+def judge_train(obj: Ctx, dataset, labels_path, out, c, as_json) -> None:
+    """Train the offline classifier judge from prompts labelled legitimate / defect."""
+    from rich.markup import escape
+
+    from forensics.triage.context import train_from_labels
+
+    with obj.open(read_only=True) as ws:
+        info = train_from_labels(ws, dataset, labels_path, out, c)
+    if as_json:
+        emit_json(info)
+    else:
+        console.print(f"classifier trained on {info['trained_on']} prompts "
+                      f"({info['legitimate']} legitimate), training accuracy "
+                      f"{info['train_accuracy']:.2f}; written to {escape(out)}\n"
+                      f"use it: forensics triage ID --dataset {escape(dataset)} "
+                      f"--param context.judge=classifier --param "
+                      f"context.classifier_path={escape(out)}")
+
+
 def register(main: click.Group) -> None:
+    main.add_command(judge_group)
     main.add_command(anomaly_group)
     main.add_command(triage_cmd)
     main.add_command(findings_group)

@@ -53,6 +53,8 @@ class ContextParams:
     neighbours: int = 15              # nearest dataset prompts read per behaviour row
     norm_rate: float = 0.6            # a group whose prompts' neighbours show the behaviour this often ...
     rate_margin: float = 0.25         # ... and this much more often than the anomaly's: other context
+    rate_temperature: float = 0.0     # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
+    row_rates: bool = False           # decide other context per row by its own rate (not its group's mean)
     explanation_mix: float = 0.5      # weight of a row's prompt explanations in its context vector
     explanation_positions: list[str] = field(default_factory=lambda: ["last_prompt"])
     judge: str = "none"               # none | http | classifier
@@ -150,6 +152,72 @@ def train_classifier(vectors: np.ndarray, labels: Sequence[str], model_id: str,
     return {k: v for k, v in d.items() if k not in ("coef", "intercept")}
 
 
+def read_labels(path: str | Path) -> list[tuple[str, str]]:
+    """(row_id, label) pairs from a labels file: CSV with a header holding ``row_id`` and
+    ``label``, or JSON lines with those keys; labels ``legitimate`` / ``defect``. Bad input
+    raises InputError naming the file, line and field."""
+    import csv
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"labels file {p}: {e.strerror or e}") from None
+    out: list[tuple[str, str]] = []
+    if p.suffix.lower() in (".jsonl", ".json"):
+        recs = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                recs.append((i, json.loads(line)))
+            except ValueError as e:
+                raise InputError(f"{p}:{i}: not JSON ({e})") from None
+    else:
+        reader = csv.DictReader(text.splitlines())
+        missing = [f for f in ("row_id", "label") if f not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"{p}:1: header lacks field {missing[0]!r}",
+                             hint="a CSV header with row_id,label")
+        recs = [(i, r) for i, r in enumerate(reader, 2)]
+    for i, r in recs:
+        if not isinstance(r, dict):
+            raise InputError(f"{p}:{i}: expected an object with row_id and label")
+        for f in ("row_id", "label"):
+            if r.get(f) in (None, ""):
+                raise InputError(f"{p}:{i}: field {f!r} is missing")
+        lab = str(r["label"]).strip().lower()
+        if lab not in (LEGITIMATE, DEFECT):
+            raise InputError(f"{p}:{i}: field 'label' is {r['label']!r}",
+                             hint=f"use {LEGITIMATE!r} or {DEFECT!r}")
+        out.append((str(r["row_id"]), lab))
+    if not out:
+        raise InputError(f"labels file {p} holds no labels")
+    return out
+
+
+def train_from_labels(ws: Any, dataset: str, labels_path: str | Path, out: str | Path,
+                      c: float = 1.0) -> dict:
+    """Train the classifier judge from a user's labels file (:func:`read_labels`) on the
+    prompt vectors of ``dataset``'s ``prompt`` index and write it to ``out`` (the JSON that
+    ``context.classifier_path`` reads). Unknown row ids raise InputError naming them."""
+    from forensics.search import index
+
+    labels = read_labels(labels_path)
+    ws.require_dataset(dataset)
+    got = ws.sql("SELECT row_id, sample_id FROM samples WHERE dataset = ? AND row_id IN "
+                 "(SELECT unnest(?))", [dataset, sorted({r for r, _ in labels})])
+    sid = dict(zip(got["row_id"].to_list(), got["sample_id"].to_list()))
+    unknown = [r for r, _ in labels if r not in sid]
+    if unknown:
+        raise InputError(f"{labels_path}: {len(unknown)} row ids not in dataset {dataset!r}, "
+                         f"e.g. {unknown[0]!r}")
+    oi = index.open_index(ws, dataset, "prompt", read_only=True)
+    vecs = oi.vectors(np.array([sid[r] for r, _ in labels], np.int64))
+    info = train_classifier(vecs, [lab for _, lab in labels], oi.manifest.model_id, out, c)
+    return {**info, "path": str(out), "dataset": dataset}
+
+
 def make_judge(p: ContextParams) -> PromptJudge | None:
     """The judge ``p.judge`` names (``None`` for ``none``)."""
     if p.judge == "none":
@@ -202,8 +270,10 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     av = context.indexes.embed(pidx, [a.prompt])[0] if a.prompt and a.prompt.strip() else None
     # norm rate: the behaviour's share among each prompt's nearest dataset prompts
     k = max(1, min(p.neighbours + 1, pidx.ntotal))
-    rate = _rates(context, pidx, pv, behaviour, k, self_ids=sids)
-    arate = float(_rates(context, pidx, av[None, :], behaviour, k)[0]) if av is not None else 0.0
+    t = p.rate_temperature
+    rate = _rates(context, pidx, pv, behaviour, k, self_ids=sids, temperature=t)
+    arate = (float(_rates(context, pidx, av[None, :], behaviour, k, temperature=t)[0])
+             if av is not None else 0.0)
     labels = _groups(cv, order_key[rows], p)
     groups = []
     for g in range(int(labels.max()) + 1):
@@ -215,6 +285,14 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
                        "norm_rate": round(float(rate[idx].mean()), 4)})
     groups.sort(key=lambda g: -g["closeness"])
     for i, g in enumerate(groups):
+        if p.row_rates:
+            # each row by its own rate: a group can hold both contexts when the prompts
+            # share their words
+            own = (rate[g["idx"]] >= p.norm_rate) & (rate[g["idx"]] >= arate + p.rate_margin)
+            g["other_rows"] = int(own.sum())
+            g["other"] = bool(own.all())
+            other[rows[g["idx"][own]]] = True
+            continue
         g["other"] = bool(i > 0 and g["norm_rate"] >= p.norm_rate
                           and g["norm_rate"] >= arate + p.rate_margin)
         if g["other"]:
@@ -266,22 +344,29 @@ def _groups(cv: np.ndarray, key: np.ndarray, p: ContextParams) -> np.ndarray:
 
 
 def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.ndarray, k: int,
-           self_ids: np.ndarray | None = None) -> np.ndarray:
+           self_ids: np.ndarray | None = None, temperature: float = 0.0) -> np.ndarray:
     """Share of each query's ``k`` nearest prompts (itself excluded) whose rows show the
-    behaviour."""
-    _, ids = pidx.search(q.astype(np.float32), k)
+    behaviour; with ``temperature`` > 0 each neighbour weighs ``exp((cos - 1) / temperature)``
+    (a near-duplicate prompt counts fully, a loosely related one little)."""
+    sims, ids = pidx.search(q.astype(np.float32), k)
     pos = context.sample_ids
     out = np.zeros(len(q), np.float64)
     for i in range(len(q)):
-        hit = ids[i][ids[i] >= 0]
+        ok = ids[i] >= 0
+        hit, sim = ids[i][ok], sims[i][ok].astype(np.float64)
         if self_ids is not None:
-            hit = hit[hit != self_ids[i]]
-        hit = hit[:k - 1] if self_ids is not None else hit
+            keep = hit != self_ids[i]
+            hit, sim = hit[keep][:k - 1], sim[keep][:k - 1]
         if not len(hit):
             continue
         j = np.clip(np.searchsorted(pos, hit), 0, len(pos) - 1)
-        j = j[pos[j] == hit]
-        out[i] = float(behaviour[j].mean()) if len(j) else 0.0
+        found = pos[j] == hit
+        j, sim = j[found], sim[found]
+        if not len(j):
+            continue
+        w = np.exp((np.minimum(sim, 1.0) - 1.0) / temperature) if temperature > 0 else \
+            np.ones(len(j))
+        out[i] = float((w * behaviour[j]).sum() / max(float(w.sum()), 1e-12))
     return out
 
 
@@ -313,4 +398,4 @@ def _mix_explanations(context: "SignalContext", pidx: Any, sids: np.ndarray, pv:
 
 
 __all__ = ["ContextParams", "ContextSplit", "PromptJudge", "HTTPJudge", "ClassifierJudge",
-           "train_classifier", "make_judge", "split", "LEGITIMATE", "DEFECT"]
+           "train_classifier", "train_from_labels", "read_labels", "make_judge", "split", "LEGITIMATE", "DEFECT"]

@@ -212,6 +212,11 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
     if "segment" in results:
         ev = results["segment"].row_evidence
         seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
+        st = results.get("stance")
+        if st is not None and "member" in st.row_evidence:
+            # rows that add to their prompt what the anomaly adds to its own (an agreement
+            # with the claim each restates): members of the behaviour batch too
+            seg_ok = seg_ok | ((st.row_evidence["member"] > 0) & ~other_ok)
     lang_labels = None
     tgt = ctx.language_target
     if tgt.mode == "ignored_request":
