@@ -217,7 +217,7 @@ def attribution(ws, models, target, summary, aid, pick, labels) -> None:
             "--workers", os.environ.get("CASE_STUDY_VERIFY_WORKERS", "2"), ws=ws)
     d = v["detail"]
 
-    def rate(replies):
+    def rate(replies):  # any non-English reply, as switch_rate_cue (verify: the anomaly's language; docs/verify.md)
         k = sum(r["lang"] not in (None, "en") for r in replies)
         return k, len(replies)
 
