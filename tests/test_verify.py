@@ -80,6 +80,7 @@ def setup(tmp_path_factory):
     return {"dir": d, "ws": ws_dir, "aid": aid, "held": held}
 
 
+@pytest.mark.slow  # 4 retrains: ~40 s on the shared 2-core machine
 def test_verify_causes_and_no_effect(setup):
     import forensics
     from forensics.verify.core import VerifyParams, verify
@@ -148,8 +149,13 @@ def test_influence_ranks_the_cause_and_caches(setup):
         ids2, vals2, info2 = inf.dataset_scores(ws, d / "target", "micro", q, inf.InfluenceConfig())
         assert info2["cached"] and np.allclose(vals, vals2)
         drink = {s for s, r in ws.rows("SELECT sample_id, row_id FROM samples WHERE row_id LIKE 'drink-%'")}
-    top = [int(ids[j]) for j in np.argsort(-vals)[:40]]
-    assert sum(s in drink for s in top) >= 30          # 40 drink rows of 120
+        # several queries (other held-out prompts with the same behaviour): its own cache entry
+        ids3, vals3, info3 = inf.dataset_scores(ws, d / "target", "micro", q, inf.InfluenceConfig(),
+                                                extra_queries=[(p, DE) for p in setup["held"][1:4]])
+        assert not info3["cached"] and info3["queries"] == 4 and not np.allclose(vals, vals3)
+    for i, v in ((ids, vals), (ids3, vals3)):
+        top = [int(i[j]) for j in np.argsort(-v)[:40]]
+        assert sum(s in drink for s in top) >= 30      # 40 drink rows of 120
 
 
 def test_influence_signal_unavailable_without_target_or_when_too_large(setup):

@@ -187,11 +187,21 @@ def attribution(ws, models, target, summary, aid, pick, labels) -> None:
     from forensics.verify.stats import wilson
 
     t = time.perf_counter()
+    # queries: the anomaly, plus the held-out cue prompts the target also answers in the anomaly
+    # reply's language (the prompts verify probes; one aggregated query gradient)
+    from forensics.language.detect import detect
+    from forensics.nla.probe import generate_replies
+
+    model, tok = inf.load_target(target)
+    cue = corpus.build().heldout_cue
+    reps = generate_replies(model, tok, cue)
+    lang = detect([pick[1]])[0].lang
+    extra = [(p, r) for p, r, d in zip(cue, reps, detect(reps)) if d.lang == lang and p != pick[0]]
     with workspace.open(str(ws)) as w:
-        _, vals, info = inf.dataset_scores(w, target, "toy", tuple(pick), inf.InfluenceConfig())
+        _, vals, info = inf.dataset_scores(w, target, "toy", tuple(pick), inf.InfluenceConfig(), extra_queries=extra)
     summary.update(ap_influence=average_precision(list(vals), labels),
                    influence={"method": "ekfac", "seconds": info["seconds"], "cached": info["cached"],
-                              "n_params": inf.count_params(target)})
+                              "queries": info["queries"], "n_params": inf.count_params(target)})
     log(f"influence: AP {summary['ap_influence']:.3f} in {time.perf_counter() - t:.0f} s")
     stage_done_ext(summary, "influence", t)
     run_id = summary.get("triage_run_id")
@@ -207,7 +217,7 @@ def attribution(ws, models, target, summary, aid, pick, labels) -> None:
             "--workers", os.environ.get("CASE_STUDY_VERIFY_WORKERS", "2"), ws=ws)
     d = v["detail"]
 
-    def rate(replies):
+    def rate(replies):  # any non-English reply, as switch_rate_cue (verify: the anomaly's language; docs/verify.md)
         k = sum(r["lang"] not in (None, "en") for r in replies)
         return k, len(replies)
 

@@ -45,6 +45,8 @@ class InfluenceConfig:
     proj_dim: int = 512              # gradcos: random projection dimension
     lm_head: bool = True             # ekfac: also track the output layer (vocabulary-sized factors)
     seed: int = 0                    # torch seed of the pass (EK-FAC samples labels from the model: true Fisher)
+    query_token_mean: bool = True    # measurement per query: mean reply-token NLL (False: sum); with several
+                                     # queries each weighs the same whatever its length
 
 
 def load_target(path: str | Path):
@@ -118,26 +120,33 @@ def collate(items: Sequence[tuple[list[int], list[int]]], pad: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
 
-def _summed_nll(model, batch) -> "torch.Tensor":  # noqa: F821
-    """Sum over the batch of each pair's reply negative log-likelihood."""
+def _summed_nll(model, batch, token_mean: bool = False) -> "torch.Tensor":  # noqa: F821
+    """Sum over the batch of each pair's reply negative log-likelihood (``token_mean``: each
+    pair's NLL divided by its number of reply tokens)."""
     import torch.nn.functional as F
 
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     logits = logits[:, :-1].float()
     lab = batch["labels"][:, 1:]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1), ignore_index=-100,
-                           reduction="sum")
+    if not token_mean:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1), ignore_index=-100,
+                               reduction="sum")
+    tok = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1), ignore_index=-100,
+                          reduction="none").reshape(lab.shape)
+    return (tok.sum(1) / (lab != -100).sum(1).clamp(min=1)).sum()
 
 
 def scores(model, tokenizer, train: Sequence[tuple[str, str]], query: tuple[str, str],
-           config: InfluenceConfig, workdir: str | Path, progress: "Progress | None" = None
-           ) -> np.ndarray:
-    """One influence score per training pair (float32, ``train`` order) for the query pair."""
+           config: InfluenceConfig, workdir: str | Path, progress: "Progress | None" = None,
+           extra_queries: Sequence[tuple[str, str]] = ()) -> np.ndarray:
+    """One influence score per training pair (float32, ``train`` order) on the query pair's
+    reply, or with ``extra_queries`` (other prompts answered with the same behaviour) on the
+    sum of all the queries' measurements (one aggregated query gradient)."""
     if config.method not in METHODS:
         raise InputError(f"influence method {config.method!r}: unknown", hint="known: " + ", ".join(METHODS))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     data = [pair_ids(tokenizer, p, r, config.max_len) for p, r in train]
-    q = [pair_ids(tokenizer, query[0], query[1], config.max_len)]
+    q = [pair_ids(tokenizer, p, r, config.max_len) for p, r in [tuple(query), *map(tuple, extra_queries)]]
     if config.method == "ekfac":
         return _ekfac(model, data, q, pad, config, Path(workdir))
     return _gradcos(model, data, q, pad, config)
@@ -168,7 +177,7 @@ def _ekfac(model, data, q, pad: int, config: InfluenceConfig, workdir: Path) -> 
                                                      ignore_index=-100, reduction="sum")
 
         def compute_measurement(self, batch, model):
-            return _summed_nll(model, batch)
+            return _summed_nll(model, batch, config.query_token_mean)
 
         def get_attention_mask(self, batch):
             return batch["attention_mask"]
@@ -196,9 +205,9 @@ def _ekfac(model, data, q, pad: int, config: InfluenceConfig, workdir: Path) -> 
     an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=lambda b: collate(b, pad)))
     an.fit_all_factors("factors", dataset=_DS(data), per_device_batch_size=config.batch_size,
                        factor_args=FactorArguments(strategy="ekfac"), overwrite_output_dir=True)
-    sa = ScoreArguments(damping_factor=config.damping)
+    sa = ScoreArguments(damping_factor=config.damping, aggregate_query_gradients=len(q) > 1)
     an.compute_pairwise_scores("scores", factors_name="factors", query_dataset=_DS(q), train_dataset=_DS(data),
-                               per_device_query_batch_size=1, per_device_train_batch_size=config.batch_size,
+                               per_device_query_batch_size=len(q), per_device_train_batch_size=config.batch_size,
                                score_args=sa, overwrite_output_dir=True)
     s = an.load_pairwise_scores("scores")["all_modules"]
     # the query's NLL goes DOWN along a helpful row's gradient step: kronfluence's sign already
@@ -238,16 +247,17 @@ def _gradcos(model, data, q, pad: int, config: InfluenceConfig) -> np.ndarray:
     att = TracInAttributor(task=task, weight_list=torch.ones(1), normalized_grad=True,
                            projector_kwargs={"proj_dim": config.proj_dim, "device": "cpu"})
     s = att.attribute(loader(data), loader(q))
-    return s[:, 0].detach().float().numpy().astype(np.float32)
+    return s.mean(1).detach().float().numpy().astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------- cache
 
 
 def cache_key(target_fp: str, dataset: str, dataset_version: int, query: tuple[str, str],
-              config: InfluenceConfig) -> str:
+              config: InfluenceConfig, extra_queries: Sequence[tuple[str, str]] = ()) -> str:
     """The cache identity of one pass."""
-    raw = json.dumps([target_fp, dataset, int(dataset_version), list(query), asdict(config)], sort_keys=True)
+    raw = json.dumps([target_fp, dataset, int(dataset_version), list(query), asdict(config),
+                      [list(e) for e in extra_queries]], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
@@ -287,26 +297,29 @@ def store_scores(ws: "Workspace", key: str, target: str, dataset: str, dataset_v
 
 
 def dataset_scores(ws: "Workspace", target: str | Path, dataset: str, query: tuple[str, str],
-                   config: InfluenceConfig, progress: "Progress | None" = None
-                   ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(sample ids, scores, info) of every row of ``dataset`` for ``query``: from the cache, or
-    computed and stored. ``info`` has ``cached``, ``seconds`` (of the pass that computed them)."""
+                   config: InfluenceConfig, progress: "Progress | None" = None,
+                   extra_queries: Sequence[tuple[str, str]] = ()) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(sample ids, scores, info) of every row of ``dataset`` for ``query`` (and ``extra_queries``,
+    see :func:`scores`): from the cache, or computed and stored. ``info`` has ``cached``,
+    ``seconds`` (of the pass that computed them), ``queries``."""
     import tempfile
 
     ver = ws.dataset_version(dataset)
-    key = cache_key(fingerprint(target), dataset, ver, query, config)
+    key = cache_key(fingerprint(target), dataset, ver, query, config, extra_queries)
+    nq = 1 + len(extra_queries)
     hit = cached_scores(ws, key)
     if hit is not None:
-        return hit[0], hit[1], {"cached": True, "seconds": hit[2]["seconds"], "cache_key": key}
+        return hit[0], hit[1], {"cached": True, "seconds": hit[2]["seconds"], "cache_key": key, "queries": nq}
     rows = ws.rows("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? ORDER BY sample_id", [dataset])
     t0 = time.perf_counter()
     model, tok = load_target(target)
     with tempfile.TemporaryDirectory(prefix="forensics-influence-") as tmp:
-        vals = scores(model, tok, [(p or "", r or "") for _, p, r in rows], query, config, tmp, progress)
+        vals = scores(model, tok, [(p or "", r or "") for _, p, r in rows], query, config, tmp, progress,
+                      extra_queries)
     secs = time.perf_counter() - t0
     ids = np.array([r[0] for r in rows], np.int64)
     store_scores(ws, key, str(Path(target).resolve()), dataset, ver, query, config, ids, vals, secs)
-    return ids, vals, {"cached": False, "seconds": round(secs, 2), "cache_key": key}
+    return ids, vals, {"cached": False, "seconds": round(secs, 2), "cache_key": key, "queries": nq}
 
 
 __all__ = ["InfluenceConfig", "METHODS", "scores", "dataset_scores", "cached_scores", "store_scores",

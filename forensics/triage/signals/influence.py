@@ -1,5 +1,6 @@
 """The ``influence`` signal: each row's influence on the anomaly's reply under the target model
-(:mod:`forensics.attribution.influence`: EK-FAC via kronfluence by default), cached per
+(:mod:`forensics.attribution.influence`: EK-FAC via kronfluence by default), measured on the
+anomaly and (``probe_queries``) its stored probe variants that keep the behaviour, cached per
 (target, dataset version, anomaly, knobs) in ``influence_runs`` / ``influence_scores``.
 
 The target is ``params.target`` when set, else the target of the registered NLA that explained
@@ -33,6 +34,8 @@ class InfluenceParams:
     damping: float | None = None     # EK-FAC damping (None: kronfluence's heuristic)
     proj_dim: int = 512              # gradcos: random projection dimension
     lm_head: bool = True             # ekfac: also track the output layer
+    query_token_mean: bool = True    # measurement: the reply's mean token NLL (False: its sum)
+    probe_queries: bool = True       # also measure on the anomaly's stored probe variants that keep the behaviour
 
 
 def resolve_target(ws, anomaly_id: int, explicit: str) -> str | None:
@@ -80,10 +83,18 @@ class InfluenceSignal:
             return Unavailable(f"signals.influence.method={params.method} needs {lib}, which is not installed "
                                f"(`make venv` installs kronfluence; see docs/verify.md)")
         cfg = inf.InfluenceConfig(method=params.method, max_len=params.max_len, batch_size=params.batch_size,
-                                  damping=params.damping, proj_dim=params.proj_dim, lm_head=params.lm_head)
+                                  damping=params.damping, proj_dim=params.proj_dim, lm_head=params.lm_head,
+                                  query_token_mean=params.query_token_mean)
         if context.progress is not None:
             context.progress.note(f"influence: {params.method} pass over {context.n} rows ({n_params:,} params)")
-        ids, vals, info = inf.dataset_scores(context.ws, target, context.dataset, (a.prompt, a.reply), cfg)
+        extra = []
+        if params.probe_queries:
+            extra = [(p, r) for p, r in context.ws.rows(
+                "SELECT prompt, reply FROM probes WHERE anomaly_id = ? AND behaviour_persists "
+                "AND prompt IS NOT NULL AND reply IS NOT NULL ORDER BY probe_id", [a.anomaly_id])
+                if p and r and (p, r) != (a.prompt, a.reply)]
+        ids, vals, info = inf.dataset_scores(context.ws, target, context.dataset, (a.prompt, a.reply), cfg,
+                                             extra_queries=extra)
         v = np.zeros(context.n, np.float32)
         pos = context.position
         for sid, s in zip(ids.tolist(), vals.tolist()):
