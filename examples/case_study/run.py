@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -68,6 +69,34 @@ def average_precision(scores, labels) -> float:
             hits += 1
             s += hits / rank
     return s / max(total, 1)
+
+
+@dataclass
+class ExplanationRanking:
+    """How ``ap_explanations`` compares the anomaly's NLA explanation with each row's (at the
+    last prompt token). ``similarity``: ``tfidf`` (cosine of TF-IDF vectors of word n-grams,
+    1..``ngram_max``, sublinear tf, idf fitted on the rows' explanations) or ``minilm`` (cosine
+    of MiniLM sentence embeddings). Why tfidf: an explanation is a list of short fields; MiniLM
+    pools them into one topic-dominated vector, while TF-IDF keeps the rare words the anomaly's
+    explanation shares with few rows (measured in docs/case_study.md, "Ranking by explanations")."""
+
+    similarity: str = "tfidf"
+    ngram_max: int = 2
+
+
+def explanation_scores(anomaly_text: str, row_texts: list[str], cfg: ExplanationRanking, emb=None):
+    """Similarity of each row's explanation to the anomaly's, per ``cfg``."""
+    import numpy as np
+
+    if cfg.similarity == "minilm":
+        return emb.encode(row_texts) @ emb.encode([anomaly_text])[0]
+    if cfg.similarity != "tfidf":
+        raise ValueError(f"ExplanationRanking.similarity {cfg.similarity!r}: choose tfidf or minilm")
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    v = TfidfVectorizer(ngram_range=(1, cfg.ngram_max), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+    m = v.fit(row_texts).transform(row_texts + [anomaly_text])
+    return np.asarray((m[:-1] @ m[-1].T).todense()).ravel()
 
 
 def main() -> int:
@@ -257,14 +286,17 @@ def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
                        "ORDER BY explanation_id LIMIT 1", [aid])[0]
     emb = Embedder()
     labels = [bool(r[3]) for r in rows]
-    ev = emb.encode([r[4] or "" for r in rows])
+    rank_cfg = ExplanationRanking()
+    s_e = explanation_scores(a_expl, [r[4] or "" for r in rows], rank_cfg, emb)
+    s_e_minilm = explanation_scores(a_expl, [r[4] or "" for r in rows], ExplanationRanking("minilm"), emb)
     tv = emb.encode([f"{r[1]}\n{r[2]}" for r in rows])
-    qa = emb.encode([a_expl])[0]
     qt = emb.encode([f"{pick[0]}\n{pick[1]}"])[0]
-    s_e, s_t = ev @ qa, tv @ qt
+    s_t = tv @ qt
     summary.update(anomaly_explanation=a_expl, ap_explanations=average_precision(list(s_e), labels),
+                   ap_explanations_minilm=average_precision(list(s_e_minilm), labels),
+                   explanation_ranking=vars(rank_cfg),
                    ap_texts=average_precision(list(s_t), labels),
-                   ap_both=average_precision(list(0.5 * s_e + 0.5 * s_t), labels),
+                   ap_both=average_precision(list(0.5 * s_e_minilm + 0.5 * s_t), labels),
                    planted_share=sum(labels) / len(labels))
     top_is_planted = None
     report_path = None
