@@ -1,0 +1,245 @@
+"""ONNX Runtime backends for the plain-BERT sentence encoders (the packaged all-MiniLM-L6-v2).
+
+``OnnxBert(path, quant="fp32"|"int8").encode(texts, batch_size) -> float32 [n, dim]``, L2-normalised,
+the same contract as :class:`forensics.search.minibert.MiniBert`, whose torch graph is what gets
+exported (``torch.onnx.export`` of :meth:`MiniBert.forward_tensors`, read from
+``model.safetensors``; nothing is downloaded).
+
+``int8`` is ONNX Runtime static quantisation (QDQ, per-channel int8 weights, uint8 activations
+calibrated on real text): only the ops in :attr:`OnnxSettings.quant_ops` are quantised (the
+weight MatMuls by default); LayerNorm, Softmax, GELU and the attention products stay float.
+Agreement with the torch vectors is measured by bench/embed_onnx.py and tests/test_embed_onnx.py.
+
+The exported / quantised files are built once per (model checksum, settings) under
+``cache_dir`` (default ``$XDG_CACHE_HOME/nla-forensics/onnx``) and reused; nothing happens at
+import time. Files are written to a temporary name and renamed, so concurrent builders are safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+QUANTS = ("fp32", "int8")
+
+
+@dataclass(frozen=True)
+class OnnxSettings:
+    """Knobs of the ONNX backend (all recorded in the cache key of the built files).
+
+    ``opset``: ONNX opset of the export. ``quant_ops``: op types quantised for ``int8``.
+    ``weights_only``: quantise only MatMuls with a constant (weight) input, keeping the attention
+    products Q.K^T and P.V in float. ``float_ffn_out``: keep the feed-forward down-projections
+(weight with more rows than columns, input after GELU: the widest activation range) in float.
+``calib_texts``: how many calibration texts are used.
+    ``calib_method``: MinMax | Entropy | Percentile. ``intra_op_threads``: 0 = ONNX Runtime's
+    default (one per core). ``graph_opt``: ORT graph optimisation level (all | extended | basic).
+    """
+
+    opset: int = 17
+    quant_ops: tuple[str, ...] = ("MatMul",)
+    weights_only: bool = True
+    float_ffn_out: bool = False
+    calib_texts: int = 256
+    calib_method: str = "MinMax"
+    intra_op_threads: int = 0
+    graph_opt: str = "all"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nla-forensics" / "onnx"
+
+
+def model_checksum(path: Path) -> str:
+    """sha256 (16 hex) of the weights and tokenizer/config files the export reads."""
+    h = hashlib.sha256()
+    for f in ("config.json", "tokenizer.json", "sentence_bert_config.json", "model.safetensors"):
+        p = Path(path) / f
+        if p.is_file():
+            h.update(f.encode())
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def calibration_texts(n: int) -> list[str]:
+    """Real text for calibration: the packaged demo corpus (prompts and replies, mixed
+    languages) -- every other row, so the other half stays held apart for checks."""
+    out: list[str] = []
+    p = Path(__file__).resolve().parents[2] / "examples" / "data" / "demo_corpus.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"calibration corpus {p} not found (int8 needs a source checkout)")
+    with open(p, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i % 2:
+                continue
+            row = json.loads(line)
+            out += [t for t in (row.get("prompt"), row.get("reply")) if t]
+            if len(out) >= n:
+                break
+    return out[:n]
+
+
+def _export(bert, out: Path, opset: int) -> None:
+    import torch
+
+    class _Wrap(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):  # noqa: D401
+            return bert.forward_tensors(input_ids, attention_mask.bool())
+
+    inp, mask = bert.pad([[101, 7592, 2088, 102], [101, 102]])
+    kw = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
+    torch.onnx.export(_Wrap(), (inp, mask.long()), str(out), opset_version=opset,
+                      input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+                      dynamic_axes={"input_ids": {0: "n", 1: "L"},
+                                    "attention_mask": {0: "n", 1: "L"}, "embedding": {0: "n"}},
+                      **kw)
+
+
+def _weight_matmuls(model_path: Path, float_ffn_out: bool) -> list[str]:
+    """Names of MatMul nodes whose second input is a weight matrix (an initializer); with
+    ``float_ffn_out`` without those whose weight has more rows than columns."""
+    import onnx
+
+    m = onnx.load(str(model_path))
+    shapes = {i.name: tuple(i.dims) for i in m.graph.initializer}
+    return [n.name for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in shapes
+            and not (float_ffn_out and len(shapes[n.input[1]]) == 2
+                     and shapes[n.input[1]][0] > shapes[n.input[1]][1])]
+
+
+def _quantise(bert, fp32: Path, out: Path, s: OnnxSettings) -> None:
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+
+    texts = calibration_texts(s.calib_texts)
+    ids = bert.token_ids(texts)
+    order = np.argsort([len(x) for x in ids])
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it: Iterator[dict] = iter(
+                {"input_ids": inp.numpy(), "attention_mask": mask.long().numpy()}
+                for inp, mask in (bert.pad([ids[i] for i in order[b:b + 16]])
+                                  for b in range(0, len(order), 16)))
+
+        def get_next(self):
+            return next(self._it, None)
+
+    nodes = None
+    if s.weights_only:
+        nodes = _weight_matmuls(fp32, s.float_ffn_out)
+    else:
+        m = onnx.load(str(fp32))
+        nodes = [n.name for n in m.graph.node if n.op_type in s.quant_ops]
+    quantize_static(str(fp32), str(out), _Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(s.quant_ops), nodes_to_quantize=nodes,
+                    per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=getattr(CalibrationMethod, s.calib_method))
+
+
+def build_model(path: Path, quant: str, settings: OnnxSettings | None = None,
+                cache_dir: Path | None = None, bert=None) -> Path:
+    """The ``.onnx`` file for ``path`` at ``quant``: built once under ``cache_dir``, then reused."""
+    if quant not in QUANTS:
+        raise ValueError(f"unknown quantisation {quant!r}; one of {QUANTS}")
+    s = settings or OnnxSettings()
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key_s = {k: v for k, v in asdict(s).items() if k not in ("intra_op_threads", "graph_opt")}
+    ver = _versions()
+    fp_key = hashlib.sha256(json.dumps([model_checksum(path), s.opset, ver]).encode()).hexdigest()[:16]
+    fp32 = root / f"{Path(path).name}-{fp_key}-fp32.onnx"
+    if bert is None:
+        from forensics.search.minibert import MiniBert
+
+        bert = MiniBert(Path(path))
+    root.mkdir(parents=True, exist_ok=True)
+    if not fp32.is_file():
+        _atomic(fp32, lambda tmp: _export(bert, tmp, s.opset))
+    if quant == "fp32":
+        return fp32
+    q_key = hashlib.sha256(json.dumps([fp_key, key_s], sort_keys=True).encode()).hexdigest()[:16]
+    q = root / f"{Path(path).name}-{q_key}-int8.onnx"
+    if not q.is_file():
+        _atomic(q, lambda tmp: _quantise(bert, fp32, tmp, s))
+    return q
+
+
+def _versions() -> list[str]:
+    import onnxruntime
+    import torch
+
+    return [torch.__version__, onnxruntime.__version__]
+
+
+def _atomic(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp.onnx")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        for extra in (tmp, tmp + ".data"):
+            if os.path.exists(extra):
+                os.unlink(extra)
+
+
+class OnnxBert:
+    """``OnnxBert(path, quant).encode(texts, batch_size)``: MiniBert's contract on ONNX Runtime."""
+
+    def __init__(self, path: Path, quant: str = "fp32", settings: OnnxSettings | None = None,
+                 cache_dir: Path | None = None):
+        import onnxruntime as ort
+
+        from forensics.search.minibert import MiniBert
+
+        self.settings = s = settings or OnnxSettings()
+        self._bert = MiniBert(Path(path))        # tokenizer + config (and the export source)
+        self.dim = self._bert.dim
+        self.quant = quant
+        self.model_file = build_model(Path(path), quant, s, cache_dir, bert=self._bert)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[s.graph_opt]
+        if s.intra_op_threads:
+            so.intra_op_num_threads = s.intra_op_threads
+        self.session = ort.InferenceSession(str(self.model_file), so,
+                                            providers=["CPUExecutionProvider"])
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return self._bert.token_ids(texts)
+
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        return self._bert.token_lengths(texts)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed in batches of similar token counts, output in input order."""
+        ids = self.token_ids(texts)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        if not ids:
+            return out
+        order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)),
+                           kind="stable")
+        for b in range(0, len(order), batch_size):
+            idx = order[b:b + batch_size]
+            inp, mask = self._bert.pad([ids[i] for i in idx])
+            out[idx] = self.session.run(None, {"input_ids": inp.numpy(),
+                                               "attention_mask": mask.long().numpy()})[0]
+        return out
+
+
+__all__ = ["OnnxBert", "OnnxSettings", "build_model", "calibration_texts", "default_cache_dir",
+           "model_checksum", "QUANTS"]
