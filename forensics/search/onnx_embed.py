@@ -39,6 +39,7 @@ class OnnxSettings:
     products Q.K^T and P.V in float. ``float_ffn_out``: keep the feed-forward down-projections
 (weight with more rows than columns, input after GELU: the widest activation range) in float.
 ``calib_texts``: how many calibration texts are used.
+    ``calib_len``: calibration batches are padded / cut to this many word pieces.
     ``calib_method``: MinMax | Entropy | Percentile. ``intra_op_threads``: 0 = ONNX Runtime's
     default (one per core). ``graph_opt``: ORT graph optimisation level (all | extended | basic).
     """
@@ -49,6 +50,7 @@ class OnnxSettings:
     float_ffn_out: bool = False
     calib_texts: int = 256
     calib_method: str = "MinMax"
+    calib_len: int = 128
     intra_op_threads: int = 0
     graph_opt: str = "all"
 
@@ -123,15 +125,19 @@ def _quantise(bert, fp32: Path, out: Path, s: OnnxSettings) -> None:
                                           QuantType, quantize_static)
 
     texts = calibration_texts(s.calib_texts)
-    ids = bert.token_ids(texts)
-    order = np.argsort([len(x) for x in ids])
+    # fixed-shape batches: the histogram calibrators (Entropy, Percentile) stack them
+    ids = [x[:s.calib_len] + [bert.pad_id] * (s.calib_len - len(x[:s.calib_len]))
+           for x in bert.token_ids(texts)]
+    real = [min(len(x), s.calib_len) for x in bert.token_ids(texts)]
+    order = np.arange(len(ids))
 
     class _Reader(CalibrationDataReader):
         def __init__(self):
             self._it: Iterator[dict] = iter(
-                {"input_ids": inp.numpy(), "attention_mask": mask.long().numpy()}
-                for inp, mask in (bert.pad([ids[i] for i in order[b:b + 16]])
-                                  for b in range(0, len(order), 16)))
+                {"input_ids": np.array([ids[i] for i in order[b:b + 16]], dtype=np.int64),
+                 "attention_mask": np.array([[1] * real[i] + [0] * (s.calib_len - real[i])
+                                             for i in order[b:b + 16]], dtype=np.int64)}
+                for b in range(0, len(order) - 15, 16))
 
         def get_next(self):
             return next(self._it, None)
