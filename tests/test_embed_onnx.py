@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from forensics.search import embed, index  # noqa: E402
-from tests.test_index import add_samples, corpus  # noqa: E402
+from test_index import add_samples, corpus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -93,6 +93,9 @@ class MiniBert:
             w = {k[5:]: v for k, v in w.items() if k.startswith("bert.")}
         self.w = {k: v.float().contiguous() for k, v in w.items()}
         self._torch = torch
+        # optional hook ``(linear name, input) -> input`` run before each encoder Linear
+        # (forensics.search.onnx_embed uses it to calibrate and apply SmoothQuant scales)
+        self.act_scale = None
 
     # ---------------------------------------------------------------- tokens
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
@@ -133,6 +136,8 @@ class MiniBert:
             p = f"encoder.layer.{i}."
 
             def lin(t, name):
+                if self.act_scale is not None:   # SmoothQuant: record or divide by channel scales
+                    t = self.act_scale(p + name, t)
                 return F.linear(t, w[p + name + ".weight"], w[p + name + ".bias"])
 
             def split(t):
