@@ -122,6 +122,9 @@ def _weight_matmuls(model_path: Path, float_ffn_out: bool) -> list[str]:
 
     m = onnx.load(str(model_path))
     shapes = {i.name: tuple(i.dims) for i in m.graph.initializer}
+    for n in m.graph.node:   # the TorchScript exporter writes the weights as Constant nodes
+        if n.op_type == "Constant":
+            shapes.update({n.output[0]: tuple(a.t.dims) for a in n.attribute if a.name == "value"})
     return [n.name for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in shapes
             and not (float_ffn_out and len(shapes[n.input[1]]) == 2
                      and shapes[n.input[1]][0] > shapes[n.input[1]][1])]
@@ -206,6 +209,8 @@ def _quantise(bert, fp32: Path, out: Path, s: OnnxSettings) -> None:
     else:
         m = onnx.load(str(fp32))
         nodes = [n.name for n in m.graph.node if n.op_type in s.quant_ops]
+    if not nodes:   # an empty list would mean "every node" to quantize_static
+        raise RuntimeError(f"no weight MatMul found to quantise in {fp32}")
     quantize_static(str(fp32), str(out), _Reader(), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(s.quant_ops), nodes_to_quantize=nodes,
                     per_channel=True,
