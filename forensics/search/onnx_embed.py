@@ -106,13 +106,39 @@ def _export(bert, out: Path, opset: int) -> None:
     import warnings
 
     kw = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
+    tmp = out.with_suffix(".raw.onnx")
     with warnings.catch_warnings():   # the TorchScript exporter warns that it is deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(_Wrap(), (inp, mask.long()), str(out), opset_version=opset,
+        torch.onnx.export(_Wrap(), (inp, mask.long()), str(tmp), opset_version=opset,
                           input_names=["input_ids", "attention_mask"], output_names=["embedding"],
                           dynamic_axes={"input_ids": {0: "n", 1: "L"},
                                         "attention_mask": {0: "n", 1: "L"}, "embedding": {0: "n"}},
                           **kw)
+    _constants_to_initializers(tmp, out)
+    tmp.unlink()
+
+
+def _constants_to_initializers(src: Path, dst: Path) -> None:
+    """Move Constant nodes' tensors into the graph's initializers. Why: the weights (plain
+    tensors, not module parameters) are exported as Constant nodes, and ``quantize_static``
+    quantises only initializers as weights (per channel, int8); Constants would be quantised
+    like activations (per tensor, calibrated)."""
+    import onnx
+
+    m = onnx.load(str(src))
+    keep = []
+    for n in m.graph.node:
+        val = [a.t for a in n.attribute if a.name == "value"] if n.op_type == "Constant" else []
+        if val:
+            t = onnx.TensorProto()
+            t.CopyFrom(val[0])
+            t.name = n.output[0]
+            m.graph.initializer.append(t)
+        else:
+            keep.append(n)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    onnx.save(m, str(dst))
 
 
 def _weight_matmuls(model_path: Path, float_ffn_out: bool) -> list[str]:
