@@ -28,6 +28,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 QUANTS = ("fp32", "int8")
+# part of every cache key: bump when the export or quantisation code changes the files it writes
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,7 @@ def build_model(path: Path, quant: str, settings: OnnxSettings | None = None,
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key_s = {k: v for k, v in asdict(s).items() if k not in ("intra_op_threads", "graph_opt")}
     ver = _versions()
-    fp_key = hashlib.sha256(json.dumps([model_checksum(path), s.opset, ver]).encode()).hexdigest()[:16]
+    fp_key = hashlib.sha256(json.dumps([model_checksum(path), s.opset, ver, FORMAT]).encode()).hexdigest()[:16]
     fp32 = root / f"{Path(path).name}-{fp_key}-fp32.onnx"
     if bert is None:
         from forensics.search.minibert import MiniBert
