@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev,ray]"
+	$(PIP) install -q -e ".[dev,ray,onnx]"
 	# influence (kronfluence EK-FAC): --no-deps, as its torchvision requirement pulls a CUDA torch
 	$(PIP) install -q --no-deps kronfluence==1.0.1 accelerate==1.16.0 einconv==0.1.0
 	touch $(STAMP)

