@@ -36,12 +36,12 @@ from _results import shared_dir, write_result  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-CORPUS = REPO / "examples" / "data" / "demo_corpus.jsonl"
 
 
 def held_pairs() -> list[str]:
-    rows = [json.loads(x) for x in CORPUS.read_text(encoding="utf-8").splitlines() if x.strip()]
-    return [(r.get("prompt") or "") + "\n\n" + (r.get("reply") or "") for r in rows[1::2]]
+    """The demo corpus's odd rows (calibration reads the even ones)."""
+    from embed_cpu import pair_texts
+    return pair_texts()[1::2]
 
 
 def xquad_questions(lang: str, n: int) -> list[str]:

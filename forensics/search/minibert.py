@@ -66,6 +66,12 @@ def unsupported_reason(path: Path) -> str | None:
     return None
 
 
+def length_order(ids: Sequence[Sequence[int]]) -> np.ndarray:
+    """Indices of ``ids`` longest first (stable): batches of similar token counts pad little."""
+    return np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)),
+                      kind="stable")
+
+
 class MiniBert:
     """``MiniBert(path).encode(texts, batch_size) -> float32 [n, dim]``, L2-normalised."""
 
@@ -163,8 +169,7 @@ class MiniBert:
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         if not ids:
             return out
-        order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)),
-                           kind="stable")
+        order = length_order(ids)
         with torch.inference_mode():
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]

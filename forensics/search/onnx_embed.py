@@ -338,8 +338,8 @@ class OnnxBert:
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         if not ids:
             return out
-        order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)),
-                           kind="stable")
+        from forensics.search.minibert import length_order
+        order = length_order(ids)
         for b in range(0, len(order), batch_size):
             idx = order[b:b + batch_size]
             inp, mask = self._bert.pad([ids[i] for i in idx])
