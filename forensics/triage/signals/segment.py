@@ -24,6 +24,11 @@ anomaly's behaviour.
    context". The run then splits all behaviour rows by the context of their prompts
    (:mod:`forensics.triage.context`).
 
+6. **Code comment shape** (``shape``): when the behaviour segment is a comment line of a code
+   block, rows whose code holds a comment in the same role (position, outside any statement,
+   not about the code) are members too, whatever their wording and comment syntax
+   (:mod:`forensics.triage.signals.segment_shape`).
+
 A language switch is left to the language signal (its segments are language identity).
 Without a ``reply_segment`` index the signal is unavailable and says how to build one.
 """
@@ -144,7 +149,10 @@ class SegmentSignal:
     ``phrase_near_share`` x the member cut (a phrase-batch row without it carries no segment
     like the behaviour, and leaves the batch when the signal found members); ``other_context`` (1/0) it stands out but answers the
     prompt (the behaviour in a context where it was asked for); ``cos`` the best cosine to the
-    behaviour query. ``summary`` names the behaviour segment(s) and the member cut."""
+    behaviour query; ``decided`` (1/0) a shape member whose own prompt was read and found silent
+    on the behaviour (it keeps the anomaly's context); ``lacks`` (1/0) a row whose code was lexed
+    and holds no comment of the behaviour's shape (a lookalike). ``summary`` names the behaviour
+    segment(s), the member cut and the shape evidence."""
 
     name = "segment"
     default_weight = 0.15
