@@ -20,7 +20,10 @@ Guards, each a knob of :class:`~forensics.triage.signals.segment.SegmentSignalPa
   ``prompted_margin``), was asked for it: "same behaviour, other context".
 
 Cost: only anomalies with such a behaviour segment pay it; one pygments lex per fenced block
-of the dataset (about a millisecond each) and one embedding per distinct shape-row comment.
+of the dataset (1.2-1.5 ms per fenced reply of about 130 characters at load 8 on 2 cores,
+measured on the dev-families code replies) and one embedding per distinct shape-row comment.
+(A pre-check lexing only the line at the shape's position was measured slower on such
+replies: lexer calls, not text length, dominate.)
 """
 
 from __future__ import annotations
