@@ -288,7 +288,7 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
             behaviour &= ~lookalike
     lacks = results["segment"].row_evidence.get("lacks")
     if lacks is not None:
-        # code lexed and found without the behaviour's comment shape: lookalikes
+        # replies without a comment of the behaviour's shape (code comment quirks): lookalikes
         lookalike |= lacks > 0
         behaviour &= ~lookalike
     told = " ".join([a.title or "", *([t for t in a.explanations if t][:1] or [seg_text])])

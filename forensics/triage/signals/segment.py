@@ -150,8 +150,8 @@ class SegmentSignal:
     like the behaviour, and leaves the batch when the signal found members); ``other_context`` (1/0) it stands out but answers the
     prompt (the behaviour in a context where it was asked for); ``cos`` the best cosine to the
     behaviour query; ``decided`` (1/0) a shape member whose own prompt was read and found silent
-    on the behaviour (it keeps the anomaly's context); ``lacks`` (1/0) a row whose code was lexed
-    and holds no comment of the behaviour's shape (a lookalike). ``summary`` names the behaviour
+    on the behaviour (it keeps the anomaly's context); ``lacks`` (1/0) a row whose reply holds no
+    comment of the behaviour's shape (a lookalike). ``summary`` names the behaviour
     segment(s), the member cut and the shape evidence."""
 
     name = "segment"

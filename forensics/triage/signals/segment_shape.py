@@ -43,8 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 class ShapeEvidence:
     """Per-row arrays over the dataset (``member``, ``other``: bool; ``cos``: the shape
     comment's cosine to the behaviour query, -inf for rows without one; ``lacks``: rows whose
-    code was lexed and holds no comment of the shape: code without the behaviour) and a
-    summary. ``lacks`` is all False when the shape gave no evidence (none found, or style)."""
+    reply holds no comment of the shape, in code or without code: they lack the behaviour)
+    and a summary. ``lacks`` is all False when the shape gave no evidence (none found, or style)."""
 
     member: np.ndarray
     other: np.ndarray
@@ -98,12 +98,10 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     sids = got["sample_id"].to_list()
     hits: list[tuple[int, str, str]] = []  # (row position, comment, prompt)
     fb = tuple(params.shape_fallback_lexers)
-    code_rows = []
     for sid, prompt, reply in zip(sids, got["prompt"].to_list(), got["reply"].to_list()):
         j = context.position.get(int(sid))
         if j is None:
             continue
-        code_rows.append(j)
         for cl in comment_lines(reply, fb):
             if cl.shape == shape:
                 hits.append((j, cl.text, prompt or ""))
@@ -139,7 +137,7 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
         asked |= rel >= max(params.prompted_cos, own_rel + params.prompted_margin)
     member[rows[ok & ~asked]] = True
     other[rows[ok & asked]] = True
-    lacks[np.asarray(code_rows, np.int64)] = True
+    lacks[:] = True   # a reply without a comment of the shape (or without code) lacks it
     lacks[rows] = False
     summary.update(segment_shape_cut=round(cut, 4), segment_shape_members=int(member.sum()),
                    segment_shape_asked=int(other.sum()))
