@@ -29,6 +29,7 @@ replies: lexer calls, not text length, dominate.)
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -68,8 +69,6 @@ def anomaly_shape(reply: str, behaviour: str, params: "SegmentSignalParams") -> 
 def _idf_named_share(context: "SignalContext", comment: str, prompt: str) -> float:
     """Share of the comment's words (weighted by their idf over the dataset's prompts) that
     its row's prompt names."""
-    import re
-
     words = {w for w in re.findall(r"\w+", comment.lower()) if len(w) > 1}
     if not words:
         return 0.0
@@ -116,6 +115,7 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
         return ShapeEvidence(member, other, cos, lacks, summary)
     texts = sorted({t for _, t, _ in hits})
     tv = context.indexes.embed(oi, texts)
+    vec_of = dict(zip(texts, tv))
     by_text = dict(zip(texts, tv @ query))
     s = bg @ query if len(bg) else np.zeros(1)
     med = float(np.median(s))
@@ -132,7 +132,7 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
         rel = np.zeros(len(rows))
         if have.any():
             pv = pidx.vectors(context.sample_ids[rows][have])
-            cv = np.vstack([tv[texts.index(t)] for (_, t, _), h in zip(hits, have) if h])
+            cv = np.vstack([vec_of[t] for (_, t, _), h in zip(hits, have) if h])
             rel[have] = (pv * cv).sum(axis=1)
         asked |= rel >= max(params.prompted_cos, own_rel + params.prompted_margin)
     member[rows[ok & ~asked]] = True
