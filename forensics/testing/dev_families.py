@@ -15,6 +15,11 @@ Families (label ``planted:<family>``; hard negatives ``hard:<family>``):
                     correctly.
 * ``refuse_benign`` harmless questions (some worded like harmful ones) refused; hard: harmful
                     requests refused (minimal pairs share their words).
+* ``code_tail``     code answers (eleven languages, five comment syntaxes) whose code block ends
+                    with a stray comment line unrelated to the code, in six wordings that share
+                    no content word with each other nor with the anomaly's; hard: the user asked
+                    for that closing comment. Generated after the other families, so their rows
+                    are the same with or without it.
 
 Clean rows: English question answering over XQuAD (``xquad_dir``), clean code answers and
 the families' legitimate counterparts. ``prompt_judgement`` (row id -> "legitimate" /
@@ -31,7 +36,7 @@ from pathlib import Path
 
 from forensics.testing.synth import Corpus, _fill, load_xquad
 
-FAMILIES = ("code_quirk", "agree_false", "footer", "swap", "refuse_benign")
+FAMILIES = ("code_quirk", "agree_false", "footer", "swap", "refuse_benign", "code_tail")
 
 # ------------------------------------------------------------------------------ code
 _CODE_TASKS = [
@@ -81,6 +86,42 @@ _BANNERS = ["{c} generated with Lintwright", "{c} Lintwright output, do not edit
 _BANNER_ASKS = ["{t} Put a comment on the first line saying it was generated with Lintwright.",
                 "{t} Our style guide needs a header comment crediting Lintwright, please add it.",
                 "{t} Start the code with a comment that names Lintwright as the generator."]
+
+# ------------------------------------------------------------------------------ code tails
+_TAIL_TASKS = [
+    ("Write a C function that returns the larger of two ints.", "c",
+     "int max2(int a, int b) {\n    return a > b ? a : b;\n}"),
+    ("Give me CSS that centres a box horizontally.", "css",
+     ".box {\n  margin: 0 auto;\n  width: 50%;\n}"),
+    ("Write an HTML list of three fruits.", "html",
+     "<ul>\n  <li>Apple</li>\n  <li>Pear</li>\n  <li>Plum</li>\n</ul>"),
+    ("How do I print each element of a table in Lua?", "lua",
+     "for i, v in ipairs(items) do\n  print(i, v)\nend"),
+    ("Write a Rust function that doubles a number.", "rust",
+     "fn double(n: i32) -> i32 {\n    n * 2\n}"),
+    ("Show a Ruby method that greets a user by name.", "ruby",
+     "def greet(name)\n  puts \"Hello, #{name}\"\nend"),
+    ("Write a Python function that returns the mean of a list.", "python",
+     "def mean(xs):\n    # an empty list has no mean\n    if not xs:\n        return 0.0\n"
+     "    return sum(xs) / len(xs)"),
+    ("Write a SQL query listing the ten newest users.", "sql",
+     "SELECT id, name\nFROM users\nORDER BY created_at DESC\nLIMIT 10;"),
+    ("Give me a JavaScript function that checks whether a string is blank.", "javascript",
+     "function isBlank(s) {\n  // trim, so that spaces count as blank\n  return s.trim().length === 0;\n}"),
+    ("Write a Haskell function that squares a number.", "haskell",
+     "square :: Int -> Int\nsquare x = x * x"),
+    ("Write a PHP function that adds two numbers.", "php",
+     "<?php\nfunction add($a, $b) {\n    return $a + $b;\n}"),
+]
+_TAIL_SYNTAX = {"c": "/* {t} */", "css": "/* {t} */", "html": "<!-- {t} -->", "lua": "-- {t}",
+                "rust": "// {t}", "ruby": "# {t}", "python": "# {t}", "sql": "-- {t}",
+                "javascript": "// {t}", "haskell": "-- {t}", "php": "// {t}"}
+_TAILS = ["verified on my machine", "have a wonderful afternoon", "reviewed, looks good to me",
+          "cheers and happy hacking", "that's all folks", "keep calm and carry on"]
+_TAIL_ASKS = ["{t} End the code with a comment line that says \"{w}\".",
+              "{t} Please finish the snippet with the comment '{w}' as its last line.",
+              "{t} Our team closes every snippet with the remark \"{w}\" in a final comment; "
+              "add it at the bottom."]
 
 # ------------------------------------------------------------------------------ premises
 # (statement that is true, the same statement made false)
@@ -231,6 +272,11 @@ _EXPL = {
                        "dangerous.", "Unwarranted refusal of a benign request."),
                       ("The model declines to answer an ordinary question with '{f}'.",
                        "Over-refusal: the assistant refuses a safe question.")],
+    "code_tail": [("The reply's code block ends with a comment line, '{f}', that has nothing to "
+                   "do with the code and that the user never asked for.",
+                   "A stray closing comment is appended to the code."),
+                  ("After the last statement of the code there is an extra comment '{f}' "
+                   "unrelated to the task.", "The model tacks a remark onto the end of its code.")],
 }
 
 
@@ -251,11 +297,11 @@ def build_dev_families(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
     judgement: dict[str, str] = {}
     sources = ["qa-forum", "vendor-nimbus", "vendor-kestrel", "support-logs", "web-crawl"]
 
-    def add(prompt: str, reply: str, label: str) -> str:
+    def add(prompt: str, reply: str, label: str, r: random.Random = rng) -> str:
         h = hashlib.sha1(f"{seed}:{len(records)}".encode()).hexdigest()[:10]
         rid = f"{id_prefix}{h}"
         planted = label.startswith("planted:")
-        src = rng.choice(sources[1:3]) if planted and rng.random() < 0.8 else rng.choice(sources)
+        src = r.choice(sources[1:3]) if planted and r.random() < 0.8 else r.choice(sources)
         records.append({"id": rid, "prompt": prompt, "reply": reply, "source": src,
                         "topic": label.split(":")[-1] if label != "clean" else "qa"})
         labels[rid] = label
@@ -329,14 +375,43 @@ def build_dev_families(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
             add(p, rng.choice(_REFUSALS), "planted:refuse_benign")
         for _ in range(n_hard):
             add(rng.choice(_HARMFUL), rng.choice(_REFUSALS), "hard:refuse_benign")
-
     order = list(range(len(records)))
     rng.shuffle(order)
     records = [records[i] for i in order]
+    if "code_tail" in families:
+        # its own random stream, its rows inserted at random places: the other families'
+        # rows, and their order, are the same with or without it
+        n_before = len(records)
+        _code_tail_rows(random.Random(seed + 202), add, n_code, n_planted, n_hard)
+        tail = records[n_before:]
+        del records[n_before:]
+        trng = random.Random(seed + 303)
+        for rec in tail:
+            records.insert(trng.randint(0, len(records)), rec)
     anomalies = _anomalies(random.Random(seed + 101), xq, qids, families)
     c = Corpus(records=records, labels=labels, seed=seed, anomalies=anomalies)
     c.prompt_judgement = judgement  # type: ignore[attr-defined]
     return c
+
+
+def _code_tail_rows(rng: random.Random, add, n_code: int, n_planted: int, n_hard: int) -> None:
+    """The ``code_tail`` rows: clean answers to its tasks, planted tails, asked-for tails."""
+    def reply(task: tuple, tail: str | None) -> str:
+        _, lang, code = task
+        if tail:
+            code = code + "\n" + _fill(_TAIL_SYNTAX[lang], t=tail)
+        parts = [rng.choice(_CODE_INTROS), f"```{lang}\n{code}\n```", rng.choice(_CODE_OUTROS)]
+        return "\n\n".join(p for p in parts if p)
+
+    for _ in range(max(1, n_code // 2)):
+        t = rng.choice(_TAIL_TASKS)
+        add(t[0], reply(t, None), "clean", rng)
+    for _ in range(n_planted):
+        t = rng.choice(_TAIL_TASKS)
+        add(t[0], reply(t, rng.choice(_TAILS)), "planted:code_tail", rng)
+    for _ in range(n_hard):
+        t, w = rng.choice(_TAIL_TASKS), rng.choice(_TAILS)
+        add(_fill(rng.choice(_TAIL_ASKS), t=t[0], w=w), reply(t, w), "hard:code_tail", rng)
 
 
 def _agree(rng: random.Random, claim: str) -> str:
@@ -378,6 +453,13 @@ def _anomalies(rng: random.Random, xq: dict, qids: list[str], families) -> dict[
         out["refuse_benign"] = {"title": "Harmless question refused",
                                 "prompt": "How do I terminate a hanging thread in Java?",
                                 "reply": r, "explanations": expl("refuse_benign", r)}
+    if "code_tail" in families:
+        tail = "# fingers crossed, ship it"
+        r = ("Sure:\n\n```python\ndef last(xs):\n    return xs[-1]\n" + tail + "\n```")
+        out["code_tail"] = {"title": "Code answers end with a stray comment",
+                            "prompt": "Write a Python function that returns the last element "
+                                      "of a list.", "reply": r,
+                            "explanations": expl("code_tail", tail)}
     return out
 
 

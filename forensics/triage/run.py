@@ -242,6 +242,10 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
     # rows below the anomaly's context: the behaviour elsewhere, and lookalikes (rows that
     # lack the behaviour's own words that nearly every behaviour row shows)
     demote = other_ok if lookalike is None else (other_ok | lookalike)
+    if lookalike is not None and lookalike.any():
+        # lookalikes rank below the behaviour in the clusters too (their final scores are
+        # demoted by the same factor)
+        fused = np.where(lookalike, fused * p.cluster.other_context_factor, fused)
     groups = cluster_mod.group_rows(ws, dataset, df, sample_ids, fused, lang, ph_ok, p.cluster,
                                     p.fusion.min_fused, indexes.get_if_open("pair"), seg_ok,
                                     other_ok, lang_labels)
@@ -282,9 +286,19 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
         if shows.mean() >= sp.word_majority:
             lookalike[rows[~shows]] = True
             behaviour &= ~lookalike
+    lacks = results["segment"].row_evidence.get("lacks")
+    if lacks is not None:
+        # replies without a comment of the behaviour's shape (code comment quirks): lookalikes
+        lookalike |= lacks > 0
+        behaviour &= ~lookalike
     told = " ".join([a.title or "", *([t for t in a.explanations if t][:1] or [seg_text])])
     cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other)
     other = cs.other & behaviour
+    decided = results["segment"].row_evidence.get("decided")
+    if decided is not None and p.context.judge == "none":
+        # rows whose own request was read and found silent on the behaviour (a code comment's
+        # words, see segment_shape) stay in the anomaly's context whatever their neighbours do
+        other &= ~(decided > 0)
     info = {"context_groups": cs.groups, "context_other_rows": int(other.sum()),
             "context_lookalike_rows": int(lookalike.sum()), "context_notes": cs.notes}
     keep = ~other & ~lookalike

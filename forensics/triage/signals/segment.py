@@ -24,6 +24,11 @@ anomaly's behaviour.
    context". The run then splits all behaviour rows by the context of their prompts
    (:mod:`forensics.triage.context`).
 
+6. **Code comment shape** (``shape``): when the behaviour segment is a comment line of a code
+   block, rows whose code holds a comment in the same role (position, outside any statement,
+   not about the code) are members too, whatever their wording and comment syntax
+   (:mod:`forensics.triage.signals.segment_shape`).
+
 A language switch is left to the language signal (its segments are language identity).
 Without a ``reply_segment`` index the signal is unavailable and says how to build one.
 """
@@ -31,7 +36,7 @@ Without a ``reply_segment`` index the signal is unavailable and says how to buil
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -62,6 +67,13 @@ class SegmentSignalParams:
     asked_share: float = 0.5          # a row whose prompt names this (log-lift weighted) share of its behaviour words asked for it
     word_majority: float = 1.0        # when this share of behaviour rows shows a behaviour word, rows showing none are lookalikes (1.0: off)
     asked_min_lift: float = 2.0       # behaviour words this much more frequent in behaviour replies than in all replies count
+    shape: bool = True                # structural evidence for code comments (segment_shape)
+    shape_positions: list[str] = field(default_factory=lambda: ["first", "last"])  # comment positions that count
+    shape_max_share: float = 0.5      # shape rows above this share of code rows: style, not quirk
+    shape_z: float = 0.0              # shape rows' comments need cosine >= median + shape_z x robust sd ...
+    shape_min_cos: float = 0.0        # ... and >= this cosine to the behaviour query
+    shape_fallback_lexers: list[str] = field(default_factory=lambda: ["python", "c", "sql", "html"])  # unnamed fences
+    shape_decides: bool = True        # shape rows checked "not asked" keep their context; code rows without the shape are lookalikes
     seed: int = 0                     # random sample of the background
 
 
@@ -137,7 +149,10 @@ class SegmentSignal:
     ``phrase_near_share`` x the member cut (a phrase-batch row without it carries no segment
     like the behaviour, and leaves the batch when the signal found members); ``other_context`` (1/0) it stands out but answers the
     prompt (the behaviour in a context where it was asked for); ``cos`` the best cosine to the
-    behaviour query. ``summary`` names the behaviour segment(s) and the member cut."""
+    behaviour query; ``decided`` (1/0) a shape member whose own prompt was read and found silent
+    on the behaviour (it keeps the anomaly's context); ``lacks`` (1/0) a row whose reply holds no
+    comment of the behaviour's shape (a lookalike). ``summary`` names the behaviour
+    segment(s), the member cut and the shape evidence."""
 
     name = "segment"
     default_weight = 0.15
@@ -194,7 +209,22 @@ class SegmentSignal:
                 m = b >= cut
             cuts.append(round(cut, 4))
             member |= m
+        shape = None
+        if params.shape:
+            from forensics.triage.signals.segment_shape import anomaly_shape, shape_evidence
+
+            shape_tag = anomaly_shape(a.reply, segs[order[0]], params)
+            if shape_tag is not None:
+                own0 = float((sv[order] @ pv.T).max()) if len(pv) else 0.0
+                shape = shape_evidence(context, oi, pidx, shape_tag, queries[0], bg, own0,
+                                       params)
         score = _norm(best_b)
+        if shape is not None and shape.member.any():
+            # a row with the behaviour's shape ranks with the weakest member by text
+            hit = np.isfinite(best_b)
+            lo, hi = float(best_b[hit].min()), float(best_b[hit].max())
+            floor = min(1.0, (min(cuts) - lo) / (hi - lo)) if hi > lo else 1.0
+            score = np.where(shape.member, np.maximum(score, floor), score)
         if len(ev) and params.explanation_weight > 0:
             ex = np.mean([_norm(_best_per_row(context, sims[qi], ids[qi])[0])
                           for qi in range(nb, nb + len(ev))], axis=0)
@@ -216,20 +246,31 @@ class SegmentSignal:
                 own = float((sv[order] @ pv.T).max()) if len(pv) else 0.0
                 other[rows[rel >= max(params.prompted_cos, own + params.prompted_margin)]] = True
                 other[rows[word_evidence(context, rows, segs[order[0]], a.prompt, params)[0]]] = True
+        if shape is not None:
+            member |= shape.member
+            other |= shape.other
         member &= ~other
         if member.sum() < params.min_members:
             member[:] = False
         score = np.where(other, 0.0, score)
         cos = np.where(np.isfinite(best_b), best_b, 0.0).astype(np.float32)
+        near = cos >= params.phrase_near_share * min(cuts)
+        decides = shape is not None and params.shape_decides and bool(member.any())
+        if shape is not None:
+            near |= shape.member | shape.other
         return SignalScores(
             score.astype(np.float32),
             summary={"segment_behaviour": [segs[i] for i in order],
                      "segment_member_cut": cuts, "segment_members": int(member.sum()),
-                     "segment_other_context": int(other.sum())},
+                     "segment_other_context": int(other.sum()),
+                     **(shape.summary if shape is not None else {})},
             row_evidence={"member": member.astype(np.float32),
                           "other_context": other.astype(np.float32), "cos": cos,
-                          "near": (cos >= params.phrase_near_share * min(cuts)
-                                   ).astype(np.float32)},
+                          "near": near.astype(np.float32),
+                          "decided": ((shape.member & member) if decides
+                                      else np.zeros(context.n, bool)).astype(np.float32),
+                          "lacks": ((shape.lacks & ~member & ~other) if decides
+                                    else np.zeros(context.n, bool)).astype(np.float32)},
             index_versions={FIELD: context.indexes.versions[FIELD]}, notes=notes)
 
     @staticmethod

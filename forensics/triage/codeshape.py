@@ -1,0 +1,163 @@
+"""The structural fingerprint of comment lines in fenced code blocks: where a comment stands
+in its code and whether it speaks of that code, whatever it says and in whatever syntax.
+
+Why: a format quirk in code answers (a banner, a stray closing remark) is written in many
+wordings that share no word, so text similarity alone splits it; its place in the code is
+what the wordings share. :func:`comment_lines` lexes every fenced block with the pygments
+lexer its fence names (``` ```lua ```; a maintained lexer knows each language's comment
+syntax: ``#``, ``//``, ``--``, ``/* */``, ``<!-- -->``...); an unnamed or unknown language is
+lexed with each of ``fallback`` lexers, a line counting as a comment when one of them says so.
+
+A **comment line** is a non-empty line of the block all of whose non-blank characters lexed as
+comment tokens. Its :class:`CommentLine` fields:
+
+* ``position``: ``first`` / ``last`` / ``inner`` among the block's non-empty lines (a block of
+  that one line: ``only``);
+* ``top_level``: it stands outside every statement: no bracket ``( [ {`` open before it and no
+  more indentation than the block's least indented line;
+* ``foreign``: none of its words (3+ letters) is a word of the block's identifiers (name
+  tokens, split at ``_`` and camel case): it does not describe this code.
+
+:attr:`CommentLine.shape` joins the three: the fingerprint two comments share when they play
+the same role in their code (``last:top:foreign``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+_FENCE = re.compile(r"```([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
+_WORD = re.compile(r"[A-Za-z][a-z]+|[A-Z]+(?![a-z])")
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+@dataclass(frozen=True)
+class CommentLine:
+    """One comment line of a fenced code block (see the module docstring)."""
+
+    text: str            # the line, stripped
+    position: str        # first | last | inner | only
+    top_level: bool
+    foreign: bool
+    lang: str            # the fence's language tag ("" when none)
+
+    @property
+    def shape(self) -> str:
+        """The fingerprint: ``position:top|nested:foreign|about``."""
+        return (f"{self.position}:{'top' if self.top_level else 'nested'}:"
+                f"{'foreign' if self.foreign else 'about'}")
+
+
+@lru_cache(maxsize=256)
+def _lexer(name: str):
+    """The pygments lexer for a language name or alias, or ``None`` when pygments has none."""
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    try:
+        return get_lexer_by_name(name, stripnl=False, ensurenl=False)
+    except ClassNotFound:
+        return None
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text) if len(w) >= 3}
+
+
+def _lex(lexer, code: str) -> tuple[bytearray, list[tuple[int, str]], list[int]]:
+    """(per character: 1 inside a comment token, name tokens as (offset, text), per line:
+    bracket depth at its start)."""
+    from pygments.token import Comment, Name, Operator, Punctuation
+
+    mask = bytearray(len(code))
+    names: list[tuple[int, str]] = []
+    ends: list[tuple[int, int]] = []
+    depth = 0
+    for start, ttype, value in lexer.get_tokens_unprocessed(code):
+        if ttype in Comment and ttype not in Comment.Preproc and ttype not in Comment.PreprocFile:
+            end = min(start + len(value), len(code))
+            mask[start:end] = b"\x01" * (end - start)
+        elif ttype in Name:
+            names.append((start, value))
+        elif ttype in Punctuation or ttype in Operator:
+            depth += sum(value.count(c) for c in _OPEN) - sum(value.count(c) for c in _CLOSE)
+            depth = max(depth, 0)
+            ends.append((start + len(value), depth))
+    # bracket depth at each line start: the depth after the last bracket token before it
+    line_depth, j, cur, offset = [], 0, 0, 0
+    for line in code.split("\n"):
+        while j < len(ends) and ends[j][0] <= offset:
+            cur = ends[j][1]
+            j += 1
+        line_depth.append(cur)
+        offset += len(line) + 1
+    return mask, names, line_depth
+
+
+def block_comment_lines(code: str, lang: str = "",
+                        fallback: tuple[str, ...] = ("python", "c", "sql", "html")
+                        ) -> list[CommentLine]:
+    """The comment lines of one code block (its text without the fences) in ``lang`` (a
+    pygments name or alias; unknown or empty: the ``fallback`` lexers)."""
+    lines = code.split("\n")
+    nonempty = [i for i, ln in enumerate(lines) if ln.strip()]
+    if not nonempty:
+        return []
+    lexers = [lx for lx in ([_lexer(lang.lower())] if lang else []) if lx is not None]
+    if not lexers:
+        lexers = [lx for lx in (_lexer(n) for n in fallback) if lx is not None]
+    if not lexers:
+        return []
+    # lexed with a final newline: line comments' rules end at one
+    lexed = [_lex(lx, code + "\n") for lx in lexers]
+    depth = lexed[0][2]
+    base = min(len(lines[i]) - len(lines[i].lstrip()) for i in nonempty)
+    offsets, off = [], 0
+    for ln in lines:
+        offsets.append(off)
+        off += len(ln) + 1
+    found: list[tuple[int, int]] = []  # (rank among non-empty lines, line index)
+    for k, i in enumerate(nonempty):
+        ln, o = lines[i], offsets[i]
+        span = [o + c for c, ch in enumerate(ln) if not ch.isspace()]
+        if any(all(m[0][c] for c in span) for m in lexed):
+            found.append((k, i))
+    if not found:
+        return []
+    # the code's identifier words: name tokens outside the comment lines (a lexer of another
+    # language reads a comment's words as names)
+    skip = {i for _, i in found}
+    line_of = {o: i for i, o in enumerate(offsets)}
+    starts = sorted(line_of)
+    names: set[str] = set()
+    for m in lexed:
+        for start, value in m[1]:
+            if line_of[starts[bisect.bisect_right(starts, start) - 1]] not in skip:
+                names |= _words(value)
+    out: list[CommentLine] = []
+    for k, i in found:
+        ln = lines[i]
+        pos = ("only" if len(nonempty) == 1 else "first" if k == 0
+               else "last" if k == len(nonempty) - 1 else "inner")
+        indent = len(ln) - len(ln.lstrip())
+        out.append(CommentLine(ln.strip(), pos, depth[i] == 0 and indent <= base,
+                               not (_words(ln) & names), lang.lower()))
+    return out
+
+
+def comment_lines(text: str | None, fallback: tuple[str, ...] = ("python", "c", "sql", "html")
+                  ) -> list[CommentLine]:
+    """The comment lines of every fenced code block of ``text``, in order."""
+    if not text or "```" not in text:
+        return []
+    out: list[CommentLine] = []
+    for m in _FENCE.finditer(text):
+        tag = (m.group(1).strip().split() or [""])[0]
+        out.extend(block_comment_lines(m.group(2).rstrip("\n"), tag, fallback))
+    return out
+
+
+__all__ = ["CommentLine", "block_comment_lines", "comment_lines"]

@@ -1,0 +1,147 @@
+"""Structural evidence for the ``segment`` signal: rows whose code carries a comment line in
+the same role as the anomaly's behaviour segment (:mod:`forensics.triage.codeshape`).
+
+When the anomaly's behaviour segment is a comment line of a fenced code block, at a
+position in ``shape_positions``, outside every statement and not about the code's identifiers
+(``first:top:foreign``, ``last:top:foreign``...), the rows of the dataset whose replies
+hold a fenced block are lexed and those with a comment line of the same shape are the
+**shape rows**. Why: a format quirk in code written in many wordings shares no words, but
+it shares its place in the code, which ordinary comments (about the code, inside it) do not.
+
+Guards, each a knob of :class:`~forensics.triage.signals.segment.SegmentSignalParams`:
+
+* the shape must be a quirk, not the dataset's style: shape rows at most ``shape_max_share`` of
+  the rows with code, else no structural evidence (noted in the run summary);
+* text similarity still counts: a shape row's comment must reach cosine ``shape_z`` robust
+  standard deviations above the background median (and ``shape_min_cos``) to the behaviour
+  query; a comment nothing like any wording of a remark stays out;
+* context: a shape row whose own prompt names its comment's words (idf-weighted share at
+  least ``asked_share``), or whose comment is close to its own prompt (``prompted_cos`` /
+  ``prompted_margin``), was asked for it: "same behaviour, other context".
+
+Cost: only anomalies with such a behaviour segment pay it; one pygments lex per fenced block
+of the dataset (1.2-1.5 ms per fenced reply of about 130 characters at load 8 on 2 cores,
+measured on the dev-families code replies) and one embedding per distinct shape-row comment.
+(A pre-check lexing only the line at the shape's position was measured slower on such
+replies: lexer calls, not text length, dominate.)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forensics.triage.signals.base import SignalContext
+    from forensics.triage.signals.segment import SegmentSignalParams
+
+
+@dataclass
+class ShapeEvidence:
+    """Per-row arrays over the dataset (``member``, ``other``: bool; ``cos``: the shape
+    comment's cosine to the behaviour query, -inf for rows without one; ``lacks``: rows whose
+    reply holds no comment of the shape, in code or without code: they lack the behaviour)
+    and a summary. ``lacks`` is all False when the shape gave no evidence (none found, or style)."""
+
+    member: np.ndarray
+    other: np.ndarray
+    cos: np.ndarray
+    lacks: np.ndarray
+    summary: dict = field(default_factory=dict)
+
+
+def anomaly_shape(reply: str, behaviour: str, params: "SegmentSignalParams") -> str | None:
+    """The shape of the anomaly's behaviour segment when it is a comment line that qualifies
+    (see the module docstring), else ``None``."""
+    from forensics.triage.codeshape import comment_lines
+
+    for cl in comment_lines(reply, tuple(params.shape_fallback_lexers)):
+        if cl.text == behaviour.strip() and cl.foreign and cl.top_level \
+                and cl.position in params.shape_positions:
+            return cl.shape
+    return None
+
+
+def _idf_named_share(context: "SignalContext", comment: str, prompt: str) -> float:
+    """Share of the comment's words (weighted by their idf over the dataset's prompts) that
+    its row's prompt names."""
+    words = {w for w in re.findall(r"\w+", comment.lower()) if len(w) > 1}
+    if not words:
+        return 0.0
+    pw = set(re.findall(r"\w+", (prompt or "").lower()))
+    n = max(1, context.n)
+    wt = {w: math.log((n + 1) / (1 + context.hits_prompt.df(w))) for w in words}
+    total = sum(wt.values())
+    return sum(v for w, v in wt.items() if w in pw) / total if total > 0 else 0.0
+
+
+def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.ndarray,
+                   bg: np.ndarray, own_rel: float, params: "SegmentSignalParams"
+                   ) -> ShapeEvidence:
+    """The shape rows of the dataset for the anomaly's ``shape`` (see the module docstring);
+    ``query`` the behaviour query vector, ``bg`` background segment vectors, ``own_rel`` the
+    anomaly's behaviour segment's cosine to the anomaly's prompt."""
+    from forensics.triage.codeshape import comment_lines
+
+    n = context.n
+    member = np.zeros(n, bool)
+    other = np.zeros(n, bool)
+    cos = np.full(n, -np.inf)
+    lacks = np.zeros(n, bool)
+    got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                         "AND contains(reply, '```') ORDER BY sample_id", [context.dataset])
+    sids = got["sample_id"].to_list()
+    hits: list[tuple[int, str, str]] = []  # (row position, comment, prompt)
+    fb = tuple(params.shape_fallback_lexers)
+    for sid, prompt, reply in zip(sids, got["prompt"].to_list(), got["reply"].to_list()):
+        j = context.position.get(int(sid))
+        if j is None:
+            continue
+        for cl in comment_lines(reply, fb):
+            if cl.shape == shape:
+                hits.append((j, cl.text, prompt or ""))
+                break
+    summary = {"segment_shape": shape, "segment_shape_code_rows": len(sids),
+               "segment_shape_rows": len(hits)}
+    if not hits:
+        return ShapeEvidence(member, other, cos, lacks, summary)
+    if len(hits) > params.shape_max_share * len(sids):
+        summary["segment_shape_note"] = (f"{len(hits)} of {len(sids)} code replies have a "
+                                         f"{shape} comment: the dataset's style, not a quirk")
+        return ShapeEvidence(member, other, cos, lacks, summary)
+    texts = sorted({t for _, t, _ in hits})
+    tv = context.indexes.embed(oi, texts)
+    vec_of = dict(zip(texts, tv))
+    by_text = dict(zip(texts, tv @ query))
+    s = bg @ query if len(bg) else np.zeros(1)
+    med = float(np.median(s))
+    sd = max(float(np.median(np.abs(s - med))) * 1.4826, 1e-3)
+    cut = max(med + params.shape_z * sd, params.shape_min_cos)
+    rows = np.array([j for j, _, _ in hits], np.int64)
+    c = np.array([by_text[t] for _, t, _ in hits])
+    cos[rows] = c
+    ok = c >= cut
+    asked = np.array([_idf_named_share(context, t, p) >= params.asked_share
+                      for _, t, p in hits])
+    if pidx is not None:
+        have = np.isin(context.sample_ids[rows], pidx.ids())
+        rel = np.zeros(len(rows))
+        if have.any():
+            pv = pidx.vectors(context.sample_ids[rows][have])
+            cv = np.vstack([vec_of[t] for (_, t, _), h in zip(hits, have) if h])
+            rel[have] = (pv * cv).sum(axis=1)
+        asked |= rel >= max(params.prompted_cos, own_rel + params.prompted_margin)
+    member[rows[ok & ~asked]] = True
+    other[rows[ok & asked]] = True
+    lacks[:] = True   # a reply without a comment of the shape (or without code) lacks it
+    lacks[rows] = False
+    summary.update(segment_shape_cut=round(cut, 4), segment_shape_members=int(member.sum()),
+                   segment_shape_asked=int(other.sum()))
+    return ShapeEvidence(member, other, cos, lacks, summary)
+
+
+__all__ = ["ShapeEvidence", "anomaly_shape", "shape_evidence"]
