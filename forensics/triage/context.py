@@ -53,8 +53,12 @@ class ContextParams:
     neighbours: int = 15              # nearest dataset prompts read per behaviour row
     norm_rate: float = 0.6            # a group whose prompts' neighbours show the behaviour this often ...
     rate_margin: float = 0.25         # ... and this much more often than the anomaly's: other context
-    rate_temperature: float = 0.0     # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
-    row_rates: bool = False           # decide other context per row by its own rate (not its group's mean)
+    rate_temperature: float = 0.05    # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
+    row_rates: bool = True            # decide other context per row by its own rate (not its group's mean)
+    region_rate: float = 0.4          # row_rates: the row's distinct other prompts must show the behaviour this often too
+    region_temperature: float = 0.1   # their weights exp((cos - 1) / this)
+    duplicate_cos: float = 0.95       # prompts this similar count as one prompt (and as the row's own)
+    max_other_share: float = 0.9      # a split moving more than this share of the unasked behaviour rows moves none
     explanation_mix: float = 0.5      # weight of a row's prompt explanations in its context vector
     explanation_positions: list[str] = field(default_factory=lambda: ["last_prompt"])
     judge: str = "none"               # none | http | classifier
@@ -274,6 +278,11 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     rate = _rates(context, pidx, pv, behaviour, k, self_ids=sids, temperature=t)
     arate = (float(_rates(context, pidx, av[None, :], behaviour, k, temperature=t)[0])
              if av is not None else 0.0)
+    if p.row_rates:
+        kr = max(1, min(4 * p.neighbours + 1, pidx.ntotal))
+        region = _region_rates(context, pidx, pv, behaviour, kr, p)
+        aregion = (float(_region_rates(context, pidx, av[None, :], behaviour, kr, p)[0])
+                   if av is not None else 0.0)
     labels = _groups(cv, order_key[rows], p)
     groups = []
     for g in range(int(labels.max()) + 1):
@@ -284,20 +293,35 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
         groups.append({"idx": idx, "rows": int(len(idx)), "closeness": round(close, 4),
                        "norm_rate": round(float(rate[idx].mean()), 4)})
     groups.sort(key=lambda g: -g["closeness"])
+    notes: dict[str, str] = {}
+    if p.row_rates:
+        # each row by its own rate (a group can hold both contexts when the prompts share
+        # their words), and by its region's: the behaviour is the norm for the prompt and for
+        # other prompts like it (a planted batch repeating a few prompts of its own is the
+        # norm only for those prompts)
+        own = ((rate >= p.norm_rate) & (rate >= arate + p.rate_margin)
+               & (region >= p.region_rate) & (region >= aregion + p.rate_margin))
+        unasked = ~asked[rows]
+        moved = own & unasked
+        if unasked.any() and moved.sum() > p.max_other_share * unasked.sum():
+            # the anomaly says the behaviour is a defect somewhere: a split that leaves
+            # (nearly) none of it in the anomaly's context took the batch for a norm
+            notes["context_split"] = (f"the rates would move {int(moved.sum())} of "
+                                      f"{int(unasked.sum())} unasked behaviour rows to other "
+                                      f"context (more than context.max_other_share): none moved")
+            own[:] = False
+        for g in groups:
+            g["other_rows"] = int(own[g["idx"]].sum())
+            g["other"] = bool(own[g["idx"]].all())
+            g["region_rate"] = round(float(region[g["idx"]].mean()), 4)
+        other[rows[own]] = True
     for i, g in enumerate(groups):
         if p.row_rates:
-            # each row by its own rate: a group can hold both contexts when the prompts
-            # share their words
-            own = (rate[g["idx"]] >= p.norm_rate) & (rate[g["idx"]] >= arate + p.rate_margin)
-            g["other_rows"] = int(own.sum())
-            g["other"] = bool(own.all())
-            other[rows[g["idx"][own]]] = True
             continue
         g["other"] = bool(i > 0 and g["norm_rate"] >= p.norm_rate
                           and g["norm_rate"] >= arate + p.rate_margin)
         if g["other"]:
             other[rows[g["idx"]]] = True
-    notes: dict[str, str] = {}
     judge = make_judge(p)
     if judge is not None:
         top = np.argsort(-order_key[rows], kind="stable")[:p.judge_max_rows]
@@ -367,6 +391,49 @@ def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.nda
         w = np.exp((np.minimum(sim, 1.0) - 1.0) / temperature) if temperature > 0 else \
             np.ones(len(j))
         out[i] = float((w * behaviour[j]).sum() / max(float(w.sum()), 1e-12))
+    return out
+
+
+def _region_rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.ndarray,
+                  k: int, p: ContextParams) -> np.ndarray:
+    """The behaviour's share among each query's ``p.neighbours`` nearest *distinct* other
+    prompts: hits within ``duplicate_cos`` of the query are its own prompt and left out, hits
+    within ``duplicate_cos`` of a nearer hit count with it as one prompt (its rows' mean);
+    each distinct prompt weighs ``exp((cos - 1) / region_temperature)`` (0: the same)."""
+    sims, ids = pidx.search(q.astype(np.float32), k)
+    pos = context.sample_ids
+    out = np.zeros(len(q), np.float64)
+    uniq = np.unique(ids[ids >= 0])
+    vec = dict(zip(uniq.tolist(), pidx.vectors(uniq).astype(np.float32))) if len(uniq) else {}
+    for i in range(len(q)):
+        ok = (ids[i] >= 0) & (sims[i] < p.duplicate_cos)
+        hit, sim = ids[i][ok], sims[i][ok].astype(np.float64)
+        j = np.clip(np.searchsorted(pos, hit), 0, len(pos) - 1)
+        found = pos[j] == hit
+        hit, sim, j = hit[found], sim[found], j[found]
+        reps: list[np.ndarray] = []
+        rep_sim: list[float] = []
+        rep_vals: list[list[float]] = []
+        for h, s_, jj in zip(hit.tolist(), sim.tolist(), j.tolist()):
+            v = vec[h]
+            if reps:
+                c = np.asarray(reps) @ v
+                b = int(np.argmax(c))
+                if c[b] >= p.duplicate_cos:
+                    rep_vals[b].append(float(behaviour[jj]))
+                    continue
+            if len(reps) >= p.neighbours:
+                continue
+            reps.append(v)
+            rep_sim.append(s_)
+            rep_vals.append([float(behaviour[jj])])
+        if not reps:
+            continue
+        t = p.region_temperature
+        w = (np.exp((np.minimum(np.asarray(rep_sim), 1.0) - 1.0) / t) if t > 0
+             else np.ones(len(reps)))
+        share = np.array([np.mean(x) for x in rep_vals])
+        out[i] = float((w * share).sum() / max(float(w.sum()), 1e-12))
     return out
 
 
