@@ -53,7 +53,7 @@ class ContextParams:
     neighbours: int = 15              # nearest dataset prompts read per behaviour row
     norm_rate: float = 0.6            # a group whose prompts' neighbours show the behaviour this often ...
     rate_margin: float = 0.25         # ... and this much more often than the anomaly's: other context
-    rate_temperature: float = 0.05    # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
+    rate_temperature: float = 0.1     # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
     row_rates: bool = True            # decide other context per row by its own rate (not its group's mean)
     region_rate: float = 0.4          # row_rates: the row's distinct other prompts must show the behaviour this often too
     region_temperature: float = 0.1   # their weights exp((cos - 1) / this)
