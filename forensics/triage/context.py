@@ -55,9 +55,11 @@ class ContextParams:
     rate_margin: float = 0.25         # ... and this much more often than the anomaly's: other context
     rate_temperature: float = 0.1     # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
     row_rates: bool = True            # decide other context per row by its own rate (not its group's mean)
-    region_rate: float = 0.4          # row_rates: the row's distinct other prompts must show the behaviour this often too
+    region_rate: float = 0.4          # row_rates: the row's distinct other prompts must show the behaviour this often too (0: no region check)
     region_temperature: float = 0.1   # their weights exp((cos - 1) / this)
     duplicate_cos: float = 0.95       # prompts this similar count as one prompt (and as the row's own)
+    norm_min_reply_share: float = 0.5  # norm rates only for a behaviour holding this share of the anomaly reply's words
+    skip_asked: bool = True           # rows asked for the behaviour are left out of the rates
     max_other_share: float = 0.9      # a split moving more than this share of the unasked behaviour rows moves none
     explanation_mix: float = 0.5      # weight of a row's prompt explanations in its context vector
     explanation_positions: list[str] = field(default_factory=lambda: ["last_prompt"])
@@ -249,12 +251,13 @@ class ContextSplit:
 
 def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
           order_key: np.ndarray, behaviour_text: str, p: ContextParams,
-          other: np.ndarray | None = None) -> ContextSplit:
+          other: np.ndarray | None = None, reply_share: float = 1.0) -> ContextSplit:
     """Split behaviour ``rows`` (positions) by context (see the module docstring).
     ``behaviour``: per dataset row, shows the behaviour; ``order_key``: row scores (judged
     first when capped); ``behaviour_text``: what the judge is told; ``other``: rows already
     known to be other context (their prompt asked for the behaviour), kept unless judged a
-    defect."""
+    defect; ``reply_share``: the share of the anomaly reply's words that its behaviour segment
+    holds (below ``norm_min_reply_share`` the norm rates move no row)."""
     other = np.zeros(context.n, bool) if other is None else other.copy()
     asked = other.copy()
     pidx = context.indexes.get("prompt")
@@ -275,14 +278,18 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     # norm rate: the behaviour's share among each prompt's nearest dataset prompts
     k = max(1, min(p.neighbours + 1, pidx.ntotal))
     t = p.rate_temperature
-    rate = _rates(context, pidx, pv, behaviour, k, self_ids=sids, temperature=t)
-    arate = (float(_rates(context, pidx, av[None, :], behaviour, k, temperature=t)[0])
+    # the rates read rows showing the behaviour (1), not showing it (0); rows asked for it
+    # (NaN, with skip_asked) say nothing about whether it is the norm unasked
+    shown = behaviour.astype(np.float64)
+    if p.skip_asked:
+        shown[asked] = np.nan
+    rate = _rates(context, pidx, pv, shown, k, self_ids=sids, temperature=t)
+    arate = (float(_rates(context, pidx, av[None, :], shown, k, temperature=t)[0])
              if av is not None else 0.0)
-    if p.row_rates:
+    region = np.zeros(len(rows))
+    if p.row_rates and p.region_rate > 0:
         kr = max(1, min(4 * p.neighbours + 1, pidx.ntotal))
-        region = _region_rates(context, pidx, pv, behaviour, kr, p)
-        aregion = (float(_region_rates(context, pidx, av[None, :], behaviour, kr, p)[0])
-                   if av is not None else 0.0)
+        region = _region_rates(context, pidx, pv, shown, kr, p)
     labels = _groups(cv, order_key[rows], p)
     groups = []
     for g in range(int(labels.max()) + 1):
@@ -294,13 +301,20 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
                        "norm_rate": round(float(rate[idx].mean()), 4)})
     groups.sort(key=lambda g: -g["closeness"])
     notes: dict[str, str] = {}
-    if p.row_rates:
+    use_rates = reply_share >= p.norm_min_reply_share
+    if not use_rates:
+        notes["context_rates"] = (f"the behaviour is {reply_share:.2f} of the anomaly reply "
+                                  f"(an addition to an answer, below "
+                                  f"context.norm_min_reply_share): only a prompt that asks for "
+                                  f"it, or a judge, makes it legitimate")
+    if p.row_rates and use_rates:
         # each row by its own rate (a group can hold both contexts when the prompts share
         # their words), and by its region's: the behaviour is the norm for the prompt and for
         # other prompts like it (a planted batch repeating a few prompts of its own is the
         # norm only for those prompts)
-        own = ((rate >= p.norm_rate) & (rate >= arate + p.rate_margin)
-               & (region >= p.region_rate) & (region >= aregion + p.rate_margin))
+        own = (rate >= p.norm_rate) & (rate >= arate + p.rate_margin)
+        if p.region_rate > 0:
+            own &= region >= p.region_rate
         unasked = ~asked[rows]
         moved = own & unasked
         if unasked.any() and moved.sum() > p.max_other_share * unasked.sum():
@@ -313,10 +327,11 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
         for g in groups:
             g["other_rows"] = int(own[g["idx"]].sum())
             g["other"] = bool(own[g["idx"]].all())
-            g["region_rate"] = round(float(region[g["idx"]].mean()), 4)
+            if p.region_rate > 0:
+                g["region_rate"] = round(float(region[g["idx"]].mean()), 4)
         other[rows[own]] = True
     for i, g in enumerate(groups):
-        if p.row_rates:
+        if p.row_rates or not use_rates:
             continue
         g["other"] = bool(i > 0 and g["norm_rate"] >= p.norm_rate
                           and g["norm_rate"] >= arate + p.rate_margin)
@@ -370,7 +385,7 @@ def _groups(cv: np.ndarray, key: np.ndarray, p: ContextParams) -> np.ndarray:
 def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.ndarray, k: int,
            self_ids: np.ndarray | None = None, temperature: float = 0.0) -> np.ndarray:
     """Share of each query's ``k`` nearest prompts (itself excluded) whose rows show the
-    behaviour; with ``temperature`` > 0 each neighbour weighs ``exp((cos - 1) / temperature)``
+    behaviour (``behaviour`` 1 / 0; NaN rows are left out); with ``temperature`` > 0 each neighbour weighs ``exp((cos - 1) / temperature)``
     (a near-duplicate prompt counts fully, a loosely related one little)."""
     sims, ids = pidx.search(q.astype(np.float32), k)
     pos = context.sample_ids
@@ -386,6 +401,8 @@ def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.nda
         j = np.clip(np.searchsorted(pos, hit), 0, len(pos) - 1)
         found = pos[j] == hit
         j, sim = j[found], sim[found]
+        known = ~np.isnan(behaviour[j])
+        j, sim = j[known], sim[known]
         if not len(j):
             continue
         w = np.exp((np.minimum(sim, 1.0) - 1.0) / temperature) if temperature > 0 else \
@@ -410,6 +427,7 @@ def _region_rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour:
         hit, sim = ids[i][ok], sims[i][ok].astype(np.float64)
         j = np.clip(np.searchsorted(pos, hit), 0, len(pos) - 1)
         found = pos[j] == hit
+        found[found] = ~np.isnan(behaviour[j[found]])
         hit, sim, j = hit[found], sim[found], j[found]
         reps: list[np.ndarray] = []
         rep_sim: list[float] = []
