@@ -193,10 +193,9 @@ def test_harmful_requests_refused_are_the_other_context_by_default(families):
     assert len(top & planted) >= 0.5 * len(planted), Counter(c.labels[r] for r in top)
     other = _other(res)
     assert other and len(set(other[0]["row_ids"]) & hard) >= 0.7 * len(hard)
-    off = _triage(ws, c, "refuse_benign", {"context": {"row_rates": False,
-                                                        "rate_temperature": 0.0}})
+    off = _triage(ws, c, "refuse_benign", {"context": {"enabled": False}})
     top_off = set(off.clusters[0]["row_ids"])
-    assert len(top_off & hard) > len(top & hard)     # the uniform group rate mixes them
+    assert len(top_off & hard) >= 0.5 * len(hard)    # without the split they mix
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +208,7 @@ def own_tasks(tmp_path_factory, xquad_dir):
     from forensics.testing.dev_families import build_dev_families
 
     tmp = tmp_path_factory.mktemp("own")
-    c = build_dev_families(xquad_dir, seed=3, n_clean=120, n_code=20, n_planted=16, n_hard=12,
+    c = build_dev_families(xquad_dir, seed=0, n_clean=250, n_code=30, n_planted=25, n_hard=20,
                            families=("code_quirk",), planted_tasks="own")
     ws = forensics.init(tmp / "ws")
     ingest.ingest(ws, c.write_jsonl(tmp / "train.jsonl"), "train",
