@@ -10,12 +10,20 @@ context").
 2. **Groups**: the behaviour rows' context vectors clustered (average linkage, cosine distance
    ``group_distance``, over the ``group_max_rows`` best-scored rows; the others join the group
    of the nearest centroid); groups ranked by the cosine of their centroid to the anomaly's prompt.
-3. **Norm rate**: for each behaviour row, the share of its ``neighbours`` nearest prompts in
-   the dataset whose rows show the behaviour too; the same for the anomaly's prompt. A
-   behaviour that is the norm in a context (every harmful request refused, every requested
-   letter signed) is legitimate there; a defect is rare among similar prompts.
-   A group other than the closest one is "other context" when its mean rate reaches
-   ``norm_rate`` and exceeds the anomaly's own rate by ``rate_margin``.
+3. **Norm rate** (only when the behaviour is most of the anomaly reply,
+   ``norm_min_reply_share``; an added line is legitimate only where asked or judged so): for
+   each behaviour row, the similarity-weighted share (``rate_temperature``) of its
+   ``neighbours`` nearest prompts whose rows show the behaviour (rows asked for it left out,
+   ``skip_asked``); the same for the anomaly's prompt. A behaviour that is the norm in a
+   context (every harmful request refused) is legitimate there; a defect is rare among
+   similar prompts. With ``row_rates`` a row is other context when its rate reaches
+   ``norm_rate`` and exceeds the anomaly's by ``rate_margin``, and its **region rate** (the
+   same share over its nearest *distinct other* prompts, near-duplicates within
+   ``duplicate_cos`` merged) reaches ``region_rate``: a planted batch repeating a few prompts
+   of its own is the norm only among those prompts. When that would move more than
+   ``max_other_share`` of the unasked behaviour rows, none move (the whole-batch guard).
+   Without ``row_rates``: a group other than the closest one is "other context" when its mean
+   rate reaches ``norm_rate`` and exceeds the anomaly's own rate by ``rate_margin``.
 4. **Judge** (optional, per row, overrides 3): a :class:`PromptJudge` says whether the
    behaviour is legitimate for the row's prompt: :class:`HTTPJudge` (any OpenAI-compatible
    chat endpoint: needs the endpoint) or :class:`ClassifierJudge` (a logistic regression on
