@@ -393,8 +393,9 @@ def _groups(cv: np.ndarray, key: np.ndarray, p: ContextParams) -> np.ndarray:
 def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.ndarray, k: int,
            self_ids: np.ndarray | None = None, temperature: float = 0.0) -> np.ndarray:
     """Share of each query's ``k`` nearest prompts (itself excluded) whose rows show the
-    behaviour (``behaviour`` 1 / 0; NaN rows are left out); with ``temperature`` > 0 each neighbour weighs ``exp((cos - 1) / temperature)``
-    (a near-duplicate prompt counts fully, a loosely related one little)."""
+    behaviour (``behaviour`` 1 / 0; NaN rows are left out); with ``temperature`` > 0 each
+    neighbour weighs ``exp((cos - 1) / temperature)`` (a near-duplicate prompt counts fully, a
+    loosely related one little)."""
     sims, ids = pidx.search(q.astype(np.float32), k)
     pos = context.sample_ids
     out = np.zeros(len(q), np.float64)
