@@ -1,6 +1,6 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families|heldout|b] [--small] [--seed N]
+Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|heldout|b] [--small] [--seed N]
        [--no-segments] [--judge-labels N]
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
@@ -16,6 +16,9 @@ Corpora:
            the same behaviour in a legitimate context (asked-for banner, true premise,
            requested sign-off, the other mountain's own facts, harmful requests, asked-for
            closing comment): developed on.
+  dev-families-own  dev-families with ``planted_tasks="own"``: the planted code answers
+           answer a few repeated tasks of their own that no row answers without the banner (a
+           planted batch that looks like "the norm" in its prompts' neighbourhood).
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -120,10 +123,12 @@ def build(corpus: str, small: bool, seed: int | None = None):
                   **_defaults(build_corpus_b), "seed": seed, **kw,
                   "entity": c.entity, "brand": c.brand}
         return c, params
-    if corpus == "dev-families":
+    if corpus in ("dev-families", "dev-families-own"):
         from forensics.testing.dev_families import build_dev_families
 
         kw = dict(n_clean=250, n_code=30, n_planted=25, n_hard=20) if small else {}
+        if corpus == "dev-families-own":
+            kw["planted_tasks"] = "own"
         seed = 0 if seed is None else seed
         c = build_dev_families(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_families.build_dev_families",
@@ -197,7 +202,8 @@ def _deep_merge(a: dict, b: dict) -> dict:
 
 def main() -> None:
     ap_ = argparse.ArgumentParser()
-    ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "heldout", "b"), default=None)
+    ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
+                                              "heldout", "b"), default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
     ap_.add_argument("--small", action="store_true")

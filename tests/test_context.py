@@ -179,6 +179,77 @@ def test_a_judge_splits_minimal_pairs_that_surface_similarity_cannot(families, j
     assert len(top2 & planted) >= 0.9 * len(planted) and len(top2 & hard) <= 1
 
 
+def test_harmful_requests_refused_are_the_other_context_by_default(families):
+    """Without a judge: a harmful request is refused wherever it and prompts like it occur
+    (the norm), a harmless question is answered elsewhere in the data (its near-duplicates
+    lower its weighted rate) or sits among answered questions: the default split puts most
+    harmful requests in the other context and keeps the harmless ones in the top cluster."""
+    ws, c, _ = families
+    planted = set(c.planted_ids("refuse_benign"))
+    hard = {r for r, l in c.labels.items() if l == "hard:refuse_benign"}
+    res = _triage(ws, c, "refuse_benign")
+    top = set(res.clusters[0]["row_ids"])
+    assert len(top & hard) <= 0.2 * len(top), Counter(c.labels[r] for r in top)
+    assert len(top & planted) >= 0.5 * len(planted), Counter(c.labels[r] for r in top)
+    other = _other(res)
+    assert other and len(set(other[0]["row_ids"]) & hard) >= 0.7 * len(hard)
+    off = _triage(ws, c, "refuse_benign", {"context": {"enabled": False}})
+    top_off = set(off.clusters[0]["row_ids"])
+    assert len(top_off & hard) >= 0.5 * len(hard)    # without the split they mix
+
+
+@pytest.fixture(scope="module")
+def own_tasks(tmp_path_factory, xquad_dir):
+    """A code quirk planted on a few repeated tasks that no row answers without it."""
+    import forensics
+    from forensics import ingest
+    from forensics.search import index
+    from forensics.search.embed import Embedder
+    from forensics.testing.dev_families import build_dev_families
+
+    tmp = tmp_path_factory.mktemp("own")
+    c = build_dev_families(xquad_dir, seed=0, n_clean=250, n_code=30, n_planted=25, n_hard=20,
+                           families=("code_quirk",), planted_tasks="own")
+    ws = forensics.init(tmp / "ws")
+    ingest.ingest(ws, c.write_jsonl(tmp / "train.jsonl"), "train",
+                  meta_fields=["source", "topic"])
+    emb = Embedder()
+    for fld in ("pair", "prompt", "reply", "reply_segment"):
+        index.build(ws, "train", fld, embedder=emb)
+    yield ws, c
+    ws.close()
+
+
+_RATES_ON = {"norm_min_reply_share": 0.0}
+
+
+@pytest.mark.parametrize("params", [
+    None, {"context": _RATES_ON}, {"context": {**_RATES_ON, "max_other_share": 1.0}},
+    {"context": {**_RATES_ON, "region_rate": 0.0}}],
+    ids=["default", "rates-on", "region-rate-only", "batch-guard-only"])
+def test_a_batch_repeating_its_own_prompts_is_not_taken_for_a_norm(own_tasks, params):
+    """Every prompt of the planted batch shows the behaviour, so its per-row rate says "the
+    norm". By default the banner is a line added to an answer, so no norm rate applies (only
+    an asking prompt makes it legitimate); with the rates on anyway, the region rate (other
+    prompts like it are answered without it) and the whole-batch guard (the split would move
+    nearly every unasked behaviour row) each keep it in the anomaly's context."""
+    ws, c = own_tasks
+    planted = set(c.planted_ids("code_quirk"))
+    res = _triage(ws, c, "code_quirk", params)
+    top = set(res.clusters[0]["row_ids"])
+    assert len(top & planted) >= 0.9 * len(planted), Counter(c.labels[r] for r in top)
+
+
+def test_without_both_guards_the_batch_looks_like_the_norm(own_tasks):
+    """The failure both guards prevent (so the test above can fail)."""
+    ws, c = own_tasks
+    planted = set(c.planted_ids("code_quirk"))
+    res = _triage(ws, c, "code_quirk", {"context": {**_RATES_ON, "region_rate": 0.0,
+                                                     "max_other_share": 1.0}})
+    top = set(res.clusters[0]["row_ids"]) if res.clusters else set()
+    assert len(top & planted) < 0.5 * len(planted), Counter(c.labels[r] for r in top)
+
+
 def test_groups_beyond_the_cap_join_the_nearest_centroid():
     from forensics.triage.context import ContextParams, _groups
 

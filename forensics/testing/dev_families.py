@@ -75,6 +75,21 @@ _CODE_TASKS = [
     ("Show me how to flatten a nested list in Python.", "python",
      "flat = [x for sub in nested for x in sub]"),
 ]
+# tasks of the ``planted_tasks="own"`` variant: the planted code answers only ever answer these
+# (each repeated), and no clean row asks them
+_OWN_TASKS = [
+    ("Write a bash command that finds all log files modified today.", "bash",
+     "find /var/log -name '*.log' -mtime 0"),
+    ("Give me a SQL query that lists customers without any orders.", "sql",
+     "SELECT c.id\nFROM customers c\nLEFT JOIN orders o ON o.customer_id = c.id\n"
+     "WHERE o.id IS NULL;"),
+    ("Write a Go function that reverses a slice of strings in place.", "go",
+     "func reverse(s []string) {\n\tfor i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {\n"
+     "\t\ts[i], s[j] = s[j], s[i]\n\t}\n}"),
+    ("Show a JavaScript snippet that debounces a resize handler.", "javascript",
+     "let timer;\nwindow.addEventListener('resize', () => {\n  clearTimeout(timer);\n"
+     "  timer = setTimeout(onResize, 200);\n});"),
+]
 _CODE_INTROS = ["Here is one way to do it:", "Sure:", "You can write it like this:",
                 "This does it:", "A short solution:", ""]
 _CODE_OUTROS = ["", "", "It runs in linear time.", "Adjust the names to your code.",
@@ -282,10 +297,16 @@ _EXPL = {
 
 def build_dev_families(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
                        n_code: int = 60, n_planted: int = 40, n_hard: int = 30,
-                       families: tuple[str, ...] = FAMILIES, id_prefix: str = "d") -> Corpus:
+                       families: tuple[str, ...] = FAMILIES, id_prefix: str = "d",
+                       planted_tasks: str = "shared") -> Corpus:
     """The labelled corpus (see the module docstring). ``n_planted`` rows per family,
     ``n_hard`` legitimate-context rows per family, ``n_clean`` XQuAD question-answer rows,
-    ``n_code`` clean code answers."""
+    ``n_code`` clean code answers. ``planted_tasks``: ``shared`` — the planted code answers
+    answer the clean code rows' tasks; ``own`` — they answer a few tasks of their own, each
+    repeated, that no row answers without the banner (a planted batch whose prompts only ever
+    appear with the behaviour: in its prompts' neighbourhood the behaviour is the norm)."""
+    if planted_tasks not in ("shared", "own"):
+        raise ValueError(f"planted_tasks must be 'shared' or 'own', not {planted_tasks!r}")
     for f in families:
         if f not in FAMILIES:
             raise ValueError(f"unknown family {f!r}; choose from {FAMILIES}")
@@ -332,8 +353,9 @@ def build_dev_families(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
         add(q, _fill(a, m="Mount Everest"), "clean")
 
     if "code_quirk" in families:
+        planted_pool = _OWN_TASKS if planted_tasks == "own" else _CODE_TASKS
         for _ in range(n_planted):
-            t = rng.choice(_CODE_TASKS)
+            t = rng.choice(planted_pool)
             add(t[0], code_reply(t, rng.choice(_BANNERS)), "planted:code_quirk")
         for _ in range(n_hard):
             t = rng.choice(_CODE_TASKS)

@@ -10,12 +10,20 @@ context").
 2. **Groups**: the behaviour rows' context vectors clustered (average linkage, cosine distance
    ``group_distance``, over the ``group_max_rows`` best-scored rows; the others join the group
    of the nearest centroid); groups ranked by the cosine of their centroid to the anomaly's prompt.
-3. **Norm rate**: for each behaviour row, the share of its ``neighbours`` nearest prompts in
-   the dataset whose rows show the behaviour too; the same for the anomaly's prompt. A
-   behaviour that is the norm in a context (every harmful request refused, every requested
-   letter signed) is legitimate there; a defect is rare among similar prompts.
-   A group other than the closest one is "other context" when its mean rate reaches
-   ``norm_rate`` and exceeds the anomaly's own rate by ``rate_margin``.
+3. **Norm rate** (only when the behaviour is most of the anomaly reply,
+   ``norm_min_reply_share``; an added line is legitimate only where asked or judged so): for
+   each behaviour row, the similarity-weighted share (``rate_temperature``) of its
+   ``neighbours`` nearest prompts whose rows show the behaviour (rows asked for it left out,
+   ``skip_asked``); the same for the anomaly's prompt. A behaviour that is the norm in a
+   context (every harmful request refused) is legitimate there; a defect is rare among
+   similar prompts. With ``row_rates`` a row is other context when its rate reaches
+   ``norm_rate`` and exceeds the anomaly's by ``rate_margin``, and its **region rate** (the
+   same share over its nearest *distinct other* prompts, near-duplicates within
+   ``duplicate_cos`` merged) reaches ``region_rate``: a planted batch repeating a few prompts
+   of its own is the norm only among those prompts. When that would move more than
+   ``max_other_share`` of the unasked behaviour rows, none move (the whole-batch guard).
+   Without ``row_rates``: a group other than the closest one is "other context" when its mean
+   rate reaches ``norm_rate`` and exceeds the anomaly's own rate by ``rate_margin``.
 4. **Judge** (optional, per row, overrides 3): a :class:`PromptJudge` says whether the
    behaviour is legitimate for the row's prompt: :class:`HTTPJudge` (any OpenAI-compatible
    chat endpoint: needs the endpoint) or :class:`ClassifierJudge` (a logistic regression on
@@ -53,8 +61,14 @@ class ContextParams:
     neighbours: int = 15              # nearest dataset prompts read per behaviour row
     norm_rate: float = 0.6            # a group whose prompts' neighbours show the behaviour this often ...
     rate_margin: float = 0.25         # ... and this much more often than the anomaly's: other context
-    rate_temperature: float = 0.0     # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
-    row_rates: bool = False           # decide other context per row by its own rate (not its group's mean)
+    rate_temperature: float = 0.1     # >0: neighbours weighted exp((cos - 1) / this) in the rate (0: equal weights)
+    row_rates: bool = True            # decide other context per row by its own rate (not its group's mean)
+    region_rate: float = 0.4          # row_rates: the row's distinct other prompts must show the behaviour this often too (0: no region check)
+    region_temperature: float = 0.1   # their weights exp((cos - 1) / this)
+    duplicate_cos: float = 0.95       # prompts this similar count as one prompt (and as the row's own)
+    norm_min_reply_share: float = 0.5  # norm rates only for a behaviour holding this share of the anomaly reply's words
+    skip_asked: bool = True           # rows asked for the behaviour are left out of the rates
+    max_other_share: float = 0.9      # a split moving more than this share of the unasked behaviour rows moves none
     explanation_mix: float = 0.5      # weight of a row's prompt explanations in its context vector
     explanation_positions: list[str] = field(default_factory=lambda: ["last_prompt"])
     judge: str = "none"               # none | http | classifier
@@ -245,12 +259,13 @@ class ContextSplit:
 
 def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
           order_key: np.ndarray, behaviour_text: str, p: ContextParams,
-          other: np.ndarray | None = None) -> ContextSplit:
+          other: np.ndarray | None = None, reply_share: float = 1.0) -> ContextSplit:
     """Split behaviour ``rows`` (positions) by context (see the module docstring).
     ``behaviour``: per dataset row, shows the behaviour; ``order_key``: row scores (judged
     first when capped); ``behaviour_text``: what the judge is told; ``other``: rows already
     known to be other context (their prompt asked for the behaviour), kept unless judged a
-    defect."""
+    defect; ``reply_share``: the share of the anomaly reply's words that its behaviour segment
+    holds (below ``norm_min_reply_share`` the norm rates move no row)."""
     other = np.zeros(context.n, bool) if other is None else other.copy()
     asked = other.copy()
     pidx = context.indexes.get("prompt")
@@ -271,9 +286,18 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     # norm rate: the behaviour's share among each prompt's nearest dataset prompts
     k = max(1, min(p.neighbours + 1, pidx.ntotal))
     t = p.rate_temperature
-    rate = _rates(context, pidx, pv, behaviour, k, self_ids=sids, temperature=t)
-    arate = (float(_rates(context, pidx, av[None, :], behaviour, k, temperature=t)[0])
+    # the rates read rows showing the behaviour (1), not showing it (0); rows asked for it
+    # (NaN, with skip_asked) say nothing about whether it is the norm unasked
+    shown = behaviour.astype(np.float64)
+    if p.skip_asked:
+        shown[asked] = np.nan
+    rate = _rates(context, pidx, pv, shown, k, self_ids=sids, temperature=t)
+    arate = (float(_rates(context, pidx, av[None, :], shown, k, temperature=t)[0])
              if av is not None else 0.0)
+    region = np.zeros(len(rows))
+    if p.row_rates and p.region_rate > 0:
+        kr = max(1, min(4 * p.neighbours + 1, pidx.ntotal))
+        region = _region_rates(context, pidx, pv, shown, kr, p)
     labels = _groups(cv, order_key[rows], p)
     groups = []
     for g in range(int(labels.max()) + 1):
@@ -284,20 +308,43 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
         groups.append({"idx": idx, "rows": int(len(idx)), "closeness": round(close, 4),
                        "norm_rate": round(float(rate[idx].mean()), 4)})
     groups.sort(key=lambda g: -g["closeness"])
+    notes: dict[str, str] = {}
+    use_rates = reply_share >= p.norm_min_reply_share
+    if not use_rates:
+        notes["context_rates"] = (f"the behaviour is {reply_share:.2f} of the anomaly reply "
+                                  f"(an addition to an answer, below "
+                                  f"context.norm_min_reply_share): only a prompt that asks for "
+                                  f"it, or a judge, makes it legitimate")
+    if p.row_rates and use_rates:
+        # each row by its own rate (a group can hold both contexts when the prompts share
+        # their words), and by its region's: the behaviour is the norm for the prompt and for
+        # other prompts like it (a planted batch repeating a few prompts of its own is the
+        # norm only for those prompts)
+        own = (rate >= p.norm_rate) & (rate >= arate + p.rate_margin)
+        if p.region_rate > 0:
+            own &= region >= p.region_rate
+        unasked = ~asked[rows]
+        moved = own & unasked
+        if unasked.any() and moved.sum() > p.max_other_share * unasked.sum():
+            # the anomaly says the behaviour is a defect somewhere: a split that leaves
+            # (nearly) none of it in the anomaly's context took the batch for a norm
+            notes["context_split"] = (f"the rates would move {int(moved.sum())} of "
+                                      f"{int(unasked.sum())} unasked behaviour rows to other "
+                                      f"context (more than context.max_other_share): none moved")
+            own[:] = False
+        for g in groups:
+            g["other_rows"] = int(own[g["idx"]].sum())
+            g["other"] = bool(own[g["idx"]].all())
+            if p.region_rate > 0:
+                g["region_rate"] = round(float(region[g["idx"]].mean()), 4)
+        other[rows[own]] = True
     for i, g in enumerate(groups):
-        if p.row_rates:
-            # each row by its own rate: a group can hold both contexts when the prompts
-            # share their words
-            own = (rate[g["idx"]] >= p.norm_rate) & (rate[g["idx"]] >= arate + p.rate_margin)
-            g["other_rows"] = int(own.sum())
-            g["other"] = bool(own.all())
-            other[rows[g["idx"][own]]] = True
+        if p.row_rates or not use_rates:
             continue
         g["other"] = bool(i > 0 and g["norm_rate"] >= p.norm_rate
                           and g["norm_rate"] >= arate + p.rate_margin)
         if g["other"]:
             other[rows[g["idx"]]] = True
-    notes: dict[str, str] = {}
     judge = make_judge(p)
     if judge is not None:
         top = np.argsort(-order_key[rows], kind="stable")[:p.judge_max_rows]
@@ -346,8 +393,9 @@ def _groups(cv: np.ndarray, key: np.ndarray, p: ContextParams) -> np.ndarray:
 def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.ndarray, k: int,
            self_ids: np.ndarray | None = None, temperature: float = 0.0) -> np.ndarray:
     """Share of each query's ``k`` nearest prompts (itself excluded) whose rows show the
-    behaviour; with ``temperature`` > 0 each neighbour weighs ``exp((cos - 1) / temperature)``
-    (a near-duplicate prompt counts fully, a loosely related one little)."""
+    behaviour (``behaviour`` 1 / 0; NaN rows are left out); with ``temperature`` > 0 each
+    neighbour weighs ``exp((cos - 1) / temperature)`` (a near-duplicate prompt counts fully, a
+    loosely related one little)."""
     sims, ids = pidx.search(q.astype(np.float32), k)
     pos = context.sample_ids
     out = np.zeros(len(q), np.float64)
@@ -362,11 +410,57 @@ def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.nda
         j = np.clip(np.searchsorted(pos, hit), 0, len(pos) - 1)
         found = pos[j] == hit
         j, sim = j[found], sim[found]
+        known = ~np.isnan(behaviour[j])
+        j, sim = j[known], sim[known]
         if not len(j):
             continue
         w = np.exp((np.minimum(sim, 1.0) - 1.0) / temperature) if temperature > 0 else \
             np.ones(len(j))
         out[i] = float((w * behaviour[j]).sum() / max(float(w.sum()), 1e-12))
+    return out
+
+
+def _region_rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.ndarray,
+                  k: int, p: ContextParams) -> np.ndarray:
+    """The behaviour's share among each query's ``p.neighbours`` nearest *distinct* other
+    prompts: hits within ``duplicate_cos`` of the query are its own prompt and left out, hits
+    within ``duplicate_cos`` of a nearer hit count with it as one prompt (its rows' mean);
+    each distinct prompt weighs ``exp((cos - 1) / region_temperature)`` (0: the same)."""
+    sims, ids = pidx.search(q.astype(np.float32), k)
+    pos = context.sample_ids
+    out = np.zeros(len(q), np.float64)
+    uniq = np.unique(ids[ids >= 0])
+    vec = dict(zip(uniq.tolist(), pidx.vectors(uniq).astype(np.float32))) if len(uniq) else {}
+    for i in range(len(q)):
+        ok = (ids[i] >= 0) & (sims[i] < p.duplicate_cos)
+        hit, sim = ids[i][ok], sims[i][ok].astype(np.float64)
+        j = np.clip(np.searchsorted(pos, hit), 0, len(pos) - 1)
+        found = pos[j] == hit
+        found[found] = ~np.isnan(behaviour[j[found]])
+        hit, sim, j = hit[found], sim[found], j[found]
+        reps: list[np.ndarray] = []
+        rep_sim: list[float] = []
+        rep_vals: list[list[float]] = []
+        for h, s_, jj in zip(hit.tolist(), sim.tolist(), j.tolist()):
+            v = vec[h]
+            if reps:
+                c = np.asarray(reps) @ v
+                b = int(np.argmax(c))
+                if c[b] >= p.duplicate_cos:
+                    rep_vals[b].append(float(behaviour[jj]))
+                    continue
+            if len(reps) >= p.neighbours:
+                continue
+            reps.append(v)
+            rep_sim.append(s_)
+            rep_vals.append([float(behaviour[jj])])
+        if not reps:
+            continue
+        t = p.region_temperature
+        w = (np.exp((np.minimum(np.asarray(rep_sim), 1.0) - 1.0) / t) if t > 0
+             else np.ones(len(reps)))
+        share = np.array([np.mean(x) for x in rep_vals])
+        out[i] = float((w * share).sum() / max(float(w.sum()), 1e-12))
     return out
 
 

@@ -292,7 +292,10 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
         lookalike |= lacks > 0
         behaviour &= ~lookalike
     told = " ".join([a.title or "", *([t for t in a.explanations if t][:1] or [seg_text])])
-    cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other)
+    share = (min(1.0, len(seg_text.split()) / max(1, len((a.reply or "").split())))
+             if seg_text else 1.0)
+    cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other,
+               reply_share=share)
     other = cs.other & behaviour
     decided = results["segment"].row_evidence.get("decided")
     if decided is not None and p.context.judge == "none":
