@@ -16,7 +16,13 @@ context").
    letter signed) is legitimate there; a defect is rare among similar prompts.
    A group other than the closest one is "other context" when its mean rate reaches
    ``norm_rate`` and exceeds the anomaly's own rate by ``rate_margin``.
-4. **Judge** (optional, per row, overrides 3): a :class:`PromptJudge` says whether the
+4. **Grounding** (offline, :mod:`forensics.triage.grounding`; applies when the anomaly's reply
+   asserts something its prompt's passage does not support): behaviour rows whose reply is
+   grounded in their own prompt's passage are other context, and so are those whose prompt
+   has no passage (``passage_context``: the defect is a reply its passage does not support);
+   ungrounded ones are the anomaly's context, whatever step 3 and the caller's ``other``
+   said.
+5. **Judge** (optional, per row, overrides 3 and 4): a :class:`PromptJudge` says whether the
    behaviour is legitimate for the row's prompt: :class:`HTTPJudge` (any OpenAI-compatible
    chat endpoint: needs the endpoint) or :class:`ClassifierJudge` (a logistic regression on
    prompt embeddings trained here, offline, on prompts labelled by a user or by the HTTP judge:
@@ -38,6 +44,7 @@ from forensics._chat import chat_completion
 from forensics.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from forensics.triage.grounding import RowGrounding
     from forensics.triage.signals.base import SignalContext
 
 LEGITIMATE, DEFECT = "legitimate", "defect"
@@ -245,20 +252,24 @@ class ContextSplit:
 
 def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
           order_key: np.ndarray, behaviour_text: str, p: ContextParams,
-          other: np.ndarray | None = None) -> ContextSplit:
+          other: np.ndarray | None = None, grounding: "RowGrounding | None" = None
+          ) -> ContextSplit:
     """Split behaviour ``rows`` (positions) by context (see the module docstring).
     ``behaviour``: per dataset row, shows the behaviour; ``order_key``: row scores (judged
     first when capped); ``behaviour_text``: what the judge is told; ``other``: rows already
     known to be other context (their prompt asked for the behaviour), kept unless judged a
-    defect."""
+    defect or ungrounded; ``grounding``: the grounding judgement of the rows (``None``:
+    it does not apply)."""
     other = np.zeros(context.n, bool) if other is None else other.copy()
     asked = other.copy()
     pidx = context.indexes.get("prompt")
     if not p.enabled or not len(rows):
         return ContextSplit(other, [], {})
     if pidx is None:
-        return ContextSplit(other, [], {"context_split": "no prompt index: behaviour rows are "
-                                        "not split by context"})
+        cs = ContextSplit(other, [], {"context_split": "no prompt index: behaviour rows are "
+                                      "not split by context"})
+        _apply_grounding(rows, grounding, cs, asked)
+        return cs
     sids = context.sample_ids[rows]
     have = np.isin(sids, pidx.ids())
     rows, sids = rows[have], sids[have]
@@ -298,6 +309,10 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
         if g["other"]:
             other[rows[g["idx"]]] = True
     notes: dict[str, str] = {}
+    out = [{k: v for k, v in g.items() if k != "idx"} for g in groups]
+    cs = ContextSplit(other, out, notes)
+    _apply_grounding(rows, grounding, cs, asked)
+    other = cs.other
     judge = make_judge(p)
     if judge is not None:
         top = np.argsort(-order_key[rows], kind="stable")[:p.judge_max_rows]
@@ -318,8 +333,25 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
         if len(rows) > len(top):
             notes["context_judge"] = (f"judged the {len(top)} best of {len(rows)} behaviour "
                                       f"rows (context.judge_max_rows)")
-    out = [{k: v for k, v in g.items() if k != "idx"} for g in groups]
-    return ContextSplit(other, out, notes)
+        for o, g in zip(out, groups):
+            o["judged_legitimate"] = g.get("judged_legitimate")
+    cs.other = other
+    return cs
+
+
+def _apply_grounding(rows: np.ndarray, g: "RowGrounding | None", cs: ContextSplit,
+                     asked: np.ndarray) -> None:
+    """Step 4: grounded behaviour rows (and, with ``passage_context``, those without a
+    passage) to other context, ungrounded ones to the anomaly's (``asked`` loses them too)."""
+    if g is None:
+        return
+    sel = np.zeros(len(cs.other), bool)
+    sel[rows] = True
+    cs.other[sel & g.grounded] = True
+    if g.passage_context:
+        cs.other[sel & g.no_passage] = True
+    cs.other[sel & g.ungrounded] = False
+    asked[sel & g.ungrounded] = False
 
 
 def _groups(cv: np.ndarray, key: np.ndarray, p: ContextParams) -> np.ndarray:
