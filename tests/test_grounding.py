@@ -60,6 +60,10 @@ def test_the_judgement_names_what_the_passage_lacks_and_its_knobs_move_it():
     got = judge(f"{LAKE}\n\nIt was finished in 1975 by Tobias Renn, right?",
                 "Yes: it was finished in 1975 by Tobias Renn.")
     assert got.label == "ungrounded" and {"1975", "tobias", "renn"} <= set(got.unsupported)
+    assert got.kind == "echo"             # the reply repeats what the user claimed
+    made_up = judge(f"Context: {LAKE}\n\nWho was the engineer?",
+                    "The engineer in charge was Tobias Renn.")
+    assert made_up.label == "ungrounded" and made_up.kind == "new"   # it brings the name itself
     assert context_passage(f"{LAKE}\n\nQ?", GroundingParams())[0] == LAKE
     # a context needs min_context_words content words; anchors needed, min_unsupported_anchors
     assert judge(f"{LAKE}\n\nQ?", "It was finished in 1975 by Tobias Renn.",
