@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,7 +64,7 @@ _TOKEN = re.compile(r"\w+(?:[.,'’]\w+)*")
 class GroundingParams:
     """Knobs of the grounding judgement (documented in docs/triage.md)."""
 
-    enabled: bool = True              # judge behaviour rows when the anomaly is ungrounded
+    enabled: bool = True              # judge rows when the anomaly is ungrounded
     min_context_words: int = 8        # a context passage holds at least this many content words
     min_word_chars: int = 3           # shorter non-anchor tokens are not checked
     stem_chars: int = 5               # tokens compare on this many leading characters (0: exact)
@@ -80,8 +81,8 @@ class GroundingParams:
 @dataclass
 class Grounding:
     """A judgement: ``label`` one of :data:`LABELS`; ``unsupported``: the reply's checked
-    tokens the context lacks (in reply order); ``checked``: tokens checked; ``reason``: why
-    unavailable."""
+    tokens the passage lacks (in reply order); ``checked``: tokens checked; ``reason``: why
+    unavailable; ``kind`` of an ungrounded reply: ``echo`` or ``new`` (step 4)."""
 
     label: str
     unsupported: list[str] = field(default_factory=list)
@@ -94,20 +95,12 @@ class Grounding:
                 "checked": self.checked, "reason": self.reason}
 
 
-def _stopwords() -> frozenset[str]:
+@lru_cache(maxsize=1)
+def _stop() -> frozenset[str]:
+    """scikit-learn's English stopword list (a maintained list, not one of ours)."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return frozenset(ENGLISH_STOP_WORDS)
-
-
-_STOP: frozenset[str] | None = None
-
-
-def _stop() -> frozenset[str]:
-    global _STOP
-    if _STOP is None:
-        _STOP = _stopwords()
-    return _STOP
 
 
 def _norm(tok: str) -> str:
