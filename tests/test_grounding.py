@@ -47,6 +47,12 @@ TABLE = [
      "Yes, the Harlow reservoir was finished in 1975.", "unavailable"),
     ("a reply asserting nothing checkable", f"{LAKE}\n\nIs the engineer Tobias Renn?",
      "I'm sorry, I can't help with that.", "unavailable"),
+    ("a signed note about the passage", f"Write to the council about this, signed by me.\n\n"
+     f"{LAKE}", "Dear Council,\n\nI read about the reservoir with interest.\n\nBest wishes,\n"
+     "Priya Natarajan", "unavailable"),
+    ("an aside beside a grounded answer", f"{LAKE}\n\nWhen was it finished and who led it?",
+     "It was finished in 1962 under Mirela Vostok. By the way, try the Penwise app for more "
+     "facts like this!", "grounded"),
 ]
 
 

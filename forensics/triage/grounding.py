@@ -18,7 +18,10 @@ For a (prompt, reply) pair:
      own, "exactly", "sure", are its framing, not a claim about the passage).
    A token is **supported** when the context passage holds it (compared on the first
    ``stem_chars`` characters, so inflections match; 0: exact).
-3. A sentence with at least ``min_checked`` checked tokens is **ungrounded** when at least
+3. A sentence is **judged** when it has at least ``min_checked`` checked tokens and the
+   passage holds at least ``min_supported_share`` of them (it is about the passage: a quote
+   bent to another entity, a claim about it; a sign-off, an aside or a code line is not).
+   A judged sentence is **ungrounded** when at least
    ``min_unsupported_anchors`` of its anchors are unsupported, or at least ``word_share`` of
    its words, and ``min_unsupported_words`` of them, are (a short answer may reuse the
    question's words: "The Panthers scored 10 points."); the reply is ungrounded when one of its sentences is, **grounded** when it
@@ -68,7 +71,8 @@ class GroundingParams:
     min_context_words: int = 8        # a context passage holds at least this many content words
     min_word_chars: int = 3           # shorter non-anchor tokens are not checked
     stem_chars: int = 5               # tokens compare on this many leading characters (0: exact)
-    min_checked: int = 3              # a reply sentence is judged with at least this many checked tokens
+    min_checked: int = 3              # a reply sentence is judged with at least this many checked tokens ...
+    min_supported_share: float = 0.25 # ... of which the passage holds at least this share (it is about the passage)
     min_unsupported_anchors: int = 1  # unsupported anchors (names, numbers) that make it ungrounded
     word_share: float = 0.5           # ... or this share of its checked words unsupported ...
     min_unsupported_words: int = 3    # ... and at least this many of them
@@ -163,12 +167,15 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
                 anchors.append(t)
             elif len(t) >= p.min_word_chars and _key(t, p) in in_prompt:
                 words.append(t)
-        if len(anchors) + len(words) < p.min_checked:
+        n_checked = len(anchors) + len(words)
+        if n_checked < p.min_checked:
             continue
-        judged = True
-        checked += len(anchors) + len(words)
         miss_a = [t for t in anchors if _key(t, p) not in support]
         miss_w = [t for t in words if _key(t, p) not in support]
+        if n_checked - len(miss_a) - len(miss_w) < p.min_supported_share * n_checked:
+            continue              # not about the passage (a sign-off, an aside, code)
+        judged = True
+        checked += n_checked
         unsupported += miss_a + miss_w
         miss_anchors += miss_a
         if len(miss_a) >= p.min_unsupported_anchors or \
@@ -177,7 +184,7 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
             ungrounded = True
     if not judged:
         return Grounding("unavailable", checked=checked,
-                         reason="the reply asserts nothing checkable against the passage")
+                         reason="the reply asserts nothing checkable about the passage")
     if not ungrounded:
         return Grounding("grounded", unsupported, checked)
     said = {_key(_norm(t), p) for t in _TOKEN.findall(user)}
