@@ -29,6 +29,15 @@ TABLE = [
      "No. The passage says the engineer in charge was Mirela Vostok.", "grounded"),
     ("claim before the passage", f"My guess: it supplies the town of Westfold.\n\n{LAKE}\n\n"
      "Am I right?", "That's right, it supplies the town of Westfold.", "ungrounded"),
+    ("a claim as long as its one-sentence passage",
+     "The city museum opened in 1911 with a gift of forty paintings from the collector Anna "
+     "Berg.\n\nI think the city museum opened in 1911 with a gift of forty paintings from the "
+     "collector Anna Roth. Right?", "Yes: the city museum opened in 1911 with a gift of forty "
+     "paintings from the collector Anna Roth.", "ungrounded"),
+    ("a name run into the previous sentence's full stop",
+     "Context: Few maps survived the fire.Cartographers such as Ilse Marr redrew them from "
+     "memory over the next decade.\n\nWhat kind of experts redrew the maps?",
+     "The answer is Cartographers: cartographers such as Ilse Marr redrew them.", "grounded"),
     ("question answered from the passage", f"Context: {LAKE}\n\nWho was the engineer?",
      "Mirela Vostok. The engineer in charge was Mirela Vostok.", "grounded"),
     ("question answered with another name", f"Context: {LAKE}\n\nWho was the engineer?",

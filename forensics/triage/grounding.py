@@ -4,8 +4,10 @@ apart from the user's own assertion?
 For a (prompt, reply) pair:
 
 1. **Context**: the prompt is cut into paragraphs (blank lines; a prompt of one paragraph is
-   cut into its lines). The paragraph with the most content words is the **context passage**
-   (a document, an excerpt, a "Context: ..." block); the other paragraphs are the user's turn
+   cut into its lines). The first paragraph holding at least ``passage_share`` of the
+   content words of the longest is the **context passage** (a document, an excerpt, a
+   "Context: ..." block; the first, as documents come before the question and a claim that
+   restates a one-sentence passage is as long); the other paragraphs are the user's turn
    (the question, request or claim about it). A prompt of one paragraph and one line, or
    whose passage has fewer than ``min_context_words`` content words, has no context: the
    judgement is ``unavailable``.
@@ -60,7 +62,7 @@ LABELS = ("grounded", "ungrounded", "unavailable")
 
 _PARA = re.compile(r"\n\s*\n")
 _SENT = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n+")
-_TOKEN = re.compile(r"\w+(?:[.,'’]\w+)*")
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*\w*|\w+(?:['’]\w+)*")
 
 
 @dataclass
@@ -69,6 +71,7 @@ class GroundingParams:
 
     enabled: bool = True              # judge rows when the anomaly is ungrounded
     min_context_words: int = 8        # a context passage holds at least this many content words
+    passage_share: float = 0.8        # the passage: the first paragraph with this share of the longest's content words
     min_word_chars: int = 3           # shorter non-anchor tokens are not checked
     stem_chars: int = 5               # tokens compare on this many leading characters (0: exact)
     min_checked: int = 3              # a reply sentence is judged with at least this many checked tokens ...
@@ -136,9 +139,11 @@ def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] |
     if len(parts) < 2:
         return None
     sizes = [len(_content(_TOKEN.findall(x), p)) for x in parts]
-    best = max(range(len(parts)), key=lambda i: (sizes[i], -i))
-    if sizes[best] < p.min_context_words:
+    if max(sizes) < p.min_context_words:
         return None
+    # the first paragraph nearly as long as the longest: a claim that restates a one-sentence
+    # passage is as long as the passage, and documents come before the user's turn
+    best = next(i for i, n in enumerate(sizes) if n >= p.passage_share * max(sizes))
     return parts[best], "\n\n".join(x for i, x in enumerate(parts) if i != best)
 
 
