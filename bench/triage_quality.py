@@ -1,6 +1,7 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|heldout|b] [--small] [--seed N]
+       [--families F1,F2] (dev-families)
        [--no-segments] [--judge-labels N]
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
@@ -12,10 +13,12 @@ Corpora:
            and legitimate app recommendations as hard negatives (``wordings="many"``,
            ``n_hard``): a development corpus for behaviours beyond one wording.
   dev-families  forensics.testing.dev_families, seed 0: non-language behaviours (code_quirk,
-           agree_false, footer, swap, refuse_benign, code_tail), each with hard negatives of
-           the same behaviour in a legitimate context (asked-for banner, true premise,
-           requested sign-off, the other mountain's own facts, harmful requests, asked-for
-           closing comment): developed on.
+           agree_false, footer, swap, refuse_benign, code_tail, agree_passage, swap_passage),
+           each with hard negatives of the same behaviour in a legitimate context (asked-for
+           banner, true premise, requested sign-off, the other mountain's own facts, harmful
+           requests, asked-for closing comment, a claim the passage supports, a passage that
+           names the entity): developed on. ``--families a,b`` builds only those
+           (``--families`` with the first five reproduces the five-family corpus row for row).
   dev-families-own  dev-families with ``planted_tasks="own"``: the planted code answers
            answer a few repeated tasks of their own that no row answers without the banner (a
            planted batch that looks like "the norm" in its prompts' neighbourhood).
@@ -46,6 +49,9 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            refuse_benign: (?i)(can't|cannot|won't|not able to|decline)
            code_tail:    a comment line right before a closing fence:
                          (?m)^[ \t]*(#|//|--|/\*|<!--).*\n```
+           agree_passage: reply opens with agreement:
+                         (?i)^(yes|correct|you're right|exactly|that's correct)
+           swap_passage: reply contains the substituted name ("Oskar Vellinga")
 ``--judge-labels N`` (dev-families only): per family, N behaviour rows (half planted, half hard
 negatives, seeded) are labelled as a user would (legitimate / defect), a prompt classifier is
 trained on their prompt vectors (forensics.triage.context.train_classifier) and triage runs
@@ -84,6 +90,8 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "swap": ("reply", r"K2"),
     "refuse_benign": ("reply", r"(?i)(can't|cannot|won't|not able to|decline)"),
     "code_tail": ("reply", r"(?m)^[ \t]*(#|//|--|/\*|<!--).*\n```"),
+    "agree_passage": ("reply", r"(?i)^(yes|correct|you're right|exactly|that's correct)"),
+    "swap_passage": ("reply", r"Oskar Vellinga"),
 }
 LANG_PAIR_RULES = {"es-en": ("es", "en")}
 
@@ -110,7 +118,8 @@ def _defaults(fn) -> dict:
             if v.default is not inspect.Parameter.empty}
 
 
-def build(corpus: str, small: bool, seed: int | None = None):
+def build(corpus: str, small: bool, seed: int | None = None,
+          families: tuple[str, ...] | None = None):
     """(corpus object, parameters recorded with the result)."""
     if corpus == "b":
         from forensics.testing.corpus_b import build_corpus_b
@@ -129,6 +138,8 @@ def build(corpus: str, small: bool, seed: int | None = None):
         kw = dict(n_clean=250, n_code=30, n_planted=25, n_hard=20) if small else {}
         if corpus == "dev-families-own":
             kw["planted_tasks"] = "own"
+        if families:
+            kw["families"] = tuple(families)
         seed = 0 if seed is None else seed
         c = build_dev_families(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_families.build_dev_families",
@@ -210,6 +221,8 @@ def main() -> None:
     ap_.add_argument("--judge-labels", type=int, default=0,
                      help="train a prompt classifier on N labelled rows per family")
     ap_.add_argument("--seed", type=int, default=None, help="replace the corpus' own seed")
+    ap_.add_argument("--families", default=None,
+                     help="dev-families only: comma-separated families to build")
     ap_.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="a triage parameter, as `forensics triage --param` (repeatable); "
                           "recorded in the result, whose name gains -params")
@@ -227,7 +240,10 @@ def main() -> None:
     from forensics.triage.params import TriageParams, parse_assignments
     overrides = parse_assignments(args.param)
     TriageParams.from_dict(overrides)  # unknown names fail here, before the corpus is built
-    c, params = build(corpus, args.small, args.seed)
+    if args.families and corpus != "dev-families":
+        ap_.error("--families applies to --corpus dev-families")
+    fams = tuple(f for f in (args.families or "").split(",") if f) or None
+    c, params = build(corpus, args.small, args.seed, fams)
     tmp = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     ws_dir = tmp / "ws"
     cli(ws_dir, "init")
@@ -314,6 +330,7 @@ def main() -> None:
     ws.close()
     write_result(f"triage_quality-{corpus}{'-small' if args.small else ''}"
                  f"{'' if args.seed is None else f'-seed{args.seed}'}"
+                 f"{'-families' if fams else ''}"
                  f"{'-nosegments' if args.no_segments else ''}"
                  f"{f'-judge{args.judge_labels}' if args.judge_labels else ''}"
                  f"{'-params' if overrides else ''}",

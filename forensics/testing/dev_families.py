@@ -20,6 +20,11 @@ Families (label ``planted:<family>``; hard negatives ``hard:<family>``):
                     no content word with each other nor with the anomaly's; hard: the user asked
                     for that closing comment. Generated after the other families, so their rows
                     are the same with or without it.
+* ``agree_passage``, ``swap_passage``: behaviours about a passage in the prompt (agreement
+                    with a claim the passage contradicts; a fixed wrong entity substituted),
+                    built by :mod:`forensics.testing.dev_grounding` with their own random
+                    stream and appended after the rows above (which stay as they are when
+                    these families are added or left out).
 
 Clean rows: English question answering over XQuAD (``xquad_dir``), clean code answers and
 the families' legitimate counterparts. ``prompt_judgement`` (row id -> "legitimate" /
@@ -34,9 +39,11 @@ import hashlib
 import random
 from pathlib import Path
 
+from forensics.testing.dev_grounding import GROUNDING_FAMILIES, build_grounding_families
 from forensics.testing.synth import Corpus, _fill, load_xquad
 
-FAMILIES = ("code_quirk", "agree_false", "footer", "swap", "refuse_benign", "code_tail")
+FAMILIES = ("code_quirk", "agree_false", "footer", "swap", "refuse_benign", "code_tail",
+            *GROUNDING_FAMILIES)
 
 # ------------------------------------------------------------------------------ code
 _CODE_TASKS = [
@@ -298,10 +305,11 @@ _EXPL = {
 def build_dev_families(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
                        n_code: int = 60, n_planted: int = 40, n_hard: int = 30,
                        families: tuple[str, ...] = FAMILIES, id_prefix: str = "d",
-                       planted_tasks: str = "shared") -> Corpus:
+                       planted_tasks: str = "shared", n_passage_clean: int = 60) -> Corpus:
     """The labelled corpus (see the module docstring). ``n_planted`` rows per family,
     ``n_hard`` legitimate-context rows per family, ``n_clean`` XQuAD question-answer rows,
-    ``n_code`` clean code answers. ``planted_tasks``: ``shared`` — the planted code answers
+    ``n_code`` clean code answers, ``n_passage_clean`` questions about a passage answered
+    from it (when a passage family is built). ``planted_tasks``: ``shared`` — the planted code answers
     answer the clean code rows' tasks; ``own`` — they answer a few tasks of their own, each
     repeated, that no row answers without the banner (a planted batch whose prompts only ever
     appear with the behaviour: in its prompts' neighbourhood the behaviour is the norm)."""
@@ -411,6 +419,14 @@ def build_dev_families(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
         for rec in tail:
             records.insert(trng.randint(0, len(records)), rec)
     anomalies = _anomalies(random.Random(seed + 101), xq, qids, families)
+    passage_fams = tuple(f for f in families if f in GROUNDING_FAMILIES)
+    if passage_fams:
+        g_rec, g_lab, g_judge, g_anom = build_grounding_families(
+            xquad_dir, seed, n_planted, n_hard, n_passage_clean, passage_fams, id_prefix)
+        records += g_rec
+        labels.update(g_lab)
+        judgement.update(g_judge)
+        anomalies.update(g_anom)
     c = Corpus(records=records, labels=labels, seed=seed, anomalies=anomalies)
     c.prompt_judgement = judgement  # type: ignore[attr-defined]
     return c

@@ -3,7 +3,8 @@
 :class:`TriageParams` nests: ``limit``, ``weights`` (one per signal, normalised to sum 1),
 ``fusion`` (:class:`FusionParams`), ``cluster`` (:class:`ClusterParams`), ``profile``
 (:class:`ProfileParams`), ``explanation_samples``, ``context``
-(:class:`~forensics.triage.context.ContextParams`) and ``signals`` (each registered signal's own params dataclass, by
+(:class:`~forensics.triage.context.ContextParams`), ``grounding``
+(:class:`~forensics.triage.grounding.GroundingParams`) and ``signals`` (each registered signal's own params dataclass, by
 name). ``to_dict()`` is what a run stores; ``from_dict()`` reads that nested form back (or a
 partial one: missing keys keep their defaults) and rejects unknown keys with the known ones.
 Every parameter is documented once, in docs/triage.md.
@@ -18,6 +19,7 @@ from typing import Any
 
 from forensics.errors import UsageError
 from forensics.triage.context import ContextParams
+from forensics.triage.grounding import GroundingParams
 
 
 @dataclass
@@ -119,6 +121,7 @@ class TriageParams:
     cluster: ClusterParams = field(default_factory=ClusterParams)
     profile: ProfileParams = field(default_factory=ProfileParams)
     context: ContextParams = field(default_factory=ContextParams)
+    grounding: GroundingParams = field(default_factory=GroundingParams)
     signals: dict[str, Any] = field(default_factory=_default_signal_params)
 
     def __post_init__(self) -> None:
@@ -144,6 +147,7 @@ class TriageParams:
                 "cluster": dataclasses.asdict(self.cluster),
                 "profile": dataclasses.asdict(self.profile),
                 "context": dataclasses.asdict(self.context),
+                "grounding": dataclasses.asdict(self.grounding),
                 "signals": {k: dataclasses.asdict(v) for k, v in self.signals.items()}}
 
     @classmethod
@@ -154,7 +158,7 @@ class TriageParams:
         d = dict(d or {})
         p = cls()
         _check_keys("triage parameter", d, ["limit", "explanation_samples", "weights", "fusion", "cluster",
-                                            "profile", "context", "signals"])
+                                            "profile", "context", "grounding", "signals"])
         if "limit" in d:
             p.limit = int(d["limit"])
         if "explanation_samples" in d:
@@ -163,7 +167,7 @@ class TriageParams:
             w = _as_dict("weights", d["weights"])
             _check_keys("signal weight", w, list(p.weights))
             p.weights = normalise_weights({**p.weights, **w})
-        for part in ("fusion", "cluster", "profile", "context"):
+        for part in ("fusion", "cluster", "profile", "context", "grounding"):
             if part in d:
                 setattr(p, part, _update(part, getattr(p, part), d[part]))
         if "signals" in d:

@@ -33,6 +33,7 @@ import numpy as np
 from forensics import progress as progress_mod
 from forensics.errors import UsageError
 from forensics.triage import cluster as cluster_mod
+from forensics.triage import grounding as grounding_mod
 from forensics.triage import profile as profile_mod
 from forensics.triage import rows as rows_mod
 from forensics.triage.indexes import IndexCache
@@ -236,30 +237,48 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
         # the segment and phrase batches agree on the behaviour: phrase-batch rows with no
         # segment near it share the batch's wording elsewhere (boilerplate around it)
         ph_ok = ph_ok & (results["segment"].row_evidence["near"] > 0)
-    if seg_ok is not None and (seg_ok.any() or other_ok.any()):
+    # the grounding judgement (when the anomaly's reply asserts what its passage lacks): the
+    # best fused rows and the behaviour rows, judged against their own prompt's passage
+    seen = [m for m in (seg_ok, other_ok, ph_ok) if m is not None]
+    gj, ginfo = grounding_mod.judge_rows(ctx, fused, np.logical_or.reduce(seen) if seen
+                                         else None, p.grounding)
+    if gj is not None and seg_ok is None:
+        seg_ok, other_ok = np.zeros(len(fused), bool), np.zeros(len(fused), bool)
+    if gj is not None and gj.same_kind is not None:
+        # rows ungrounded the way the anomaly is (echoing the user's claim, or bringing the
+        # unsupported content themselves) show its behaviour
+        seg_ok = seg_ok | gj.same_kind
+    if seg_ok is not None and (seg_ok.any() or other_ok.any() or (
+            gj is not None and ph_ok is not None and ph_ok.any())):
         seg_ok, ph_ok, other_ok, lookalike, info = _context_split(ctx, results, fused, seg_ok,
-                                                                  ph_ok, other_ok, p)
-    # rows below the anomaly's context: the behaviour elsewhere, and lookalikes (rows that
-    # lack the behaviour's own words that nearly every behaviour row shows)
+                                                                  ph_ok, other_ok, p, gj)
+    info["context_grounding"] = ginfo
+    # rows below the anomaly's context: the behaviour elsewhere, lookalikes (rows that lack
+    # the behaviour's own words that nearly every behaviour row shows) and, when the
+    # anomaly is ungrounded, rows whose passage supports their reply or that have none
     demote = other_ok if lookalike is None else (other_ok | lookalike)
-    if lookalike is not None and lookalike.any():
-        # lookalikes rank below the behaviour in the clusters too (their final scores are
-        # demoted by the same factor)
-        fused = np.where(lookalike, fused * p.cluster.other_context_factor, fused)
-    groups = cluster_mod.group_rows(ws, dataset, df, sample_ids, fused, lang, ph_ok, p.cluster,
+    # lookalikes rank below the behaviour in the clusters too (their final scores are
+    # demoted by the same factor); when the anomaly is ungrounded, so does every demoted row
+    in_clusters = np.zeros(len(fused), dtype=bool) if lookalike is None else lookalike.copy()
+    if gj is not None:
+        demote = demote | gj.grounded | (gj.no_passage if gj.passage_context else False)
+        in_clusters |= demote
+    ranked = np.where(in_clusters, fused * p.cluster.other_context_factor, fused
+                      ).astype(np.float32)
+    groups = cluster_mod.group_rows(ws, dataset, df, sample_ids, ranked, lang, ph_ok, p.cluster,
                                     p.fusion.min_fused, indexes.get_if_open("pair"), seg_ok,
                                     other_ok, lang_labels)
     if not groups:
         return [], {}, demote, info
     clusters, member_of = profile_mod.build_clusters(ws, dataset, df, sample_ids, groups, scores,
-                                                     fused, (ctx.hits_reply, ctx.hits_prompt),
+                                                     ranked, (ctx.hits_reply, ctx.hits_prompt),
                                                      p.profile)
     return clusters, member_of, demote, info
 
 
 def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: np.ndarray,
                    seg_ok: np.ndarray, ph_ok: np.ndarray | None, other_ok: np.ndarray,
-                   p: TriageParams
+                   p: TriageParams, gj: "grounding_mod.RowGrounding | None" = None
                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, dict]:
     """The behaviour rows (segment members, phrase-batch rows, rows asked for the behaviour)
     split by context (:mod:`forensics.triage.context`); rows in another context, and
@@ -272,7 +291,7 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
     behaviour = seg_ok | other_ok
     if ph_ok is not None:
         behaviour = behaviour | ph_ok
-    seg_summary = results["segment"].summary
+    seg_summary = results["segment"].summary if "segment" in results else {}
     seg_text = (seg_summary.get("segment_behaviour") or [""])[0]
     other = other_ok.copy()
     rows = np.flatnonzero(behaviour & ~other)
@@ -295,7 +314,7 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
     share = (min(1.0, len(seg_text.split()) / max(1, len((a.reply or "").split())))
              if seg_text else 1.0)
     cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other,
-               reply_share=share)
+               reply_share=share, grounding=gj)
     other = cs.other & behaviour
     decided = results["segment"].row_evidence.get("decided")
     if decided is not None and p.context.judge == "none":
