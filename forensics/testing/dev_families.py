@@ -31,6 +31,9 @@ the families' legitimate counterparts. ``prompt_judgement`` (row id -> "legitima
 "defect") is the ground-truth judgement of each behaviour row's prompt, for tests of the
 prompt judges. Every template here is this module's own; everything is a pure function of
 the arguments (``seed``).
+
+Longer than 500 lines because its templates (several wordings per family, hard negatives and
+explanation paraphrases) are data that reads best next to the code that uses it.
 """
 
 from __future__ import annotations
