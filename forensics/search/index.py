@@ -391,7 +391,8 @@ class OpenIndex:
             for i, v in exact_vectors(self.path, self.manifest, ids).items():
                 out[i] = v
             return out
-        cached = _cached_vectors(self.ws, self.manifest, ids)
+        with self.ws.locked():
+            cached = _cached_vectors(self.ws, self.manifest, ids)
         for i, v in cached.items():
             out[i] = v
         return out
