@@ -310,3 +310,34 @@ def test_nla_training_runs_without_the_workspace(ws, tmp_path, monkeypatch):
                         seen.append((len(items), _other_process_can_read(ws.db_path))))
     trainer.train_from_dataset(ws, "d", "target", tmp_path / "out", trainer.TrainConfig(layer=0))
     assert seen == [(20, True)]
+
+
+def test_lock_timing_options_are_recorded_with_each_run(tmp_path):
+    """--hold-seconds (ingest, pipeline run) and --commit-seconds (index build/update) reach the
+    runs and are stored where SQL shows them; left out, the library default is stored."""
+    wsp = tmp_path / "ws"
+    run_cli("init", workspace=wsp)
+    run_cli("ingest", _write_rows(tmp_path / "a.jsonl", 40), "--dataset", "d", "--no-langid",
+            "--hold-seconds", "0", workspace=wsp)
+    run_cli("ingest", _write_rows(tmp_path / "b.jsonl", 10, start=100), "--dataset", "e",
+            "--no-langid", workspace=wsp)
+    run_cli("pipeline", "run", "hygiene", "--dataset", "d", "--hold-seconds", "0.5", workspace=wsp)
+    run_cli("index", "build", "--dataset", "d", "--field", "prompt", "--commit-seconds", "0",
+            workspace=wsp)
+    built = run_cli("sql", "SELECT CAST(manifest->'build'->>'commit_seconds' AS DOUBLE) AS c "
+                    "FROM indexes", "--json", workspace=wsp).json()
+    assert built == [{"c": 0.0}]
+    run_cli("ingest", _write_rows(tmp_path / "c.jsonl", 5, start=200), "--dataset", "d",
+            "--no-langid", workspace=wsp)
+    run_cli("index", "update", "--dataset", "d", "--commit-seconds", "3", workspace=wsp)
+
+    def q(sql):
+        return run_cli("sql", sql, "--json", workspace=wsp).json()
+
+    assert q("SELECT dataset, CAST(options->>'hold_seconds' AS DOUBLE) AS h FROM ingest_runs "
+             "ORDER BY ingest_id") == [{"dataset": "d", "h": 0.0}, {"dataset": "e", "h": 2.0},
+                                       {"dataset": "d", "h": 2.0}]
+    assert q("SELECT CAST(stats->>'hold_seconds' AS DOUBLE) AS h FROM pipeline_runs") == [{"h": 0.5}]
+    got = q("SELECT CAST(manifest->'build'->>'commit_seconds' AS DOUBLE) AS c, "
+            "manifest->>'updated_from' IS NOT NULL AS updated FROM indexes")
+    assert got == [{"c": 3.0, "updated": True}]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from forensics.cli._common import Ctx, console, emit_json, err_console, handle_errors, json_option
+from forensics.cli._common import (Ctx, commit_seconds_option, console, emit_json, err_console,
+                                   handle_errors, json_option, lock_knobs)
 from forensics.cli._progress import RichProgress
 
 _FIELD_CHOICE = click.Choice(["prompt", "reply", "pair", "explanation", "reply_segment",
@@ -101,13 +102,14 @@ def register(main: click.Group) -> None:
                        "manifest, so searches embed queries the same way).")
     @click.option("--device", default=None, help="cpu (default) or cuda[:N].")
     @_shard_options
+    @commit_seconds_option
     @json_option
     @click.pass_obj
     @handle_errors
     def build_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], index_type: str,
                   model: str | None, backend: str, device: str | None, engine: str | None,
                   shard_rows: int | None, workers: int, ray_address: str | None,
-                  as_json: bool) -> None:
+                  commit_seconds: float | None, as_json: bool) -> None:
         """Embed a dataset's rows (cache-backed) and write fresh indexes atomically.
 
         With --engine ray or --shard-rows the rows are embedded in slices whose vectors are kept
@@ -124,7 +126,8 @@ def register(main: click.Group) -> None:
             emb = Embedder(model, device=None if sp is not None and sp.engine == "ray" else device,
                            backend=backend)
             ms = [index.build(ws, dataset, f, index_type=index_type, embedder=emb, progress=bars,
-                              device=device, shards=sp) for f in flds]
+                              device=device, shards=sp, **lock_knobs(commit_seconds=commit_seconds))
+                  for f in flds]
         if as_json:
             emit_json({"built": [_manifest_row(m) for m in ms], "manifests": ms})
         else:
@@ -136,12 +139,13 @@ def register(main: click.Group) -> None:
                   help="Field(s) to update. Default: every index the dataset has.")
     @click.option("--device", default=None, help="cpu (default) or cuda[:N].")
     @_shard_options
+    @commit_seconds_option
     @json_option
     @click.pass_obj
     @handle_errors
     def update_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], device: str | None,
                    engine: str | None, shard_rows: int | None, workers: int,
-                   ray_address: str | None, as_json: bool) -> None:
+                   ray_address: str | None, commit_seconds: float | None, as_json: bool) -> None:
         """Add rows that are new since the last build (rebuilds if indexed rows changed).
 
         A sharded index re-embeds only the slices whose rows changed (its own engine and slice
@@ -154,7 +158,8 @@ def register(main: click.Group) -> None:
             flds = _fields(ws, dataset, fields, existing_only=True)
             before = {s.field: s.rows for s in index.status(ws, dataset)}
             ws.release()   # each update embeds without the workspace lock
-            ms = [index.update(ws, dataset, f, progress=bars, device=device, shards=sp)
+            ms = [index.update(ws, dataset, f, progress=bars, device=device, shards=sp,
+                               **lock_knobs(commit_seconds=commit_seconds))
                   for f in flds]
         rows = [{**_manifest_row(m), "added": m.rows - (before.get(m.field) or 0)} for m in ms]
         if as_json:
