@@ -87,6 +87,14 @@ def test_embedding_runs_without_the_lock_and_batches_writes(ws, minilm, monkeypa
     ws.release()
 
 
+def _reap(*procs: subprocess.Popen | None) -> None:
+    """Kill what a failed test left running."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _write_rows(path: Path, n: int, start: int = 0) -> Path:
     with path.open("w") as fh:
         for i in range(start, start + n):
@@ -126,9 +134,7 @@ def test_reads_and_a_second_writer_get_in_during_an_index_build(tmp_path):
         still_running = build.poll() is None
         out, err = build.communicate(timeout=120)
     finally:
-        if build.poll() is None:
-            build.kill()
-            build.wait()
+        _reap(build)
     assert build.returncode == 0, err
     assert still_running, "the build ended before the reads; make the dataset larger"
     assert json.loads(out)["built"][0]["rows"] == 1500
@@ -174,10 +180,7 @@ def test_reads_and_a_second_ingest_get_in_during_an_ingest(tmp_path):
         assert second.returncode == 0, s_err
         _, err = first.communicate(timeout=300)
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        _reap(first, second)
     assert first.returncode == 0, err
     assert 0 < seen[0] <= seen[-1] <= n and all(x % 2000 == 0 for x in seen)  # whole batches
     with forensics.open(wsp, read_only=True) as ws:
@@ -264,9 +267,7 @@ def test_reads_and_writes_get_in_while_a_triage_computes(tmp_path, stage):
         flag.with_suffix(".go").write_text("go")
         out, err = proc.communicate(timeout=300)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert proc.returncode == 0, err
     res = json.loads(out)
     assert res["anomaly_id"] == 1 and res["clusters"]

@@ -34,8 +34,10 @@ def _manifest_row(m) -> dict:
             "build": m.build}
 
 
-def _shard_options(f):
-    """--engine / --shard-rows / --workers / --ray-address (index build and update)."""
+def _build_options(f):
+    """The options index build and update share: --device, --commit-seconds and the sharded
+    build's --engine / --shard-rows / --workers / --ray-address."""
+    f = commit_seconds_option(f)
     f = click.option("--ray-address", default=None, metavar="ADDR",
                      help="Ray cluster to join (auto, or ray://host:10001); default: a local Ray.")(f)
     f = click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 100000),
@@ -47,7 +49,7 @@ def _shard_options(f):
     f = click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
                      help="local (default): embed in this process; ray: embed on Ray Data actors "
                           "into a sharded, resumable index.")(f)
-    return f
+    return click.option("--device", default=None, help="cpu (default) or cuda[:N].")(f)
 
 
 def _shard_params(engine: str | None, shard_rows: int | None, workers: int,
@@ -100,9 +102,7 @@ def register(main: click.Group) -> None:
                   help="Runtime of the embedding model. onnx / onnx-int8: ONNX Runtime fp32 / "
                        "static int8 (CPU; vectors get their own model id, recorded in the "
                        "manifest, so searches embed queries the same way).")
-    @click.option("--device", default=None, help="cpu (default) or cuda[:N].")
-    @_shard_options
-    @commit_seconds_option
+    @_build_options
     @json_option
     @click.pass_obj
     @handle_errors
@@ -137,9 +137,7 @@ def register(main: click.Group) -> None:
     @click.option("--dataset", "-d", required=True)
     @click.option("--field", "fields", type=_FIELD_CHOICE, multiple=True,
                   help="Field(s) to update. Default: every index the dataset has.")
-    @click.option("--device", default=None, help="cpu (default) or cuda[:N].")
-    @_shard_options
-    @commit_seconds_option
+    @_build_options
     @json_option
     @click.pass_obj
     @handle_errors
