@@ -55,6 +55,39 @@ def test_locked_scopes_nest_and_release_lets_another_process_in(ws):
     assert ws.one("SELECT count(*) FROM datasets") == (1,)   # reopened lazily
 
 
+def test_lingering_keeps_the_connection_for_back_to_back_reads_then_closes_it(ws):
+    """Inside ``ws.lingering(s)``, ending a locked scope keeps the connection for ``s`` seconds
+    of disuse (the next scope reuses it), then a timer closes it; ``hold`` caps how long
+    back-to-back scopes keep it; the block's end closes it."""
+    ws.release()
+    with ws.lingering(5):          # longer than a subprocess takes to start under load
+        with ws.locked() as first:
+            pass
+        with ws.locked() as second:
+            assert second is first                       # reused, not reopened
+        assert ws._con is not None and not _other_process_can_read(ws.db_path)
+        deadline = time.monotonic() + 20
+        while ws._con is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ws._con is None and _other_process_can_read(ws.db_path)
+        with ws.locked():
+            pass
+        assert ws._con is not None
+    assert ws._con is None                               # the block's end released it
+    with ws.lingering(30, hold=0.2):
+        with ws.locked() as first:
+            time.sleep(0.3)
+        assert ws._con is None                           # open longer than hold: released
+        with ws.locked():
+            pass
+        ws.one("SELECT 1")                               # a use outside a scope cancels the timer
+        time.sleep(0.1)
+        assert ws._con is not None
+    with ws.locked():                                    # outside lingering: at once, as before
+        pass
+    assert ws._con is None
+
+
 class _Probe:
     """Wraps an embedder; on each encode records whether another process could open the
     workspace right then (i.e. whether the embedding runs with the lock released)."""

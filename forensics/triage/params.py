@@ -3,7 +3,7 @@
 :class:`TriageParams` nests: ``limit``, ``weights`` (one per signal, normalised to sum 1),
 ``fusion`` (:class:`FusionParams`), ``cluster`` (:class:`ClusterParams`), ``profile``
 (:class:`ProfileParams`), ``explanation_samples``, ``context``
-(:class:`~forensics.triage.context.ContextParams`) and ``signals`` (each registered signal's own params dataclass, by
+(:class:`~forensics.triage.context.ContextParams`), ``lock`` (:class:`LockParams`) and ``signals`` (each registered signal's own params dataclass, by
 name). ``to_dict()`` is what a run stores; ``from_dict()`` reads that nested form back (or a
 partial one: missing keys keep their defaults) and rejects unknown keys with the known ones.
 Every parameter is documented once, in docs/triage.md.
@@ -109,6 +109,15 @@ def normalise_weights(weights: dict[str, float]) -> dict[str, float]:
 
 
 @dataclass
+class LockParams:
+    """How long a triage keeps the workspace open between its reads and writes
+    (:meth:`~forensics.workspace.Workspace.lingering`); no effect on the ranking."""
+
+    linger_seconds: float = 0.1       # closed once unused this long (0: after every read)
+    hold_seconds: float = 1.0         # open this long through back-to-back reads: released
+
+
+@dataclass
 class TriageParams:
     """Every knob of a triage (see the module docstring); stored in ``triage_runs.params``."""
 
@@ -119,6 +128,7 @@ class TriageParams:
     cluster: ClusterParams = field(default_factory=ClusterParams)
     profile: ProfileParams = field(default_factory=ProfileParams)
     context: ContextParams = field(default_factory=ContextParams)
+    lock: LockParams = field(default_factory=LockParams)
     signals: dict[str, Any] = field(default_factory=_default_signal_params)
 
     def __post_init__(self) -> None:
@@ -144,6 +154,7 @@ class TriageParams:
                 "cluster": dataclasses.asdict(self.cluster),
                 "profile": dataclasses.asdict(self.profile),
                 "context": dataclasses.asdict(self.context),
+                "lock": dataclasses.asdict(self.lock),
                 "signals": {k: dataclasses.asdict(v) for k, v in self.signals.items()}}
 
     @classmethod
@@ -154,7 +165,7 @@ class TriageParams:
         d = dict(d or {})
         p = cls()
         _check_keys("triage parameter", d, ["limit", "explanation_samples", "weights", "fusion", "cluster",
-                                            "profile", "context", "signals"])
+                                            "profile", "context", "lock", "signals"])
         if "limit" in d:
             p.limit = int(d["limit"])
         if "explanation_samples" in d:
@@ -163,7 +174,7 @@ class TriageParams:
             w = _as_dict("weights", d["weights"])
             _check_keys("signal weight", w, list(p.weights))
             p.weights = normalise_weights({**p.weights, **w})
-        for part in ("fusion", "cluster", "profile", "context"):
+        for part in ("fusion", "cluster", "profile", "context", "lock"):
             if part in d:
                 setattr(p, part, _update(part, getattr(p, part), d[part]))
         if "signals" in d:
@@ -219,5 +230,6 @@ def _update(where: str, obj: Any, v: Any) -> Any:
     return dataclasses.replace(obj, **v)
 
 
-__all__ = ["TriageParams", "FusionParams", "ClusterParams", "ProfileParams", "ContextParams", "normalise_weights",
+__all__ = ["TriageParams", "FusionParams", "ClusterParams", "ProfileParams", "ContextParams", "LockParams",
+           "normalise_weights",
            "parse_assignments"]

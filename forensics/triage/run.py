@@ -17,8 +17,9 @@ stored with the run):
 
 The workspace is held (:meth:`~forensics.workspace.Workspace.locked`) only while inputs are
 read and while the row-feature cache and the run are written: signals, clustering and
-profiles compute with it released, so other commands read and write meanwhile. Wrap the call
-in ``with ws.locked():`` to hold it throughout.
+profiles compute with it released, so other commands read and write meanwhile. Between
+back-to-back reads the connection stays open (``ws.lingering`` with the ``lock`` params: closed
+once unused ``linger_seconds``). Wrap the call in ``with ws.locked():`` to hold it throughout.
 
 Why fuse whole-dataset behaviour features with ANN search: an explanation's embedding barely
 separates a planted batch from legitimate data in the same language or on the same topic,
@@ -97,8 +98,6 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
     when ``None``). ``on_stage`` is called with each stage of :data:`STAGES` as the run passes
     it, with the workspace released (unless the caller holds it): a test can pause the run
     there to check that other processes get in; it must not raise otherwise."""
-    from forensics.triage import anomaly as anomaly_mod
-
     t0 = time.perf_counter()
     prog = progress_mod.resolve(progress)
     p = params if isinstance(params, TriageParams) else TriageParams.from_dict(params)
@@ -106,6 +105,15 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
     p = dataclasses.replace(p, **({"limit": int(limit)} if limit is not None else {}))
     if p.limit < 0:
         raise UsageError("--limit must be >= 0")
+    with ws.lingering(p.lock.linger_seconds, p.lock.hold_seconds):
+        return _triage(ws, anomaly_id, dataset, p, prog, on_stage, t0)
+
+
+def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, prog: Any,
+            on_stage: Callable[[str], None] | None, t0: float) -> TriageResult:
+    """The body of :func:`triage`, run inside ``ws.lingering``."""
+    from forensics.triage import anomaly as anomaly_mod
+
     with ws.locked():
         a = anomaly_mod.get(ws, anomaly_id, samples=p.explanation_samples)
         ws.require_dataset(dataset)
@@ -113,9 +121,11 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
     task = prog.start("triage", total=len(signal_classes) + 3)
 
     def stage(name: str) -> None:
-        ws.release()     # whatever a step read, the workspace is not held between steps
-        if on_stage is not None:
-            on_stage(name)
+        if on_stage is None:  # whatever a step read, the workspace is not held for long after
+            ws.release_soon()
+            return
+        ws.release()
+        on_stage(name)
 
     def step(msg: str) -> None:
         prog.advance(task)
