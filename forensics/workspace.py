@@ -165,8 +165,9 @@ class Workspace:
         lock still gets in within ``seconds`` plus its poll once the job computes. ``hold``:
         a scope ending when the connection has been open this long releases it at once and
         pauses ``2 * POLL_SECONDS`` (a waiting command gets in between back-to-back reads).
-        ``seconds`` 0: release at once. The block's end releases the connection (unless a
-        ``locked`` scope holds it)."""
+        ``seconds`` 0: release at once. At the block's end the same rule applies (the timer
+        closes the connection ``seconds`` later unless a ``locked`` scope holds it or it is used
+        again first), so jobs run back to back share one open too."""
         with self._mutex:
             outer = (self._linger, self._hold_cap)
             self._linger, self._hold_cap = max(0.0, float(seconds)), max(0.0, float(hold))
@@ -174,10 +175,8 @@ class Workspace:
             yield
         finally:
             with self._mutex:
+                self.release_soon()   # with the block's delay: a job run right after reuses it
                 self._linger, self._hold_cap = outer
-                self._cancel_linger()
-                if not self._linger:
-                    self.release()
 
     def release(self, pause: float = 0.0) -> bool:
         """Close the connection so other processes can open the database (DuckDB's file lock

@@ -55,10 +55,17 @@ def test_locked_scopes_nest_and_release_lets_another_process_in(ws):
     assert ws.one("SELECT count(*) FROM datasets") == (1,)   # reopened lazily
 
 
+def _closes_within(ws, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while ws._con is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ws._con is None
+
+
 def test_lingering_keeps_the_connection_for_back_to_back_reads_then_closes_it(ws):
     """Inside ``ws.lingering(s)``, ending a locked scope keeps the connection for ``s`` seconds
     of disuse (the next scope reuses it), then a timer closes it; ``hold`` caps how long
-    back-to-back scopes keep it; the block's end closes it."""
+    back-to-back scopes keep it; after the block the same delay applies."""
     ws.release()
     with ws.lingering(5):          # longer than a subprocess takes to start under load
         with ws.locked() as first:
@@ -66,14 +73,14 @@ def test_lingering_keeps_the_connection_for_back_to_back_reads_then_closes_it(ws
         with ws.locked() as second:
             assert second is first                       # reused, not reopened
         assert ws._con is not None and not _other_process_can_read(ws.db_path)
-        deadline = time.monotonic() + 20
-        while ws._con is not None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ws._con is None and _other_process_can_read(ws.db_path)
-        with ws.locked():
+        assert _closes_within(ws, 20) and _other_process_can_read(ws.db_path)
+    with ws.lingering(0.2):
+        with ws.locked() as first:
             pass
-        assert ws._con is not None
-    assert ws._con is None                               # the block's end released it
+    with ws.lingering(0.2):                              # a job right after: the same open
+        with ws.locked() as second:
+            assert second is first
+    assert _closes_within(ws, 20)                        # then closed after the delay
     with ws.lingering(30, hold=0.2):
         with ws.locked() as first:
             time.sleep(0.3)
@@ -83,6 +90,7 @@ def test_lingering_keeps_the_connection_for_back_to_back_reads_then_closes_it(ws
         ws.one("SELECT 1")                               # a use outside a scope cancels the timer
         time.sleep(0.1)
         assert ws._con is not None
+    ws.release()
     with ws.locked():                                    # outside lingering: at once, as before
         pass
     assert ws._con is None

@@ -113,8 +113,8 @@ class LockParams:
     """How long a triage keeps the workspace open between its reads and writes
     (:meth:`~forensics.workspace.Workspace.lingering`); no effect on the ranking."""
 
-    linger_seconds: float = 0.1       # closed once unused this long (0: after every read)
-    hold_seconds: float = 1.0         # open this long through back-to-back reads: released
+    linger_seconds: float = 0.3       # closed once unused this long (0: after every read)
+    hold_seconds: float = 2.0         # open this long through back-to-back reads: released
 
 
 @dataclass
