@@ -4,7 +4,8 @@
 the git commit of the checkout (with ``-dirty`` when tracked code differs from it), the
 machine's load average and CPU count, then writes the payload beside them. A later run of the
 same bench overwrites the file; git keeps the history. ``shared_dir()`` is ``shared/`` beside
-the checkout (or beside a folder above it, as for a git worktree).
+the checkout (or beside a folder above it, as for a git worktree). ``demo_pair_texts()``: the
+``pair`` texts (prompt + blank line + reply) of the demo corpus, the embedding benches' input.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
+DEMO_CORPUS = REPO / "examples" / "data" / "demo_corpus.jsonl"
 
 
 def git_commit(repo: Path = REPO) -> str:
@@ -54,6 +56,12 @@ def write_result(name: str, payload: dict[str, Any], results_dir: Path | None = 
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
     print(f"results written to {path}", file=sys.stderr)
     return path
+
+
+def demo_pair_texts(corpus: Path = DEMO_CORPUS) -> list[str]:
+    """The ``pair`` text (prompt + blank line + reply) of every row of ``corpus`` (JSONL)."""
+    rows = [json.loads(x) for x in corpus.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [(r.get("prompt") or "") + "\n\n" + (r.get("reply") or "") for r in rows]
 
 
 def shared_dir(repo: Path = REPO) -> Path:

@@ -24,7 +24,6 @@ of a fresh process (import + model load + one text) per backend.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -36,16 +35,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from _results import write_result  # noqa: E402
+from _results import demo_pair_texts, write_result  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-CORPUS = REPO / "examples" / "data" / "demo_corpus.jsonl"
-
-
-def pair_texts() -> list[str]:
-    rows = [json.loads(x) for x in CORPUS.read_text(encoding="utf-8").splitlines() if x.strip()]
-    return [(r.get("prompt") or "") + "\n\n" + (r.get("reply") or "") for r in rows]
 
 
 def padded(lengths: np.ndarray, order: np.ndarray, bs: int) -> int:
@@ -66,7 +59,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    texts = pair_texts()
+    texts = demo_pair_texts()
     if args.n and args.n < len(texts):
         pick = np.random.default_rng(0).choice(len(texts), args.n, replace=False)
         texts = [texts[i] for i in pick]

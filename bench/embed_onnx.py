@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from _results import shared_dir, write_result  # noqa: E402
+from _results import demo_pair_texts, shared_dir, write_result  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -40,8 +40,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def held_pairs() -> list[str]:
     """The demo corpus's odd rows (calibration reads the even ones)."""
-    from embed_cpu import pair_texts
-    return pair_texts()[1::2]
+    return demo_pair_texts()[1::2]
 
 
 def xquad_questions(lang: str, n: int) -> list[str]:

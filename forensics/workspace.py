@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -59,6 +60,11 @@ class Workspace:
         self.guarded = guarded
         self._con: duckdb.DuckDBPyConnection | None = None
         self._holds = 0     # depth of enclosing ``locked()`` scopes
+        self._linger = 0.0  # seconds a released scope keeps the connection (see lingering())
+        self._mutex = threading.RLock()   # the connection vs the linger timer's close
+        self._timer: threading.Timer | None = None
+        self._hold_cap = float("inf")   # lingering(): longest a connection is kept open
+        self._opened_at = 0.0
 
     # ------------------------------------------------------------------ paths
     @property
@@ -72,10 +78,14 @@ class Workspace:
     # ------------------------------------------------------------------ connection
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        """The open DuckDB connection (opened lazily)."""
-        if self._con is None:
-            self._con = self._connect()
-        return self._con
+        """The open DuckDB connection (opened lazily). Using it outside a :meth:`locked`
+        scope cancels a pending linger close (the connection then stays open until released)."""
+        with self._mutex:
+            self._cancel_linger()
+            if self._con is None:
+                self._con = self._connect()
+                self._opened_at = time.monotonic()
+            return self._con
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         """Connect, retrying while another process holds the file lock, for at most
@@ -107,9 +117,66 @@ class Workspace:
                 delay = min(delay * 2, POLL_SECONDS)
 
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        with self._mutex:
+            self._cancel_linger()
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    def _cancel_linger(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _linger_expired(self, timer: threading.Timer) -> None:
+        with self._mutex:    # closes only if nothing used the connection since it was scheduled
+            if self._timer is timer and not self._holds:
+                self._timer = None
+                if self._con is not None:
+                    self._con.close()
+                    self._con = None
+
+    def release_soon(self) -> None:
+        """Close the connection once it has been unused for the :meth:`lingering` delay (at
+        once outside a ``lingering`` block, like :meth:`release`); a :meth:`locked` scope or
+        a use of :attr:`con` before then keeps it. A no-op inside a ``locked`` scope."""
+        with self._mutex:
+            if self._holds or self._con is None:
+                return
+            if self._linger <= 0:
+                self.release()
+                return
+            if time.monotonic() - self._opened_at >= self._hold_cap:
+                # held this long through back-to-back reads: let a waiting command in
+                self.release(pause=2 * POLL_SECONDS)
+                return
+            self._cancel_linger()
+            timer = threading.Timer(self._linger, lambda: self._linger_expired(timer))
+            timer.daemon = True
+            self._timer = timer
+            timer.start()
+
+    @contextlib.contextmanager
+    def lingering(self, seconds: float, hold: float = float("inf")) -> Iterator[None]:
+        """Inside the block, the end of an outermost :meth:`locked` scope closes the connection
+        only after it has stayed unused for ``seconds`` (a timer thread closes it), so a job
+        whose reads and writes come in quick succession opens the database once for a run of
+        them instead of once each (an open costs tens of ms), and a command waiting for the
+        lock still gets in within ``seconds`` plus its poll once the job computes. ``hold``:
+        a scope ending when the connection has been open this long releases it at once and
+        pauses ``2 * POLL_SECONDS`` (a waiting command gets in between back-to-back reads).
+        ``seconds`` 0: release at once. At the block's end the same rule applies (the timer
+        closes the connection ``seconds`` later unless a ``locked`` scope holds it or it is used
+        again first), so jobs run back to back share one open too."""
+        with self._mutex:
+            outer = (self._linger, self._hold_cap)
+            self._linger, self._hold_cap = max(0.0, float(seconds)), max(0.0, float(hold))
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self.release_soon()   # with the block's delay: a job run right after reuses it
+                self._linger, self._hold_cap = outer
 
     def release(self, pause: float = 0.0) -> bool:
         """Close the connection so other processes can open the database (DuckDB's file lock
@@ -120,9 +187,10 @@ class Workspace:
         A no-op inside a :meth:`locked` scope, so a caller can keep the lock across a job by
         wrapping the job in ``with ws.locked():``. Returns whether the connection was closed.
         Relations and cursors of the closed connection become unusable."""
-        if self._holds or self._con is None:
-            return False
-        self.close()
+        with self._mutex:
+            if self._holds or self._con is None:
+                return False
+            self.close()
         if pause > 0:
             time.sleep(pause)
         return True
@@ -134,15 +202,18 @@ class Workspace:
         inputs and commit their results in such scopes and compute between them with the
         workspace closed, so ``forensics sql`` and other commands get in between commits.
         Combine with :meth:`transaction` for a short write:
-        ``with ws.locked(), ws.transaction() as con: ...``."""
-        con = self.con
-        self._holds += 1
+        ``with ws.locked(), ws.transaction() as con: ...``. Inside :meth:`lingering`, the
+        outermost scope's end closes the connection after the linger delay instead."""
+        with self._mutex:
+            con = self.con
+            self._holds += 1
         try:
             yield con
         finally:
-            self._holds -= 1
-            if not self._holds:
-                self.release()
+            with self._mutex:
+                self._holds -= 1
+                if not self._holds:
+                    self.release_soon()
 
     def __enter__(self) -> "Workspace":
         return self

@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture
 def judge_server():
     def start(*args: str):
-        p = subprocess.Popen([sys.executable, str(HERE / "judge_server.py"), *args],
+        p = subprocess.Popen([sys.executable, str(HERE / "fake_server.py"), "judge", *args],
                              stdout=subprocess.PIPE, text=True)
         line = p.stdout.readline().split()
         assert line and line[0] == "LISTENING"

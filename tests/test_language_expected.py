@@ -448,3 +448,12 @@ def test_translation_instructions_before_or_after_the_text(instruction):
 def test_negated_languages_are_not_the_request(prompt, lang):
     e = expected_language(prompt)
     assert (e.lang, e.reason) == (lang, "request"), (prompt, e)
+
+
+def test_lexical_max_words_knob():
+    from forensics.language.requests import ReaderKnobs
+
+    p = "How would you say this in Greek? The harbour was rebuilt after the storm."
+    assert expected_language(p, "en").reason == "translation"      # 9 words >= 6 (default)
+    e = expected_language(p, "en", reader=ReaderKnobs(lexical_max_words=50))
+    assert (e.lang, e.reason) == ("en", "prompt_language"), e

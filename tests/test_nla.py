@@ -376,6 +376,36 @@ def test_nla_without_ar_stores_unscored_explanations(nlas, tmp_path):
         assert row == (None, None, None, 2, 3, "av-only")
 
 
+def test_explain_anomaly_generates_without_the_workspace(nlas, tmp_path):
+    """The model runs with the workspace released: another process opens it read-write while
+    the explainer generates; the explanations are then stored."""
+    import subprocess
+    import sys
+
+    import forensics
+    from forensics.nla import Explainer, explain_anomaly, register_nla
+
+    probe = ("import duckdb, sys; duckdb.connect(sys.argv[1]).execute("
+             "\"INSERT INTO datasets (name) VALUES ('written-meanwhile')\")")
+    seen = []
+
+    class Probing(Explainer):
+        def run(self, *a, **k):
+            seen.append(subprocess.run([sys.executable, "-c", probe, str(ws.db_path)],
+                                       capture_output=True, timeout=60).returncode)
+            return super().run(*a, **k)
+
+    n = nlas["llama"]
+    with forensics.init(tmp_path / "ws") as ws:
+        rec, _ = register_nla(ws, "av-only", n.av, n.target)
+        aid = ws.next_id("anomaly_id_seq")
+        ws.execute("INSERT INTO anomalies (anomaly_id, title, prompt, reply) VALUES (?, 't', 'Hello there?', 'Hi.')",
+                   [aid])
+        res = explain_anomaly(ws, aid, "av-only", ["last_prompt"], explainer=Probing(rec, max_new_tokens=4))
+        assert seen == [0] and res["stored"] == 1
+        assert ws.one("SELECT count(*) FROM datasets WHERE name = 'written-meanwhile'") == (1,)
+
+
 # ------------------------------------------------------------------------------------ K = last block
 
 

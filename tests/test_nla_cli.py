@@ -90,7 +90,7 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(env):
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "nla_server.py"), str(env.nla.av), "--port", "0"],
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "fake_server.py"), "nla", str(env.nla.av), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **THREADS, "PYTHONPATH": str(REPO)})
     try:

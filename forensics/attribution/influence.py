@@ -301,16 +301,20 @@ def dataset_scores(ws: "Workspace", target: str | Path, dataset: str, query: tup
                    extra_queries: Sequence[tuple[str, str]] = ()) -> tuple[np.ndarray, np.ndarray, dict]:
     """(sample ids, scores, info) of every row of ``dataset`` for ``query`` (and ``extra_queries``,
     see :func:`scores`): from the cache, or computed and stored. ``info`` has ``cached``,
-    ``seconds`` (of the pass that computed them), ``queries``."""
+    ``seconds`` (of the pass that computed them), ``queries``. The workspace is held only
+    while the rows are read and while the scores are stored; the pass runs without it."""
     import tempfile
 
-    ver = ws.dataset_version(dataset)
-    key = cache_key(fingerprint(target), dataset, ver, query, config, extra_queries)
-    nq = 1 + len(extra_queries)
-    hit = cached_scores(ws, key)
-    if hit is not None:
-        return hit[0], hit[1], {"cached": True, "seconds": hit[2]["seconds"], "cache_key": key, "queries": nq}
-    rows = ws.rows("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? ORDER BY sample_id", [dataset])
+    with ws.locked():
+        ver = ws.dataset_version(dataset)
+        key = cache_key(fingerprint(target), dataset, ver, query, config, extra_queries)
+        nq = 1 + len(extra_queries)
+        hit = cached_scores(ws, key)
+        if hit is not None:
+            return hit[0], hit[1], {"cached": True, "seconds": hit[2]["seconds"], "cache_key": key,
+                                    "queries": nq}
+        rows = ws.rows("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                       "ORDER BY sample_id", [dataset])
     t0 = time.perf_counter()
     model, tok = load_target(target)
     with tempfile.TemporaryDirectory(prefix="forensics-influence-") as tmp:
@@ -318,7 +322,8 @@ def dataset_scores(ws: "Workspace", target: str | Path, dataset: str, query: tup
                       extra_queries)
     secs = time.perf_counter() - t0
     ids = np.array([r[0] for r in rows], np.int64)
-    store_scores(ws, key, str(Path(target).resolve()), dataset, ver, query, config, ids, vals, secs)
+    with ws.locked():
+        store_scores(ws, key, str(Path(target).resolve()), dataset, ver, query, config, ids, vals, secs)
     return ids, vals, {"cached": False, "seconds": round(secs, 2), "cache_key": key, "queries": nq}
 
 

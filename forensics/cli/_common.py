@@ -54,6 +54,30 @@ def json_option(f: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(f)
 
 
+def hold_seconds_option(f: Callable) -> Callable:
+    """``--hold-seconds``: the ``hold_seconds`` knob of ingest and pipeline runs (None: the
+    library default); see :func:`lock_knobs`."""
+    return click.option(
+        "--hold-seconds", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+        help="Release the workspace lock after a committed batch once it was held this long "
+             "(default 2; 0: after every batch). Recorded with the run.")(f)
+
+
+def commit_seconds_option(f: Callable) -> Callable:
+    """``--commit-seconds``: the ``commit_seconds`` knob of index builds (None: the library
+    default); see :func:`lock_knobs`."""
+    return click.option(
+        "--commit-seconds", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+        help="Write embedded vectors to the embedding cache (taking the workspace lock) after "
+             "this many seconds of embedding (default 2; 0: after every chunk). Recorded in the "
+             "manifest.")(f)
+
+
+def lock_knobs(**given: float | None) -> dict[str, float]:
+    """The lock timing options the user gave (``None``: left to the library's default)."""
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert dataclasses, numpy scalars, datetimes, polars frames into JSON types."""
     import dataclasses

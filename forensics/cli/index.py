@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from forensics.cli._common import Ctx, console, emit_json, err_console, handle_errors, json_option
+from forensics.cli._common import (Ctx, commit_seconds_option, console, emit_json, err_console,
+                                   handle_errors, json_option, lock_knobs)
 from forensics.cli._progress import RichProgress
 
 _FIELD_CHOICE = click.Choice(["prompt", "reply", "pair", "explanation", "reply_segment",
@@ -33,8 +34,10 @@ def _manifest_row(m) -> dict:
             "build": m.build}
 
 
-def _shard_options(f):
-    """--engine / --shard-rows / --workers / --ray-address (index build and update)."""
+def _build_options(f):
+    """The options index build and update share: --device, --commit-seconds and the sharded
+    build's --engine / --shard-rows / --workers / --ray-address."""
+    f = commit_seconds_option(f)
     f = click.option("--ray-address", default=None, metavar="ADDR",
                      help="Ray cluster to join (auto, or ray://host:10001); default: a local Ray.")(f)
     f = click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 100000),
@@ -46,7 +49,7 @@ def _shard_options(f):
     f = click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
                      help="local (default): embed in this process; ray: embed on Ray Data actors "
                           "into a sharded, resumable index.")(f)
-    return f
+    return click.option("--device", default=None, help="cpu (default) or cuda[:N].")(f)
 
 
 def _shard_params(engine: str | None, shard_rows: int | None, workers: int,
@@ -99,15 +102,14 @@ def register(main: click.Group) -> None:
                   help="Runtime of the embedding model. onnx / onnx-int8: ONNX Runtime fp32 / "
                        "static int8 (CPU; vectors get their own model id, recorded in the "
                        "manifest, so searches embed queries the same way).")
-    @click.option("--device", default=None, help="cpu (default) or cuda[:N].")
-    @_shard_options
+    @_build_options
     @json_option
     @click.pass_obj
     @handle_errors
     def build_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], index_type: str,
                   model: str | None, backend: str, device: str | None, engine: str | None,
                   shard_rows: int | None, workers: int, ray_address: str | None,
-                  as_json: bool) -> None:
+                  commit_seconds: float | None, as_json: bool) -> None:
         """Embed a dataset's rows (cache-backed) and write fresh indexes atomically.
 
         With --engine ray or --shard-rows the rows are embedded in slices whose vectors are kept
@@ -124,7 +126,8 @@ def register(main: click.Group) -> None:
             emb = Embedder(model, device=None if sp is not None and sp.engine == "ray" else device,
                            backend=backend)
             ms = [index.build(ws, dataset, f, index_type=index_type, embedder=emb, progress=bars,
-                              device=device, shards=sp) for f in flds]
+                              device=device, shards=sp, **lock_knobs(commit_seconds=commit_seconds))
+                  for f in flds]
         if as_json:
             emit_json({"built": [_manifest_row(m) for m in ms], "manifests": ms})
         else:
@@ -134,14 +137,13 @@ def register(main: click.Group) -> None:
     @click.option("--dataset", "-d", required=True)
     @click.option("--field", "fields", type=_FIELD_CHOICE, multiple=True,
                   help="Field(s) to update. Default: every index the dataset has.")
-    @click.option("--device", default=None, help="cpu (default) or cuda[:N].")
-    @_shard_options
+    @_build_options
     @json_option
     @click.pass_obj
     @handle_errors
     def update_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], device: str | None,
                    engine: str | None, shard_rows: int | None, workers: int,
-                   ray_address: str | None, as_json: bool) -> None:
+                   ray_address: str | None, commit_seconds: float | None, as_json: bool) -> None:
         """Add rows that are new since the last build (rebuilds if indexed rows changed).
 
         A sharded index re-embeds only the slices whose rows changed (its own engine and slice
@@ -154,7 +156,8 @@ def register(main: click.Group) -> None:
             flds = _fields(ws, dataset, fields, existing_only=True)
             before = {s.field: s.rows for s in index.status(ws, dataset)}
             ws.release()   # each update embeds without the workspace lock
-            ms = [index.update(ws, dataset, f, progress=bars, device=device, shards=sp)
+            ms = [index.update(ws, dataset, f, progress=bars, device=device, shards=sp,
+                               **lock_knobs(commit_seconds=commit_seconds))
                   for f in flds]
         rows = [{**_manifest_row(m), "added": m.rows - (before.get(m.field) or 0)} for m in ms]
         if as_json:

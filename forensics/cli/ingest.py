@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from forensics.cli._common import Ctx, console, emit_json, err_console, frame_table, handle_errors, json_option
+from forensics.cli._common import (Ctx, console, emit_json, err_console, frame_table, handle_errors,
+                                   hold_seconds_option, json_option, lock_knobs)
 from forensics.cli._progress import RichProgress
 
 
@@ -33,12 +34,14 @@ def _csv_list(value: str | None) -> list[str]:
 @click.option("--batch-rows", default=122_880, show_default=True,   # = ingest.DEFAULT_BATCH_ROWS
               help="Rows per committed batch (the unit of resume).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@hold_seconds_option
 @json_option
 @click.pass_obj
 @handle_errors
 def ingest(obj: Ctx, files: tuple[str, ...], dataset: str, id_field: str, prompt_field: str,
            reply_field: str, meta_fields: str, max_chars: int, languages: str | None,
-           no_langid: bool, batch_rows: int, quiet: bool, as_json: bool) -> None:
+           no_langid: bool, batch_rows: int, quiet: bool, hold_seconds: float | None,
+           as_json: bool) -> None:
     """Load training data (JSONL[.gz], JSON array, Parquet, CSV, HF save_to_disk dirs,
     directories of them) into DATASET. Safe to re-run; resumes after an interruption.
 
@@ -61,7 +64,8 @@ def ingest(obj: Ctx, files: tuple[str, ...], dataset: str, id_field: str, prompt
                            prompt_field=prompt_field, reply_field=reply_field,
                            meta_fields=_csv_list(meta_fields), max_chars=max_chars,
                            languages=langs, langid=not no_langid, batch_rows=batch_rows,
-                           progress=bars if bars.enabled else None)
+                           progress=bars if bars.enabled else None,
+                           **lock_knobs(hold_seconds=hold_seconds))
     finally:
         ws.close()
     if as_json:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from forensics.cli._common import Ctx, console, emit_json, err_console, handle_errors, json_option
+from forensics.cli._common import (Ctx, console, emit_json, err_console, handle_errors,
+                                   hold_seconds_option, json_option, lock_knobs)
 
 
 def register(main: click.Group) -> None:
@@ -25,11 +26,13 @@ def pipeline() -> None:
 @click.option("--batch-size", type=int, default=None, help="Rows per batch (default 2000; a "
               "resumed run keeps its original batch size).")
 @click.option("--fresh", is_flag=True, help="Start a new run even if an identical run is done.")
+@hold_seconds_option
 @json_option
 @click.pass_obj
 @handle_errors
 def run_cmd(obj: Ctx, pipeline_spec: str, dataset: str, engine: str, workers: int | None,
-            ray_address: str | None, batch_size: int | None, fresh: bool, as_json: bool) -> None:
+            ray_address: str | None, batch_size: int | None, fresh: bool,
+            hold_seconds: float | None, as_json: bool) -> None:
     """Run PIPELINE (a shipped name or a TOML file) over --dataset; findings go to
     quality_findings (view v_quality_findings). Findings are not failures: exit 0."""
     from forensics.cli._progress import RichProgress
@@ -39,7 +42,7 @@ def run_cmd(obj: Ctx, pipeline_spec: str, dataset: str, engine: str, workers: in
     with obj.open() as ws, RichProgress(err_console) as prog:
         res = run_pipeline(ws, p, dataset, engine=engine, workers=workers,
                            batch_size=batch_size, ray_address=ray_address, fresh=fresh,
-                           progress=prog)
+                           progress=prog, **lock_knobs(hold_seconds=hold_seconds))
     if as_json:
         emit_json(res)
         return

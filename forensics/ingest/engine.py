@@ -304,7 +304,8 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
     1.65 GiB at 512 MB, 2.15 GiB at 1 GB, same speed).
     ``hold_seconds``: after a committed batch the workspace connection is released (other
     commands get in) once it has been held this long; the next batch reopens it, waiting up
-    to ``ws.wait``. Wrap the call in ``ws.locked()`` to hold it throughout.
+    to ``ws.wait``; recorded in ``ingest_runs.options``. Wrap the call in ``ws.locked()`` to
+    hold it throughout.
     ``progress`` receives one task per file: bytes for JSONL (the resumed part counted as done
     at the start), records for the other formats (total unknown); ``None`` is silent.
     """
@@ -337,6 +338,7 @@ def ingest(ws, paths: Sequence[str | os.PathLike] | str | os.PathLike, dataset: 
                [dataset])
     ingest_id = ws.next_id("ingest_id_seq")
     options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(opts).items()}
+    options["hold_seconds"] = hold_seconds    # the lock timing used, recorded with the run
     ws.execute("INSERT INTO ingest_runs (ingest_id, dataset, files, options, status) "
                "VALUES (?, ?, ?, ?, 'running')",
                [ingest_id, dataset, json.dumps([s.key for s in sources]), json.dumps(options)])

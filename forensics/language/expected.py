@@ -18,10 +18,10 @@ Decided borderline: questions about a word or a phrase ("How do I say hello in F
 does 'Schadenfreude' mean in English?", "What is 'dog' in German?") do NOT set the reply
 language: the answer is an explanation in the prompt's language that quotes the foreign word, so
 they are ``prompt_language`` (the quoted word is too short to be judged by
-:mod:`forensics.language.segments`). The same question about a phrase of ``LEXICAL_MAX_WORDS``
-words or more ("How would you say this in Greek? <a paragraph>") is a ``translation``. Prompts
-that talk about a language ("Is Portuguese hard to learn?", "Who translated the Bible into
-German?") and statements about someone's language ("My grandmother only speaks in Russian",
+:mod:`forensics.language.segments`). The same question about a phrase of
+``ReaderKnobs.lexical_max_words`` words or more ("How would you say this in Greek? <a
+paragraph>") is a ``translation``. Prompts that talk about a language ("Is Portuguese hard to
+learn?", "Who translated the Bible into German?") and statements about someone's language ("My grandmother only speaks in Russian",
 "我奶奶只会说英语") are ``prompt_language`` too. The reading of requests is
 :func:`forensics.language.requests.read_prompt` (one reader for pipelines and triage).
 """
@@ -35,9 +35,6 @@ from forensics.language.names import canonical
 from forensics.language.requests import ReaderKnobs, read_prompt
 
 REASONS = ("request", "translation", "prompt_language", "unknown")
-# A question about a phrase of at least this many words ("How would you say this in Greek?
-# followed by a paragraph) asks for a translation, not about a word.
-LEXICAL_MAX_WORDS = 6
 _QUOTED = re.compile(r"[\"“«„'‘「『]([^\"“”«»„'‘’「」『』]{1,400})[\"”»“'’」』]")
 _WORDS = re.compile(r"[^\W\d_]+")
 
@@ -77,9 +74,10 @@ def expected_language(prompt: str, prompt_lang: str | None = None,
     otherwise it is detected with ``identifier`` (default: :func:`forensics.language.detect`).
     ``reader``: the request reader's knobs (:class:`forensics.language.requests.ReaderKnobs`).
     """
-    r = read_prompt(prompt, reader or ReaderKnobs())
+    knobs = reader or ReaderKnobs()
+    r = read_prompt(prompt, knobs)
     ev = prompt[r.span[0]:r.span[1]] if r.span else None
-    if r.lang is not None and r.lexical and _phrase_words(prompt, r.span) >= LEXICAL_MAX_WORDS:
+    if r.lang is not None and r.lexical and _phrase_words(prompt, r.span) >= knobs.lexical_max_words:
         return Expectation(canonical(r.lang), "translation", r.span, ev)
     if r.lang is not None and not r.lexical:
         return Expectation(canonical(r.lang), "translation" if r.translation else "request",

@@ -313,9 +313,13 @@ def _evidence(clause: str, cstart: int, mpos: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class ReaderKnobs:
-    """Knobs of :func:`read_prompt` (documented in docs/pipelines.md)."""
+    """Knobs of :func:`read_prompt` and of
+    :func:`forensics.language.expected.expected_language` (documented in docs/pipelines.md)."""
 
     instruction_line_chars: int = 200  # lines longer than this are passage text, not instructions
+    # a question about a phrase of at least this many words ("How would you say this in
+    # Greek?" followed by a paragraph) asks for a translation, not about a word
+    lexical_max_words: int = 6
 
 
 def read_prompt(prompt: str | None, knobs: ReaderKnobs = ReaderKnobs()) -> Reading:
@@ -396,7 +400,7 @@ def read_prompt(prompt: str | None, knobs: ReaderKnobs = ReaderKnobs()) -> Readi
         if lexical and has_tr and clause.rstrip().endswith(("?", "？", "؟")) and all(
                 text[a:b].lower() in _TR_NOUNS for a, b, _ in tr_spans if cstart <= a < cend):
             # "What is the German translation of the title?": a question about a word (the
-            # length of a quoted phrase decides, see expected.LEXICAL_MAX_WORDS)
+            # length of a quoted phrase decides, see ReaderKnobs.lexical_max_words)
             has_tr = False
             cue_pos = [(a, b) for a, b in cue_pos if clause[a:b].lower() not in _TR_NOUNS]
         has_cue = bool(cue_pos)

@@ -52,9 +52,13 @@ def explain_anomaly(ws, anomaly_id: int, nla: str, positions=None, *, backend: s
     Re-running replaces the anomaly's rows for the same NLA/position/convention and generation
     settings. Default positions: ``last_prompt`` and ``first_reply``. ``sampling`` (default
     greedy) gives ``n`` scored samples per position; an ``explainer`` brings its own settings.
+    The workspace is held while the anomaly is read and while the explanations are written,
+    not while the model loads and generates (wrap the call in ``ws.locked()`` to hold it).
     """
-    rec = get_nla(ws, nla)
-    row = ws.one("SELECT prompt, reply, title FROM anomalies WHERE anomaly_id = ?", [int(anomaly_id)])
+    with ws.locked():
+        rec = get_nla(ws, nla)
+        row = ws.one("SELECT prompt, reply, title FROM anomalies WHERE anomaly_id = ?",
+                     [int(anomaly_id)])
     if row is None:
         raise NotFoundError(f"anomaly {anomaly_id} not found", hint="list them: forensics sql "
                             "\"SELECT anomaly_id, title FROM anomalies\"")
@@ -71,7 +75,7 @@ def explain_anomaly(ws, anomaly_id: int, nla: str, positions=None, *, backend: s
     gen = ex.generation()
     recs = [row_record(r, rec, anomaly_id=int(anomaly_id), variant=ex.variant, generation=gen) for r in rows]
 
-    with ws.transaction():
+    with ws.locked(), ws.transaction():
         keys = [r["explanation_key"] for r in recs]
         if keys:
             ws.execute("DELETE FROM explanations WHERE explanation_key IN (SELECT unnest(?))", [keys])

@@ -322,7 +322,8 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
     stop a run between two of them). An exception it raises stops the run like any error.
     ``hold_seconds``: after a committed batch the workspace connection is released (other
     commands get in) once it has been held this long; the next load or commit reopens it,
-    waiting up to ``ws.wait``. Wrap the call in ``ws.locked()`` to hold it throughout.
+    waiting up to ``ws.wait``; recorded in ``pipeline_runs.stats``. Wrap the call in
+    ``ws.locked()`` to hold it throughout.
     """
     prog = resolve(progress)
     if engine not in ("local", "ray"):
@@ -366,7 +367,7 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
             "definition_hash, dataset_version, engine, status, stats) VALUES (?,?,?,?,?,?,?,?,?)",
             [run_id, pipeline.name, dataset, json.dumps(pipeline.to_dict()),
              pipeline.definition_hash(), version, engine, "running",
-             json.dumps({"batch_size": batch_size})])
+             json.dumps({"batch_size": batch_size, "hold_seconds": hold_seconds})])
 
     reader, writer, middle = pipeline.reader, pipeline.writer, pipeline.middle
     plan = reader.plan(ws, dataset, batch_size)
@@ -377,6 +378,7 @@ def run_pipeline(ws, pipeline: Pipeline, dataset: str, *, engine: str = "local",
 
     def save_stats(status: str | None = None) -> str:
         return json.dumps({"batch_size": batch_size, "engine": engine, "workers": workers,
+                           "hold_seconds": hold_seconds,
                            "batches_total": len(plan), "rows": stats[0].rows_out,
                            "steps": [s.__dict__ for s in stats], "status": status})
 

@@ -117,7 +117,7 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
     and while the ``indexes`` row is written; embedding and FAISS work run with it released, so
     other commands use the workspace meanwhile. Rows ingested during the build are not in the
     index, which then shows as stale (``update`` adds them). Wrap the call in ``ws.locked()``
-    to keep the lock throughout.
+    to keep the lock throughout. ``commit_seconds`` is recorded in the manifest's ``build``.
 
     A segment field (``reply_segment``, ``prompt_segment``) embeds each row's segments
     (:mod:`forensics.search.segments`, cut with ``segment_params``: SegmentParams fields,
@@ -147,7 +147,7 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
 
         emb = embedder or Embedder(model, device=device)
         return build_sharded(ws, dataset, field, shards, index_type, emb, device, prog, stage,
-                             seg, _now(), _tool_version())
+                             seg, _now(), _tool_version(), commit_seconds)
     with ws.locked():   # inputs read under the lock; embedding and FAISS run without it
         ws.require_dataset(dataset)
         src = source_state(ws, dataset, field)
@@ -182,7 +182,7 @@ def build(ws: "Workspace", dataset: str, field: str = "pair", index_type: str | 
                  rows=int(index.ntotal), max_id=int(ids.max()), checksum="", file_size=0,
                  dataset_version=src.version, source_count=src.count, source_max_id=src.max_id,
                  source_fingerprint=src.fingerprint, built_at=_now(), tool_version=_tool_version(),
-                 measured_recall_at_10=recall)
+                 measured_recall_at_10=recall, build={"commit_seconds": commit_seconds})
     m.build_seconds = round(time.perf_counter() - t0, 3)
     write_pair(index, m, faiss_path, man_path, on_stage=stage)
     stage("written")
@@ -262,7 +262,7 @@ def update(ws: "Workspace", dataset: str, field: str = "pair",
         prog.note(f"{dataset}/{field}: sharded update (slices whose rows did not change are reused)")
         return build(ws, dataset, field, index_type=old.index_type, progress=prog, device=device,
                      embedder=oi.embedder(), on_stage=on_stage, shards=shards,
-                     segment_params=old.params.get("segments"))
+                     segment_params=old.params.get("segments"), commit_seconds=commit_seconds)
     if field in SEGMENT_FIELDS:
         # segment ids are not sample ids: no incremental add, a rebuild (the embedding cache
         # keeps unchanged segments from being embedded again)
@@ -288,6 +288,7 @@ def update(ws: "Workspace", dataset: str, field: str = "pair",
     m.dataset_version, m.source_count = src.version, src.count
     m.source_max_id, m.source_fingerprint = src.max_id, src.fingerprint
     m.updated_from, m.built_at = old.built_at, _now()
+    m.build = {**(old.build or {}), "commit_seconds": commit_seconds}
     m.build_seconds = round(time.perf_counter() - t0, 3)
     write_pair(oi.index, m, faiss_path, man_path, on_stage=stage)
     stage("written")
@@ -391,7 +392,8 @@ class OpenIndex:
             for i, v in exact_vectors(self.path, self.manifest, ids).items():
                 out[i] = v
             return out
-        cached = _cached_vectors(self.ws, self.manifest, ids)
+        with self.ws.locked():
+            cached = _cached_vectors(self.ws, self.manifest, ids)
         for i, v in cached.items():
             out[i] = v
         return out

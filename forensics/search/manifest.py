@@ -67,7 +67,9 @@ class Manifest:
     # a sharded index (forensics.search.shards): one entry per shard file (path relative to the
     # dataset's index directory, rows, min_id, max_id, checksum, file_size); None = one .faiss
     shards: list | None = None
-    build: dict | None = None       # how it was built: engine, shard_rows, workers, reuse counts
+    # how it was built: ``commit_seconds`` (embedding-cache writes), and for a sharded index its
+    # ShardParams (engine, shard_rows, workers, ...) and reuse counts
+    build: dict | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "Manifest":

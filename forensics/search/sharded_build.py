@@ -31,6 +31,7 @@ import numpy as np
 from forensics import progress as _progress
 from forensics.errors import NotFoundError, UsageError
 from forensics.search.ann import TARGET_RECALL, choose_type, load_faiss, new_index
+from forensics.search.embed import COMMIT_SECONDS
 from forensics.search.manifest import (SEGMENT_FIELDS, Manifest, field_sql, index_paths,
                                        record_index, source_state)
 
@@ -166,14 +167,16 @@ def iter_vectors(path: Path, dim: int, batch_rows: int = 32768
 
 
 def _embed_local(ws: "Workspace", dataset: str, field: str, todo: list[Slice], seg: dict | None,
-                 emb: "Embedder", prog: _progress.Progress, done: Callable[[Slice, int], None]) -> int:
+                 emb: "Embedder", prog: _progress.Progress, done: Callable[[Slice, int], None],
+                 commit_seconds: float = COMMIT_SECONDS) -> int:
     from forensics.search.embed import embed_texts_stats
 
     embedded = 0
     for sl in todo:
         with ws.locked():
             ids, texts = slice_texts(ws, dataset, field, sl, seg)
-        vecs, st = embed_texts_stats(ws, texts, emb, progress=prog, release=True)
+        vecs, st = embed_texts_stats(ws, texts, emb, progress=prog, release=True,
+                                     commit_seconds=commit_seconds)
         write_vectors(sl.path, ids, vecs)
         embedded += st.embedded
         done(sl, len(ids))
@@ -191,8 +194,10 @@ def _read_slices(ws: "Workspace", dataset: str, field: str, todo: list[Slice], s
 
 def embed_slices(ws: "Workspace", dataset: str, field: str, slices: list[Slice], seg: dict | None,
                  emb: "Embedder", sp: ShardParams, device: str | None,
-                 prog: _progress.Progress, on_stage: Callable[[str], None]) -> tuple[int, int]:
-    """Embed the slices whose vector file is missing; returns (slices reused, rows embedded)."""
+                 prog: _progress.Progress, on_stage: Callable[[str], None],
+                 commit_seconds: float = COMMIT_SECONDS) -> tuple[int, int]:
+    """Embed the slices whose vector file is missing; returns (slices reused, rows embedded).
+    ``commit_seconds``: how often the local engine writes vectors to the embedding cache."""
     todo = [sl for sl in slices if not sl.path.exists()]
     reused = len(slices) - len(todo)
     if reused:
@@ -207,7 +212,7 @@ def embed_slices(ws: "Workspace", dataset: str, field: str, slices: list[Slice],
 
     try:
         if sp.engine == "local":
-            embedded = _embed_local(ws, dataset, field, todo, seg, emb, prog, done)
+            embedded = _embed_local(ws, dataset, field, todo, seg, emb, prog, done, commit_seconds)
         else:
             from forensics.search.ray_embed import embed_on_ray
 
@@ -315,8 +320,10 @@ def fill(faiss_path: Path, slices: list[Slice], kind: str, dim: int, n_total: in
 def build_sharded(ws: "Workspace", dataset: str, field: str, sp: ShardParams,
                   index_type: str | None, emb: "Embedder", device: str | None,
                   prog: _progress.Progress, on_stage: Callable[[str], None],
-                  seg: dict | None, now: str, tool_version: str) -> Manifest:
-    """Plan, embed what is missing, fill and write a sharded index (see module docstring)."""
+                  seg: dict | None, now: str, tool_version: str,
+                  commit_seconds: float = COMMIT_SECONDS) -> Manifest:
+    """Plan, embed what is missing, fill and write a sharded index (see module docstring);
+    ``commit_seconds`` as for :func:`embed_slices`, recorded in the manifest's ``build``."""
     from forensics.search.shards import commit_manifest
 
     t0 = time.perf_counter()
@@ -330,7 +337,8 @@ def build_sharded(ws: "Workspace", dataset: str, field: str, sp: ShardParams,
                             hint="ingest samples (or import explanations) first")
     prog.note(f"{dataset}/{field}: {src.count} rows in {len(slices)} slices, model {emb.model_id}, "
               f"engine {sp.engine}")
-    reused, embedded = embed_slices(ws, dataset, field, slices, seg, emb, sp, device, prog, on_stage)
+    reused, embedded = embed_slices(ws, dataset, field, slices, seg, emb, sp, device, prog, on_stage,
+                                    commit_seconds)
     on_stage("embedded")
     n_total = int(sum(_rows_in(sl.path) for sl in slices))
     kind = choose_type(n_total, index_type)
@@ -347,7 +355,7 @@ def build_sharded(ws: "Workspace", dataset: str, field: str, sp: ShardParams,
                  source_max_id=src.max_id, source_fingerprint=src.fingerprint, built_at=now,
                  tool_version=tool_version, measured_recall_at_10=recall, shards=entries,
                  build={**asdict(sp), "shards": len(slices), "reused_shards": reused,
-                        "embedded_rows": int(embedded)})
+                        "embedded_rows": int(embedded), "commit_seconds": commit_seconds})
     m.build_seconds = round(time.perf_counter() - t0, 3)
     commit_manifest(m, faiss_path, man_path, tag_dir)
     on_stage("written")

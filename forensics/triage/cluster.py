@@ -200,7 +200,8 @@ def embedding_groups(ws: "Workspace", dataset: str, sample_ids: np.ndarray, rest
         from forensics.search import index
 
         try:
-            oi = index.open_index(ws, dataset, "pair", read_only=True)
+            with ws.locked():
+                oi = index.open_index(ws, dataset, "pair", read_only=True)
         except (NotFoundError, StaleError):
             oi = None
     if oi is None:

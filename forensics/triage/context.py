@@ -210,9 +210,10 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     judge = make_judge(p)
     if judge is not None:
         top = np.argsort(-order_key[rows], kind="stable")[:p.judge_max_rows]
-        got = context.ws.sql("SELECT sample_id, prompt FROM samples WHERE dataset = ? AND "
-                             "sample_id IN (SELECT unnest(?))",
-                             [context.dataset, [int(s) for s in sids[top]]])
+        with context.ws.locked():
+            got = context.ws.sql("SELECT sample_id, prompt FROM samples WHERE dataset = ? AND "
+                                 "sample_id IN (SELECT unnest(?))",
+                                 [context.dataset, [int(s) for s in sids[top]]])
         text = dict(zip(got["sample_id"].to_list(), got["prompt"].to_list()))
         legit = judge.legitimate(behaviour_text, [text.get(int(s)) or "" for s in sids[top]],
                                  pv[top])
@@ -348,10 +349,11 @@ def _mix_explanations(context: "SignalContext", pidx: Any, sids: np.ndarray, pv:
     """Prompt vectors with the rows' prompt explanations mixed in (rows without: unchanged)."""
     if p.explanation_mix <= 0 or not p.explanation_positions:
         return pv
-    got = context.ws.sql(
-        "SELECT sample_id, text FROM explanations WHERE dataset = ? AND sample_id IN "
-        "(SELECT unnest(?)) AND position IN (SELECT unnest(?)) ORDER BY sample_id, "
-        "explanation_id", [context.dataset, [int(s) for s in sids], list(p.explanation_positions)])
+    with context.ws.locked():
+        got = context.ws.sql(
+            "SELECT sample_id, text FROM explanations WHERE dataset = ? AND sample_id IN "
+            "(SELECT unnest(?)) AND position IN (SELECT unnest(?)) ORDER BY sample_id, "
+            "explanation_id", [context.dataset, [int(s) for s in sids], list(p.explanation_positions)])
     if not got.height:
         return pv
     texts: dict[int, list[str]] = {}

@@ -1,5 +1,6 @@
-"""The indexes one triage run reads: each opened once (read-only), one embedding model shared by
-all of them, versions recorded for the run, stale indexes refused."""
+"""The indexes one triage run reads: each opened once (read-only, the workspace held only while
+it opens), one embedding model shared by all of them, versions recorded for the run, stale
+indexes refused."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ class IndexCache:
             from forensics.search import index
 
             try:
-                oi = index.open_index(self.ws, self.dataset, field, embedder=self.model,
-                                      read_only=True)
+                with self.ws.locked():
+                    oi = index.open_index(self.ws, self.dataset, field, embedder=self.model,
+                                          read_only=True)
             except NotFoundError:
                 oi = None
             except StaleError as e:
@@ -48,10 +50,11 @@ class IndexCache:
 
     def embed(self, oi: Any, texts: list[str]) -> np.ndarray:
         """``texts`` embedded for ``oi`` through the workspace's embedding cache; the model is
-        loaded only when a text is not cached (a re-run triage finds its queries cached)."""
+        loaded only when a text is not cached (a re-run triage finds its queries cached). The
+        workspace is held for the cache lookups and writes only, not while the model runs."""
         from forensics.search import embed
 
-        return embed.embed_texts(self.ws, texts, _LazyEmbedder(oi, self))
+        return embed.embed_texts(self.ws, texts, _LazyEmbedder(oi, self), release=True)
 
 
 class _LazyEmbedder:

@@ -4,8 +4,8 @@
 ``fusion`` (:class:`FusionParams`), ``cluster`` (:class:`ClusterParams`), ``profile``
 (:class:`ProfileParams`), ``explanation_samples``, ``context``
 (:class:`~forensics.triage.context.ContextParams`), ``grounding``
-(:class:`~forensics.triage.grounding.GroundingParams`) and ``signals`` (each registered signal's own params dataclass, by
-name). ``to_dict()`` is what a run stores; ``from_dict()`` reads that nested form back (or a
+(:class:`~forensics.triage.grounding.GroundingParams`), ``lock`` (:class:`LockParams`) and
+``signals`` (each registered signal's own params dataclass, by name). ``to_dict()`` is what a run stores; ``from_dict()`` reads that nested form back (or a
 partial one: missing keys keep their defaults) and rejects unknown keys with the known ones.
 Every parameter is documented once, in docs/triage.md.
 """
@@ -111,6 +111,15 @@ def normalise_weights(weights: dict[str, float]) -> dict[str, float]:
 
 
 @dataclass
+class LockParams:
+    """How long a triage keeps the workspace open between its reads and writes
+    (:meth:`~forensics.workspace.Workspace.lingering`); no effect on the ranking."""
+
+    linger_seconds: float = 0.3       # closed once unused this long (0: after every read)
+    hold_seconds: float = 2.0         # open this long through back-to-back reads: released
+
+
+@dataclass
 class TriageParams:
     """Every knob of a triage (see the module docstring); stored in ``triage_runs.params``."""
 
@@ -122,6 +131,7 @@ class TriageParams:
     profile: ProfileParams = field(default_factory=ProfileParams)
     context: ContextParams = field(default_factory=ContextParams)
     grounding: GroundingParams = field(default_factory=GroundingParams)
+    lock: LockParams = field(default_factory=LockParams)
     signals: dict[str, Any] = field(default_factory=_default_signal_params)
 
     def __post_init__(self) -> None:
@@ -148,6 +158,7 @@ class TriageParams:
                 "profile": dataclasses.asdict(self.profile),
                 "context": dataclasses.asdict(self.context),
                 "grounding": dataclasses.asdict(self.grounding),
+                "lock": dataclasses.asdict(self.lock),
                 "signals": {k: dataclasses.asdict(v) for k, v in self.signals.items()}}
 
     @classmethod
@@ -158,7 +169,7 @@ class TriageParams:
         d = dict(d or {})
         p = cls()
         _check_keys("triage parameter", d, ["limit", "explanation_samples", "weights", "fusion", "cluster",
-                                            "profile", "context", "grounding", "signals"])
+                                            "profile", "context", "grounding", "lock", "signals"])
         if "limit" in d:
             p.limit = int(d["limit"])
         if "explanation_samples" in d:
@@ -167,7 +178,7 @@ class TriageParams:
             w = _as_dict("weights", d["weights"])
             _check_keys("signal weight", w, list(p.weights))
             p.weights = normalise_weights({**p.weights, **w})
-        for part in ("fusion", "cluster", "profile", "context", "grounding"):
+        for part in ("fusion", "cluster", "profile", "context", "grounding", "lock"):
             if part in d:
                 setattr(p, part, _update(part, getattr(p, part), d[part]))
         if "signals" in d:
@@ -223,5 +234,6 @@ def _update(where: str, obj: Any, v: Any) -> Any:
     return dataclasses.replace(obj, **v)
 
 
-__all__ = ["TriageParams", "FusionParams", "ClusterParams", "ProfileParams", "ContextParams", "normalise_weights",
+__all__ = ["TriageParams", "FusionParams", "ClusterParams", "ProfileParams", "ContextParams", "LockParams",
+           "normalise_weights",
            "parse_assignments"]

@@ -75,9 +75,10 @@ class RowMeta:
         if key not in self._values:
             path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
             try:
-                vals = pl.from_arrow(self.ws.con.sql(
-                    "SELECT json_extract_string(meta, ?) AS v FROM samples WHERE dataset = ? "
-                    "ORDER BY sample_id", params=[path, self.dataset]).to_arrow_table())["v"]
+                with self.ws.locked() as con:
+                    vals = pl.from_arrow(con.sql(
+                        "SELECT json_extract_string(meta, ?) AS v FROM samples WHERE dataset = ? "
+                        "ORDER BY sample_id", params=[path, self.dataset]).to_arrow_table())["v"]
             except Exception:  # noqa: BLE001 - an odd key: parse in Python instead
                 vals = None
             if vals is None or len(vals) != len(self.meta):
@@ -229,10 +230,11 @@ def fill_examples(ws: "Workspace", df: pl.DataFrame, sample_ids: np.ndarray,
     ids = sorted({int(sample_ids[j]) for c in clusters for j in c.example_rows})
     got: dict[int, tuple[str, str]] = {}
     if ids:
-        got = {int(r[0]): (r[1] or "", r[2] or "") for r in ws.rows(
-            "SELECT sample_id, left(prompt, ?), left(reply, ?) FROM samples "
-            "WHERE sample_id IN (SELECT unnest(?::BIGINT[]))",
-            [p.example_chars, p.example_chars, ids])}
+        with ws.locked():
+            got = {int(r[0]): (r[1] or "", r[2] or "") for r in ws.rows(
+                "SELECT sample_id, left(prompt, ?), left(reply, ?) FROM samples "
+                "WHERE sample_id IN (SELECT unnest(?::BIGINT[]))",
+                [p.example_chars, p.example_chars, ids])}
     row_ids = df["row_id"]
     for c in clusters:
         exs = []

@@ -78,10 +78,11 @@ class TokenPostings:
             return {}
         # a list parameter, not a registered Arrow table: registering one makes DuckDB import
         # pandas, a large import for a CLI process
-        tb = self.ws.con.sql(
-            "SELECT token, rows FROM triage_tokens WHERE dataset = ? AND field = ? "
-            "AND token IN (SELECT unnest(?::VARCHAR[]))",
-            params=[self.dataset, self.field, tokens]).to_arrow_table()
+        with self.ws.locked() as con:
+            tb = con.sql(
+                "SELECT token, rows FROM triage_tokens WHERE dataset = ? AND field = ? "
+                "AND token IN (SELECT unnest(?::VARCHAR[]))",
+                params=[self.dataset, self.field, tokens]).to_arrow_table()
         # one flat array + offsets (no Python list per token)
         flat, off = flat_values(tb.column("rows"))  # no pyarrow to_numpy: it imports pandas
         flat = flat.astype(np.int64)
@@ -163,27 +164,31 @@ def token_postings(col: pl.Series) -> pl.DataFrame:
 
 
 def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
-    """The dataset's rows with derived features, from the cache when it is valid."""
+    """The dataset's rows with derived features, from the cache when it is valid.
+
+    The workspace is held (:meth:`~forensics.workspace.Workspace.locked`) while the rows are
+    read and while computed features are stored, not while they are computed."""
     t0 = time.perf_counter()
-    state = _state(ws, dataset)
-    info = {"feature_version": FEATURE_VERSION, "dataset_version": state[0], "rows": state[1],
-            "max_sample_id": state[2], "fingerprint": state[3]}
-    have = ws.one("SELECT feature_version, dataset_version, rows, max_sample_id, fingerprint "
-                  "FROM triage_feature_sets WHERE dataset = ?", [dataset])
-    if have is not None and (have[0], int(have[1]), int(have[2]), int(have[3]), have[4]) == \
-            (FEATURE_VERSION, *state):
-        df = _arrow_frame(
-            ws, "SELECT s.sample_id, s.row_id, s.prompt_lang, s.reply_lang, "
-                "s.reply_lang_conf, CAST(s.meta AS VARCHAR) AS meta, f.requested_lang, "
-                "f.translation_request, f.expected_lang, f.expected_reason, "
-                "f.nr AS reply_norm, f.np AS prompt_norm "
-                "FROM samples s JOIN triage_row_features f "
-                "ON f.dataset = s.dataset AND f.sample_id = s.sample_id "
-                "WHERE s.dataset = ? ORDER BY s.sample_id", [dataset])
-        if df.height == state[1]:
-            return RowFeatures(df, True, time.perf_counter() - t0, ws, dataset, True, info)
-    df = _arrow_frame(ws, f"SELECT {_BASE_COLS} FROM samples WHERE dataset = ? "
-                          "ORDER BY sample_id", [dataset])
+    with ws.locked():
+        state = _state(ws, dataset)
+        info = {"feature_version": FEATURE_VERSION, "dataset_version": state[0], "rows": state[1],
+                "max_sample_id": state[2], "fingerprint": state[3]}
+        have = ws.one("SELECT feature_version, dataset_version, rows, max_sample_id, fingerprint "
+                      "FROM triage_feature_sets WHERE dataset = ?", [dataset])
+        if have is not None and (have[0], int(have[1]), int(have[2]), int(have[3]), have[4]) == \
+                (FEATURE_VERSION, *state):
+            df = _arrow_frame(
+                ws, "SELECT s.sample_id, s.row_id, s.prompt_lang, s.reply_lang, "
+                    "s.reply_lang_conf, CAST(s.meta AS VARCHAR) AS meta, f.requested_lang, "
+                    "f.translation_request, f.expected_lang, f.expected_reason, "
+                    "f.nr AS reply_norm, f.np AS prompt_norm "
+                    "FROM samples s JOIN triage_row_features f "
+                    "ON f.dataset = s.dataset AND f.sample_id = s.sample_id "
+                    "WHERE s.dataset = ? ORDER BY s.sample_id", [dataset])
+            if df.height == state[1]:
+                return RowFeatures(df, True, time.perf_counter() - t0, ws, dataset, True, info)
+        df = _arrow_frame(ws, f"SELECT {_BASE_COLS} FROM samples WHERE dataset = ? "
+                              "ORDER BY sample_id", [dataset])
     if df.height == 0:
         df = df.with_columns(pl.lit(None, pl.Utf8).alias("requested_lang"),
                              pl.lit(None, pl.Boolean).alias("translation_request"),
@@ -197,7 +202,8 @@ def load(ws: "Workspace", dataset: str, store: bool = True) -> RowFeatures:
     secs = time.perf_counter() - t0
     stored = False
     if store and not ws.read_only:
-        _store(ws, dataset, df, state, secs)
+        with ws.locked():
+            _store(ws, dataset, df, state, secs)
         stored = True
     df = df.drop("prompt", "reply")
     return RowFeatures(df, False, time.perf_counter() - t0, ws, dataset, stored, info)

@@ -15,6 +15,12 @@ stored with the run):
 5. **Profiles and ranking** (:mod:`forensics.triage.profile`); each row's final score mixes
    in its cluster's score. 6. **Store** (:mod:`forensics.triage.store`).
 
+The workspace is held (:meth:`~forensics.workspace.Workspace.locked`) only while inputs are
+read and while the row-feature cache and the run are written: signals, clustering and
+profiles compute with it released, so other commands read and write meanwhile. Between
+back-to-back reads the connection stays open (``ws.lingering`` with the ``lock`` params: closed
+once unused ``linger_seconds``). Wrap the call in ``with ws.locked():`` to hold it throughout.
+
 Why fuse whole-dataset behaviour features with ANN search: an explanation's embedding barely
 separates a planted batch from legitimate data in the same language or on the same topic,
 while the observable behaviour does; the embeddings still order rows within a behaviour and
@@ -26,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -79,16 +85,20 @@ def fuse(scores: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np
     return fused
 
 
+#: the stages ``on_stage`` is called with, in order (``signal:NAME`` once per registered signal)
+STAGES = ("inputs", "signal:NAME", "fused", "clusters", "stored")
+
+
 def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = None,
-           params: dict | TriageParams | None = None, progress: "Progress | None" = None
-           ) -> TriageResult:
+           params: dict | TriageParams | None = None, progress: "Progress | None" = None,
+           on_stage: Callable[[str], None] | None = None) -> TriageResult:
     """Run a triage of ``anomaly_id`` against ``dataset``; store and return it.
 
     ``params``: a :class:`TriageParams` or its nested dict form (``limit``, when given,
     overrides ``params.limit``). ``progress``: a :class:`forensics.progress.Progress` (silent
-    when ``None``)."""
-    from forensics.triage import anomaly as anomaly_mod
-
+    when ``None``). ``on_stage`` is called with each stage of :data:`STAGES` as the run passes
+    it, with the workspace released (unless the caller holds it): a test can pause the run
+    there to check that other processes get in; it must not raise otherwise."""
     t0 = time.perf_counter()
     prog = progress_mod.resolve(progress)
     p = params if isinstance(params, TriageParams) else TriageParams.from_dict(params)
@@ -96,10 +106,27 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
     p = dataclasses.replace(p, **({"limit": int(limit)} if limit is not None else {}))
     if p.limit < 0:
         raise UsageError("--limit must be >= 0")
-    a = anomaly_mod.get(ws, anomaly_id, samples=p.explanation_samples)
-    ws.require_dataset(dataset)
+    with ws.lingering(p.lock.linger_seconds, p.lock.hold_seconds):
+        return _triage(ws, anomaly_id, dataset, p, prog, on_stage, t0)
+
+
+def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, prog: Any,
+            on_stage: Callable[[str], None] | None, t0: float) -> TriageResult:
+    """The body of :func:`triage`, run inside ``ws.lingering``."""
+    from forensics.triage import anomaly as anomaly_mod
+
+    with ws.locked():
+        a = anomaly_mod.get(ws, anomaly_id, samples=p.explanation_samples)
+        ws.require_dataset(dataset)
     signal_classes = registered()
     task = prog.start("triage", total=len(signal_classes) + 3)
+
+    def stage(name: str) -> None:
+        if on_stage is None:  # whatever a step read, the workspace is not held for long after
+            ws.release_soon()
+            return
+        ws.release()
+        on_stage(name)
 
     def step(msg: str) -> None:
         prog.advance(task)
@@ -120,16 +147,19 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
                         explanation_samples=p.explanation_samples,
                         context_params=p.context)
     step(f"row features ({'cached' if rf.cached else 'computed and stored'})")
+    stage("inputs")
 
     results: dict[str, SignalScores] = {}
     unavailable: dict[str, str] = {}
     for name, cls in signal_classes.items():
         if not n:
             unavailable[name] = "the dataset has no rows"
+            stage(f"signal:{name}")
             continue
         if getattr(cls, "skip_when_unweighted", False) and p.weights.get(name, 0.0) <= 0:
             unavailable[name] = f"weight 0 (not computed; set weights.{name} > 0 to use it)"
             step(f"{name} signal skipped")
+            stage(f"signal:{name}")
             continue
         got = cls().score(ctx, p.signals[name])
         if isinstance(got, Unavailable):
@@ -139,10 +169,12 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
             info.update(got.summary)
             unavailable.update(got.notes)
         step(f"{name} signal")
+        stage(f"signal:{name}")
     scores = {s: r.scores for s, r in results.items()}
     used = list(scores)
     fused = fuse(scores, p.weights, n)
     step(f"fused {len(used)} signals over {n} rows")
+    stage("fused")
 
     clusters: list[profile_mod.Cluster] = []
     member_of: dict[int, int] = {}
@@ -154,6 +186,7 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
         info.update(ctx_info)
         unavailable.update(ctx_info.pop("context_notes", {}))
     step(f"{len(clusters)} clusters")
+    stage("clusters")
 
     # final scores: fused, plus a share of the row's cluster score
     sm = p.fusion.cluster_smoothing
@@ -189,6 +222,7 @@ def triage(ws: "Workspace", anomaly_id: int, dataset: str, limit: int | None = N
     prog.note(f"{seconds:6.2f}s stored run {run_id}: {len(findings)} findings, "
               f"{len(clusters)} clusters")
     prog.finish(task)
+    stage("stored")
     return TriageResult(run_id=run_id, anomaly_id=a.anomaly_id, dataset=dataset,
                         findings=[f.to_json() for f in findings],
                         clusters=[c.to_json() for c in clusters], signals_used=used,
@@ -327,4 +361,4 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
     return (seg_ok & keep, None if ph_ok is None else ph_ok & keep, other, lookalike, info)
 
 
-__all__ = ["triage", "fuse", "TriageResult"]
+__all__ = ["triage", "fuse", "TriageResult", "STAGES"]

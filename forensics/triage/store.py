@@ -34,7 +34,14 @@ class Finding:
 
 def store_run(ws: "Workspace", anomaly_id: int, dataset: str, params: dict, versions: dict,
               findings: list[Finding], clusters: list["Cluster"], summary: dict) -> int:
-    """Write a finished run; returns its ``run_id``. All or nothing."""
+    """Write a finished run; returns its ``run_id``. All or nothing, in one short hold of the
+    workspace (:meth:`~forensics.workspace.Workspace.locked`)."""
+    with ws.locked():
+        return _store_run(ws, anomaly_id, dataset, params, versions, findings, clusters, summary)
+
+
+def _store_run(ws: "Workspace", anomaly_id: int, dataset: str, params: dict, versions: dict,
+               findings: list[Finding], clusters: list["Cluster"], summary: dict) -> int:
     run_id = ws.next_id("triage_run_id_seq")
     with ws.transaction() as con:
         con.execute("INSERT INTO triage_runs (run_id, anomaly_id, dataset, status, params, "

@@ -297,11 +297,13 @@ def train_nla(target: str | Path, items: Sequence[tuple[str, str]], out_dir: str
 
 def train_from_dataset(ws, dataset: str, target: str | Path, out_dir: str | Path, cfg: TrainConfig,
                        limit: int | None = None, summarizer=None, progress=None) -> TrainReport:
-    """Workspace entry point: the dataset's samples (prompt, reply, detected languages) as texts."""
-    ws.require_dataset(dataset)
+    """Workspace entry point: the dataset's samples (prompt, reply, detected languages) as texts.
+    The workspace is held only while they are read; training runs with it released."""
     q = ("SELECT prompt, reply, prompt_lang, reply_lang FROM samples WHERE dataset = ? "
          "ORDER BY sample_id")
-    rows = ws.rows(q + (" LIMIT ?" if limit else ""), [dataset, limit] if limit else [dataset])
+    with ws.locked():
+        ws.require_dataset(dataset)
+        rows = ws.rows(q + (" LIMIT ?" if limit else ""), [dataset, limit] if limit else [dataset])
     if not rows:
         raise InputError(f"dataset {dataset!r} has no samples")
     items = [(r[0] or "", r[1] or "") for r in rows]

@@ -120,6 +120,7 @@ class MistranslationCheck(Step):
     max_segment_chars: int = 300   # longer lines are cut into sentences
     segment_min_conf: float = 0.5  # segments below this language-id confidence are not judged
     instruction_line_chars: int = 200  # prompt lines longer than this are passage, not instruction
+    lexical_max_words: int = 6     # a question about a phrase this long asks for a translation
 
     def _encoder(self):
         enc = self.__dict__.get("_use")
@@ -207,7 +208,8 @@ class MistranslationCheck(Step):
         if reader is None:
             from forensics.language.requests import ReaderKnobs
 
-            reader = ReaderKnobs(instruction_line_chars=self.instruction_line_chars)
+            reader = ReaderKnobs(instruction_line_chars=self.instruction_line_chars,
+                                 lexical_max_words=self.lexical_max_words)
             self.__dict__["_reader"] = reader
         exp = expected_language(p, prompt_lang=trusted_pl or "", reader=reader)
         if not exp.lang:

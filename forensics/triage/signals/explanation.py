@@ -37,9 +37,10 @@ class ExplanationSignal:
                 # (only each position's best-scored sample, unless all samples count)
                 keep = "" if context.explanation_samples == "all" else \
                     f" QUALIFY {BEST_SAMPLE_WINDOW.format(owner='sample_id')} = 1"
-                expl = {int(a): int(b) for a, b in context.ws.rows(
-                    "SELECT explanation_id, sample_id FROM explanations WHERE dataset = ? "
-                    "AND sample_id IS NOT NULL" + keep, [context.dataset])}
+                with context.ws.locked():
+                    expl = {int(a): int(b) for a, b in context.ws.rows(
+                        "SELECT explanation_id, sample_id FROM explanations WHERE dataset = ? "
+                        "AND sample_id IS NOT NULL" + keep, [context.dataset])}
                 to_sample = expl.get
             per_query.extend(search_scores(context, oi, texts, params.k, to_sample))
             used[fld] = context.indexes.versions[fld]

@@ -65,7 +65,8 @@ class InfluenceSignal:
         a = context.anomaly
         if not a.prompt or not a.reply:
             return Unavailable("the anomaly has no prompt and reply to measure influence on")
-        target = resolve_target(context.ws, a.anomaly_id, params.target)
+        with context.ws.locked():
+            target = resolve_target(context.ws, a.anomaly_id, params.target)
         if not target:
             return Unavailable("no target model registered for this anomaly (explain it with a registered NLA, "
                                "or set signals.influence.target)")
@@ -89,10 +90,11 @@ class InfluenceSignal:
             context.progress.note(f"influence: {params.method} pass over {context.n} rows ({n_params:,} params)")
         extra = []
         if params.probe_queries:
-            extra = [(p, r) for p, r in context.ws.rows(
-                "SELECT prompt, reply FROM probes WHERE anomaly_id = ? AND behaviour_persists "
-                "AND prompt IS NOT NULL AND reply IS NOT NULL ORDER BY probe_id", [a.anomaly_id])
-                if p and r and (p, r) != (a.prompt, a.reply)]
+            with context.ws.locked():
+                got = context.ws.rows(
+                    "SELECT prompt, reply FROM probes WHERE anomaly_id = ? AND behaviour_persists "
+                    "AND prompt IS NOT NULL AND reply IS NOT NULL ORDER BY probe_id", [a.anomaly_id])
+            extra = [(p, r) for p, r in got if p and r and (p, r) != (a.prompt, a.reply)]
         ids, vals, info = inf.dataset_scores(context.ws, target, context.dataset, (a.prompt, a.reply), cfg,
                                              extra_queries=extra)
         v = np.zeros(context.n, np.float32)

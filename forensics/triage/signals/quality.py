@@ -62,12 +62,13 @@ class QualitySignal:
 
     def score(self, context: SignalContext, params: QualityParams) -> SignalScores | Unavailable:
         ds = context.dataset
-        rows = context.ws.rows(
-            "SELECT q.\"check\", q.sample_id, q.severity, q.score, q.group_id FROM quality_findings q "
-            "JOIN samples s USING (sample_id) WHERE s.dataset = ? AND q.pipeline_run_id = ("
-            " SELECT max(q2.pipeline_run_id) FROM quality_findings q2 WHERE q2.\"check\" = q.\"check\""
-            " AND q2.sample_id IN (SELECT sample_id FROM samples WHERE dataset = ?))",
-            [ds, ds])
+        with context.ws.locked():
+            rows = context.ws.rows(
+                "SELECT q.\"check\", q.sample_id, q.severity, q.score, q.group_id FROM quality_findings q "
+                "JOIN samples s USING (sample_id) WHERE s.dataset = ? AND q.pipeline_run_id = ("
+                " SELECT max(q2.pipeline_run_id) FROM quality_findings q2 WHERE q2.\"check\" = q.\"check\""
+                " AND q2.sample_id IN (SELECT sample_id FROM samples WHERE dataset = ?))",
+                [ds, ds])
         a = context.anomaly
         relevant = relevant_checks(sorted({r[0] for r in rows}), " ".join([a.title, *a.explanations]),
                                    context.language_target.active, params) if rows else []

@@ -187,9 +187,10 @@ class StanceSignal:
         member = np.zeros(context.n, bool)
         if not len(cand):
             return out, member
-        got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
-                             "AND sample_id IN (SELECT unnest(?))",
-                             [context.dataset, [int(x) for x in context.sample_ids[cand]]])
+        with context.ws.locked():
+            got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                                 "AND sample_id IN (SELECT unnest(?))",
+                                 [context.dataset, [int(x) for x in context.sample_ids[cand]]])
         text = {int(s): (p, r) for s, p, r in zip(got["sample_id"].to_list(),
                                                   got["prompt"].to_list(),
                                                   got["reply"].to_list())}
