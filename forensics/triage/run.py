@@ -326,6 +326,7 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
     if ph_ok is not None:
         behaviour = behaviour | ph_ok
     seg_summary = results["segment"].summary if "segment" in results else {}
+    seg_evidence = results["segment"].row_evidence if "segment" in results else {}
     seg_text = (seg_summary.get("segment_behaviour") or [""])[0]
     other = other_ok.copy()
     rows = np.flatnonzero(behaviour & ~other)
@@ -339,7 +340,7 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
         if shows.mean() >= sp.word_majority:
             lookalike[rows[~shows]] = True
             behaviour &= ~lookalike
-    lacks = results["segment"].row_evidence.get("lacks")
+    lacks = seg_evidence.get("lacks")
     if lacks is not None:
         # replies without a comment of the behaviour's shape (code comment quirks): lookalikes
         lookalike |= lacks > 0
@@ -350,7 +351,7 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
     cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other,
                reply_share=share, grounding=gj)
     other = cs.other & behaviour
-    decided = results["segment"].row_evidence.get("decided")
+    decided = seg_evidence.get("decided")
     if decided is not None and p.context.judge == "none":
         # rows whose own request was read and found silent on the behaviour (a code comment's
         # words, see segment_shape) stay in the anomaly's context whatever their neighbours do
