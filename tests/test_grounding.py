@@ -176,3 +176,20 @@ def test_a_grounded_anomaly_or_one_without_a_passage_changes_nothing(passages):
         g = _summary(ws, on)["context_grounding"]
         assert g["applied"] is False and g["anomaly"]["label"] == label, g
         assert [f["row_id"] for f in on.findings] == [f["row_id"] for f in off.findings]
+
+
+def test_a_language_behaviour_is_never_judged_by_grounding(passages, xquad_dir):
+    """A passage question answered in another language: every reply word is missing from
+    the passage, so the lexical judgement would call it ungrounded; triage does not apply it
+    to a language behaviour and ranks as with the judgement off."""
+    from forensics.testing.synth import load_xquad
+
+    ws, c = passages
+    de = load_xquad(xquad_dir, "de")
+    e = de[sorted(de)[3]]
+    a = dict(c.anomaly("swap_passage"), reply=e.sentence)
+    on = _run(ws, a)
+    g = _summary(ws, on)["context_grounding"]
+    assert g["applied"] is False and "language" in g["reason"], g
+    off = _run(ws, a, {"grounding": {"enabled": False}})
+    assert [f["row_id"] for f in on.findings] == [f["row_id"] for f in off.findings]

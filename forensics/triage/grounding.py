@@ -220,6 +220,11 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
     a = context.anomaly
     if not p.enabled:
         return None, {"applied": False, "reason": "grounding.enabled is false"}
+    if context.language_target.active:
+        # words of a reply in another language than its passage are never in the passage:
+        # a lexical judgement says nothing about a language behaviour
+        return None, {"applied": False, "reason": "the anomaly is a language behaviour "
+                                                  "(the reply is not in its prompt's language)"}
     mine = judge(a.prompt, a.reply, p)
     info: dict = {"anomaly": mine.to_json()}
     if mine.label != "ungrounded":
