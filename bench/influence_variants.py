@@ -2,7 +2,8 @@
 each factor set once and scoring many variants on it.
 
 Stage ``prepare`` (cached in ``--work``): builds the case-study corpus, trains the toy target
-exactly as ``make case-study`` does (same init, seed, steps) and saves checkpoints along the way
+exactly as ``make case-study`` does (same init, seed, steps; ``--seed`` for another training of
+the same recipe) and saves checkpoints along the way
 (for TracIn-style variants), picks the anomaly (first held-out cue prompt answered in another
 language) and the other held-out cue prompts answered in that language (the case study's queries).
 
@@ -35,7 +36,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 CHECKPOINTS = (100, 250, 500, 750)
 
 
-def prepare(work: Path, steps: int) -> dict:
+def prepare(work: Path, steps: int, seed: int = 0) -> dict:
     """Target (+ checkpoints), anomaly, queries and labels, as the case study makes them."""
     st = work / "state.json"
     if st.is_file():
@@ -50,7 +51,7 @@ def prepare(work: Path, steps: int) -> dict:
     c = corpus.build()
     tok = toy.build_word_tokenizer([r["prompt"] + " " + r["reply"] for r in c.rows], vocab_size=4000,
                                    extra_words=SUMMARY_WORDS)
-    model = toy.build_model(tok, hidden_size=128, num_layers=2)
+    model = toy.build_model(tok, hidden_size=128, num_layers=2, seed=seed)
     toy.save(model, tok, work / "target-init")
 
     def on_step(k, m):
@@ -59,7 +60,7 @@ def prepare(work: Path, steps: int) -> dict:
 
     t = time.perf_counter()
     toy.sft(model, tok, [(r["prompt"], r["reply"]) for r in c.rows], steps=steps, batch_size=16, lr=3e-3,
-            on_step=on_step)
+            seed=seed, on_step=on_step)
     train_s = time.perf_counter() - t
     toy.save(model, tok, work / "target")
     reps = generate_replies(model, tok, c.heldout_cue)
@@ -70,7 +71,7 @@ def prepare(work: Path, steps: int) -> dict:
     state = {"pick": list(pick), "extra": [list(e) for e in extra], "lang": lang,
              "rows": [[r["prompt"], r["reply"]] for r in c.rows], "labels": [bool(r["planted"]) for r in c.rows],
              "kinds": [r["kind"] for r in c.rows], "train_seconds": round(train_s, 1),
-             "checkpoints": [f"ckpt-{k}" for k in CHECKPOINTS]}
+             "checkpoints": [f"ckpt-{k}" for k in CHECKPOINTS], "seed": seed}
     st.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
     return state
 
@@ -157,6 +158,39 @@ def run_variants(work: Path, state: dict, plan: list[str], out: list) -> None:
             evaluate(f"{tgt} {method} {ps or 'default'}", pm, labels, kinds, secs, out)
 
 
+def tracin(work: Path, state: dict, steps: int, out: list) -> None:
+    """TracIn-style sums over the saved checkpoints of one method's passes (``scores-ckpt-K-METHOD-default``),
+    each checkpoint weighted by the learning rate of the cosine schedule at its step (the final weights'
+    is 0); ``unit_ckpt``: each checkpoint's per-query scores scaled to unit RMS first."""
+    import math
+
+    import numpy as np
+
+    from forensics.attribution.influence import combine_queries
+
+    labels = state["labels"]
+    for method in ("identity", "ekfac"):
+        got = {}
+        for k in CHECKPOINTS:
+            f = work / f"scores-ckpt-{k}-{method}-default.npz"
+            if f.is_file():
+                z = np.load(f)
+                got[k] = sum(z[m] for m in z.files)
+        if len(got) < 2:
+            continue
+        for norm in ("raw", "unit_ckpt"):
+            pq = 0
+            for k, a in got.items():
+                if norm == "unit_ckpt":
+                    a = a / np.maximum(np.sqrt((a ** 2).mean(1, keepdims=True)), 1e-30)
+                pq = pq + 0.5 * (1 + math.cos(math.pi * k / steps)) * a
+            for how in ("sum", "unit", "abs", "unit_abs"):
+                rec = {"variant": f"tracin {method} checkpoints={sorted(got)} {norm} | combine={how}",
+                       "ap": round(ap_of(combine_queries(pq, how), labels), 4)}
+                out.append(rec)
+                print(f"{rec['ap']:.3f}  {rec['variant']}", flush=True)
+
+
 def np_save(path: Path, pm: dict) -> None:
     import numpy as np
 
@@ -168,6 +202,7 @@ def main() -> int:
     ap.add_argument("--work", required=True)
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--prepare-only", action="store_true")
+    ap.add_argument("--seed", type=int, default=0, help="init and batch-order seed of the target (0: the case study's)")
     ap.add_argument("--plan", nargs="*", default=["target:ekfac:"],
                     help="TARGET:METHOD:PASS,PASS... (a pass: key=json;key=json of InfluenceConfig scoring knobs)")
     ap.add_argument("--name", default="influence_variants")
@@ -178,7 +213,7 @@ def main() -> int:
     torch.set_num_threads(1)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    state = prepare(work, args.steps)
+    state = prepare(work, args.steps, args.seed)
     print(f"anomaly {state['pick']}; {len(state['extra'])} extra queries; lang {state['lang']}")
     if args.prepare_only:
         return 0
@@ -196,6 +231,7 @@ def main() -> int:
             z = np.load(f)
             evaluate(Path(f).stem.removeprefix("scores-"), {k: z[k] for k in z.files}, labels, state["kinds"],
                      float("nan"), out)
+        tracin(work, state, args.steps, out)
     else:
         run_variants(work, state, args.plan, out)
     write_result(args.name, {"variants": out, "ap_random": float(np.mean(labels)), "queries": 1 + len(state["extra"]),

@@ -4,9 +4,12 @@ differentiate here.
 The measurement is the negative log-probability of the observed reply given its prompt (the
 anomaly's reply under the target's chat template); a training row's score is
 ``grad(measurement)^T H^-1 grad(train loss of the row)``, with H approximated by EK-FAC
-(``kronfluence``) over the target's linear layers, so a positive score means the row pushes
-the model towards that reply. ``method="gradcos"`` is the cheaper alternative measured beside
-it: the cosine of the two gradients at the final checkpoint (``dattri``'s TracIn attributor
+(``kronfluence``; or KFAC, diagonal, identity) over the target's linear layers, so a positive
+score means the row pushes the model towards that reply. With several queries (prompts answered
+with the same behaviour), :func:`combine_queries` makes one score per row; the default ranks
+by magnitude (rows that move the behaviour's measurement strongly in either direction).
+:class:`KronfluencePass` fits the factors once and scores many scoring-time variants on them.
+``method="gradcos"`` is an alternative measured beside it: the cosine of the two gradients at the final checkpoint (``dattri``'s TracIn attributor
 with one checkpoint and normalised, randomly projected gradients).
 
 Results are cached per (target fingerprint, dataset, dataset version, query, method, knobs)
@@ -48,15 +51,16 @@ class InfluenceConfig:
     damping: float | None = None     # damping added to the Hessian approximation's eigenvalues;
                                      # None = kronfluence's heuristic (0.1 x their mean, per module)
     proj_dim: int = 512              # gradcos: random projection dimension
-    lm_head: bool = True             # ekfac: also track the output layer (vocabulary-sized factors)
+    lm_head: bool = True             # kronfluence: also track the output layer (vocabulary-sized factors)
     seed: int = 0                    # torch seed of the pass (EK-FAC samples labels from the model: true Fisher)
     query_token_mean: bool = True    # measurement per query: mean reply-token NLL (False: sum); with several
                                      # queries each weighs the same whatever its length
     query_tokens: int = 0            # measurement: only each query's first N reply tokens (0: all)
     train_tokens: int = 0            # training-row loss in scoring: only its first N reply tokens (0: all)
     train_token_mean: bool = False   # training-row loss in scoring: mean reply-token NLL (False: sum)
-    query_combine: str = "sum"       # several queries: sum (one aggregated gradient) | unit (each query's
-                                     # scores scaled to unit RMS over the rows, then summed)
+    query_combine: str = "unit_abs"  # one score per row from the queries' scores (combine_queries): sum (one
+                                     # aggregated gradient) | unit | abs | unit_abs (magnitude, each query
+                                     # scaled to unit RMS over the rows; docs/verify.md, "Sign and magnitude")
 
 
 def load_target(path: str | Path):
@@ -404,5 +408,6 @@ def dataset_scores(ws: "Workspace", target: str | Path, dataset: str, query: tup
     return ids, vals, {"cached": False, "seconds": round(secs, 2), "cache_key": key, "queries": nq}
 
 
-__all__ = ["InfluenceConfig", "METHODS", "scores", "dataset_scores", "cached_scores", "store_scores",
-           "cache_key", "fingerprint", "count_params", "load_target", "pair_ids", "collate"]
+__all__ = ["InfluenceConfig", "METHODS", "KRON_METHODS", "QUERY_COMBINE", "KronfluencePass", "combine_queries",
+           "scores", "dataset_scores", "cached_scores", "store_scores", "cache_key", "fingerprint", "count_params",
+           "load_target", "pair_ids", "collate"]
