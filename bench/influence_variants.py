@@ -111,12 +111,13 @@ def evaluate(name: str, per_module: dict, labels, kinds, secs: float, out: list,
             pq = per_module["all_modules"]
         else:
             pq = sum(per_module[m] for m in ms)
-        for how in combines:
-            sc = combine_queries(pq, how)
+        qsets = {"": pq, " | queries=anomaly only": pq[:1]} if sub == "all" else {"": pq}
+        for (qname, qpq), how in ((qs, h) for qs in qsets.items() for h in combines):
+            sc = combine_queries(qpq, how)
             order = np.argsort(-sc, kind="stable")
             lab = np.asarray(labels, bool)
             top100 = [kinds[i] for i in order[:100]]
-            rec = {"variant": f"{name} | modules={sub} | combine={how}", "ap": round(ap_of(sc, labels), 4),
+            rec = {"variant": f"{name} | modules={sub}{qname} | combine={how}", "ap": round(ap_of(sc, labels), 4),
                    "planted_top30": int(lab[order[:30]].sum()), "planted_top100": int(lab[order[:100]].sum()),
                    "top100_kinds": {k: top100.count(k) for k in sorted(set(top100))}, "pass_seconds": round(secs, 1)}
             out.append(rec)
@@ -191,6 +192,40 @@ def tracin(work: Path, state: dict, steps: int, out: list) -> None:
                 print(f"{rec['ap']:.3f}  {rec['variant']}", flush=True)
 
 
+def controls(work: Path, state: dict, out: list) -> None:
+    """Query-free rankings: each row's own reply loss (sum of token NLL) and its squared gradient
+    norm (identity self-influence), each way round: does the magnitude of influence just pick rows
+    with large losses or gradients?"""
+    import numpy as np
+    import torch
+    from kronfluence.arguments import ScoreArguments
+
+    from forensics.attribution import influence as inf
+
+    model, tok = inf.load_target(work / "target")
+    data = [inf.pair_ids(tok, p, r, 64) for p, r in state["rows"]]
+    loss = []
+    with torch.no_grad():
+        for i in range(0, len(data), 64):
+            b = inf.collate(data[i:i + 64], tok.pad_token_id)
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1].float()
+            lab = b["labels"][:, 1:]
+            t = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1),
+                                                  ignore_index=-100, reduction="none").reshape(lab.shape)
+            loss += t.sum(1).tolist()
+    kp = inf.KronfluencePass(model, data, tok.pad_token_id, inf.InfluenceConfig(method="identity"),
+                             work / "kron-controls")
+    kp.fit()
+    kp.an.compute_self_scores("self", factors_name="factors", train_dataset=inf._DS(data),
+                              per_device_train_batch_size=32, score_args=ScoreArguments(), overwrite_output_dir=True)
+    g = kp.an.load_self_scores("self")["all_modules"].numpy()
+    for name, v in (("row loss", np.array(loss)), ("row squared gradient norm", g)):
+        for sign, tag in ((1, "largest first"), (-1, "smallest first")):
+            rec = {"variant": f"control: {name}, {tag}", "ap": round(ap_of(sign * v, state["labels"]), 4)}
+            out.append(rec)
+            print(f"{rec['ap']:.3f}  {rec['variant']}", flush=True)
+
+
 def np_save(path: Path, pm: dict) -> None:
     import numpy as np
 
@@ -232,6 +267,7 @@ def main() -> int:
             evaluate(Path(f).stem.removeprefix("scores-"), {k: z[k] for k in z.files}, labels, state["kinds"],
                      float("nan"), out)
         tracin(work, state, args.steps, out)
+        controls(work, state, out)
     else:
         run_variants(work, state, args.plan, out)
     write_result(args.name, {"variants": out, "ap_random": float(np.mean(labels)), "queries": 1 + len(state["extra"]),
