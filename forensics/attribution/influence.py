@@ -158,6 +158,9 @@ def scores(model, tokenizer, train: Sequence[tuple[str, str]], query: tuple[str,
     sum of all the queries' measurements (one aggregated query gradient)."""
     if config.method not in METHODS:
         raise InputError(f"influence method {config.method!r}: unknown", hint="known: " + ", ".join(METHODS))
+    if config.query_combine not in QUERY_COMBINE:
+        raise InputError(f"influence query_combine {config.query_combine!r}: unknown",
+                         hint="known: " + ", ".join(QUERY_COMBINE))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     data = [pair_ids(tokenizer, p, r, config.max_len) for p, r in train]
     q = [pair_ids(tokenizer, p, r, config.max_len) for p, r in [tuple(query), *map(tuple, extra_queries)]]
