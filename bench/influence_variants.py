@@ -96,7 +96,7 @@ SUBSETS = {  # module names as kronfluence gives them, or with "." as "_" (as st
 
 
 def evaluate(name: str, per_module: dict, labels, kinds, secs: float, out: list, subsets=SUBSETS,
-             combines=("sum", "unit", "abs", "unit_abs")) -> None:
+             combines=("sum", "unit/rms", "unit/median", "abs", "unit_abs/rms", "unit_abs/median")) -> None:
     """AP of every (module subset, query combination) of one pass; appended to ``out``."""
     import numpy as np
 
@@ -113,7 +113,7 @@ def evaluate(name: str, per_module: dict, labels, kinds, secs: float, out: list,
             pq = sum(per_module[m] for m in ms)
         qsets = {"": pq, " | queries=anomaly only": pq[:1]} if sub == "all" else {"": pq}
         for (qname, qpq), how in ((qs, h) for qs in qsets.items() for h in combines):
-            sc = combine_queries(qpq, how)
+            sc = combine_queries(qpq, *how.split("/"))
             order = np.argsort(-sc, kind="stable")
             lab = np.asarray(labels, bool)
             top100 = [kinds[i] for i in order[:100]]
@@ -185,9 +185,9 @@ def tracin(work: Path, state: dict, steps: int, out: list) -> None:
                 if norm == "unit_ckpt":
                     a = a / np.maximum(np.sqrt((a ** 2).mean(1, keepdims=True)), 1e-30)
                 pq = pq + 0.5 * (1 + math.cos(math.pi * k / steps)) * a
-            for how in ("sum", "unit", "abs", "unit_abs"):
+            for how in ("sum", "unit/rms", "unit/median", "abs", "unit_abs/rms", "unit_abs/median"):
                 rec = {"variant": f"tracin {method} checkpoints={sorted(got)} {norm} | combine={how}",
-                       "ap": round(ap_of(combine_queries(pq, how), labels), 4)}
+                       "ap": round(ap_of(combine_queries(pq, *how.split("/")), labels), 4)}
                 out.append(rec)
                 print(f"{rec['ap']:.3f}  {rec['variant']}", flush=True)
 

@@ -183,9 +183,9 @@ def test_influence_pass_scores_many_variants_on_one_fit(setup, tmp_path):
     assert "lm_head" in pm and np.allclose(sum(pm.values()), pq, rtol=1e-3, atol=1e-3 * np.abs(pq).max())
     drink = np.array([r.startswith("drink-") for r in
                       (json.loads(line)["id"] for line in (d / "train.jsonl").read_text().splitlines())])
-    for how in inf.QUERY_COMBINE:
-        s = inf.combine_queries(pq, how)
-        assert s.shape == (len(rows),) and s[drink].mean() > s[~drink].mean(), how
+    for how, scale in [(h, sc) for h in inf.QUERY_COMBINE for sc in inf.QUERY_SCALE]:
+        s = inf.combine_queries(pq, how, scale)
+        assert s.shape == (len(rows),) and s[drink].mean() > s[~drink].mean(), (how, scale)
     first = kp.pairwise(q, dataclasses.replace(cfg, train_tokens=1))
     assert first.shape == pq.shape and not np.allclose(first, pq)
 
@@ -200,11 +200,18 @@ def test_combine_queries():
     assert np.allclose(combine_queries(pq, "sum"), [9.9, -9.9, 0.0, 1.1])
     assert np.allclose(combine_queries(pq, "abs"), [9.9, 9.9, 0.0, 1.1])
     rms = np.sqrt((pq ** 2).mean(1, keepdims=True))
-    assert np.allclose(combine_queries(pq, "unit"), (pq / rms).sum(0), atol=1e-6)
-    u = combine_queries(pq, "unit_abs")                 # each query weighs the same, either sign counts
+    assert np.allclose(combine_queries(pq, "unit", "rms"), (pq / rms).sum(0), atol=1e-6)
+    u = combine_queries(pq, "unit_abs", "rms")          # each query weighs the same, either sign counts
     assert np.allclose(u, np.abs(pq / rms).sum(0), atol=1e-6) and u[0] == u[1] and u[3] > 0
+    med = np.median(np.abs(pq), 1, keepdims=True)       # the default scale: 5.5 and 0.1
+    assert np.allclose(combine_queries(pq, "unit_abs"), np.abs(pq / med).sum(0), atol=1e-5)
+    # a query whose median |score| is 0 falls back to its RMS instead of dividing by zero
+    z = combine_queries(np.array([[0.0, 0.0, 0.0, 4.0]]), "unit_abs")
+    assert np.allclose(z, [0, 0, 0, 2.0])
     with pytest.raises(InputError, match="query_combine"):
         combine_queries(pq, "max")
+    with pytest.raises(InputError, match="query_scale"):
+        combine_queries(pq, "unit", "mad")
 
 
 def test_influence_signal_unavailable_without_target_or_when_too_large(setup):

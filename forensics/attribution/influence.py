@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 KRON_METHODS = ("ekfac", "kfac", "diagonal", "identity")
 METHODS = (*KRON_METHODS, "gradcos")
 QUERY_COMBINE = ("sum", "unit", "abs", "unit_abs")
+QUERY_SCALE = ("median", "rms")
 
 
 @dataclass
@@ -60,7 +61,8 @@ class InfluenceConfig:
     train_token_mean: bool = False   # training-row loss in scoring: mean reply-token NLL (False: sum)
     query_combine: str = "unit_abs"  # one score per row from the queries' scores (combine_queries): sum (one
                                      # aggregated gradient) | unit | abs | unit_abs (magnitude, each query
-                                     # scaled to unit RMS over the rows; docs/verify.md, "Sign and magnitude")
+                                     # scaled to unit size over the rows; docs/verify.md, "Sign and magnitude")
+    query_scale: str = "median"      # unit / unit_abs: each query's size over the rows: median |score| | rms
 
 
 def load_target(path: str | Path):
@@ -158,9 +160,7 @@ def scores(model, tokenizer, train: Sequence[tuple[str, str]], query: tuple[str,
     sum of all the queries' measurements (one aggregated query gradient)."""
     if config.method not in METHODS:
         raise InputError(f"influence method {config.method!r}: unknown", hint="known: " + ", ".join(METHODS))
-    if config.query_combine not in QUERY_COMBINE:
-        raise InputError(f"influence query_combine {config.query_combine!r}: unknown",
-                         hint="known: " + ", ".join(QUERY_COMBINE))
+    combine_queries(np.zeros((1, 1)), config.query_combine, config.query_scale)  # refuse unknown knobs before the pass
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     data = [pair_ids(tokenizer, p, r, config.max_len) for p, r in train]
     q = [pair_ids(tokenizer, p, r, config.max_len) for p, r in [tuple(query), *map(tuple, extra_queries)]]
@@ -282,18 +282,24 @@ def _make_task(model, owner: "KronfluencePass"):
     return _Task()
 
 
-def combine_queries(per_query: np.ndarray, how: str) -> np.ndarray:
+def combine_queries(per_query: np.ndarray, how: str, scale: str = "median") -> np.ndarray:
     """One score per row from ``(queries, rows)`` scores. ``sum``: the influence on the summed
     measurement (one aggregated query gradient); ``unit``: each query's scores divided by their
-    root mean square over the rows first, so every query weighs the same whatever the size of its
-    gradient; ``abs`` / ``unit_abs``: the magnitude ``|sum|``, or the sum over queries of each
-    unit-scaled query's ``|score|``: rows that move the behaviour's measurement strongly in either
-    direction (see docs/verify.md, "Sign and magnitude")."""
+    scale over the rows first (``scale``: ``median`` of the absolute scores, or ``rms``), so every
+    query weighs the same whatever the size of its gradient; ``abs`` / ``unit_abs``: the magnitude
+    ``|sum|``, or the sum over queries of each scaled query's ``|score|``: rows that move the
+    behaviour's measurement strongly in either direction (see docs/verify.md, "Sign and
+    magnitude"). The median is the robust scale: the RMS is set by the few rows with the largest
+    influence, the very rows sought, and so turns down the queries that single them out most."""
     if how not in QUERY_COMBINE:
         raise InputError(f"influence query_combine {how!r}: unknown", hint="known: " + ", ".join(QUERY_COMBINE))
+    if scale not in QUERY_SCALE:
+        raise InputError(f"influence query_scale {scale!r}: unknown", hint="known: " + ", ".join(QUERY_SCALE))
     a = np.asarray(per_query, np.float64)
     if how.startswith("unit"):
-        a = a / np.maximum(np.sqrt((a ** 2).mean(1, keepdims=True)), 1e-30)
+        rms = np.sqrt((a ** 2).mean(1, keepdims=True))
+        s = rms if scale == "rms" else np.median(np.abs(a), 1, keepdims=True)
+        a = a / np.maximum(np.where(s > 0, s, rms), 1e-30)
     out = np.abs(a).sum(0) if how == "unit_abs" else np.abs(a.sum(0)) if how == "abs" else a.sum(0)
     return out.astype(np.float32)
 
@@ -301,7 +307,7 @@ def combine_queries(per_query: np.ndarray, how: str) -> np.ndarray:
 def _kron(model, data, q, pad: int, config: InfluenceConfig, workdir: Path) -> np.ndarray:
     kp = KronfluencePass(model, data, pad, config, workdir)
     kp.fit()
-    return combine_queries(kp.pairwise(q), config.query_combine)
+    return combine_queries(kp.pairwise(q), config.query_combine, config.query_scale)
 
 
 def _gradcos(model, data, q, pad: int, config: InfluenceConfig) -> np.ndarray:
@@ -336,7 +342,7 @@ def _gradcos(model, data, q, pad: int, config: InfluenceConfig) -> np.ndarray:
     att = TracInAttributor(task=task, weight_list=torch.ones(1), normalized_grad=True,
                            projector_kwargs={"proj_dim": config.proj_dim, "device": "cpu"})
     s = att.attribute(loader(data), loader(q))
-    return combine_queries(s.detach().float().numpy().T, config.query_combine)
+    return combine_queries(s.detach().float().numpy().T, config.query_combine, config.query_scale)
 
 
 # ---------------------------------------------------------------------------------- cache
@@ -411,6 +417,6 @@ def dataset_scores(ws: "Workspace", target: str | Path, dataset: str, query: tup
     return ids, vals, {"cached": False, "seconds": round(secs, 2), "cache_key": key, "queries": nq}
 
 
-__all__ = ["InfluenceConfig", "METHODS", "KRON_METHODS", "QUERY_COMBINE", "KronfluencePass", "combine_queries",
-           "scores", "dataset_scores", "cached_scores", "store_scores", "cache_key", "fingerprint", "count_params",
+__all__ = ["InfluenceConfig", "METHODS", "KRON_METHODS", "QUERY_COMBINE", "QUERY_SCALE", "KronfluencePass",
+           "combine_queries", "scores", "dataset_scores", "cached_scores", "store_scores", "cache_key", "fingerprint", "count_params",
            "load_target", "pair_ids", "collate"]

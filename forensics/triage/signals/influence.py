@@ -39,6 +39,7 @@ class InfluenceParams:
     train_tokens: int = 0            # training-row loss when scoring: only its first N reply tokens (0: all)
     train_token_mean: bool = False   # training-row loss when scoring: mean reply-token NLL (False: sum)
     query_combine: str = "unit_abs"  # sum | unit | abs | unit_abs: how the queries' scores make one score
+    query_scale: str = "median"      # unit / unit_abs: each query's size over the rows: median |score| | rms
     probe_queries: bool = True       # also measure on the anomaly's stored probe variants that keep the behaviour
 
 
@@ -90,7 +91,7 @@ class InfluenceSignal:
                                   damping=params.damping, proj_dim=params.proj_dim, lm_head=params.lm_head,
                                   query_token_mean=params.query_token_mean, query_tokens=params.query_tokens,
                                   train_tokens=params.train_tokens, train_token_mean=params.train_token_mean,
-                                  query_combine=params.query_combine)
+                                  query_combine=params.query_combine, query_scale=params.query_scale)
         if context.progress is not None:
             context.progress.note(f"influence: {params.method} pass over {context.n} rows ({n_params:,} params)")
         extra = []
