@@ -9,8 +9,9 @@ score means the row pushes the model towards that reply. With several queries (p
 with the same behaviour), :func:`combine_queries` makes one score per row; the default ranks
 by magnitude (rows that move the behaviour's measurement strongly in either direction).
 :class:`KronfluencePass` fits the factors once and scores many scoring-time variants on them.
-``method="gradcos"`` is an alternative measured beside it: the cosine of the two gradients at the final checkpoint (``dattri``'s TracIn attributor
-with one checkpoint and normalised, randomly projected gradients).
+``method="gradcos"`` is an alternative measured beside it: the cosine of the two gradients at the
+final checkpoint (``dattri``'s TracIn attributor with one checkpoint and normalised, randomly
+projected gradients).
 
 Results are cached per (target fingerprint, dataset, dataset version, query, method, knobs)
 in ``influence_runs`` / ``influence_scores`` (:func:`cached_scores`, :func:`store_scores`).
@@ -418,5 +419,5 @@ def dataset_scores(ws: "Workspace", target: str | Path, dataset: str, query: tup
 
 
 __all__ = ["InfluenceConfig", "METHODS", "KRON_METHODS", "QUERY_COMBINE", "QUERY_SCALE", "KronfluencePass",
-           "combine_queries", "scores", "dataset_scores", "cached_scores", "store_scores", "cache_key", "fingerprint", "count_params",
-           "load_target", "pair_ids", "collate"]
+           "combine_queries", "scores", "dataset_scores", "cached_scores", "store_scores", "cache_key", "fingerprint",
+           "count_params", "load_target", "pair_ids", "collate"]
