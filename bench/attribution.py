@@ -5,7 +5,8 @@ Builds the case-study corpus, ingests it, trains the toy target from a saved ini
 reuses ``--target`` / ``--init``), adds the anomaly (the first held-out cue prompt the target
 answers in another language), runs the triage, then
 
-- the influence signal alone: AP of the planted rows (baseline: the planted share = AP of a
+- the influence signal alone (queries: the anomaly and the other held-out cue prompts answered in
+  its language, as the case study): AP of the planted rows (baseline: the planted share = AP of a
   random ranking), seconds per pass;
 - ``verify`` of the top cluster on the held-out cue prompts: switch rate (reply not in
   English) trained / without the top cluster / without random rows of the same size (baseline:
@@ -25,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,6 +91,10 @@ def main() -> int:
     langs = [d.lang for d in detect(reps)]
     out["switch_rate_cue"] = sum(lg not in (None, "en") for lg in langs) / len(langs)
     pick = next(((p, r) for p, r, lg in zip(c.heldout_cue, reps, langs) if lg not in (None, "en")))
+    # queries as the case study's: the anomaly plus the other held-out cue prompts the target answers
+    # in the anomaly reply's language (one influence score from all of them, InfluenceConfig.query_combine)
+    lang = detect([pick[1]])[0].lang
+    extra = [(p, r) for p, r, lg in zip(c.heldout_cue, reps, langs) if lg == lang and p != pick[0]]
     ws_dir = root / "ws"
     with forensics.init(ws_dir) as ws:
         ingest(ws, [data], "toy", meta_fields=["kind", "topic", "planted"])
@@ -103,10 +109,11 @@ def main() -> int:
             "USING (sample_id) WHERE m.run_id = ? AND m.cluster_id = ?", [tr.run_id, top["cluster_id"]])]
         out["top_cluster"] = {"size": len(members), "planted_share": sum(members) / max(1, len(members))}
         t = time.perf_counter()
-        ids, vals, info = inf.dataset_scores(ws, target, "toy", pick, inf.InfluenceConfig())
+        icfg = inf.InfluenceConfig()
+        ids, vals, info = inf.dataset_scores(ws, target, "toy", pick, icfg, extra_queries=extra)
         out["influence"] = {"ap": case.average_precision(list(vals), labels), "ap_random": sum(labels) / len(labels),
-                            "seconds": round(time.perf_counter() - t, 1), "method": "ekfac",
-                            "n_params": inf.count_params(target)}
+                            "seconds": round(time.perf_counter() - t, 1), "config": asdict(icfg),
+                            "queries": info["queries"], "n_params": inf.count_params(target)}
         v = verify(ws, tr.run_id, target, cfg, probes=c.heldout_cue,
                    params=VerifyParams(seeds=args.seeds, use_stored_probes=False, workers=args.workers))
     d = v.detail

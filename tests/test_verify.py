@@ -158,6 +158,62 @@ def test_influence_ranks_the_cause_and_caches(setup):
         assert sum(s in drink for s in top) >= 30      # 40 drink rows of 120
 
 
+@pytest.mark.slow  # one fit and three scoring passes on the micro target: ~30 s on the shared machine
+def test_influence_pass_scores_many_variants_on_one_fit(setup, tmp_path):
+    """KronfluencePass: the factors are fitted once; per-query scores sum to the aggregated score
+    and per-module scores sum to the total; a training-token restriction changes the scores."""
+    import dataclasses
+
+    import numpy as np
+
+    from forensics.attribution import influence as inf
+
+    d = setup["dir"]
+    model, tok = inf.load_target(d / "target")
+    rows = [(json.loads(line)["prompt"], json.loads(line)["reply"])
+            for line in (d / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    cfg = inf.InfluenceConfig(method="kfac", max_len=32)
+    data = [inf.pair_ids(tok, p, r, 32) for p, r in rows]
+    q = [inf.pair_ids(tok, p, DE, 32) for p in setup["held"][:3]]
+    kp = inf.KronfluencePass(model, data, tok.pad_token_id, cfg, tmp_path / "kron")
+    kp.fit()
+    pq = kp.pairwise(q)
+    assert pq.shape == (3, len(rows))
+    pm = kp.pairwise(q, per_module=True)
+    assert "lm_head" in pm and np.allclose(sum(pm.values()), pq, rtol=1e-3, atol=1e-3 * np.abs(pq).max())
+    drink = np.array([r.startswith("drink-") for r in
+                      (json.loads(line)["id"] for line in (d / "train.jsonl").read_text().splitlines())])
+    for how, scale in [(h, sc) for h in inf.QUERY_COMBINE for sc in inf.QUERY_SCALE]:
+        s = inf.combine_queries(pq, how, scale)
+        assert s.shape == (len(rows),) and s[drink].mean() > s[~drink].mean(), (how, scale)
+    first = kp.pairwise(q, dataclasses.replace(cfg, train_tokens=1))
+    assert first.shape == pq.shape and not np.allclose(first, pq)
+
+
+def test_combine_queries():
+    import numpy as np
+
+    from forensics.attribution.influence import combine_queries
+    from forensics.errors import InputError
+
+    pq = np.array([[10.0, -10.0, 0.0, 1.0], [-0.1, 0.1, 0.0, 0.1]])
+    assert np.allclose(combine_queries(pq, "sum"), [9.9, -9.9, 0.0, 1.1])
+    assert np.allclose(combine_queries(pq, "abs"), [9.9, 9.9, 0.0, 1.1])
+    rms = np.sqrt((pq ** 2).mean(1, keepdims=True))
+    assert np.allclose(combine_queries(pq, "unit", "rms"), (pq / rms).sum(0), atol=1e-6)
+    u = combine_queries(pq, "unit_abs", "rms")          # each query weighs the same, either sign counts
+    assert np.allclose(u, np.abs(pq / rms).sum(0), atol=1e-6) and u[0] == u[1] and u[3] > 0
+    med = np.median(np.abs(pq), 1, keepdims=True)       # the default scale: 5.5 and 0.1
+    assert np.allclose(combine_queries(pq, "unit_abs"), np.abs(pq / med).sum(0), atol=1e-5)
+    # a query whose median |score| is 0 falls back to its RMS instead of dividing by zero
+    z = combine_queries(np.array([[0.0, 0.0, 0.0, 4.0]]), "unit_abs")
+    assert np.allclose(z, [0, 0, 0, 2.0])
+    with pytest.raises(InputError, match="query_combine"):
+        combine_queries(pq, "max")
+    with pytest.raises(InputError, match="query_scale"):
+        combine_queries(pq, "unit", "mad")
+
+
 def test_influence_signal_unavailable_without_target_or_when_too_large(setup):
     import forensics
     from forensics.triage import triage

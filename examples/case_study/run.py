@@ -226,11 +226,13 @@ def attribution(ws, models, target, summary, aid, pick, labels) -> None:
     reps = generate_replies(model, tok, cue)
     lang = detect([pick[1]])[0].lang
     extra = [(p, r) for p, r, d in zip(cue, reps, detect(reps)) if d.lang == lang and p != pick[0]]
+    icfg = inf.InfluenceConfig()  # the library's defaults (docs/verify.md, "Variants (measured)")
     with workspace.open(str(ws)) as w:
-        _, vals, info = inf.dataset_scores(w, target, "toy", tuple(pick), inf.InfluenceConfig(), extra_queries=extra)
+        _, vals, info = inf.dataset_scores(w, target, "toy", tuple(pick), icfg, extra_queries=extra)
     summary.update(ap_influence=average_precision(list(vals), labels),
-                   influence={"method": "ekfac", "seconds": info["seconds"], "cached": info["cached"],
-                              "queries": info["queries"], "n_params": inf.count_params(target)})
+                   influence={"method": icfg.method, "query_combine": icfg.query_combine, "seconds": info["seconds"],
+                              "cached": info["cached"], "queries": info["queries"],
+                              "n_params": inf.count_params(target)})
     log(f"influence: AP {summary['ap_influence']:.3f} in {time.perf_counter() - t:.0f} s")
     stage_done_ext(summary, "influence", t)
     run_id = summary.get("triage_run_id")

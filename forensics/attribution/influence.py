@@ -4,10 +4,14 @@ differentiate here.
 The measurement is the negative log-probability of the observed reply given its prompt (the
 anomaly's reply under the target's chat template); a training row's score is
 ``grad(measurement)^T H^-1 grad(train loss of the row)``, with H approximated by EK-FAC
-(``kronfluence``) over the target's linear layers, so a positive score means the row pushes
-the model towards that reply. ``method="gradcos"`` is the cheaper alternative measured beside
-it: the cosine of the two gradients at the final checkpoint (``dattri``'s TracIn attributor
-with one checkpoint and normalised, randomly projected gradients).
+(``kronfluence``; or KFAC, diagonal, identity) over the target's linear layers, so a positive
+score means the row pushes the model towards that reply. With several queries (prompts answered
+with the same behaviour), :func:`combine_queries` makes one score per row; the default ranks
+by magnitude (rows that move the behaviour's measurement strongly in either direction).
+:class:`KronfluencePass` fits the factors once and scores many scoring-time variants on them.
+``method="gradcos"`` is an alternative measured beside it: the cosine of the two gradients at the
+final checkpoint (``dattri``'s TracIn attributor with one checkpoint and normalised, randomly
+projected gradients).
 
 Results are cached per (target fingerprint, dataset, dataset version, query, method, knobs)
 in ``influence_runs`` / ``influence_scores`` (:func:`cached_scores`, :func:`store_scores`).
@@ -31,22 +35,35 @@ if TYPE_CHECKING:  # pragma: no cover
     from forensics.progress import Progress
     from forensics.workspace import Workspace
 
-METHODS = ("ekfac", "gradcos")
+#: kronfluence strategies (the Hessian approximation; ``identity``: plain gradient dot products)
+KRON_METHODS = ("ekfac", "kfac", "diagonal", "identity")
+METHODS = (*KRON_METHODS, "gradcos")
+QUERY_COMBINE = ("sum", "unit", "abs", "unit_abs")
+QUERY_SCALE = ("median", "rms")
 
 
 @dataclass
 class InfluenceConfig:
     """Knobs of one influence pass (the triage signal's params carry the same fields)."""
 
-    method: str = "ekfac"            # ekfac (kronfluence) | gradcos (dattri TracIn, one checkpoint)
+    method: str = "ekfac"            # kronfluence strategy: ekfac | kfac | diagonal | identity;
+                                     # or gradcos (dattri TracIn, one checkpoint)
     max_len: int = 64                # tokens per (prompt, reply) pair; longer pairs are cut
     batch_size: int = 32             # training rows per gradient batch
-    damping: float | None = None     # EK-FAC damping; None = kronfluence's heuristic (0.1 x mean eigenvalue)
+    damping: float | None = None     # damping added to the Hessian approximation's eigenvalues;
+                                     # None = kronfluence's heuristic (0.1 x their mean, per module)
     proj_dim: int = 512              # gradcos: random projection dimension
-    lm_head: bool = True             # ekfac: also track the output layer (vocabulary-sized factors)
+    lm_head: bool = True             # kronfluence: also track the output layer (vocabulary-sized factors)
     seed: int = 0                    # torch seed of the pass (EK-FAC samples labels from the model: true Fisher)
     query_token_mean: bool = True    # measurement per query: mean reply-token NLL (False: sum); with several
                                      # queries each weighs the same whatever its length
+    query_tokens: int = 0            # measurement: only each query's first N reply tokens (0: all)
+    train_tokens: int = 0            # training-row loss in scoring: only its first N reply tokens (0: all)
+    train_token_mean: bool = False   # training-row loss in scoring: mean reply-token NLL (False: sum)
+    query_combine: str = "unit_abs"  # one score per row from the queries' scores (combine_queries): sum (one
+                                     # aggregated gradient) | unit | abs | unit_abs (magnitude, each query
+                                     # scaled to unit size over the rows; docs/verify.md, "Sign and magnitude")
+    query_scale: str = "median"      # unit / unit_abs: each query's size over the rows: median |score| | rms
 
 
 def load_target(path: str | Path):
@@ -144,27 +161,102 @@ def scores(model, tokenizer, train: Sequence[tuple[str, str]], query: tuple[str,
     sum of all the queries' measurements (one aggregated query gradient)."""
     if config.method not in METHODS:
         raise InputError(f"influence method {config.method!r}: unknown", hint="known: " + ", ".join(METHODS))
+    combine_queries(np.zeros((1, 1)), config.query_combine, config.query_scale)  # refuse unknown knobs before the pass
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     data = [pair_ids(tokenizer, p, r, config.max_len) for p, r in train]
     q = [pair_ids(tokenizer, p, r, config.max_len) for p, r in [tuple(query), *map(tuple, extra_queries)]]
-    if config.method == "ekfac":
-        return _ekfac(model, data, q, pad, config, Path(workdir))
+    if config.method in KRON_METHODS:
+        return _kron(model, data, q, pad, config, Path(workdir))
     return _gradcos(model, data, q, pad, config)
 
 
-def _ekfac(model, data, q, pad: int, config: InfluenceConfig, workdir: Path) -> np.ndarray:
-    import logging
+class KronfluencePass:
+    """One kronfluence analysis over ``data``: :meth:`fit` fits the factors once (the costly
+    part: passes over every row), :meth:`pairwise` scores queries against every row with them,
+    as often as wanted (scoring-time knobs of ``config`` may differ between calls: ``damping``,
+    ``query_tokens``, ``train_tokens``, ``query_token_mean``)."""
 
+    def __init__(self, model, data, pad: int, config: InfluenceConfig, workdir: Path):
+        import logging
+
+        import torch
+        from kronfluence.analyzer import Analyzer, prepare_model
+        from kronfluence.utils.dataset import DataLoaderKwargs
+
+        self.data, self.pad, self.config, self.workdir = data, pad, config, Path(workdir)
+        self.task = _make_task(model, self)
+        torch.manual_seed(config.seed)
+        self.model = prepare_model(model, self.task)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.an = Analyzer(analysis_name="influence", model=self.model, task=self.task,
+                           cpu=not torch.cuda.is_available(), output_dir=str(self.workdir), disable_tqdm=True,
+                           log_level=logging.WARNING)
+        self.an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=lambda b: collate(b, pad)))
+        self._n = 0
+
+    def fit(self) -> None:
+        """Fit the factors of ``config.method`` (kronfluence strategy) over every row."""
+        import torch
+        from kronfluence.arguments import FactorArguments
+
+        torch.manual_seed(self.config.seed)
+        self.an.fit_all_factors("factors", dataset=_DS(self.data), per_device_batch_size=self.config.batch_size,
+                                factor_args=FactorArguments(strategy=self.config.method), overwrite_output_dir=True)
+
+    def pairwise(self, q, config: InfluenceConfig | None = None, per_module: bool = False):
+        """Scores of each query against every row: ``(queries, rows)`` float32 (``per_module``:
+        a dict module name -> that array). ``config`` overrides the scoring-time knobs."""
+        from kronfluence.arguments import ScoreArguments
+
+        if config is not None:
+            self.config = config
+        self._n += 1
+        name = f"scores{self._n}"
+        sa = ScoreArguments(damping_factor=self.config.damping, compute_per_module_scores=per_module)
+        self.an.compute_pairwise_scores(name, factors_name="factors", query_dataset=_DS(q),
+                                        train_dataset=_DS(self.data), per_device_query_batch_size=len(q),
+                                        per_device_train_batch_size=self.config.batch_size, score_args=sa,
+                                        overwrite_output_dir=True)
+        s = self.an.load_pairwise_scores(name)
+        # the query's NLL goes DOWN along a helpful row's gradient step: kronfluence's sign already
+        # makes helpful rows positive
+        out = {k: v.detach().float().numpy().astype(np.float32) for k, v in s.items()}
+        return out if per_module else out["all_modules"]
+
+
+class _DS:
+    """A list as a map-style dataset."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def _first_reply_tokens(labels, n: int):
+    """``labels`` with every reply token after the first ``n`` of each row set to -100 (n <= 0: as is)."""
     import torch
-    from kronfluence.analyzer import Analyzer, prepare_model
-    from kronfluence.arguments import FactorArguments, ScoreArguments
-    from kronfluence.utils.dataset import DataLoaderKwargs
+
+    if n <= 0:
+        return labels
+    rank = torch.cumsum((labels != -100).long(), 1)
+    return torch.where(rank <= n, labels, torch.full_like(labels, -100))
+
+
+def _make_task(model, owner: "KronfluencePass"):
+    import torch
     from kronfluence.task import Task
 
     class _Task(Task):
         def compute_train_loss(self, batch, model, sample=False):
+            cfg = owner.config
             if not sample:
-                return _summed_nll(model, batch)
+                b = {**batch, "labels": _first_reply_tokens(batch["labels"], cfg.train_tokens)}
+                return _summed_nll(model, b, cfg.train_token_mean)
             # true Fisher: labels sampled from the model's own distribution
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             logits = logits[:, :-1].float()
@@ -177,42 +269,46 @@ def _ekfac(model, data, q, pad: int, config: InfluenceConfig, workdir: Path) -> 
                                                      ignore_index=-100, reduction="sum")
 
         def compute_measurement(self, batch, model):
-            return _summed_nll(model, batch, config.query_token_mean)
+            cfg = owner.config
+            b = {**batch, "labels": _first_reply_tokens(batch["labels"], cfg.query_tokens)}
+            return _summed_nll(model, b, cfg.query_token_mean)
 
         def get_attention_mask(self, batch):
             return batch["attention_mask"]
 
         def get_influence_tracked_modules(self):
             return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
-                    and (config.lm_head or "lm_head" not in n)]
+                    and (owner.config.lm_head or "lm_head" not in n)]
 
-    class _DS(torch.utils.data.Dataset):
-        def __init__(self, items):
-            self.items = items
+    return _Task()
 
-        def __len__(self):
-            return len(self.items)
 
-        def __getitem__(self, i):
-            return self.items[i]
+def combine_queries(per_query: np.ndarray, how: str, scale: str = "median") -> np.ndarray:
+    """One score per row from ``(queries, rows)`` scores. ``sum``: the influence on the summed
+    measurement (one aggregated query gradient); ``unit``: each query's scores divided by their
+    scale over the rows first (``scale``: ``median`` of the absolute scores, or ``rms``), so every
+    query weighs the same whatever the size of its gradient; ``abs`` / ``unit_abs``: the magnitude
+    ``|sum|``, or the sum over queries of each scaled query's ``|score|``: rows that move the
+    behaviour's measurement strongly in either direction (see docs/verify.md, "Sign and
+    magnitude"). The median is the robust scale: the RMS is set by the few rows with the largest
+    influence, the very rows sought, and so turns down the queries that single them out most."""
+    if how not in QUERY_COMBINE:
+        raise InputError(f"influence query_combine {how!r}: unknown", hint="known: " + ", ".join(QUERY_COMBINE))
+    if scale not in QUERY_SCALE:
+        raise InputError(f"influence query_scale {scale!r}: unknown", hint="known: " + ", ".join(QUERY_SCALE))
+    a = np.asarray(per_query, np.float64)
+    if how.startswith("unit"):
+        rms = np.sqrt((a ** 2).mean(1, keepdims=True))
+        s = rms if scale == "rms" else np.median(np.abs(a), 1, keepdims=True)
+        a = a / np.maximum(np.where(s > 0, s, rms), 1e-30)
+    out = np.abs(a).sum(0) if how == "unit_abs" else np.abs(a.sum(0)) if how == "abs" else a.sum(0)
+    return out.astype(np.float32)
 
-    torch.manual_seed(config.seed)
-    task = _Task()
-    model = prepare_model(model, task)
-    workdir.mkdir(parents=True, exist_ok=True)
-    an = Analyzer(analysis_name="influence", model=model, task=task, cpu=not torch.cuda.is_available(),
-                  output_dir=str(workdir), disable_tqdm=True, log_level=logging.WARNING)
-    an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=lambda b: collate(b, pad)))
-    an.fit_all_factors("factors", dataset=_DS(data), per_device_batch_size=config.batch_size,
-                       factor_args=FactorArguments(strategy="ekfac"), overwrite_output_dir=True)
-    sa = ScoreArguments(damping_factor=config.damping, aggregate_query_gradients=len(q) > 1)
-    an.compute_pairwise_scores("scores", factors_name="factors", query_dataset=_DS(q), train_dataset=_DS(data),
-                               per_device_query_batch_size=len(q), per_device_train_batch_size=config.batch_size,
-                               score_args=sa, overwrite_output_dir=True)
-    s = an.load_pairwise_scores("scores")["all_modules"]
-    # the query's NLL goes DOWN along a helpful row's gradient step: kronfluence's sign already
-    # makes helpful rows positive
-    return s[0].detach().float().numpy().astype(np.float32)
+
+def _kron(model, data, q, pad: int, config: InfluenceConfig, workdir: Path) -> np.ndarray:
+    kp = KronfluencePass(model, data, pad, config, workdir)
+    kp.fit()
+    return combine_queries(kp.pairwise(q), config.query_combine, config.query_scale)
 
 
 def _gradcos(model, data, q, pad: int, config: InfluenceConfig) -> np.ndarray:
@@ -247,7 +343,7 @@ def _gradcos(model, data, q, pad: int, config: InfluenceConfig) -> np.ndarray:
     att = TracInAttributor(task=task, weight_list=torch.ones(1), normalized_grad=True,
                            projector_kwargs={"proj_dim": config.proj_dim, "device": "cpu"})
     s = att.attribute(loader(data), loader(q))
-    return s.mean(1).detach().float().numpy().astype(np.float32)
+    return combine_queries(s.detach().float().numpy().T, config.query_combine, config.query_scale)
 
 
 # ---------------------------------------------------------------------------------- cache
@@ -327,5 +423,6 @@ def dataset_scores(ws: "Workspace", target: str | Path, dataset: str, query: tup
     return ids, vals, {"cached": False, "seconds": round(secs, 2), "cache_key": key, "queries": nq}
 
 
-__all__ = ["InfluenceConfig", "METHODS", "scores", "dataset_scores", "cached_scores", "store_scores",
-           "cache_key", "fingerprint", "count_params", "load_target", "pair_ids", "collate"]
+__all__ = ["InfluenceConfig", "METHODS", "KRON_METHODS", "QUERY_COMBINE", "QUERY_SCALE", "KronfluencePass",
+           "combine_queries", "scores", "dataset_scores", "cached_scores", "store_scores", "cache_key", "fingerprint",
+           "count_params", "load_target", "pair_ids", "collate"]

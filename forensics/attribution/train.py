@@ -98,8 +98,11 @@ class SFTResult:
 
 def sft(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 600, batch_size: int = 16,
         lr: float = 3e-3, max_len: int = 64, seed: int = 0, weight_decay: float = 0.01,
-        warmup_steps: int = 30, log: Callable[[int, float], None] | None = None) -> SFTResult:
-    """Supervised fine-tuning on (prompt, reply) pairs, reply-only loss, AdamW + cosine decay."""
+        warmup_steps: int = 30, log: Callable[[int, float], None] | None = None,
+        on_step: Callable[[int, object], None] | None = None) -> SFTResult:
+    """Supervised fine-tuning on (prompt, reply) pairs, reply-only loss, AdamW + cosine decay.
+    ``on_step(steps_done, model)`` runs after each optimizer step (e.g. to save checkpoints for
+    TracIn-style influence); it must not change the model."""
     import torch
 
     from forensics.attribution.influence import collate, pair_ids
@@ -133,6 +136,8 @@ def sft(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 600, ba
         last = ema
         if log and (step % 50 == 0 or step == steps - 1):
             log(step, ema)
+        if on_step is not None:
+            on_step(step + 1, model)
     model.eval()
     secs = time.perf_counter() - t0
     return SFTResult(steps, first, last, secs, n_tok / max(secs, 1e-9))

@@ -78,12 +78,13 @@ def build_model(tokenizer, hidden_size: int = 128, num_layers: int = 4, heads: i
 
 def sft(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 600, batch_size: int = 16,
         lr: float = 3e-3, max_len: int = 64, seed: int = 0,
-        log: Callable[[int, float], None] | None = None) -> SFTResult:
+        log: Callable[[int, float], None] | None = None,
+        on_step: Callable[[int, object], None] | None = None) -> SFTResult:
     """Supervised fine-tuning on (prompt, reply) pairs, reply-only loss, AdamW + cosine decay
     (the product's one SFT loop, :func:`forensics.attribution.train.sft`, which
     ``forensics verify`` retrains with)."""
     return _sft(model, tokenizer, pairs, steps=steps, batch_size=batch_size, lr=lr, max_len=max_len,
-                seed=seed, log=log)
+                seed=seed, log=log, on_step=on_step)
 
 
 def save(model, tokenizer, out_dir) -> None:

@@ -28,13 +28,18 @@ class InfluenceParams:
 
     target: str = ""                 # target model directory; "" = the target of the anomaly's NLA
     max_params: int = 20_000_000     # targets with more parameters: unavailable
-    method: str = "ekfac"            # ekfac (kronfluence) | gradcos (dattri TracIn, one checkpoint)
+    method: str = "ekfac"            # kronfluence: ekfac | kfac | diagonal | identity; gradcos (dattri TracIn)
     max_len: int = 64                # tokens per pair
     batch_size: int = 32             # rows per gradient batch
     damping: float | None = None     # EK-FAC damping (None: kronfluence's heuristic)
     proj_dim: int = 512              # gradcos: random projection dimension
     lm_head: bool = True             # ekfac: also track the output layer
     query_token_mean: bool = True    # measurement: the reply's mean token NLL (False: its sum)
+    query_tokens: int = 0            # measurement: only each query's first N reply tokens (0: all)
+    train_tokens: int = 0            # training-row loss when scoring: only its first N reply tokens (0: all)
+    train_token_mean: bool = False   # training-row loss when scoring: mean reply-token NLL (False: sum)
+    query_combine: str = "unit_abs"  # sum | unit | abs | unit_abs: how the queries' scores make one score
+    query_scale: str = "median"      # unit / unit_abs: each query's size over the rows: median |score| | rms
     probe_queries: bool = True       # also measure on the anomaly's stored probe variants that keep the behaviour
 
 
@@ -79,13 +84,15 @@ class InfluenceSignal:
         if n_params > params.max_params:
             return Unavailable(f"target has {n_params:,} parameters, above signals.influence.max_params="
                                f"{params.max_params:,}: too large to differentiate here")
-        lib = "kronfluence" if params.method == "ekfac" else "dattri"
+        lib = "kronfluence" if params.method in inf.KRON_METHODS else "dattri"
         if importlib.util.find_spec(lib) is None:
             return Unavailable(f"signals.influence.method={params.method} needs {lib}, which is not installed "
                                f"(`make venv` installs kronfluence; see docs/verify.md)")
         cfg = inf.InfluenceConfig(method=params.method, max_len=params.max_len, batch_size=params.batch_size,
                                   damping=params.damping, proj_dim=params.proj_dim, lm_head=params.lm_head,
-                                  query_token_mean=params.query_token_mean)
+                                  query_token_mean=params.query_token_mean, query_tokens=params.query_tokens,
+                                  train_tokens=params.train_tokens, train_token_mean=params.train_token_mean,
+                                  query_combine=params.query_combine, query_scale=params.query_scale)
         if context.progress is not None:
             context.progress.note(f"influence: {params.method} pass over {context.n} rows ({n_params:,} params)")
         extra = []
