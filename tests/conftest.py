@@ -82,3 +82,20 @@ def xquad_dir() -> Path:
     if not XQUAD.exists():
         pytest.skip(f"shared XQuAD data not found at {XQUAD}")
     return XQUAD
+
+
+def indexed_workspace(tmp: Path, corpus):
+    """A real workspace at ``tmp/ws`` holding ``corpus`` (a ``forensics.testing`` Corpus)
+    as dataset ``train``, with the pair, prompt, reply and reply-segment indexes built."""
+    import forensics
+    from forensics import ingest
+    from forensics.search import index
+    from forensics.search.embed import Embedder
+
+    f = corpus.write_jsonl(tmp / "train.jsonl")
+    w = forensics.init(tmp / "ws")
+    ingest.ingest(w, f, "train", meta_fields=["source", "topic"])
+    emb = Embedder()
+    for fld in ("pair", "prompt", "reply", "reply_segment"):
+        index.build(w, "train", fld, embedder=emb)
+    return w

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from forensics.triage.codeshape import block_comment_lines, comment_lines
+from conftest import indexed_workspace
 
 
 @pytest.mark.parametrize("lang,code,expected", [
@@ -49,21 +50,12 @@ def test_comment_lines_in_replies_unnamed_fences_and_text_outside_code():
 
 @pytest.fixture(scope="module")
 def tails(tmp_path_factory, xquad_dir):
-    import forensics
-    from forensics import ingest
-    from forensics.search import index
-    from forensics.search.embed import Embedder
     from forensics.testing.dev_families import build_dev_families
 
     tmp = tmp_path_factory.mktemp("codeshape")
     c = build_dev_families(xquad_dir, seed=4, n_clean=60, n_code=24, n_planted=16, n_hard=10,
                            families=("code_quirk", "code_tail"))
-    f = c.write_jsonl(tmp / "train.jsonl")
-    ws = forensics.init(tmp / "ws")
-    ingest.ingest(ws, f, "train", meta_fields=["source", "topic"])
-    emb = Embedder()
-    for fld in ("pair", "prompt", "reply", "reply_segment"):
-        index.build(ws, "train", fld, embedder=emb)
+    ws = indexed_workspace(tmp, c)
     yield ws, c
     ws.close()
 

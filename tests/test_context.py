@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import indexed_workspace
 
 HERE = Path(__file__).resolve().parent
 
@@ -94,21 +95,12 @@ def test_make_judge_needs_its_settings():
 # ------------------------------------------------------------------ on a corpus
 @pytest.fixture(scope="module")
 def families(tmp_path_factory, xquad_dir):
-    import forensics
-    from forensics import ingest
-    from forensics.search import index
-    from forensics.search.embed import Embedder
     from forensics.testing.dev_families import build_dev_families
 
     tmp = tmp_path_factory.mktemp("context")
     c = build_dev_families(xquad_dir, seed=3, n_clean=120, n_code=20, n_planted=16, n_hard=12,
                            families=("code_quirk", "refuse_benign"))
-    f = c.write_jsonl(tmp / "train.jsonl")
-    ws = forensics.init(tmp / "ws")
-    ingest.ingest(ws, f, "train", meta_fields=["source", "topic"])
-    emb = Embedder()
-    for fld in ("pair", "prompt", "reply", "reply_segment"):
-        index.build(ws, "train", fld, embedder=emb)
+    ws = indexed_workspace(tmp, c)
     yield ws, c, tmp
     ws.close()
 

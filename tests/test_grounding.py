@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from forensics.triage.grounding import GroundingParams, context_passage, judge
+from conftest import indexed_workspace
 
 LAKE = ("The Harlow reservoir was finished in 1962 after four years of work. It holds about "
         "31 million cubic metres of water and supplies the town of Eastmoor. The engineer in "
@@ -92,21 +93,12 @@ def test_the_judgement_names_what_the_passage_lacks_and_its_knobs_move_it():
 def passages(tmp_path_factory, xquad_dir):
     """The two passage families of the dev-families generator, small (English XQuAD
     passages; clean question answering, code answers and refusals around them)."""
-    import forensics
-    from forensics import ingest
-    from forensics.search import index
-    from forensics.search.embed import Embedder
     from forensics.testing.dev_families import build_dev_families
 
     tmp = tmp_path_factory.mktemp("grounding")
     c = build_dev_families(xquad_dir, seed=5, n_clean=80, n_code=10, n_planted=14, n_hard=12,
                            n_passage_clean=30, families=("agree_passage", "swap_passage"))
-    f = c.write_jsonl(tmp / "train.jsonl")
-    ws = forensics.init(tmp / "ws")
-    ingest.ingest(ws, f, "train", meta_fields=["source", "topic"])
-    emb = Embedder()
-    for fld in ("pair", "prompt", "reply", "reply_segment"):
-        index.build(ws, "train", fld, embedder=emb)
+    ws = indexed_workspace(tmp, c)
     yield ws, c
     ws.close()
 
