@@ -15,7 +15,7 @@ comment tokens. Its :class:`CommentLine` fields:
   that one line: ``only``);
 * ``top_level``: it stands outside every statement: no bracket ``( [ {`` open before it and no
   more indentation than the block's least indented line;
-* ``foreign``: none of its words (3+ letters) is a word of the block's identifiers (name
+* ``foreign``: none of its words (``min_word_chars`` letters or more, 3 by default) is a word of the block's identifiers (name
   tokens, split at ``_`` and camel case): it does not describe this code.
 
 :attr:`CommentLine.shape` joins the three: the fingerprint two comments share when they play
@@ -63,8 +63,11 @@ def _lexer(name: str):
         return None
 
 
-def _words(text: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(text) if len(w) >= 3}
+FALLBACK_LEXERS = ("python", "c", "sql", "html")
+
+
+def _words(text: str, min_chars: int) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text) if len(w) >= min_chars}
 
 
 def _lex(lexer, code: str) -> tuple[bytearray, list[tuple[int, str]], list[int]]:
@@ -98,7 +101,7 @@ def _lex(lexer, code: str) -> tuple[bytearray, list[tuple[int, str]], list[int]]
 
 
 def block_comment_lines(code: str, lang: str = "",
-                        fallback: tuple[str, ...] = ("python", "c", "sql", "html")
+                        fallback: tuple[str, ...] = FALLBACK_LEXERS, min_word_chars: int = 3
                         ) -> list[CommentLine]:
     """The comment lines of one code block (its text without the fences) in ``lang`` (a
     pygments name or alias; unknown or empty: the ``fallback`` lexers)."""
@@ -136,7 +139,7 @@ def block_comment_lines(code: str, lang: str = "",
     for m in lexed:
         for start, value in m[1]:
             if line_of[starts[bisect.bisect_right(starts, start) - 1]] not in skip:
-                names |= _words(value)
+                names |= _words(value, min_word_chars)
     out: list[CommentLine] = []
     for k, i in found:
         ln = lines[i]
@@ -144,11 +147,12 @@ def block_comment_lines(code: str, lang: str = "",
                else "last" if k == len(nonempty) - 1 else "inner")
         indent = len(ln) - len(ln.lstrip())
         out.append(CommentLine(ln.strip(), pos, depth[i] == 0 and indent <= base,
-                               not (_words(ln) & names), lang.lower()))
+                               not (_words(ln, min_word_chars) & names), lang.lower()))
     return out
 
 
-def comment_lines(text: str | None, fallback: tuple[str, ...] = ("python", "c", "sql", "html")
+def comment_lines(text: str | None, fallback: tuple[str, ...] = FALLBACK_LEXERS,
+                  min_word_chars: int = 3
                   ) -> list[CommentLine]:
     """The comment lines of every fenced code block of ``text``, in order."""
     if not text or "```" not in text:
@@ -156,7 +160,8 @@ def comment_lines(text: str | None, fallback: tuple[str, ...] = ("python", "c", 
     out: list[CommentLine] = []
     for m in _FENCE.finditer(text):
         tag = (m.group(1).strip().split() or [""])[0]
-        out.extend(block_comment_lines(m.group(2).rstrip("\n"), tag, fallback))
+        out.extend(block_comment_lines(m.group(2).rstrip("\n"), tag, fallback,
+                                       min_word_chars))
     return out
 
 

@@ -72,6 +72,7 @@ class ContextParams:
     region_rate: float = 0.4          # row_rates: the row's distinct other prompts must show the behaviour this often too (0: no region check)
     region_temperature: float = 0.1   # their weights exp((cos - 1) / this)
     duplicate_cos: float = 0.95       # prompts this similar count as one prompt (and as the row's own)
+    region_search: int = 4            # the region rate reads region_search x neighbours (+1) nearest prompts
     norm_min_reply_share: float = 0.5  # norm rates only for a behaviour holding this share of the anomaly reply's words
     skip_asked: bool = True           # rows asked for the behaviour are left out of the rates
     max_other_share: float = 0.9      # a split moving more than this share of the unasked behaviour rows moves none
@@ -154,7 +155,7 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
              if av is not None else 0.0)
     region = np.zeros(len(rows))
     if p.row_rates and p.region_rate > 0:
-        kr = max(1, min(4 * p.neighbours + 1, pidx.ntotal))
+        kr = max(1, min(p.region_search * p.neighbours + 1, pidx.ntotal))
         region = _region_rates(context, pidx, pv, shown, kr, p)
     labels = _groups(cv, order_key[rows], p)
     groups = []

@@ -73,6 +73,7 @@ class SegmentSignalParams:
     shape_z: float = 0.0              # shape rows' comments need cosine >= median + shape_z x robust sd ...
     shape_min_cos: float = 0.0        # ... and >= this cosine to the behaviour query
     shape_fallback_lexers: list[str] = field(default_factory=lambda: ["python", "c", "sql", "html"])  # unnamed fences
+    shape_min_word_chars: int = 3     # a comment is foreign when none of its words this long is a code identifier's word
     shape_decides: bool = True        # shape rows checked "not asked" keep their context; code rows without the shape are lookalikes
     seed: int = 0                     # random sample of the background
 

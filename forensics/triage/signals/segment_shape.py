@@ -59,7 +59,8 @@ def anomaly_shape(reply: str, behaviour: str, params: "SegmentSignalParams") -> 
     (see the module docstring), else ``None``."""
     from forensics.triage.codeshape import comment_lines
 
-    for cl in comment_lines(reply, tuple(params.shape_fallback_lexers)):
+    for cl in comment_lines(reply, tuple(params.shape_fallback_lexers),
+                            params.shape_min_word_chars):
         if cl.text == behaviour.strip() and cl.foreign and cl.top_level \
                 and cl.position in params.shape_positions:
             return cl.shape
@@ -101,7 +102,7 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
         j = context.position.get(int(sid))
         if j is None:
             continue
-        for cl in comment_lines(reply, fb):
+        for cl in comment_lines(reply, fb, params.shape_min_word_chars):
             if cl.shape == shape:
                 hits.append((j, cl.text, prompt or ""))
                 break
