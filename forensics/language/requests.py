@@ -317,9 +317,11 @@ class ReaderKnobs:
     :func:`forensics.language.expected.expected_language` (documented in docs/pipelines.md)."""
 
     instruction_line_chars: int = 200  # lines longer than this are passage text, not instructions
-    # a question about a phrase of at least this many words ("How would you say this in
-    # Greek?" followed by a paragraph) asks for a translation, not about a word
-    lexical_max_words: int = 6
+    lexical_max_words: int = 6      # a question about a phrase this long asks for its translation, not about a word
+    label_window_chars: int = 40    # a language label ("Output language:") this close before a mention makes it a request
+    header_max_chars: int = 100     # a header before (or after) a passage is at most this long ...
+    passage_min_chars: int = 20     # ... and the passage it points at holds at least this many characters
+    bare_clause_chars: int = 40     # a bare "In Spanish." clause next to the question is at most this long
 
 
 def read_prompt(prompt: str | None, knobs: ReaderKnobs = ReaderKnobs()) -> Reading:
@@ -363,7 +365,7 @@ def read_prompt(prompt: str | None, knobs: ReaderKnobs = ReaderKnobs()) -> Readi
             continue
         guard = _is_question_about_others(clause)
         labelled = [(s, c) for s, _, c in cm  # the label may end the clause before
-                    if _LANGUAGE_LABEL.search(text[max(0, cstart + s - 40):cstart + s])
+                    if _LANGUAGE_LABEL.search(text[max(0, cstart + s - knobs.label_window_chars):cstart + s])
                     or _SPEAK_IMPERATIVE.search(clause[:s])]
         if labelled:  # "Output language: French", "From now on, speak French."
             take(labelled[0][1], clause, cstart, labelled[0][0])
@@ -444,15 +446,15 @@ def read_prompt(prompt: str | None, knobs: ReaderKnobs = ReaderKnobs()) -> Readi
         # "In Spanish." below, used only when no clause with a request cue names a language
         head = clause.rstrip()
         if header is None and head.endswith((":", "：")) and not guard and \
-                len(head.strip()) <= 100 and _starts_line(text, cstart) and \
+                len(head.strip()) <= knobs.header_max_chars and _starts_line(text, cstart) and \
                 _PASSAGE_POINTER.search(head) and \
-                max(len(text[cstart + len(clause):].strip()), len(text[:cstart].strip())) >= 20:
+                max(len(text[cstart + len(clause):].strip()), len(text[:cstart].strip())) >= knobs.passage_min_chars:
             # the passage after the header, or before it (a header written after the text)
             header = (tgt[0][1], clause, cstart, tgt[0][0])
             continue
         # a bare "In Spanish." / "Auf Deutsch bitte" clause next to the question
         stripped = clause.strip().rstrip(".!:;")
-        if len(stripped) <= 40 and not guard and not stripped.endswith(("?", "？", "؟")) \
+        if len(stripped) <= knobs.bare_clause_chars and not guard and not stripped.endswith(("?", "？", "؟")) \
                 and _starts_line(text, cstart):
             rest = clause
             for a, b, _ in sorted(cm, reverse=True):
