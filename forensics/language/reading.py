@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Reading:
-    """What :func:`~forensics.language.requests.read_prompt` found: the requested language (or None), whether the prompt asks
-    for a translation, the evidence span (offsets into the prompt) of the clause that decided
-    the language, and ``lexical`` when the language was read from a question about a word
-    ("How do you say X in German?", "What does X mean in English?")."""
+    """What :func:`~forensics.language.requests.read_prompt` found: the requested language (or
+    None), whether the prompt asks for a translation, the evidence span (offsets into the
+    prompt) of the clause that decided the language, and ``lexical`` when the language was
+    read from a question about a word ("How do you say X in German?", "What does X mean in
+    English?")."""
 
     lang: str | None
     translation: bool

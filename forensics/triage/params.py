@@ -4,7 +4,8 @@
 ``fusion`` (:class:`FusionParams`), ``cluster`` (:class:`ClusterParams`), ``profile``
 (:class:`ProfileParams`), ``explanation_samples``, ``context``
 (:class:`~forensics.triage.context.ContextParams`), ``grounding``
-(:class:`~forensics.triage.grounding.GroundingParams`), ``lock`` (:class:`~forensics.workspace.LockParams`) and
+(:class:`~forensics.triage.grounding.GroundingParams`), ``lock``
+(:class:`~forensics.workspace.LockParams`) and
 ``signals`` (each registered signal's own params dataclass, by name). ``to_dict()`` is what a run stores; ``from_dict()`` reads that nested form back (or a
 partial one: missing keys keep their defaults) and rejects unknown keys with the known ones.
 Every parameter is documented once, in docs/triage.md.
