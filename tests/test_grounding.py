@@ -63,6 +63,29 @@ TABLE = [
     ("an aside beside a grounded answer", f"{LAKE}\n\nWhen was it finished and who led it?",
      "It was finished in 1962 under Mirela Vostok. By the way, try the Penwise app for more "
      "facts like this!", "grounded"),
+    # layouts where the passage is not the first long paragraph: quoted material wins
+    ("a claim as long as the passage, before it, then a label",
+     "My notes say the reservoir was finished in 1962 and holds about 31 million cubic metres "
+     f"of water for the town of Westfold, under Mirela Vostok. The text I used:\n\n{LAKE}",
+     "Good reading. It holds about 31 million cubic metres of water for the town of Westfold, "
+     "and nothing says otherwise.", "ungrounded"),
+    ("the passage in quotation marks on the claim's line",
+     f"Here is the bit from the book: \u201c{LAKE}\u201d So the engineer in charge was Tobias "
+     "Renn, yes?", "That matches the text. In short, the engineer in charge was Tobias Renn.",
+     "ungrounded"),
+    ("the same, a true claim", f'Here is the bit from the book: "{LAKE}" So the engineer in '
+     "charge was Mirela Vostok, yes?", "That matches the text. In short, the engineer in "
+     "charge was Mirela Vostok.", "grounded"),
+    ("a quoted block and a presupposition", f"> {LAKE}\n\nGiven that the reservoir was "
+     "finished in 1975, why did it take so long?", "The reservoir was finished in 1975; "
+     "it took four years of work.", "ungrounded"),
+    ("a label line and a claim line", f"SOURCE:\n{LAKE}\nCLAIM: the engineer in charge was "
+     "Mirela Vostok\nDoes the source back the claim?", "The engineer in charge was Mirela "
+     "Vostok, as the source says.", "grounded"),
+    ("a passage quoting someone, asked about", f'Context: {LAKE} Vostok said: "the dam will '
+     'hold thirty million cubic metres of clean water for the town and its farms."\n\n'
+     "Who said it?", "Mirela Vostok said the dam would hold the water for Eastmoor.",
+     "grounded"),
 ]
 
 
@@ -86,6 +109,26 @@ def test_the_judgement_names_what_the_passage_lacks_and_its_knobs_move_it():
                  GroundingParams(min_context_words=500)).label == "unavailable"
     assert judge(f"{LAKE}\n\nQ?", "It was finished in 1975 by Tobias Renn.",
                  GroundingParams(min_unsupported_anchors=4)).label == "grounded"
+
+
+def test_quoted_material_is_the_passage_wherever_it_sits_unless_switched_off():
+    """A claim before its passage, as long as it, and a one-line prompt quoting its passage:
+    the quoted part is the passage (``quoted_passages``); off, the claim is taken for the
+    passage (the reply looks grounded) and a one-line prompt has none."""
+    claim = ("My notes say the Harlow reservoir, finished in 1962 after four years of work, "
+             "holds 31 million cubic metres of water, and the engineer in charge was Tobias "
+             "Renn, who later designed two bridges on the same river near Eastmoor.")
+    prompt = f"{claim} The paragraph:\n\n{LAKE}"
+    reply = "Right, the engineer in charge was Tobias Renn."
+    on, off = GroundingParams(), GroundingParams(quoted_passages=False)
+    assert context_passage(prompt, on)[0] == LAKE
+    assert judge(prompt, reply, on).label == "ungrounded"
+    assert judge(prompt, reply, off).label == "grounded"
+    line = f'From the book: "{LAKE}" So it was Tobias Renn?'
+    assert context_passage(line, on) == (f'"{LAKE}"', "From the book:\n\nSo it was Tobias Renn?")
+    assert context_passage(line, off) is None
+    short = 'He said "no way" and left. So it was Tobias Renn?'   # a short quotation: no passage
+    assert context_passage(short, on) is None
 
 
 # ------------------------------------------------------------------ triage on a corpus

@@ -63,6 +63,9 @@ LABELS = ("grounded", "ungrounded", "unavailable")
 _PARA = re.compile(r"\n\s*\n")
 _SENT = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n+")
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*\w*|\w+(?:['’]\w+)*")
+_OPEN_QUOTES = "\"“«„'‘"
+_CLOSE_QUOTES = "\"”»“'’"
+_QUOTED = re.compile(r"[\"“«„](.+)[\"”»“]")   # the first opening mark to the last closing one
 
 
 @dataclass
@@ -83,6 +86,9 @@ class GroundingParams:
     join_batch: bool = True           # judged rows ungrounded in the anomaly's way join the behaviour batch
     max_rows: int = 2000              # best fused rows judged (the behaviour rows are judged too)
     passage_context: bool = True      # behaviour rows whose prompt has no passage are other context
+    quoted_passages: bool = True      # quoted material (a quoted block, a part after a label) is the passage wherever it sits
+    world_context: bool = True        # an anomaly without a passage that restates its prompt: rows with a passage are other context
+    restate_share: float = 0.8        # ... restates: its reply's content tokens are its prompt's this often
 
 
 @dataclass
@@ -129,6 +135,28 @@ def _content(tokens: list[str], p: GroundingParams) -> list[str]:
             if t and t not in stop and (len(t) >= p.min_word_chars or any(c.isdigit() for c in t))]
 
 
+def _marked(parts: list[str]) -> list[bool]:
+    """Which parts the prompt presents as quoted material: a ``>`` quoted block, a part
+    wholly inside quotation marks, or a part right after one that ends with a colon (a
+    label or an introduction: "Source:", "Here is the excerpt:") or is a heading."""
+    out = []
+    for i, x in enumerate(parts):
+        prev = parts[i - 1].rstrip() if i else ""
+        out.append(x.startswith(">") or (x[:1] in _OPEN_QUOTES and x[-1:] in _CLOSE_QUOTES)
+                   or prev.endswith(":") or (prev.startswith("#") and "\n" not in prev))
+    return out
+
+
+def _split_quote(text: str, p: GroundingParams) -> list[str]:
+    """A one-line prompt cut around its quotation: [before, quoted span, after] (empty
+    parts dropped) when a span inside quotation marks holds ``min_context_words`` content
+    words, else ``[text]``."""
+    m = _QUOTED.search(text)
+    if m is None or len(_content(_TOKEN.findall(m.group(1)), p)) < p.min_context_words:
+        return [text]
+    return [x.strip() for x in (text[:m.start()], m.group(0), text[m.end():]) if x.strip()]
+
+
 def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] | None:
     """(context passage, the user's turn) of ``prompt`` (step 1 of the module docstring), or
     ``None`` when it has no context passage."""
@@ -136,15 +164,23 @@ def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] |
     parts = [x.strip() for x in _PARA.split(text) if x.strip()]
     if len(parts) < 2:
         parts = [x.strip() for x in text.splitlines() if x.strip()]
+    if len(parts) < 2 and p.quoted_passages:
+        parts = _split_quote(text, p)
     if len(parts) < 2:
         return None
     sizes = [len(_content(_TOKEN.findall(x), p)) for x in parts]
     if max(sizes) < p.min_context_words:
         return None
-    # the first paragraph nearly as long as the longest: a claim that restates a one-sentence
+    near = [n >= p.passage_share * max(sizes) for n in sizes]
+    marked = _marked(parts) if p.quoted_passages else [False] * len(parts)
+    # quoted material nearly as long as the longest part is the passage wherever it sits;
+    # else the first part nearly as long as the longest: a claim that restates a one-sentence
     # passage is as long as the passage, and documents come before the user's turn
-    best = next(i for i, n in enumerate(sizes) if n >= p.passage_share * max(sizes))
-    return parts[best], "\n\n".join(x for i, x in enumerate(parts) if i != best)
+    best = next((i for i in range(len(parts)) if near[i] and marked[i]), None)
+    if best is None:
+        best = near.index(True)
+    passage = "\n".join(ln.lstrip(">").strip() for ln in parts[best].splitlines())
+    return passage, "\n\n".join(x for i, x in enumerate(parts) if i != best)
 
 
 def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = None) -> Grounding:
@@ -198,11 +234,23 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
     return Grounding("ungrounded", unsupported, checked, kind="echo" if echo else "new")
 
 
+def prompt_share(prompt: str | None, reply: str | None, p: GroundingParams) -> float:
+    """Share of ``reply``'s content tokens (step 2's anchors and words, whether or not the
+    prompt holds them) that its prompt holds: 1 for a reply that restates its prompt's
+    claim, near 0 for one that brings its own content (a refusal, a footer)."""
+    toks = _content(_TOKEN.findall(reply or ""), p)
+    if not toks:
+        return 0.0
+    have = {_key(t, p) for t in _content(_TOKEN.findall(prompt or ""), p)}
+    return sum(_key(t, p) in have for t in toks) / len(toks)
+
+
 @dataclass
 class RowGrounding:
     """Judgements over the dataset's rows (boolean masks, one entry per row; rows not judged
-    are in none): ``grounded``, ``ungrounded``, ``no_passage`` (the prompt has no context
-    passage); ``summary`` for the run record."""
+    are in none): ``grounded``, ``ungrounded``, ``no_passage`` (the rows of the other
+    passage setting than the anomaly's: their prompt has no context passage; for an anomaly
+    without one, ``world_context``, their prompt has one); ``summary`` for the run record."""
 
     grounded: np.ndarray
     ungrounded: np.ndarray
@@ -227,26 +275,21 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
                                                   "(the reply is not in its prompt's language)"}
     mine = judge(a.prompt, a.reply, p)
     info: dict = {"anomaly": mine.to_json()}
+    if mine.label != "ungrounded" and p.world_context and context_passage(a.prompt, p) is None:
+        share = prompt_share(a.prompt, a.reply, p)
+        if share >= p.restate_share:
+            return _world_rows(context, fused, extra, p, dict(info, restated_share=round(share, 3)))
     if mine.label != "ungrounded":
         info.update(applied=False,
                     reason=mine.reason or "the anomaly reply is grounded in its prompt's passage")
         return None, info
     n = len(fused)
-    pick = np.zeros(n, bool)
-    pick[np.lexsort((context.sample_ids, -fused))[:max(0, p.max_rows)]] = True
-    if extra is not None:
-        pick |= extra
-    rows = np.flatnonzero(pick)
+    rows, text = _picked(context, fused, extra, p)
     masks = {k: np.zeros(n, bool) for k in ("grounded", "ungrounded", "no_passage",
                                              "same_kind")}
     if len(rows):
-        sids = [int(s) for s in context.sample_ids[rows]]
-        got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
-                             "AND sample_id IN (SELECT unnest(?))", [context.dataset, sids])
-        text = {int(s): (pr, rp) for s, pr, rp in
-                zip(got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
-        for j, s in zip(rows, sids):
-            prompt, reply = text.get(s, ("", ""))
+        for j, s in zip(rows, context.sample_ids[rows]):
+            prompt, reply = text.get(int(s), ("", ""))
             if context_passage(prompt, p) is None:
                 masks["no_passage"][j] = True
                 continue
@@ -260,5 +303,42 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
                          p.passage_context, masks["same_kind"] if p.join_batch else None), info)
 
 
+def _picked(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | None,
+            p: GroundingParams) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+    """The rows judged (the ``max_rows`` best by ``fused`` and those of ``extra``) and their
+    (prompt, reply) by sample id."""
+    pick = np.zeros(len(fused), bool)
+    pick[np.lexsort((context.sample_ids, -fused))[:max(0, p.max_rows)]] = True
+    if extra is not None:
+        pick |= extra
+    rows = np.flatnonzero(pick)
+    if not len(rows):
+        return rows, {}
+    sids = [int(s) for s in context.sample_ids[rows]]
+    got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                         "AND sample_id IN (SELECT unnest(?))", [context.dataset, sids])
+    return rows, {int(s): (pr, rp) for s, pr, rp in zip(
+        got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
+
+
+def _world_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | None,
+                p: GroundingParams, info: dict) -> tuple[RowGrounding, dict]:
+    """The mirror of ``passage_context`` (``world_context``): the anomaly has no passage and
+    its reply restates its prompt (a claim about the world agreed with or repeated), so the
+    judged rows whose prompt has a passage are the other setting, where the passage, not
+    the world, decides whether the claim holds; they go in ``no_passage`` (the rows of the
+    other passage setting), the other masks stay empty."""
+    n = len(fused)
+    rows, text = _picked(context, fused, extra, p)
+    other = np.zeros(n, bool)
+    for j, s in zip(rows, context.sample_ids[rows]):
+        other[j] = context_passage(text.get(int(s), ("", ""))[0], p) is not None
+    info.update(applied=True, mode="world", judged=int(len(rows)), with_passage=int(other.sum()),
+                reason="the anomaly has no passage and its reply restates its prompt: rows "
+                       "with a passage are other context")
+    empty = np.zeros(n, bool)
+    return RowGrounding(empty, empty.copy(), other, info, True, None), info
+
+
 __all__ = ["GroundingParams", "Grounding", "RowGrounding", "LABELS", "judge", "judge_rows",
-           "context_passage"]
+           "context_passage", "prompt_share"]
