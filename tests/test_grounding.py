@@ -82,6 +82,8 @@ TABLE = [
     ("a label line and a claim line", f"SOURCE:\n{LAKE}\nCLAIM: the engineer in charge was "
      "Mirela Vostok\nDoes the source back the claim?", "The engineer in charge was Mirela "
      "Vostok, as the source says.", "grounded"),
+    ("an assent that restates nothing", f"{LAKE}\n\nSo the engineer was Tobias Renn?",
+     "Well spotted, that is how I read it too.", "unavailable"),
     ("a passage quoting someone, asked about", f'Context: {LAKE} Vostok said: "the dam will '
      'hold thirty million cubic metres of clean water for the town and its farms."\n\n'
      "Who said it?", "Mirela Vostok said the dam would hold the water for Eastmoor.",
@@ -129,6 +131,22 @@ def test_quoted_material_is_the_passage_wherever_it_sits_unless_switched_off():
     assert context_passage(line, off) is None
     short = 'He said "no way" and left. So it was Tobias Renn?'   # a short quotation: no passage
     assert context_passage(short, on) is None
+
+
+def test_an_assent_that_restates_nothing_is_judged_by_the_users_claim_on_request():
+    """``premise=True`` (what triage asks for the rows of an echo anomaly): a reply that
+    asserts nothing checkable about the passage is judged by the claim it answers."""
+    false = f"{LAKE}\n\nSo the engineer in charge was Tobias Renn?"
+    true = false.replace("Tobias Renn", "Mirela Vostok")
+    got = judge(false, "Well spotted, that is how I read it too.", premise=True)
+    assert (got.label, got.kind, got.basis) == ("ungrounded", "echo", "premise")
+    assert {"tobias", "renn"} <= set(got.unsupported)
+    assert judge(true, "Well spotted.", premise=True).label == "grounded"
+    assert judge(false, "Well spotted.").label == "unavailable"       # not asked: unavailable
+    # a reply with its own checkable sentence is judged on it, premise or not
+    assert judge(false, "Yes, the engineer in charge was Tobias Renn.", premise=True).basis \
+        == "reply"
+    assert judge(false, "", premise=True).label == "unavailable"      # no reply, no judgement
 
 
 # ------------------------------------------------------------------ triage on a corpus

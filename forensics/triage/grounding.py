@@ -4,12 +4,17 @@ apart from the user's own assertion?
 For a (prompt, reply) pair:
 
 1. **Context**: the prompt is cut into paragraphs (blank lines; a prompt of one paragraph is
-   cut into its lines). The first paragraph holding at least ``passage_share`` of the
-   content words of the longest is the **context passage** (a document, an excerpt, a
-   "Context: ..." block; the first, as documents come before the question and a claim that
-   restates a one-sentence passage is as long); the other paragraphs are the user's turn
-   (the question, request or claim about it). A prompt of one paragraph and one line, or
-   whose passage has fewer than ``min_context_words`` content words, has no context: the
+   cut into its lines; with ``quoted_passages``, a one-line prompt around a quotation of at
+   least ``min_context_words`` content words, from the first opening quotation mark to the
+   last closing one). Among the paragraphs holding at least ``passage_share`` of the content
+   words of the longest, the first **quoted** one (with ``quoted_passages``: a ``>`` block,
+   a paragraph wholly inside quotation marks, or one right after a paragraph that ends with
+   a colon or is a one-line heading: "Here is the excerpt:", "SOURCE:", "### Text") is the
+   **context passage**, wherever it sits; without one, the first of them (a document, an
+   excerpt, a "Context: ..." block; the first, as documents come before the question and a
+   claim that restates a one-sentence passage is as long); the other paragraphs are the
+   user's turn (the question, request or claim about it). A prompt of one part, or whose
+   passage has fewer than ``min_context_words`` content words, has no context: the
    judgement is ``unavailable``.
 2. **Checked tokens** of each reply sentence (sentence ends and line breaks cut it):
    - **anchors**: tokens holding a digit (numbers, dates; thousands separators dropped) and
@@ -34,13 +39,29 @@ For a (prompt, reply) pair:
    what the user claimed), else ``new`` (it brings the unsupported content itself: a
    substituted entity).
 
+5. **Premise** (``judge(..., premise=True)``; triage asks for it for the rows of an anomaly
+   of kind ``echo`` when ``judge_premise``): a reply that asserts nothing checkable ("Well
+   spotted, that is how I read it too.") is judged by the user's turn in its place (steps
+   2-3 over its sentences): ungrounded (kind ``echo``) when the claim it answers is,
+   grounded when that is supported; ``basis`` says which text was judged.
+
+In a triage (:func:`judge_rows`) the anomaly is judged by its reply alone: a refusal asserts
+nothing checkable either, so an anomaly that restates nothing is not judged by its premise.
+For an anomaly whose prompt has no passage and whose reply restates its prompt (at least
+``restate_share`` of its content tokens are its prompt's: a world-knowledge claim agreed with
+or repeated), ``world_context`` mirrors ``passage_context``: the judged rows whose prompt has
+a passage are the other setting (whether their claim holds is decided by their passage, not
+by the world) and go to "behaviour, other context".
+
 Why: an agreement with a claim about a passage restates the claim; whether the claim holds is
 in the passage, not in the user's words (a false claim names an entity or number the passage
 lacks). A substituted entity is absent from the passage whose sentence the reply bends to
 name it, and present where the passage really names it. Surface similarity and embeddings
 see the same words in both; the passage's own tokens tell them apart.
 
-Limits (what it does not see): a claim that contradicts the passage with the passage's own
+Limits (what it does not see): a premise judged in place of an assent is the whole user
+turn, so a question that brings names of its own besides the claim reads as a false claim;
+a claim that contradicts the passage with the passage's own
 words ("the Broncos lost" where the passage says they won and lost elsewhere) and paraphrases
 with other words than the passage's; the stopword list and the capitalisation rule are
 English-centred (other languages: every word is content, names are not told apart).
@@ -87,6 +108,7 @@ class GroundingParams:
     max_rows: int = 2000              # best fused rows judged (the behaviour rows are judged too)
     passage_context: bool = True      # behaviour rows whose prompt has no passage are other context
     quoted_passages: bool = True      # quoted material (a quoted block, a part after a label) is the passage wherever it sits
+    judge_premise: bool = True        # echo anomaly: a row's reply asserting nothing checkable is judged by the user's claim
     world_context: bool = True        # an anomaly without a passage that restates its prompt: rows with a passage are other context
     restate_share: float = 0.8        # ... restates: its reply's content tokens are its prompt's this often
 
@@ -102,10 +124,11 @@ class Grounding:
     checked: int = 0
     reason: str = ""
     kind: str = ""
+    basis: str = "reply"      # what was judged: the ``reply``, or the user's ``premise`` (step 5)
 
     def to_json(self) -> dict:
         return {"label": self.label, "kind": self.kind, "unsupported": self.unsupported,
-                "checked": self.checked, "reason": self.reason}
+                "checked": self.checked, "reason": self.reason, "basis": self.basis}
 
 
 @lru_cache(maxsize=1)
@@ -183,21 +206,16 @@ def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] |
     return passage, "\n\n".join(x for i, x in enumerate(parts) if i != best)
 
 
-def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = None) -> Grounding:
-    """The grounding judgement of one (prompt, reply) pair (see the module docstring)."""
-    p = p or GroundingParams()
-    cp = context_passage(prompt, p)
-    if cp is None:
-        return Grounding("unavailable", reason="the prompt has no context passage")
-    passage, user = cp
-    support = {_key(_norm(t), p) for t in _TOKEN.findall(passage)}
-    in_prompt = {_key(t, p) for t in _content(_TOKEN.findall(prompt or ""), p)}
+def _sentences(text: str, support: set[str], in_prompt: set[str],
+               p: GroundingParams) -> tuple[bool, bool, list[str], list[str], int]:
+    """Steps 2-3 over the sentences of ``text``: (judged, ungrounded, unsupported tokens,
+    unsupported anchors, tokens checked)."""
     stop = _stop()
     judged = ungrounded = False
     unsupported: list[str] = []
     miss_anchors: list[str] = []
     checked = 0
-    for sent in _SENT.split((reply or "").strip()):
+    for sent in _SENT.split((text or "").strip()):
         toks = _TOKEN.findall(sent)
         anchors, words = [], []
         for i, raw in enumerate(toks):
@@ -223,14 +241,39 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
                 (words and len(miss_w) >= max(p.min_unsupported_words,
                                               p.word_share * len(words))):
             ungrounded = True
+    return judged, ungrounded, unsupported, miss_anchors, checked
+
+
+def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = None,
+          premise: bool = False) -> Grounding:
+    """The grounding judgement of one (prompt, reply) pair (see the module docstring);
+    ``premise``: a reply asserting nothing checkable is judged by the user's claim (step 5)."""
+    p = p or GroundingParams()
+    cp = context_passage(prompt, p)
+    if cp is None:
+        return Grounding("unavailable", reason="the prompt has no context passage")
+    passage, user = cp
+    support = {_key(_norm(t), p) for t in _TOKEN.findall(passage)}
+    in_prompt = {_key(t, p) for t in _content(_TOKEN.findall(prompt or ""), p)}
+    judged, ungrounded, unsupported, miss_anchors, checked = _sentences(reply or "", support,
+                                                                        in_prompt, p)
+    basis = "reply"
+    if not judged and premise and (reply or "").strip():
+        # the reply asserts nothing checkable ("You're right, well spotted."): what it
+        # answers is the user's own claim about the passage, judged in its place
+        judged, ungrounded, unsupported, miss_anchors, checked = _sentences(
+            user, support, in_prompt, p)
+        basis = "premise"
     if not judged:
         return Grounding("unavailable", checked=checked,
                          reason="the reply asserts nothing checkable about the passage")
     if not ungrounded:
-        return Grounding("grounded", unsupported, checked)
+        return Grounding("grounded", unsupported, checked, basis=basis)
+    if basis == "premise":
+        return Grounding("ungrounded", unsupported, checked, kind="echo", basis=basis)
     said = {_key(_norm(t), p) for t in _TOKEN.findall(user)}
-    basis = miss_anchors or unsupported
-    echo = sum(_key(t, p) in said for t in basis) >= p.echo_share * len(basis)
+    base = miss_anchors or unsupported
+    echo = sum(_key(t, p) in said for t in base) >= p.echo_share * len(base)
     return Grounding("ungrounded", unsupported, checked, kind="echo" if echo else "new")
 
 
@@ -293,10 +336,13 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
             if context_passage(prompt, p) is None:
                 masks["no_passage"][j] = True
                 continue
-            g = judge(prompt, reply, p)
+            g = judge(prompt, reply, p, premise=p.judge_premise and mine.kind == "echo")
             if g.label in ("grounded", "ungrounded"):
                 masks[g.label][j] = True
-                masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind
+                # only a reply's own words show the behaviour: a premise judged in its
+                # place says which context the row is in, not that it agreed
+                masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind \
+                    and g.basis == "reply"
     info.update(applied=True, judged=int(len(rows)),
                 **{k: int(v.sum()) for k, v in masks.items()})
     return (RowGrounding(masks["grounded"], masks["ungrounded"], masks["no_passage"], info,
