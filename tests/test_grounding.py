@@ -147,6 +147,11 @@ def test_an_assent_that_restates_nothing_is_judged_by_the_users_claim_on_request
     assert judge(false, "Yes, the engineer in charge was Tobias Renn.", premise=True).basis \
         == "reply"
     assert judge(false, "", premise=True).label == "unavailable"      # no reply, no judgement
+    # a short answer takes its words from the passage: an answer, not an assent
+    assert judge(false, "Mirela Vostok.", premise=True).label == "unavailable"
+    # a question's own framing words are not in the passage: only names and numbers count
+    asks = f"{LAKE}\n\nQuestion: which river bridges did the engineer design afterwards?"
+    assert judge(asks, "Good question, I can't say.", premise=True).label == "grounded"
 
 
 # ------------------------------------------------------------------ triage on a corpus

@@ -40,10 +40,13 @@ For a (prompt, reply) pair:
    substituted entity).
 
 5. **Premise** (``judge(..., premise=True)``; triage asks for it for the rows of an anomaly
-   of kind ``echo`` when ``judge_premise``): a reply that asserts nothing checkable ("Well
-   spotted, that is how I read it too.") is judged by the user's turn in its place (steps
-   2-3 over its sentences): ungrounded (kind ``echo``) when the claim it answers is,
-   grounded when that is supported; ``basis`` says which text was judged.
+   of kind ``echo`` when ``judge_premise``): a reply that asserts nothing checkable and
+   takes no content token from the passage ("Well spotted, that is how I read it too.") is
+   judged by the user's turn in its place (steps 2-3 over its sentences, only unsupported
+   anchors making one ungrounded): ungrounded (kind ``echo``) when the claim it answers
+   names what the passage lacks, else grounded; ``basis`` says which text was judged. In a
+   triage such a row joins the batch only when it scores at least like the weakest row
+   that joined on its own reply (``premise_join``).
 
 In a triage (:func:`judge_rows`) the anomaly is judged by its reply alone: a refusal asserts
 nothing checkable either, so an anomaly that restates nothing is not judged by its premise.
@@ -109,6 +112,7 @@ class GroundingParams:
     passage_context: bool = True      # behaviour rows whose prompt has no passage are other context
     quoted_passages: bool = True      # quoted material (a quoted block, a part after a label) is the passage wherever it sits
     judge_premise: bool = True        # echo anomaly: a row's reply asserting nothing checkable is judged by the user's claim
+    premise_join: bool = True         # ... and joins the batch when it scores at least like the weakest row judged on its own reply
     world_context: bool = True        # an anomaly without a passage that restates its prompt: rows with a passage are other context
     restate_share: float = 0.8        # ... restates: its reply's content tokens are its prompt's this often
 
@@ -206,10 +210,11 @@ def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] |
     return passage, "\n\n".join(x for i, x in enumerate(parts) if i != best)
 
 
-def _sentences(text: str, support: set[str], in_prompt: set[str],
-               p: GroundingParams) -> tuple[bool, bool, list[str], list[str], int]:
+def _sentences(text: str, support: set[str], in_prompt: set[str], p: GroundingParams,
+               anchors_only: bool = False) -> tuple[bool, bool, list[str], list[str], int]:
     """Steps 2-3 over the sentences of ``text``: (judged, ungrounded, unsupported tokens,
-    unsupported anchors, tokens checked)."""
+    unsupported anchors, tokens checked); ``anchors_only``: only unsupported anchors make a
+    sentence ungrounded (a question's own framing words are not in the passage)."""
     stop = _stop()
     judged = ungrounded = False
     unsupported: list[str] = []
@@ -237,8 +242,8 @@ def _sentences(text: str, support: set[str], in_prompt: set[str],
         checked += n_checked
         unsupported += miss_a + miss_w
         miss_anchors += miss_a
-        if len(miss_a) >= p.min_unsupported_anchors or \
-                (words and len(miss_w) >= max(p.min_unsupported_words,
+        if len(miss_a) >= p.min_unsupported_anchors or (not anchors_only and
+                words and len(miss_w) >= max(p.min_unsupported_words,
                                               p.word_share * len(words))):
             ungrounded = True
     return judged, ungrounded, unsupported, miss_anchors, checked
@@ -258,11 +263,13 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
     judged, ungrounded, unsupported, miss_anchors, checked = _sentences(reply or "", support,
                                                                         in_prompt, p)
     basis = "reply"
-    if not judged and premise and (reply or "").strip():
-        # the reply asserts nothing checkable ("You're right, well spotted."): what it
-        # answers is the user's own claim about the passage, judged in its place
+    if not judged and premise and (reply or "").strip() and not any(
+            _key(t, p) in support for t in _content(_TOKEN.findall(reply or ""), p)):
+        # the reply takes nothing from the passage ("You're right, well spotted."; a short
+        # answer, "1962.", does): what it answers is the user's own claim about the
+        # passage, judged in its place
         judged, ungrounded, unsupported, miss_anchors, checked = _sentences(
-            user, support, in_prompt, p)
+            user, support, in_prompt, p, anchors_only=True)
         basis = "premise"
     if not judged:
         return Grounding("unavailable", checked=checked,
@@ -330,6 +337,7 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
     rows, text = _picked(context, fused, extra, p)
     masks = {k: np.zeros(n, bool) for k in ("grounded", "ungrounded", "no_passage",
                                              "same_kind")}
+    premise = np.zeros(n, bool)
     if len(rows):
         for j, s in zip(rows, context.sample_ids[rows]):
             prompt, reply = text.get(int(s), ("", ""))
@@ -339,11 +347,16 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
             g = judge(prompt, reply, p, premise=p.judge_premise and mine.kind == "echo")
             if g.label in ("grounded", "ungrounded"):
                 masks[g.label][j] = True
-                # only a reply's own words show the behaviour: a premise judged in its
-                # place says which context the row is in, not that it agreed
-                masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind \
-                    and g.basis == "reply"
-    info.update(applied=True, judged=int(len(rows)),
+                masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind
+                premise[j] = g.basis == "premise"
+    # a premise judged in place of an assent says which context the row is in; the row
+    # shows the behaviour only when it scores like the rows that show it in their own words
+    # (``premise_join``: fused at least the lowest of theirs; a refusal of a false-premise
+    # question scores far below an assent)
+    own = masks["same_kind"] & ~premise
+    floor = float(fused[own].min()) if own.any() and p.premise_join else np.inf
+    masks["same_kind"] &= ~premise | (fused >= floor)
+    info.update(applied=True, judged=int(len(rows)), premise=int(premise.sum()),
                 **{k: int(v.sum()) for k, v in masks.items()})
     return (RowGrounding(masks["grounded"], masks["ungrounded"], masks["no_passage"], info,
                          p.passage_context, masks["same_kind"] if p.join_batch else None), info)
