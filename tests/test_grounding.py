@@ -221,7 +221,8 @@ def test_triage_splits_a_passage_behaviour_by_whether_the_passage_supports_the_r
 
 def test_a_grounded_anomaly_or_one_without_a_passage_changes_nothing(passages):
     """The judgement applies only to an ungrounded anomaly: one whose claim the passage
-    supports, and one without a passage, run as with the judgement off."""
+    supports, and one without a passage (``world_context`` off: it would take the rows with
+    a passage for the other setting), run as with the judgement off."""
     ws, c = passages
     a = c.anomaly("agree_passage")
     passage = a["prompt"].split("\n\n")[1]
@@ -229,11 +230,15 @@ def test_a_grounded_anomaly_or_one_without_a_passage_changes_nothing(passages):
     grounded = dict(a, prompt=f"{passage}\n\nSo {first}, right?", reply=f"Yes: {first}.")
     bare = dict(a, prompt=a["prompt"].split("\n\n")[-1])
     for anomaly, label in ((grounded, "grounded"), (bare, "unavailable")):
-        on = _run(ws, anomaly)
+        on = _run(ws, anomaly, {"grounding": {"world_context": False}})
         off = _run(ws, anomaly, {"grounding": {"enabled": False}})
         g = _summary(ws, on)["context_grounding"]
         assert g["applied"] is False and g["anomaly"]["label"] == label, g
         assert [f["row_id"] for f in on.findings] == [f["row_id"] for f in off.findings]
+    # by default the bare claim, restated by its reply, is a world-knowledge claim: every
+    # row of this dataset with a passage is the other setting and ranks below
+    world = _summary(ws, _run(ws, bare))["context_grounding"]
+    assert world["applied"] and world["mode"] == "world" and world["with_passage"] > 0
 
 
 def test_a_language_behaviour_is_never_judged_by_grounding(passages, xquad_dir):
