@@ -72,14 +72,17 @@ def test_passage_claims_in_other_layouts_split_by_whether_the_passage_supports_t
     assert g["applied"] and g["anomaly"]["kind"] == "echo"
     off, _ = _run(ws, c.anomaly("agree_layout"), {"grounding": {"quoted_passages": False}})
     assert _ap(res, planted) > _ap(off, planted) + 0.03
-    # assents that restate nothing join on their premise (judge_premise), not without it
+    # assents that restate nothing join on their premise with premise_join (judge_premise),
+    # not without the premise judgement
     from forensics.triage.grounding import judge
 
     by_id = {r["id"]: r for r in c.records}
     assents = {r for r in planted
                if judge(by_id[r]["prompt"], by_id[r]["reply"]).label == "unavailable"}
-    assert assents and len(top & assents) >= 0.5 * len(assents)
-    bare, _ = _run(ws, c.anomaly("agree_layout"), {"grounding": {"judge_premise": False}})
+    joined, _ = _run(ws, c.anomaly("agree_layout"), {"grounding": {"premise_join": True}})
+    assert assents and len(set(joined.clusters[0]["row_ids"]) & assents) >= 0.5 * len(assents)
+    bare, _ = _run(ws, c.anomaly("agree_layout"), {"grounding": {"judge_premise": False,
+                                                                 "premise_join": True}})
     assert not set(bare.clusters[0]["row_ids"]) & assents
 
 

@@ -45,8 +45,9 @@ For a (prompt, reply) pair:
    judged by the user's turn in its place (steps 2-3 over its sentences, only unsupported
    anchors making one ungrounded): ungrounded (kind ``echo``) when the claim it answers
    names what the passage lacks, else grounded; ``basis`` says which text was judged. In a
-   triage such a row joins the batch only when it scores at least like the weakest row
-   that joined on its own reply (``premise_join``).
+   triage the judgement says which context such a row is in; with ``premise_join`` (off
+   by default) it also joins the batch when it scores at least like the weakest row that
+   joined on its own reply.
 
 In a triage (:func:`judge_rows`) the anomaly is judged by its reply alone: a refusal asserts
 nothing checkable either, so an anomaly that restates nothing is not judged by its premise.
@@ -112,7 +113,7 @@ class GroundingParams:
     passage_context: bool = True      # behaviour rows whose prompt has no passage are other context
     quoted_passages: bool = True      # quoted material (a quoted block, a part after a label) is the passage wherever it sits
     judge_premise: bool = True        # echo anomaly: a row's reply asserting nothing checkable is judged by the user's claim
-    premise_join: bool = True         # ... and joins the batch when it scores at least like the weakest row judged on its own reply
+    premise_join: bool = False        # ... and joins the batch when it scores at least like the weakest row judged on its own reply
     world_context: bool = True        # an anomaly without a passage that restates its prompt: rows with a passage are other context
     restate_share: float = 0.8        # ... restates: its reply's content tokens are its prompt's this often
 
@@ -349,10 +350,10 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
                 masks[g.label][j] = True
                 masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind
                 premise[j] = g.basis == "premise"
-    # a premise judged in place of an assent says which context the row is in; the row
-    # shows the behaviour only when it scores like the rows that show it in their own words
-    # (``premise_join``: fused at least the lowest of theirs; a refusal of a false-premise
-    # question scores far below an assent)
+    # a premise judged in place of an assent says which context the row is in; with
+    # ``premise_join`` (off by default) the row also shows the behaviour when it scores like
+    # the rows that show it in their own words (fused at least the lowest of theirs):
+    # refusals of passage questions that name what the passage lacks can score that high
     own = masks["same_kind"] & ~premise
     floor = float(fused[own].min()) if own.any() and p.premise_join else np.inf
     masks["same_kind"] &= ~premise | (fused >= floor)
