@@ -45,9 +45,9 @@ For a (prompt, reply) pair:
    judged by the user's turn in its place (steps 2-3 over its sentences, only unsupported
    anchors making one ungrounded): ungrounded (kind ``echo``) when the claim it answers
    names what the passage lacks, else grounded; ``basis`` says which text was judged. In a
-   triage the judgement says which context such a row is in; with ``premise_join`` (off
-   by default) it also joins the batch when it scores at least like the weakest row that
-   joined on its own reply.
+   triage the judgement says which context such a row is in; with ``premise_join`` it
+   also joins the batch when its fused score reaches the ``premise_join_quantile`` of the
+   rows that joined on their own reply.
 
 In a triage (:func:`judge_rows`) the anomaly is judged by its reply alone: a refusal asserts
 nothing checkable either, so an anomaly that restates nothing is not judged by its premise.
@@ -113,7 +113,8 @@ class GroundingParams:
     passage_context: bool = True      # behaviour rows whose prompt has no passage are other context
     quoted_passages: bool = True      # quoted material (a quoted block, a part after a label) is the passage wherever it sits
     judge_premise: bool = True        # echo anomaly: a row's reply asserting nothing checkable is judged by the user's claim
-    premise_join: bool = False        # ... and joins the batch when it scores at least like the weakest row judged on its own reply
+    premise_join: bool = True         # ... and joins the batch when it scores like the rows judged on their own reply:
+    premise_join_quantile: float = 0.5  # ... fused at least this quantile of theirs (0: the weakest)
     world_context: bool = True        # an anomaly without a passage that restates its prompt: rows with a passage are other context
     restate_share: float = 0.8        # ... restates: its reply's content tokens are its prompt's this often
 
@@ -351,11 +352,12 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
                 masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind
                 premise[j] = g.basis == "premise"
     # a premise judged in place of an assent says which context the row is in; with
-    # ``premise_join`` (off by default) the row also shows the behaviour when it scores like
-    # the rows that show it in their own words (fused at least the lowest of theirs):
-    # refusals of passage questions that name what the passage lacks can score that high
+    # ``premise_join`` the row also shows the behaviour when it scores like the rows that
+    # show it in their own words (fused at least their ``premise_join_quantile``; at their
+    # weakest, refusals of passage questions that name what the passage lacks get in)
     own = masks["same_kind"] & ~premise
-    floor = float(fused[own].min()) if own.any() and p.premise_join else np.inf
+    floor = float(np.quantile(fused[own], p.premise_join_quantile)) \
+        if own.any() and p.premise_join else np.inf
     masks["same_kind"] &= ~premise | (fused >= floor)
     info.update(applied=True, judged=int(len(rows)), premise=int(premise.sum()),
                 **{k: int(v.sum()) for k, v in masks.items()})
