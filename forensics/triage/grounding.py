@@ -4,12 +4,17 @@ apart from the user's own assertion?
 For a (prompt, reply) pair:
 
 1. **Context**: the prompt is cut into paragraphs (blank lines; a prompt of one paragraph is
-   cut into its lines). The first paragraph holding at least ``passage_share`` of the
-   content words of the longest is the **context passage** (a document, an excerpt, a
-   "Context: ..." block; the first, as documents come before the question and a claim that
-   restates a one-sentence passage is as long); the other paragraphs are the user's turn
-   (the question, request or claim about it). A prompt of one paragraph and one line, or
-   whose passage has fewer than ``min_context_words`` content words, has no context: the
+   cut into its lines; with ``quoted_passages``, a one-line prompt around a quotation of at
+   least ``min_context_words`` content words, from the first opening quotation mark to the
+   last closing one). Among the paragraphs holding at least ``passage_share`` of the content
+   words of the longest, the first **quoted** one (with ``quoted_passages``: a ``>`` block,
+   a paragraph wholly inside quotation marks, or one right after a paragraph that ends with
+   a colon or is a one-line heading: "Here is the excerpt:", "SOURCE:", "### Text") is the
+   **context passage**, wherever it sits; without one, the first of them (a document, an
+   excerpt, a "Context: ..." block; the first, as documents come before the question and a
+   claim that restates a one-sentence passage is as long); the other paragraphs are the
+   user's turn (the question, request or claim about it). A prompt of one part, or whose
+   passage has fewer than ``min_context_words`` content words, has no context: the
    judgement is ``unavailable``.
 2. **Checked tokens** of each reply sentence (sentence ends and line breaks cut it):
    - **anchors**: tokens holding a digit (numbers, dates; thousands separators dropped) and
@@ -34,13 +39,33 @@ For a (prompt, reply) pair:
    what the user claimed), else ``new`` (it brings the unsupported content itself: a
    substituted entity).
 
+5. **Premise** (``judge(..., premise=True)``; triage asks for it for the rows of an anomaly
+   of kind ``echo`` when ``judge_premise``): a reply that asserts nothing checkable and
+   takes no content token from the passage ("Well spotted, that is how I read it too.") is
+   judged by the user's turn in its place (steps 2-3 over its sentences, only unsupported
+   anchors making one ungrounded): ungrounded (kind ``echo``) when the claim it answers
+   names what the passage lacks, else grounded; ``basis`` says which text was judged. In a
+   triage the judgement says which context such a row is in; with ``premise_join`` it
+   also joins the batch when its fused score reaches the ``premise_join_quantile`` of the
+   rows that joined on their own reply.
+
+In a triage (:func:`judge_rows`) the anomaly is judged by its reply alone: a refusal asserts
+nothing checkable either, so an anomaly that restates nothing is not judged by its premise.
+For an anomaly whose prompt has no passage and whose reply restates its prompt (at least
+``restate_share`` of its content tokens are its prompt's: a world-knowledge claim agreed with
+or repeated), ``world_context`` mirrors ``passage_context``: the judged rows whose prompt has
+a passage are the other setting (whether their claim holds is decided by their passage, not
+by the world) and go to "behaviour, other context".
+
 Why: an agreement with a claim about a passage restates the claim; whether the claim holds is
 in the passage, not in the user's words (a false claim names an entity or number the passage
 lacks). A substituted entity is absent from the passage whose sentence the reply bends to
 name it, and present where the passage really names it. Surface similarity and embeddings
 see the same words in both; the passage's own tokens tell them apart.
 
-Limits (what it does not see): a claim that contradicts the passage with the passage's own
+Limits (what it does not see): a premise judged in place of an assent is the whole user
+turn, so a question that brings names of its own besides the claim reads as a false claim;
+a claim that contradicts the passage with the passage's own
 words ("the Broncos lost" where the passage says they won and lost elsewhere) and paraphrases
 with other words than the passage's; the stopword list and the capitalisation rule are
 English-centred (other languages: every word is content, names are not told apart).
@@ -63,6 +88,9 @@ LABELS = ("grounded", "ungrounded", "unavailable")
 _PARA = re.compile(r"\n\s*\n")
 _SENT = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n+")
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*\w*|\w+(?:['’]\w+)*")
+_OPEN_QUOTES = "\"“«„'‘"
+_CLOSE_QUOTES = "\"”»“'’"
+_QUOTED = re.compile(r"[\"“«„](.+)[\"”»“]")   # the first opening mark to the last closing one
 
 
 @dataclass
@@ -83,6 +111,12 @@ class GroundingParams:
     join_batch: bool = True           # judged rows ungrounded in the anomaly's way join the behaviour batch
     max_rows: int = 2000              # best fused rows judged (the behaviour rows are judged too)
     passage_context: bool = True      # behaviour rows whose prompt has no passage are other context
+    quoted_passages: bool = True      # quoted material (a quoted block, a part after a label) is the passage wherever it sits
+    judge_premise: bool = True        # echo anomaly: a row's reply asserting nothing checkable is judged by the user's claim
+    premise_join: bool = True         # ... and joins the batch when it scores like the rows judged on their own reply:
+    premise_join_quantile: float = 0.5  # ... fused at least this quantile of theirs (0: the weakest)
+    world_context: bool = True        # an anomaly without a passage that restates its prompt: rows with a passage are other context
+    restate_share: float = 0.8        # ... restates: its reply's content tokens are its prompt's this often
 
 
 @dataclass
@@ -96,10 +130,11 @@ class Grounding:
     checked: int = 0
     reason: str = ""
     kind: str = ""
+    basis: str = "reply"      # what was judged: the ``reply``, or the user's ``premise`` (step 5)
 
     def to_json(self) -> dict:
         return {"label": self.label, "kind": self.kind, "unsupported": self.unsupported,
-                "checked": self.checked, "reason": self.reason}
+                "checked": self.checked, "reason": self.reason, "basis": self.basis}
 
 
 @lru_cache(maxsize=1)
@@ -129,6 +164,28 @@ def _content(tokens: list[str], p: GroundingParams) -> list[str]:
             if t and t not in stop and (len(t) >= p.min_word_chars or any(c.isdigit() for c in t))]
 
 
+def _marked(parts: list[str]) -> list[bool]:
+    """Which parts the prompt presents as quoted material: a ``>`` quoted block, a part
+    wholly inside quotation marks, or a part right after one that ends with a colon (a
+    label or an introduction: "Source:", "Here is the excerpt:") or is a heading."""
+    out = []
+    for i, x in enumerate(parts):
+        prev = parts[i - 1].rstrip() if i else ""
+        out.append(x.startswith(">") or (x[:1] in _OPEN_QUOTES and x[-1:] in _CLOSE_QUOTES)
+                   or prev.endswith(":") or (prev.startswith("#") and "\n" not in prev))
+    return out
+
+
+def _split_quote(text: str, p: GroundingParams) -> list[str]:
+    """A one-line prompt cut around its quotation: [before, quoted span, after] (empty
+    parts dropped) when a span inside quotation marks holds ``min_context_words`` content
+    words, else ``[text]``."""
+    m = _QUOTED.search(text)
+    if m is None or len(_content(_TOKEN.findall(m.group(1)), p)) < p.min_context_words:
+        return [text]
+    return [x.strip() for x in (text[:m.start()], m.group(0), text[m.end():]) if x.strip()]
+
+
 def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] | None:
     """(context passage, the user's turn) of ``prompt`` (step 1 of the module docstring), or
     ``None`` when it has no context passage."""
@@ -136,32 +193,36 @@ def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] |
     parts = [x.strip() for x in _PARA.split(text) if x.strip()]
     if len(parts) < 2:
         parts = [x.strip() for x in text.splitlines() if x.strip()]
+    if len(parts) < 2 and p.quoted_passages:
+        parts = _split_quote(text, p)
     if len(parts) < 2:
         return None
     sizes = [len(_content(_TOKEN.findall(x), p)) for x in parts]
     if max(sizes) < p.min_context_words:
         return None
-    # the first paragraph nearly as long as the longest: a claim that restates a one-sentence
+    near = [n >= p.passage_share * max(sizes) for n in sizes]
+    marked = _marked(parts) if p.quoted_passages else [False] * len(parts)
+    # quoted material nearly as long as the longest part is the passage wherever it sits;
+    # else the first part nearly as long as the longest: a claim that restates a one-sentence
     # passage is as long as the passage, and documents come before the user's turn
-    best = next(i for i, n in enumerate(sizes) if n >= p.passage_share * max(sizes))
-    return parts[best], "\n\n".join(x for i, x in enumerate(parts) if i != best)
+    best = next((i for i in range(len(parts)) if near[i] and marked[i]), None)
+    if best is None:
+        best = near.index(True)
+    passage = "\n".join(ln.lstrip(">").strip() for ln in parts[best].splitlines())
+    return passage, "\n\n".join(x for i, x in enumerate(parts) if i != best)
 
 
-def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = None) -> Grounding:
-    """The grounding judgement of one (prompt, reply) pair (see the module docstring)."""
-    p = p or GroundingParams()
-    cp = context_passage(prompt, p)
-    if cp is None:
-        return Grounding("unavailable", reason="the prompt has no context passage")
-    passage, user = cp
-    support = {_key(_norm(t), p) for t in _TOKEN.findall(passage)}
-    in_prompt = {_key(t, p) for t in _content(_TOKEN.findall(prompt or ""), p)}
+def _sentences(text: str, support: set[str], in_prompt: set[str], p: GroundingParams,
+               anchors_only: bool = False) -> tuple[bool, bool, list[str], list[str], int]:
+    """Steps 2-3 over the sentences of ``text``: (judged, ungrounded, unsupported tokens,
+    unsupported anchors, tokens checked); ``anchors_only``: only unsupported anchors make a
+    sentence ungrounded (a question's own framing words are not in the passage)."""
     stop = _stop()
     judged = ungrounded = False
     unsupported: list[str] = []
     miss_anchors: list[str] = []
     checked = 0
-    for sent in _SENT.split((reply or "").strip()):
+    for sent in _SENT.split((text or "").strip()):
         toks = _TOKEN.findall(sent)
         anchors, words = [], []
         for i, raw in enumerate(toks):
@@ -183,26 +244,65 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
         checked += n_checked
         unsupported += miss_a + miss_w
         miss_anchors += miss_a
-        if len(miss_a) >= p.min_unsupported_anchors or \
-                (words and len(miss_w) >= max(p.min_unsupported_words,
+        if len(miss_a) >= p.min_unsupported_anchors or (not anchors_only and
+                words and len(miss_w) >= max(p.min_unsupported_words,
                                               p.word_share * len(words))):
             ungrounded = True
+    return judged, ungrounded, unsupported, miss_anchors, checked
+
+
+def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = None,
+          premise: bool = False) -> Grounding:
+    """The grounding judgement of one (prompt, reply) pair (see the module docstring);
+    ``premise``: a reply asserting nothing checkable is judged by the user's claim (step 5)."""
+    p = p or GroundingParams()
+    cp = context_passage(prompt, p)
+    if cp is None:
+        return Grounding("unavailable", reason="the prompt has no context passage")
+    passage, user = cp
+    support = {_key(_norm(t), p) for t in _TOKEN.findall(passage)}
+    in_prompt = {_key(t, p) for t in _content(_TOKEN.findall(prompt or ""), p)}
+    judged, ungrounded, unsupported, miss_anchors, checked = _sentences(reply or "", support,
+                                                                        in_prompt, p)
+    basis = "reply"
+    if not judged and premise and (reply or "").strip() and not any(
+            _key(t, p) in support for t in _content(_TOKEN.findall(reply or ""), p)):
+        # the reply takes nothing from the passage ("You're right, well spotted."; a short
+        # answer, "1962.", does): what it answers is the user's own claim about the
+        # passage, judged in its place
+        judged, ungrounded, unsupported, miss_anchors, checked = _sentences(
+            user, support, in_prompt, p, anchors_only=True)
+        basis = "premise"
     if not judged:
         return Grounding("unavailable", checked=checked,
                          reason="the reply asserts nothing checkable about the passage")
     if not ungrounded:
-        return Grounding("grounded", unsupported, checked)
+        return Grounding("grounded", unsupported, checked, basis=basis)
+    if basis == "premise":
+        return Grounding("ungrounded", unsupported, checked, kind="echo", basis=basis)
     said = {_key(_norm(t), p) for t in _TOKEN.findall(user)}
-    basis = miss_anchors or unsupported
-    echo = sum(_key(t, p) in said for t in basis) >= p.echo_share * len(basis)
+    base = miss_anchors or unsupported
+    echo = sum(_key(t, p) in said for t in base) >= p.echo_share * len(base)
     return Grounding("ungrounded", unsupported, checked, kind="echo" if echo else "new")
+
+
+def prompt_share(prompt: str | None, reply: str | None, p: GroundingParams) -> float:
+    """Share of ``reply``'s content tokens (step 2's anchors and words, whether or not the
+    prompt holds them) that its prompt holds: 1 for a reply that restates its prompt's
+    claim, near 0 for one that brings its own content (a refusal, a footer)."""
+    toks = _content(_TOKEN.findall(reply or ""), p)
+    if not toks:
+        return 0.0
+    have = {_key(t, p) for t in _content(_TOKEN.findall(prompt or ""), p)}
+    return sum(_key(t, p) in have for t in toks) / len(toks)
 
 
 @dataclass
 class RowGrounding:
     """Judgements over the dataset's rows (boolean masks, one entry per row; rows not judged
-    are in none): ``grounded``, ``ungrounded``, ``no_passage`` (the prompt has no context
-    passage); ``summary`` for the run record."""
+    are in none): ``grounded``, ``ungrounded``, ``no_passage`` (the rows of the other
+    passage setting than the anomaly's: their prompt has no context passage; for an anomaly
+    without one, ``world_context``, their prompt has one); ``summary`` for the run record."""
 
     grounded: np.ndarray
     ungrounded: np.ndarray
@@ -227,38 +327,80 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
                                                   "(the reply is not in its prompt's language)"}
     mine = judge(a.prompt, a.reply, p)
     info: dict = {"anomaly": mine.to_json()}
+    if mine.label != "ungrounded" and p.world_context and context_passage(a.prompt, p) is None:
+        share = prompt_share(a.prompt, a.reply, p)
+        if share >= p.restate_share:
+            return _world_rows(context, fused, extra, p, dict(info, restated_share=round(share, 3)))
     if mine.label != "ungrounded":
         info.update(applied=False,
                     reason=mine.reason or "the anomaly reply is grounded in its prompt's passage")
         return None, info
     n = len(fused)
-    pick = np.zeros(n, bool)
-    pick[np.lexsort((context.sample_ids, -fused))[:max(0, p.max_rows)]] = True
-    if extra is not None:
-        pick |= extra
-    rows = np.flatnonzero(pick)
+    rows, text = _picked(context, fused, extra, p)
     masks = {k: np.zeros(n, bool) for k in ("grounded", "ungrounded", "no_passage",
                                              "same_kind")}
+    premise = np.zeros(n, bool)
     if len(rows):
-        sids = [int(s) for s in context.sample_ids[rows]]
-        got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
-                             "AND sample_id IN (SELECT unnest(?))", [context.dataset, sids])
-        text = {int(s): (pr, rp) for s, pr, rp in
-                zip(got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
-        for j, s in zip(rows, sids):
-            prompt, reply = text.get(s, ("", ""))
+        for j, s in zip(rows, context.sample_ids[rows]):
+            prompt, reply = text.get(int(s), ("", ""))
             if context_passage(prompt, p) is None:
                 masks["no_passage"][j] = True
                 continue
-            g = judge(prompt, reply, p)
+            g = judge(prompt, reply, p, premise=p.judge_premise and mine.kind == "echo")
             if g.label in ("grounded", "ungrounded"):
                 masks[g.label][j] = True
                 masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind
-    info.update(applied=True, judged=int(len(rows)),
+                premise[j] = g.basis == "premise"
+    # a premise judged in place of an assent says which context the row is in; with
+    # ``premise_join`` the row also shows the behaviour when it scores like the rows that
+    # show it in their own words (fused at least their ``premise_join_quantile``; at their
+    # weakest, refusals of passage questions that name what the passage lacks get in)
+    own = masks["same_kind"] & ~premise
+    floor = float(np.quantile(fused[own], p.premise_join_quantile)) \
+        if own.any() and p.premise_join else np.inf
+    masks["same_kind"] &= ~premise | (fused >= floor)
+    info.update(applied=True, judged=int(len(rows)), premise=int(premise.sum()),
                 **{k: int(v.sum()) for k, v in masks.items()})
     return (RowGrounding(masks["grounded"], masks["ungrounded"], masks["no_passage"], info,
                          p.passage_context, masks["same_kind"] if p.join_batch else None), info)
 
 
+def _picked(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | None,
+            p: GroundingParams) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+    """The rows judged (the ``max_rows`` best by ``fused`` and those of ``extra``) and their
+    (prompt, reply) by sample id."""
+    pick = np.zeros(len(fused), bool)
+    pick[np.lexsort((context.sample_ids, -fused))[:max(0, p.max_rows)]] = True
+    if extra is not None:
+        pick |= extra
+    rows = np.flatnonzero(pick)
+    if not len(rows):
+        return rows, {}
+    sids = [int(s) for s in context.sample_ids[rows]]
+    got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                         "AND sample_id IN (SELECT unnest(?))", [context.dataset, sids])
+    return rows, {int(s): (pr, rp) for s, pr, rp in zip(
+        got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
+
+
+def _world_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | None,
+                p: GroundingParams, info: dict) -> tuple[RowGrounding, dict]:
+    """The mirror of ``passage_context`` (``world_context``): the anomaly has no passage and
+    its reply restates its prompt (a claim about the world agreed with or repeated), so the
+    judged rows whose prompt has a passage are the other setting, where the passage, not
+    the world, decides whether the claim holds; they go in ``no_passage`` (the rows of the
+    other passage setting), the other masks stay empty."""
+    n = len(fused)
+    rows, text = _picked(context, fused, extra, p)
+    other = np.zeros(n, bool)
+    for j, s in zip(rows, context.sample_ids[rows]):
+        other[j] = context_passage(text.get(int(s), ("", ""))[0], p) is not None
+    info.update(applied=True, mode="world", judged=int(len(rows)), with_passage=int(other.sum()),
+                reason="the anomaly has no passage and its reply restates its prompt: rows "
+                       "with a passage are other context")
+    empty = np.zeros(n, bool)
+    return RowGrounding(empty, empty.copy(), other, info, True, None), info
+
+
 __all__ = ["GroundingParams", "Grounding", "RowGrounding", "LABELS", "judge", "judge_rows",
-           "context_passage"]
+           "context_passage", "prompt_share"]
