@@ -277,7 +277,7 @@ def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.nda
     behaviour (``behaviour`` 1 / 0; NaN rows are left out); with ``temperature`` > 0 each
     neighbour weighs ``exp((cos - 1) / temperature)`` (a near-duplicate prompt counts fully, a
     loosely related one little)."""
-    sims, ids = pidx.search(q.astype(np.float32), k)
+    sims, ids = _search_distinct(pidx, q, k)
     pos = context.sample_ids
     out = np.zeros(len(q), np.float64)
     for i in range(len(q)):
@@ -307,7 +307,9 @@ def _region_rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour:
     prompts: hits within ``duplicate_cos`` of the query are its own prompt and left out, hits
     within ``duplicate_cos`` of a nearer hit count with it as one prompt (its rows' mean);
     each distinct prompt weighs ``exp((cos - 1) / region_temperature)`` (0: the same)."""
-    sims, ids = pidx.search(q.astype(np.float32), k)
+    # the result depends on the query vector only: rows with the same prompt share it
+    q, inv = np.unique(np.ascontiguousarray(q, dtype=np.float32), axis=0, return_inverse=True)
+    sims, ids = pidx.search(q, k)
     pos = context.sample_ids
     out = np.zeros(len(q), np.float64)
     uniq = np.unique(ids[ids >= 0])
@@ -342,7 +344,19 @@ def _region_rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour:
              else np.ones(len(reps)))
         share = np.array([np.mean(x) for x in rep_vals])
         out[i] = float((w * share).sum() / max(float(w.sum()), 1e-12))
-    return out
+    return out[inv.reshape(-1)]
+
+
+def _search_distinct(pidx: Any, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pidx.search(q, k)`` with each distinct query vector searched once (rows with the
+    same prompt have the same neighbours)."""
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    uq, inv = np.unique(q, axis=0, return_inverse=True)
+    if len(uq) == len(q):
+        return pidx.search(q, k)
+    sims, ids = pidx.search(uq, k)
+    inv = inv.reshape(-1)
+    return sims[inv], ids[inv]
 
 
 def _mix_explanations(context: "SignalContext", pidx: Any, sids: np.ndarray, pv: np.ndarray,

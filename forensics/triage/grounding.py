@@ -110,6 +110,7 @@ def _stop() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS)
 
 
+@lru_cache(maxsize=1 << 16)
 def _norm(tok: str) -> str:
     t = tok.lower().replace("’", "'")
     if t.endswith("'s"):
@@ -245,12 +246,16 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
                              "AND sample_id IN (SELECT unnest(?))", [context.dataset, sids])
         text = {int(s): (pr, rp) for s, pr, rp in
                 zip(got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
+        seen: dict[tuple, Grounding | None] = {}   # a pair repeated verbatim is judged once
         for j, s in zip(rows, sids):
             prompt, reply = text.get(s, ("", ""))
-            if context_passage(prompt, p) is None:
+            if (prompt, reply) not in seen:
+                seen[prompt, reply] = (None if context_passage(prompt, p) is None
+                                       else judge(prompt, reply, p))
+            g = seen[prompt, reply]
+            if g is None:
                 masks["no_passage"][j] = True
                 continue
-            g = judge(prompt, reply, p)
             if g.label in ("grounded", "ungrounded"):
                 masks[g.label][j] = True
                 masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind
