@@ -308,7 +308,7 @@ def _region_rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour:
     within ``duplicate_cos`` of a nearer hit count with it as one prompt (its rows' mean);
     each distinct prompt weighs ``exp((cos - 1) / region_temperature)`` (0: the same)."""
     # the result depends on the query vector only: rows with the same prompt share it
-    q, inv = np.unique(np.ascontiguousarray(q, dtype=np.float32), axis=0, return_inverse=True)
+    q, inv = _distinct_rows(q)
     sims, ids = pidx.search(q, k)
     pos = context.sample_ids
     out = np.zeros(len(q), np.float64)
@@ -344,18 +344,30 @@ def _region_rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour:
              else np.ones(len(reps)))
         share = np.array([np.mean(x) for x in rep_vals])
         out[i] = float((w * share).sum() / max(float(w.sum()), 1e-12))
-    return out[inv.reshape(-1)]
+    return out[inv]
+
+
+def _distinct_rows(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct rows of ``q`` as float32, in first-seen order; for each row of ``q`` its
+    row there). By the rows' bytes: a sort of whole rows (``np.unique(axis=0)``) costs more
+    than the searches it saves."""
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    first: dict[bytes, int] = {}
+    inv = np.fromiter((first.setdefault(r.tobytes(), len(first)) for r in q), np.int64, len(q))
+    if len(first) == len(q):
+        return q, inv
+    keep = np.zeros(len(first), np.int64)
+    keep[inv[::-1]] = np.arange(len(q) - 1, -1, -1)   # each distinct row's first position
+    return q[keep], inv
 
 
 def _search_distinct(pidx: Any, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``pidx.search(q, k)`` with each distinct query vector searched once (rows with the
     same prompt have the same neighbours)."""
-    q = np.ascontiguousarray(q, dtype=np.float32)
-    uq, inv = np.unique(q, axis=0, return_inverse=True)
-    if len(uq) == len(q):
-        return pidx.search(q, k)
+    uq, inv = _distinct_rows(q)
+    if len(uq) == len(inv):
+        return pidx.search(uq, k)
     sims, ids = pidx.search(uq, k)
-    inv = inv.reshape(-1)
     return sims[inv], ids[inv]
 
 
