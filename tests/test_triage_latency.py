@@ -146,3 +146,22 @@ def test_latency_bench_corpus_and_baseline(xquad_dir, monkeypatch):
     assert len(base) < len(records) and "code_tail" not in _
     p = TriageParams.from_dict(tl.BASELINE_PARAMS)
     assert not p.context.enabled and not p.grounding.enabled
+
+
+def test_cosine_distances_of_repeated_rows_are_pdists_and_the_clusters_the_same():
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    from forensics.triage.cluster import _cosine_distances, agglomerate
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(15, 24))
+    for v in (base[rng.integers(0, 15, 300)],                     # mostly repeats
+              np.vstack([base[rng.integers(0, 15, 40)], rng.normal(size=(200, 24))])):
+        v = v.astype(np.float64)
+        assert np.array_equal(_cosine_distances(v), pdist(v, "cosine"))
+        lab = fcluster(linkage(v, method="average", metric="cosine"), t=0.6,
+                       criterion="distance")
+        first: dict[int, int] = {}
+        ref = [first.setdefault(int(x), len(first)) for x in lab]
+        assert agglomerate(v.astype(np.float32), 0.6).tolist() == ref

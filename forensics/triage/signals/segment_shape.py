@@ -129,8 +129,10 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     c = np.array([by_text[t] for _, t, _ in hits])
     cos[rows] = c
     ok = c >= cut
-    asked = np.array([_idf_named_share(context, t, p) >= params.asked_share
-                      for _, t, p in hits])
+    named: dict[tuple[str, str], bool] = {}   # (comment, prompt) repeated: read once
+    asked = np.array([named[t, p] if (t, p) in named else
+                      named.setdefault((t, p), _idf_named_share(context, t, p) >= params.asked_share)
+                      for _, t, p in hits], bool)
     if pidx is not None:
         have = np.isin(context.sample_ids[rows], pidx.ids())
         rel = np.zeros(len(rows))
