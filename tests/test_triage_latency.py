@@ -146,6 +146,9 @@ def test_latency_bench_corpus_and_baseline(xquad_dir, monkeypatch):
     assert len(base) < len(records) and "code_tail" not in _
     p = TriageParams.from_dict(tl.BASELINE_PARAMS)
     assert not p.context.enabled and not p.grounding.enabled
+    from forensics.triage.signals.base import registered
+
+    assert set(tl.BASELINE_UNREGISTERED) == {"segment", "stance"} <= set(registered())
 
 
 def test_cosine_distances_of_repeated_rows_are_pdists_and_the_clusters_the_same():
@@ -165,3 +168,21 @@ def test_cosine_distances_of_repeated_rows_are_pdists_and_the_clusters_the_same(
         first: dict[int, int] = {}
         ref = [first.setdefault(int(x), len(first)) for x in lab]
         assert agglomerate(v.astype(np.float32), 0.6).tolist() == ref
+
+
+def test_residual_cosines_without_the_residual_matrix_match_the_residuals():
+    from forensics.triage.signals.stance import residual_cos, residuals
+
+    rng = np.random.default_rng(5)
+    r = rng.normal(size=(400, 48)).astype(np.float32)
+    p = rng.normal(size=(400, 48)).astype(np.float32)
+    p[:7] = 0                                          # rows without a prompt vector
+    r /= np.linalg.norm(r, axis=1, keepdims=True)
+    p[7:] /= np.linalg.norm(p[7:], axis=1, keepdims=True)
+    q = residuals(r[:1], p[10:11])[0][0]
+    res, norm = residuals(r, p)
+    cos, norm2 = residual_cos(r, p, q)
+    assert cos.dtype == np.float64
+    assert np.allclose(cos, res @ q, atol=1e-5) and np.allclose(norm, norm2, atol=1e-5)
+    assert np.allclose(norm2[:7], 1.0, atol=1e-5)       # no prompt: the reply is its residual
+    assert (np.argsort(-cos)[:50] == np.argsort(-(res @ q))[:50]).all()
