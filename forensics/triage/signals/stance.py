@@ -155,14 +155,9 @@ class StanceSignal:
         if ri.manifest.model_id != pi.manifest.model_id:
             return Unavailable("the prompt and reply indexes use different models")
         sids = context.sample_ids
-        rv = np.zeros((context.n, ri.manifest.dim), np.float32)
-        pv = np.zeros_like(rv)
         have_r = np.isin(sids, ri.ids())
         have_p = np.isin(sids, pi.ids())
-        rv[have_r] = ri.reconstruct(sids[have_r])
-        pv[have_p] = pi.reconstruct(sids[have_p])
-        pv /= np.maximum(np.linalg.norm(pv, axis=1, keepdims=True), 1e-12)
-        rv /= np.maximum(np.linalg.norm(rv, axis=1, keepdims=True), 1e-12)
+        rv, pv = _unit_rows(ri, sids, have_r), _unit_rows(pi, sids, have_p)
         q = context.indexes.embed(ri, [a.prompt, a.reply]).astype(np.float32)
         qres, qlen = residuals(q[1:2], q[0:1])
         cos, rlen = residual_cos(rv, pv, qres[0])
@@ -233,6 +228,18 @@ class StanceSignal:
             member[cand[m]] = True
         summary["stance_members"] = int(member.sum())
         return out, member
+
+
+def _unit_rows(oi, sids: np.ndarray, have: np.ndarray) -> np.ndarray:
+    """The index's vectors of ``sids`` scaled to unit length (rows it lacks: zero), without
+    a copy when it holds them all."""
+    if have.all():
+        v = oi.reconstruct(sids)
+    else:
+        v = np.zeros((len(sids), oi.manifest.dim), np.float32)
+        v[have] = oi.reconstruct(sids[have])
+    v /= np.sqrt(np.maximum(np.einsum("ij,ij->i", v, v), 1e-24))[:, None]
+    return v
 
 
 def _top_norm(cos: np.ndarray, k: int) -> np.ndarray:
