@@ -145,6 +145,7 @@ def _stop() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS)
 
 
+@lru_cache(maxsize=1 << 16)
 def _norm(tok: str) -> str:
     t = tok.lower().replace("’", "'")
     if t.endswith("'s"):
@@ -341,12 +342,17 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
                                              "same_kind")}
     premise = np.zeros(n, bool)
     if len(rows):
+        seen: dict[tuple, Grounding | None] = {}   # a pair repeated verbatim is judged once
+        use_premise = p.judge_premise and mine.kind == "echo"
         for j, s in zip(rows, context.sample_ids[rows]):
             prompt, reply = text.get(int(s), ("", ""))
-            if context_passage(prompt, p) is None:
+            if (prompt, reply) not in seen:
+                seen[prompt, reply] = (None if context_passage(prompt, p) is None
+                                       else judge(prompt, reply, p, premise=use_premise))
+            g = seen[prompt, reply]
+            if g is None:
                 masks["no_passage"][j] = True
                 continue
-            g = judge(prompt, reply, p, premise=p.judge_premise and mine.kind == "echo")
             if g.label in ("grounded", "ungrounded"):
                 masks[g.label][j] = True
                 masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind
