@@ -96,3 +96,34 @@ def test_int8_static_quantisation_agrees_with_torch(torch_emb, cache_dir):
     texts = held_texts(60)
     cos = (torch_emb.encode(texts) * q.encode(texts)).sum(1)
     assert cos.min() >= 0.99, (cos.min(), cos.mean())
+
+
+def test_cli_onnx_cache_dir_for_build_and_update(tmp_path, cli):
+    """``index build/update --onnx-cache-dir DIR``: the exported model is written to DIR (not to
+    the user cache), the update reuses it, and the index searches with the onnx backend."""
+    import forensics
+
+    ws_path = tmp_path / "ws"
+    cli("init", workspace=ws_path)
+    with forensics.open(ws_path) as ws:
+        add_samples(ws, "d", corpus(10))
+    user_cache, mine = tmp_path / "xdg", tmp_path / "onnx-files"
+    env = {"XDG_CACHE_HOME": str(user_cache), "NLA_FORENSICS_ONNX_CACHE": ""}
+    b = cli("index", "build", "--dataset", "d", "--backend", "onnx", "--onnx-cache-dir", str(mine),
+            "--json", workspace=ws_path, env=env).json()
+    assert b["built"][0]["rows"] == 10
+    files = sorted(mine.glob("*.onnx"))
+    assert len(files) == 1 and files[0].name.endswith("-fp32.onnx")
+    assert not (user_cache / "nla-forensics" / "onnx").exists()
+    mtime = files[0].stat().st_mtime_ns
+    with forensics.open(ws_path) as ws:
+        add_samples(ws, "d", corpus(2, offset=10))
+    u = cli("index", "update", "--dataset", "d", "--onnx-cache-dir", str(mine), "--json",
+            workspace=ws_path, env=env).json()
+    assert u["updated"][0]["rows"] == 12 and u["updated"][0]["added"] == 2
+    assert sorted(mine.glob("*.onnx")) == files and files[0].stat().st_mtime_ns == mtime
+    assert not (user_cache / "nla-forensics" / "onnx").exists()   # update read DIR too
+    (tmp_path / "blocker").write_text("x")
+    r = cli("index", "build", "--dataset", "d", "--onnx-cache-dir", str(tmp_path / "blocker"),
+            workspace=ws_path, env=env, check=False)
+    assert r.returncode == 2 and "blocker" in r.stderr   # a file where the folder should go
