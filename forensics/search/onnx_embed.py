@@ -57,13 +57,12 @@ class OnnxSettings:
     opset: int = 17
     quant_ops: tuple[str, ...] = ("MatMul",)
     weights_only: bool = True
-    float_linears: tuple[str, ...] = (r"encoder\.layer\.\d+\.output\.dense",
-                                      r"encoder\.layer\.\d+\.intermediate\.dense")
+    float_linears: tuple[str, ...] = (r"encoder\.layer\.\d+\.output\.dense",)
     calib_texts: int = 256
     calib_method: str = "MinMax"
     calib_percentile: float = 99.999
     calib_len: int = 256
-    smooth_alpha: float = 0.0
+    smooth_alpha: float = 0.75
     activations: str = "uint8"
     symmetric_activations: bool = False
     reduce_range: bool = False
