@@ -9,9 +9,9 @@ odd rows (prompts and replies apart), XQuAD questions and contexts in en / de / 
 (``shared/data/xquad``), and paragraphs of the NLA decode transcripts (``shared/data/nla-decodes``).
 ``--every k`` keeps every k-th text of each set (3: about 230 texts; 1: all 680).
 
-* ``--groups``: one calibration (MinMax, the default settings), then ONE group of one layer
-  quantised at a time (q/k/v together, attention output, FFN up, FFN down): cosine to torch
-  (mean / p1 / min). Also each group over all layers at once.
+* ``--groups [GROUP ...]``: one calibration (MinMax, no SmoothQuant), then ONE group quantised
+  at a time (q/k/v together, attention output, FFN up, FFN down), each over all layers, and per
+  layer for the GROUPs named: cosine to torch (mean / p1 / min).
 * ``--configs``: named OnnxSettings (below) built through onnx_embed.build_model: agreement, and
   speed of torch fp32 / ONNX fp32 / each int8 file on the same texts in the same process
   (``--threads`` threads, ``--rounds`` interleaved rounds, median kept).
@@ -124,7 +124,7 @@ def agreement(ref: dict, enc, sets: dict) -> dict:
             **{k: cos_stats(c) for k, c in per.items()}}
 
 
-def groups_run(bert, ref, sets, tmp: Path, threads: int) -> dict:
+def groups_run(bert, ref, sets, tmp: Path, threads: int, per_layer: list[str]) -> dict:
     from forensics.search import onnx_embed as oe
 
     s = oe.OnnxSettings(float_linears=())
@@ -137,7 +137,7 @@ def groups_run(bert, ref, sets, tmp: Path, threads: int) -> dict:
     jobs = [(f"{g}@all", [n for n in names if re.fullmatch(rf"encoder\.layer\.\d+\.{p}", n)])
             for g, p in GROUPS.items()]
     jobs += [(f"{g}@{i}", [n for n in names if re.fullmatch(rf"encoder\.layer\.{i}\.{p}", n)])
-             for g, p in GROUPS.items() for i in layers]
+             for g, p in GROUPS.items() if g in per_layer for i in layers]
     for tag, nodes in jobs:
         t = time.perf_counter()
         q = tmp / "q.onnx"
@@ -193,7 +193,9 @@ def configs_run(bert, torch_emb, ref, sets, tmp: Path, threads: int, rounds: int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--every", type=int, default=3, help="keep every k-th held-apart text")
-    ap.add_argument("--groups", action="store_true", help="per-layer, per-group sensitivity")
+    ap.add_argument("--groups", nargs="*", default=None, metavar="GROUP",
+                    help="per-group sensitivity (each group over all layers), and per layer for "
+                         f"the GROUPs named (of {list(GROUPS)})")
     ap.add_argument("--configs", nargs="*", default=None,
                     help=f"settings to measure (default: all of {list(CONFIGS)})")
     ap.add_argument("--threads", type=int, default=2, help="threads for the speed rounds")
@@ -212,15 +214,16 @@ def main() -> None:
     payload: dict = {"texts": {k: len(v) for k, v in sets.items()}, "every": args.every,
                      "calibration": "even rows of examples/data/demo_corpus.jsonl"}
     with tempfile.TemporaryDirectory(prefix="int8-sens-") as tmp:
-        if args.groups:
-            payload["groups_one_at_a_time"] = groups_run(bert, ref, sets, Path(tmp), 1)
+        if args.groups is not None:
+            payload["groups_one_at_a_time"] = groups_run(bert, ref, sets, Path(tmp), 1,
+                                                         args.groups)
         names = list(CONFIGS) if args.configs is None or args.configs == [] else args.configs
         if args.configs is not None:
             payload.update(threads=args.threads, rounds=args.rounds,
                            load_before=[round(x, 2) for x in os.getloadavg()])
             payload["configs"] = configs_run(bert, torch_emb, ref, sets, Path(tmp), args.threads,
                                              args.rounds, names)
-    name = "int8_sensitivity" if args.groups else "int8_configs"
+    name = "int8_sensitivity" if args.groups is not None else "int8_configs"
     write_result(name, payload)
     for k, v in payload.get("configs", {}).items():
         a = v.get("agreement", {}).get("all", {})
