@@ -44,19 +44,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 GROUPS = {"qkv": r"attention\.self\.(query|key|value)", "attn_out": r"attention\.output\.dense",
           "ffn_up": r"intermediate\.dense", "ffn_down": r"output\.dense"}
 DOWN = (r"encoder\.layer\.\d+\.output\.dense",)
-ATTN = (r"encoder\.layer\.\d+\.intermediate\.dense",) + DOWN
-DEFAULT = {"float_linears": DOWN, "smooth_alpha": 0.75}
+DOWN0 = (r"encoder\.layer\.0\.output\.dense",)
+DEFAULT = {"float_linears": DOWN0, "smooth_alpha": 0.75}
 CONFIGS = {   # name -> OnnxSettings fields (the rest as OnnxSettings' defaults)
     "all-linears": {"float_linears": (), "smooth_alpha": 0.0},
     "all-linears-smooth0.75": {"float_linears": (), "smooth_alpha": 0.75},
-    "no-ffn-down": {"float_linears": DOWN, "smooth_alpha": 0.0},
-    "no-ffn-down-smooth0.5": {"float_linears": DOWN, "smooth_alpha": 0.5},
     "default": DEFAULT,
+    "default-outputs-quantised": {**DEFAULT, "quantise_outputs": True},
+    "default-smooth0.5": {**DEFAULT, "smooth_alpha": 0.5},
     "default-percentile": {**DEFAULT, "calib_method": "Percentile"},
     "default-int8-symmetric": {**DEFAULT, "activations": "int8", "symmetric_activations": True},
     "default-reduce-range": {**DEFAULT, "reduce_range": True},
     "default-1024-calib": {**DEFAULT, "calib_texts": 1024},
-    "attention-only": {"float_linears": ATTN, "smooth_alpha": 0.0},
+    "no-ffn-down": {"float_linears": DOWN, "smooth_alpha": 0.75},
 }
 
 
