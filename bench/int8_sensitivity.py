@@ -16,7 +16,8 @@ odd rows (prompts and replies apart), XQuAD questions and contexts in en / de / 
   speed of torch fp32 / ONNX fp32 / each int8 file on the same texts in the same process
   (``--threads`` threads, ``--rounds`` interleaved rounds, median kept).
 
-Written: bench/results/int8_sensitivity.json (date, commit, load).
+Written: bench/results/int8_sensitivity.json (--groups) or int8_configs.json (--configs), with
+date, commit and load.
 """
 
 from __future__ import annotations
