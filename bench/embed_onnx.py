@@ -1,11 +1,11 @@
 """ONNX Runtime backends vs today's torch path, against the fp32 matmul peak of this machine.
 
-    .venv/bin/python bench/embed_onnx.py [--n 400] [--rounds 2] [--threads 0] [--batch 64]
+    .venv/bin/python bench/embed_onnx.py [--n 400] [--rounds 3] [--threads 0] [--batch 64]
 
 Texts (none used for int8 calibration, which reads the even rows of the demo corpus):
 the ``pair`` texts of the ODD rows of examples/data/demo_corpus.jsonl (mixed languages), and
 for agreement also XQuAD questions in de / es / zh / el / en (``shared/data/xquad``, when present).
-In the same process, rounds interleaved (the best round per backend is kept):
+In the same process, rounds interleaved (the median round per backend is reported):
 
 * ``torch`` - ``Embedder(backend="torch")`` (forensics.search.minibert, the baseline);
 * ``onnx`` - ONNX Runtime on the exported graph, fp32;
@@ -86,7 +86,7 @@ def cos_stats(a: np.ndarray, b: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=400, help="held-apart demo pair texts (0 = all 1,195)")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads (0 = default; ONNX Runtime uses OnnxSettings.intra_op_threads)")
     ap.add_argument("--batch", type=int, default=64)
@@ -99,6 +99,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     texts = held_pairs()
     if args.n:
         rng = np.random.default_rng(0)
@@ -115,23 +116,26 @@ def main() -> None:
     pieces = int(lengths.sum())
     work = flops(lengths, args.batch, bert.dim, bert.n_layers)
     peak = matmul_peak()
-    best: dict[str, float] = {}
+    times: dict[str, list[float]] = {k: [] for k in embs}
     vecs: dict[str, np.ndarray] = {}
     for r in range(args.rounds):
         for name, e in embs.items():
             t = time.perf_counter()
             vecs[name] = e.encode(texts)
-            best[name] = min(best.get(name, 1e18), time.perf_counter() - t)
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v:.1f}s" for k, v in best.items()),
+            times[name].append(time.perf_counter() - t)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()),
               file=sys.stderr)
     peak = max(peak, matmul_peak())
+    best = {k: float(np.median(v)) for k, v in times.items()}
     rows = {}
     for name in embs:
         s = best[name]
-        rows[name] = {"seconds": round(s, 3), "rows_per_s": round(len(texts) / s, 1),
+        rows[name] = {"seconds": round(s, 3), "rounds_s": [round(x, 2) for x in times[name]],
+                      "rows_per_s": round(len(texts) / s, 1),
                       "word_pieces_per_s": round(pieces / s, 0),
                       "gflops": round(work / s / 1e9, 1), "pct_of_peak": round(100 * work / s / 1e9 / peak, 1),
                       "ratio_vs_torch": round(best["torch"] / s, 3),
+                      "ratio_vs_onnx": round(best["onnx"] / s, 3),
                       "cos_vs_torch_demo": cos_stats(vecs["torch"], vecs[name]),
                       "first_load_s": round(load[name], 2)}
     for lang in ("en", "de", "es", "zh", "el"):
@@ -157,7 +161,8 @@ def main() -> None:
     write_result("embed_onnx", {
         "texts": len(texts), "word_pieces": pieces, "batch": args.batch, "rounds": args.rounds,
         "threads": torch.get_num_threads(), "matmul_peak_gflops": round(peak, 1),
-        "flops_per_pass": work, "settings": OnnxSettings().__dict__, "backends": rows})
+        "flops_per_pass": work, "load_before": load_before, "settings": OnnxSettings().__dict__,
+        "backends": rows})
 
 
 if __name__ == "__main__":

@@ -49,7 +49,23 @@ def _build_options(f):
     f = click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
                      help="local (default): embed in this process; ray: embed on Ray Data actors "
                           "into a sharded, resumable index.")(f)
+    f = click.option("--onnx-cache-dir", default=None, metavar="DIR",
+                     type=click.Path(file_okay=False),
+                     help="Where the onnx / onnx-int8 backends keep their exported model files "
+                          "(default: $NLA_FORENSICS_ONNX_CACHE, else "
+                          "$XDG_CACHE_HOME/nla-forensics/onnx).")(f)
     return click.option("--device", default=None, help="cpu (default) or cuda[:N].")(f)
+
+
+def _use_onnx_cache(onnx_cache_dir: str | None) -> None:
+    """Point this process (and the local Ray workers it starts) at ``onnx_cache_dir``: the
+    embedders that update and search rebuild from a manifest read the environment."""
+    if onnx_cache_dir:
+        import os
+
+        from forensics.search.onnx_embed import CACHE_ENV
+
+        os.environ[CACHE_ENV] = str(onnx_cache_dir)
 
 
 def _shard_params(engine: str | None, shard_rows: int | None, workers: int,
@@ -109,7 +125,8 @@ def register(main: click.Group) -> None:
     def build_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], index_type: str,
                   model: str | None, backend: str, device: str | None, engine: str | None,
                   shard_rows: int | None, workers: int, ray_address: str | None,
-                  commit_seconds: float | None, as_json: bool) -> None:
+                  commit_seconds: float | None, onnx_cache_dir: str | None,
+                  as_json: bool) -> None:
         """Embed a dataset's rows (cache-backed) and write fresh indexes atomically.
 
         With --engine ray or --shard-rows the rows are embedded in slices whose vectors are kept
@@ -118,6 +135,7 @@ def register(main: click.Group) -> None:
         from forensics.search.embed import Embedder
 
         sp = _shard_params(engine, shard_rows, workers, ray_address)
+        _use_onnx_cache(onnx_cache_dir)
         with obj.open() as ws, RichProgress(err_console) as bars:
             ws.require_dataset(dataset)
             flds = _fields(ws, dataset, fields)
@@ -143,7 +161,8 @@ def register(main: click.Group) -> None:
     @handle_errors
     def update_cmd(obj: Ctx, dataset: str, fields: tuple[str, ...], device: str | None,
                    engine: str | None, shard_rows: int | None, workers: int,
-                   ray_address: str | None, commit_seconds: float | None, as_json: bool) -> None:
+                   ray_address: str | None, commit_seconds: float | None,
+                   onnx_cache_dir: str | None, as_json: bool) -> None:
         """Add rows that are new since the last build (rebuilds if indexed rows changed).
 
         A sharded index re-embeds only the slices whose rows changed (its own engine and slice
@@ -151,6 +170,7 @@ def register(main: click.Group) -> None:
         from forensics.search import index
 
         sp = _shard_params(engine, shard_rows, workers, ray_address)
+        _use_onnx_cache(onnx_cache_dir)
         with obj.open() as ws, RichProgress(err_console) as bars:
             ws.require_dataset(dataset)
             flds = _fields(ws, dataset, fields, existing_only=True)

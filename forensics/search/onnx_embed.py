@@ -11,7 +11,7 @@ weight MatMuls by default); LayerNorm, Softmax, GELU and the attention products 
 Agreement with the torch vectors is measured by bench/embed_onnx.py and tests/test_embed_onnx.py.
 
 The exported / quantised files are built once per (model checksum, settings) under
-``cache_dir`` (default ``$XDG_CACHE_HOME/nla-forensics/onnx``) and reused; nothing happens at
+``cache_dir`` (default :func:`default_cache_dir`) and reused; nothing happens at
 import time. Files are written to a temporary name and renamed, so concurrent builders are safe.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 
 QUANTS = ("fp32", "int8")
 # part of every cache key: bump when the export or quantisation code changes the files it writes
-FORMAT = 2
+FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -38,30 +38,49 @@ class OnnxSettings:
 
     ``opset``: ONNX opset of the export. ``quant_ops``: op types quantised for ``int8``.
     ``weights_only``: quantise only MatMuls with a constant (weight) input, keeping the attention
-    products Q.K^T and P.V in float. ``float_ffn_out``: keep the feed-forward down-projections
-(weight with more rows than columns, input after GELU: the widest activation range) in float.
-``calib_texts``: how many calibration texts are used.
-    ``calib_len``: calibration batches are padded / cut to this many word pieces.
+    products Q.K^T and P.V in float. ``float_linears``: regular expressions (full match) over
+    the encoder's linear names (``encoder.layer.3.attention.self.query``,
+    ``....attention.output.dense``, ``....intermediate.dense``, ``....output.dense``); matching
+    linears stay float. Default: the first layer's feed-forward down-projection, the one linear
+    whose int8 costs most agreement (measured per layer and group by
+    bench/int8_sensitivity.py, docs/index.md). ``calib_texts``: how many calibration texts
+    are used (even demo-corpus rows). ``calib_len``: word pieces kept per calibration text
+    (each text is its own batch, so no padding enters the ranges). ``calib_method``: MinMax |
+    Entropy | Percentile; ``calib_percentile``: the percentile for Percentile.
     ``smooth_alpha``: SmoothQuant migration strength (0 = off), see :func:`smoothed`.
-    ``activations``: uint8 | int8 (the quantised activation type; weights are always int8).
-    ``calib_method``: MinMax | Entropy | Percentile. ``intra_op_threads``: 0 = ONNX Runtime's
-    default (one per core). ``graph_opt``: ORT graph optimisation level (all | extended | basic).
+    ``activations``: uint8 | int8 (the quantised activation type; weights are always int8);
+    ``symmetric_activations``: zero point 0 for activations. ``reduce_range``: 7-bit weights
+    (for CPUs without VNNI). ``quantise_outputs``: also quantise the MatMuls' outputs (off: the
+    output stays float, ORT runs MatMulIntegerToFloat; on, the per-tensor output scale of the
+    down-projections, whose outputs carry a few very large values, costs most of the agreement).
+    ``intra_op_threads``: 0 = ONNX Runtime's default (one per core).
+    ``graph_opt``: ORT graph optimisation level (all | extended | basic).
     """
 
     opset: int = 17
     quant_ops: tuple[str, ...] = ("MatMul",)
     weights_only: bool = True
-    float_ffn_out: bool = False
+    float_linears: tuple[str, ...] = (r"encoder\.layer\.0\.output\.dense",)
     calib_texts: int = 256
     calib_method: str = "MinMax"
-    calib_len: int = 128
-    smooth_alpha: float = 0.5
+    calib_percentile: float = 99.999
+    calib_len: int = 256
+    smooth_alpha: float = 0.75
     activations: str = "uint8"
+    symmetric_activations: bool = False
+    reduce_range: bool = False
+    quantise_outputs: bool = False
     intra_op_threads: int = 0
     graph_opt: str = "all"
 
 
+CACHE_ENV = "NLA_FORENSICS_ONNX_CACHE"
+
+
 def default_cache_dir() -> Path:
+    """``$NLA_FORENSICS_ONNX_CACHE`` when set, else ``$XDG_CACHE_HOME/nla-forensics/onnx``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "nla-forensics" / "onnx"
 
@@ -116,19 +135,33 @@ def _export(bert, out: Path, opset: int) -> None:
                           dynamic_axes={"input_ids": {0: "n", 1: "L"},
                                         "attention_mask": {0: "n", 1: "L"}, "embedding": {0: "n"}},
                           **kw)
-    _constants_to_initializers(tmp, out)
+    _constants_to_initializers(tmp, out, _linear_names(bert))
     tmp.unlink()
 
 
-def _constants_to_initializers(src: Path, dst: Path) -> None:
-    """Move Constant nodes' tensors into the graph's initializers. Why: the weights (plain
-    tensors, not module parameters) are exported as Constant nodes, and ``quantize_static``
-    quantises only initializers as weights (per channel, int8); Constants would be quantised
-    like activations (per tensor, calibrated)."""
+def _linear_names(bert) -> dict[bytes, str]:
+    """sha256 of each encoder Linear's weight as exported (transposed, float32) -> its name."""
+    out = {}
+    for k, v in bert.w.items():
+        if k.startswith("encoder.") and k.endswith(".weight") and v.dim() == 2:
+            t = np.ascontiguousarray(v.detach().numpy().T, dtype=np.float32)
+            out[hashlib.sha256(t.tobytes() + str(t.shape).encode()).digest()] = k[:-len(".weight")]
+    return out
+
+
+def _constants_to_initializers(src: Path, dst: Path, linears: dict[bytes, str]) -> None:
+    """Move Constant nodes' tensors into the graph's initializers, and name each weight MatMul
+    after the Linear it computes (``encoder.layer.3.intermediate.dense``; matched by weight
+    value). Why: the weights (plain tensors, not module parameters) are exported as Constant
+    nodes, and ``quantize_static`` quantises only initializers as weights (per channel, int8);
+    Constants would be quantised like activations (per tensor, calibrated). The names are what
+    :attr:`OnnxSettings.float_linears` matches."""
     import onnx
+    from onnx import numpy_helper
 
     m = onnx.load(str(src))
     keep = []
+    digests: dict[str, str] = {}
     for n in m.graph.node:
         val = [a.t for a in n.attribute if a.name == "value"] if n.op_type == "Constant" else []
         if val:
@@ -136,26 +169,37 @@ def _constants_to_initializers(src: Path, dst: Path) -> None:
             t.CopyFrom(val[0])
             t.name = n.output[0]
             m.graph.initializer.append(t)
+            if len(t.dims) == 2:
+                a = np.ascontiguousarray(numpy_helper.to_array(t), dtype=np.float32)
+                name = linears.get(hashlib.sha256(a.tobytes() + str(a.shape).encode()).digest())
+                if name:
+                    digests[t.name] = name
         else:
             keep.append(n)
+    named = 0
+    for n in keep:
+        if n.op_type == "MatMul" and n.input[1] in digests:
+            n.name = digests[n.input[1]]
+            named += 1
+    if named != len(linears):
+        raise RuntimeError(f"export of {src}: named {named} of {len(linears)} encoder linears")
     del m.graph.node[:]
     m.graph.node.extend(keep)
     onnx.save(m, str(dst))
 
 
-def _weight_matmuls(model_path: Path, float_ffn_out: bool) -> list[str]:
-    """Names of MatMul nodes whose second input is a weight matrix (an initializer); with
-    ``float_ffn_out`` without those whose weight has more rows than columns."""
+def _weight_matmuls(model_path: Path, float_linears: Sequence[str]) -> list[str]:
+    """Names of MatMul nodes whose second input is a weight (an initializer), less those whose
+    name fully matches one of the ``float_linears`` regular expressions."""
+    import re
+
     import onnx
 
     m = onnx.load(str(model_path))
-    shapes = {i.name: tuple(i.dims) for i in m.graph.initializer}
-    for n in m.graph.node:   # the TorchScript exporter writes the weights as Constant nodes
-        if n.op_type == "Constant":
-            shapes.update({n.output[0]: tuple(a.t.dims) for a in n.attribute if a.name == "value"})
-    return [n.name for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in shapes
-            and not (float_ffn_out and len(shapes[n.input[1]]) == 2
-                     and shapes[n.input[1]][0] > shapes[n.input[1]][1])]
+    inits = {i.name for i in m.graph.initializer}
+    pats = [re.compile(p) for p in float_linears]
+    return [n.name for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in inits
+            and not any(p.fullmatch(n.name) for p in pats)]
 
 
 def _group(name: str) -> str:
@@ -208,43 +252,78 @@ def smoothed(bert, texts: Sequence[str], alpha: float):
     return out
 
 
-def _quantise(bert, fp32: Path, out: Path, s: OnnxSettings) -> None:
-    import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+def calibration_reader(bert, texts: Sequence[str], max_len: int):
+    """ORT calibration data: one text per batch, cut to ``max_len`` word pieces, no padding
+    (pad positions would widen the ranges with activations no output reads). It has
+    ``__len__`` / ``set_range`` so ORT can collect batch by batch (the histogram calibrators
+    cannot stack batches of different lengths)."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    texts = calibration_texts(s.calib_texts)
-    # fixed-shape batches: the histogram calibrators (Entropy, Percentile) stack them
-    ids = [x[:s.calib_len] + [bert.pad_id] * (s.calib_len - len(x[:s.calib_len]))
-           for x in bert.token_ids(texts)]
-    real = [min(len(x), s.calib_len) for x in bert.token_ids(texts)]
-    order = np.arange(len(ids))
+    ids = [x[:max_len] for x in bert.token_ids(list(texts))]
 
     class _Reader(CalibrationDataReader):
         def __init__(self):
-            self._it: Iterator[dict] = iter(
-                {"input_ids": np.array([ids[i] for i in order[b:b + 16]], dtype=np.int64),
-                 "attention_mask": np.array([[1] * real[i] + [0] * (s.calib_len - real[i])
-                                             for i in order[b:b + 16]], dtype=np.int64)}
-                for b in range(0, len(order) - 15, 16))
+            self.set_range(0, len(ids))
+
+        def __len__(self):
+            return len(ids)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(range(start_index, min(end_index, len(ids))))
 
         def get_next(self):
-            return next(self._it, None)
+            i = next(self._it, None)
+            if i is None:
+                return None
+            return {"input_ids": np.array([ids[i]], dtype=np.int64),
+                    "attention_mask": np.ones((1, len(ids[i])), dtype=np.int64)}
 
-    nodes = None
-    if s.weights_only:
-        nodes = _weight_matmuls(fp32, s.float_ffn_out)
-    else:
-        m = onnx.load(str(fp32))
-        nodes = [n.name for n in m.graph.node if n.op_type in s.quant_ops]
+    return _Reader()
+
+
+def _quantise(bert, fp32: Path, out: Path, s: OnnxSettings, nodes: Sequence[str] | None = None,
+              calibration_cache: Path | None = None) -> None:
+    """``quantize_static`` of ``fp32`` into ``out`` under ``s``. ``nodes`` overrides the chosen
+    MatMuls and ``calibration_cache`` keeps ORT's tensor ranges between calls (both for
+    bench/int8_sensitivity.py, which quantises one group at a time on one calibration)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if s.calib_method not in ("MinMax", "Entropy", "Percentile"):
+        raise ValueError(f"unknown calib_method {s.calib_method!r}")
+    if nodes is None:
+        if s.weights_only:
+            nodes = _weight_matmuls(fp32, s.float_linears)
+        else:
+            m = onnx.load(str(fp32))
+            nodes = [n.name for n in m.graph.node if n.op_type in s.quant_ops]
     if not nodes:   # an empty list would mean "every node" to quantize_static
-        raise RuntimeError(f"no weight MatMul found to quantise in {fp32}")
-    quantize_static(str(fp32), str(out), _Reader(), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(s.quant_ops), nodes_to_quantize=nodes,
-                    per_channel=True,
-                    activation_type=QuantType.QUInt8 if s.activations == "uint8" else QuantType.QInt8,
-                    weight_type=QuantType.QInt8,
-                    calibrate_method=getattr(CalibrationMethod, s.calib_method))
+        raise RuntimeError(f"no MatMul left to quantise in {fp32} (OnnxSettings.float_linears)")
+    reader = None
+    if calibration_cache is None or not Path(calibration_cache).is_file():
+        reader = calibration_reader(bert, calibration_texts(s.calib_texts), s.calib_len)
+    extra = {"CalibStridedMinMax": 1, "ActivationSymmetric": s.symmetric_activations}
+    if not s.quantise_outputs:
+        extra["OpTypesToExcludeOutputQuantization"] = list(s.quant_ops)
+    if s.calib_method == "Percentile":
+        extra["CalibPercentile"] = s.calib_percentile
+    import logging
+
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(max(quiet, logging.ERROR))   # "consider pre-processing" notes
+    try:
+        quantize_static(str(fp32), str(out), reader, quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(s.quant_ops), nodes_to_quantize=list(nodes),
+                        per_channel=True, reduce_range=s.reduce_range,
+                        activation_type=(QuantType.QUInt8 if s.activations == "uint8"
+                                         else QuantType.QInt8),
+                        weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, s.calib_method),
+                        calibration_cache_path=(str(calibration_cache) if calibration_cache
+                                                else None),
+                        extra_options=extra)
+    finally:
+        logging.getLogger().setLevel(quiet)
 
 
 def build_model(path: Path, quant: str, settings: OnnxSettings | None = None,
@@ -348,5 +427,5 @@ class OnnxBert:
         return out
 
 
-__all__ = ["OnnxBert", "OnnxSettings", "build_model", "calibration_texts", "default_cache_dir",
+__all__ = ["OnnxBert", "OnnxSettings", "build_model", "calibration_reader", "calibration_texts", "default_cache_dir",
            "model_checksum", "QUANTS"]
