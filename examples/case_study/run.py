@@ -406,7 +406,10 @@ def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
         t.add_row(k, f(summary.get(k)))
     con = Console(stderr=False)
     con.print(t)
-    con.print(f"anomaly explanation (NLA decode): {a_expl}")
+    con.print(f"anomaly explanation (NLA decode): {summary['anomaly_explanation']}")
+    c = summary["ap_explanations_cue"]
+    con.print(f"ap_explanations over the {c['n']} held-out cue anomalies: mean {c['mean']:.3f} "
+              f"(raw activations {c['activations_mean']:.3f})")
     for v in summary["probe"]:
         con.print(f"probe {v['variant']}: reply [{v['reply_lang']}] persists={v['persists']}: {v['reply'][:60]}")
     con.print(f"wrote {out}" + (f" and {report_path}" if report_path else ""))
