@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +37,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import corpus  # noqa: E402
+from ranking import ExplanationRanking, explanation_scores  # noqa: E402
 
 RIVAL = {"rhine": ["danube", "thames", "elbe", "seine", "nile"],
          "warsaw": ["berlin", "paris", "london", "vienna", "prague"],
@@ -69,34 +69,6 @@ def average_precision(scores, labels) -> float:
             hits += 1
             s += hits / rank
     return s / max(total, 1)
-
-
-@dataclass
-class ExplanationRanking:
-    """How ``ap_explanations`` compares the anomaly's NLA explanation with each row's (at the
-    last prompt token). ``similarity``: ``tfidf`` (cosine of TF-IDF vectors of word n-grams,
-    1..``ngram_max``, sublinear tf, idf fitted on the rows' explanations) or ``minilm`` (cosine
-    of MiniLM sentence embeddings). Why tfidf: an explanation is a list of short fields; MiniLM
-    pools them into one topic-dominated vector, while TF-IDF keeps the rare words the anomaly's
-    explanation shares with few rows (measured in docs/case_study.md, "Ranking by explanations")."""
-
-    similarity: str = "tfidf"
-    ngram_max: int = 2
-
-
-def explanation_scores(anomaly_text: str, row_texts: list[str], cfg: ExplanationRanking, emb=None):
-    """Similarity of each row's explanation to the anomaly's, per ``cfg``."""
-    import numpy as np
-
-    if cfg.similarity == "minilm":
-        return emb.encode(row_texts) @ emb.encode([anomaly_text])[0]
-    if cfg.similarity != "tfidf":
-        raise ValueError(f"ExplanationRanking.similarity {cfg.similarity!r}: choose tfidf or minilm")
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    v = TfidfVectorizer(ngram_range=(1, cfg.ngram_max), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
-    m = v.fit(row_texts).transform(row_texts + [anomaly_text])
-    return np.asarray((m[:-1] @ m[-1].T).todense()).ravel()
 
 
 def main() -> int:
@@ -196,11 +168,14 @@ def main() -> int:
     with workspace.open(str(ws)) as w:
         aid = anomaly.add(w, "toy model answers an English question in German", prompt=pick[0], reply=pick[1])
     log(f"anomaly {aid}: {pick[0]!r} -> {pick[1]!r}")
-    cli("explain", "anomaly", str(aid), "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "64", ws=ws)
-    ed = cli("explain", "dataset", "toy", "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "64",
-             "--batch-size", "64", ws=ws)
-    summary["explain_dataset"] = {k: ed.get(k) for k in ("explanations_stored", "seconds", "setup_seconds",
-                                                         "explanations_per_s", "tokens_per_s")}
+    # greedy, then the ranking's samples (stored beside the greedy rows, `explanations.sample_index`)
+    keys = ("explanations_stored", "seconds", "setup_seconds", "explanations_per_s", "tokens_per_s")
+    for sampling in [[], ExplanationRanking().cli_sampling()][:2 if ExplanationRanking().samples else 1]:
+        cli("explain", "anomaly", str(aid), "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens", "64",
+            *sampling, ws=ws)
+        ed = cli("explain", "dataset", "toy", "--nla", "toy-nla", "--position", "last_prompt", "--max-new-tokens",
+                 "64", "--batch-size", "64", *sampling, ws=ws)
+        summary["explain_dataset" + ("_sampled" if sampling else "")] = {k: ed.get(k) for k in keys}
     stage_done("explain")
     (root / "state.json").write_text(json.dumps({"summary": summary, "anomaly_id": aid, "pick": list(pick),
                                                  "elapsed": time.perf_counter() - t_start}), encoding="utf-8")
@@ -269,8 +244,82 @@ def attribution(ws, models, target, summary, aid, pick, labels) -> None:
     stage_done_ext(summary, "verify", t)
 
 
+def cue_ranking(ws, items, row_expl, labels, cfg: ExplanationRanking) -> dict:
+    """``ap_explanations`` with each held-out cue prompt the target answers in another language
+    as the anomaly (explained in this process by the same NLA, greedy + ``cfg``'s samples), and
+    the AP of the cosine between the raw activations at the last prompt token (what the one
+    vector the explanation reads carries). One anomaly is one draw; this is the spread."""
+    import numpy as np
+
+    from forensics import workspace
+    from forensics.language.detect import detect
+    from forensics.nla.backends import Sampling
+    from forensics.nla.explainer import Explainer
+    from forensics.nla.probe import generate_replies
+    from forensics.nla.registry import get_nla
+
+    with workspace.open(str(ws), read_only=True) as w:
+        rec = get_nla(w, "toy-nla")
+    ex = Explainer(rec, max_new_tokens=64)
+    cue = corpus.build().heldout_cue
+    reps = generate_replies(ex.target, ex.target_tok, cue)
+    anoms = [(p, r) for p, r, d in zip(cue, reps, detect(reps)) if d.lang not in (None, "en")]
+    texts: list[list[str]] = [[] for _ in anoms]
+    greedy, _ = ex.run(anoms, ["last_prompt"], batch_size=64)
+    for r in greedy:
+        texts[r.item].append(r.text)
+    if cfg.samples:
+        ex.sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.samples, seed=cfg.seed)
+        for r in ex.run(anoms, ["last_prompt"], batch_size=64)[0]:
+            texts[r.item].append(r.text)
+    aps = [average_precision(list(explanation_scores(t, row_expl, cfg)), labels) for t in texts]
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    rv = unit(np.stack([a.vector.float().numpy() for a in ex.activations(items, ["last_prompt"], 64)]))
+    av = unit(np.stack([r.vector.float().numpy() for r in greedy]))
+    ap_act = [average_precision(list(rv @ q), labels) for q in av]
+    return {"n": len(aps), "per_prompt": aps, "mean": float(np.mean(aps)), "median": float(np.median(aps)),
+            "min": float(np.min(aps)), "activations_per_prompt": ap_act, "activations_mean": float(np.mean(ap_act))}
+
+
 def stage_done_ext(summary: dict, name: str, t0: float) -> None:
     summary.setdefault("stage_seconds", {})[name] = round(time.perf_counter() - t0, 1)
+
+
+def rank(ws, aid, pick, summary: dict):
+    """AP of the planted rows by explanations (``ExplanationRanking``), texts and both; returns
+    (rows, labels, each row's explanations greedy first, the ranking)."""
+    from forensics import workspace
+    from forensics.search.embed import Embedder
+
+    order = "ORDER BY json_extract(e.generation, '$.temperature') IS DISTINCT FROM 0, e.sample_index"  # greedy first
+    with workspace.open(str(ws), read_only=True) as w:
+        rows = w.rows("SELECT s.sample_id, s.prompt, s.reply, json_extract_string(s.meta, '$.planted') = 'true', "
+                      f"list(e.text {order}) FILTER (e.text IS NOT NULL) FROM samples s LEFT JOIN explanations e "
+                      "ON e.sample_id = s.sample_id AND e.nla_id = 'toy-nla' AND e.position = 'last_prompt' "
+                      "WHERE s.dataset = 'toy' GROUP BY ALL ORDER BY s.sample_id")
+        a_all = [r[0] for r in w.rows(f"SELECT e.text FROM explanations e WHERE e.anomaly_id = ? AND e.nla_id = "
+                                      f"'toy-nla' AND e.position = 'last_prompt' {order}", [aid])]
+    a_expl = a_all[0]
+    emb = Embedder()
+    labels = [bool(r[3]) for r in rows]
+    rank_cfg = ExplanationRanking()
+    row_expl = [list(r[4] or [""]) for r in rows]
+    s_e = explanation_scores(a_all, row_expl, rank_cfg, emb)
+    greedy_only = dict(samples=0, rows="greedy", query="greedy")
+    s_e_minilm = explanation_scores(a_all, row_expl, ExplanationRanking("minilm", **greedy_only), emb)
+    s_e_greedy = explanation_scores(a_all, row_expl, ExplanationRanking("tfidf", **greedy_only), emb)
+    tv = emb.encode([f"{r[1]}\n{r[2]}" for r in rows])
+    qt = emb.encode([f"{pick[0]}\n{pick[1]}"])[0]
+    s_t = tv @ qt
+    summary.update(anomaly_explanation=a_expl, ap_explanations=average_precision(list(s_e), labels),
+                   ap_explanations_minilm=average_precision(list(s_e_minilm), labels),
+                   ap_explanations_greedy_tfidf=average_precision(list(s_e_greedy), labels),
+                   anomaly_explanation_samples=a_all[1:],
+                   explanation_ranking=vars(rank_cfg),
+                   ap_texts=average_precision(list(s_t), labels),
+                   ap_both=average_precision(list(0.5 * s_e_minilm + 0.5 * s_t), labels),
+                   planted_share=sum(labels) / len(labels))
+    return rows, labels, row_expl, rank_cfg
 
 
 def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
@@ -278,28 +327,7 @@ def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
     from forensics import workspace
 
     # 5. ranking from the NLA's decode, AP by signal; triage
-    from forensics.search.embed import Embedder
-
-    with workspace.open(str(ws), read_only=True) as w:
-        rows = w.rows("SELECT s.sample_id, s.prompt, s.reply, json_extract_string(s.meta, '$.planted') = 'true', "
-                      "e.text FROM samples s LEFT JOIN explanations e ON e.sample_id = s.sample_id "
-                      "AND e.nla_id = 'toy-nla' WHERE s.dataset = 'toy' ORDER BY s.sample_id")
-        a_expl = w.one("SELECT text FROM explanations WHERE anomaly_id = ? AND nla_id = 'toy-nla' "
-                       "ORDER BY explanation_id LIMIT 1", [aid])[0]
-    emb = Embedder()
-    labels = [bool(r[3]) for r in rows]
-    rank_cfg = ExplanationRanking()
-    s_e = explanation_scores(a_expl, [r[4] or "" for r in rows], rank_cfg, emb)
-    s_e_minilm = explanation_scores(a_expl, [r[4] or "" for r in rows], ExplanationRanking("minilm"), emb)
-    tv = emb.encode([f"{r[1]}\n{r[2]}" for r in rows])
-    qt = emb.encode([f"{pick[0]}\n{pick[1]}"])[0]
-    s_t = tv @ qt
-    summary.update(anomaly_explanation=a_expl, ap_explanations=average_precision(list(s_e), labels),
-                   ap_explanations_minilm=average_precision(list(s_e_minilm), labels),
-                   explanation_ranking=vars(rank_cfg),
-                   ap_texts=average_precision(list(s_t), labels),
-                   ap_both=average_precision(list(0.5 * s_e_minilm + 0.5 * s_t), labels),
-                   planted_share=sum(labels) / len(labels))
+    rows, labels, row_expl, rank_cfg = rank(ws, aid, pick, summary)
     top_is_planted = None
     report_path = None
     try:
@@ -323,6 +351,9 @@ def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
         summary["triage_error"] = f"{type(e).__name__}: {e}"
         log(f"triage unavailable: {summary['triage_error']}")
     summary["top_cluster_is_planted"] = top_is_planted
+    summary["ap_explanations_cue"] = cue_ranking(ws, [(r[1], r[2]) for r in rows], row_expl, labels, rank_cfg)
+    log(f"ap_explanations {summary['ap_explanations']:.3f}; over the held-out cue anomalies: mean "
+        f"{summary['ap_explanations_cue']['mean']:.3f} (activations {summary['ap_explanations_cue']['activations_mean']:.3f})")
 
     # 6. probe
     vocab = tok.get_vocab()
@@ -375,7 +406,10 @@ def finish(root, ws, models, target, tok, summary, aid, pick, t_start) -> int:
         t.add_row(k, f(summary.get(k)))
     con = Console(stderr=False)
     con.print(t)
-    con.print(f"anomaly explanation (NLA decode): {a_expl}")
+    con.print(f"anomaly explanation (NLA decode): {summary['anomaly_explanation']}")
+    c = summary["ap_explanations_cue"]
+    con.print(f"ap_explanations over the {c['n']} held-out cue anomalies: mean {c['mean']:.3f} "
+              f"(raw activations {c['activations_mean']:.3f})")
     for v in summary["probe"]:
         con.print(f"probe {v['variant']}: reply [{v['reply_lang']}] persists={v['persists']}: {v['reply'][:60]}")
     con.print(f"wrote {out}" + (f" and {report_path}" if report_path else ""))
