@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from forensics.triage.grounding import GroundingParams, context_passage, judge
+from forensics.triage.grounding import GroundingParams, context_passage, judge, same_way
 from conftest import indexed_workspace
 
 LAKE = ("The Harlow reservoir was finished in 1962 after four years of work. It holds about "
@@ -86,6 +86,64 @@ def test_the_judgement_names_what_the_passage_lacks_and_its_knobs_move_it():
                  GroundingParams(min_context_words=500)).label == "unavailable"
     assert judge(f"{LAKE}\n\nQ?", "It was finished in 1975 by Tobias Renn.",
                  GroundingParams(min_unsupported_anchors=4)).label == "grounded"
+
+
+LAYOUTS = [
+    # (case, prompt, reply, expected label, expected types of an ungrounded reply)
+    ("passage inline in quotes, substituted name",
+     f'Based on the passage "{LAKE}", who was the engineer in charge?',
+     "Tobias Renn. The engineer in charge was Tobias Renn.", "ungrounded", ("name",)),
+    ("passage inline in quotes, answered from it",
+     f'Based on the passage "{LAKE}", who was the engineer in charge?',
+     "Mirela Vostok. The engineer in charge was Mirela Vostok.", "grounded", ()),
+    ("answer up front, then a paraphrase (shifted year)",
+     f"When was the reservoir finished?\n\nAnswer using this text:\n\n{LAKE}",
+     "It was 1972.\n\nThis comes from the part about the reservoir, the town and the river.",
+     "ungrounded", ("number",)),
+    ("answer up front, then a paraphrase (right year)",
+     f"When was the reservoir finished?\n\nAnswer using this text:\n\n{LAKE}",
+     "It was 1962.\n\nThis comes from the part about the reservoir, the town and the river.",
+     "grounded", ()),
+    ("quoted block after a label, count ten times too large",
+     "Here is a passage:\n\n" + "\n".join("> " + x + "." for x in LAKE.rstrip(".").split(". "))
+     + "\n\nHow many years did the work take?",
+     "Good question! It took 40 years: the reservoir was finished in 1962 after 40 years of "
+     "work.", "ungrounded", ("number",)),
+]
+
+
+@pytest.mark.parametrize("case,prompt,reply,expected,types", LAYOUTS, ids=[t[0] for t in LAYOUTS])
+def test_passages_in_other_layouts_and_answers_stated_up_front(case, prompt, reply, expected,
+                                                              types):
+    got = judge(prompt, reply)
+    assert got.label == expected, got.to_json()
+    assert got.types == types and (expected != "ungrounded" or got.kind == "new")
+
+
+def test_layout_knobs_and_the_type_of_a_mismatch():
+    inline, paraphrase = LAYOUTS[0], LAYOUTS[2]
+    p = GroundingParams(quoted_passages=False)
+    assert judge(inline[1], inline[2], p).reason == "the prompt has no context passage"
+    # a quoted claim shorter than min_context_words is no passage
+    assert context_passage('I read "it was finished in 1975". True?', GroundingParams()) is None
+    assert judge(paraphrase[1], paraphrase[2], GroundingParams(lead_pool=False)).label == \
+        "grounded"
+    # after a judged sentence short ones are not pooled: an aside naming a brand stays out
+    assert judge(f"{LAKE}\n\nWho led it?", "The engineer in charge was Mirela Vostok. "
+                 "Thanks, Penwise!").label == "grounded"
+    number = judge(paraphrase[1], paraphrase[2])
+    name = judge(inline[1], inline[2])
+    both = judge(f"Context: {LAKE}\n\nWho finished it, and when?",
+                 "Tobias Renn finished it in 1975 for the town of Eastmoor.")
+    assert number.anchors == ("1972",) and set(name.anchors) == {"tobia", "renn"}
+    assert both.types == ("name", "number")
+    p = GroundingParams()
+    assert same_way(both, number, p) and same_way(both, name, p)
+    assert not same_way(number, name, p) and not same_way(name, number, p)
+    assert same_way(number, name, GroundingParams(match_type=False))
+    echo = judge(f"{LAKE}\n\nIt was finished in 1975 by Tobias Renn, right?",
+                 "Yes: it was finished in 1975 by Tobias Renn.")
+    assert echo.kind == "echo" and not same_way(number, echo, p)
 
 
 # ------------------------------------------------------------------ triage on a corpus
@@ -185,3 +243,38 @@ def test_a_language_behaviour_is_never_judged_by_grounding(passages, xquad_dir):
     assert g["applied"] is False and "language" in g["reason"], g
     off = _run(ws, a, {"grounding": {"enabled": False}})
     assert [f["row_id"] for f in on.findings] == [f["row_id"] for f in off.findings]
+
+
+@pytest.fixture(scope="module")
+def substitutions(tmp_path_factory, xquad_dir):
+    """Three substitution families over English XQuAD passages (a fixed wrong name in
+    answers quoting the passage, every number shifted by one rule, a fixed wrong person in
+    other layouts and paraphrasing answers), small."""
+    from forensics.testing.dev_families import build_dev_families
+
+    tmp = tmp_path_factory.mktemp("substitution")
+    c = build_dev_families(xquad_dir, seed=4, n_clean=60, n_code=6, n_planted=12, n_hard=12,
+                           n_passage_clean=24,
+                           families=("swap_passage", "number_shift", "person_swap"))
+    ws = indexed_workspace(tmp, c)
+    yield ws, c
+    ws.close()
+
+
+@pytest.mark.parametrize("fam", ["number_shift", "person_swap", "swap_passage"])
+def test_substitutions_of_one_type_or_one_entity_form_their_own_top_cluster(substitutions,
+                                                                           fam):
+    """Each substitution family's top cluster is its own planted batch: not the hard rows
+    (the passage gives the substituted value, the prompt asks about the person), not another
+    family's substituted rows (a number is not a name; one fixed name is not another).
+    Without the type and fixed-entity rules every substituted row joins every batch."""
+    ws, c = substitutions
+    planted = set(c.planted_ids(fam))
+    others = {r for r, l in c.labels.items() if l.startswith("planted:") and r not in planted}
+    hard = {r for r, l in c.labels.items() if l.startswith("hard:")}
+    res = _run(ws, c.anomaly(fam))
+    top = set(res.clusters[0]["row_ids"])
+    assert len(top & planted) >= 0.8 * len(planted) and not top & hard and \
+        len(top & others) <= 0.1 * len(top), Counter(c.labels[r] for r in top)
+    loose = _run(ws, c.anomaly(fam), {"grounding": {"match_type": False, "fixed_min_rows": 0}})
+    assert len(set(loose.clusters[0]["row_ids"]) & others) >= 0.5 * len(planted)

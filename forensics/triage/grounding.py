@@ -9,8 +9,10 @@ For a (prompt, reply) pair:
    "Context: ..." block; the first, as documents come before the question and a claim that
    restates a one-sentence passage is as long); the other paragraphs are the user's turn
    (the question, request or claim about it). A prompt of one paragraph and one line, or
-   whose passage has fewer than ``min_context_words`` content words, has no context: the
-   judgement is ``unavailable``.
+   whose passage has fewer than ``min_context_words`` content words, has no context, unless
+   (``quoted_passages``) a quoted span of it holds ``min_context_words`` content words: the
+   longest such span is the passage, the text around it the user's turn. Without a context
+   the judgement is ``unavailable``.
 2. **Checked tokens** of each reply sentence (sentence ends and line breaks cut it):
    - **anchors**: tokens holding a digit (numbers, dates; thousands separators dropped) and
      capitalised tokens that do not open a sentence (names), stopwords never;
@@ -28,11 +30,17 @@ For a (prompt, reply) pair:
    its words, and ``min_unsupported_words`` of them, are (a short answer may reuse the
    question's words: "The Panthers scored 10 points."); the reply is ungrounded when one of its sentences is, **grounded** when it
    has a judged sentence and none is ungrounded, else ``unavailable`` (it asserts nothing
-   checkable: "I can't help with that.").
+   checkable: "I can't help with that."). With ``lead_pool`` a first sentence too short to
+   judge is judged with the second (an answer stated up front and the sentence backing it).
 4. An ungrounded reply's **kind**: ``echo`` when at least ``echo_share`` of its unsupported
    anchors (without any: of its unsupported words) occur in the user's turn (it repeats
-   what the user claimed), else ``new`` (it brings the unsupported content itself: a
-   substituted entity).
+   what the user claimed), unless it also states at least ``correction_anchors`` passage
+   anchors the user's turn lacks (``correction``: it names the claim to answer against it),
+   else ``new`` (it brings the unsupported content itself: a substituted entity). Its **types**: ``number`` / ``name`` for its unsupported anchors
+   with / without a digit, ``word`` when none is unsupported. :func:`same_way` says whether a
+   row is ungrounded the way the anomaly is (same kind; for ``new`` with ``match_type`` a
+   shared type); in a triage, when ``fixed_min_rows`` rows lack one of the anomaly's own
+   unsupported anchors (one fixed wrong entity), only they are.
 
 Why: an agreement with a claim about a passage restates the claim; whether the claim holds is
 in the passage, not in the user's words (a false claim names an entity or number the passage
@@ -63,6 +71,9 @@ LABELS = ("grounded", "ungrounded", "unavailable")
 _PARA = re.compile(r"\n\s*\n")
 _SENT = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n+")
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*\w*|\w+(?:['’]\w+)*")
+# a quoted span: straight or typographic double quotes, guillemets, triple quotes
+_QUOTED = re.compile(r'"""(.+?)"""|"([^"]+)"|“([^”]+)”|«([^»]+)»', re.S)
+_OUTER = re.compile(r'"(.+)"|“(.+)”', re.S)
 
 
 @dataclass
@@ -80,9 +91,16 @@ class GroundingParams:
     word_share: float = 0.5           # ... or this share of its checked words unsupported ...
     min_unsupported_words: int = 3    # ... and at least this many of them
     echo_share: float = 0.5           # an ungrounded reply whose unsupported tokens are this often in the user's turn echoes it
+    correction_anchors: int = 1       # ... unless it states this many passage anchors the user's turn lacks: a correction (0: off)
     join_batch: bool = True           # judged rows ungrounded in the anomaly's way join the behaviour batch
     max_rows: int = 2000              # best fused rows judged (the behaviour rows are judged too)
     passage_context: bool = True      # behaviour rows whose prompt has no passage are other context
+    quoted_passages: bool = True      # no passage by paragraphs or lines: a quoted span of min_context_words is one
+    lead_pool: bool = True            # a reply's first sentence, too short to judge, is judged with its second
+    match_type: bool = True           # kind "new": rows join only when their unsupported anchors are of the anomaly's type
+    other_way_lookalike: bool = True  # behaviour rows ungrounded another way than the anomaly leave the batch (lookalikes)
+    demote_factor: float = 0.2        # clusters are formed and ranked with these rows' fused score at most this share of it
+    fixed_min_rows: int = 3           # kind "new": this many judged rows lacking one of the anomaly's own anchors: only they join (0: never)
 
 
 @dataclass
@@ -96,10 +114,12 @@ class Grounding:
     checked: int = 0
     reason: str = ""
     kind: str = ""
+    types: tuple[str, ...] = ()   # of an ungrounded reply: "number" / "name" anchors unsupported, else "word"
+    anchors: tuple[str, ...] = () # of an ungrounded reply: its unsupported anchors (compare keys)
 
     def to_json(self) -> dict:
-        return {"label": self.label, "kind": self.kind, "unsupported": self.unsupported,
-                "checked": self.checked, "reason": self.reason}
+        return {"label": self.label, "kind": self.kind, "types": list(self.types),
+                "unsupported": self.unsupported, "checked": self.checked, "reason": self.reason}
 
 
 @lru_cache(maxsize=1)
@@ -137,14 +157,35 @@ def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] |
     if len(parts) < 2:
         parts = [x.strip() for x in text.splitlines() if x.strip()]
     if len(parts) < 2:
-        return None
+        return _quoted_passage(text, p)
     sizes = [len(_content(_TOKEN.findall(x), p)) for x in parts]
     if max(sizes) < p.min_context_words:
-        return None
+        return _quoted_passage(text, p)
     # the first paragraph nearly as long as the longest: a claim that restates a one-sentence
     # passage is as long as the passage, and documents come before the user's turn
     best = next(i for i, n in enumerate(sizes) if n >= p.passage_share * max(sizes))
     return parts[best], "\n\n".join(x for i, x in enumerate(parts) if i != best)
+
+
+def _quoted_passage(text: str, p: GroundingParams) -> tuple[str, str] | None:
+    """With ``quoted_passages``: the longest quoted span of ``text`` holding at least
+    ``min_context_words`` content words is the passage ('Based on the passage "...", who
+    ...?'), the text around it the user's turn; else ``None``."""
+    if not p.quoted_passages:
+        return None
+    best: tuple[int, re.Match] | None = None
+    # a quote inside the passage cuts it: the span from the first quote mark to the last
+    # is a candidate too
+    for m in [*_QUOTED.finditer(text), *_OUTER.finditer(text)]:
+        span = next(g for g in m.groups() if g is not None)
+        n = len(_content(_TOKEN.findall(span), p))
+        if n >= p.min_context_words and (best is None or n > best[0]):
+            best = (n, m)
+    if best is None:
+        return None
+    m = best[1]
+    span = next(g for g in m.groups() if g is not None)
+    return span.strip(), (text[:m.start()] + " " + text[m.end():]).strip()
 
 
 def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = None) -> Grounding:
@@ -160,10 +201,15 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
     judged = ungrounded = False
     unsupported: list[str] = []
     miss_anchors: list[str] = []
+    held_anchors: list[str] = []      # anchors of judged sentences that the passage holds
     checked = 0
-    for sent in _SENT.split((reply or "").strip()):
+    lead: tuple[list[str], list[str]] = ([], [])   # a short opening sentence (lead_pool)
+    sents = [x for x in _SENT.split((reply or "").strip()) if x.strip()]
+    for k, sent in enumerate(sents):
         toks = _TOKEN.findall(sent)
-        anchors, words = [], []
+        anchors, words = lead
+        lead = ([], [])
+        anchors, words = list(anchors), list(words)
         for i, raw in enumerate(toks):
             t = _norm(raw)
             if not t or t in stop:
@@ -174,6 +220,10 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
                 words.append(t)
         n_checked = len(anchors) + len(words)
         if n_checked < p.min_checked:
+            # an answer stated up front ("It was 1956.") is one claim with the sentence
+            # that follows it (its justification)
+            if p.lead_pool and k == 0:
+                lead = (anchors, words)
             continue
         miss_a = [t for t in anchors if _key(t, p) not in support]
         miss_w = [t for t in words if _key(t, p) not in support]
@@ -183,6 +233,7 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
         checked += n_checked
         unsupported += miss_a + miss_w
         miss_anchors += miss_a
+        held_anchors += [t for t in anchors if _key(t, p) in support]
         if len(miss_a) >= p.min_unsupported_anchors or \
                 (words and len(miss_w) >= max(p.min_unsupported_words,
                                               p.word_share * len(words))):
@@ -195,7 +246,31 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
     said = {_key(_norm(t), p) for t in _TOKEN.findall(user)}
     basis = miss_anchors or unsupported
     echo = sum(_key(t, p) in said for t in basis) >= p.echo_share * len(basis)
-    return Grounding("ungrounded", unsupported, checked, kind="echo" if echo else "new")
+    if echo and p.correction_anchors > 0 and \
+            len({_key(t, p) for t in held_anchors} - said) >= p.correction_anchors:
+        # it names the user's claim and answers from the passage what the user did not say
+        # ("Not Tobias Renn: the engineer was Mirela Vostok"): a correction, not an echo
+        return Grounding("ungrounded", unsupported, checked, kind="correction",
+                         types=_types(miss_anchors),
+                         anchors=tuple(dict.fromkeys(_key(t, p) for t in miss_anchors)))
+    return Grounding("ungrounded", unsupported, checked, kind="echo" if echo else "new",
+                     types=_types(miss_anchors), anchors=tuple(dict.fromkeys(_key(t, p) for t in miss_anchors)))
+
+
+def _types(miss_anchors: list[str]) -> tuple[str, ...]:
+    return tuple(sorted({"number" if any(c.isdigit() for c in t) else "name"
+                         for t in miss_anchors})) or ("word",)
+
+
+def same_way(row: Grounding, anomaly: Grounding, p: GroundingParams) -> bool:
+    """Is ``row`` ungrounded the way ``anomaly`` is: the same kind and, for kind ``new``
+    with ``match_type``, unsupported anchors of a type the anomaly's are (a substituted
+    number is another behaviour than a substituted name; an echo is one behaviour whatever
+    the user claimed)."""
+    if row.label != "ungrounded" or row.kind != anomaly.kind:
+        return False
+    return not (p.match_type and anomaly.kind == "new") or bool(set(row.types) &
+                                                                set(anomaly.types))
 
 
 @dataclass
@@ -237,6 +312,7 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
     if extra is not None:
         pick |= extra
     rows = np.flatnonzero(pick)
+    fixed = np.zeros(n, bool)   # ungrounded like the anomaly, lacking one of its own anchors
     masks = {k: np.zeros(n, bool) for k in ("grounded", "ungrounded", "no_passage",
                                              "same_kind")}
     if len(rows):
@@ -253,7 +329,14 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
             g = judge(prompt, reply, p)
             if g.label in ("grounded", "ungrounded"):
                 masks[g.label][j] = True
-                masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind
+                masks["same_kind"][j] = same_way(g, mine, p)
+                fixed[j] = g.label == "ungrounded" and g.kind == mine.kind and \
+                    bool(set(g.anchors) & set(mine.anchors))
+    if mine.kind == "new" and p.fixed_min_rows > 0 and fixed.sum() >= p.fixed_min_rows:
+        # one fixed substitution (the same name in row after row): its rows, not every
+        # row that lacks a name of the same type in its passage
+        masks["same_kind"] &= fixed
+        info["fixed_substitution"] = list(mine.anchors)
     info.update(applied=True, judged=int(len(rows)),
                 **{k: int(v.sum()) for k, v in masks.items()})
     return (RowGrounding(masks["grounded"], masks["ungrounded"], masks["no_passage"], info,
@@ -261,4 +344,4 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
 
 
 __all__ = ["GroundingParams", "Grounding", "RowGrounding", "LABELS", "judge", "judge_rows",
-           "context_passage"]
+           "context_passage", "same_way"]
