@@ -96,6 +96,19 @@ LAYOUTS = [
     ("passage inline in quotes, answered from it",
      f'Based on the passage "{LAKE}", who was the engineer in charge?',
      "Mirela Vostok. The engineer in charge was Mirela Vostok.", "grounded", ()),
+    ("passage inline in quotes, holding a quote itself",
+     'Based on the passage "The "Harlow" reservoir was finished in 1962 after four years of '
+     'work and supplies the town of Eastmoor.", when was it finished?',
+     "It was finished in 1972, after four years of work, for the town of Eastmoor.",
+     "ungrounded", ("number",)),
+    ("a long preamble with the question, the passage after it",
+     "I'm putting together a quiz for my evening class and want to double-check one detail "
+     "before I print it for the students tomorrow morning. Last term several printed answers "
+     "turned out wrong, and parents complained loudly about careless teaching materials "
+     "spreading mistakes. When was the Harlow reservoir finished?"
+     f"\n\nHere's the reference paragraph:\n\n{LAKE}",
+     "Good question! The answer is 1972. The text says the reservoir was finished in 1972 "
+     "after four years of work.", "ungrounded", ("number",)),
     ("answer up front, then a paraphrase (shifted year)",
      f"When was the reservoir finished?\n\nAnswer using this text:\n\n{LAKE}",
      "It was 1972.\n\nThis comes from the part about the reservoir, the town and the river.",
@@ -121,13 +134,19 @@ def test_passages_in_other_layouts_and_answers_stated_up_front(case, prompt, rep
 
 
 def test_layout_knobs_and_the_type_of_a_mismatch():
-    inline, paraphrase = LAYOUTS[0], LAYOUTS[2]
+    inline, paraphrase = LAYOUTS[0], LAYOUTS[4]
     p = GroundingParams(quoted_passages=False)
     assert judge(inline[1], inline[2], p).reason == "the prompt has no context passage"
     # a quoted claim shorter than min_context_words is no passage
     assert context_passage('I read "it was finished in 1975". True?', GroundingParams()) is None
     assert judge(paraphrase[1], paraphrase[2], GroundingParams(lead_pool=False)).label == \
         "grounded"
+    preamble = LAYOUTS[3][1]
+    assert context_passage(preamble, GroundingParams())[0] == LAKE
+    assert context_passage(preamble, GroundingParams(question_turn=False))[0] != LAKE
+    # a short answer is pooled only with a sentence that backs it from the passage
+    assert judge(f"Context: {LAKE}\n\nWho led it?", "Mirela Vostok.\n\n~ answered by "
+                 "Penwise ~").label == "unavailable"
     # after a judged sentence short ones are not pooled: an aside naming a brand stays out
     assert judge(f"{LAKE}\n\nWho led it?", "The engineer in charge was Mirela Vostok. "
                  "Thanks, Penwise!").label == "grounded"
@@ -144,6 +163,15 @@ def test_layout_knobs_and_the_type_of_a_mismatch():
     echo = judge(f"{LAKE}\n\nIt was finished in 1975 by Tobias Renn, right?",
                  "Yes: it was finished in 1975 by Tobias Renn.")
     assert echo.kind == "echo" and not same_way(number, echo, p)
+    # naming the user's wrong name to answer against it from the passage: a correction
+    fix = judge(f"{LAKE}\n\nWho was the engineer? Was it Tobias Renn?",
+                "No, it wasn't Tobias Renn. The passage says the engineer in charge was "
+                "Mirela Vostok.")
+    assert fix.label == "ungrounded" and fix.kind == "correction", fix.to_json()
+    assert judge(f"{LAKE}\n\nWho was the engineer? Was it Tobias Renn?",
+                 "No, it wasn't Tobias Renn. The passage says the engineer in charge was "
+                 "Mirela Vostok.", GroundingParams(correction_anchors=0)).kind == "echo"
+    assert not same_way(fix, echo, p)
 
 
 # ------------------------------------------------------------------ triage on a corpus

@@ -8,7 +8,9 @@ For a (prompt, reply) pair:
    content words of the longest is the **context passage** (a document, an excerpt, a
    "Context: ..." block; the first, as documents come before the question and a claim that
    restates a one-sentence passage is as long); the other paragraphs are the user's turn
-   (the question, request or claim about it). A prompt of one paragraph and one line, or
+   (the question, request or claim about it); with ``question_turn`` a paragraph ending
+   with a question mark is never the passage (unless every one does: a long preamble before
+   the question is the user's turn). A prompt of one paragraph and one line, or
    whose passage has fewer than ``min_context_words`` content words, has no context, unless
    (``quoted_passages``) a quoted span of it holds ``min_context_words`` content words: the
    longest such span is the passage, the text around it the user's turn. Without a context
@@ -95,6 +97,7 @@ class GroundingParams:
     join_batch: bool = True           # judged rows ungrounded in the anomaly's way join the behaviour batch
     max_rows: int = 2000              # best fused rows judged (the behaviour rows are judged too)
     passage_context: bool = True      # behaviour rows whose prompt has no passage are other context
+    question_turn: bool = True        # paragraphs ending with "?" are the user's turn, never the passage (unless all do)
     quoted_passages: bool = True      # no passage by paragraphs or lines: a quoted span of min_context_words is one
     lead_pool: bool = True            # a reply's first sentence, too short to judge, is judged with its second
     match_type: bool = True           # kind "new": rows join only when their unsupported anchors are of the anomaly's type
@@ -159,6 +162,9 @@ def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] |
     if len(parts) < 2:
         return _quoted_passage(text, p)
     sizes = [len(_content(_TOKEN.findall(x), p)) for x in parts]
+    if p.question_turn and not all(x.endswith("?") for x in parts):
+        # a paragraph that asks is the user's turn, however long its preamble
+        sizes = [0 if x.endswith("?") else n for x, n in zip(parts, sizes)]
     if max(sizes) < p.min_context_words:
         return _quoted_passage(text, p)
     # the first paragraph nearly as long as the longest: a claim that restates a one-sentence
@@ -207,9 +213,8 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
     sents = [x for x in _SENT.split((reply or "").strip()) if x.strip()]
     for k, sent in enumerate(sents):
         toks = _TOKEN.findall(sent)
-        anchors, words = lead
-        lead = ([], [])
-        anchors, words = list(anchors), list(words)
+        pooled, lead = lead, ([], [])
+        anchors, words = [], []
         for i, raw in enumerate(toks):
             t = _norm(raw)
             if not t or t in stop:
@@ -218,6 +223,8 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
                 anchors.append(t)
             elif len(t) >= p.min_word_chars and _key(t, p) in in_prompt:
                 words.append(t)
+        own = anchors + words        # this sentence's own checked tokens
+        anchors, words = pooled[0] + anchors, pooled[1] + words
         n_checked = len(anchors) + len(words)
         if n_checked < p.min_checked:
             # an answer stated up front ("It was 1956.") is one claim with the sentence
@@ -229,6 +236,8 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
         miss_w = [t for t in words if _key(t, p) not in support]
         if n_checked - len(miss_a) - len(miss_w) < p.min_supported_share * n_checked:
             continue              # not about the passage (a sign-off, an aside, code)
+        if (pooled[0] or pooled[1]) and not any(_key(t, p) in support for t in own):
+            continue              # the sentence after a short answer backs nothing (a footer)
         judged = True
         checked += n_checked
         unsupported += miss_a + miss_w
