@@ -306,3 +306,31 @@ def test_substitutions_of_one_type_or_one_entity_form_their_own_top_cluster(subs
         len(top & others) <= 0.1 * len(top), Counter(c.labels[r] for r in top)
     loose = _run(ws, c.anomaly(fam), {"grounding": {"match_type": False, "fixed_min_rows": 0}})
     assert len(set(loose.clusters[0]["row_ids"]) & others) >= 0.5 * len(planted)
+
+
+def test_substitution_families_follow_their_rule_and_leave_the_other_rows_as_they_were(
+        xquad_dir):
+    """number_shift answers carry the shifted number the passage lacks (its hard rows: a
+    passage that gives it); person_swap answers name the fixed person; adding the two
+    families appends rows and changes none of the others."""
+    from forensics.testing.dev_families import FAMILIES, build_dev_families
+    from forensics.testing.dev_substitution import (PERSON, SUBSTITUTION_FAMILIES,
+                                                    shifted)
+
+    assert shifted("1946") == "1956" and shifted("308") == "3,080" and shifted("Paris") is None
+    kw = dict(n_clean=20, n_code=4, n_planted=6, n_hard=6)
+    old = [f for f in FAMILIES if f not in SUBSTITUTION_FAMILIES]
+    before = build_dev_families(xquad_dir, families=tuple(old), **kw)
+    c = build_dev_families(xquad_dir, **kw)
+    assert c.records[:len(before.records)] == before.records
+    rows = {r["id"]: r for r in c.records}
+    for rid in c.planted_ids("person_swap"):
+        assert PERSON in rows[rid]["reply"] and PERSON not in rows[rid]["prompt"]
+    for rid, lab in c.labels.items():
+        r = rows[rid]
+        if lab in ("planted:number_shift", "hard:number_shift"):
+            got = judge(r["prompt"], r["reply"])
+            assert got.label == ("ungrounded" if lab.startswith("planted") else "grounded") \
+                or got.label == "unavailable", (lab, got.to_json())
+    judged = [judge(rows[r]["prompt"], rows[r]["reply"]) for r in c.planted_ids("number_shift")]
+    assert sum(g.label == "ungrounded" and g.types == ("number",) for g in judged) >= 5
