@@ -38,8 +38,9 @@ For a (prompt, reply) pair:
    anchors (without any: of its unsupported words) occur in the user's turn (it repeats
    what the user claimed), unless it also states at least ``correction_anchors`` passage
    anchors the user's turn lacks (``correction``: it names the claim to answer against it),
-   else ``new`` (it brings the unsupported content itself: a substituted entity). Its **types**: ``number`` / ``name`` for its unsupported anchors
-   with / without a digit, ``word`` when none is unsupported. :func:`same_way` says whether a
+   else ``new`` (it brings the unsupported content itself: a substituted entity). Its
+   **types**: ``number`` / ``name`` for its unsupported anchors with / without a digit,
+   ``word`` when none is unsupported. :func:`same_way` says whether a
    row is ungrounded the way the anomaly is (same kind; for ``new`` with ``match_type`` a
    shared type); in a triage, when ``fixed_min_rows`` rows lack one of the anomaly's own
    unsupported anchors (one fixed wrong entity), only they are.
@@ -255,18 +256,18 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
     said = {_key(_norm(t), p) for t in _TOKEN.findall(user)}
     basis = miss_anchors or unsupported
     echo = sum(_key(t, p) in said for t in basis) >= p.echo_share * len(basis)
+    kind = "echo" if echo else "new"
     if echo and p.correction_anchors > 0 and \
             len({_key(t, p) for t in held_anchors} - said) >= p.correction_anchors:
         # it names the user's claim and answers from the passage what the user did not say
         # ("Not Tobias Renn: the engineer was Mirela Vostok"): a correction, not an echo
-        return Grounding("ungrounded", unsupported, checked, kind="correction",
-                         types=_types(miss_anchors),
-                         anchors=tuple(dict.fromkeys(_key(t, p) for t in miss_anchors)))
-    return Grounding("ungrounded", unsupported, checked, kind="echo" if echo else "new",
-                     types=_types(miss_anchors), anchors=tuple(dict.fromkeys(_key(t, p) for t in miss_anchors)))
+        kind = "correction"
+    return Grounding("ungrounded", unsupported, checked, kind=kind, types=_types(miss_anchors),
+                     anchors=tuple(dict.fromkeys(_key(t, p) for t in miss_anchors)))
 
 
 def _types(miss_anchors: list[str]) -> tuple[str, ...]:
+    """The types of an ungrounded reply (step 4)."""
     return tuple(sorted({"number" if any(c.isdigit() for c in t) else "name"
                          for t in miss_anchors})) or ("word",)
 
