@@ -9,8 +9,9 @@ in layouts, wordings and substitution types the families of
                     multi-sentence answers that copy or paraphrase the passage. Hard
                     negatives: the same answers where the passage really gives the changed
                     number (the same number used correctly).
-* ``person_swap``   questions about a passage whose answer is a person, answered with one
-                    fixed wrong person (:data:`PERSON`), often paraphrasing. Hard negatives:
+* ``person_swap``   "Who ...?" questions about a passage whose answer is a name of two or
+                    three capitalised words (a person, now and then a team), answered with
+                    one fixed wrong person (:data:`PERSON`), often paraphrasing. Hard negatives:
                     the passage names that person (answered correctly); the prompt asks about
                     that person by name without a passage; the user names that person and the
                     reply corrects the user from the passage.
