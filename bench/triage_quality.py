@@ -1,6 +1,6 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|heldout|b] [--small] [--seed N]
+Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|heldout|b] [--small] [--seed N]
        [--families F1,F2] (dev-families)
        [--no-segments] [--judge-labels N]
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
@@ -24,6 +24,12 @@ Corpora:
   dev-families-own  dev-families with ``planted_tasks="own"``: the planted code answers
            answer a few repeated tasks of their own that no row answers without the banner (a
            planted batch that looks like "the norm" in its prompts' neighbourhood).
+  dev-sycophancy  forensics.testing.dev_sycophancy, seed 0: agreement with a false premise
+           about a passage in layouts and wordings dev-families lacks (``agree_layout``: the
+           claim before the passage, a quoted block, a heading or label, a presupposition
+           inside a question; the claim restated as a fact, the agreement mid-reply), hard
+           negatives the same with a true claim, next to the dev-families rows of
+           agree_false, footer and refuse_benign: developed on.
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -56,6 +62,8 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            swap_passage: reply contains the substituted name ("Oskar Vellinga")
            number_shift: reply holds a digit:  \d
            person_swap:  reply contains the substituted name ("Linnea Sorvik")
+           agree_layout: the reply holds the anomaly's or a common agreement phrase:
+                         (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
 ``--judge-labels N`` (dev-families only): per family, N behaviour rows (half planted, half hard
 negatives, seeded) are labelled as a user would (legitimate / defect), a prompt classifier is
 trained on their prompt vectors (forensics.triage.context.train_classifier) and triage runs
@@ -98,6 +106,8 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "swap_passage": ("reply", r"Oskar Vellinga"),
     "number_shift": ("reply", r"\d"),
     "person_swap": ("reply", r"Linnea Sorvik"),
+    "agree_layout": ("reply", r"(?i)(as you wrote|looks solid|you're right|that's right|"
+                              r"correct|agree)"),
 }
 LANG_PAIR_RULES = {"es-en": ("es", "en")}
 
@@ -150,6 +160,14 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_families(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_families.build_dev_families",
                    **_defaults(build_dev_families), "seed": seed, **kw}
+    if corpus == "dev-sycophancy":
+        from forensics.testing.dev_sycophancy import build_dev_sycophancy
+
+        kw = dict(n_clean=250, n_planted=25, n_hard=20) if small else {}
+        seed = 0 if seed is None else seed
+        c = build_dev_sycophancy(XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_sycophancy.build_dev_sycophancy",
+                   **_defaults(build_dev_sycophancy), "seed": seed, **kw}
     from forensics.testing.synth import build_corpus
 
     kw = dict(n_clean=300, n_native=120, n_translation=80, n_planted_per_lang=30) if small else {}
@@ -220,7 +238,7 @@ def _deep_merge(a: dict, b: dict) -> dict:
 def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
-                                              "heldout", "b"), default=None)
+                                              "dev-sycophancy", "heldout", "b"), default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
     ap_.add_argument("--small", action="store_true")

@@ -12,6 +12,7 @@ import os
 import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -27,6 +28,16 @@ ENV_VAR = "FORENSICS_WORKSPACE"
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_WAIT = 5.0   # seconds a command waits for another process's lock on the database
 POLL_SECONDS = 0.1   # the longest a waiting command sleeps between two tries to open it
+
+
+@dataclass
+class LockParams:
+    """How long a job keeps the workspace open between its reads and writes
+    (:meth:`Workspace.lingering`): triage (``TriageParams.lock``), explain anomaly, nla train
+    and influence scoring; no effect on any result."""
+
+    linger_seconds: float = 0.3       # closed once unused this long (0: after every read)
+    hold_seconds: float = 2.0         # open this long through back-to-back reads: released
 
 
 def check_dataset_name(name: str) -> str:
@@ -65,6 +76,7 @@ class Workspace:
         self._timer: threading.Timer | None = None
         self._hold_cap = float("inf")   # lingering(): longest a connection is kept open
         self._opened_at = 0.0
+        self._lingering_depth = 0   # enclosing lingering() blocks
 
     # ------------------------------------------------------------------ paths
     @property
@@ -171,12 +183,26 @@ class Workspace:
         with self._mutex:
             outer = (self._linger, self._hold_cap)
             self._linger, self._hold_cap = max(0.0, float(seconds)), max(0.0, float(hold))
+            self._lingering_depth += 1
         try:
             yield
         finally:
             with self._mutex:
+                self._lingering_depth -= 1
                 self.release_soon()   # with the block's delay: a job run right after reuses it
                 self._linger, self._hold_cap = outer
+
+    @contextlib.contextmanager
+    def lingering_for(self, lock: "LockParams | None") -> Iterator["LockParams"]:
+        """:meth:`lingering` with a job's ``lock`` params; yields the params in force (for the
+        job to record). ``None``: inside another ``lingering`` block (a triage calling
+        influence scoring) that block's settings stay, else :class:`LockParams` defaults."""
+        if lock is None and self._lingering_depth:
+            yield LockParams(self._linger, self._hold_cap)
+            return
+        lock = lock or LockParams()
+        with self.lingering(lock.linger_seconds, lock.hold_seconds):
+            yield lock
 
     def release(self, pause: float = 0.0) -> bool:
         """Close the connection so other processes can open the database (DuckDB's file lock

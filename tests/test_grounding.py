@@ -63,6 +63,31 @@ TABLE = [
     ("an aside beside a grounded answer", f"{LAKE}\n\nWhen was it finished and who led it?",
      "It was finished in 1962 under Mirela Vostok. By the way, try the Penwise app for more "
      "facts like this!", "grounded"),
+    # layouts where the passage is not the first long paragraph: quoted material wins
+    ("a claim as long as the passage, before it, then a label",
+     "My notes say the reservoir was finished in 1962 and holds about 31 million cubic metres "
+     f"of water for the town of Westfold, under Mirela Vostok. The text I used:\n\n{LAKE}",
+     "Good reading. It holds about 31 million cubic metres of water for the town of Westfold, "
+     "and nothing says otherwise.", "ungrounded"),
+    ("the passage in quotation marks on the claim's line",
+     f"Here is the bit from the book: \u201c{LAKE}\u201d So the engineer in charge was Tobias "
+     "Renn, yes?", "That matches the text. In short, the engineer in charge was Tobias Renn.",
+     "ungrounded"),
+    ("the same, a true claim", f'Here is the bit from the book: "{LAKE}" So the engineer in '
+     "charge was Mirela Vostok, yes?", "That matches the text. In short, the engineer in "
+     "charge was Mirela Vostok.", "grounded"),
+    ("a quoted block and a presupposition", f"> {LAKE}\n\nGiven that the reservoir was "
+     "finished in 1975, why did it take so long?", "The reservoir was finished in 1975; "
+     "it took four years of work.", "ungrounded"),
+    ("a label line and a claim line", f"SOURCE:\n{LAKE}\nCLAIM: the engineer in charge was "
+     "Mirela Vostok\nDoes the source back the claim?", "The engineer in charge was Mirela "
+     "Vostok, as the source says.", "grounded"),
+    ("an assent that restates nothing", f"{LAKE}\n\nSo the engineer was Tobias Renn?",
+     "Well spotted, that is how I read it too.", "unavailable"),
+    ("a passage quoting someone, asked about", f'Context: {LAKE} Vostok said: "the dam will '
+     'hold thirty million cubic metres of clean water for the town and its farms."\n\n'
+     "Who said it?", "Mirela Vostok said the dam would hold the water for Eastmoor.",
+     "grounded"),
 ]
 
 
@@ -143,7 +168,13 @@ def test_layout_knobs_and_the_type_of_a_mismatch():
         "grounded"
     preamble = LAYOUTS[3][1]
     assert context_passage(preamble, GroundingParams())[0] == LAKE
-    assert context_passage(preamble, GroundingParams(question_turn=False))[0] != LAKE
+    # either knob finds the passage after a long question: the question is the user's turn
+    # (question_turn), the passage follows a label (quoted_passages); with neither, the
+    # question is taken for the passage
+    assert context_passage(preamble, GroundingParams(quoted_passages=False))[0] == LAKE
+    assert context_passage(preamble, GroundingParams(question_turn=False))[0] == LAKE
+    assert context_passage(preamble, GroundingParams(question_turn=False,
+                                                     quoted_passages=False))[0] != LAKE
     # a short answer is pooled only with a sentence that backs it from the passage
     assert judge(f"Context: {LAKE}\n\nWho led it?", "Mirela Vostok.\n\n~ answered by "
                  "Penwise ~").label == "unavailable"
@@ -172,6 +203,57 @@ def test_layout_knobs_and_the_type_of_a_mismatch():
                  "No, it wasn't Tobias Renn. The passage says the engineer in charge was "
                  "Mirela Vostok.", GroundingParams(correction_anchors=0)).kind == "echo"
     assert not same_way(fix, echo, p)
+
+
+def test_quoted_material_is_the_passage_wherever_it_sits_unless_switched_off():
+    """A claim before its passage, as long as it, and a one-line prompt quoting its passage:
+    the quoted part is the passage (``quoted_passages``); off, the claim is taken for the
+    passage (the reply looks grounded) and a one-line prompt has none."""
+    claim = ("My notes say the Harlow reservoir, finished in 1962 after four years of work, "
+             "holds 31 million cubic metres of water, and the engineer in charge was Tobias "
+             "Renn, who later designed two bridges on the same river near Eastmoor.")
+    prompt = f"{claim} The paragraph:\n\n{LAKE}"
+    reply = "Right, the engineer in charge was Tobias Renn."
+    on, off = GroundingParams(), GroundingParams(quoted_passages=False)
+    assert context_passage(prompt, on)[0] == LAKE
+    assert judge(prompt, reply, on).label == "ungrounded"
+    assert judge(prompt, reply, off).label == "grounded"
+    line = f'From the book: "{LAKE}" So it was Tobias Renn?'
+    assert context_passage(line, on) == (f'"{LAKE}"', "From the book:\n\nSo it was Tobias Renn?")
+    assert context_passage(line, off) is None
+    short = 'He said "no way" and left. So it was Tobias Renn?'   # a short quotation: no passage
+    assert context_passage(short, on) is None
+
+
+def test_a_quotation_inside_a_question_is_the_passage_when_no_part_is_long_enough():
+    """Two short lines, the quotation inside the question: with ``quoted_passages`` the
+    quotation is the passage, the text around it the user's turn."""
+    prompt = f'Quick check for my class.\nBased on the passage "{LAKE}", who was the engineer?'
+    passage, user = context_passage(prompt, GroundingParams())
+    assert passage == LAKE and user.startswith("Quick check") and user.endswith("engineer?")
+    assert context_passage(prompt, GroundingParams(quoted_passages=False)) is None
+    assert judge(prompt, "The engineer was Tobias Renn.").label == "ungrounded"
+
+
+def test_an_assent_that_restates_nothing_is_judged_by_the_users_claim_on_request():
+    """``premise=True`` (what triage asks for the rows of an echo anomaly): a reply that
+    asserts nothing checkable about the passage is judged by the claim it answers."""
+    false = f"{LAKE}\n\nSo the engineer in charge was Tobias Renn?"
+    true = false.replace("Tobias Renn", "Mirela Vostok")
+    got = judge(false, "Well spotted, that is how I read it too.", premise=True)
+    assert (got.label, got.kind, got.basis) == ("ungrounded", "echo", "premise")
+    assert {"tobias", "renn"} <= set(got.unsupported)
+    assert judge(true, "Well spotted.", premise=True).label == "grounded"
+    assert judge(false, "Well spotted.").label == "unavailable"       # not asked: unavailable
+    # a reply with its own checkable sentence is judged on it, premise or not
+    assert judge(false, "Yes, the engineer in charge was Tobias Renn.", premise=True).basis \
+        == "reply"
+    assert judge(false, "", premise=True).label == "unavailable"      # no reply, no judgement
+    # a short answer takes its words from the passage: an answer, not an assent
+    assert judge(false, "Mirela Vostok.", premise=True).label == "unavailable"
+    # a question's own framing words are not in the passage: only names and numbers count
+    asks = f"{LAKE}\n\nQuestion: which river bridges did the engineer design afterwards?"
+    assert judge(asks, "Good question, I can't say.", premise=True).label == "grounded"
 
 
 # ------------------------------------------------------------------ triage on a corpus
@@ -241,7 +323,8 @@ def test_triage_splits_a_passage_behaviour_by_whether_the_passage_supports_the_r
 
 def test_a_grounded_anomaly_or_one_without_a_passage_changes_nothing(passages):
     """The judgement applies only to an ungrounded anomaly: one whose claim the passage
-    supports, and one without a passage, run as with the judgement off."""
+    supports, and one without a passage (``world_context`` off: it would take the rows with
+    a passage for the other setting), run as with the judgement off."""
     ws, c = passages
     a = c.anomaly("agree_passage")
     passage = a["prompt"].split("\n\n")[1]
@@ -249,11 +332,15 @@ def test_a_grounded_anomaly_or_one_without_a_passage_changes_nothing(passages):
     grounded = dict(a, prompt=f"{passage}\n\nSo {first}, right?", reply=f"Yes: {first}.")
     bare = dict(a, prompt=a["prompt"].split("\n\n")[-1])
     for anomaly, label in ((grounded, "grounded"), (bare, "unavailable")):
-        on = _run(ws, anomaly)
+        on = _run(ws, anomaly, {"grounding": {"world_context": False}})
         off = _run(ws, anomaly, {"grounding": {"enabled": False}})
         g = _summary(ws, on)["context_grounding"]
         assert g["applied"] is False and g["anomaly"]["label"] == label, g
         assert [f["row_id"] for f in on.findings] == [f["row_id"] for f in off.findings]
+    # by default the bare claim, restated by its reply, is a world-knowledge claim: every
+    # row of this dataset with a passage is the other setting and ranks below
+    world = _summary(ws, _run(ws, bare))["context_grounding"]
+    assert world["applied"] and world["mode"] == "world" and world["with_passage"] > 0
 
 
 def test_a_language_behaviour_is_never_judged_by_grounding(passages, xquad_dir):

@@ -16,6 +16,7 @@ import pytest
 
 import forensics
 from conftest import REPO, run_cli
+from forensics.errors import WorkspaceError
 
 
 def write_jsonl(path: Path, rows: list, raw_lines: dict[int, bytes] | None = None) -> Path:
@@ -211,21 +212,36 @@ def test_hf_save_to_disk_directory(ws_path, cli, tmp_path):
         [f"h{i}" for i in range(6)]
 
 
-def _start_ingest_until_committed(ws_path, f, dataset, batch_rows, wal_bytes, **popen):
-    """Start `forensics ingest` on ``f`` as a child process and return it once its WAL shows
-    committed batches (``wal_bytes``), still running: the caller then kills or interrupts it."""
+def _start_ingest_until(ws_path, f, dataset, batch_rows, ready, *args, **popen):
+    """Start `forensics ingest` on ``f`` (extra CLI ``args``) as a child process and return it,
+    still running, once ``ready(ws_path)`` holds: the caller then kills or interrupts it."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "forensics", "--workspace", str(ws_path), "ingest", str(f),
-           "--dataset", dataset, "--batch-rows", str(batch_rows), "--no-langid", "-q"]
+           "--dataset", dataset, "--batch-rows", str(batch_rows), "--no-langid", "-q", *args]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, **popen)
-    wal = ws_path / "forensics.duckdb.wal"
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
-        if wal.exists() and wal.stat().st_size > wal_bytes:
+        if ready(ws_path):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "ingest finished before it could be stopped; make the file bigger"
     return proc
+
+
+def _wal_over(nbytes):
+    """Ready once the workspace's WAL exceeds ``nbytes`` (the ingest is writing)."""
+    return lambda ws_path: (ws_path / "forensics.duckdb.wal").exists() \
+        and (ws_path / "forensics.duckdb.wal").stat().st_size > nbytes
+
+
+def _committed_samples(ws_path) -> bool:
+    """Ready once a read-only open between two batches sees committed samples (the ingest
+    holds the lock while it writes: a try that finds it locked just polls again)."""
+    try:
+        with forensics.open(ws_path, read_only=True, wait=0) as ws:
+            return ws.one("SELECT count(*) FROM samples")[0] > 0
+    except WorkspaceError:
+        return False
 
 
 def test_interrupted_ingest_resumes_without_duplicates(ws_path, tmp_path):
@@ -235,9 +251,10 @@ def test_interrupted_ingest_resumes_without_duplicates(ws_path, tmp_path):
         for i in range(n):
             fh.write(json.dumps({"id": i, "prompt": f"Question {i}: how many apples are there?",
                                  "reply": f"There are {i} apples in the basket."}) + "\n")
-    # one committed batch of 4000 rows writes well over 200 KB of WAL
-    proc = _start_ingest_until_committed(ws_path, f, "big", 4000, 600_000,
-                                         stderr=subprocess.DEVNULL)
+    # --hold-seconds 0: the ingest releases the workspace after each committed batch, so the
+    # poll sees a committed batch as soon as there is one; kill -9 lands while it goes on
+    proc = _start_ingest_until(ws_path, f, "big", 4000, _committed_samples, "--hold-seconds", "0",
+                               stderr=subprocess.DEVNULL)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     part = q(ws_path, "SELECT count(*) FROM samples")[0][0]
@@ -263,8 +280,8 @@ def test_ctrl_c_exits_130_and_the_run_resumes(ws_path, tmp_path):
             fh.write(json.dumps({"id": i, "prompt": f"Question {i}: how many pears?",
                                  "reply": f"There are {i} pears."}) + "\n")
     # a child started from a non-interactive shell may inherit SIGINT ignored: restore it
-    proc = _start_ingest_until_committed(
-        ws_path, f, "c", 2000, 300_000, stderr=subprocess.PIPE,
+    proc = _start_ingest_until(
+        ws_path, f, "c", 2000, _wal_over(300_000), stderr=subprocess.PIPE,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

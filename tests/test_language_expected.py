@@ -457,3 +457,15 @@ def test_lexical_max_words_knob():
     assert expected_language(p, "en").reason == "translation"      # 9 words >= 6 (default)
     e = expected_language(p, "en", reader=ReaderKnobs(lexical_max_words=50))
     assert (e.lang, e.reason) == ("en", "prompt_language"), e
+
+
+def test_reader_types_live_in_reading_and_are_re_exported():
+    """The reader's knobs and result live in language.reading; requests re-exports the same
+    classes, so either import path configures the one reader."""
+    from forensics.language import reading, requests
+
+    assert requests.ReaderKnobs is reading.ReaderKnobs and requests.Reading is reading.Reading
+    assert {"ReaderKnobs", "Reading"} <= set(requests.__all__)
+    r = requests.read_prompt("Please answer in German: how tall is the tower?",
+                             reading.ReaderKnobs())
+    assert isinstance(r, reading.Reading) and r.lang == "de"

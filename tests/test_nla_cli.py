@@ -170,6 +170,38 @@ def test_explain_anomaly_stores_rows_on_the_anomaly(env, explainer):
     assert miss.returncode == 4 and "not registered" in miss.stderr
 
 
+def test_explain_anomaly_lingers_between_its_reads_and_writes(env, explainer, monkeypatch):
+    """Back-to-back explain_anomaly calls with a loaded explainer share one open while the
+    connection lingers; with linger 0 each read and each write opens the database (2 per
+    call). The lock params in force come back with the result; once the linger delay passes
+    unused, another process can write."""
+    from forensics import workspace
+    from forensics.nla import explain_anomaly
+    from forensics.workspace import LockParams
+
+    opens = []
+    connect = workspace.Workspace._connect
+    monkeypatch.setattr(workspace.Workspace, "_connect", lambda self: opens.append(1) or connect(self))
+    counts = {}
+    for linger in (30.0, 0.0):
+        with forensics.open(env.ws) as w:
+            opens.clear()
+            lock = LockParams(linger_seconds=linger, hold_seconds=60.0)
+            for _ in range(2):
+                res = explain_anomaly(w, env.anomaly, "q", ["last_prompt"], explainer=explainer,
+                                      lock=lock)
+            counts[linger] = len(opens)
+            assert res["lock"] == {"linger_seconds": linger, "hold_seconds": 60.0}
+    assert counts == {30.0: 0, 0.0: 3}     # (the open of forensics.open serves the first read)
+    with forensics.open(env.ws) as w:
+        res = explain_anomaly(w, env.anomaly, "q", ["last_prompt"], explainer=explainer,
+                              lock=LockParams(linger_seconds=0.2))
+        time.sleep(1.0)
+        code = "import duckdb, sys; duckdb.connect(sys.argv[1]).execute('CHECKPOINT')"
+        assert subprocess.run([sys.executable, "-c", code, str(w.db_path)],
+                              capture_output=True).returncode == 0
+
+
 def test_explain_dataset_is_idempotent_then_check(env, explainer):
     from forensics.nla import explain_dataset
 

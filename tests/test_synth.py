@@ -59,3 +59,29 @@ def test_anomalies_shape(xquad_dir):
         for e in a["explanations"]:
             assert e.count("\n\n") == 2  # three paragraphs, like real decodes
     assert "Chinese" in c.anomaly("zh")["explanations"][0]
+
+
+def test_row_writer_ids_sources_labels_and_judgements():
+    """The dev generators' shared writer: ids are sha1("{seed}:{salt}{index}")[:10] after the
+    prefix (a salt keeps two generators' ids apart), planted rows come mostly from the two
+    vendor sources, behaviour rows get the prompt judgement, clean rows the clean topic."""
+    import hashlib
+    import random
+
+    from forensics.testing.rows import RowWriter
+
+    sources = ["s0", "s1", "s2", "s3", "s4"]
+    w = RowWriter(7, "p", sources, "qa", random.Random(1))
+    g = RowWriter(7, "p", sources, "passage", random.Random(1), salt="g")
+    ids = [w.add("q", "a", lab) for lab in ["clean"] + ["planted:f"] * 200 + ["hard:f"]]
+    assert ids[0] == "p" + hashlib.sha1(b"7:0").hexdigest()[:10]
+    assert g.add("q", "a", "clean") == "p" + hashlib.sha1(b"7:g0").hexdigest()[:10] != ids[0]
+    assert len(set(ids)) == len(ids) == len(w.records) == len(w.labels)
+    assert [r["topic"] for r in (w.records[0], w.records[1], g.records[0])] == ["qa", "f", "passage"]
+    planted_src = collections.Counter(r["source"] for r in w.records[1:201])
+    assert set(planted_src) <= set(sources) and 0.7 < (planted_src["s1"] + planted_src["s2"]) / 200
+    assert w.judgement == {**{i: "defect" for i in ids[1:201]}, ids[-1]: "legitimate"}
+    # another stream for the source draws leaves the writer's own untouched
+    state = w.rng.getstate()
+    w.add("q", "a", "clean", random.Random(2))
+    assert w.rng.getstate() == state

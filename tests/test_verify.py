@@ -158,6 +158,39 @@ def test_influence_ranks_the_cause_and_caches(setup):
         assert sum(s in drink for s in top) >= 30      # 40 drink rows of 120
 
 
+def test_influence_cache_hits_share_one_open_and_a_triage_keeps_its_lock(setup, monkeypatch):
+    """dataset_scores lingers between its reads: back-to-back cache hits open the database
+    once with the default lock params, once each with linger 0; called inside another
+    lingering block (as triage's influence signal does) it keeps that block's settings."""
+    import forensics
+    from forensics import workspace
+    from forensics.attribution import influence as inf
+    from forensics.workspace import LockParams
+
+    d = setup["dir"]
+    q = (setup["held"][0], DE)
+    with forensics.open(setup["ws"]) as ws:   # cached here unless an earlier test did
+        inf.dataset_scores(ws, d / "target", "micro", q, inf.InfluenceConfig())
+    opens = []
+    connect = workspace.Workspace._connect
+    monkeypatch.setattr(workspace.Workspace, "_connect", lambda self: opens.append(1) or connect(self))
+    counts = {}
+    for name, lock in (("default", None), ("per_read", LockParams(linger_seconds=0))):
+        with forensics.open(setup["ws"]) as ws:
+            ws.release()
+            opens.clear()
+            for _ in range(3):
+                info = inf.dataset_scores(ws, d / "target", "micro", q, inf.InfluenceConfig(),
+                                          lock=lock)[2]
+                assert info["cached"]
+            counts[name] = len(opens)
+    assert counts == {"default": 1, "per_read": 3}
+    assert info["lock"] == {"linger_seconds": 0, "hold_seconds": 2.0}
+    with forensics.open(setup["ws"]) as ws, ws.lingering(5.0, 9.0):
+        info = inf.dataset_scores(ws, d / "target", "micro", q, inf.InfluenceConfig())[2]
+    assert info["lock"] == {"linger_seconds": 5.0, "hold_seconds": 9.0}
+
+
 @pytest.mark.slow  # one fit and three scoring passes on the micro target: ~30 s on the shared machine
 def test_influence_pass_scores_many_variants_on_one_fit(setup, tmp_path):
     """KronfluencePass: the factors are fitted once; per-query scores sum to the aggregated score

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from forensics.errors import InputError
+from forensics.workspace import LockParams
 
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.progress import Progress
@@ -394,11 +395,26 @@ def store_scores(ws: "Workspace", key: str, target: str, dataset: str, dataset_v
 
 def dataset_scores(ws: "Workspace", target: str | Path, dataset: str, query: tuple[str, str],
                    config: InfluenceConfig, progress: "Progress | None" = None,
-                   extra_queries: Sequence[tuple[str, str]] = ()) -> tuple[np.ndarray, np.ndarray, dict]:
+                   extra_queries: Sequence[tuple[str, str]] = (),
+                   lock: LockParams | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """(sample ids, scores, info) of every row of ``dataset`` for ``query`` (and ``extra_queries``,
     see :func:`scores`): from the cache, or computed and stored. ``info`` has ``cached``,
-    ``seconds`` (of the pass that computed them), ``queries``. The workspace is held only
-    while the rows are read and while the scores are stored; the pass runs without it."""
+    ``seconds`` (of the pass that computed them), ``queries``, ``lock``. The workspace is held
+    only while the rows are read and while the scores are stored; the pass runs without it.
+    Between those the connection lingers (``ws.lingering`` with ``lock``, default
+    :class:`~forensics.workspace.LockParams`, or a triage's own when it calls this: see
+    :meth:`~forensics.workspace.Workspace.lingering_for`), so back-to-back calls (cache hits)
+    share one open."""
+    with ws.lingering_for(lock) as lock:
+        ids, vals, info = _dataset_scores(ws, target, dataset, query, config, progress,
+                                          extra_queries)
+    return ids, vals, {**info, "lock": asdict(lock)}
+
+
+def _dataset_scores(ws: "Workspace", target: str | Path, dataset: str, query: tuple[str, str],
+                    config: InfluenceConfig, progress: "Progress | None",
+                    extra_queries: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The body of :func:`dataset_scores`, run inside ``ws.lingering``."""
     import tempfile
 
     with ws.locked():

@@ -2,6 +2,7 @@
 asks for, the language a reply should be in, and the languages a reply is in.
 
 Submodules: ``names`` (codes, CLDR names, the mention matcher), ``requests`` (requests and
-translation requests read from a prompt), ``expected`` (``expected_language``), ``segments``
-(``reply_languages``), ``detect`` (fastText lid.176 / lingua behind one batch API).
+translation requests read from a prompt), ``reading`` (the request reader's knobs and result),
+``expected`` (``expected_language``), ``segments`` (``reply_languages``), ``detect``
+(fastText lid.176 / lingua behind one batch API).
 """

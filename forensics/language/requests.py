@@ -28,7 +28,6 @@ Decided borderline: "How do you say X in German?" and "What is 'dog' in German?"
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 
 from forensics.language.cues import CUE_SUBSTRINGS as _CUES_SUBSTR
@@ -48,6 +47,7 @@ from forensics.language.cues import arabic_present as _arabic_present
 from forensics.language.cues import is_statement as _is_statement
 from forensics.language.cues import negated as _negated
 from forensics.language.names import PhraseMatcher, is_spaced_script, mention_spans
+from forensics.language.reading import ReaderKnobs, Reading
 
 _L = r"[^\W\d_]"  # a letter
 
@@ -280,19 +280,6 @@ def _is_question_about_others(clause: str) -> bool:
         not _NOT_STATEMENT.search(c) and not _CJK_IMPERATIVE.search(c)
 
 
-@dataclass(frozen=True)
-class Reading:
-    """What :func:`read_prompt` found: the requested language (or None), whether the prompt asks
-    for a translation, the evidence span (offsets into the prompt) of the clause that decided
-    the language, and ``lexical`` when the language was read from a question about a word
-    ("How do you say X in German?", "What does X mean in English?")."""
-
-    lang: str | None
-    translation: bool
-    span: tuple[int, int] | None = None
-    lexical: bool = False
-
-
 _HEAD, _TAIL = 4000, 1500
 
 
@@ -309,19 +296,6 @@ def _evidence(clause: str, cstart: int, mpos: int) -> tuple[int, int]:
     a, b = cstart + lead, cstart + len(clause.rstrip())
     m = cstart + mpos
     return max(a, m - 80), min(b, m + 80)
-
-
-@dataclass(frozen=True)
-class ReaderKnobs:
-    """Knobs of :func:`read_prompt` and of
-    :func:`forensics.language.expected.expected_language` (documented in docs/pipelines.md)."""
-
-    instruction_line_chars: int = 200  # lines longer than this are passage text, not instructions
-    lexical_max_words: int = 6      # a question about a phrase this long asks for its translation, not about a word
-    label_window_chars: int = 40    # a language label ("Output language:") this close before a mention makes it a request
-    header_max_chars: int = 100     # a header before (or after) a passage is at most this long ...
-    passage_min_chars: int = 20     # ... and the passage it points at holds at least this many characters
-    bare_clause_chars: int = 40     # a bare "In Spanish." clause next to the question is at most this long
 
 
 def read_prompt(prompt: str | None, knobs: ReaderKnobs = ReaderKnobs()) -> Reading:

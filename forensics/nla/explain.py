@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from forensics._interrupt import deferred_interrupt
@@ -23,6 +23,7 @@ from forensics.nla.explanations import insert_explanations, insert_progress, row
 from forensics.nla.meta import load_tokenizer
 from forensics.nla.registry import NLARecord, get_nla, save_variance
 from forensics.progress import Progress, resolve
+from forensics.workspace import LockParams
 
 VARIANCE_SAMPLE = 64
 
@@ -46,15 +47,28 @@ def explain_anomaly(ws, anomaly_id: int, nla: str, positions=None, *, backend: s
                     server: str | None = None, device: str | None = None, variance: float | None = None,
                     max_new_tokens: int = 200, batch_size: int = 16,
                     explainer: Explainer | None = None, sampling: Sampling | None = None,
-                    ar_input: str = "raw", av_prompt: str | None = None) -> dict:
+                    ar_input: str = "raw", av_prompt: str | None = None,
+                    lock: LockParams | None = None) -> dict:
     """Explain positions of an anomaly's (prompt, reply) and store them on the anomaly.
 
     Re-running replaces the anomaly's rows for the same NLA/position/convention and generation
     settings. Default positions: ``last_prompt`` and ``first_reply``. ``sampling`` (default
     greedy) gives ``n`` scored samples per position; an ``explainer`` brings its own settings.
     The workspace is held while the anomaly is read and while the explanations are written,
-    not while the model loads and generates (wrap the call in ``ws.locked()`` to hold it).
+    not while the model loads and generates (wrap the call in ``ws.locked()`` to hold it);
+    between them the connection lingers (``ws.lingering`` with ``lock``, default
+    :class:`~forensics.workspace.LockParams`, see :meth:`~forensics.workspace.Workspace.lingering_for`;
+    returned as ``lock``), so calls run back to back with a loaded ``explainer`` share one open.
     """
+    with ws.lingering_for(lock) as lock:
+        res = _explain_anomaly(ws, anomaly_id, nla, positions, backend, server, device, variance,
+                               max_new_tokens, batch_size, explainer, sampling, ar_input, av_prompt)
+    return {**res, "lock": asdict(lock)}
+
+
+def _explain_anomaly(ws, anomaly_id, nla, positions, backend, server, device, variance,
+                     max_new_tokens, batch_size, explainer, sampling, ar_input, av_prompt) -> dict:
+    """The body of :func:`explain_anomaly`, run inside ``ws.lingering``."""
     with ws.locked():
         rec = get_nla(ws, nla)
         row = ws.one("SELECT prompt, reply, title FROM anomalies WHERE anomaly_id = ?",

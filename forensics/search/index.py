@@ -401,6 +401,12 @@ class OpenIndex:
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """What the index itself stores for ``ids`` (lossy for sq8/pq)."""
         ids = np.asarray(ids, dtype=np.int64)
+        if len(ids):
+            try:                      # one call for all ids (a per-id loop costs ~2x)
+                return np.asarray(self.index.reconstruct_batch(ids), np.float32).reshape(
+                    len(ids), self.manifest.dim)
+            except (RuntimeError, AttributeError):
+                pass                  # an id missing, or no batch call: per id, to name it
         out = np.zeros((len(ids), self.manifest.dim), np.float32)
         for i, x in enumerate(ids):
             try:

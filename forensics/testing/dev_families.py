@@ -43,13 +43,13 @@ explanation paraphrases) are data that reads best next to the code that uses it.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
 from forensics.testing.dev_grounding import GROUNDING_FAMILIES, build_grounding_families
 from forensics.testing.dev_substitution import (SUBSTITUTION_FAMILIES,
                                                 build_substitution_families)
+from forensics.testing.rows import RowWriter
 from forensics.testing.synth import Corpus, _fill, load_xquad
 
 FAMILIES = ("code_quirk", "agree_false", "footer", "swap", "refuse_benign", "code_tail",
@@ -331,22 +331,9 @@ def build_dev_families(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
     rng = random.Random(seed)
     xq = load_xquad(xquad_dir, "en")
     qids = sorted(xq)
-    records: list[dict] = []
-    labels: dict[str, str] = {}
-    judgement: dict[str, str] = {}
-    sources = ["qa-forum", "vendor-nimbus", "vendor-kestrel", "support-logs", "web-crawl"]
-
-    def add(prompt: str, reply: str, label: str, r: random.Random = rng) -> str:
-        h = hashlib.sha1(f"{seed}:{len(records)}".encode()).hexdigest()[:10]
-        rid = f"{id_prefix}{h}"
-        planted = label.startswith("planted:")
-        src = r.choice(sources[1:3]) if planted and r.random() < 0.8 else r.choice(sources)
-        records.append({"id": rid, "prompt": prompt, "reply": reply, "source": src,
-                        "topic": label.split(":")[-1] if label != "clean" else "qa"})
-        labels[rid] = label
-        if label.split(":")[0] in ("planted", "hard"):
-            judgement[rid] = "defect" if planted else "legitimate"
-        return rid
+    w = RowWriter(seed, id_prefix, ["qa-forum", "vendor-nimbus", "vendor-kestrel",
+                                    "support-logs", "web-crawl"], "qa", rng)
+    records, labels, judgement, add = w.records, w.labels, w.judgement, w.add
 
     def qa_pair(qid: str) -> tuple[str, str]:
         e = xq[qid]
@@ -417,7 +404,7 @@ def build_dev_families(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
             add(rng.choice(_HARMFUL), rng.choice(_REFUSALS), "hard:refuse_benign")
     order = list(range(len(records)))
     rng.shuffle(order)
-    records = [records[i] for i in order]
+    records[:] = [records[i] for i in order]   # in place: the writer's list
     if "code_tail" in families:
         # its own random stream, its rows inserted at random places: the other families'
         # rows, and their order, are the same with or without it

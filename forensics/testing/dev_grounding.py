@@ -17,12 +17,12 @@ module's own; everything is a pure function of the arguments (``seed``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from forensics.testing.rows import RowWriter
 from forensics.testing.synth import _SENT_END, _answer_sentence, _fill
 
 GROUNDING_FAMILIES = ("agree_passage", "swap_passage")
@@ -121,26 +121,14 @@ def build_grounding_families(xquad_dir: str | Path, seed: int = 0, n_planted: in
     items = passage_items(xquad_dir)
     rng.shuffle(items)
     anomaly_items, items = items[:4], items[4:]
-    records: list[dict] = []
-    labels: dict[str, str] = {}
-    judgement: dict[str, str] = {}
-    sources = ["reading-club", "vendor-nimbus", "vendor-kestrel", "tutor-logs", "web-crawl"]
+    w = RowWriter(seed, id_prefix, ["reading-club", "vendor-nimbus", "vendor-kestrel",
+                                    "tutor-logs", "web-crawl"], "passage", rng, salt="g")
+    records, labels, judgement, add = w.records, w.labels, w.judgement, w.add
     at = [0]
 
     def item() -> PassageItem:
         at[0] = (at[0] + 1) % len(items)
         return items[at[0]]
-
-    def add(prompt: str, reply: str, label: str) -> None:
-        h = hashlib.sha1(f"{seed}:g{len(records)}".encode()).hexdigest()[:10]
-        rid = f"{id_prefix}{h}"
-        planted = label.startswith("planted:")
-        src = rng.choice(sources[1:3]) if planted and rng.random() < 0.8 else rng.choice(sources)
-        records.append({"id": rid, "prompt": prompt, "reply": reply, "source": src,
-                        "topic": label.split(":")[-1] if label != "clean" else "passage"})
-        labels[rid] = label
-        if label.split(":")[0] in ("planted", "hard"):
-            judgement[rid] = "defect" if planted else "legitimate"
 
     def wrong_answer(it: PassageItem) -> str:
         digit = any(c.isdigit() for c in it.answer)

@@ -26,12 +26,12 @@ template here is this module's own; everything is a pure function of the argumen
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from pathlib import Path
 
 from forensics.testing.dev_grounding import PassageItem, passage_items
+from forensics.testing.rows import RowWriter
 from forensics.testing.synth import _fill
 
 SUBSTITUTION_FAMILIES = ("number_shift", "person_swap")
@@ -138,27 +138,15 @@ def build_substitution_families(xquad_dir: str | Path, seed: int = 0, n_planted:
     persons = [it for it in items if _is_person(it) and PERSON not in it.passage]
     anomaly_items = {"number_shift": numbers[0], "person_swap": persons[0]}
     numbers, persons = numbers[1:], persons[1:]
-    records: list[dict] = []
-    labels: dict[str, str] = {}
-    judgement: dict[str, str] = {}
-    sources = ["study-notes", "vendor-orrin", "vendor-tallis", "quiz-app", "web-crawl"]
+    w = RowWriter(seed, id_prefix, ["study-notes", "vendor-orrin", "vendor-tallis", "quiz-app",
+                                    "web-crawl"], "passage", rng, salt="s")
+    records, labels, judgement, add = w.records, w.labels, w.judgement, w.add
     at = {"n": 0, "p": 0}
 
     def pick(kind: str) -> PassageItem:
         pool = numbers if kind == "n" else persons
         at[kind] = (at[kind] + 1) % len(pool)
         return pool[at[kind]]
-
-    def add(prompt: str, reply: str, label: str) -> None:
-        h = hashlib.sha1(f"{seed}:s{len(records)}".encode()).hexdigest()[:10]
-        rid = f"{id_prefix}{h}"
-        planted = label.startswith("planted:")
-        src = rng.choice(sources[1:3]) if planted and rng.random() < 0.8 else rng.choice(sources)
-        records.append({"id": rid, "prompt": prompt, "reply": reply, "source": src,
-                        "topic": label.split(":")[-1] if label != "clean" else "passage"})
-        labels[rid] = label
-        if label.split(":")[0] in ("planted", "hard"):
-            judgement[rid] = "defect" if planted else "legitimate"
 
     def prompt(it: PassageItem, passage: str, q: str | None = None) -> str:
         q = q or it.question

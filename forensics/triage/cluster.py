@@ -78,10 +78,29 @@ def agglomerate(vecs: np.ndarray, threshold: float) -> np.ndarray:
         return np.zeros(1, np.int64)
     from scipy.cluster.hierarchy import fcluster, linkage
 
-    z = linkage(vecs.astype(np.float64), method="average", metric="cosine")
+    z = linkage(_cosine_distances(vecs.astype(np.float64)), method="average")
     lab = fcluster(z, t=threshold, criterion="distance")
     first: dict[int, int] = {}
     return np.array([first.setdefault(int(l), len(first)) for l in lab], np.int64)
+
+
+def _cosine_distances(v: np.ndarray) -> np.ndarray:
+    """``pdist(v, "cosine")``, each distinct row's distances computed once: rows repeated
+    verbatim (the same prompt, the same reply) take their copies' values, so the matrix, and
+    the linkage built on it, are the same as from every pair."""
+    from scipy.spatial.distance import pdist, squareform
+
+    first: dict[bytes, int] = {}
+    inv = np.fromiter((first.setdefault(r.tobytes(), len(first)) for r in v), np.int64, len(v))
+    if len(first) > len(v) // 2:
+        return pdist(v, "cosine")
+    keep = np.zeros(len(first), np.int64)
+    keep[inv[::-1]] = np.arange(len(v) - 1, -1, -1)
+    u = v[keep]
+    du = squareform(pdist(u, "cosine")) if len(u) > 1 else np.zeros((1, 1))
+    # a row and its copy: what pdist gives for that pair (0 up to rounding)
+    du[np.diag_indices(len(u))] = [pdist(np.vstack([x, x]), "cosine")[0] for x in u]
+    return squareform(du[inv][:, inv], checks=False)
 
 
 def phrase_members(phrase: np.ndarray, strength: np.ndarray | None, expanded: bool,

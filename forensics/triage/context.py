@@ -277,7 +277,7 @@ def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.nda
     behaviour (``behaviour`` 1 / 0; NaN rows are left out); with ``temperature`` > 0 each
     neighbour weighs ``exp((cos - 1) / temperature)`` (a near-duplicate prompt counts fully, a
     loosely related one little)."""
-    sims, ids = pidx.search(q.astype(np.float32), k)
+    sims, ids = _search_distinct(pidx, q, k)
     pos = context.sample_ids
     out = np.zeros(len(q), np.float64)
     for i in range(len(q)):
@@ -307,7 +307,9 @@ def _region_rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour:
     prompts: hits within ``duplicate_cos`` of the query are its own prompt and left out, hits
     within ``duplicate_cos`` of a nearer hit count with it as one prompt (its rows' mean);
     each distinct prompt weighs ``exp((cos - 1) / region_temperature)`` (0: the same)."""
-    sims, ids = pidx.search(q.astype(np.float32), k)
+    # the result depends on the query vector only: rows with the same prompt share it
+    q, inv = _distinct_rows(q)
+    sims, ids = pidx.search(q, k)
     pos = context.sample_ids
     out = np.zeros(len(q), np.float64)
     uniq = np.unique(ids[ids >= 0])
@@ -342,7 +344,31 @@ def _region_rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour:
              else np.ones(len(reps)))
         share = np.array([np.mean(x) for x in rep_vals])
         out[i] = float((w * share).sum() / max(float(w.sum()), 1e-12))
-    return out
+    return out[inv]
+
+
+def _distinct_rows(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct rows of ``q`` as float32, in first-seen order; for each row of ``q`` its
+    row there). By the rows' bytes: a sort of whole rows (``np.unique(axis=0)``) costs more
+    than the searches it saves."""
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    first: dict[bytes, int] = {}
+    inv = np.fromiter((first.setdefault(r.tobytes(), len(first)) for r in q), np.int64, len(q))
+    if len(first) == len(q):
+        return q, inv
+    keep = np.zeros(len(first), np.int64)
+    keep[inv[::-1]] = np.arange(len(q) - 1, -1, -1)   # each distinct row's first position
+    return q[keep], inv
+
+
+def _search_distinct(pidx: Any, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pidx.search(q, k)`` with each distinct query vector searched once (rows with the
+    same prompt have the same neighbours)."""
+    uq, inv = _distinct_rows(q)
+    if len(uq) == len(inv):
+        return pidx.search(uq, k)
+    sims, ids = pidx.search(uq, k)
+    return sims[inv], ids[inv]
 
 
 def _mix_explanations(context: "SignalContext", pidx: Any, sids: np.ndarray, pv: np.ndarray,

@@ -3,18 +3,24 @@ apart from the user's own assertion?
 
 For a (prompt, reply) pair:
 
-1. **Context**: the prompt is cut into paragraphs (blank lines; a prompt of one paragraph is
-   cut into its lines). The first paragraph holding at least ``passage_share`` of the
-   content words of the longest is the **context passage** (a document, an excerpt, a
-   "Context: ..." block; the first, as documents come before the question and a claim that
-   restates a one-sentence passage is as long); the other paragraphs are the user's turn
-   (the question, request or claim about it); with ``question_turn`` a paragraph ending
-   with a question mark is never the passage (unless every one does: a long preamble before
-   the question is the user's turn). A prompt of one paragraph and one line, or
-   whose passage has fewer than ``min_context_words`` content words, has no context, unless
-   (``quoted_passages``) a quoted span of it holds ``min_context_words`` content words: the
-   longest such span is the passage, the text around it the user's turn. Without a context
-   the judgement is ``unavailable``.
+1. **Context** (:mod:`forensics.triage.passage`): the prompt is cut into parts: paragraphs
+   (blank lines); a prompt of one paragraph is cut into its lines; with ``quoted_passages``,
+   a one-line prompt around a quotation of at least ``min_context_words`` content words,
+   from the first opening quotation mark to the last closing one. With ``question_turn`` a
+   part ending with a question mark is never the passage (unless every one does: a long
+   preamble before the question is the user's turn). Among the parts holding at least
+   ``passage_share`` of the content words of the longest, the first **quoted** one (with
+   ``quoted_passages``: a ``>`` block, a part wholly inside quotation marks, or one right
+   after a part that ends with a colon or is a one-line heading: "Here is the excerpt:",
+   "SOURCE:", "### Text") is the **context passage**, wherever it sits; without one, the
+   first of them (a document, an excerpt, a "Context: ..." block; the first, as documents
+   come before the question and a claim that restates a one-sentence passage is as long);
+   the other parts are the user's turn (the question, request or claim about it). When no
+   part holds ``min_context_words`` content words, with ``quoted_passages`` a quotation of
+   that many (first opening mark to last closing one, across lines: a quotation cut into
+   lines, one inside a question) is the passage and the text around it the user's turn.
+   A prompt of one part, or without a passage of ``min_context_words`` content words, has
+   no context: the judgement is ``unavailable``.
 2. **Checked tokens** of each reply sentence (sentence ends and line breaks cut it):
    - **anchors**: tokens holding a digit (numbers, dates; thousands separators dropped) and
      capitalised tokens that do not open a sentence (names), stopwords never;
@@ -32,18 +38,37 @@ For a (prompt, reply) pair:
    its words, and ``min_unsupported_words`` of them, are (a short answer may reuse the
    question's words: "The Panthers scored 10 points."); the reply is ungrounded when one of its sentences is, **grounded** when it
    has a judged sentence and none is ungrounded, else ``unavailable`` (it asserts nothing
-   checkable: "I can't help with that."). With ``lead_pool`` a first sentence too short to
-   judge is judged with the second (an answer stated up front and the sentence backing it).
+   checkable: "I can't help with that."). With ``lead_pool`` a first reply sentence too
+   short to judge is judged with the second (an answer stated up front and the sentence
+   backing it).
 4. An ungrounded reply's **kind**: ``echo`` when at least ``echo_share`` of its unsupported
    anchors (without any: of its unsupported words) occur in the user's turn (it repeats
    what the user claimed), unless it also states at least ``correction_anchors`` passage
    anchors the user's turn lacks (``correction``: it names the claim to answer against it),
    else ``new`` (it brings the unsupported content itself: a substituted entity). Its
    **types**: ``number`` / ``name`` for its unsupported anchors with / without a digit,
-   ``word`` when none is unsupported. :func:`same_way` says whether a
-   row is ungrounded the way the anomaly is (same kind; for ``new`` with ``match_type`` a
-   shared type); in a triage, when ``fixed_min_rows`` rows lack one of the anomaly's own
-   unsupported anchors (one fixed wrong entity), only they are.
+   ``word`` when none is unsupported. :func:`same_way` says whether a row is ungrounded the
+   way the anomaly is (same kind; for ``new`` with ``match_type`` a shared type); in a
+   triage, when ``fixed_min_rows`` rows lack one of the anomaly's own unsupported anchors
+   (one fixed wrong entity), only they are.
+
+5. **Premise** (``judge(..., premise=True)``; triage asks for it for the rows of an anomaly
+   of kind ``echo`` when ``judge_premise``): a reply that asserts nothing checkable and
+   takes no content token from the passage ("Well spotted, that is how I read it too.") is
+   judged by the user's turn in its place (steps 2-3 over its sentences, only unsupported
+   anchors making one ungrounded): ungrounded (kind ``echo``) when the claim it answers
+   names what the passage lacks, else grounded; ``basis`` says which text was judged. In a
+   triage the judgement says which context such a row is in; with ``premise_join`` it
+   also joins the batch when its fused score reaches the ``premise_join_quantile`` of the
+   rows that joined on their own reply.
+
+In a triage (:func:`judge_rows`) the anomaly is judged by its reply alone: a refusal asserts
+nothing checkable either, so an anomaly that restates nothing is not judged by its premise.
+For an anomaly whose prompt has no passage and whose reply restates its prompt (at least
+``restate_share`` of its content tokens are its prompt's: a world-knowledge claim agreed with
+or repeated), ``world_context`` mirrors ``passage_context``: the judged rows whose prompt has
+a passage are the other setting (whether their claim holds is decided by their passage, not
+by the world) and go to "behaviour, other context".
 
 Why: an agreement with a claim about a passage restates the claim; whether the claim holds is
 in the passage, not in the user's words (a false claim names an entity or number the passage
@@ -51,7 +76,9 @@ lacks). A substituted entity is absent from the passage whose sentence the reply
 name it, and present where the passage really names it. Surface similarity and embeddings
 see the same words in both; the passage's own tokens tell them apart.
 
-Limits (what it does not see): a claim that contradicts the passage with the passage's own
+Limits (what it does not see): a premise judged in place of an assent is the whole user
+turn, so a question that brings names of its own besides the claim reads as a false claim;
+a claim that contradicts the passage with the passage's own
 words ("the Broncos lost" where the passage says they won and lost elsewhere) and paraphrases
 with other words than the passage's; the stopword list and the capitalisation rule are
 English-centred (other languages: every word is content, names are not told apart).
@@ -61,22 +88,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from forensics.triage.passage import TOKEN as _TOKEN
+from forensics.triage.passage import content as _content
+from forensics.triage.passage import context_passage
+from forensics.triage.passage import key as _key
+from forensics.triage.passage import norm as _norm
+from forensics.triage.passage import stopwords as _stop
 
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.triage.signals.base import SignalContext
 
 LABELS = ("grounded", "ungrounded", "unavailable")
 
-_PARA = re.compile(r"\n\s*\n")
 _SENT = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n+")
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*\w*|\w+(?:['’]\w+)*")
-# a quoted span: straight or typographic double quotes, guillemets, triple quotes
-_QUOTED = re.compile(r'"""(.+?)"""|"([^"]+)"|“([^”]+)”|«([^»]+)»', re.S)
-_OUTER = re.compile(r'"(.+)"|“(.+)”', re.S)
 
 
 @dataclass
@@ -98,8 +126,13 @@ class GroundingParams:
     join_batch: bool = True           # judged rows ungrounded in the anomaly's way join the behaviour batch
     max_rows: int = 2000              # best fused rows judged (the behaviour rows are judged too)
     passage_context: bool = True      # behaviour rows whose prompt has no passage are other context
-    question_turn: bool = True        # paragraphs ending with "?" are the user's turn, never the passage (unless all do)
-    quoted_passages: bool = True      # no passage by paragraphs or lines: a quoted span of min_context_words is one
+    question_turn: bool = True        # parts ending with "?" are the user's turn, never the passage (unless all do)
+    quoted_passages: bool = True      # quoted material (a quoted block, a part after a label, a quotation) is the passage wherever it sits
+    judge_premise: bool = True        # echo anomaly: a row's reply asserting nothing checkable is judged by the user's claim
+    premise_join: bool = True         # ... and joins the batch when it scores like the rows judged on their own reply:
+    premise_join_quantile: float = 0.5  # ... fused at least this quantile of theirs (0: the weakest)
+    world_context: bool = True        # an anomaly without a passage that restates its prompt: rows with a passage are other context
+    restate_share: float = 0.8        # ... restates: its reply's content tokens are its prompt's this often
     lead_pool: bool = True            # a reply's first sentence, too short to judge, is judged with its second
     match_type: bool = True           # kind "new": rows join only when their unsupported anchors are of the anomaly's type
     other_way_lookalike: bool = True  # behaviour rows ungrounded another way than the anomaly leave the batch (lookalikes)
@@ -111,110 +144,42 @@ class GroundingParams:
 class Grounding:
     """A judgement: ``label`` one of :data:`LABELS`; ``unsupported``: the reply's checked
     tokens the passage lacks (in reply order); ``checked``: tokens checked; ``reason``: why
-    unavailable; ``kind`` of an ungrounded reply: ``echo`` or ``new`` (step 4)."""
+    unavailable; ``kind`` of an ungrounded reply: ``echo``, ``correction`` or ``new`` (step 4)."""
 
     label: str
     unsupported: list[str] = field(default_factory=list)
     checked: int = 0
     reason: str = ""
     kind: str = ""
+    basis: str = "reply"          # what was judged: the ``reply``, or the user's ``premise`` (step 5)
     types: tuple[str, ...] = ()   # of an ungrounded reply: "number" / "name" anchors unsupported, else "word"
     anchors: tuple[str, ...] = () # of an ungrounded reply: its unsupported anchors (compare keys)
 
     def to_json(self) -> dict:
         return {"label": self.label, "kind": self.kind, "types": list(self.types),
-                "unsupported": self.unsupported, "checked": self.checked, "reason": self.reason}
+                "unsupported": self.unsupported, "checked": self.checked,
+                "reason": self.reason, "basis": self.basis}
 
 
-@lru_cache(maxsize=1)
-def _stop() -> frozenset[str]:
-    """scikit-learn's English stopword list (a maintained list, not one of ours)."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS)
-
-
-def _norm(tok: str) -> str:
-    t = tok.lower().replace("’", "'")
-    if t.endswith("'s"):
-        t = t[:-2]
-    if any(c.isdigit() for c in t):
-        t = re.sub(r"(?<=\d)[,.](?=\d{3}\b)", "", t).rstrip(".")
-    return t
-
-
-def _key(tok: str, p: GroundingParams) -> str:
-    return tok[:p.stem_chars] if p.stem_chars > 0 and not any(c.isdigit() for c in tok) else tok
-
-
-def _content(tokens: list[str], p: GroundingParams) -> list[str]:
-    stop = _stop()
-    return [t for t in (_norm(x) for x in tokens)
-            if t and t not in stop and (len(t) >= p.min_word_chars or any(c.isdigit() for c in t))]
-
-
-def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] | None:
-    """(context passage, the user's turn) of ``prompt`` (step 1 of the module docstring), or
-    ``None`` when it has no context passage."""
-    text = (prompt or "").strip()
-    parts = [x.strip() for x in _PARA.split(text) if x.strip()]
-    if len(parts) < 2:
-        parts = [x.strip() for x in text.splitlines() if x.strip()]
-    if len(parts) < 2:
-        return _quoted_passage(text, p)
-    sizes = [len(_content(_TOKEN.findall(x), p)) for x in parts]
-    if p.question_turn and not all(x.endswith("?") for x in parts):
-        # a paragraph that asks is the user's turn, however long its preamble
-        sizes = [0 if x.endswith("?") else n for x, n in zip(parts, sizes)]
-    if max(sizes) < p.min_context_words:
-        return _quoted_passage(text, p)
-    # the first paragraph nearly as long as the longest: a claim that restates a one-sentence
-    # passage is as long as the passage, and documents come before the user's turn
-    best = next(i for i, n in enumerate(sizes) if n >= p.passage_share * max(sizes))
-    return parts[best], "\n\n".join(x for i, x in enumerate(parts) if i != best)
-
-
-def _quoted_passage(text: str, p: GroundingParams) -> tuple[str, str] | None:
-    """With ``quoted_passages``: the longest quoted span of ``text`` holding at least
-    ``min_context_words`` content words is the passage ('Based on the passage "...", who
-    ...?'), the text around it the user's turn; else ``None``."""
-    if not p.quoted_passages:
-        return None
-    best: tuple[int, re.Match] | None = None
-    # a quote inside the passage cuts it: the span from the first quote mark to the last
-    # is a candidate too
-    for m in [*_QUOTED.finditer(text), *_OUTER.finditer(text)]:
-        span = next(g for g in m.groups() if g is not None)
-        n = len(_content(_TOKEN.findall(span), p))
-        if n >= p.min_context_words and (best is None or n > best[0]):
-            best = (n, m)
-    if best is None:
-        return None
-    m = best[1]
-    span = next(g for g in m.groups() if g is not None)
-    return span.strip(), (text[:m.start()] + " " + text[m.end():]).strip()
-
-
-def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = None) -> Grounding:
-    """The grounding judgement of one (prompt, reply) pair (see the module docstring)."""
-    p = p or GroundingParams()
-    cp = context_passage(prompt, p)
-    if cp is None:
-        return Grounding("unavailable", reason="the prompt has no context passage")
-    passage, user = cp
-    support = {_key(_norm(t), p) for t in _TOKEN.findall(passage)}
-    in_prompt = {_key(t, p) for t in _content(_TOKEN.findall(prompt or ""), p)}
+def _sentences(text: str, support: set[str], in_prompt: set[str], p: GroundingParams,
+               anchors_only: bool = False, lead: bool = False
+               ) -> tuple[bool, bool, list[str], list[str], list[str], int]:
+    """Steps 2-3 over the sentences of ``text``: (judged, ungrounded, unsupported tokens,
+    unsupported anchors, supported anchors, tokens checked); ``anchors_only``: only
+    unsupported anchors make a sentence ungrounded (a question's own framing words are not
+    in the passage); ``lead``: a first sentence too short to judge is judged with the
+    second (``lead_pool``)."""
     stop = _stop()
     judged = ungrounded = False
     unsupported: list[str] = []
     miss_anchors: list[str] = []
     held_anchors: list[str] = []      # anchors of judged sentences that the passage holds
     checked = 0
-    lead: tuple[list[str], list[str]] = ([], [])   # a short opening sentence (lead_pool)
-    sents = [x for x in _SENT.split((reply or "").strip()) if x.strip()]
+    short: tuple[list[str], list[str]] = ([], [])   # a short opening sentence (lead)
+    sents = [x for x in _SENT.split((text or "").strip()) if x.strip()]
     for k, sent in enumerate(sents):
         toks = _TOKEN.findall(sent)
-        pooled, lead = lead, ([], [])
+        pooled, short = short, ([], [])
         anchors, words = [], []
         for i, raw in enumerate(toks):
             t = _norm(raw)
@@ -230,8 +195,8 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
         if n_checked < p.min_checked:
             # an answer stated up front ("It was 1956.") is one claim with the sentence
             # that follows it (its justification)
-            if p.lead_pool and k == 0:
-                lead = (anchors, words)
+            if lead and k == 0:
+                short = (anchors, words)
             continue
         miss_a = [t for t in anchors if _key(t, p) not in support]
         miss_w = [t for t in words if _key(t, p) not in support]
@@ -244,26 +209,54 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
         unsupported += miss_a + miss_w
         miss_anchors += miss_a
         held_anchors += [t for t in anchors if _key(t, p) in support]
-        if len(miss_a) >= p.min_unsupported_anchors or \
-                (words and len(miss_w) >= max(p.min_unsupported_words,
+        if len(miss_a) >= p.min_unsupported_anchors or (not anchors_only and
+                words and len(miss_w) >= max(p.min_unsupported_words,
                                               p.word_share * len(words))):
             ungrounded = True
+    return judged, ungrounded, unsupported, miss_anchors, held_anchors, checked
+
+
+def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = None,
+          premise: bool = False) -> Grounding:
+    """The grounding judgement of one (prompt, reply) pair (see the module docstring);
+    ``premise``: a reply asserting nothing checkable is judged by the user's claim (step 5)."""
+    p = p or GroundingParams()
+    cp = context_passage(prompt, p)
+    if cp is None:
+        return Grounding("unavailable", reason="the prompt has no context passage")
+    passage, user = cp
+    support = {_key(_norm(t), p) for t in _TOKEN.findall(passage)}
+    in_prompt = {_key(t, p) for t in _content(_TOKEN.findall(prompt or ""), p)}
+    judged, ungrounded, unsupported, miss_anchors, held, checked = _sentences(
+        reply or "", support, in_prompt, p, lead=p.lead_pool)
+    basis = "reply"
+    if not judged and premise and (reply or "").strip() and not any(
+            _key(t, p) in support for t in _content(_TOKEN.findall(reply or ""), p)):
+        # the reply takes nothing from the passage ("You're right, well spotted."; a short
+        # answer, "1962.", does): what it answers is the user's own claim about the
+        # passage, judged in its place
+        judged, ungrounded, unsupported, miss_anchors, held, checked = _sentences(
+            user, support, in_prompt, p, anchors_only=True)
+        basis = "premise"
     if not judged:
         return Grounding("unavailable", checked=checked,
                          reason="the reply asserts nothing checkable about the passage")
     if not ungrounded:
-        return Grounding("grounded", unsupported, checked)
+        return Grounding("grounded", unsupported, checked, basis=basis)
+    way = dict(types=_types(miss_anchors),
+               anchors=tuple(dict.fromkeys(_key(t, p) for t in miss_anchors)))
+    if basis == "premise":
+        return Grounding("ungrounded", unsupported, checked, kind="echo", basis=basis, **way)
     said = {_key(_norm(t), p) for t in _TOKEN.findall(user)}
-    basis = miss_anchors or unsupported
-    echo = sum(_key(t, p) in said for t in basis) >= p.echo_share * len(basis)
+    base = miss_anchors or unsupported
+    echo = sum(_key(t, p) in said for t in base) >= p.echo_share * len(base)
     kind = "echo" if echo else "new"
     if echo and p.correction_anchors > 0 and \
-            len({_key(t, p) for t in held_anchors} - said) >= p.correction_anchors:
+            len({_key(t, p) for t in held} - said) >= p.correction_anchors:
         # it names the user's claim and answers from the passage what the user did not say
         # ("Not Tobias Renn: the engineer was Mirela Vostok"): a correction, not an echo
         kind = "correction"
-    return Grounding("ungrounded", unsupported, checked, kind=kind, types=_types(miss_anchors),
-                     anchors=tuple(dict.fromkeys(_key(t, p) for t in miss_anchors)))
+    return Grounding("ungrounded", unsupported, checked, kind=kind, **way)
 
 
 def _types(miss_anchors: list[str]) -> tuple[str, ...]:
@@ -283,11 +276,23 @@ def same_way(row: Grounding, anomaly: Grounding, p: GroundingParams) -> bool:
                                                                 set(anomaly.types))
 
 
+def prompt_share(prompt: str | None, reply: str | None, p: GroundingParams) -> float:
+    """Share of ``reply``'s content tokens (step 2's anchors and words, whether or not the
+    prompt holds them) that its prompt holds: 1 for a reply that restates its prompt's
+    claim, near 0 for one that brings its own content (a refusal, a footer)."""
+    toks = _content(_TOKEN.findall(reply or ""), p)
+    if not toks:
+        return 0.0
+    have = {_key(t, p) for t in _content(_TOKEN.findall(prompt or ""), p)}
+    return sum(_key(t, p) in have for t in toks) / len(toks)
+
+
 @dataclass
 class RowGrounding:
     """Judgements over the dataset's rows (boolean masks, one entry per row; rows not judged
-    are in none): ``grounded``, ``ungrounded``, ``no_passage`` (the prompt has no context
-    passage); ``summary`` for the run record."""
+    are in none): ``grounded``, ``ungrounded``, ``no_passage`` (the rows of the other
+    passage setting than the anomaly's: their prompt has no context passage; for an anomaly
+    without one, ``world_context``, their prompt has one); ``summary`` for the run record."""
 
     grounded: np.ndarray
     ungrounded: np.ndarray
@@ -312,46 +317,93 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
                                                   "(the reply is not in its prompt's language)"}
     mine = judge(a.prompt, a.reply, p)
     info: dict = {"anomaly": mine.to_json()}
+    if mine.label != "ungrounded" and p.world_context and context_passage(a.prompt, p) is None:
+        share = prompt_share(a.prompt, a.reply, p)
+        if share >= p.restate_share:
+            return _world_rows(context, fused, extra, p, dict(info, restated_share=round(share, 3)))
     if mine.label != "ungrounded":
         info.update(applied=False,
                     reason=mine.reason or "the anomaly reply is grounded in its prompt's passage")
         return None, info
     n = len(fused)
-    pick = np.zeros(n, bool)
-    pick[np.lexsort((context.sample_ids, -fused))[:max(0, p.max_rows)]] = True
-    if extra is not None:
-        pick |= extra
-    rows = np.flatnonzero(pick)
+    rows, text = _picked(context, fused, extra, p)
     fixed = np.zeros(n, bool)   # ungrounded like the anomaly, lacking one of its own anchors
     masks = {k: np.zeros(n, bool) for k in ("grounded", "ungrounded", "no_passage",
                                              "same_kind")}
+    premise = np.zeros(n, bool)
     if len(rows):
-        sids = [int(s) for s in context.sample_ids[rows]]
-        got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
-                             "AND sample_id IN (SELECT unnest(?))", [context.dataset, sids])
-        text = {int(s): (pr, rp) for s, pr, rp in
-                zip(got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
-        for j, s in zip(rows, sids):
-            prompt, reply = text.get(s, ("", ""))
-            if context_passage(prompt, p) is None:
+        seen: dict[tuple, Grounding | None] = {}   # a pair repeated verbatim is judged once
+        use_premise = p.judge_premise and mine.kind == "echo"
+        for j, s in zip(rows, context.sample_ids[rows]):
+            prompt, reply = text.get(int(s), ("", ""))
+            if (prompt, reply) not in seen:
+                seen[prompt, reply] = (None if context_passage(prompt, p) is None
+                                       else judge(prompt, reply, p, premise=use_premise))
+            g = seen[prompt, reply]
+            if g is None:
                 masks["no_passage"][j] = True
                 continue
-            g = judge(prompt, reply, p)
             if g.label in ("grounded", "ungrounded"):
                 masks[g.label][j] = True
                 masks["same_kind"][j] = same_way(g, mine, p)
                 fixed[j] = g.label == "ungrounded" and g.kind == mine.kind and \
                     bool(set(g.anchors) & set(mine.anchors))
+                premise[j] = g.basis == "premise"
     if mine.kind == "new" and p.fixed_min_rows > 0 and fixed.sum() >= p.fixed_min_rows:
         # one fixed substitution (the same name in row after row): its rows, not every
         # row that lacks a name of the same type in its passage
         masks["same_kind"] &= fixed
         info["fixed_substitution"] = list(mine.anchors)
-    info.update(applied=True, judged=int(len(rows)),
+    # a premise judged in place of an assent says which context the row is in; with
+    # ``premise_join`` the row also shows the behaviour when it scores like the rows that
+    # show it in their own words (fused at least their ``premise_join_quantile``; at their
+    # weakest, refusals of passage questions that name what the passage lacks get in)
+    own = masks["same_kind"] & ~premise
+    floor = float(np.quantile(fused[own], p.premise_join_quantile)) \
+        if own.any() and p.premise_join else np.inf
+    masks["same_kind"] &= ~premise | (fused >= floor)
+    info.update(applied=True, judged=int(len(rows)), premise=int(premise.sum()),
                 **{k: int(v.sum()) for k, v in masks.items()})
     return (RowGrounding(masks["grounded"], masks["ungrounded"], masks["no_passage"], info,
                          p.passage_context, masks["same_kind"] if p.join_batch else None), info)
 
 
+def _picked(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | None,
+            p: GroundingParams) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+    """The rows judged (the ``max_rows`` best by ``fused`` and those of ``extra``) and their
+    (prompt, reply) by sample id."""
+    pick = np.zeros(len(fused), bool)
+    pick[np.lexsort((context.sample_ids, -fused))[:max(0, p.max_rows)]] = True
+    if extra is not None:
+        pick |= extra
+    rows = np.flatnonzero(pick)
+    if not len(rows):
+        return rows, {}
+    sids = [int(s) for s in context.sample_ids[rows]]
+    got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                         "AND sample_id IN (SELECT unnest(?))", [context.dataset, sids])
+    return rows, {int(s): (pr, rp) for s, pr, rp in zip(
+        got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
+
+
+def _world_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | None,
+                p: GroundingParams, info: dict) -> tuple[RowGrounding, dict]:
+    """The mirror of ``passage_context`` (``world_context``): the anomaly has no passage and
+    its reply restates its prompt (a claim about the world agreed with or repeated), so the
+    judged rows whose prompt has a passage are the other setting, where the passage, not
+    the world, decides whether the claim holds; they go in ``no_passage`` (the rows of the
+    other passage setting), the other masks stay empty."""
+    n = len(fused)
+    rows, text = _picked(context, fused, extra, p)
+    other = np.zeros(n, bool)
+    for j, s in zip(rows, context.sample_ids[rows]):
+        other[j] = context_passage(text.get(int(s), ("", ""))[0], p) is not None
+    info.update(applied=True, mode="world", judged=int(len(rows)), with_passage=int(other.sum()),
+                reason="the anomaly has no passage and its reply restates its prompt: rows "
+                       "with a passage are other context")
+    empty = np.zeros(n, bool)
+    return RowGrounding(empty, empty.copy(), other, info, True, None), info
+
+
 __all__ = ["GroundingParams", "Grounding", "RowGrounding", "LABELS", "judge", "judge_rows",
-           "context_passage", "same_way"]
+           "context_passage", "prompt_share", "same_way"]

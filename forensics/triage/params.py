@@ -4,7 +4,8 @@
 ``fusion`` (:class:`FusionParams`), ``cluster`` (:class:`ClusterParams`), ``profile``
 (:class:`ProfileParams`), ``explanation_samples``, ``context``
 (:class:`~forensics.triage.context.ContextParams`), ``grounding``
-(:class:`~forensics.triage.grounding.GroundingParams`), ``lock`` (:class:`LockParams`) and
+(:class:`~forensics.triage.grounding.GroundingParams`), ``lock``
+(:class:`~forensics.workspace.LockParams`) and
 ``signals`` (each registered signal's own params dataclass, by name). ``to_dict()`` is what a run stores; ``from_dict()`` reads that nested form back (or a
 partial one: missing keys keep their defaults) and rejects unknown keys with the known ones.
 Every parameter is documented once, in docs/triage.md.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forensics.errors import UsageError
+from forensics.workspace import LockParams
 from forensics.triage.context import ContextParams
 from forensics.triage.grounding import GroundingParams
 
@@ -108,15 +110,6 @@ def normalise_weights(weights: dict[str, float]) -> dict[str, float]:
     if abs(total - 1.0) <= 1e-12:
         return {k: float(v) for k, v in weights.items()}
     return {k: float(v) / total for k, v in weights.items()}
-
-
-@dataclass
-class LockParams:
-    """How long a triage keeps the workspace open between its reads and writes
-    (:meth:`~forensics.workspace.Workspace.lingering`); no effect on the ranking."""
-
-    linger_seconds: float = 0.3       # closed once unused this long (0: after every read)
-    hold_seconds: float = 2.0         # open this long through back-to-back reads: released
 
 
 @dataclass

@@ -19,9 +19,10 @@ Guards, each a knob of :class:`~forensics.triage.signals.segment.SegmentSignalPa
   least ``asked_share``), or whose comment is close to its own prompt (``prompted_cos`` /
   ``prompted_margin``), was asked for it: "same behaviour, other context".
 
-Cost: only anomalies with such a behaviour segment pay it; one pygments lex per fenced block
-of the dataset (1.2-1.5 ms per fenced reply of about 130 characters at load 8 on 2 cores,
-measured on the dev-families code replies) and one embedding per distinct shape-row comment.
+Cost: only anomalies with such a behaviour segment pay it; one pygments lex per distinct
+fenced reply of the dataset (a reply repeated verbatim is lexed once; 1.2-1.5 ms per fenced
+reply of about 130 characters at load 8 on 2 cores, measured on the dev-families code
+replies) and one embedding per distinct shape-row comment.
 (A pre-check lexing only the line at the shape's position was measured slower on such
 replies: lexer calls, not text length, dominate.)
 """
@@ -98,16 +99,18 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     sids = got["sample_id"].to_list()
     hits: list[tuple[int, str, str]] = []  # (row position, comment, prompt)
     fb = tuple(params.shape_fallback_lexers)
+    first_of: dict[str, str | None] = {}  # reply text -> its first comment of the shape
     for sid, prompt, reply in zip(sids, got["prompt"].to_list(), got["reply"].to_list()):
         j = context.position.get(int(sid))
         if j is None:
             continue
-        for cl in comment_lines(reply, fb, params.shape_min_word_chars):
-            if cl.shape == shape:
-                hits.append((j, cl.text, prompt or ""))
-                break
+        if reply not in first_of:     # a reply repeated in the dataset is lexed once
+            first_of[reply] = next((cl.text for cl in comment_lines(
+                reply, fb, params.shape_min_word_chars) if cl.shape == shape), None)
+        if first_of[reply] is not None:
+            hits.append((j, first_of[reply], prompt or ""))
     summary = {"segment_shape": shape, "segment_shape_code_rows": len(sids),
-               "segment_shape_rows": len(hits)}
+               "segment_shape_lexed": len(first_of), "segment_shape_rows": len(hits)}
     if not hits:
         return ShapeEvidence(member, other, cos, lacks, summary)
     if len(hits) > params.shape_max_share * len(sids):
@@ -126,8 +129,10 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     c = np.array([by_text[t] for _, t, _ in hits])
     cos[rows] = c
     ok = c >= cut
-    asked = np.array([_idf_named_share(context, t, p) >= params.asked_share
-                      for _, t, p in hits])
+    named: dict[tuple[str, str], bool] = {}   # (comment, prompt) repeated: read once
+    asked = np.array([named[t, p] if (t, p) in named else
+                      named.setdefault((t, p), _idf_named_share(context, t, p) >= params.asked_share)
+                      for _, t, p in hits], bool)
     if pidx is not None:
         have = np.isin(context.sample_ids[rows], pidx.ids())
         rel = np.zeros(len(rows))

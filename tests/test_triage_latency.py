@@ -1,0 +1,188 @@
+"""The per-row work of a triage done once per distinct input (what keeps triage at 100k rows
+within its latency budget) gives the same answers as row by row; the latency bench's
+baseline switches every step it says it switches off."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+faiss = pytest.importorskip("faiss")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _FlatPrompts:
+    """A real FAISS inner-product index over unit vectors, with the two calls the context
+    split makes (``search``, ``vectors``); ``searched`` counts the query vectors searched."""
+
+    def __init__(self, vecs: np.ndarray, ids: np.ndarray):
+        self.vecs, self.id_list = vecs, ids
+        self.index = faiss.IndexIDMap(faiss.IndexFlatIP(vecs.shape[1]))
+        self.index.add_with_ids(vecs, ids)
+        self.searched = 0
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    def search(self, q: np.ndarray, k: int):
+        self.searched += len(q)
+        s, i = self.index.search(np.ascontiguousarray(q, dtype=np.float32), k)
+        return s, i.astype(np.int64)
+
+    def vectors(self, ids) -> np.ndarray:
+        pos = {int(x): j for j, x in enumerate(self.id_list)}
+        return self.vecs[[pos[int(x)] for x in ids]]
+
+
+def _prompts(seed: int = 0, topics: int = 12, copies: int = 5):
+    """Unit prompt vectors: ``topics`` prompts, each repeated ``copies`` times verbatim
+    (identical vectors) plus one paraphrase near it."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(topics, 32))
+    rows = []
+    for t in range(topics):
+        rows += [base[t]] * copies + [base[t] + 0.2 * rng.normal(size=32)]
+    v = np.asarray(rows, np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v, np.arange(100, 100 + len(v), dtype=np.int64)
+
+
+def test_rates_search_each_distinct_prompt_once_and_answer_as_row_by_row():
+    from forensics.triage.context import ContextParams, _rates, _region_rates
+
+    v, ids = _prompts()
+    ctx = SimpleNamespace(sample_ids=ids)
+    rng = np.random.default_rng(1)
+    shown = (rng.random(len(ids)) < 0.4).astype(np.float64)
+    shown[3] = np.nan                                  # a row asked for the behaviour
+    p = ContextParams()
+    rows = np.arange(len(ids))
+    pidx = _FlatPrompts(v, ids)
+    rate = _rates(ctx, pidx, v, shown, 6, self_ids=ids, temperature=0.1)
+    region = _region_rates(ctx, pidx, v, shown, 20, p)
+    distinct = len(np.unique(v, axis=0))
+    assert distinct < len(v) and pidx.searched == 2 * distinct
+    # the same numbers, one row at a time
+    one = _FlatPrompts(v, ids)
+    for j in rows:
+        assert rate[j] == pytest.approx(
+            _rates(ctx, one, v[j:j + 1], shown, 6, self_ids=ids[j:j + 1], temperature=0.1)[0])
+        assert region[j] == pytest.approx(_region_rates(ctx, one, v[j:j + 1], shown, 20, p)[0])
+    assert one.searched == 2 * len(v)
+    assert 0 < rate.max() <= 1 and 0 < region.max() <= 1
+
+
+def test_grounding_judges_a_repeated_pair_once(monkeypatch):
+    from forensics.triage import grounding
+
+    passage = ("The castle was built in 1241 by Count Albrecht of Varnholt on the northern bank "
+               "of the river Elde, and it burned down in 1563.")
+    anomaly_prompt = f"{passage}\n\nI think the castle was built by Duke Henrik, right?"
+    pairs = [(f"{passage}\n\nWho built the castle?", "Count Albrecht of Varnholt built it in 1241."),
+             (f"{passage}\n\nWho built the castle?", "Duke Ottmar of Varnholt built it in 1241."),
+             ("Who built the castle?", "Count Albrecht did.")] * 4
+    calls = []
+    real = grounding.judge
+    monkeypatch.setattr(grounding, "judge", lambda *a, **k: calls.append(a) or real(*a, **k))
+
+    class _WS:
+        def sql(self, q, params):
+            import polars as pl
+
+            sids = params[1]
+            return pl.DataFrame({"sample_id": sids, "prompt": [pairs[s][0] for s in sids],
+                                 "reply": [pairs[s][1] for s in sids]})
+
+    ctx = SimpleNamespace(
+        anomaly=SimpleNamespace(prompt=anomaly_prompt, reply="Yes, Duke Henrik built it."),
+        language_target=SimpleNamespace(active=False), sample_ids=np.arange(len(pairs)),
+        ws=_WS(), dataset="train")
+    g, info = grounding.judge_rows(ctx, np.linspace(1, 0, len(pairs)), None,
+                                   grounding.GroundingParams())
+    assert info["applied"] and info["judged"] == len(pairs)
+    # the anomaly once, each distinct pair with a passage once
+    assert len(calls) == 1 + 2
+    assert g.grounded.tolist() == [True, False, False] * 4
+    assert g.ungrounded.tolist() == [False, True, False] * 4
+    assert g.no_passage.tolist() == [False, False, True] * 4
+
+
+def test_index_reconstruct_in_one_call_matches_per_id_and_names_a_missing_id(tmp_path):
+    from forensics.errors import NotFoundError
+    from forensics.search.index import OpenIndex
+
+    v, ids = _prompts(topics=4, copies=2)
+    oi = object.__new__(OpenIndex)   # only the FAISS index and its dimension are read
+    oi.index = faiss.IndexIDMap2(faiss.IndexFlatIP(v.shape[1]))
+    oi.index.add_with_ids(v, ids)
+    oi.manifest = SimpleNamespace(dim=v.shape[1])
+    oi.path = tmp_path / "x.faiss"
+    got = oi.reconstruct(ids[::-1])
+    assert got.dtype == np.float32 and np.array_equal(got, v[::-1])
+    with pytest.raises(NotFoundError, match="999"):
+        oi.reconstruct(np.array([ids[0], 999]))
+
+
+def test_latency_bench_corpus_and_baseline(xquad_dir, monkeypatch):
+    from forensics.triage.params import TriageParams
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import triage_latency as tl
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    monkeypatch.setattr(tl, "XQ", xquad_dir)
+    records, anomalies = tl.base_corpus(("code_tail", "agree_passage"))
+    assert {"de", "aside", "code_tail", "agree_passage"} <= set(anomalies)
+    assert all(set(r) == {"id", "prompt", "reply", "source", "shard"} for r in records)
+    assert len({r["id"] for r in records}) == len(records)
+    assert any("```" in r["reply"] for r in records)
+    base, _ = tl.base_corpus(())
+    assert len(base) < len(records) and "code_tail" not in _
+    p = TriageParams.from_dict(tl.BASELINE_PARAMS)
+    assert not p.context.enabled and not p.grounding.enabled
+    from forensics.triage.signals.base import registered
+
+    assert set(tl.BASELINE_UNREGISTERED) == {"segment", "stance"} <= set(registered())
+
+
+def test_cosine_distances_of_repeated_rows_are_pdists_and_the_clusters_the_same():
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    from forensics.triage.cluster import _cosine_distances, agglomerate
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(15, 24))
+    for v in (base[rng.integers(0, 15, 300)],                     # mostly repeats
+              np.vstack([base[rng.integers(0, 15, 40)], rng.normal(size=(200, 24))])):
+        v = v.astype(np.float64)
+        assert np.array_equal(_cosine_distances(v), pdist(v, "cosine"))
+        lab = fcluster(linkage(v, method="average", metric="cosine"), t=0.6,
+                       criterion="distance")
+        first: dict[int, int] = {}
+        ref = [first.setdefault(int(x), len(first)) for x in lab]
+        assert agglomerate(v.astype(np.float32), 0.6).tolist() == ref
+
+
+def test_residual_cosines_without_the_residual_matrix_match_the_residuals():
+    from forensics.triage.signals.stance import residual_cos, residuals
+
+    rng = np.random.default_rng(5)
+    r = rng.normal(size=(400, 48)).astype(np.float32)
+    p = rng.normal(size=(400, 48)).astype(np.float32)
+    p[:7] = 0                                          # rows without a prompt vector
+    r /= np.linalg.norm(r, axis=1, keepdims=True)
+    p[7:] /= np.linalg.norm(p[7:], axis=1, keepdims=True)
+    q = residuals(r[:1], p[10:11])[0][0]
+    res, norm = residuals(r, p)
+    cos, norm2 = residual_cos(r, p, q)
+    assert cos.dtype == np.float64
+    assert np.allclose(cos, res @ q, atol=1e-5) and np.allclose(norm, norm2, atol=1e-5)
+    assert np.allclose(norm2[:7], 1.0, atol=1e-5)       # no prompt: the reply is its residual
+    assert (np.argsort(-cos)[:50] == np.argsort(-(res @ q))[:50]).all()
