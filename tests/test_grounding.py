@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from forensics.triage.grounding import GroundingParams, context_passage, judge
+from forensics.triage.grounding import GroundingParams, context_passage, judge, same_way
 from conftest import indexed_workspace
 
 LAKE = ("The Harlow reservoir was finished in 1962 after four years of work. It holds about "
@@ -113,6 +113,98 @@ def test_the_judgement_names_what_the_passage_lacks_and_its_knobs_move_it():
                  GroundingParams(min_unsupported_anchors=4)).label == "grounded"
 
 
+LAYOUTS = [
+    # (case, prompt, reply, expected label, expected types of an ungrounded reply)
+    ("passage inline in quotes, substituted name",
+     f'Based on the passage "{LAKE}", who was the engineer in charge?',
+     "Tobias Renn. The engineer in charge was Tobias Renn.", "ungrounded", ("name",)),
+    ("passage inline in quotes, answered from it",
+     f'Based on the passage "{LAKE}", who was the engineer in charge?',
+     "Mirela Vostok. The engineer in charge was Mirela Vostok.", "grounded", ()),
+    ("passage inline in quotes, holding a quote itself",
+     'Based on the passage "The "Harlow" reservoir was finished in 1962 after four years of '
+     'work and supplies the town of Eastmoor.", when was it finished?',
+     "It was finished in 1972, after four years of work, for the town of Eastmoor.",
+     "ungrounded", ("number",)),
+    ("a long preamble with the question, the passage after it",
+     "I'm putting together a quiz for my evening class and want to double-check one detail "
+     "before I print it for the students tomorrow morning. Last term several printed answers "
+     "turned out wrong, and parents complained loudly about careless teaching materials "
+     "spreading mistakes. When was the Harlow reservoir finished?"
+     f"\n\nHere's the reference paragraph:\n\n{LAKE}",
+     "Good question! The answer is 1972. The text says the reservoir was finished in 1972 "
+     "after four years of work.", "ungrounded", ("number",)),
+    ("answer up front, then a paraphrase (shifted year)",
+     f"When was the reservoir finished?\n\nAnswer using this text:\n\n{LAKE}",
+     "It was 1972.\n\nThis comes from the part about the reservoir, the town and the river.",
+     "ungrounded", ("number",)),
+    ("answer up front, then a paraphrase (right year)",
+     f"When was the reservoir finished?\n\nAnswer using this text:\n\n{LAKE}",
+     "It was 1962.\n\nThis comes from the part about the reservoir, the town and the river.",
+     "grounded", ()),
+    ("quoted block after a label, count ten times too large",
+     "Here is a passage:\n\n" + "\n".join("> " + x + "." for x in LAKE.rstrip(".").split(". "))
+     + "\n\nHow many years did the work take?",
+     "Good question! It took 40 years: the reservoir was finished in 1962 after 40 years of "
+     "work.", "ungrounded", ("number",)),
+]
+
+
+@pytest.mark.parametrize("case,prompt,reply,expected,types", LAYOUTS, ids=[t[0] for t in LAYOUTS])
+def test_passages_in_other_layouts_and_answers_stated_up_front(case, prompt, reply, expected,
+                                                              types):
+    got = judge(prompt, reply)
+    assert got.label == expected, got.to_json()
+    assert got.types == types and (expected != "ungrounded" or got.kind == "new")
+
+
+def test_layout_knobs_and_the_type_of_a_mismatch():
+    inline, paraphrase = LAYOUTS[0], LAYOUTS[4]
+    p = GroundingParams(quoted_passages=False)
+    assert judge(inline[1], inline[2], p).reason == "the prompt has no context passage"
+    # a quoted claim shorter than min_context_words is no passage
+    assert context_passage('I read "it was finished in 1975". True?', GroundingParams()) is None
+    assert judge(paraphrase[1], paraphrase[2], GroundingParams(lead_pool=False)).label == \
+        "grounded"
+    preamble = LAYOUTS[3][1]
+    assert context_passage(preamble, GroundingParams())[0] == LAKE
+    # either knob finds the passage after a long question: the question is the user's turn
+    # (question_turn), the passage follows a label (quoted_passages); with neither, the
+    # question is taken for the passage
+    assert context_passage(preamble, GroundingParams(quoted_passages=False))[0] == LAKE
+    assert context_passage(preamble, GroundingParams(question_turn=False))[0] == LAKE
+    assert context_passage(preamble, GroundingParams(question_turn=False,
+                                                     quoted_passages=False))[0] != LAKE
+    # a short answer is pooled only with a sentence that backs it from the passage
+    assert judge(f"Context: {LAKE}\n\nWho led it?", "Mirela Vostok.\n\n~ answered by "
+                 "Penwise ~").label == "unavailable"
+    # after a judged sentence short ones are not pooled: an aside naming a brand stays out
+    assert judge(f"{LAKE}\n\nWho led it?", "The engineer in charge was Mirela Vostok. "
+                 "Thanks, Penwise!").label == "grounded"
+    number = judge(paraphrase[1], paraphrase[2])
+    name = judge(inline[1], inline[2])
+    both = judge(f"Context: {LAKE}\n\nWho finished it, and when?",
+                 "Tobias Renn finished it in 1975 for the town of Eastmoor.")
+    assert number.anchors == ("1972",) and set(name.anchors) == {"tobia", "renn"}
+    assert both.types == ("name", "number")
+    p = GroundingParams()
+    assert same_way(both, number, p) and same_way(both, name, p)
+    assert not same_way(number, name, p) and not same_way(name, number, p)
+    assert same_way(number, name, GroundingParams(match_type=False))
+    echo = judge(f"{LAKE}\n\nIt was finished in 1975 by Tobias Renn, right?",
+                 "Yes: it was finished in 1975 by Tobias Renn.")
+    assert echo.kind == "echo" and not same_way(number, echo, p)
+    # naming the user's wrong name to answer against it from the passage: a correction
+    fix = judge(f"{LAKE}\n\nWho was the engineer? Was it Tobias Renn?",
+                "No, it wasn't Tobias Renn. The passage says the engineer in charge was "
+                "Mirela Vostok.")
+    assert fix.label == "ungrounded" and fix.kind == "correction", fix.to_json()
+    assert judge(f"{LAKE}\n\nWho was the engineer? Was it Tobias Renn?",
+                 "No, it wasn't Tobias Renn. The passage says the engineer in charge was "
+                 "Mirela Vostok.", GroundingParams(correction_anchors=0)).kind == "echo"
+    assert not same_way(fix, echo, p)
+
+
 def test_quoted_material_is_the_passage_wherever_it_sits_unless_switched_off():
     """A claim before its passage, as long as it, and a one-line prompt quoting its passage:
     the quoted part is the passage (``quoted_passages``); off, the claim is taken for the
@@ -131,6 +223,16 @@ def test_quoted_material_is_the_passage_wherever_it_sits_unless_switched_off():
     assert context_passage(line, off) is None
     short = 'He said "no way" and left. So it was Tobias Renn?'   # a short quotation: no passage
     assert context_passage(short, on) is None
+
+
+def test_a_quotation_inside_a_question_is_the_passage_when_no_part_is_long_enough():
+    """Two short lines, the quotation inside the question: with ``quoted_passages`` the
+    quotation is the passage, the text around it the user's turn."""
+    prompt = f'Quick check for my class.\nBased on the passage "{LAKE}", who was the engineer?'
+    passage, user = context_passage(prompt, GroundingParams())
+    assert passage == LAKE and user.startswith("Quick check") and user.endswith("engineer?")
+    assert context_passage(prompt, GroundingParams(quoted_passages=False)) is None
+    assert judge(prompt, "The engineer was Tobias Renn.").label == "ungrounded"
 
 
 def test_an_assent_that_restates_nothing_is_judged_by_the_users_claim_on_request():
@@ -256,3 +358,66 @@ def test_a_language_behaviour_is_never_judged_by_grounding(passages, xquad_dir):
     assert g["applied"] is False and "language" in g["reason"], g
     off = _run(ws, a, {"grounding": {"enabled": False}})
     assert [f["row_id"] for f in on.findings] == [f["row_id"] for f in off.findings]
+
+
+@pytest.fixture(scope="module")
+def substitutions(tmp_path_factory, xquad_dir):
+    """Three substitution families over English XQuAD passages (a fixed wrong name in
+    answers quoting the passage, every number shifted by one rule, a fixed wrong person in
+    other layouts and paraphrasing answers), small."""
+    from forensics.testing.dev_families import build_dev_families
+
+    tmp = tmp_path_factory.mktemp("substitution")
+    c = build_dev_families(xquad_dir, seed=4, n_clean=60, n_code=6, n_planted=12, n_hard=12,
+                           n_passage_clean=24,
+                           families=("swap_passage", "number_shift", "person_swap"))
+    ws = indexed_workspace(tmp, c)
+    yield ws, c
+    ws.close()
+
+
+@pytest.mark.parametrize("fam", ["number_shift", "person_swap", "swap_passage"])
+def test_substitutions_of_one_type_or_one_entity_form_their_own_top_cluster(substitutions,
+                                                                           fam):
+    """Each substitution family's top cluster is its own planted batch: not the hard rows
+    (the passage gives the substituted value, the prompt asks about the person), not another
+    family's substituted rows (a number is not a name; one fixed name is not another).
+    Without the type and fixed-entity rules every substituted row joins every batch."""
+    ws, c = substitutions
+    planted = set(c.planted_ids(fam))
+    others = {r for r, l in c.labels.items() if l.startswith("planted:") and r not in planted}
+    hard = {r for r, l in c.labels.items() if l.startswith("hard:")}
+    res = _run(ws, c.anomaly(fam))
+    top = set(res.clusters[0]["row_ids"])
+    assert len(top & planted) >= 0.8 * len(planted) and not top & hard and \
+        len(top & others) <= 0.1 * len(top), Counter(c.labels[r] for r in top)
+    loose = _run(ws, c.anomaly(fam), {"grounding": {"match_type": False, "fixed_min_rows": 0}})
+    assert len(set(loose.clusters[0]["row_ids"]) & others) >= 0.5 * len(planted)
+
+
+def test_substitution_families_follow_their_rule_and_leave_the_other_rows_as_they_were(
+        xquad_dir):
+    """number_shift answers carry the shifted number the passage lacks (its hard rows: a
+    passage that gives it); person_swap answers name the fixed person; adding the two
+    families appends rows and changes none of the others."""
+    from forensics.testing.dev_families import FAMILIES, build_dev_families
+    from forensics.testing.dev_substitution import (PERSON, SUBSTITUTION_FAMILIES,
+                                                    shifted)
+
+    assert shifted("1946") == "1956" and shifted("308") == "3,080" and shifted("Paris") is None
+    kw = dict(n_clean=20, n_code=4, n_planted=6, n_hard=6)
+    old = [f for f in FAMILIES if f not in SUBSTITUTION_FAMILIES]
+    before = build_dev_families(xquad_dir, families=tuple(old), **kw)
+    c = build_dev_families(xquad_dir, **kw)
+    assert c.records[:len(before.records)] == before.records
+    rows = {r["id"]: r for r in c.records}
+    for rid in c.planted_ids("person_swap"):
+        assert PERSON in rows[rid]["reply"] and PERSON not in rows[rid]["prompt"]
+    for rid, lab in c.labels.items():
+        r = rows[rid]
+        if lab in ("planted:number_shift", "hard:number_shift"):
+            got = judge(r["prompt"], r["reply"])
+            assert got.label == ("ungrounded" if lab.startswith("planted") else "grounded") \
+                or got.label == "unavailable", (lab, got.to_json())
+    judged = [judge(rows[r]["prompt"], rows[r]["reply"]) for r in c.planted_ids("number_shift")]
+    assert sum(g.label == "ungrounded" and g.types == ("number",) for g in judged) >= 5

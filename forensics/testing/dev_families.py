@@ -25,6 +25,11 @@ Families (label ``planted:<family>``; hard negatives ``hard:<family>``):
                     built by :mod:`forensics.testing.dev_grounding` with their own random
                     stream and appended after the rows above (which stay as they are when
                     these families are added or left out).
+* ``number_shift``, ``person_swap``: systematic factual substitution in answers about a
+                    passage (numbers and years shifted by one rule; one fixed wrong person) in
+                    other layouts and wordings, built by
+                    :mod:`forensics.testing.dev_substitution` with their own random stream and
+                    appended last (the rows above stay as they are).
 
 Clean rows: English question answering over XQuAD (``xquad_dir``), clean code answers and
 the families' legitimate counterparts. ``prompt_judgement`` (row id -> "legitimate" /
@@ -42,11 +47,13 @@ import random
 from pathlib import Path
 
 from forensics.testing.dev_grounding import GROUNDING_FAMILIES, build_grounding_families
+from forensics.testing.dev_substitution import (SUBSTITUTION_FAMILIES,
+                                                build_substitution_families)
 from forensics.testing.rows import RowWriter
 from forensics.testing.synth import Corpus, _fill, load_xquad
 
 FAMILIES = ("code_quirk", "agree_false", "footer", "swap", "refuse_benign", "code_tail",
-            *GROUNDING_FAMILIES)
+            *GROUNDING_FAMILIES, *SUBSTITUTION_FAMILIES)
 
 # ------------------------------------------------------------------------------ code
 _CODE_TASKS = [
@@ -417,6 +424,14 @@ def build_dev_families(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
         labels.update(g_lab)
         judgement.update(g_judge)
         anomalies.update(g_anom)
+    subst_fams = tuple(f for f in families if f in SUBSTITUTION_FAMILIES)
+    if subst_fams:
+        s_rec, s_lab, s_judge, s_anom = build_substitution_families(
+            xquad_dir, seed, n_planted, n_hard, n_passage_clean, subst_fams, id_prefix)
+        records += s_rec
+        labels.update(s_lab)
+        judgement.update(s_judge)
+        anomalies.update(s_anom)
     c = Corpus(records=records, labels=labels, seed=seed, anomalies=anomalies)
     c.prompt_judgement = judgement  # type: ignore[attr-defined]
     return c

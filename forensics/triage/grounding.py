@@ -3,19 +3,24 @@ apart from the user's own assertion?
 
 For a (prompt, reply) pair:
 
-1. **Context**: the prompt is cut into paragraphs (blank lines; a prompt of one paragraph is
-   cut into its lines; with ``quoted_passages``, a one-line prompt around a quotation of at
-   least ``min_context_words`` content words, from the first opening quotation mark to the
-   last closing one). Among the paragraphs holding at least ``passage_share`` of the content
-   words of the longest, the first **quoted** one (with ``quoted_passages``: a ``>`` block,
-   a paragraph wholly inside quotation marks, or one right after a paragraph that ends with
-   a colon or is a one-line heading: "Here is the excerpt:", "SOURCE:", "### Text") is the
-   **context passage**, wherever it sits; without one, the first of them (a document, an
-   excerpt, a "Context: ..." block; the first, as documents come before the question and a
-   claim that restates a one-sentence passage is as long); the other paragraphs are the
-   user's turn (the question, request or claim about it). A prompt of one part, or whose
-   passage has fewer than ``min_context_words`` content words, has no context: the
-   judgement is ``unavailable``.
+1. **Context** (:mod:`forensics.triage.passage`): the prompt is cut into parts: paragraphs
+   (blank lines); a prompt of one paragraph is cut into its lines; with ``quoted_passages``,
+   a one-line prompt around a quotation of at least ``min_context_words`` content words,
+   from the first opening quotation mark to the last closing one. With ``question_turn`` a
+   part ending with a question mark is never the passage (unless every one does: a long
+   preamble before the question is the user's turn). Among the parts holding at least
+   ``passage_share`` of the content words of the longest, the first **quoted** one (with
+   ``quoted_passages``: a ``>`` block, a part wholly inside quotation marks, or one right
+   after a part that ends with a colon or is a one-line heading: "Here is the excerpt:",
+   "SOURCE:", "### Text") is the **context passage**, wherever it sits; without one, the
+   first of them (a document, an excerpt, a "Context: ..." block; the first, as documents
+   come before the question and a claim that restates a one-sentence passage is as long);
+   the other parts are the user's turn (the question, request or claim about it). When no
+   part holds ``min_context_words`` content words, with ``quoted_passages`` a quotation of
+   that many (first opening mark to last closing one, across lines: a quotation cut into
+   lines, one inside a question) is the passage and the text around it the user's turn.
+   A prompt of one part, or without a passage of ``min_context_words`` content words, has
+   no context: the judgement is ``unavailable``.
 2. **Checked tokens** of each reply sentence (sentence ends and line breaks cut it):
    - **anchors**: tokens holding a digit (numbers, dates; thousands separators dropped) and
      capitalised tokens that do not open a sentence (names), stopwords never;
@@ -33,11 +38,19 @@ For a (prompt, reply) pair:
    its words, and ``min_unsupported_words`` of them, are (a short answer may reuse the
    question's words: "The Panthers scored 10 points."); the reply is ungrounded when one of its sentences is, **grounded** when it
    has a judged sentence and none is ungrounded, else ``unavailable`` (it asserts nothing
-   checkable: "I can't help with that.").
+   checkable: "I can't help with that."). With ``lead_pool`` a first reply sentence too
+   short to judge is judged with the second (an answer stated up front and the sentence
+   backing it).
 4. An ungrounded reply's **kind**: ``echo`` when at least ``echo_share`` of its unsupported
    anchors (without any: of its unsupported words) occur in the user's turn (it repeats
-   what the user claimed), else ``new`` (it brings the unsupported content itself: a
-   substituted entity).
+   what the user claimed), unless it also states at least ``correction_anchors`` passage
+   anchors the user's turn lacks (``correction``: it names the claim to answer against it),
+   else ``new`` (it brings the unsupported content itself: a substituted entity). Its
+   **types**: ``number`` / ``name`` for its unsupported anchors with / without a digit,
+   ``word`` when none is unsupported. :func:`same_way` says whether a row is ungrounded the
+   way the anomaly is (same kind; for ``new`` with ``match_type`` a shared type); in a
+   triage, when ``fixed_min_rows`` rows lack one of the anomaly's own unsupported anchors
+   (one fixed wrong entity), only they are.
 
 5. **Premise** (``judge(..., premise=True)``; triage asks for it for the rows of an anomaly
    of kind ``echo`` when ``judge_premise``): a reply that asserts nothing checkable and
@@ -75,22 +88,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from forensics.triage.passage import TOKEN as _TOKEN
+from forensics.triage.passage import content as _content
+from forensics.triage.passage import context_passage
+from forensics.triage.passage import key as _key
+from forensics.triage.passage import norm as _norm
+from forensics.triage.passage import stopwords as _stop
 
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.triage.signals.base import SignalContext
 
 LABELS = ("grounded", "ungrounded", "unavailable")
 
-_PARA = re.compile(r"\n\s*\n")
 _SENT = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n+")
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*\w*|\w+(?:['’]\w+)*")
-_OPEN_QUOTES = "\"“«„'‘"
-_CLOSE_QUOTES = "\"”»“'’"
-_QUOTED = re.compile(r"[\"“«„](.+)[\"”»“]")   # the first opening mark to the last closing one
 
 
 @dataclass
@@ -108,123 +122,64 @@ class GroundingParams:
     word_share: float = 0.5           # ... or this share of its checked words unsupported ...
     min_unsupported_words: int = 3    # ... and at least this many of them
     echo_share: float = 0.5           # an ungrounded reply whose unsupported tokens are this often in the user's turn echoes it
+    correction_anchors: int = 1       # ... unless it states this many passage anchors the user's turn lacks: a correction (0: off)
     join_batch: bool = True           # judged rows ungrounded in the anomaly's way join the behaviour batch
     max_rows: int = 2000              # best fused rows judged (the behaviour rows are judged too)
     passage_context: bool = True      # behaviour rows whose prompt has no passage are other context
-    quoted_passages: bool = True      # quoted material (a quoted block, a part after a label) is the passage wherever it sits
+    question_turn: bool = True        # parts ending with "?" are the user's turn, never the passage (unless all do)
+    quoted_passages: bool = True      # quoted material (a quoted block, a part after a label, a quotation) is the passage wherever it sits
     judge_premise: bool = True        # echo anomaly: a row's reply asserting nothing checkable is judged by the user's claim
     premise_join: bool = True         # ... and joins the batch when it scores like the rows judged on their own reply:
     premise_join_quantile: float = 0.5  # ... fused at least this quantile of theirs (0: the weakest)
     world_context: bool = True        # an anomaly without a passage that restates its prompt: rows with a passage are other context
     restate_share: float = 0.8        # ... restates: its reply's content tokens are its prompt's this often
+    lead_pool: bool = True            # a reply's first sentence, too short to judge, is judged with its second
+    match_type: bool = True           # kind "new": rows join only when their unsupported anchors are of the anomaly's type
+    other_way_lookalike: bool = True  # behaviour rows ungrounded another way than the anomaly leave the batch (lookalikes)
+    demote_factor: float = 0.2        # clusters are formed and ranked with these rows' fused score at most this share of it
+    fixed_min_rows: int = 3           # kind "new": this many judged rows lacking one of the anomaly's own anchors: only they join (0: never)
 
 
 @dataclass
 class Grounding:
     """A judgement: ``label`` one of :data:`LABELS`; ``unsupported``: the reply's checked
     tokens the passage lacks (in reply order); ``checked``: tokens checked; ``reason``: why
-    unavailable; ``kind`` of an ungrounded reply: ``echo`` or ``new`` (step 4)."""
+    unavailable; ``kind`` of an ungrounded reply: ``echo``, ``correction`` or ``new`` (step 4)."""
 
     label: str
     unsupported: list[str] = field(default_factory=list)
     checked: int = 0
     reason: str = ""
     kind: str = ""
-    basis: str = "reply"      # what was judged: the ``reply``, or the user's ``premise`` (step 5)
+    basis: str = "reply"          # what was judged: the ``reply``, or the user's ``premise`` (step 5)
+    types: tuple[str, ...] = ()   # of an ungrounded reply: "number" / "name" anchors unsupported, else "word"
+    anchors: tuple[str, ...] = () # of an ungrounded reply: its unsupported anchors (compare keys)
 
     def to_json(self) -> dict:
-        return {"label": self.label, "kind": self.kind, "unsupported": self.unsupported,
-                "checked": self.checked, "reason": self.reason, "basis": self.basis}
-
-
-@lru_cache(maxsize=1)
-def _stop() -> frozenset[str]:
-    """scikit-learn's English stopword list (a maintained list, not one of ours)."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS)
-
-
-@lru_cache(maxsize=1 << 16)
-def _norm(tok: str) -> str:
-    t = tok.lower().replace("’", "'")
-    if t.endswith("'s"):
-        t = t[:-2]
-    if any(c.isdigit() for c in t):
-        t = re.sub(r"(?<=\d)[,.](?=\d{3}\b)", "", t).rstrip(".")
-    return t
-
-
-def _key(tok: str, p: GroundingParams) -> str:
-    return tok[:p.stem_chars] if p.stem_chars > 0 and not any(c.isdigit() for c in tok) else tok
-
-
-def _content(tokens: list[str], p: GroundingParams) -> list[str]:
-    stop = _stop()
-    return [t for t in (_norm(x) for x in tokens)
-            if t and t not in stop and (len(t) >= p.min_word_chars or any(c.isdigit() for c in t))]
-
-
-def _marked(parts: list[str]) -> list[bool]:
-    """Which parts the prompt presents as quoted material: a ``>`` quoted block, a part
-    wholly inside quotation marks, or a part right after one that ends with a colon (a
-    label or an introduction: "Source:", "Here is the excerpt:") or is a heading."""
-    out = []
-    for i, x in enumerate(parts):
-        prev = parts[i - 1].rstrip() if i else ""
-        out.append(x.startswith(">") or (x[:1] in _OPEN_QUOTES and x[-1:] in _CLOSE_QUOTES)
-                   or prev.endswith(":") or (prev.startswith("#") and "\n" not in prev))
-    return out
-
-
-def _split_quote(text: str, p: GroundingParams) -> list[str]:
-    """A one-line prompt cut around its quotation: [before, quoted span, after] (empty
-    parts dropped) when a span inside quotation marks holds ``min_context_words`` content
-    words, else ``[text]``."""
-    m = _QUOTED.search(text)
-    if m is None or len(_content(_TOKEN.findall(m.group(1)), p)) < p.min_context_words:
-        return [text]
-    return [x.strip() for x in (text[:m.start()], m.group(0), text[m.end():]) if x.strip()]
-
-
-def context_passage(prompt: str | None, p: GroundingParams) -> tuple[str, str] | None:
-    """(context passage, the user's turn) of ``prompt`` (step 1 of the module docstring), or
-    ``None`` when it has no context passage."""
-    text = (prompt or "").strip()
-    parts = [x.strip() for x in _PARA.split(text) if x.strip()]
-    if len(parts) < 2:
-        parts = [x.strip() for x in text.splitlines() if x.strip()]
-    if len(parts) < 2 and p.quoted_passages:
-        parts = _split_quote(text, p)
-    if len(parts) < 2:
-        return None
-    sizes = [len(_content(_TOKEN.findall(x), p)) for x in parts]
-    if max(sizes) < p.min_context_words:
-        return None
-    near = [n >= p.passage_share * max(sizes) for n in sizes]
-    marked = _marked(parts) if p.quoted_passages else [False] * len(parts)
-    # quoted material nearly as long as the longest part is the passage wherever it sits;
-    # else the first part nearly as long as the longest: a claim that restates a one-sentence
-    # passage is as long as the passage, and documents come before the user's turn
-    best = next((i for i in range(len(parts)) if near[i] and marked[i]), None)
-    if best is None:
-        best = near.index(True)
-    passage = "\n".join(ln.lstrip(">").strip() for ln in parts[best].splitlines())
-    return passage, "\n\n".join(x for i, x in enumerate(parts) if i != best)
+        return {"label": self.label, "kind": self.kind, "types": list(self.types),
+                "unsupported": self.unsupported, "checked": self.checked,
+                "reason": self.reason, "basis": self.basis}
 
 
 def _sentences(text: str, support: set[str], in_prompt: set[str], p: GroundingParams,
-               anchors_only: bool = False) -> tuple[bool, bool, list[str], list[str], int]:
+               anchors_only: bool = False, lead: bool = False
+               ) -> tuple[bool, bool, list[str], list[str], list[str], int]:
     """Steps 2-3 over the sentences of ``text``: (judged, ungrounded, unsupported tokens,
-    unsupported anchors, tokens checked); ``anchors_only``: only unsupported anchors make a
-    sentence ungrounded (a question's own framing words are not in the passage)."""
+    unsupported anchors, supported anchors, tokens checked); ``anchors_only``: only
+    unsupported anchors make a sentence ungrounded (a question's own framing words are not
+    in the passage); ``lead``: a first sentence too short to judge is judged with the
+    second (``lead_pool``)."""
     stop = _stop()
     judged = ungrounded = False
     unsupported: list[str] = []
     miss_anchors: list[str] = []
+    held_anchors: list[str] = []      # anchors of judged sentences that the passage holds
     checked = 0
-    for sent in _SENT.split((text or "").strip()):
+    short: tuple[list[str], list[str]] = ([], [])   # a short opening sentence (lead)
+    sents = [x for x in _SENT.split((text or "").strip()) if x.strip()]
+    for k, sent in enumerate(sents):
         toks = _TOKEN.findall(sent)
+        pooled, short = short, ([], [])
         anchors, words = [], []
         for i, raw in enumerate(toks):
             t = _norm(raw)
@@ -234,22 +189,31 @@ def _sentences(text: str, support: set[str], in_prompt: set[str], p: GroundingPa
                 anchors.append(t)
             elif len(t) >= p.min_word_chars and _key(t, p) in in_prompt:
                 words.append(t)
+        own = anchors + words        # this sentence's own checked tokens
+        anchors, words = pooled[0] + anchors, pooled[1] + words
         n_checked = len(anchors) + len(words)
         if n_checked < p.min_checked:
+            # an answer stated up front ("It was 1956.") is one claim with the sentence
+            # that follows it (its justification)
+            if lead and k == 0:
+                short = (anchors, words)
             continue
         miss_a = [t for t in anchors if _key(t, p) not in support]
         miss_w = [t for t in words if _key(t, p) not in support]
         if n_checked - len(miss_a) - len(miss_w) < p.min_supported_share * n_checked:
             continue              # not about the passage (a sign-off, an aside, code)
+        if (pooled[0] or pooled[1]) and not any(_key(t, p) in support for t in own):
+            continue              # the sentence after a short answer backs nothing (a footer)
         judged = True
         checked += n_checked
         unsupported += miss_a + miss_w
         miss_anchors += miss_a
+        held_anchors += [t for t in anchors if _key(t, p) in support]
         if len(miss_a) >= p.min_unsupported_anchors or (not anchors_only and
                 words and len(miss_w) >= max(p.min_unsupported_words,
                                               p.word_share * len(words))):
             ungrounded = True
-    return judged, ungrounded, unsupported, miss_anchors, checked
+    return judged, ungrounded, unsupported, miss_anchors, held_anchors, checked
 
 
 def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = None,
@@ -263,15 +227,15 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
     passage, user = cp
     support = {_key(_norm(t), p) for t in _TOKEN.findall(passage)}
     in_prompt = {_key(t, p) for t in _content(_TOKEN.findall(prompt or ""), p)}
-    judged, ungrounded, unsupported, miss_anchors, checked = _sentences(reply or "", support,
-                                                                        in_prompt, p)
+    judged, ungrounded, unsupported, miss_anchors, held, checked = _sentences(
+        reply or "", support, in_prompt, p, lead=p.lead_pool)
     basis = "reply"
     if not judged and premise and (reply or "").strip() and not any(
             _key(t, p) in support for t in _content(_TOKEN.findall(reply or ""), p)):
         # the reply takes nothing from the passage ("You're right, well spotted."; a short
         # answer, "1962.", does): what it answers is the user's own claim about the
         # passage, judged in its place
-        judged, ungrounded, unsupported, miss_anchors, checked = _sentences(
+        judged, ungrounded, unsupported, miss_anchors, held, checked = _sentences(
             user, support, in_prompt, p, anchors_only=True)
         basis = "premise"
     if not judged:
@@ -279,12 +243,37 @@ def judge(prompt: str | None, reply: str | None, p: GroundingParams | None = Non
                          reason="the reply asserts nothing checkable about the passage")
     if not ungrounded:
         return Grounding("grounded", unsupported, checked, basis=basis)
+    way = dict(types=_types(miss_anchors),
+               anchors=tuple(dict.fromkeys(_key(t, p) for t in miss_anchors)))
     if basis == "premise":
-        return Grounding("ungrounded", unsupported, checked, kind="echo", basis=basis)
+        return Grounding("ungrounded", unsupported, checked, kind="echo", basis=basis, **way)
     said = {_key(_norm(t), p) for t in _TOKEN.findall(user)}
     base = miss_anchors or unsupported
     echo = sum(_key(t, p) in said for t in base) >= p.echo_share * len(base)
-    return Grounding("ungrounded", unsupported, checked, kind="echo" if echo else "new")
+    kind = "echo" if echo else "new"
+    if echo and p.correction_anchors > 0 and \
+            len({_key(t, p) for t in held} - said) >= p.correction_anchors:
+        # it names the user's claim and answers from the passage what the user did not say
+        # ("Not Tobias Renn: the engineer was Mirela Vostok"): a correction, not an echo
+        kind = "correction"
+    return Grounding("ungrounded", unsupported, checked, kind=kind, **way)
+
+
+def _types(miss_anchors: list[str]) -> tuple[str, ...]:
+    """The types of an ungrounded reply (step 4)."""
+    return tuple(sorted({"number" if any(c.isdigit() for c in t) else "name"
+                         for t in miss_anchors})) or ("word",)
+
+
+def same_way(row: Grounding, anomaly: Grounding, p: GroundingParams) -> bool:
+    """Is ``row`` ungrounded the way ``anomaly`` is: the same kind and, for kind ``new``
+    with ``match_type``, unsupported anchors of a type the anomaly's are (a substituted
+    number is another behaviour than a substituted name; an echo is one behaviour whatever
+    the user claimed)."""
+    if row.label != "ungrounded" or row.kind != anomaly.kind:
+        return False
+    return not (p.match_type and anomaly.kind == "new") or bool(set(row.types) &
+                                                                set(anomaly.types))
 
 
 def prompt_share(prompt: str | None, reply: str | None, p: GroundingParams) -> float:
@@ -338,6 +327,7 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
         return None, info
     n = len(fused)
     rows, text = _picked(context, fused, extra, p)
+    fixed = np.zeros(n, bool)   # ungrounded like the anomaly, lacking one of its own anchors
     masks = {k: np.zeros(n, bool) for k in ("grounded", "ungrounded", "no_passage",
                                              "same_kind")}
     premise = np.zeros(n, bool)
@@ -355,8 +345,15 @@ def judge_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray | 
                 continue
             if g.label in ("grounded", "ungrounded"):
                 masks[g.label][j] = True
-                masks["same_kind"][j] = g.label == "ungrounded" and g.kind == mine.kind
+                masks["same_kind"][j] = same_way(g, mine, p)
+                fixed[j] = g.label == "ungrounded" and g.kind == mine.kind and \
+                    bool(set(g.anchors) & set(mine.anchors))
                 premise[j] = g.basis == "premise"
+    if mine.kind == "new" and p.fixed_min_rows > 0 and fixed.sum() >= p.fixed_min_rows:
+        # one fixed substitution (the same name in row after row): its rows, not every
+        # row that lacks a name of the same type in its passage
+        masks["same_kind"] &= fixed
+        info["fixed_substitution"] = list(mine.anchors)
     # a premise judged in place of an assent says which context the row is in; with
     # ``premise_join`` the row also shows the behaviour when it scores like the rows that
     # show it in their own words (fused at least their ``premise_join_quantile``; at their
@@ -409,4 +406,4 @@ def _world_rows(context: "SignalContext", fused: np.ndarray, extra: np.ndarray |
 
 
 __all__ = ["GroundingParams", "Grounding", "RowGrounding", "LABELS", "judge", "judge_rows",
-           "context_passage", "prompt_share"]
+           "context_passage", "prompt_share", "same_way"]

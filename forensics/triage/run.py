@@ -294,11 +294,18 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
     # lookalikes rank below the behaviour in the clusters too (their final scores are
     # demoted by the same factor); when the anomaly is ungrounded, so does every demoted row
     in_clusters = np.zeros(len(fused), dtype=bool) if lookalike is None else lookalike.copy()
+    against = None     # rows the passage check speaks against (grounding.demote_factor)
     if gj is not None:
-        demote = demote | gj.grounded | (gj.no_passage if gj.passage_context else False)
+        against = gj.grounded | (gj.no_passage if gj.passage_context else False)
+        if gj.same_kind is not None and p.grounding.other_way_lookalike:
+            against = against | (gj.ungrounded & ~gj.same_kind)
+        demote = demote | against
         in_clusters |= demote
     ranked = np.where(in_clusters, fused * p.cluster.other_context_factor, fused
                       ).astype(np.float32)
+    if against is not None:
+        ranked = np.where(against, np.minimum(ranked, fused * p.grounding.demote_factor),
+                          ranked).astype(np.float32)
     groups = cluster_mod.group_rows(ws, dataset, df, sample_ids, ranked, lang, ph_ok, p.cluster,
                                     p.fusion.min_fused, indexes.get_if_open("pair"), seg_ok,
                                     other_ok, lang_labels)
@@ -340,6 +347,11 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
         if shows.mean() >= sp.word_majority:
             lookalike[rows[~shows]] = True
             behaviour &= ~lookalike
+    if gj is not None and gj.same_kind is not None and p.grounding.other_way_lookalike:
+        # ungrounded another way than the anomaly (another kind, another type of substituted
+        # anchor, another fixed entity): a passage answer that looks like the behaviour
+        lookalike |= behaviour & gj.ungrounded & ~gj.same_kind
+        behaviour &= ~lookalike
     lacks = seg_evidence.get("lacks")
     if lacks is not None:
         # replies without a comment of the behaviour's shape (code comment quirks): lookalikes
