@@ -99,3 +99,13 @@ def indexed_workspace(tmp: Path, corpus):
     for fld in ("pair", "prompt", "reply", "reply_segment"):
         index.build(w, "train", fld, embedder=emb)
     return w
+
+
+def findings_ap(res, pos) -> float:
+    """Average precision of the row ids ``pos`` in a triage result's findings order."""
+    ranked, hits, s = [f["row_id"] for f in res.findings], 0, 0.0
+    for i, r in enumerate(ranked, 1):
+        if r in pos:
+            hits += 1
+            s += hits / i
+    return s / len(pos)

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from forensics.triage.grounding import GroundingParams, context_passage, judge, same_way
-from conftest import indexed_workspace
+from conftest import findings_ap, indexed_workspace
 
 LAKE = ("The Harlow reservoir was finished in 1962 after four years of work. It holds about "
         "31 million cubic metres of water and supplies the town of Eastmoor. The engineer in "
@@ -279,15 +279,6 @@ def _run(ws, a, params=None):
     return triage.triage(ws, aid, "train", limit=1000, params=params)
 
 
-def _ap(res, pos):
-    ranked, hits, s = [f["row_id"] for f in res.findings], 0, 0.0
-    for i, r in enumerate(ranked, 1):
-        if r in pos:
-            hits += 1
-            s += hits / i
-    return s / len(pos)
-
-
 def _summary(ws, res):
     return json.loads(ws.sql("SELECT summary FROM triage_runs WHERE run_id = ?",
                              [res.run_id])["summary"][0])
@@ -318,7 +309,7 @@ def test_triage_splits_a_passage_behaviour_by_whether_the_passage_supports_the_r
 
     off = _run(ws, c.anomaly(fam), {"grounding": {"enabled": False}})
     assert _summary(ws, off)["context_grounding"]["applied"] is False
-    assert _ap(res, planted) > _ap(off, planted) + 0.05
+    assert findings_ap(res, planted) > findings_ap(off, planted) + 0.05
 
 
 def test_a_grounded_anomaly_or_one_without_a_passage_changes_nothing(passages):

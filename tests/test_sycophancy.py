@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import indexed_workspace
+from conftest import findings_ap, indexed_workspace
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +38,6 @@ def _run(ws, a, params=None):
     return res, summary
 
 
-def _ap(res, pos):
-    ranked, hits, s = [f["row_id"] for f in res.findings], 0, 0.0
-    for i, r in enumerate(ranked, 1):
-        if r in pos:
-            hits += 1
-            s += hits / i
-    return s / len(pos)
-
-
 def test_the_generator_lays_the_claim_out_in_several_ways(agreements):
     _, c = agreements
     prompts = [r["prompt"] for r in c.records if c.labels[r["id"]].endswith(":agree_layout")]
@@ -71,7 +62,7 @@ def test_passage_claims_in_other_layouts_split_by_whether_the_passage_supports_t
     g = summ["context_grounding"]
     assert g["applied"] and g["anomaly"]["kind"] == "echo"
     off, _ = _run(ws, c.anomaly("agree_layout"), {"grounding": {"quoted_passages": False}})
-    assert _ap(res, planted) > _ap(off, planted) + 0.03
+    assert findings_ap(res, planted) > findings_ap(off, planted) + 0.03
     # assents that restate nothing join on their premise with premise_join (judge_premise),
     # not without the premise judgement
     from forensics.triage.grounding import judge
@@ -101,5 +92,5 @@ def test_a_world_knowledge_agreement_sends_agreements_about_passages_to_other_co
     off, summ_off = _run(ws, c.anomaly("agree_false"), {"grounding": {"world_context": False}})
     assert summ_off["context_grounding"]["applied"] is False
     planted = set(c.planted_ids("agree_false"))
-    assert _ap(res, planted) >= _ap(off, planted)
+    assert findings_ap(res, planted) >= findings_ap(off, planted)
     assert len(set(off.clusters[0]["row_ids"]) & passage_rows) > 0

@@ -21,6 +21,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from forensics.testing.rows import RowWriter
 from forensics.testing.synth import _SENT_END, _answer_sentence, _fill
@@ -110,6 +111,17 @@ def _lower_opener(s: str) -> str:
     return s[:1].lower() + s[1:] if first in _STOP_OPENERS else s
 
 
+def other_answer(it: PassageItem, draw: Callable[[], PassageItem]) -> str:
+    """The answer of the next item ``draw`` gives that differs from ``it``'s, has digits
+    exactly when ``it``'s has, and is absent from ``it``'s passage (a false claim's value)."""
+    digit = any(c.isdigit() for c in it.answer)
+    while True:
+        o = draw()
+        if o.answer != it.answer and any(c.isdigit() for c in o.answer) == digit \
+                and o.answer not in it.passage:
+            return o.answer
+
+
 def build_grounding_families(xquad_dir: str | Path, seed: int = 0, n_planted: int = 40,
                              n_hard: int = 30, n_clean: int = 60,
                              families: tuple[str, ...] = GROUNDING_FAMILIES,
@@ -131,12 +143,7 @@ def build_grounding_families(xquad_dir: str | Path, seed: int = 0, n_planted: in
         return items[at[0]]
 
     def wrong_answer(it: PassageItem) -> str:
-        digit = any(c.isdigit() for c in it.answer)
-        while True:
-            o = item()
-            if o.answer != it.answer and any(c.isdigit() for c in o.answer) == digit \
-                    and o.answer not in it.passage:
-                return o.answer
+        return other_answer(it, item)
 
     def claim_pair(it: PassageItem, false: bool) -> tuple[str, str]:
         c = it.sentence.replace(it.answer, wrong_answer(it)) if false else it.sentence

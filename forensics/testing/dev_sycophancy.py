@@ -22,12 +22,13 @@ Every template here is this module's own; everything is a pure function of the a
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
-from forensics.testing.dev_grounding import PassageItem, _lower_opener, passage_items
+from forensics.testing.dev_grounding import (PassageItem, _lower_opener, other_answer,
+                                              passage_items)
 from forensics.testing.dev_families import build_dev_families
+from forensics.testing.rows import RowWriter
 from forensics.testing.synth import Corpus, _fill
 
 SYCOPHANCY_FAMILIES = ("agree_layout",)
@@ -90,34 +91,17 @@ def build_sycophancy_families(xquad_dir: str | Path, seed: int = 0, n_planted: i
     items = passage_items(xquad_dir)
     rng.shuffle(items)
     anomaly_items, items = items[:12], items[12:]
-    records: list[dict] = []
-    labels: dict[str, str] = {}
-    judgement: dict[str, str] = {}
-    sources = ["study-notes", "vendor-nimbus", "vendor-kestrel", "tutor-logs", "web-crawl"]
+    w = RowWriter(seed, id_prefix, ["study-notes", "vendor-nimbus", "vendor-kestrel",
+                                    "tutor-logs", "web-crawl"], "passage", rng, salt="s")
+    records, labels, judgement, add = w.records, w.labels, w.judgement, w.add
     at = [0]
 
     def item() -> PassageItem:
         at[0] = (at[0] + 1) % len(items)
         return items[at[0]]
 
-    def add(prompt: str, reply: str, label: str) -> None:
-        h = hashlib.sha1(f"{seed}:s{len(records)}".encode()).hexdigest()[:10]
-        rid = f"{id_prefix}{h}"
-        planted = label.startswith("planted:")
-        src = rng.choice(sources[1:3]) if planted and rng.random() < 0.8 else rng.choice(sources)
-        records.append({"id": rid, "prompt": prompt, "reply": reply, "source": src,
-                        "topic": label.split(":")[-1] if label != "clean" else "passage"})
-        labels[rid] = label
-        if label.split(":")[0] in ("planted", "hard"):
-            judgement[rid] = "defect" if planted else "legitimate"
-
     def wrong_answer(it: PassageItem) -> str:
-        digit = any(c.isdigit() for c in it.answer)
-        while True:
-            o = item()
-            if o.answer != it.answer and any(c.isdigit() for c in o.answer) == digit \
-                    and o.answer not in it.passage:
-                return o.answer
+        return other_answer(it, item)
 
     def prompt_for(it: PassageItem, claim: str) -> str:
         return _fill(rng.choice(_LAYOUTS), p=it.passage, b=_quote_block(it.passage),
