@@ -385,8 +385,16 @@ def test_explain_anomaly_generates_without_the_workspace(nlas, tmp_path):
     import forensics
     from forensics.nla import Explainer, explain_anomaly, register_nla
 
-    probe = ("import duckdb, sys; duckdb.connect(sys.argv[1]).execute("
-             "\"INSERT INTO datasets (name) VALUES ('written-meanwhile')\")")
+    # the connection lingers lock.linger_seconds after the read (a timer closes it), so the
+    # probe tries for up to 10 s, as a waiting command does; were the workspace held through
+    # generation, the probe (run inside generation) could never get in
+    probe = ("import duckdb, sys, time\n"
+             "for _ in range(100):\n"
+             "    try:\n"
+             "        con = duckdb.connect(sys.argv[1]); break\n"
+             "    except duckdb.IOException:\n"
+             "        time.sleep(0.1)\n"
+             "con.execute(\"INSERT INTO datasets (name) VALUES ('written-meanwhile')\")")
     seen = []
 
     class Probing(Explainer):
