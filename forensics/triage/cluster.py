@@ -90,17 +90,27 @@ def _cosine_distances(v: np.ndarray) -> np.ndarray:
     the linkage built on it, are the same as from every pair."""
     from scipy.spatial.distance import pdist, squareform
 
-    first: dict[bytes, int] = {}
-    inv = np.fromiter((first.setdefault(r.tobytes(), len(first)) for r in v), np.int64, len(v))
-    if len(first) > len(v) // 2:
+    u, inv = distinct_rows(v)
+    if len(u) > len(v) // 2:
         return pdist(v, "cosine")
-    keep = np.zeros(len(first), np.int64)
-    keep[inv[::-1]] = np.arange(len(v) - 1, -1, -1)
-    u = v[keep]
     du = squareform(pdist(u, "cosine")) if len(u) > 1 else np.zeros((1, 1))
     # a row and its copy: what pdist gives for that pair (0 up to rounding)
     du[np.diag_indices(len(u))] = [pdist(np.vstack([x, x]), "cosine")[0] for x in u]
     return squareform(du[inv][:, inv], checks=False)
+
+
+def distinct_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct rows of ``v``, compared by their bytes, in first-seen order; for each row
+    of ``v`` its row there). By bytes: a sort of whole rows (``np.unique(axis=0)``) costs more
+    than the work it saves its callers."""
+    v = np.ascontiguousarray(v)
+    first: dict[bytes, int] = {}
+    inv = np.fromiter((first.setdefault(r.tobytes(), len(first)) for r in v), np.int64, len(v))
+    if len(first) == len(v):
+        return v, inv
+    keep = np.zeros(len(first), np.int64)
+    keep[inv[::-1]] = np.arange(len(v) - 1, -1, -1)   # each distinct row's first position
+    return v[keep], inv
 
 
 def phrase_members(phrase: np.ndarray, strength: np.ndarray | None, expanded: bool,

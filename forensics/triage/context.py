@@ -348,17 +348,11 @@ def _region_rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour:
 
 
 def _distinct_rows(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the distinct rows of ``q`` as float32, in first-seen order; for each row of ``q`` its
-    row there). By the rows' bytes: a sort of whole rows (``np.unique(axis=0)``) costs more
-    than the searches it saves."""
-    q = np.ascontiguousarray(q, dtype=np.float32)
-    first: dict[bytes, int] = {}
-    inv = np.fromiter((first.setdefault(r.tobytes(), len(first)) for r in q), np.int64, len(q))
-    if len(first) == len(q):
-        return q, inv
-    keep = np.zeros(len(first), np.int64)
-    keep[inv[::-1]] = np.arange(len(q) - 1, -1, -1)   # each distinct row's first position
-    return q[keep], inv
+    """:func:`~forensics.triage.cluster.distinct_rows` of ``q`` as float32 (the search's
+    query type)."""
+    from forensics.triage.cluster import distinct_rows
+
+    return distinct_rows(np.asarray(q, dtype=np.float32))
 
 
 def _search_distinct(pidx: Any, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
