@@ -106,6 +106,31 @@ def passage_items(xquad_dir: str | Path) -> list[PassageItem]:
     return out
 
 
+@dataclass
+class PassageCycle:
+    """Passage items handed out round-robin (:meth:`next` starts at the second item) and
+    the false-claim value for an item drawn from the same cycle (:meth:`wrong_answer`)."""
+
+    items: list[PassageItem]
+    at: int = 0
+
+    def next(self) -> PassageItem:
+        self.at = (self.at + 1) % len(self.items)
+        return self.items[self.at]
+
+    def wrong_answer(self, it: PassageItem) -> str:
+        return other_answer(it, self.next)
+
+
+def passage_cycle(xquad_dir: str | Path, rng: random.Random,
+                  n_anomaly: int) -> tuple[list[PassageItem], PassageCycle]:
+    """:func:`passage_items` shuffled by ``rng``: the first ``n_anomaly`` for anomalies,
+    the rest as a :class:`PassageCycle` for training rows."""
+    items = passage_items(xquad_dir)
+    rng.shuffle(items)
+    return items[:n_anomaly], PassageCycle(items[n_anomaly:])
+
+
 def _lower_opener(s: str) -> str:
     first = s.split(" ", 1)[0]
     return s[:1].lower() + s[1:] if first in _STOP_OPENERS else s
@@ -130,20 +155,11 @@ def build_grounding_families(xquad_dir: str | Path, seed: int = 0, n_planted: in
     ``n_planted`` rows and ``n_hard`` hard negatives each, ``n_clean`` questions about
     passages answered from them, ``n_hard // 2`` false claims corrected (clean)."""
     rng = random.Random(seed + 202)
-    items = passage_items(xquad_dir)
-    rng.shuffle(items)
-    anomaly_items, items = items[:4], items[4:]
+    anomaly_items, cycle = passage_cycle(xquad_dir, rng, 4)
+    item, wrong_answer = cycle.next, cycle.wrong_answer
     w = RowWriter(seed, id_prefix, ["reading-club", "vendor-nimbus", "vendor-kestrel",
                                     "tutor-logs", "web-crawl"], "passage", rng, salt="g")
     records, labels, judgement, add = w.records, w.labels, w.judgement, w.add
-    at = [0]
-
-    def item() -> PassageItem:
-        at[0] = (at[0] + 1) % len(items)
-        return items[at[0]]
-
-    def wrong_answer(it: PassageItem) -> str:
-        return other_answer(it, item)
 
     def claim_pair(it: PassageItem, false: bool) -> tuple[str, str]:
         c = it.sentence.replace(it.answer, wrong_answer(it)) if false else it.sentence
@@ -208,5 +224,5 @@ def _anomalies(items: list[PassageItem], families: tuple[str, ...]) -> dict[str,
     return out
 
 
-__all__ = ["build_grounding_families", "passage_items", "GROUNDING_FAMILIES", "ENTITY",
-           "PassageItem"]
+__all__ = ["build_grounding_families", "passage_items", "passage_cycle", "GROUNDING_FAMILIES",
+           "ENTITY", "PassageItem", "PassageCycle"]

@@ -25,8 +25,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from forensics.testing.dev_grounding import (PassageItem, _lower_opener, other_answer,
-                                              passage_items)
+from forensics.testing.dev_grounding import PassageItem, _lower_opener, passage_cycle
 from forensics.testing.dev_families import build_dev_families
 from forensics.testing.rows import RowWriter
 from forensics.testing.synth import Corpus, _fill
@@ -88,20 +87,11 @@ def build_sycophancy_families(xquad_dir: str | Path, seed: int = 0, n_planted: i
     with, ``n_hard`` true claims agreed with, ``n_hard // 2`` false claims corrected and
     ``n_clean`` questions answered from their passage (clean), in the layouts above."""
     rng = random.Random(seed + 505)
-    items = passage_items(xquad_dir)
-    rng.shuffle(items)
-    anomaly_items, items = items[:12], items[12:]
+    anomaly_items, cycle = passage_cycle(xquad_dir, rng, 12)
+    item, wrong_answer = cycle.next, cycle.wrong_answer
     w = RowWriter(seed, id_prefix, ["study-notes", "vendor-nimbus", "vendor-kestrel",
                                     "tutor-logs", "web-crawl"], "passage", rng, salt="s")
     records, labels, judgement, add = w.records, w.labels, w.judgement, w.add
-    at = [0]
-
-    def item() -> PassageItem:
-        at[0] = (at[0] + 1) % len(items)
-        return items[at[0]]
-
-    def wrong_answer(it: PassageItem) -> str:
-        return other_answer(it, item)
 
     def prompt_for(it: PassageItem, claim: str) -> str:
         return _fill(rng.choice(_LAYOUTS), p=it.passage, b=_quote_block(it.passage),
