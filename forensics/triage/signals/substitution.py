@@ -4,7 +4,8 @@ event).
 
 1. **Substituted tokens** of the anomaly: the reply's anchors (tokens holding a digit;
    capitalised words that are not stopwords) that its prompt lacks and that the explanations
-   name outside their quotations (an explanation quoting the reply names every reply word;
+   name as a name or number outside their quotations (capitalised where no sentence starts,
+   or holding a digit; an explanation quoting the reply names every reply word;
    the words it says itself, "credits Edison with", "dated 1972", point at the substituted
    entity), of a kind (a number: digits only; a name: any other anchor) of which the
    explanations name a value the reply lacks (the right one they contrast it with: "1969,
@@ -79,7 +80,7 @@ def substituted_tokens(prompt: str, reply: str, explanations: list[str],
     said, said_anchors = set(), set()
     for e in explanations:
         own = _QUOTE.sub(" ", e or "")
-        said |= {norm(t) for t in TOKEN.findall(own)}
+        said |= _named(own)
         said_anchors |= set(_anchors(own))
     in_reply = set(_anchors(reply))
     # the kinds (number, name) of the values the explanations contrast the reply with
@@ -89,6 +90,20 @@ def substituted_tokens(prompt: str, reply: str, explanations: list[str],
         if _WORD.fullmatch(t) and len(t) >= min_chars and t not in in_prompt and t in said \
                 and _kind(t) in kinds and t not in out:
             out.append(t)
+    return out
+
+
+def _named(text: str) -> set[str]:
+    """Tokens ``text`` names as names or numbers: holding a digit, or capitalised where a
+    sentence does not start (a word capitalised only at a line's or sentence's start, such
+    as "Answer:" or "Sponsored", is not a name), normalised."""
+    out = set()
+    for m in TOKEN.finditer(text):
+        t = m.group(0)
+        before = text[:m.start()].rstrip()
+        start = not before or before[-1] in ".!?:;\n" or text[:m.start()].endswith("\n")
+        if any(c.isdigit() for c in t) or (t[:1].isupper() and not start):
+            out.add(norm(t))
     return out
 
 
