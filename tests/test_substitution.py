@@ -93,7 +93,9 @@ def test_a_substitution_without_a_passage_is_found_where_the_question_is_about_i
                                                                  "min_members": 10**6}}})
         assert "substitution" in res.signals_used
         summary = triage.load_run(ws, res.run_id)["summary"]["substitution"]
-        assert summary["tokens"] == [WRONG[fam].lower()], summary
+        # the wrong entity (with its first name), never the event's own year or the subject
+        assert WRONG[fam].lower() in summary["tokens"], summary
+        assert set(summary["tokens"]) <= {WRONG[fam].lower(), "thomas"}, summary
         pos = set(c.planted_ids(fam))
         top = res.clusters[0]["row_ids"]
         prec = len(pos & set(top)) / len(top)
