@@ -6,10 +6,10 @@ event).
    capitalised words that are not stopwords) that its prompt lacks and that the explanations
    name as a name or number outside their quotations (capitalised where no sentence starts,
    or holding a digit; an explanation quoting the reply names every reply word;
-   the words it says itself, "credits Edison with", "dated 1972", point at the substituted
+   the words it says itself, "credits Lund with", "dated 1931", point at the substituted
    entity), of a kind (a number: digits only; a name: any other anchor) of which the
-   explanations name a value the reply lacks (the right one they contrast it with: "1969,
-   not 1972"; a year the reply shares with them and that they contrast with no other year
+   explanations name a value the reply lacks (the right one they contrast it with: "1927,
+   not 1931"; a year the reply shares with them and that they contrast with no other year
    is the subject, not the substitute), held by at most ``max_df_frac`` of the replies.
 2. **Stating rows**: rows whose reply holds a substituted token and whose prompt does not
    (the entity stated where the question is about something else). A row whose prompt names
