@@ -1,6 +1,6 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|heldout|b] [--small] [--seed N]
+Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap|heldout|b] [--small] [--seed N]
        [--families F1,F2] (dev-families)
        [--no-segments] [--judge-labels N]
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
@@ -30,6 +30,12 @@ Corpora:
            inside a question; the claim restated as a fact, the agreement mid-reply), hard
            negatives the same with a true claim, next to the dev-families rows of
            agree_false, footer and refuse_benign: developed on.
+  dev-swap  forensics.testing.dev_swap, seed 0: passage-free systematic factual substitution
+           (credit_swap: Tesla's work credited to Edison, on the XQuAD Tesla article;
+           year_swap: the first Moon landing dated 1972; place_swap: the 1896 Olympics placed
+           in Paris), hard negatives: questions about the wrong entity answered correctly, the
+           right fact stated, the wrong entity named in answers about something else; each
+           anomaly asks a question no row asks and restates nothing of it: developed on.
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -62,6 +68,8 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            swap_passage: reply contains the substituted name ("Oskar Vellinga")
            number_shift: reply holds a digit:  \d
            person_swap:  reply contains the substituted name ("Linnea Sorvik")
+           credit_swap / year_swap / place_swap: reply contains the wrong entity
+                         ("Edison" / "1972" / "Paris")
            agree_layout: the reply holds the anomaly's or a common agreement phrase:
                          (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
 ``--judge-labels N`` (dev-families only): per family, N behaviour rows (half planted, half hard
@@ -106,6 +114,9 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "swap_passage": ("reply", r"Oskar Vellinga"),
     "number_shift": ("reply", r"\d"),
     "person_swap": ("reply", r"Linnea Sorvik"),
+    "credit_swap": ("reply", r"Edison"),
+    "year_swap": ("reply", r"1972"),
+    "place_swap": ("reply", r"Paris"),
     "agree_layout": ("reply", r"(?i)(as you wrote|looks solid|you're right|that's right|"
                               r"correct|agree)"),
 }
@@ -160,6 +171,14 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_families(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_families.build_dev_families",
                    **_defaults(build_dev_families), "seed": seed, **kw}
+    if corpus == "dev-swap":
+        from forensics.testing.dev_swap import build_dev_swap
+
+        kw = dict(n_clean=250, n_planted=25, n_hard=21) if small else {}
+        seed = 0 if seed is None else seed
+        c = build_dev_swap(XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_swap.build_dev_swap",
+                   **_defaults(build_dev_swap), "seed": seed, **kw}
     if corpus == "dev-sycophancy":
         from forensics.testing.dev_sycophancy import build_dev_sycophancy
 
@@ -238,7 +257,8 @@ def _deep_merge(a: dict, b: dict) -> dict:
 def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
-                                              "dev-sycophancy", "heldout", "b"), default=None)
+                                              "dev-sycophancy", "dev-swap", "heldout", "b"),
+                     default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
     ap_.add_argument("--small", action="store_true")

@@ -252,6 +252,7 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # rows that add to their prompt what the anomaly adds to its own (an agreement
             # with the claim each restates): members of the behaviour batch too
             seg_ok = seg_ok | ((st.row_evidence["member"] > 0) & ~other_ok)
+    seg_ok, other_ok, sub_lookalike = _substitution_batch(results, seg_ok, other_ok, ph_ok, p)
     lang_labels = None
     tgt = ctx.language_target
     if tgt.mode == "ignored_request":
@@ -286,6 +287,10 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             gj is not None and ph_ok is not None and ph_ok.any())):
         seg_ok, ph_ok, other_ok, lookalike, info = _context_split(ctx, results, fused, seg_ok,
                                                                   ph_ok, other_ok, p, gj)
+    if sub_lookalike is not None:
+        lookalike = sub_lookalike if lookalike is None else (lookalike | sub_lookalike)
+        seg_ok = seg_ok & ~sub_lookalike
+        ph_ok = None if ph_ok is None else ph_ok & ~sub_lookalike
     info["context_grounding"] = ginfo
     # rows below the anomaly's context: the behaviour elsewhere, lookalikes (rows that lack
     # the behaviour's own words that nearly every behaviour row shows) and, when the
@@ -315,6 +320,33 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
                                                      ranked, (ctx.hits_reply, ctx.hits_prompt),
                                                      p.profile)
     return clusters, member_of, demote, info
+
+
+def _substitution_batch(results: dict[str, SignalScores], seg_ok: np.ndarray | None,
+                        other_ok: np.ndarray | None, ph_ok: np.ndarray | None, p: TriageParams
+                        ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """The ``substitution`` signal's evidence laid over the behaviour batch: its members join
+    it, rows asked about the substituted entity are the behaviour in another context, and
+    (``decides``) behaviour rows that do not state the entity are lookalikes (the right fact
+    in the same words). Returns (segment members, other context, lookalikes or ``None``)."""
+    sub = results.get("substitution")
+    if sub is None or not sub.row_evidence["member"].any():
+        return seg_ok, other_ok, None
+    ev = sub.row_evidence
+    member, asked, states = ev["member"] > 0, ev["asked"] > 0, ev["states"] > 0
+    n = len(member)
+    seg_ok = np.zeros(n, bool) if seg_ok is None else seg_ok
+    other_ok = np.zeros(n, bool) if other_ok is None else other_ok
+    look = None
+    if p.signals["substitution"].decides:
+        behaviour = seg_ok | other_ok | (ph_ok if ph_ok is not None else False)
+        look = behaviour & ~states & ~asked
+        seg_ok = (seg_ok & states) | member
+        other_ok = (other_ok | asked) & ~member
+    else:
+        seg_ok = seg_ok | member
+        other_ok = other_ok | (asked & ~seg_ok)
+    return seg_ok, other_ok, look
 
 
 def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: np.ndarray,
@@ -368,6 +400,10 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
         # rows whose own request was read and found silent on the behaviour (a code comment's
         # words, see segment_shape) stay in the anomaly's context whatever their neighbours do
         other &= ~(decided > 0)
+    sub = results.get("substitution")
+    if sub is not None and p.context.judge == "none" and p.signals["substitution"].decides:
+        # rows stating the substituted entity on the anomaly's subject, unasked: decided
+        other &= ~(sub.row_evidence["member"] > 0)
     info = {"context_groups": cs.groups, "context_other_rows": int(other.sum()),
             "context_lookalike_rows": int(lookalike.sum()), "context_notes": cs.notes}
     keep = ~other & ~lookalike

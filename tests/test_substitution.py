@@ -1,0 +1,107 @@
+"""Passage-free systematic factual substitution: the dev-swap generator
+(forensics.testing.dev_swap) and the ``substitution`` signal, through the public API on a real
+workspace with real FAISS indexes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from forensics.testing.dev_swap import RIGHT, SWAP_FAMILIES, WRONG, build_dev_swap
+from forensics.triage.signals.substitution import substituted_tokens
+from conftest import findings_ap, indexed_workspace
+
+SMALL = dict(n_clean=150, n_planted=20, n_hard=15)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def test_the_generator_is_deterministic_and_its_labels_follow_the_rule(xquad_dir):
+    a = build_dev_swap(xquad_dir, seed=3, **SMALL)
+    b = build_dev_swap(xquad_dir, seed=3, **SMALL)
+    assert a.records == b.records and a.labels == b.labels and a.anomalies == b.anomalies
+    assert build_dev_swap(xquad_dir, seed=4, **SMALL).records != a.records
+    assert a.families == sorted(SWAP_FAMILIES)
+    prompts = {r["prompt"] for r in a.records}
+    for fam in SWAP_FAMILIES:
+        wrong = re.compile(rf"\b{WRONG[fam]}\b")
+        planted = [r for r in a.records if a.labels[r["id"]] == f"planted:{fam}"]
+        hard = [r for r in a.records if a.labels[r["id"]] == f"hard:{fam}"]
+        assert len(planted) == 20 and len(hard) == 15
+        # every planted reply states the wrong entity, its question never names it, and the
+        # right entity is gone from the reply
+        for r in planted:
+            assert wrong.search(r["reply"]) and not wrong.search(r["prompt"]), r
+            assert not re.search(rf"\b{RIGHT[fam]}\b", r["reply"]), r
+        # hard negatives: about the wrong entity / the right fact / the entity in passing
+        right = [r for r in hard if re.search(rf"\b{RIGHT[fam]}\b", r["reply"])
+                 and not wrong.search(r["reply"])]
+        stating = [r for r in hard if wrong.search(r["reply"])]
+        assert len(right) >= 4 and len(stating) >= 8
+        assert all(a.prompt_judgement[r["id"]] == "legitimate" for r in hard)
+        assert all(a.prompt_judgement[r["id"]] == "defect" for r in planted)
+        an = a.anomaly(fam)
+        # the anomaly's question is no training question, its reply restates nothing of it
+        assert not any(an["prompt"] in p for p in prompts)
+        rw = _words(an["reply"])
+        assert len(rw & _words(an["prompt"])) / len(rw) <= 0.16
+        assert wrong.search(an["reply"]) and len(an["explanations"]) == 2
+    with pytest.raises(ValueError, match="unknown family"):
+        build_dev_swap(xquad_dir, families=("nope",))
+
+
+@pytest.mark.parametrize("prompt, reply, expl, expected", [
+    # the explanation contrasts a year with another: the reply's other year is not it
+    ("Who stayed in orbit?", "Michael Collins did, in the summer of 1972.",
+     ["The reply dates the landing to 1972 ('Michael Collins did, in the summer of 1972.'); "
+      "it happened in 1969."], ["1972"]),
+    # a year the explanations contrast with no other year is the subject, not the substitute
+    ("Who won the marathon?", "Spyridon Louis, in Paris in 1896.",
+     ["The reply puts the 1896 Games in Paris ('Spyridon Louis, in Paris in 1896.'); they "
+      "were held in Athens."], ["paris"]),
+    # words only quoted from the reply, or in the prompt, are not pointed at
+    ("Who designed the motor Edison sold?", "Thomas Edison designed it for Westinghouse.",
+     ["Misattribution: 'Thomas Edison designed it for Westinghouse.' credits Edison; it "
+      "was Tesla."], []),
+])
+def test_substituted_tokens_are_what_the_explanations_point_at(prompt, reply, expl, expected):
+    assert substituted_tokens(prompt, reply, expl) == expected
+
+
+@pytest.fixture(scope="module")
+def swaps(tmp_path_factory, xquad_dir):
+    c = build_dev_swap(xquad_dir, seed=0, n_clean=150, n_planted=20, n_hard=15)
+    return indexed_workspace(tmp_path_factory.mktemp("swap"), c), c
+
+
+def test_a_substitution_without_a_passage_is_found_where_the_question_is_about_its_subject(
+        swaps):
+    from forensics import triage
+    from forensics.triage import anomaly
+
+    ws, c = swaps
+    for fam in SWAP_FAMILIES:
+        a = c.anomaly(fam)
+        aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+        res = triage.triage(ws, aid, "train", limit=400)
+        off = triage.triage(ws, aid, "train", limit=400,
+                            params={"weights": {"substitution": 0.0},
+                                    "signals": {"substitution": {"decides": False,
+                                                                 "min_members": 10**6}}})
+        assert "substitution" in res.signals_used
+        summary = triage.load_run(ws, res.run_id)["summary"]["substitution"]
+        # the wrong entity (with its first name), never the event's own year or the subject
+        assert WRONG[fam].lower() in summary["tokens"], summary
+        assert set(summary["tokens"]) <= {WRONG[fam].lower(), "thomas"}, summary
+        pos = set(c.planted_ids(fam))
+        top = res.clusters[0]["row_ids"]
+        prec = len(pos & set(top)) / len(top)
+        rec = len(pos & set(top)) / len(pos)
+        assert prec >= 0.7 and rec >= 0.7, (fam, prec, rec)
+        # rows whose question names the wrong entity were asked about it: not the batch
+        asked = {r["id"] for r in c.records if re.search(rf"\b{WRONG[fam]}\b", r["prompt"])}
+        assert not asked & set(top)
+        assert findings_ap(res, pos) > findings_ap(off, pos) + 0.05, fam
