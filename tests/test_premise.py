@@ -99,3 +99,83 @@ def test_a_csv_without_its_columns_names_the_file_and_line(tmp_path):
                      "Health,What?,A b c d e,F g h i j\nHealth,,x,y\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"e\.csv: line 3: field 'Question' is empty"):
         load_items(empty)
+
+
+def test_two_way_cut_finds_the_gap_and_says_how_clear_it_is():
+    import numpy as np
+
+    from forensics.triage.context import two_way_cut
+
+    cut, sep = two_way_cut(np.array([0.1, 0.12, 0.11, 0.8, 0.82, 0.79]))
+    assert 0.12 < cut <= 0.79 and sep > 0.95
+    _, flat = two_way_cut(np.linspace(0, 1, 50))
+    assert flat < 0.8
+    assert two_way_cut(np.array([0.5, 0.5, 0.5]))[1] == 0.0
+
+
+@pytest.fixture(scope="module")
+def premise_ws(tmp_path_factory):
+    """A small premise_assent corpus in a real workspace (pair, prompt, reply, reply-segment
+    indexes) with its rows' explanations imported and indexed."""
+    from conftest import indexed_workspace
+    from forensics.nla.explanations import import_explanations
+    from forensics.search import index
+    from forensics.search.embed import Embedder
+    from forensics.testing.dev_premise import build_premise_family, write_row_explanations
+
+    tmp = tmp_path_factory.mktemp("premise")
+    c = build_premise_family(CSV, seed=0, n_planted=16, n_hard=14, n_clean=60)
+    ws = indexed_workspace(tmp, c)
+    import_explanations(ws, write_row_explanations(c, tmp / "e.jsonl"), "train")
+    index.build(ws, "train", "explanation", embedder=Embedder())
+    yield ws, c
+    ws.close()
+
+
+def _triage(ws, a, params=None):
+    from forensics import triage
+    from forensics.triage import anomaly as anomaly_mod
+
+    aid = anomaly_mod.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    return triage.triage(ws, aid, "train", limit=1000, params=params)
+
+
+def test_rows_explanations_judge_the_premise_the_reply_goes_along_with(premise_ws):
+    """The anomaly's reply restates nothing of its prompt: the rows' explanations (their own
+    words cut out) say which premises are myths. The top cluster holds planted rows and at
+    most a few true premises gone along with; without the explanation_own members and the
+    context split's explanation judgement, AP drops and the top cluster holds fewer."""
+    from conftest import findings_ap
+
+    ws, c = premise_ws
+    planted = set(c.planted_ids("premise_assent"))
+    hard = {r for r, l in c.labels.items() if l == "hard:premise_assent"}
+    a = c.anomaly("premise_assent")
+    res = _triage(ws, a)
+    assert "explanation_own" in res.signals_used
+    top = set(res.clusters[0]["row_ids"])
+    assert len(top & planted) >= 0.6 * len(planted) and len(top & hard) <= 2, \
+        (len(top & planted), len(top & hard), len(top))
+    off = _triage(ws, a, {"signals": {"explanation_own": {"members": False}},
+                          "context": {"explained_split": False}})
+    top_off = set(off.clusters[0]["row_ids"]) if off.clusters else set()
+    assert len(top_off & planted) < len(top & planted)
+    assert findings_ap(res, planted) > findings_ap(off, planted) + 0.05
+
+
+def test_without_an_explanation_index_the_signal_says_how_to_build_one(premise_ws, tmp_path):
+    import forensics
+    from forensics import ingest
+    from forensics.search import index
+    from forensics.search.embed import Embedder
+
+    _, c = premise_ws
+    f = c.write_jsonl(tmp_path / "t.jsonl")
+    ws = forensics.init(tmp_path / "ws")
+    ingest.ingest(ws, f, "train")
+    for fld in ("pair", "prompt", "reply"):
+        index.build(ws, "train", fld, embedder=Embedder())
+    res = _triage(ws, c.anomaly("premise_assent"))
+    assert "explanation_own" not in res.signals_used
+    assert "--field explanation" in res.signals_unavailable["explanation_own"]
+    ws.close()
