@@ -8,7 +8,8 @@ anomaly's topic; with the word runs it copies from its own row's prompt and repl
 (:func:`forensics.triage.signals.stance.own_text`) what is left is the judgement, and rows
 judged alike read alike whatever their topic. A row's score is the combination (``combine``:
 mean or max) over its explanations (at ``positions``; all when empty) of the mean cosine to
-the anomaly's explanations, the best ``k`` rows min-max normalised, other rows 0. The raw
+the anomaly's explanations (with ``centre``, both after subtracting the mean of the row
+explanations read: their shared framing), the best ``k`` rows min-max normalised, other rows 0. The raw
 cosines (``row_evidence["cos"]``, ``["explained"]``) also judge the behaviour rows in the
 context split (:func:`forensics.triage.context.explanation_judgement`).
 
@@ -41,6 +42,7 @@ class ExplanationOwnParams:
     copy_share: float = 0.5           # ... when it is this share of the longest copied run
     query_own: bool = False           # cut the anomaly's prompt and reply words from its explanations too
     combine: str = "mean"             # mean | max over a row's explanations
+    centre: bool = True               # subtract the mean of the explanations read (rows' and query's) before the cosine
     members: bool = True              # rows above the two-way cut of the explained rows' cosines join the behaviour batch ...
     member_separation: float = 0.6    # ... when the cut explains this share of their variance
 
@@ -105,7 +107,13 @@ class ExplanationOwnSignal:
                         params.copy_min_words, params.copy_share) or got["text"][i]
                for i in keep]
         ev = context.indexes.embed(oi, own).astype(np.float32)
-        cos = (ev @ qv.T).mean(axis=1)
+        q = qv
+        if params.centre and len(ev) > 1:
+            # what every explanation read here says (its framing: "the user states ...")
+            # says nothing about which rows are judged like the anomaly: compare what differs
+            m = ev.mean(axis=0, keepdims=True)
+            ev, q = _unit(ev - m), _unit(qv - m)
+        cos = (ev @ q.T).mean(axis=1)
         # the context split judges a row by the explanations of its prompt (the context
         # split's explanation_positions): what the user asserts, not what the reply does
         cp = getattr(context.context_params, "explanation_positions", None) or []
@@ -140,6 +148,10 @@ class ExplanationOwnSignal:
                                               np.float32),
                                           "member": member},
                             index_versions={"explanation": context.indexes.versions["explanation"]})
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 __all__ = ["ExplanationOwnSignal", "ExplanationOwnParams"]
