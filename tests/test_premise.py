@@ -142,8 +142,8 @@ def _triage(ws, a, params=None):
 
 def test_rows_explanations_judge_the_premise_the_reply_goes_along_with(premise_ws):
     """The anomaly's reply restates nothing of its prompt: the rows' explanations (their own
-    words cut out) say which premises are myths. The top cluster holds planted rows and at
-    most a few true premises gone along with; without the explanation_own members and the
+    words cut out) say which premises are myths. The top cluster recalls most planted rows
+    and at most a quarter of the true premises gone along with; without the explanation_own members and the
     context split's explanation judgement, AP drops and the top cluster holds fewer."""
     from conftest import findings_ap
 
@@ -154,7 +154,7 @@ def test_rows_explanations_judge_the_premise_the_reply_goes_along_with(premise_w
     res = _triage(ws, a)
     assert "explanation_own" in res.signals_used
     top = set(res.clusters[0]["row_ids"])
-    assert len(top & planted) >= 0.6 * len(planted) and len(top & hard) <= 2, \
+    assert len(top & planted) >= 0.6 * len(planted) and len(top & hard) <= len(hard) // 4, \
         (len(top & planted), len(top & hard), len(top))
     off = _triage(ws, a, {"signals": {"explanation_own": {"members": False}},
                           "context": {"explained_split": False}})
