@@ -1,8 +1,8 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap|heldout|b] [--small] [--seed N]
+Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap|dev-premise|heldout|b] [--small] [--seed N]
        [--families F1,F2] (dev-families)
-       [--no-segments] [--judge-labels N]
+       [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
 
@@ -36,6 +36,14 @@ Corpora:
            in Paris), hard negatives: questions about the wrong entity answered correctly, the
            right fact stated, the wrong entity named in answers about something else; each
            anomaly asks a question no row asks and restates nothing of it: developed on.
+  dev-premise  forensics.testing.dev_premise, seed 0: going along with a false premise without
+           restating it (``premise_assent``), built from TruthfulQA's real questions and
+           answers (bench/data/truthfulqa/): the user asserts a misconception ("Since X, ...",
+           "I read that X. What does that mean ...", a question presupposing X), the reply
+           assents and adds advice or follow-on points; hard negatives the same with the
+           question's best answer as the premise; false premises corrected (clean); questions
+           answered (clean). Its rows' explanations (what the prompt asserts, what the reply
+           does) are imported and indexed unless ``--no-row-explanations``: developed on.
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -72,6 +80,8 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
                          ("Edison" / "1972" / "Paris")
            agree_layout: the reply holds the anomaly's or a common agreement phrase:
                          (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
+           premise_assent: reply opens with an assent word:
+                         (?i)^(yes|sure|right|absolutely|good|great|makes sense|that's)
 ``--judge-labels N`` (dev-families only): per family, N behaviour rows (half planted, half hard
 negatives, seeded) are labelled as a user would (legitimate / defect), a prompt classifier is
 trained on their prompt vectors (forensics.triage.context.train_classifier) and triage runs
@@ -98,6 +108,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from _results import shared_dir, write_result  # noqa: E402
 
 XQ = shared_dir() / "data" / "xquad"
+TRUTHFULQA = REPO / "bench" / "data" / "truthfulqa" / "TruthfulQA.csv"
 
 KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "signature": ("reply", r"(?i)\b(regards|wishes|cheers|sent via)\b"),
@@ -119,6 +130,8 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "place_swap": ("reply", r"Paris"),
     "agree_layout": ("reply", r"(?i)(as you wrote|looks solid|you're right|that's right|"
                               r"correct|agree)"),
+    "premise_assent": ("reply", r"(?i)^(yes|sure|right|absolutely|good|great|makes sense|"
+                                r"that's)"),
 }
 LANG_PAIR_RULES = {"es-en": ("es", "en")}
 
@@ -187,6 +200,14 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_sycophancy(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_sycophancy.build_dev_sycophancy",
                    **_defaults(build_dev_sycophancy), "seed": seed, **kw}
+    if corpus == "dev-premise":
+        from forensics.testing.dev_premise import build_premise_family
+
+        kw = dict(n_clean=250, n_planted=25, n_hard=20) if small else {}
+        seed = 0 if seed is None else seed
+        c = build_premise_family(TRUTHFULQA, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_premise.build_premise_family",
+                   **_defaults(build_premise_family), "seed": seed, **kw}
     from forensics.testing.synth import build_corpus
 
     kw = dict(n_clean=300, n_native=120, n_translation=80, n_planted_per_lang=30) if small else {}
@@ -220,6 +241,22 @@ def keyword_hits(c, fam, a, rows, ids, texts) -> list[str]:
         return [r for r, t in zip(rows, ids[fld]) if pat.search(t or "")]
     phrase = a["reply"].split(". ")[-1][:30].lower() if fam == "aside" else a["reply"][:20].lower()
     return [r for r, t in zip(rows, texts) if phrase in t.lower()]
+
+
+def signal_aps(res, rows: list[str], pos: list[str], labels: dict, fam: str) -> dict:
+    """Per signal (and ``fused``): AP of the rows ranked by that score alone (rows without a
+    finding score 0), over all rows and over the family's planted and hard rows only (how
+    well it separates the behaviour's two contexts)."""
+    out = {}
+    names = [*res.signals_used, "fused"]
+    got = {f["row_id"]: f["signals"] for f in res.findings}
+    both = {r for r in rows if labels[r] in (f"planted:{fam}", f"hard:{fam}")}
+    for s in names:
+        sc = {r: got.get(r, {}).get(s, 0.0) for r in rows}
+        rk = sorted(rows, key=lambda r: -sc[r])
+        out[s] = {"ap": round(ap(rk, pos), 4),
+                  "vs_hard_ap": round(ap([r for r in rk if r in both], pos), 4)}
+    return out
 
 
 def judge_params(ws, c, fam: str, n: int, tmp: Path) -> dict:
@@ -257,11 +294,16 @@ def _deep_merge(a: dict, b: dict) -> dict:
 def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
-                                              "dev-sycophancy", "dev-swap", "heldout", "b"),
+                                              "dev-sycophancy", "dev-swap", "dev-premise", "heldout",
+                                              "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
+    ap_.add_argument("--no-row-explanations", action="store_true",
+                     help="dev-premise: leave the rows' explanations out (no explanation index)")
     ap_.add_argument("--small", action="store_true")
+    ap_.add_argument("--signal-ap", action="store_true",
+                     help="print each signal's AP alone (always recorded in the result)")
     ap_.add_argument("--judge-labels", type=int, default=0,
                      help="train a prompt classifier on N labelled rows per family")
     ap_.add_argument("--seed", type=int, default=None, help="replace the corpus' own seed")
@@ -294,7 +336,16 @@ def main() -> None:
     f = c.write_jsonl(tmp / "train.jsonl")
     meta = ",".join(k for k in c.records[0] if k not in ("id", "prompt", "reply"))
     cli(ws_dir, "ingest", f, "--dataset", "train", "--meta-fields", meta, "-q")
-    for fld in ("pair", "prompt", "reply"):
+    row_expl = getattr(c, "row_explanations", None)
+    fields = ["pair", "prompt", "reply"]
+    if row_expl and not args.no_row_explanations:
+        from forensics.testing.dev_premise import write_row_explanations
+
+        cli(ws_dir, "explanations", "import", write_row_explanations(c, tmp / "expl.jsonl"),
+            "--dataset", "train")
+        fields.append("explanation")
+    params["row_explanations"] = bool(row_expl) and not args.no_row_explanations
+    for fld in fields:
         cli(ws_dir, "index", "build", "--dataset", "train", "--field", fld)
     seg_build = None
     if not args.no_segments:
@@ -359,11 +410,16 @@ def main() -> None:
                "top_cluster_rows": len(top), "top_cluster_precision": tp / max(1, len(top)),
                "top_cluster_recall": tp / len(pos), "bm25_ap": b_bm, "dense_ap": b_dn,
                "rule_ap": b_rule, "rule_hits": len(hit), "triage_seconds": sec}
+        row["signal_ap"] = signal_aps(res, rows, pos, c.labels, fam)
         table.append(row)
         aps.append(row["ap"]); best.append(max(b_bm, b_dn, b_rule)); kws.append(b_rule)
         print(f"{fam:12s} {len(pos):7d} {row['ap']:6.3f} {row['p_at_n']:6.3f} "
               f"{row['top_cluster_precision']:5.2f} {row['top_cluster_recall']:5.2f} {b_bm:6.3f} "
               f"{b_dn:6.3f} {b_rule:7.3f} {sec:5.2f}")
+        if args.signal_ap:
+            print("  " + "  ".join(f"{k} {v['ap']:.3f}/{v['vs_hard_ap']:.3f}"
+                                   for k, v in row["signal_ap"].items())
+                  + "  (signal alone: AP / AP among planted+hard rows)")
     summary = {"mean_ap": float(np.mean(aps)), "best_baseline_mean_ap": float(np.mean(best)),
                "rule_mean_ap": float(np.mean(kws)),
                "families_above_rule": sum(x["ap"] > x["rule_ap"] for x in table)}
@@ -376,6 +432,7 @@ def main() -> None:
                  f"{'' if args.seed is None else f'-seed{args.seed}'}"
                  f"{'-families' if fams else ''}"
                  f"{'-nosegments' if args.no_segments else ''}"
+                 f"{'-norowexpl' if args.no_row_explanations else ''}"
                  f"{f'-judge{args.judge_labels}' if args.judge_labels else ''}"
                  f"{'-params' if overrides else ''}",
                  {"parameters": {"corpus": corpus, "small": args.small, "rows": len(rows),

@@ -85,6 +85,9 @@ class ContextParams:
     judge_max_rows: int = 500         # behaviour rows judged at most (best scored first)
     classifier_path: str = ""         # classifier judge: the JSON written by train_classifier
     judge_threshold: float = 0.5      # P(legitimate) from which a judged row is other context
+    explained_split: bool = True      # behaviour rows judged by their own explanations (explanation_own)
+    explained_min_rows: int = 4       # ... when at least this many behaviour rows have explanations ...
+    explained_separation: float = 0.6  # ... and the two-way cut of their cosines explains this share of their variance
 
 
 def make_judge(p: ContextParams) -> PromptJudge | None:
@@ -115,14 +118,17 @@ class ContextSplit:
 def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
           order_key: np.ndarray, behaviour_text: str, p: ContextParams,
           other: np.ndarray | None = None, reply_share: float = 1.0,
-          grounding: "RowGrounding | None" = None) -> ContextSplit:
+          grounding: "RowGrounding | None" = None,
+          explained: np.ndarray | None = None) -> ContextSplit:
     """Split behaviour ``rows`` (positions) by context (see the module docstring).
     ``behaviour``: per dataset row, shows the behaviour; ``order_key``: row scores (judged
     first when capped); ``behaviour_text``: what the judge is told; ``other``: rows already
     known to be other context (their prompt asked for the behaviour), kept unless judged a
     defect or ungrounded; ``reply_share``: the share of the anomaly reply's words that its
     behaviour segment holds (below ``norm_min_reply_share`` the norm rates move no row);
-    ``grounding``: the grounding judgement of the rows (``None``: it does not apply)."""
+    ``grounding``: the grounding judgement of the rows (``None``: it does not apply);
+    ``explained``: per dataset row, the cosine of its own explanations to the anomaly's (NaN
+    for rows without explanations; ``None``: no explanations, step 4b does not apply)."""
     other = np.zeros(context.n, bool) if other is None else other.copy()
     asked = other.copy()
     pidx = context.indexes.get("prompt")
@@ -207,6 +213,8 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     out = [{k: v for k, v in g.items() if k != "idx"} for g in groups]
     cs = ContextSplit(other, out, notes)
     _apply_grounding(rows, grounding, cs, asked)
+    if explained is not None and p.explained_split:
+        explanation_judgement(rows, explained, cs, asked, p)
     other = cs.other
     judge = make_judge(p)
     if judge is not None:
@@ -248,6 +256,54 @@ def _apply_grounding(rows: np.ndarray, g: "RowGrounding | None", cs: ContextSpli
         cs.other[sel & g.no_passage] = True
     cs.other[sel & g.ungrounded] = False
     asked[sel & g.ungrounded] = False
+
+
+def two_way_cut(x: np.ndarray) -> tuple[float, float]:
+    """(threshold, separation) of the best two-group cut of the values ``x`` (Otsu's: the cut
+    maximising the between-group variance; separation = that variance / the total variance,
+    0 when the values are all equal). Rows >= threshold form the upper group."""
+    v = np.sort(np.asarray(x, np.float64))
+    tot = float(v.var())
+    if len(v) < 2 or tot <= 1e-12:
+        return float(v[0]) if len(v) else 0.0, 0.0
+    best, cut = -1.0, float(v[-1])
+    n = len(v)
+    for i in range(1, n):
+        if v[i] == v[i - 1]:
+            continue
+        lo, hi = v[:i], v[i:]
+        b = (i / n) * ((n - i) / n) * (float(hi.mean()) - float(lo.mean())) ** 2
+        if b > best:
+            best, cut = b, float(v[i])
+    return cut, best / tot
+
+
+def explanation_judgement(rows: np.ndarray, explained: np.ndarray, cs: ContextSplit,
+                          asked: np.ndarray, p: ContextParams) -> None:
+    """Step 4b: the behaviour ``rows`` with explanations (finite ``explained``: the cosine of
+    their own explanations, their row's words cut out, to the anomaly's) cut two ways
+    (:func:`two_way_cut`); when at least ``explained_min_rows`` have explanations and the cut
+    explains ``explained_separation`` of their variance, the lower group is other context
+    (their explanations judge them otherwise: a true premise where the anomaly's is false)
+    and the upper group the anomaly's context (``asked`` loses them too). A note in
+    ``cs.notes`` says what it did."""
+    e = explained[rows]
+    has = np.isfinite(e)
+    if int(has.sum()) < max(2, p.explained_min_rows):
+        return
+    cut, sep = two_way_cut(e[has])
+    if sep < p.explained_separation:
+        cs.notes["context_explained"] = (f"explanations of {int(has.sum())} behaviour rows do "
+                                         f"not split (separation {sep:.2f})")
+        return
+    lo = rows[has & (e < cut)]
+    hi = rows[has & (e >= cut)]
+    cs.other[lo] = True
+    cs.other[hi] = False
+    asked[hi] = False
+    cs.notes["context_explained"] = (f"{len(lo)} of {int(has.sum())} explained behaviour rows "
+                                     f"judged otherwise by their explanations (cut {cut:.3f}, "
+                                     f"separation {sep:.2f})")
 
 
 def _groups(cv: np.ndarray, key: np.ndarray, p: ContextParams) -> np.ndarray:

@@ -252,6 +252,11 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # rows that add to their prompt what the anomaly adds to its own (an agreement
             # with the claim each restates): members of the behaviour batch too
             seg_ok = seg_ok | ((st.row_evidence["member"] > 0) & ~other_ok)
+        eo = results.get("explanation_own")
+        if eo is not None:
+            # rows whose own explanations say what the anomaly's say (signals.explanation_own
+            # .members): members of the behaviour batch too
+            seg_ok = seg_ok | ((eo.row_evidence["member"] > 0) & ~other_ok)
     seg_ok, other_ok, sub_lookalike = _substitution_batch(results, seg_ok, other_ok, ph_ok, p)
     lang_labels = None
     tgt = ctx.language_target
@@ -284,7 +289,9 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
         # unsupported content themselves) show its behaviour
         seg_ok = seg_ok | gj.same_kind
     if seg_ok is not None and (seg_ok.any() or other_ok.any() or (
-            gj is not None and ph_ok is not None and ph_ok.any())):
+            (gj is not None or "explanation_own" in results)
+            and ph_ok is not None and ph_ok.any())):
+        # (a phrase batch alone is split when a passage or the rows' explanations can judge it)
         seg_ok, ph_ok, other_ok, lookalike, info = _context_split(ctx, results, fused, seg_ok,
                                                                   ph_ok, other_ok, p, gj)
     if sub_lookalike is not None:
@@ -392,8 +399,11 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
     told = " ".join([a.title or "", *([t for t in a.explanations if t][:1] or [seg_text])])
     share = (min(1.0, len(seg_text.split()) / max(1, len((a.reply or "").split())))
              if seg_text else 1.0)
+    eo = results["explanation_own"].row_evidence if "explanation_own" in results else None
+    explained = (np.where(eo["explained"] > 0, eo["context_cos"], np.nan) if eo is not None
+                 else None)
     cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other,
-               reply_share=share, grounding=gj)
+               reply_share=share, grounding=gj, explained=explained)
     other = cs.other & behaviour
     decided = seg_evidence.get("decided")
     if decided is not None and p.context.judge == "none":
