@@ -122,6 +122,9 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     cos[rows] = c
     ok = c >= cut
     named: dict[tuple[str, str], bool] = {}   # (comment, prompt) repeated: read once
+    # the comments' words' prompt postings in one read (not one per word)
+    context.hits_prompt.load_tokens({w for t in texts for w in re.findall(r"\w+", t.lower())
+                                     if len(w) > 1})
     asked = np.array([named[t, p] if (t, p) in named else
                       named.setdefault((t, p), _idf_named_share(context, t, p) >= params.asked_share)
                       for _, t, p in hits], bool)
