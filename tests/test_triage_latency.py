@@ -128,6 +128,37 @@ def test_index_reconstruct_in_one_call_matches_per_id_and_names_a_missing_id(tmp
         oi.reconstruct(np.array([ids[0], 999]))
 
 
+@pytest.mark.parametrize("kind", ["ivf-sq8", "hnsw", "flat"])
+def test_search_wide_returns_the_k_nearest_whatever_the_index(kind, tmp_path):
+    """An IVF index probing a few lists (or HNSW with a small efSearch) cannot return many
+    rows; ``search_wide`` widens the search so about ``k`` rows come back, the exact nearest
+    among them."""
+    from forensics.search.ann import apply_params, new_index
+    from forensics.search.index import OpenIndex
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(30, 32))    # texts on topics: vectors around 30 centres
+    v = (centres[rng.integers(0, 30, 3000)] + 0.4 * rng.normal(size=(3000, 32))).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    ids = np.arange(10, 3010, dtype=np.int64)
+    index, params = new_index(kind, 32, len(v), v)
+    narrow = {"ivf-sq8": {"nprobe": 1}, "hnsw": {"efSearch": 16}, "flat": {}}[kind]
+    apply_params(index, kind, {**params, **narrow})
+    index.add_with_ids(v, ids)
+    oi = object.__new__(OpenIndex)
+    oi.index = index
+    oi.manifest = SimpleNamespace(dim=32, index_type=kind, shards=None)
+    q = v[:2]
+    got = oi.search_wide(q, 500)
+    assert np.all(np.diff(got) > 0) and np.isin(got, ids).all()
+    assert 500 <= len(got) <= 1000
+    exact = np.argsort(-(v @ q.T), axis=0, kind="stable")[:100]
+    assert np.isin(ids[exact.ravel()], got).mean() >= 0.95
+    if kind == "ivf-sq8":   # one probed list alone holds far fewer rows
+        _, few = oi.index.search(q, 500)
+        assert (few >= 0).sum() < 500
+
+
 def test_latency_bench_corpus_and_baseline(xquad_dir, monkeypatch):
     from forensics.triage.params import TriageParams
 
