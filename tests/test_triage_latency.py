@@ -52,6 +52,49 @@ def _prompts(seed: int = 0, topics: int = 12, copies: int = 5):
     return v, np.arange(100, 100 + len(v), dtype=np.int64)
 
 
+def _rates_loop(pos, sims, ids, behaviour, k, self_ids, temperature):
+    """The neighbour rate one query at a time (the definition :func:`_rates` computes for
+    all queries at once)."""
+    out = np.zeros(len(ids))
+    for i in range(len(ids)):
+        ok = ids[i] >= 0
+        hit, sim = ids[i][ok], sims[i][ok].astype(np.float64)
+        if self_ids is not None:
+            keep = hit != self_ids[i]
+            hit, sim = hit[keep][:k - 1], sim[keep][:k - 1]
+        j = np.clip(np.searchsorted(pos, hit), 0, len(pos) - 1)
+        found = pos[j] == hit
+        j, sim = j[found], sim[found]
+        known = ~np.isnan(behaviour[j])
+        j, sim = j[known], sim[known]
+        if not len(j):
+            continue
+        w = np.exp((np.minimum(sim, 1.0) - 1.0) / temperature) if temperature > 0 else \
+            np.ones(len(j))
+        out[i] = float((w * behaviour[j]).sum() / max(float(w.sum()), 1e-12))
+    return out
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.1])
+def test_rates_of_all_queries_at_once_equal_one_query_at_a_time(temperature):
+    from forensics.triage.context import _rates
+
+    v, ids = _prompts(seed=2, topics=20, copies=3)
+    rng = np.random.default_rng(3)
+    shown = (rng.random(len(ids)) < 0.4).astype(np.float64)
+    shown[rng.random(len(ids)) < 0.2] = np.nan
+    pos = ids[rng.random(len(ids)) < 0.9]            # rows the dataset no longer has: skipped
+    pidx = _FlatPrompts(v, ids)
+    ctx = SimpleNamespace(sample_ids=pos)
+    b = shown[np.isin(ids, pos)]
+    for k, self_ids in ((10, None), (12, ids), (40, ids)):
+        got = _rates(ctx, pidx, v, b, k, self_ids=self_ids, temperature=temperature)
+        sims, hit = pidx.index.search(v, k)
+        want = _rates_loop(pos, sims, hit.astype(np.int64), b, k, self_ids, temperature)
+        assert np.array_equal(got, want)            # bit for bit, not approximately
+        assert got.max() > 0
+
+
 def test_rates_search_each_distinct_prompt_once_and_answer_as_row_by_row():
     from forensics.triage.context import ContextParams, _rates, _region_rates
 
