@@ -37,6 +37,10 @@ What is timed, per anomaly (all after the indexes are built):
   and loads the embedding model (what a user pays once per anomaly). ``--no-cli`` skips these.
 * ``no seg``: the warm median with the ``segment`` signal unregistered; ``seg x`` = warm /
   no seg.
+
+The warm, no-seg and base runs are interleaved (each round runs the three configurations of
+each anomaly in turn), so a change of the machine's load during the bench falls on all three
+alike.
 * ``base``: the warm median of the baseline, :data:`BASELINE_UNREGISTERED` signals
   unregistered (segment, with its code comment shape; stance) and :data:`BASELINE_PARAMS`
   (context split, with its per-row norm and region rates, and grounding judgement off);
@@ -199,32 +203,49 @@ def main() -> None:
         raise SystemExit(f"no anomaly for {missing}; have {sorted(anomalies)}")
     aids = {f: anomaly.add(ws, anomalies[f]["title"], anomalies[f]["prompt"],
                            anomalies[f]["reply"], anomalies[f]["explanations"]) for f in fams}
-    results = {}
-    for fam, aid in aids.items():
-        t = time.perf_counter()
-        r = triage.triage(ws, aid, "train", limit=200)
-        first = time.perf_counter() - t
-        r.to_json()  # the contract object is part of the work
-        results[fam] = (first, _warm(ws, aid, args.runs, None))
-        print(f"{fam}: first {first:.2f}s warm {[round(x, 2) for x in results[fam][1]]}",
-              flush=True)
     from forensics.triage.signals.base import register, registered, unregister
 
-    off = {name: registered()[name] for name in BASELINE_UNREGISTERED}
-    unregister("segment")
-    try:
-        no_seg = {fam: statistics.median(_warm(ws, aid, args.runs, None))
-                  for fam, aid in aids.items()}
-        for name in BASELINE_UNREGISTERED[1:]:
+    full = registered()          # the signals in registration (fusion) order
+
+    def signals_without(drop: tuple[str, ...]) -> None:
+        for name in list(registered()):
             unregister(name)
-        base = {}
-        for fam, aid in aids.items():
-            triage.triage(ws, aid, "train", limit=200, params=BASELINE_PARAMS)  # its queries cached
-            base[fam] = statistics.median(_warm(ws, aid, args.runs, BASELINE_PARAMS))
-    finally:
-        for name, cls in off.items():
-            if name not in registered():
+        for name, cls in full.items():
+            if name not in drop:
                 register(cls)
+
+    # the three configurations of one anomaly: (name, unregistered signals, params)
+    configs = (("default", (), None), ("no_seg", ("segment",), None),
+               ("base", BASELINE_UNREGISTERED, BASELINE_PARAMS))
+    first_s: dict[str, float] = {}
+    runs_of: dict[tuple[str, str], list[float]] = {}
+    try:
+        for fam, aid in aids.items():
+            t = time.perf_counter()
+            r = triage.triage(ws, aid, "train", limit=200)
+            first_s[fam] = time.perf_counter() - t
+            r.to_json()  # the contract object is part of the work
+            signals_without(BASELINE_UNREGISTERED)   # the baseline's queries cached
+            triage.triage(ws, aid, "train", limit=200, params=BASELINE_PARAMS)
+            signals_without(())
+            print(f"{fam}: first {first_s[fam]:.2f}s", flush=True)
+        # interleaved (default, no segment, baseline) per anomaly and round, so a change of
+        # the machine's load during the bench falls on all three alike
+        for _ in range(args.runs):
+            for fam, aid in aids.items():
+                for name, drop, params in configs:
+                    signals_without(drop)
+                    runs_of.setdefault((fam, name), []).extend(_warm(ws, aid, 1, params))
+                signals_without(())
+    finally:
+        signals_without(())
+    results = {fam: (first_s[fam], runs_of[fam, "default"]) for fam in aids}
+    no_seg = {fam: statistics.median(runs_of[fam, "no_seg"]) for fam in aids}
+    base = {fam: statistics.median(runs_of[fam, "base"]) for fam in aids}
+    for fam in aids:
+        print(f"{fam}: warm {[round(x, 2) for x in runs_of[fam, 'default']]} no seg "
+              f"{[round(x, 2) for x in runs_of[fam, 'no_seg']]} base "
+              f"{[round(x, 2) for x in runs_of[fam, 'base']]}", flush=True)
     prof = {}
     if args.profile:
         import cProfile
@@ -269,6 +290,8 @@ def main() -> None:
                       "cli_new_anomaly_seconds": cli_new,
                       "warm_median_no_segment_seconds": no_seg[fam],
                       "segment_ratio": warm / no_seg[fam],
+                      "no_segment_runs": runs_of[fam, "no_seg"],
+                      "baseline_runs": runs_of[fam, "base"],
                       "warm_median_baseline_seconds": base[fam],
                       "ratio_vs_baseline": warm / base[fam]})
     write_result("triage_latency", {

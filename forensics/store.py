@@ -491,6 +491,19 @@ CREATE TABLE IF NOT EXISTS verifications (
 ALTER TABLE triage_row_features ADD COLUMN IF NOT EXISTS expected_lang VARCHAR;
 ALTER TABLE triage_row_features ADD COLUMN IF NOT EXISTS expected_reason VARCHAR;
 """),
+    # triage: the comment lines of each row's fenced code (text and shape), lexed once per row
+    # state and lexer configuration instead of on every triage of a code comment anomaly
+    Migration(10, "triage: triage_code_shapes (per-row comment lines of fenced code)", r"""
+CREATE TABLE IF NOT EXISTS triage_code_shapes (
+    dataset      VARCHAR NOT NULL,
+    sample_id    BIGINT NOT NULL,
+    config       VARCHAR NOT NULL,            -- derivation version + lexer knobs
+    content_hash VARCHAR NOT NULL,            -- samples.content_hash the lines were lexed from
+    texts        VARCHAR[],                   -- comment lines, stripped, in order
+    shapes       VARCHAR[],                   -- their shapes (position:top|nested:foreign|about)
+    PRIMARY KEY (dataset, sample_id, config)
+);
+"""),
 ]
 
 

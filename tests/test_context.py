@@ -439,6 +439,23 @@ def test_stance_finds_agreement_rows_by_what_the_reply_adds(tmp_path_factory, xq
             Counter(c.labels[r] for r in members)
         assert len(members & agree) > len(seg_members & agree)
         assert st.summary["stance_own_text"] == "Yes, that's right: ."
+        # a dataset above ``pool`` rows scores only the pool (rows nearest the anomaly's reply
+        # and its residual): the rest score 0; with the own-text candidates inside the pool
+        # (as at scale: 2 x 2,000 candidates, a pool of 10,000 per query) the members and the
+        # best rows stay
+        n = len(sids)
+        assert st.summary["stance_pool"] == n
+        assert np.array_equal(StanceSignal().score(ctx, StanceParams(pool=0)).scores, st.scores)
+        few = n // 4
+        full = StanceSignal().score(ctx, StanceParams(pool=0, text_candidates=few))
+        sp = StanceSignal().score(ctx, StanceParams(pool=n // 2, text_candidates=few))
+        pool = sp.summary["stance_pool"]
+        assert n // 2 <= pool < n and (sp.scores > 0).sum() <= pool
+        assert np.array_equal(sp.row_evidence["member"], full.row_evidence["member"])
+        assert sp.row_evidence["member"].sum() >= 4
+        best = set(np.argsort(-full.scores, kind="stable")[:len(agree)])
+        assert len(best & set(np.argsort(-sp.scores, kind="stable")[:len(agree)])) \
+            >= 0.9 * len(best)
         off = _triage(ws, c, "agree_false", {"signals": {"stance": {"text_min_copied": 1.01}}})
         assert "stance" in off.signals_unavailable
     finally:

@@ -52,6 +52,49 @@ def _prompts(seed: int = 0, topics: int = 12, copies: int = 5):
     return v, np.arange(100, 100 + len(v), dtype=np.int64)
 
 
+def _rates_loop(pos, sims, ids, behaviour, k, self_ids, temperature):
+    """The neighbour rate one query at a time (the definition :func:`_rates` computes for
+    all queries at once)."""
+    out = np.zeros(len(ids))
+    for i in range(len(ids)):
+        ok = ids[i] >= 0
+        hit, sim = ids[i][ok], sims[i][ok].astype(np.float64)
+        if self_ids is not None:
+            keep = hit != self_ids[i]
+            hit, sim = hit[keep][:k - 1], sim[keep][:k - 1]
+        j = np.clip(np.searchsorted(pos, hit), 0, len(pos) - 1)
+        found = pos[j] == hit
+        j, sim = j[found], sim[found]
+        known = ~np.isnan(behaviour[j])
+        j, sim = j[known], sim[known]
+        if not len(j):
+            continue
+        w = np.exp((np.minimum(sim, 1.0) - 1.0) / temperature) if temperature > 0 else \
+            np.ones(len(j))
+        out[i] = float((w * behaviour[j]).sum() / max(float(w.sum()), 1e-12))
+    return out
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.1])
+def test_rates_of_all_queries_at_once_equal_one_query_at_a_time(temperature):
+    from forensics.triage.context import _rates
+
+    v, ids = _prompts(seed=2, topics=20, copies=3)
+    rng = np.random.default_rng(3)
+    shown = (rng.random(len(ids)) < 0.4).astype(np.float64)
+    shown[rng.random(len(ids)) < 0.2] = np.nan
+    pos = ids[rng.random(len(ids)) < 0.9]            # rows the dataset no longer has: skipped
+    pidx = _FlatPrompts(v, ids)
+    ctx = SimpleNamespace(sample_ids=pos)
+    b = shown[np.isin(ids, pos)]
+    for k, self_ids in ((10, None), (12, ids), (40, ids)):
+        got = _rates(ctx, pidx, v, b, k, self_ids=self_ids, temperature=temperature)
+        sims, hit = pidx.index.search(v, k)
+        want = _rates_loop(pos, sims, hit.astype(np.int64), b, k, self_ids, temperature)
+        assert np.array_equal(got, want)            # bit for bit, not approximately
+        assert got.max() > 0
+
+
 def test_rates_search_each_distinct_prompt_once_and_answer_as_row_by_row():
     from forensics.triage.context import ContextParams, _rates, _region_rates
 
@@ -126,6 +169,37 @@ def test_index_reconstruct_in_one_call_matches_per_id_and_names_a_missing_id(tmp
     assert got.dtype == np.float32 and np.array_equal(got, v[::-1])
     with pytest.raises(NotFoundError, match="999"):
         oi.reconstruct(np.array([ids[0], 999]))
+
+
+@pytest.mark.parametrize("kind", ["ivf-sq8", "hnsw", "flat"])
+def test_search_wide_returns_the_k_nearest_whatever_the_index(kind, tmp_path):
+    """An IVF index probing a few lists (or HNSW with a small efSearch) cannot return many
+    rows; ``search_wide`` widens the search so about ``k`` rows come back, the exact nearest
+    among them."""
+    from forensics.search.ann import apply_params, new_index
+    from forensics.search.index import OpenIndex
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(30, 32))    # texts on topics: vectors around 30 centres
+    v = (centres[rng.integers(0, 30, 3000)] + 0.4 * rng.normal(size=(3000, 32))).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    ids = np.arange(10, 3010, dtype=np.int64)
+    index, params = new_index(kind, 32, len(v), v)
+    narrow = {"ivf-sq8": {"nprobe": 1}, "hnsw": {"efSearch": 16}, "flat": {}}[kind]
+    apply_params(index, kind, {**params, **narrow})
+    index.add_with_ids(v, ids)
+    oi = object.__new__(OpenIndex)
+    oi.index = index
+    oi.manifest = SimpleNamespace(dim=32, index_type=kind, shards=None)
+    q = v[:2]
+    got = oi.search_wide(q, 500)
+    assert np.all(np.diff(got) > 0) and np.isin(got, ids).all()
+    assert 500 <= len(got) <= 1000
+    exact = np.argsort(-(v @ q.T), axis=0, kind="stable")[:100]
+    assert np.isin(ids[exact.ravel()], got).mean() >= 0.95
+    if kind == "ivf-sq8":   # one probed list alone holds far fewer rows
+        _, few = oi.index.search(q, 500)
+        assert (few >= 0).sum() < 500
 
 
 def test_latency_bench_corpus_and_baseline(xquad_dir, monkeypatch):

@@ -367,6 +367,33 @@ class OpenIndex:
         scores[ids < 0] = -np.inf
         return scores, ids.astype(np.int64, copy=False)
 
+    def search_wide(self, vectors: np.ndarray, k: int) -> np.ndarray:
+        """The ids of about the ``k`` rows nearest each query (inner product), with the
+        search breadth raised so that ``k`` rows can come back: an IVF index probes enough
+        lists to hold about ``2 k`` rows, an HNSW index searches with ``efSearch >= k``, a
+        flat index is exact. Returns the sorted union of the ids found (no ``-1``). A
+        sharded index searches with its own breadth."""
+        faiss = load_faiss()
+        q = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        k = max(1, min(int(k), self.ntotal))
+        if self.ntotal == 0 or len(q) == 0:
+            return np.zeros(0, np.int64)
+        kind = self.manifest.index_type
+        sp = None
+        if self.manifest.shards is None and kind.startswith("ivf"):
+            ivf = faiss.extract_index_ivf(self.index)
+            per_list = max(1.0, self.ntotal / max(1, ivf.nlist))
+            sp = faiss.SearchParametersIVF(
+                nprobe=int(min(ivf.nlist, max(ivf.nprobe, np.ceil(2 * k / per_list)))))
+        elif self.manifest.shards is None and kind.startswith("hnsw"):
+            base = faiss.downcast_index(self.index.index)
+            sp = faiss.SearchParametersHNSW(efSearch=int(max(base.hnsw.efSearch, k)))
+        with few_query_threads(len(q)):
+            _, ids = (self.index.search(q, k) if sp is None
+                      else self.index.search(q, k, params=sp))
+        ids = np.asarray(ids, np.int64).ravel()
+        return np.unique(ids[ids >= 0])
+
     def ids(self) -> np.ndarray:
         """Every id held by the index."""
         from forensics.search.shards import index_ids

@@ -335,25 +335,29 @@ def _rates(context: "SignalContext", pidx: Any, q: np.ndarray, behaviour: np.nda
     loosely related one little)."""
     sims, ids = _search_distinct(pidx, q, k)
     pos = context.sample_ids
+    # every query at once: the hits each query keeps, in rank order, flattened row by row
+    keep = ids >= 0
+    if self_ids is not None:
+        keep &= ids != np.asarray(self_ids)[:, None]
+        keep &= np.cumsum(keep, axis=1) <= k - 1          # its first k - 1 other hits
+    j = np.clip(np.searchsorted(pos, ids), 0, len(pos) - 1) if len(pos) else np.zeros_like(ids)
+    keep &= (pos[j] == ids) if len(pos) else False
+    keep[keep] = ~np.isnan(behaviour[j[keep]])
+    n_kept = keep.sum(axis=1)
     out = np.zeros(len(q), np.float64)
-    for i in range(len(q)):
-        ok = ids[i] >= 0
-        hit, sim = ids[i][ok], sims[i][ok].astype(np.float64)
-        if self_ids is not None:
-            keep = hit != self_ids[i]
-            hit, sim = hit[keep][:k - 1], sim[keep][:k - 1]
-        if not len(hit):
-            continue
-        j = np.clip(np.searchsorted(pos, hit), 0, len(pos) - 1)
-        found = pos[j] == hit
-        j, sim = j[found], sim[found]
-        known = ~np.isnan(behaviour[j])
-        j, sim = j[known], sim[known]
-        if not len(j):
-            continue
-        w = np.exp((np.minimum(sim, 1.0) - 1.0) / temperature) if temperature > 0 else \
-            np.ones(len(j))
-        out[i] = float((w * behaviour[j]).sum() / max(float(w.sum()), 1e-12))
+    if not n_kept.any():
+        return out
+    jj, sim = j[keep], sims[keep].astype(np.float64)
+    w = np.exp((np.minimum(sim, 1.0) - 1.0) / temperature) if temperature > 0 else \
+        np.ones(len(jj))
+    wb = w * behaviour[jj]
+    start = np.concatenate([[0], np.cumsum(n_kept)[:-1]])
+    # per-query sums over its own hits, the queries with m hits as one [queries, m] matrix
+    # (a row sum of m values adds them as a sum of those m values alone: the same result)
+    for m in np.unique(n_kept[n_kept > 0]):
+        rows = np.flatnonzero(n_kept == m)
+        at = start[rows][:, None] + np.arange(m)
+        out[rows] = wb[at].sum(axis=1) / np.maximum(w[at].sum(axis=1), 1e-12)
     return out
 
 

@@ -19,10 +19,11 @@ Guards, each a knob of :class:`~forensics.triage.signals.segment.SegmentSignalPa
   least ``asked_share``), or whose comment is close to its own prompt (``prompted_cos`` /
   ``prompted_margin``), was asked for it: "same behaviour, other context".
 
-Cost: only anomalies with such a behaviour segment pay it; one pygments lex per distinct
-fenced reply of the dataset (a reply repeated verbatim is lexed once; 1.2-1.5 ms per fenced
-reply of about 130 characters at load 8 on 2 cores, measured on the dev-families code
-replies) and one embedding per distinct shape-row comment.
+Cost: only anomalies with such a behaviour segment pay it. Each row's comment lines are
+lexed once and stored (:mod:`forensics.triage.shapecache`; the first such triage of a dataset
+pays one pygments lex per distinct fenced reply, 1.2-1.5 ms per fenced reply of about 130
+characters at load 8 on 2 cores, measured on the dev-families code replies; later triages lex
+only rows added or changed since); one embedding per distinct shape-row comment.
 (A pre-check lexing only the line at the shape's position was measured slower on such
 replies: lexer calls, not text length, dominate.)
 """
@@ -87,34 +88,25 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     """The shape rows of the dataset for the anomaly's ``shape`` (see the module docstring);
     ``query`` the behaviour query vector, ``bg`` background segment vectors, ``own_rel`` the
     anomaly's behaviour segment's cosine to the anomaly's prompt."""
-    from forensics.triage.codeshape import comment_lines
+    from forensics.triage.shapecache import shape_rows
 
     n = context.n
     member = np.zeros(n, bool)
     other = np.zeros(n, bool)
     cos = np.full(n, -np.inf)
     lacks = np.zeros(n, bool)
-    got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
-                         "AND contains(reply, '```') ORDER BY sample_id", [context.dataset])
-    sids = got["sample_id"].to_list()
-    hits: list[tuple[int, str, str]] = []  # (row position, comment, prompt)
-    fb = tuple(params.shape_fallback_lexers)
-    first_of: dict[str, str | None] = {}  # reply text -> its first comment of the shape
-    for sid, prompt, reply in zip(sids, got["prompt"].to_list(), got["reply"].to_list()):
-        j = context.position.get(int(sid))
-        if j is None:
-            continue
-        if reply not in first_of:     # a reply repeated in the dataset is lexed once
-            first_of[reply] = next((cl.text for cl in comment_lines(
-                reply, fb, params.shape_min_word_chars) if cl.shape == shape), None)
-        if first_of[reply] is not None:
-            hits.append((j, first_of[reply], prompt or ""))
-    summary = {"segment_shape": shape, "segment_shape_code_rows": len(sids),
-               "segment_shape_lexed": len(first_of), "segment_shape_rows": len(hits)}
+    found, code_rows, lexed = shape_rows(context.ws, context.dataset, shape,
+                                         params.shape_fallback_lexers,
+                                         params.shape_min_word_chars)
+    pos = context.position
+    hits: list[tuple[int, str, str]] = [  # (row position, comment, prompt)
+        (pos[sid], text, prompt) for sid, text, prompt in found if sid in pos]
+    summary = {"segment_shape": shape, "segment_shape_code_rows": code_rows,
+               "segment_shape_lexed": lexed, "segment_shape_rows": len(hits)}
     if not hits:
         return ShapeEvidence(member, other, cos, lacks, summary)
-    if len(hits) > params.shape_max_share * len(sids):
-        summary["segment_shape_note"] = (f"{len(hits)} of {len(sids)} code replies have a "
+    if len(hits) > params.shape_max_share * code_rows:
+        summary["segment_shape_note"] = (f"{len(hits)} of {code_rows} code replies have a "
                                          f"{shape} comment: the dataset's style, not a quirk")
         return ShapeEvidence(member, other, cos, lacks, summary)
     texts = sorted({t for _, t, _ in hits})
@@ -130,6 +122,9 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     cos[rows] = c
     ok = c >= cut
     named: dict[tuple[str, str], bool] = {}   # (comment, prompt) repeated: read once
+    # the comments' words' prompt postings in one read (not one per word)
+    context.hits_prompt.load_tokens({w for t in texts for w in re.findall(r"\w+", t.lower())
+                                     if len(w) > 1})
     asked = np.array([named[t, p] if (t, p) in named else
                       named.setdefault((t, p), _idf_named_share(context, t, p) >= params.asked_share)
                       for _, t, p in hits], bool)

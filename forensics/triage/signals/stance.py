@@ -24,6 +24,13 @@ the claim being discussed), so rows on the anomaly's topic outrank rows that sho
 behaviour on another topic; the residual leaves the topic out. Measured on the dev corpora
 (docs/triage.md).
 
+Cost: on a dataset of more than ``pool`` rows only a candidate pool is scored: the rows
+nearest the anomaly's reply vector and nearest its residual in the ``reply`` index (``pool``
+per query, :meth:`~forensics.search.index.OpenIndex.search_wide`); other rows score 0. Why:
+reading and projecting every row's two vectors costs about a second per 100k rows, and the
+rows that reach the best ``k`` of either view are near one of the two queries. A dataset of
+at most ``pool`` rows is scored whole.
+
 Unavailable without both a ``prompt`` and a ``reply`` index built with one model, without an
 anomaly prompt and reply, or for a language switch (the ``language`` signal covers it).
 The vectors are the indexes' own (approximate for quantised indexes): no text is embedded but
@@ -56,6 +63,7 @@ class StanceParams:
     member_min_cos: float = 0.4       # ... and >= this
     feedback_rounds: int = 1          # rounds of moving the own-text query to its members' centroid
     min_members: int = 4              # fewer members than this: none
+    pool: int = 10000                 # a dataset with more rows scores only the rows nearest the anomaly's reply and its residual (this many per query); 0: every row
 
 
 _WORD = re.compile(r"\w+")
@@ -154,19 +162,33 @@ class StanceSignal:
                                f"--dataset {context.dataset} --field prompt / --field reply)")
         if ri.manifest.model_id != pi.manifest.model_id:
             return Unavailable("the prompt and reply indexes use different models")
-        sids = context.sample_ids
-        have_r = np.isin(sids, ri.ids())
-        have_p = np.isin(sids, pi.ids())
-        rv, pv = _unit_rows(ri, sids, have_r), _unit_rows(pi, sids, have_p)
         q = context.indexes.embed(ri, [a.prompt, a.reply]).astype(np.float32)
         qres, qlen = residuals(q[1:2], q[0:1])
-        cos, rlen = residual_cos(rv, pv, qres[0])
-        cos[~have_r | (rlen < params.min_residual)] = -np.inf
+        n = context.n
+        sids = context.sample_ids
+        if 0 < params.pool < n:
+            # the candidate pool: rows nearest the anomaly's reply and its residual (see pool)
+            near = ri.search_wide(np.vstack([q[1], qres[0]]), params.pool)
+            at = np.searchsorted(sids, near)       # sids are sorted (sample_id order)
+            ok = at < n
+            ok[ok] = sids[at[ok]] == near[ok]
+            rows = at[ok]
+        else:
+            rows = np.arange(n)
+        psids = sids[rows]
+        have_r = np.isin(psids, ri.ids())
+        have_p = np.isin(psids, pi.ids())
+        rv, pv = _unit_rows(ri, psids, have_r), _unit_rows(pi, psids, have_p)
+        pcos, rlen = residual_cos(rv, pv, qres[0])
+        pcos[~have_r | (rlen < params.min_residual)] = -np.inf
         summary = {"stance_residual_norm": round(float(qlen[0]), 4),
-                   "stance_copied_share": round(copied, 4)}
+                   "stance_copied_share": round(copied, 4), "stance_pool": int(len(rows))}
         # the anomaly restates its prompt: what it adds (its own text) is the behaviour
-        tcos, member = self._own_text_cos(context, ri, rv, cos, q[1], have_r, a_own, params,
-                                          summary)
+        ptcos, pmember = self._own_text_cos(context, ri, rv, pcos, q[1], have_r, psids, a_own,
+                                            params, summary)
+        cos, tcos = np.full(n, -np.inf), np.full(n, -np.inf)
+        member = np.zeros(n, bool)
+        cos[rows], tcos[rows], member[rows] = pcos, ptcos, pmember
         score = (1 - params.text_share) * _top_norm(cos, params.k) + \
             params.text_share * _top_norm(tcos, params.k)
         return SignalScores(score.astype(np.float32), summary=summary,
@@ -178,12 +200,13 @@ class StanceSignal:
 
     @staticmethod
     def _own_text_cos(context: SignalContext, ri, rv: np.ndarray, cos: np.ndarray,
-                      areply: np.ndarray, have_r: np.ndarray, a_own: str,
+                      areply: np.ndarray, have_r: np.ndarray, sids: np.ndarray, a_own: str,
                       params: StanceParams, summary: dict) -> tuple[np.ndarray, np.ndarray]:
-        """(cosine of each candidate row's own text to the anomaly's own text ``a_own``, -inf
-        elsewhere; the own-text members: rows whose own text stands out from the candidates'
+        """Over the scored rows ``sids`` (``rv``, ``cos``, ``have_r`` theirs): (cosine of each
+        candidate row's own text to the anomaly's own text ``a_own``, -inf elsewhere; the
+        own-text members: rows whose own text stands out from the candidates'
         (``member_z``, ``member_min_cos``; the query moved ``feedback_rounds`` times to the
-        members' centroid)."""
+        members' centroid)). A (prompt, reply) repeated among the candidates is cut once."""
         qv = context.indexes.embed(ri, [a_own])[0].astype(np.float32)
         summary["stance_own_text"] = a_own
         whole = np.where(have_r, rv @ areply, -np.inf)
@@ -191,22 +214,25 @@ class StanceSignal:
         cand = np.union1d(np.argsort(-cos, kind="stable")[:nc],
                           np.argsort(-whole, kind="stable")[:nc])
         cand = cand[have_r[cand]]
-        out = np.full(context.n, -np.inf)
-        member = np.zeros(context.n, bool)
+        out = np.full(len(sids), -np.inf)
+        member = np.zeros(len(sids), bool)
         if not len(cand):
             return out, member
         with context.ws.locked():
             got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
                                  "AND sample_id IN (SELECT unnest(?))",
-                                 [context.dataset, [int(x) for x in context.sample_ids[cand]]])
+                                 [context.dataset, [int(x) for x in sids[cand]]])
         text = {int(s): (p, r) for s, p, r in zip(got["sample_id"].to_list(),
                                                   got["prompt"].to_list(),
                                                   got["reply"].to_list())}
         vec = rv[cand].copy()
         todo, todo_text = [], []
+        cut: dict[tuple, str] = {}
         for i, j in enumerate(cand):
-            p, r = text.get(int(context.sample_ids[j]), ("", ""))
-            o = own_text(p, r, params.copy_min_words, params.copy_share)
+            p, r = text.get(int(sids[j]), ("", ""))
+            o = cut.get((p, r))
+            if o is None:
+                o = cut[p, r] = own_text(p, r, params.copy_min_words, params.copy_share)
             if o != (r or "").strip() and o:
                 todo.append(i)
                 todo_text.append(o)
