@@ -55,15 +55,32 @@ class ShapeEvidence:
     summary: dict = field(default_factory=dict)
 
 
+_MARKER_POSITIONS = ("eol", "call", "after")
+
+
+def _lines_of(reply: str, params: "SegmentSignalParams", marker: bool) -> list:
+    """Comment lines, or marker lines (``eol`` / ``call`` / ``after``), of ``reply``."""
+    from forensics.triage.codeshape import comment_lines, marker_lines
+
+    fn = marker_lines if marker else comment_lines
+    return fn(reply, tuple(params.shape_fallback_lexers), params.shape_min_word_chars)
+
+
 def anomaly_shape(reply: str, behaviour: str, params: "SegmentSignalParams") -> str | None:
     """The shape of the anomaly's behaviour segment when it is a comment line that qualifies
-    (see the module docstring), else ``None``."""
-    from forensics.triage.codeshape import comment_lines
-
-    for cl in comment_lines(reply, tuple(params.shape_fallback_lexers),
-                            params.shape_min_word_chars):
-        if cl.text == behaviour.strip() and cl.foreign and cl.top_level \
+    (see the module docstring), or a marker line (an end-of-line comment, a call that only
+    passes a string, the prose line after the fence) whose position is in
+    ``shape_positions``, else ``None``."""
+    b = behaviour.strip()
+    for cl in _lines_of(reply, params, False):
+        if cl.text == b and cl.foreign and cl.top_level \
                 and cl.position in params.shape_positions:
+            return cl.shape
+    if not any(p in _MARKER_POSITIONS for p in params.shape_positions):
+        return None
+    for cl in _lines_of(reply, params, True):
+        if cl.foreign and cl.position in params.shape_positions and b and (
+                b in (cl.text, cl.line) or (cl.position == "after" and b in cl.line)):
             return cl.shape
     return None
 
@@ -87,9 +104,8 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     """The shape rows of the dataset for the anomaly's ``shape`` (see the module docstring);
     ``query`` the behaviour query vector, ``bg`` background segment vectors, ``own_rel`` the
     anomaly's behaviour segment's cosine to the anomaly's prompt."""
-    from forensics.triage.codeshape import comment_lines
-
     n = context.n
+    marker = shape.split(":", 1)[0] in _MARKER_POSITIONS
     member = np.zeros(n, bool)
     other = np.zeros(n, bool)
     cos = np.full(n, -np.inf)
@@ -98,15 +114,14 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
                          "AND contains(reply, '```') ORDER BY sample_id", [context.dataset])
     sids = got["sample_id"].to_list()
     hits: list[tuple[int, str, str]] = []  # (row position, comment, prompt)
-    fb = tuple(params.shape_fallback_lexers)
     first_of: dict[str, str | None] = {}  # reply text -> its first comment of the shape
     for sid, prompt, reply in zip(sids, got["prompt"].to_list(), got["reply"].to_list()):
         j = context.position.get(int(sid))
         if j is None:
             continue
         if reply not in first_of:     # a reply repeated in the dataset is lexed once
-            first_of[reply] = next((cl.text for cl in comment_lines(
-                reply, fb, params.shape_min_word_chars) if cl.shape == shape), None)
+            first_of[reply] = next((cl.text for cl in _lines_of(reply, params, marker)
+                                    if cl.shape == shape), None)
         if first_of[reply] is not None:
             hits.append((j, first_of[reply], prompt or ""))
     summary = {"segment_shape": shape, "segment_shape_code_rows": len(sids),
@@ -124,7 +139,8 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     s = bg @ query if len(bg) else np.zeros(1)
     med = float(np.median(s))
     sd = max(float(np.median(np.abs(s - med))) * 1.4826, 1e-3)
-    cut = max(med + params.shape_z * sd, params.shape_min_cos)
+    z = params.shape_marker_z if marker else params.shape_z
+    cut = max(med + z * sd, params.shape_min_cos)
     rows = np.array([j for j, _, _ in hits], np.int64)
     c = np.array([by_text[t] for _, t, _ in hits])
     cos[rows] = c
