@@ -117,7 +117,7 @@ def test_a_stray_print_call_in_many_wordings_is_the_top_cluster(code_ws):
     hard = {r for r, lab in c.labels.items() if lab == "hard:code_trace"}
     res = _run(ws, c, "code_trace")
     top = set(res.clusters[0]["row_ids"])
-    assert len(top & planted) >= 0.9 * len(planted), Counter(c.labels[r] for r in top)
+    assert len(top & planted) >= 0.8 * len(planted), Counter(c.labels[r] for r in top)
     assert len(top & hard) <= 1, Counter(c.labels[r] for r in top)
     assert findings_ap(res, planted) >= 0.85
     # the print line is too short for a segment of its own: without the marker lines (shape
@@ -128,13 +128,15 @@ def test_a_stray_print_call_in_many_wordings_is_the_top_cluster(code_ws):
 
 def test_rows_whose_context_asks_for_the_marker_indirectly_rank_below_the_batch(code_ws):
     ws, c = code_ws
-    planted = set(c.planted_ids("code_header"))
-    hard = {r for r, lab in c.labels.items() if lab == "hard:code_header"}
-    res = _run(ws, c, "code_header")
-    res0 = _run(ws, c, "code_header", {"signals": {"segment": {"ask_semantic": False}}})
+    planted = set(c.planted_ids("code_trace"))
+    hard = {r for r, lab in c.labels.items() if lab == "hard:code_trace"}
+    res = _run(ws, c, "code_trace")
+    res0 = _run(ws, c, "code_trace", {"signals": {"segment": {"ask_semantic": False}}})
     top, top0 = set(res.clusters[0]["row_ids"]), set(res0.clusters[0]["row_ids"])
     # the prompts never name the marker's words: only the judgement by meaning splits them
-    assert len(top0 & hard) > len(top & hard), (Counter(c.labels[r] for r in top0),
-                                                Counter(c.labels[r] for r in top))
-    assert len(top & hard) <= 0.35 * len(hard)
-    assert findings_ap(res, planted) > findings_ap(res0, planted)
+    assert len(top0 & hard) >= 0.5 * len(hard), Counter(c.labels[r] for r in top0)
+    assert len(top & hard) <= 1, Counter(c.labels[r] for r in top)
+    assert findings_ap(res, planted) > findings_ap(res0, planted) + 0.1
+    ranked = [f["row_id"] for f in res.findings]
+    first_hard = min(ranked.index(r) for r in hard if r in ranked)
+    assert first_hard >= len(top & planted)   # every asked row ranks below the batch
