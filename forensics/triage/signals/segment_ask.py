@@ -5,9 +5,11 @@ without the behaviour's own words) against the sentences of the anomaly's explan
 A row **asks** when one of its prompt's context sentences comes at least ``ask_min_cos`` close
 to a sentence of the explanations (cosine, the ``reply_segment`` index's embedder; quoted
 fragments taken out of them) and ``ask_margin`` closer than the anomaly's own prompt's
-closest sentence does. A sentence at least ``ask_task_cos`` close to the anomaly's prompt (or
-one of its sentences) states the task, not the context, and is not compared (a task's words
-can echo the description: "a Python generator" against "credits a code generator"). The
+closest sentence does. A prompt of one sentence is its task, and so is a sentence at least
+``ask_task_cos`` close to the anomaly's prompt (or one of its sentences): neither is compared
+(a task's words can echo the description: "a Python generator" against "credits a code
+generator"; a question can share a topic with it). A request worded inside the task's own
+sentence ("write an email and sign it from Priya") is left to the word tests. The
 judgement applies only when the behaviour is an addition to the anomaly's reply (its
 behaviour segment at most ``ask_max_reply_share`` of the reply's words): a behaviour that is
 the whole answer (a refusal, a wrong fact, an agreement) is described in the words of its
@@ -71,11 +73,12 @@ def asked_by_context(context: "SignalContext", oi, rows: np.ndarray, explanation
     dv, ov = vecs[:len(desc)], vecs[len(desc):len(desc) + len(own) + 1]
     tv = vecs[len(desc) + len(own) + 1:]
     best = dict(zip(texts, (tv @ dv.T).max(axis=1)))
-    task = dict(zip(texts, (tv @ ov.T).max(axis=1) >= params.ask_task_cos))
+    like = dict(zip(texts, (tv @ ov.T).max(axis=1)))
     own_level = max(float(best[s]) for s in own)
     cut = max(params.ask_min_cos, own_level + params.ask_margin)
     for k, ss in enumerate(per_row):
-        ctx = [s for s in ss if not task[s]]
+        # a one-sentence prompt is its task; sentences like the anomaly's prompt are tasks
+        ctx = [s for s in ss if like[s] < params.ask_task_cos] if len(ss) > 1 else []
         out[k] = bool(ctx) and max(float(best[s]) for s in ctx) >= cut
     return out
 
