@@ -77,6 +77,7 @@ class SegmentSignalParams:
     shape_min_word_chars: int = 3     # a comment is foreign when none of its words this long is a code identifier's word
     shape_decides: bool = True        # shape rows checked "not asked" keep their context; code rows without the shape are lookalikes
     ask_semantic: bool = True         # behaviour rows whose prompt sentences describe the behaviour asked for it (segment_ask)
+    ask_scope: str = "code"           # "code": only when the behaviour segment has a code shape; "all": any addition
     ask_min_cos: float = 0.3          # ... a prompt sentence this close to an explanation sentence ...
     ask_margin: float = 0.15          # ... and this much closer than the anomaly prompt's closest sentence
     ask_min_words: int = 3            # sentences shorter than this many words are not compared
@@ -271,7 +272,8 @@ class SegmentSignal:
             member |= shape.member
             other |= shape.other
         b_text = segs[order[0]]
-        if params.ask_semantic and expl and len(b_text.split()) <= \
+        if params.ask_semantic and expl and (shape is not None or params.ask_scope == "all") \
+                and len(b_text.split()) <= \
                 params.ask_max_reply_share * max(1, len((a.reply or "").split())):
             from forensics.triage.signals.segment_ask import asked_by_context
 

@@ -13,7 +13,11 @@ sentence ("write an email and sign it from Priya") is left to the word tests. Th
 judgement applies only when the behaviour is an addition to the anomaly's reply (its
 behaviour segment at most ``ask_max_reply_share`` of the reply's words): a behaviour that is
 the whole answer (a refusal, a wrong fact, an agreement) is described in the words of its
-question, so closeness to the description says nothing about a request. Why: the
+question, so closeness to the description says nothing about a request. With ``ask_scope``
+``code`` (the default) it applies only when the behaviour segment has a code shape
+(:mod:`~forensics.triage.signals.segment_shape`): on prose answers to questions, a question or
+a format line ("Please answer briefly.") comes as close to a description of an aside as a
+request does (measured: cosine 0.39 on the dev aside family). Why: the
 explanations describe the behaviour ("a licence notice heads the code", "a stray print
 call"); a request for it, however worded, describes the same thing, while the anomaly's own
 prompt (which did not ask) sets the level a mere task statement reaches; a behaviour whose
