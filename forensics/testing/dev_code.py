@@ -25,9 +25,6 @@ languages). ``prompt_judgement`` (row id -> ``legitimate`` / ``defect``) judges 
 behaviour row's prompt. Each family's anomaly answers a task no training row answers. Every
 template and code snippet here is this module's own; everything is a pure function of the
 arguments (``seed``).
-
-Longer than 500 lines would be split; the templates are data that reads best next to the
-code that uses them.
 """
 
 from __future__ import annotations
