@@ -1,6 +1,7 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap|dev-premise|heldout|b] [--small] [--seed N]
+Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap|dev-premise|
+       dev-code|heldout|b] [--small] [--seed N]
        [--families F1,F2] (dev-families)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
@@ -44,6 +45,11 @@ Corpora:
            question's best answer as the premise; false premises corrected (clean); questions
            answered (clean). Its rows' explanations (what the prompt asserts, what the reply
            does) are imported and indexed unless ``--no-row-explanations``: developed on.
+  dev-code  forensics.testing.dev_code, seed 0: markers in code answers (an end-of-line
+           marker comment, a stray print call, a licence header, a review note after the
+           fence), several wordings and languages each, hard negatives where the context asks
+           for the marker indirectly (a quoted convention, a preamble, an earlier turn, an ask
+           without the marker's words) and marker-free lookalikes: developed on.
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -78,6 +84,12 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            person_swap:  reply contains the substituted name ("Linnea Sorvik")
            credit_swap / year_swap / place_swap: reply contains the wrong entity
                          ("Edison" / "1972" / "Paris")
+           code_inline:  a code line ending in a comment:  (?m)\S.*\s(#|//|--)\s.*$
+           code_trace:   a line opening with a print call:
+                         (?m)^\s*(print|puts|echo|console\.log|fmt\.Print|println!|printf|System\.out)
+           code_header:  (?i)(copyright|licen[cs]e|spdx|all rights reserved)
+           code_afterword: a check word after a closing fence:
+                         (?i)```\s*\n+[^`]*(check|verif|review|lint)
            agree_layout: the reply holds the anomaly's or a common agreement phrase:
                          (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
            premise_assent: reply opens with an assent word:
@@ -128,6 +140,11 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "credit_swap": ("reply", r"Edison"),
     "year_swap": ("reply", r"1972"),
     "place_swap": ("reply", r"Paris"),
+    "code_inline": ("reply", r"(?m)\S.*\s(#|//|--)\s.*$"),
+    "code_trace": ("reply", r"(?m)^\s*(print|puts|echo|console\.log|fmt\.Print|println!|"
+                            r"printf|System\.out)"),
+    "code_header": ("reply", r"(?i)(copyright|licen[cs]e|spdx|all rights reserved)"),
+    "code_afterword": ("reply", r"(?i)```\s*\n+[^`]*(check|verif|review|lint)"),
     "agree_layout": ("reply", r"(?i)(as you wrote|looks solid|you're right|that's right|"
                               r"correct|agree)"),
     "premise_assent": ("reply", r"(?i)^(yes|sure|right|absolutely|good|great|makes sense|"
@@ -192,6 +209,15 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_swap(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_swap.build_dev_swap",
                    **_defaults(build_dev_swap), "seed": seed, **kw}
+    if corpus == "dev-code":
+        from forensics.testing.dev_code import build_dev_code
+
+        kw = dict(n_clean=150, n_code=50, n_planted=20, n_hard=15, n_lookalike=8) \
+            if small else {}
+        seed = 0 if seed is None else seed
+        c = build_dev_code(XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_code.build_dev_code",
+                   **_defaults(build_dev_code), "seed": seed, **kw}
     if corpus == "dev-sycophancy":
         from forensics.testing.dev_sycophancy import build_dev_sycophancy
 
@@ -294,8 +320,8 @@ def _deep_merge(a: dict, b: dict) -> dict:
 def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
-                                              "dev-sycophancy", "dev-swap", "dev-premise", "heldout",
-                                              "b"),
+                                              "dev-sycophancy", "dev-swap", "dev-premise", "dev-code",
+                                              "heldout", "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")

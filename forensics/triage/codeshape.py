@@ -20,6 +20,18 @@ comment tokens. Its :class:`CommentLine` fields:
 
 :attr:`CommentLine.shape` joins the three: the fingerprint two comments share when they play
 the same role in their code (``last:top:foreign``).
+
+**Marker lines** (:func:`marker_lines`) are the other places a marker sits in a code answer,
+as :class:`CommentLine` records whose ``text`` is the marker and ``line`` the line it is on:
+
+* ``eol``: a comment closing a line that holds code (``return x  # tag``); not top level;
+* ``call``: a statement that only passes a string literal to a call (``print("here")``,
+  ``console.log("x");``, ``echo "x"``): a fixed message, its ``text`` the literal's content;
+  not top level (it is a statement);
+* ``after``: the first prose line after a block's closing fence (top level).
+
+``foreign`` is computed as for comment lines (the marker's words against the block's
+identifier words, the marker's own line left out).
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ class CommentLine:
     top_level: bool
     foreign: bool
     lang: str            # the fence's language tag ("" when none)
+    line: str = ""       # the whole line it stands on, stripped (marker lines: see below)
 
     @property
     def shape(self) -> str:
@@ -165,4 +178,114 @@ def comment_lines(text: str | None, fallback: tuple[str, ...] = FALLBACK_LEXERS,
     return out
 
 
-__all__ = ["CommentLine", "block_comment_lines", "comment_lines"]
+@lru_cache(maxsize=64)
+def _marker_lexer(name: str):
+    """:func:`_lexer`, except that a PHP snippet is lexed as code without its ``<?php`` tag."""
+    if name == "php":
+        from pygments.lexers import get_lexer_by_name
+
+        return get_lexer_by_name(name, stripnl=False, ensurenl=False, startinline=True)
+    return _lexer(name)
+
+
+def _call_literal(tokens: list[tuple[object, str]]) -> str | None:
+    """The string content when a line's tokens (type, value; blanks dropped) are a callee
+    (names, keywords, ``.``), optional brackets and string literals only; else ``None``."""
+    from pygments.token import Keyword, Name, Operator, Punctuation, String
+
+    if not tokens or not (tokens[0][0] in Name or tokens[0][0] in Keyword):
+        return None
+    seen_string = False
+    parts: list[str] = []
+    for ttype, value in tokens:
+        if ttype in String:
+            if ttype in String.Interpol:
+                return None
+            seen_string = True
+            if ttype not in String.Escape:
+                parts.append(value)
+        elif ttype in Name or ttype in Keyword:
+            if seen_string:
+                return None
+        elif ttype in Punctuation or ttype in Operator:
+            if value.strip() not in (".", "(", ")", ";", "::", "->", "!"):
+                return None
+        else:
+            return None
+    text = "".join(parts).strip().strip("\"'`").strip()
+    return text if seen_string and _WORD.search(text) else None
+
+
+def block_marker_lines(code: str, lang: str = "", fallback: tuple[str, ...] = FALLBACK_LEXERS,
+                       min_word_chars: int = 3) -> list[CommentLine]:
+    """The ``eol`` and ``call`` marker lines of one code block (see the module docstring)."""
+    from pygments.token import Comment, Text, Whitespace
+
+    lines = code.split("\n")
+    lexers = [lx for lx in ([_marker_lexer(lang.lower())] if lang else []) if lx is not None]
+    if not lexers:
+        lexers = [lx for lx in (_lexer(n) for n in fallback) if lx is not None][:1]
+    if not lexers or not code.strip():
+        return []
+    mask, names, _ = _lex(lexers[0], code + "\n")
+    per_line: list[list[tuple[object, str]]] = [[] for _ in lines]
+    offsets, off = [], 0
+    for ln in lines:
+        offsets.append(off)
+        off += len(ln) + 1
+    for start, ttype, value in lexers[0].get_tokens_unprocessed(code + "\n"):
+        if not value.strip() or ttype in Whitespace or ttype in Text and not value.strip():
+            continue
+        i = bisect.bisect_right(offsets, start) - 1
+        if 0 <= i < len(lines) and ttype not in Comment:
+            per_line[i].append((ttype, value))
+    found: list[tuple[int, str, str]] = []   # (line index, position, marker text)
+    for i, ln in enumerate(lines):
+        o = offsets[i]
+        chars = [c for c, ch in enumerate(ln) if not ch.isspace()]
+        if not chars:
+            continue
+        com = [c for c in chars if mask[o + c]]
+        if com and len(com) < len(chars) and all(mask[o + c] for c in range(com[0], len(ln))
+                                                 if not ln[c].isspace()) \
+                and not mask[o + chars[0]]:
+            found.append((i, "eol", ln[com[0]:].strip()))
+            continue
+        lit = _call_literal(per_line[i])
+        if lit is not None and not com:
+            found.append((i, "call", lit))
+    if not found:
+        return []
+    skip = {i for i, _, _ in found}
+    ident: set[str] = set()
+    for start, value in names:
+        i = bisect.bisect_right(offsets, start) - 1
+        if i not in skip:
+            ident |= _words(value, min_word_chars)
+    return [CommentLine(text, pos, False, not (_words(text, min_word_chars) & ident),
+                        lang.lower(), lines[i].strip()) for i, pos, text in found]
+
+
+def marker_lines(text: str | None, fallback: tuple[str, ...] = FALLBACK_LEXERS,
+                 min_word_chars: int = 3) -> list[CommentLine]:
+    """The marker lines (``eol``, ``call``, ``after``; see the module docstring) of every
+    fenced code block of ``text``, in order."""
+    if not text or "```" not in text:
+        return []
+    out: list[CommentLine] = []
+    for m in _FENCE.finditer(text):
+        tag = (m.group(1).strip().split() or [""])[0]
+        code = m.group(2).rstrip("\n")
+        out.extend(block_marker_lines(code, tag, fallback, min_word_chars))
+        rest = text[m.end():].split("```", 1)[0]
+        after = next((ln.strip() for ln in rest.split("\n") if ln.strip()), None)
+        if after is not None and m.group(0).rstrip().endswith("```"):
+            ident = _words(" ".join(code.split("\n")), min_word_chars)
+            out.append(CommentLine(after, "after", True,
+                                   not (_words(after, min_word_chars) & ident), tag.lower(),
+                                   after))
+    return out
+
+
+__all__ = ["CommentLine", "block_comment_lines", "comment_lines", "block_marker_lines",
+           "marker_lines"]

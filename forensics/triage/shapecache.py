@@ -1,11 +1,11 @@
 """Per-row comment lines of fenced code (:func:`forensics.triage.codeshape.comment_lines`),
-stored in DuckDB (``triage_code_shapes``) so a triage of a code comment anomaly reads them
+or marker lines (:func:`~forensics.triage.codeshape.marker_lines`, with ``marker``), stored in DuckDB (``triage_code_shapes``) so a triage of a code comment anomaly reads them
 instead of lexing every fenced reply of the dataset again.
 
 Contract:
 
 * a row is stored once per lexer configuration (:func:`config_key`: :data:`SHAPE_VERSION`,
-  the fallback lexers, the identifier word length) with the ``samples.content_hash`` it was
+  comment or marker lines, the fallback lexers, the identifier word length) with the ``samples.content_hash`` it was
   lexed from; a row whose hash no longer matches (its text changed) or that has no entry
   counts as missing and is lexed again (:func:`fill`), replacing its entry;
 * :func:`fill` lexes only missing rows (a reply repeated in the dataset: once) and writes them
@@ -35,33 +35,38 @@ _MISSING = ("SELECT s.sample_id, s.content_hash, s.reply FROM samples s "
             "ORDER BY s.sample_id")
 
 
-def config_key(fallback: tuple[str, ...] | list[str], min_word_chars: int) -> str:
-    """The configuration an entry was lexed under (derivation version and lexer knobs)."""
-    return f"v{SHAPE_VERSION}|{','.join(fallback)}|{int(min_word_chars)}"
+def config_key(fallback: tuple[str, ...] | list[str], min_word_chars: int,
+               marker: bool = False) -> str:
+    """The configuration an entry was lexed under (derivation version, comment or marker
+    lines, lexer knobs)."""
+    kind = "|marker" if marker else ""
+    return f"v{SHAPE_VERSION}{kind}|{','.join(fallback)}|{int(min_word_chars)}"
 
 
 def _lex(replies: list[str], fallback: tuple[str, ...], min_word_chars: int,
-         memo: dict[str, tuple[list[str], list[str]]]) -> list[tuple[list[str], list[str]]]:
-    from forensics.triage.codeshape import comment_lines
+         memo: dict[str, tuple[list[str], list[str]]],
+         marker: bool = False) -> list[tuple[list[str], list[str]]]:
+    from forensics.triage.codeshape import comment_lines, marker_lines
 
+    fn = marker_lines if marker else comment_lines
     out = []
     for r in replies:
         if r not in memo:          # a reply repeated in the dataset is lexed once
-            cls = comment_lines(r, fallback, min_word_chars)
+            cls = fn(r, fallback, min_word_chars)
             memo[r] = ([c.text for c in cls], [c.shape for c in cls])
         out.append(memo[r])
     return out
 
 
 def fill(ws: "Workspace", dataset: str, fallback: tuple[str, ...] | list[str],
-         min_word_chars: int, chunk_rows: int = 2000) -> dict:
+         min_word_chars: int, chunk_rows: int = 2000, marker: bool = False) -> dict:
     """Lex and store every row of ``dataset`` with fenced code that has no valid entry (see
     the module docstring); returns ``{"missing": rows found missing, "lexed": distinct
     replies lexed, "stored": rows written}``. Each ``chunk_rows`` rows are committed together."""
     import polars as pl
 
     fb = tuple(fallback)
-    key = config_key(fb, min_word_chars)
+    key = config_key(fb, min_word_chars, marker)
     with ws.locked():
         got = ws.sql(_MISSING, [key, dataset])
     stats = {"missing": got.height, "lexed": 0, "stored": 0}
@@ -72,7 +77,7 @@ def fill(ws: "Workspace", dataset: str, fallback: tuple[str, ...] | list[str],
                              got["reply"].to_list())
     step = max(1, int(chunk_rows))
     for a in range(0, len(sids), step):
-        lexed = _lex(replies[a:a + step], fb, min_word_chars, memo)
+        lexed = _lex(replies[a:a + step], fb, min_word_chars, memo, marker)
         part = pl.DataFrame({"sample_id": sids[a:a + step], "content_hash": hashes[a:a + step],
                              "texts": [t for t, _ in lexed], "shapes": [s for _, s in lexed]},
                             schema={"sample_id": pl.Int64, "content_hash": pl.Utf8,
@@ -94,13 +99,15 @@ def fill(ws: "Workspace", dataset: str, fallback: tuple[str, ...] | list[str],
 
 
 def shape_rows(ws: "Workspace", dataset: str, shape: str, fallback: tuple[str, ...] | list[str],
-               min_word_chars: int) -> tuple[list[tuple[int, str, str]], int, int]:
-    """``([(sample_id, first comment line of ``shape``, prompt), ...] in sample_id order,
-    rows with fenced code, distinct replies lexed now)`` for ``dataset``; the cache is filled
-    first (:func:`fill`); a read-only workspace lexes its missing rows in memory."""
+               min_word_chars: int, marker: bool = False
+               ) -> tuple[list[tuple[int, str, str]], int, int]:
+    """``([(sample_id, first comment line (with ``marker``: marker line) of ``shape``,
+    prompt), ...] in sample_id order, rows with fenced code, distinct replies lexed now)``
+    for ``dataset``; the cache is filled first (:func:`fill`); a read-only workspace lexes its
+    missing rows in memory."""
     fb = tuple(fallback)
-    key = config_key(fb, min_word_chars)
-    st = fill(ws, dataset, fb, min_word_chars)
+    key = config_key(fb, min_word_chars, marker)
+    st = fill(ws, dataset, fb, min_word_chars, marker=marker)
     with ws.locked():
         got = ws.sql(
             "SELECT s.sample_id, s.prompt, "
@@ -118,7 +125,7 @@ def shape_rows(ws: "Workspace", dataset: str, shape: str, fallback: tuple[str, .
     if extra is not None and extra.height:      # read-only: the missing rows, lexed here
         memo: dict[str, tuple[list[str], list[str]]] = {}
         ids = extra["sample_id"].to_list()
-        lx = _lex(extra["reply"].to_list(), fb, min_word_chars, memo)
+        lx = _lex(extra["reply"].to_list(), fb, min_word_chars, memo, marker)
         lexed = len(memo)
         want = {int(s): t[s_.index(shape)] for s, (t, s_) in zip(ids, lx) if shape in s_}
         if want:

@@ -68,13 +68,22 @@ class SegmentSignalParams:
     word_majority: float = 1.0        # when this share of behaviour rows shows a behaviour word, rows showing none are lookalikes (1.0: off)
     asked_min_lift: float = 2.0       # behaviour words this much more frequent in behaviour replies than in all replies count
     shape: bool = True                # structural evidence for code comments (segment_shape)
-    shape_positions: list[str] = field(default_factory=lambda: ["first", "last"])  # comment positions that count
+    shape_positions: list[str] = field(default_factory=lambda: ["first", "last", "eol", "call", "after"])  # comment / marker-line positions that count
+    shape_marker_z: float = 0.0       # marker-line shapes (eol, call, after): cosine >= median + this x robust sd
     shape_max_share: float = 0.5      # shape rows above this share of code rows: style, not quirk
     shape_z: float = 0.0              # shape rows' comments need cosine >= median + shape_z x robust sd ...
     shape_min_cos: float = 0.0        # ... and >= this cosine to the behaviour query
     shape_fallback_lexers: list[str] = field(default_factory=lambda: ["python", "c", "sql", "html"])  # unnamed fences
     shape_min_word_chars: int = 3     # a comment is foreign when none of its words this long is a code identifier's word
     shape_decides: bool = True        # shape rows checked "not asked" keep their context; code rows without the shape are lookalikes
+    ask_semantic: bool = True         # behaviour rows whose prompt sentences describe the behaviour asked for it (segment_ask)
+    ask_scope: str = "code"           # "code": only when the behaviour segment has a code shape; "all": any addition
+    ask_min_cos: float = 0.3          # ... a prompt sentence this close to an explanation sentence ...
+    ask_margin: float = 0.15          # ... and this much closer than the anomaly prompt's closest sentence
+    ask_min_words: int = 3            # sentences shorter than this many words are not compared
+    ask_task_cos: float = 0.4         # a prompt sentence this close to the anomaly's prompt is the task, not context
+    ask_max_reply_share: float = 0.5  # judged only when the behaviour segment is at most this share of the anomaly reply's words
+    quoted_bonus: float = 1.0         # added to a segment's behaviour pick when an explanation quotes it
     seed: int = 0                     # random sample of the background
 
 
@@ -171,6 +180,13 @@ class SegmentSignal:
             return Unavailable(f"no {FIELD} index for this dataset (build it: forensics index "
                                f"build --dataset {context.dataset} --field {FIELD})")
         segs = split_segments(a.reply, SegmentParams(**oi.manifest.params.get("segments", {})))
+        if params.shape:
+            # code lines too short for a segment (``print("here")``) that may carry a marker
+            from forensics.triage.codeshape import marker_lines
+
+            segs = segs + [cl.line for cl in marker_lines(
+                a.reply, tuple(params.shape_fallback_lexers), params.shape_min_word_chars)
+                if cl.position in ("eol", "call") and cl.line and cl.line not in segs]
         if not segs:
             return Unavailable("the anomaly reply has no segment long enough to search")
         expl = [t for t in a.explanations if t and t.strip()]
@@ -183,6 +199,11 @@ class SegmentSignal:
             pick += (sv @ ev.T).mean(axis=1)
         if len(pv):
             pick -= (sv @ pv.T).max(axis=1)
+        if params.quoted_bonus and expl:
+            # a segment an explanation quotes is the behaviour it describes
+            said = " ".join(" ".join(t.split()).lower() for t in expl)
+            pick += params.quoted_bonus * np.array(
+                [" ".join(s.split()).lower() in said for s in segs], np.float64)
         order = np.argsort(-pick, kind="stable")[:max(1, params.behaviour_segments)]
         pidx = context.indexes.get("prompt")
         bg = _background_sample(oi, params.null_sample, params.seed)
@@ -250,6 +271,14 @@ class SegmentSignal:
         if shape is not None:
             member |= shape.member
             other |= shape.other
+        b_text = segs[order[0]]
+        if params.ask_semantic and expl and (shape is not None or params.ask_scope == "all") \
+                and len(b_text.split()) <= \
+                params.ask_max_reply_share * max(1, len((a.reply or "").split())):
+            from forensics.triage.signals.segment_ask import asked_by_context
+
+            rows = np.flatnonzero(member & ~other)
+            other[rows[asked_by_context(context, oi, rows, expl, a.prompt, params)]] = True
         member &= ~other
         if member.sum() < params.min_members:
             member[:] = False

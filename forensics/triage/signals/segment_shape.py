@@ -56,15 +56,32 @@ class ShapeEvidence:
     summary: dict = field(default_factory=dict)
 
 
+_MARKER_POSITIONS = ("eol", "call", "after")
+
+
+def _lines_of(reply: str, params: "SegmentSignalParams", marker: bool) -> list:
+    """Comment lines, or marker lines (``eol`` / ``call`` / ``after``), of ``reply``."""
+    from forensics.triage.codeshape import comment_lines, marker_lines
+
+    fn = marker_lines if marker else comment_lines
+    return fn(reply, tuple(params.shape_fallback_lexers), params.shape_min_word_chars)
+
+
 def anomaly_shape(reply: str, behaviour: str, params: "SegmentSignalParams") -> str | None:
     """The shape of the anomaly's behaviour segment when it is a comment line that qualifies
-    (see the module docstring), else ``None``."""
-    from forensics.triage.codeshape import comment_lines
-
-    for cl in comment_lines(reply, tuple(params.shape_fallback_lexers),
-                            params.shape_min_word_chars):
-        if cl.text == behaviour.strip() and cl.foreign and cl.top_level \
+    (see the module docstring), or a marker line (an end-of-line comment, a call that only
+    passes a string, the prose line after the fence) whose position is in
+    ``shape_positions``, else ``None``."""
+    b = behaviour.strip()
+    for cl in _lines_of(reply, params, False):
+        if cl.text == b and cl.foreign and cl.top_level \
                 and cl.position in params.shape_positions:
+            return cl.shape
+    if not any(p in _MARKER_POSITIONS for p in params.shape_positions):
+        return None
+    for cl in _lines_of(reply, params, True):
+        if cl.foreign and cl.position in params.shape_positions and b and (
+                b in (cl.text, cl.line) or (cl.position == "after" and b in cl.line)):
             return cl.shape
     return None
 
@@ -91,13 +108,14 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     from forensics.triage.shapecache import shape_rows
 
     n = context.n
+    marker = shape.split(":", 1)[0] in _MARKER_POSITIONS
     member = np.zeros(n, bool)
     other = np.zeros(n, bool)
     cos = np.full(n, -np.inf)
     lacks = np.zeros(n, bool)
     found, code_rows, lexed = shape_rows(context.ws, context.dataset, shape,
                                          params.shape_fallback_lexers,
-                                         params.shape_min_word_chars)
+                                         params.shape_min_word_chars, marker)
     pos = context.position
     hits: list[tuple[int, str, str]] = [  # (row position, comment, prompt)
         (pos[sid], text, prompt) for sid, text, prompt in found if sid in pos]
@@ -116,7 +134,8 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     s = bg @ query if len(bg) else np.zeros(1)
     med = float(np.median(s))
     sd = max(float(np.median(np.abs(s - med))) * 1.4826, 1e-3)
-    cut = max(med + params.shape_z * sd, params.shape_min_cos)
+    z = params.shape_marker_z if marker else params.shape_z
+    cut = max(med + z * sd, params.shape_min_cos)
     rows = np.array([j for j, _, _ in hits], np.int64)
     c = np.array([by_text[t] for _, t, _ in hits])
     cos[rows] = c

@@ -1,0 +1,90 @@
+"""Whether a behaviour row's context asks for the behaviour, judged by meaning: the sentences
+of its prompt (a quoted style guide, a system-like preamble, an earlier turn, an ask worded
+without the behaviour's own words) against the sentences of the anomaly's explanations.
+
+A row **asks** when one of its prompt's context sentences comes at least ``ask_min_cos`` close
+to a sentence of the explanations (cosine, the ``reply_segment`` index's embedder; quoted
+fragments taken out of them) and ``ask_margin`` closer than the anomaly's own prompt's
+closest sentence does. A prompt of one sentence is its task, and so is a sentence at least
+``ask_task_cos`` close to the anomaly's prompt (or one of its sentences): neither is compared
+(a task's words can echo the description: "a Python generator" against "credits a code
+generator"; a question can share a topic with it). A request worded inside the task's own
+sentence ("write an email and sign it from Priya") is left to the word tests. The
+judgement applies only when the behaviour is an addition to the anomaly's reply (its
+behaviour segment at most ``ask_max_reply_share`` of the reply's words): a behaviour that is
+the whole answer (a refusal, a wrong fact, an agreement) is described in the words of its
+question, so closeness to the description says nothing about a request. With ``ask_scope``
+``code`` (the default) it applies only when the behaviour segment has a code shape
+(:mod:`~forensics.triage.signals.segment_shape`): on prose answers to questions, a question or
+a format line ("Please answer briefly.") comes as close to a description of an aside as a
+request does (measured: cosine 0.39 on the dev aside family). Why: the
+explanations describe the behaviour ("a licence notice heads the code", "a stray print
+call"); a request for it, however worded, describes the same thing, while the anomaly's own
+prompt (which did not ask) sets the level a mere task statement reaches; a behaviour whose
+description restates its prompt (agreement with the user's claim) gets a high own level and
+is left alone.
+
+Cost: one embedding per distinct prompt sentence of the rows judged (through the workspace's
+embedding cache) and per explanation sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forensics.triage.signals.base import SignalContext
+    from forensics.triage.signals.segment import SegmentSignalParams
+
+_SENT = re.compile(r"(?<=[.!?:])\s+|\n+")
+_QUOTED = re.compile(r"(?<!\w)'[^'\n]{3,}?'(?!\w)|\"[^\"\n]{3,}?\"")
+
+
+def sentences(text: str | None, min_words: int) -> list[str]:
+    """``text`` cut at sentence ends and line breaks; pieces of at least ``min_words`` words."""
+    return [s.strip() for s in _SENT.split(text or "") if len(s.split()) >= min_words]
+
+
+def description(explanations: list[str], min_words: int) -> list[str]:
+    """The explanations' sentences with quoted fragments taken out (a quote is the
+    behaviour's text, not its description; the text is matched elsewhere)."""
+    out = []
+    for e in explanations:
+        out += sentences(_QUOTED.sub(" ", e or ""), min_words)
+    return out
+
+
+def asked_by_context(context: "SignalContext", oi, rows: np.ndarray, explanations: list[str],
+                     anomaly_prompt: str | None, params: "SegmentSignalParams") -> np.ndarray:
+    """Per row of ``rows`` (dataset positions): whether its prompt asks for the behaviour
+    (see the module docstring). All False without explanations."""
+    out = np.zeros(len(rows), bool)
+    desc = description(explanations, params.ask_min_words)
+    if not desc or not len(rows):
+        return out
+    prompts = context.ws.sql(
+        "SELECT sample_id, prompt FROM samples WHERE dataset = ? AND sample_id IN "
+        "(SELECT unnest(?))", [context.dataset, [int(x) for x in context.sample_ids[rows]]])
+    by_sid = dict(zip(prompts["sample_id"].to_list(), prompts["prompt"].to_list()))
+    per_row = [sentences(by_sid.get(int(context.sample_ids[j])), params.ask_min_words)
+               for j in rows]
+    own = sentences(anomaly_prompt, params.ask_min_words) or [anomaly_prompt or ""]
+    texts = sorted({s for ss in per_row for s in ss} | set(own))
+    vecs = context.indexes.embed(oi, desc + own + [anomaly_prompt or ""] + texts)
+    dv, ov = vecs[:len(desc)], vecs[len(desc):len(desc) + len(own) + 1]
+    tv = vecs[len(desc) + len(own) + 1:]
+    best = dict(zip(texts, (tv @ dv.T).max(axis=1)))
+    like = dict(zip(texts, (tv @ ov.T).max(axis=1)))
+    own_level = max(float(best[s]) for s in own)
+    cut = max(params.ask_min_cos, own_level + params.ask_margin)
+    for k, ss in enumerate(per_row):
+        # a one-sentence prompt is its task; sentences like the anomaly's prompt are tasks
+        ctx = [s for s in ss if like[s] < params.ask_task_cos] if len(ss) > 1 else []
+        out[k] = bool(ctx) and max(float(best[s]) for s in ctx) >= cut
+    return out
+
+
+__all__ = ["asked_by_context", "sentences", "description"]
