@@ -460,6 +460,8 @@ class OnnxBert:
         self.dim = self._bert.dim
         self.quant = quant
         self.model_file = build_model(Path(path), quant, s, cache_dir, bert=self._bert)
+        # the file's key (names carry it): model checksum, opset, versions, settings
+        self.model_key = hashlib.sha256(self.model_file.name.encode()).hexdigest()[:12]
         so = ort.SessionOptions()
         so.graph_optimization_level = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,

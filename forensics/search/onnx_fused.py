@@ -123,6 +123,10 @@ def quantise_fused(src: Path, dst: Path, s, reader_factory) -> None:
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_dynamic, quantize_static)
 
+    if s.fused_quant not in ("static", "dynamic"):
+        raise ValueError(f"unknown fused_quant {s.fused_quant!r} (static | dynamic)")
+    if "Attention" in s.fused_ops and s.fused_quant != "dynamic":
+        raise ValueError("Attention is quantised only by fused_quant='dynamic' (QAttention)")
     m = onnx.load(str(src))
     inits = {i.name for i in m.graph.initializer}
     pats = [re.compile(p) for p in s.float_linears]
@@ -130,8 +134,6 @@ def quantise_fused(src: Path, dst: Path, s, reader_factory) -> None:
              and not any(p.fullmatch(n.name) for p in pats)]
     ops = ["MatMul"]
     if "Attention" in s.fused_ops:
-        if s.fused_quant != "dynamic":
-            raise ValueError("Attention is quantised only by fused_quant='dynamic' (QAttention)")
         nodes += [n.name for n in attention_nodes(m)]
         ops.append("Attention")
     if not nodes:
@@ -146,7 +148,7 @@ def quantise_fused(src: Path, dst: Path, s, reader_factory) -> None:
                              nodes_to_quantize=nodes, per_channel=s.per_channel,
                              reduce_range=s.reduce_range, weight_type=QuantType.QInt8,
                              extra_options=extra)
-        elif s.fused_quant == "static":
+        else:
             extra.update({"CalibStridedMinMax": 1, "ActivationSymmetric": s.symmetric_activations})
             if not s.quantise_outputs:
                 extra["OpTypesToExcludeOutputQuantization"] = ["MatMul"]
@@ -159,8 +161,6 @@ def quantise_fused(src: Path, dst: Path, s, reader_factory) -> None:
                             activation_type=act, weight_type=QuantType.QInt8,
                             calibrate_method=getattr(CalibrationMethod, s.calib_method),
                             extra_options=extra)
-        else:
-            raise ValueError(f"unknown fused_quant {s.fused_quant!r} (static | dynamic)")
     finally:
         logging.getLogger().setLevel(quiet)
 
