@@ -57,7 +57,9 @@ class OnnxSettings:
     ``graph_opt``: ORT graph optimisation level (all | extended | basic).
     The ``fused-*`` files (forensics.search.onnx_fused): ``fused_quant``: static | dynamic;
     ``fused_format``: QDQ | QOperator (static); ``fused_ops``: what is quantised (``MatMul``;
-    ``Attention`` too = QAttention, dynamic only); ``per_channel``: per-output-channel weight scales.
+    ``Attention`` too = QAttention, dynamic only); ``per_channel``: per-output-channel weight scales;
+    ``fused_attention``: fuse attention into ORT's Attention op (off: only the layer norms and GELU);
+    ``fast_gelu``: tanh-approximated GELU (FastGelu) instead of the exact one.
     """
 
     opset: int = 17
@@ -75,10 +77,12 @@ class OnnxSettings:
     quantise_outputs: bool = False
     intra_op_threads: int = 0
     graph_opt: str = "all"
-    fused_quant: str = "static"
+    fused_quant: str = "dynamic"
     fused_format: str = "QDQ"
-    fused_ops: tuple[str, ...] = ("MatMul",)
+    fused_ops: tuple[str, ...] = ("MatMul", "Attention")
     per_channel: bool = True
+    fused_attention: bool = True
+    fast_gelu: bool = False
 
 
 CACHE_ENV = "NLA_FORENSICS_ONNX_CACHE"
@@ -384,17 +388,17 @@ def build_model(path: Path, quant: str, settings: OnnxSettings | None = None,
 
 def _build_fused(bert, root: Path, stem: str, s: OnnxSettings, quant: str, key_s: dict) -> Path:
     """``fused-fp32`` / ``fused-int8`` (forensics.search.onnx_fused), cached like the others."""
-    import re
-
     from forensics.search import onnx_fused as of
 
-    fused = root / f"{stem}-fused-fp32.onnx"
+    kind = ("" if s.fused_attention else "-noatt") + ("-fastgelu" if s.fast_gelu else "")
+    fused = root / f"{stem}-fused{kind}-fp32.onnx"
     if not fused.is_file():
         def write(tmp: Path) -> None:
             raw = tmp.with_suffix(".exp.onnx")
             try:
                 _export(bert, raw, s.opset, explicit_attention=True)
-                of.fuse(raw, tmp, bert.heads, bert.dim, bert.n_layers)
+                of.fuse(raw, tmp, bert.heads, bert.dim, bert.n_layers, s.fused_attention,
+                        s.fast_gelu)
             finally:
                 raw.unlink(missing_ok=True)
         _atomic(fused, write)
@@ -405,19 +409,13 @@ def _build_fused(bert, root: Path, stem: str, s: OnnxSettings, quant: str, key_s
     if q.is_file():
         return q
     texts = calibration_texts(s.calib_texts)
-    pats = [re.compile(p) for p in s.float_linears]
-
-    def targets(name: str) -> bool:
-        if name.endswith(".qkv"):
-            return "Attention" in s.fused_ops
-        return not any(p.fullmatch(name) for p in pats)
 
     def write_q(tmp: Path) -> None:
         src = fused
         if s.smooth_alpha > 0:
             src = tmp.with_suffix(".smooth.onnx")
             scales = {k: v.numpy() for k, v in smooth_scales(bert, texts, s.smooth_alpha).items()}
-            of.smooth_graph(fused, src, scales, targets)
+            of.smooth_graph(fused, src, scales, of.quantised(s), _group)
         try:
             of.quantise_fused(src, tmp, s, lambda: calibration_reader(bert, texts, s.calib_len))
         finally:

@@ -34,10 +34,13 @@ import numpy as np
 LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
 
 
-def fuse(src: Path, dst: Path, heads: int, dim: int, layers: int) -> dict[str, int]:
+def fuse(src: Path, dst: Path, heads: int, dim: int, layers: int,
+         attention: bool = True, gelu_approximation: bool = False) -> dict[str, int]:
     """ORT's BERT optimizer on ``src`` (exported with explicit attention) into ``dst``, with
     symbolic shapes (quantisation needs the fused ops' output types). Returns the fused-op
-    counts; raises unless ``layers`` Attention ops were fused."""
+    counts; raises unless ``layers`` Attention ops were fused (``attention`` False: attention
+    is left as MatMul / Softmax ops, only SkipLayerNormalization and BiasGelu are fused;
+    ``gelu_approximation``: BiasGelu becomes FastGelu, the tanh approximation of erf-GELU)."""
     import logging
 
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
@@ -46,14 +49,18 @@ def fuse(src: Path, dst: Path, heads: int, dim: int, layers: int) -> dict[str, i
 
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(max(quiet, logging.ERROR))
+    opts = FusionOptions("bert")
+    opts.enable_attention = attention
+    opts.enable_gelu_approximation = gelu_approximation
     try:
         m = optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=dim,
-                           optimization_options=FusionOptions("bert"), opt_level=0,
+                           optimization_options=opts, opt_level=0,
                            use_gpu=False)
     finally:
         logging.getLogger().setLevel(quiet)
     stats = {k: int(v) for k, v in m.get_fused_operator_statistics().items() if v}
-    if stats.get("Attention", 0) != layers:
+    if stats.get("Attention", 0) != (layers if attention else 0) \
+            or stats.get("SkipLayerNormalization", 0) != 2 * layers:
         raise RuntimeError(f"ORT's bert optimizer fused {stats.get('Attention', 0)} of {layers} "
                            f"attention blocks in {src} (fused: {stats})")
     import onnx
@@ -72,10 +79,10 @@ def attention_nodes(model) -> list:
 
 
 def smooth_graph(src: Path, dst: Path, scales: dict[str, np.ndarray],
-                 targets: Callable[[str], bool]) -> int:
+                 targets: Callable[[str], bool], group: Callable[[str], str]) -> int:
     """SmoothQuant on a fused graph: for each weight MatMul (named after its Linear) and each
     layer's Attention (group ``encoder.layer.i.attention.self.qkv``) whose name ``targets``
-    accepts and that has a scale, multiply the weight's input rows by the scale and feed the op
+    accepts and whose ``group(name)`` has a scale (one Mul per input and group), multiply the weight's input rows by the scale and feed the op
     ``input * (1 / scale)``. Same function, outliers moved into the weights. Returns the count."""
     import onnx
     from onnx import helper, numpy_helper
@@ -87,22 +94,27 @@ def smooth_graph(src: Path, dst: Path, scales: dict[str, np.ndarray],
     ops += [(n, f"encoder.layer.{i}.attention.self.qkv") for i, n in enumerate(attention_nodes(m))]
     done = 0
     new_nodes = []
+    shared: dict[tuple[str, str], str] = {}   # (input, group) -> its smoothed tensor
     for node, name in ops:
-        if name not in scales or not targets(name):
+        g = group(name)
+        if g not in scales or not targets(name):
             continue
-        s = np.asarray(scales[name], dtype=np.float32)
+        s = np.asarray(scales[g], dtype=np.float32)
         w = inits[node.input[1]]
         a = numpy_helper.to_array(w).astype(np.float32)
         if a.shape[0] != s.shape[0]:
             raise RuntimeError(f"{name}: weight {a.shape} vs scale {s.shape}")
         w.CopyFrom(numpy_helper.from_array((a * s[:, None]).astype(np.float32), w.name))
-        inv = numpy_helper.from_array((1.0 / s).astype(np.float32), f"{name}.smooth_inv")
-        m.graph.initializer.append(inv)
-        out = f"{name}.smoothed_input"
-        new_nodes.append((node, helper.make_node("Mul", [node.input[0], inv.name], [out],
-                                                 name=f"{name}.smooth")))
-        node.input[0] = out
         done += 1
+        if (node.input[0], g) in shared:
+            node.input[0] = shared[node.input[0], g]
+            continue
+        inv = numpy_helper.from_array((1.0 / s).astype(np.float32), f"{g}.smooth_inv")
+        m.graph.initializer.append(inv)
+        out = shared[node.input[0], g] = f"{g}.smoothed_input"
+        new_nodes.append((node, helper.make_node("Mul", [node.input[0], inv.name], [out],
+                                                 name=f"{g}.smooth")))
+        node.input[0] = out
     for node, mul in new_nodes:   # keep topological order: each Mul right before its op
         idx = list(m.graph.node).index(node)
         m.graph.node.insert(idx, mul)
@@ -110,6 +122,18 @@ def smooth_graph(src: Path, dst: Path, scales: dict[str, np.ndarray],
 
     onnx.save(SymbolicShapeInference.infer_shapes(m, auto_merge=True), str(dst))
     return done
+
+
+def quantised(s) -> Callable[[str], bool]:
+    """Whether settings ``s`` quantise the linear (group) ``name``: the fused Attention's
+    ``...qkv`` when ``Attention`` is in ``s.fused_ops``, other linears unless in ``float_linears``."""
+    pats = [re.compile(p) for p in s.float_linears]
+
+    def f(name: str) -> bool:
+        if name.endswith(".qkv"):
+            return "Attention" in s.fused_ops
+        return not any(p.fullmatch(name) for p in pats)
+    return f
 
 
 def quantise_fused(src: Path, dst: Path, s, reader_factory) -> None:
@@ -165,4 +189,4 @@ def quantise_fused(src: Path, dst: Path, s, reader_factory) -> None:
         logging.getLogger().setLevel(quiet)
 
 
-__all__ = ["attention_nodes", "fuse", "quantise_fused", "smooth_graph"]
+__all__ = ["attention_nodes", "fuse", "quantise_fused", "quantised", "smooth_graph"]
