@@ -221,3 +221,18 @@ def test_fused_int8_agrees_with_torch(torch_emb, cache_dir):
     ops = [n.op_type for n in g.node]
     assert ops.count("QAttention") == 6 and ops.count("MatMulInteger") == 17
     assert [n.op_type for n in g.node if n.name == "encoder.layer.0.output.dense"] == ["MatMul"]
+
+
+def test_damaged_cached_file_is_refused_and_named(tmp_path):
+    """A cached model file that no longer loads (cut short) is refused with its path, and
+    builds again once deleted."""
+    from forensics.errors import BackendError
+
+    e = embed.Embedder(backend="onnx", onnx_cache_dir=tmp_path)
+    f = e._bert.model_file
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(BackendError, match=f.name) as ei:
+        embed.Embedder(backend="onnx", onnx_cache_dir=tmp_path)
+    assert "delete it" in ei.value.hint
+    f.unlink()
+    assert embed.Embedder(backend="onnx", onnx_cache_dir=tmp_path)._bert.model_file == f

@@ -330,7 +330,6 @@ def _quantise(bert, fp32: Path, out: Path, s: OnnxSettings, nodes: Sequence[str]
     if s.calib_method == "Percentile":
         extra["CalibPercentile"] = s.calib_percentile
     import logging
-
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(max(quiet, logging.ERROR))   # "consider pre-processing" notes
     try:
@@ -428,7 +427,6 @@ def _build_fused(bert, root: Path, stem: str, s: OnnxSettings, quant: str, key_s
 def _versions() -> list[str]:
     import onnxruntime
     import torch
-
     return [torch.__version__, onnxruntime.__version__]
 
 
@@ -467,8 +465,13 @@ class OnnxBert:
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[s.graph_opt]
         if s.intra_op_threads:
             so.intra_op_num_threads = s.intra_op_threads
-        self.session = ort.InferenceSession(str(self.model_file), so,
-                                            providers=["CPUExecutionProvider"])
+        try:   # a damaged cached file is refused, never half-used
+            self.session = ort.InferenceSession(str(self.model_file), so,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:
+            from forensics.errors import BackendError
+            raise BackendError(f"cached ONNX file {self.model_file} does not load: {e}",
+                               hint="delete it; the next run rebuilds it") from e
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         return self._bert.token_ids(texts)
