@@ -236,3 +236,21 @@ def test_damaged_cached_file_is_refused_and_named(tmp_path):
     assert "delete it" in ei.value.hint
     f.unlink()
     assert embed.Embedder(backend="onnx", onnx_cache_dir=tmp_path)._bert.model_file == f
+
+
+def test_cli_build_with_fused_backend_records_it(tmp_path, cli, fused_emb, cache_dir):
+    """``index build --backend onnx-fused``: the manifest records the backend and its keyed
+    model id (the file already in DIR is reused, nothing rebuilt), and the index searches."""
+    import forensics
+
+    ws_path = tmp_path / "ws"
+    cli("init", workspace=ws_path)
+    with forensics.open(ws_path) as ws:
+        add_samples(ws, "d", corpus(10))
+    before = {f: f.stat().st_mtime_ns for f in cache_dir.glob("*.onnx")}
+    cli("index", "build", "--dataset", "d", "--backend", "onnx-fused", "--onnx-cache-dir",
+        str(cache_dir), "--json", workspace=ws_path)
+    assert {f: f.stat().st_mtime_ns for f in cache_dir.glob("*.onnx")} == before
+    with forensics.open(ws_path) as ws:
+        m = index.open_index(ws, "d", "pair").manifest
+    assert (m.model_id, m.model_spec) == (fused_emb.model_id, "onnx-fused:")
