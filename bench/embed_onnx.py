@@ -179,6 +179,7 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(list(VARIANTS) + list(EXTRA)),
                     help="comma-separated names (torch always runs)")
     ap.add_argument("--profile", action="store_true", help="ORT op-type time shares")
+    ap.add_argument("--tag", default="", help="write bench/results/embed_onnx-TAG.json instead")
     args = ap.parse_args()
     import torch
 
@@ -252,7 +253,7 @@ def main() -> None:
         if "profile_pct" in r:
             print("    ORT time by op: " + ", ".join(f"{k} {v}%" for k, v in
                                                  list(r["profile_pct"].items())[:6]))
-    write_result("embed_onnx", {
+    write_result("embed_onnx" + (f"-{args.tag}" if args.tag else ""), {
         "texts": len(texts), "word_pieces": pieces, "batch": args.batch, "rounds": args.rounds,
         "repeat": args.repeat, "threads": threads, "matmul_peak_gflops": round(peak, 1),
         "flops_per_pass": work, "load_before": load_before,
