@@ -85,6 +85,7 @@ class OnnxSettings:
     fast_gelu: bool = False
 
 
+_FUSED_ONLY = ("fused_quant", "fused_format", "fused_ops", "per_channel", "fused_attention", "fast_gelu")
 CACHE_ENV = "NLA_FORENSICS_ONNX_CACHE"
 
 
@@ -369,7 +370,8 @@ def build_model(path: Path, quant: str, settings: OnnxSettings | None = None,
         _atomic(fp32, lambda tmp: _export(bert, tmp, s.opset))
     if quant == "fp32":
         return fp32
-    q_key = hashlib.sha256(json.dumps([fp_key, key_s], sort_keys=True).encode()).hexdigest()[:16]
+    plain = {k: v for k, v in key_s.items() if k not in _FUSED_ONLY}   # unchanged by fused knobs
+    q_key = hashlib.sha256(json.dumps([fp_key, plain], sort_keys=True).encode()).hexdigest()[:16]
     q = root / f"{Path(path).name}-{q_key}-int8.onnx"
     if not q.is_file():
         src = fp32
@@ -388,7 +390,6 @@ def build_model(path: Path, quant: str, settings: OnnxSettings | None = None,
 def _build_fused(bert, root: Path, stem: str, s: OnnxSettings, quant: str, key_s: dict) -> Path:
     """``fused-fp32`` / ``fused-int8`` (forensics.search.onnx_fused), cached like the others."""
     from forensics.search import onnx_fused as of
-
     kind = ("" if s.fused_attention else "-noatt") + ("-fastgelu" if s.fast_gelu else "")
     fused = root / f"{stem}-fused{kind}-fp32.onnx"
     if not fused.is_file():
