@@ -152,3 +152,105 @@ def test_cli_onnx_cache_dir_for_build_and_update(tmp_path, cli):
     r = cli("index", "build", "--dataset", "d", "--onnx-cache-dir", str(tmp_path / "blocker"),
             workspace=ws_path, env=env, check=False)
     assert r.returncode == 2 and "blocker" in r.stderr   # a file where the folder should go
+
+
+@pytest.fixture(scope="module")
+def fused_emb(cache_dir):
+    return embed.Embedder(backend="onnx-fused", onnx_cache_dir=cache_dir)
+
+
+def test_fused_graph_matches_torch(torch_emb, fused_emb):
+    """ORT's BERT optimizer fuses every layer of the explicit-attention export (Attention,
+    SkipLayerNormalization, BiasGelu) and the fused fp32 graph computes the torch vectors."""
+    import onnx
+
+    texts = held_texts()
+    cos = (torch_emb.encode(texts) * fused_emb.encode(texts)).sum(1)
+    assert cos.min() >= 0.9999, cos.min()
+    ops = [n.op_type for n in onnx.load(str(fused_emb._bert.model_file)).graph.node]
+    assert ops.count("Attention") == 6 and ops.count("SkipLayerNormalization") == 12
+    assert ops.count("BiasGelu") == 6 and "Softmax" not in ops
+    assert fused_emb.model_id == f"all-MiniLM-L6-v2+onnx-fused@{fused_emb._bert.model_key}"
+    assert fused_emb.spec == "onnx-fused:"
+
+
+def test_fused_index_refuses_vectors_of_other_runtime(ws, torch_emb, fused_emb, cache_dir,
+                                                      monkeypatch):
+    """The manifest records the fused backend with its file key; after an ONNX Runtime upgrade
+    (another key) the index is refused as stale instead of mixing query vectors."""
+    from forensics.errors import StaleError
+    from forensics.search import onnx_embed
+
+    add_samples(ws, "d", corpus(12))
+    m = index.build(ws, "d", "pair", embedder=fused_emb)
+    assert (m.model_id, m.model_spec) == (fused_emb.model_id, "onnx-fused:")
+    assert ws.rows("SELECT DISTINCT model_id FROM embedding_cache") == [(fused_emb.model_id,)]
+    monkeypatch.setenv("NLA_FORENSICS_ONNX_CACHE", str(cache_dir))
+    assert not index.open_index(ws, "d", "pair").share_embedder(torch_emb)
+    hits = index.search(ws, "d", ["how do I cook spaghetti"], k=1)
+    assert "pasta" in hits[0][0].prompt
+    real = onnx_embed._versions
+    monkeypatch.setattr(onnx_embed, "_versions", lambda: real() + ["a later onnxruntime"])
+    with pytest.raises(StaleError, match="onnx-fused@"):
+        index.open_index(ws, "d", "pair").embedder()
+
+
+def test_fused_settings_are_checked():
+    from forensics.search.onnx_embed import OnnxSettings
+    from forensics.search.onnx_fused import quantise_fused
+
+    with pytest.raises(ValueError, match="dynamic"):
+        quantise_fused(Path("unused"), Path("unused"),
+                       OnnxSettings(fused_quant="static", fused_ops=("MatMul", "Attention")),
+                       lambda: None)
+
+
+@pytest.mark.slow
+def test_fused_int8_agrees_with_torch(torch_emb, cache_dir):
+    """The fused int8 file (SmoothQuant scales calibrated on the even demo rows, dynamic int8
+    activations, QAttention) vs torch fp32 on the odd rows: cos >= 0.99; every attention and the
+    weight MatMuls int8 except the one the default keeps float."""
+    import onnx
+
+    q = embed.Embedder(backend="onnx-fused-int8", onnx_cache_dir=cache_dir)
+    assert q.model_id == f"all-MiniLM-L6-v2+onnx-fused-int8@{q._bert.model_key}"
+    texts = held_texts(60)
+    cos = (torch_emb.encode(texts) * q.encode(texts)).sum(1)
+    assert cos.min() >= 0.99, (cos.min(), cos.mean())
+    g = onnx.load(str(q._bert.model_file)).graph
+    ops = [n.op_type for n in g.node]
+    assert ops.count("QAttention") == 6 and ops.count("MatMulInteger") == 17
+    assert [n.op_type for n in g.node if n.name == "encoder.layer.0.output.dense"] == ["MatMul"]
+
+
+def test_damaged_cached_file_is_refused_and_named(tmp_path):
+    """A cached model file that no longer loads (cut short) is refused with its path, and
+    builds again once deleted."""
+    from forensics.errors import BackendError
+
+    e = embed.Embedder(backend="onnx", onnx_cache_dir=tmp_path)
+    f = e._bert.model_file
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(BackendError, match=f.name) as ei:
+        embed.Embedder(backend="onnx", onnx_cache_dir=tmp_path)
+    assert "delete it" in ei.value.hint
+    f.unlink()
+    assert embed.Embedder(backend="onnx", onnx_cache_dir=tmp_path)._bert.model_file == f
+
+
+def test_cli_build_with_fused_backend_records_it(tmp_path, cli, fused_emb, cache_dir):
+    """``index build --backend onnx-fused``: the manifest records the backend and its keyed
+    model id (the file already in DIR is reused, nothing rebuilt), and the index searches."""
+    import forensics
+
+    ws_path = tmp_path / "ws"
+    cli("init", workspace=ws_path)
+    with forensics.open(ws_path) as ws:
+        add_samples(ws, "d", corpus(10))
+    before = {f: f.stat().st_mtime_ns for f in cache_dir.glob("*.onnx")}
+    cli("index", "build", "--dataset", "d", "--backend", "onnx-fused", "--onnx-cache-dir",
+        str(cache_dir), "--json", workspace=ws_path)
+    assert {f: f.stat().st_mtime_ns for f in cache_dir.glob("*.onnx")} == before
+    with forensics.open(ws_path) as ws:
+        m = index.open_index(ws, "d", "pair").manifest
+    assert (m.model_id, m.model_spec) == (fused_emb.model_id, "onnx-fused:")

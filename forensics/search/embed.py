@@ -34,7 +34,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 USEM3 = "usem3"
-ONNX_BACKENDS = ("onnx", "onnx-int8")
+ONNX_BACKENDS = ("onnx", "onnx-int8", "onnx-fused", "onnx-fused-int8")
+# backend -> forensics.search.onnx_embed quantisation (file kind)
+_ONNX_QUANT = {"onnx": "fp32", "onnx-int8": "int8", "onnx-fused": "fused-fp32",
+               "onnx-fused-int8": "fused-int8"}
 BACKENDS = ("auto", "torch", "sentence-transformers") + ONNX_BACKENDS
 _DEFAULT_ALIASES = {None, "", "default", "minilm", DEFAULT_MODEL}
 # How many cache misses are embedded (and committed to the cache) per round: a crash loses
@@ -101,7 +104,9 @@ class Embedder:
     ``model`` is None (the packaged default), ``"usem3"`` (multilingual USE v3) or a local
     sentence-transformers directory. ``backend``: auto (plain torch where the model allows, else
     sentence-transformers), torch, sentence-transformers, onnx or onnx-int8 (ONNX Runtime, fp32 or
-    static int8; files built once under ``onnx_cache_dir``). ``spec`` is what an index manifest records so that
+    static int8; files built once under ``onnx_cache_dir``), onnx-fused / onnx-fused-int8 (the
+    same on ORT's fused BERT graph; their model id carries the built file's key, so vectors of
+    other quantisation settings or runtime versions are never mixed). ``spec`` is what an index manifest records so that
     :func:`Embedder.from_spec` can rebuild the same embedder for queries.
     """
 
@@ -201,11 +206,13 @@ class Embedder:
         except ImportError as e:
             raise BackendError(f"the {backend} backend needs onnxruntime and onnx: {e}",
                                hint="pip install 'nla-forensics[onnx]'") from e
-        self._bert = OnnxBert(path, "int8" if backend == "onnx-int8" else "fp32",
+        self._bert = OnnxBert(path, _ONNX_QUANT[backend],
                               cache_dir=None if cache_dir is None else Path(cache_dir))
         self.kind = backend
         self.dim = self._bert.dim
         self.model_id = f"{self.model_id}+{backend}"
+        if backend.startswith("onnx-fused"):   # + the built file's key (settings, versions)
+            self.model_id += "@" + self._bert.model_key
         self.spec = f"{backend}:{self.spec or ''}"
 
     def _load_st(self):

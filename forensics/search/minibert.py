@@ -126,8 +126,12 @@ class MiniBert:
     def _forward(self, ids: list[list[int]]):
         return self.forward_tensors(*self.pad(ids))
 
-    def forward_tensors(self, inp, mask):
-        """The encoder on padded tensors (what forensics.search.onnx_embed exports)."""
+    def forward_tensors(self, inp, mask, explicit_attention: bool = False):
+        """The encoder on padded tensors (what forensics.search.onnx_embed exports).
+
+        ``explicit_attention``: write attention as softmax(Q K^T / sqrt(d_head) + additive mask) V
+        with plain matmuls (the same function) instead of ``scaled_dot_product_attention``: the
+        form ONNX Runtime's BERT optimizer recognises and fuses into one ``Attention`` op."""
         torch = self._torch
         F = torch.nn.functional
         w = self.w
@@ -138,6 +142,8 @@ class MiniBert:
              + w["embeddings.token_type_embeddings.weight"][0])
         x = F.layer_norm(x, (d,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], self.eps)
         attn_mask = mask[:, None, None, :]          # keys that are real tokens
+        if explicit_attention:   # 0 for real keys, a large negative number for pad keys
+            add_mask = (1.0 - attn_mask.to(x.dtype)) * -10000.0
         for i in range(self.n_layers):
             p = f"encoder.layer.{i}."
 
@@ -150,7 +156,11 @@ class MiniBert:
                 return t.view(n, L, h, d // h).transpose(1, 2)
 
             q, k, v = (split(lin(x, f"attention.self.{s}")) for s in ("query", "key", "value"))
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+            if explicit_attention:
+                s = torch.matmul(q, k.transpose(-1, -2)) / float(d // h) ** 0.5
+                a = torch.matmul(torch.softmax(s + add_mask, dim=-1), v)
+            else:
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
             a = a.transpose(1, 2).reshape(n, L, d)
             x = F.layer_norm(lin(a, "attention.output.dense") + x, (d,),
                              w[p + "attention.output.LayerNorm.weight"],

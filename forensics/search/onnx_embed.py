@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-QUANTS = ("fp32", "int8")
+QUANTS = ("fp32", "int8", "fused-fp32", "fused-int8")
 # part of every cache key: bump when the export or quantisation code changes the files it writes
 FORMAT = 4
 
@@ -55,6 +55,11 @@ class OnnxSettings:
     down-projections, whose outputs carry a few very large values, costs most of the agreement).
     ``intra_op_threads``: 0 = ONNX Runtime's default (one per core).
     ``graph_opt``: ORT graph optimisation level (all | extended | basic).
+    The ``fused-*`` files (forensics.search.onnx_fused): ``fused_quant``: static | dynamic;
+    ``fused_format``: QDQ | QOperator (static); ``fused_ops``: what is quantised (``MatMul``;
+    ``Attention`` too = QAttention, dynamic only); ``per_channel``: per-output-channel weight scales;
+    ``fused_attention``: fuse attention into ORT's Attention op (off: only the layer norms and GELU);
+    ``fast_gelu``: tanh-approximated GELU (FastGelu) instead of the exact one.
     """
 
     opset: int = 17
@@ -72,8 +77,15 @@ class OnnxSettings:
     quantise_outputs: bool = False
     intra_op_threads: int = 0
     graph_opt: str = "all"
+    fused_quant: str = "dynamic"
+    fused_format: str = "QDQ"
+    fused_ops: tuple[str, ...] = ("MatMul", "Attention")
+    per_channel: bool = True
+    fused_attention: bool = True
+    fast_gelu: bool = False
 
 
+_FUSED_ONLY = ("fused_quant", "fused_format", "fused_ops", "per_channel", "fused_attention", "fast_gelu")
 CACHE_ENV = "NLA_FORENSICS_ONNX_CACHE"
 
 
@@ -116,12 +128,12 @@ def calibration_texts(n: int) -> list[str]:
     return out[:n]
 
 
-def _export(bert, out: Path, opset: int) -> None:
+def _export(bert, out: Path, opset: int, explicit_attention: bool = False) -> None:
     import torch
 
     class _Wrap(torch.nn.Module):
         def forward(self, input_ids, attention_mask):  # noqa: D401
-            return bert.forward_tensors(input_ids, attention_mask.bool())
+            return bert.forward_tensors(input_ids, attention_mask.bool(), explicit_attention)
 
     inp, mask = bert.pad([[101, 7592, 2088, 102], [101, 102]])
     import warnings
@@ -210,6 +222,12 @@ def _group(name: str) -> str:
     return name
 
 
+def smooth_scales(bert, texts: Sequence[str], alpha: float) -> dict:
+    """Per-channel SmoothQuant scales ``s = max|X|^alpha / max|W|^(1 - alpha)`` by linear group
+    (q/k/v share ``encoder.layer.i.attention.self.qkv``), maxima over ``texts``."""
+    return _smoothing(bert, texts, alpha)[0]
+
+
 def smoothed(bert, texts: Sequence[str], alpha: float):
     """A copy of ``bert`` computing the same function with outlier channels moved from the
     activations into the weights (SmoothQuant, Xiao et al. 2023): before each encoder Linear
@@ -217,6 +235,11 @@ def smoothed(bert, texts: Sequence[str], alpha: float):
     ``texts``) and the weight's columns multiplied by ``s``. Why: BERT's LayerNorm outputs have
     a few channels tens of times larger than the rest, so one per-tensor uint8 scale flattens
     the others (measured: cosine 0.91 to fp32 without it)."""
+    scale, out = _smoothing(bert, texts, alpha)
+    return out
+
+
+def _smoothing(bert, texts: Sequence[str], alpha: float):
     import copy
 
     import torch
@@ -249,7 +272,7 @@ def smoothed(bert, texts: Sequence[str], alpha: float):
     inv = {g: (1.0 / v) for g, v in scale.items()}
     out.w = w
     out.act_scale = lambda name, t: t * inv[_group(name)]
-    return out
+    return scale, out
 
 
 def calibration_reader(bert, texts: Sequence[str], max_len: int):
@@ -308,7 +331,6 @@ def _quantise(bert, fp32: Path, out: Path, s: OnnxSettings, nodes: Sequence[str]
     if s.calib_method == "Percentile":
         extra["CalibPercentile"] = s.calib_percentile
     import logging
-
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(max(quiet, logging.ERROR))   # "consider pre-processing" notes
     try:
@@ -342,11 +364,14 @@ def build_model(path: Path, quant: str, settings: OnnxSettings | None = None,
 
         bert = MiniBert(Path(path))
     root.mkdir(parents=True, exist_ok=True)
+    if quant.startswith("fused-"):
+        return _build_fused(bert, root, f"{Path(path).name}-{fp_key}", s, quant, key_s)
     if not fp32.is_file():
         _atomic(fp32, lambda tmp: _export(bert, tmp, s.opset))
     if quant == "fp32":
         return fp32
-    q_key = hashlib.sha256(json.dumps([fp_key, key_s], sort_keys=True).encode()).hexdigest()[:16]
+    plain = {k: v for k, v in key_s.items() if k not in _FUSED_ONLY}   # unchanged by fused knobs
+    q_key = hashlib.sha256(json.dumps([fp_key, plain], sort_keys=True).encode()).hexdigest()[:16]
     q = root / f"{Path(path).name}-{q_key}-int8.onnx"
     if not q.is_file():
         src = fp32
@@ -362,10 +387,47 @@ def build_model(path: Path, quant: str, settings: OnnxSettings | None = None,
     return q
 
 
+def _build_fused(bert, root: Path, stem: str, s: OnnxSettings, quant: str, key_s: dict) -> Path:
+    """``fused-fp32`` / ``fused-int8`` (forensics.search.onnx_fused), cached like the others."""
+    from forensics.search import onnx_fused as of
+    kind = ("" if s.fused_attention else "-noatt") + ("-fastgelu" if s.fast_gelu else "")
+    fused = root / f"{stem}-fused{kind}-fp32.onnx"
+    if not fused.is_file():
+        def write(tmp: Path) -> None:
+            raw = tmp.with_suffix(".exp.onnx")
+            try:
+                _export(bert, raw, s.opset, explicit_attention=True)
+                of.fuse(raw, tmp, bert.heads, bert.dim, bert.n_layers, s.fused_attention,
+                        s.fast_gelu)
+            finally:
+                raw.unlink(missing_ok=True)
+        _atomic(fused, write)
+    if quant == "fused-fp32":
+        return fused
+    q_key = hashlib.sha256(json.dumps([stem, key_s], sort_keys=True).encode()).hexdigest()[:16]
+    q = root / f"{stem}-{q_key}-fused-int8.onnx"
+    if q.is_file():
+        return q
+    texts = calibration_texts(s.calib_texts)
+
+    def write_q(tmp: Path) -> None:
+        src = fused
+        if s.smooth_alpha > 0:
+            src = tmp.with_suffix(".smooth.onnx")
+            scales = {k: v.numpy() for k, v in smooth_scales(bert, texts, s.smooth_alpha).items()}
+            of.smooth_graph(fused, src, scales, of.quantised(s), _group)
+        try:
+            of.quantise_fused(src, tmp, s, lambda: calibration_reader(bert, texts, s.calib_len))
+        finally:
+            if src != fused:
+                src.unlink(missing_ok=True)
+    _atomic(q, write_q)
+    return q
+
+
 def _versions() -> list[str]:
     import onnxruntime
     import torch
-
     return [torch.__version__, onnxruntime.__version__]
 
 
@@ -395,6 +457,8 @@ class OnnxBert:
         self.dim = self._bert.dim
         self.quant = quant
         self.model_file = build_model(Path(path), quant, s, cache_dir, bert=self._bert)
+        # the file's key (names carry it): model checksum, opset, versions, settings
+        self.model_key = hashlib.sha256(self.model_file.name.encode()).hexdigest()[:12]
         so = ort.SessionOptions()
         so.graph_optimization_level = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -402,8 +466,13 @@ class OnnxBert:
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[s.graph_opt]
         if s.intra_op_threads:
             so.intra_op_num_threads = s.intra_op_threads
-        self.session = ort.InferenceSession(str(self.model_file), so,
-                                            providers=["CPUExecutionProvider"])
+        try:   # a damaged cached file is refused, never half-used
+            self.session = ort.InferenceSession(str(self.model_file), so,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:
+            from forensics.errors import BackendError
+            raise BackendError(f"cached ONNX file {self.model_file} does not load: {e}",
+                               hint="delete it; the next run rebuilds it") from e
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         return self._bert.token_ids(texts)
