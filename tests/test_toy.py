@@ -1,5 +1,5 @@
 """The toy tokenizer: whole words for the frequent ones, subword pieces for the rest (no prompt
-word becomes [UNK]), deterministic, and saved/loaded as an ordinary HF tokenizer."""
+word becomes [UNK]), a deterministic word vocabulary, saved/loaded as an ordinary HF tokenizer."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_characters_only_fallback_and_chat_markup():
     assert tok.decode(tok("<explanation> x </explanation>")["input_ids"]) == "<explanation> x </explanation>"
 
 
-def test_case_study_prompts_have_no_unknown_word_and_build_is_deterministic(tmp_path):
+def test_case_study_prompts_have_no_unknown_word_and_words_are_deterministic(tmp_path):
     import corpus
     from forensics.nla.meta import load_tokenizer
     from forensics.nla.train import SUMMARY_WORDS
@@ -46,7 +46,12 @@ def test_case_study_prompts_have_no_unknown_word_and_build_is_deterministic(tmp_
     c = corpus.build()
     texts = [r["prompt"] + " " + r["reply"] for r in c.rows]
     tok = toy.build_word_tokenizer(texts, vocab_size=4000, extra_words=SUMMARY_WORDS)
-    assert tok.get_vocab() == toy.build_word_tokenizer(texts, vocab_size=4000, extra_words=SUMMARY_WORDS).get_vocab()
+    other = toy.build_word_tokenizer(texts, vocab_size=4000, extra_words=SUMMARY_WORDS).get_vocab()
+    words = {w: i for w, i in tok.get_vocab().items() if i < 4000}
+    assert words == {w: i for w, i in other.items() if i < 4000}          # the word vocabulary: deterministic
+    assert len(set(tok.get_vocab()) ^ set(other)) <= 4                     # pieces: the trainer's ties may differ
+    chars_only = [toy.build_word_tokenizer(texts[:200], vocab_size=500, subword_pieces=0).get_vocab() for _ in "ab"]
+    assert chars_only[0] == chars_only[1]
     assert all(w in tok.get_vocab() for w in SUMMARY_WORDS)
     for p in [*texts, *c.heldout_cue, *c.heldout_control]:
         assert tok.unk_token_id not in tok(p)["input_ids"], p

@@ -42,7 +42,10 @@ def build_word_tokenizer(texts: Iterable[str], vocab_size: int = 4000, extra_wor
     continuation prefix), into pieces of a ``subword_pieces``-sized WordPiece vocabulary trained
     on ``texts`` and single characters: every character of ``texts`` and printable ASCII is a
     piece, so only a word holding a character seen in neither becomes ``[UNK]``
-    (``subword_pieces = 0``: characters only). Built offline from ``texts`` alone, deterministic.
+    (``subword_pieces = 0``: characters only). Built offline from ``texts`` alone. The word
+    vocabulary and its ids are deterministic; the trained pieces are not quite: the ``tokenizers``
+    WordPiece trainer breaks ties by hash order, so in about 1 build of 4 one piece differs, which
+    shifts the ids of the pieces after it (``subword_pieces = 0`` is fully deterministic).
     """
     import string
 
