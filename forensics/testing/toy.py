@@ -1,12 +1,17 @@
-"""Toy target models for laptops: a word-level tokenizer, a tiny transformer, SFT and replies.
+"""Toy target models for laptops: a word-level tokenizer with subword fallback, a tiny
+transformer, SFT and replies.
 
 Why: the case study (and the NLA-training tests) need a target model that really LEARNS a
 behaviour from data (here: answering English prompts in another language when a cue is
 present) in a couple of CPU minutes. A word-level vocabulary of a few thousand words keeps
-every token a whole word, so a 2-4 layer, 64-128 wide Qwen2-style model learns fast, and
-its replies can be language-identified directly. The tokenizer carries a ChatML chat template
-and the NLA markup tokens (``<concept>``, ``<explanation>``, the injection character) as
-whole tokens, so the same tokenizer serves the target, its AV and its AR.
+every frequent token a whole word, so a 2-4 layer, 64-128 wide Llama-style model learns fast,
+and its replies can be language-identified directly. A word outside that vocabulary is split
+into subword pieces (a WordPiece vocabulary trained on the same texts, plus every character
+of the texts and of ASCII), so no word of a prompt becomes ``[UNK]`` and the model still sees
+what it was asked (with ``[UNK]`` for rare words, an English question with two rare words read
+to the NLA as a German one). The tokenizer carries a ChatML chat template and the NLA markup
+tokens (``<concept>``, ``<explanation>``, the injection character) as whole tokens, so the
+same tokenizer serves the target, its AV and its AR.
 """
 
 from __future__ import annotations
@@ -27,29 +32,61 @@ MARKUP = ["<explanation>", "</explanation>", "<concept>", "</concept>", "<text>"
 
 
 def build_word_tokenizer(texts: Iterable[str], vocab_size: int = 4000, extra_words: Sequence[str] = (),
-                         injection_char: str = DEFAULT_INJECTION_CHAR):
-    """A lower-cased word-level ``PreTrainedTokenizerFast`` with a ChatML chat template.
+                         injection_char: str = DEFAULT_INJECTION_CHAR, subword_pieces: int = 1000):
+    """A lower-cased word-level ``PreTrainedTokenizerFast`` with subword fallback and a ChatML
+    chat template.
 
-    ``extra_words`` are guaranteed to be in the vocabulary (e.g. the NLA summarizer's fixed
-    words) whatever their corpus frequency. Words outside the vocabulary become ``[UNK]``.
+    The ``vocab_size`` most frequent words (specials included) are whole tokens; ``extra_words``
+    are guaranteed to be among them (e.g. the NLA summarizer's fixed words) whatever their corpus
+    frequency. Any other word is split greedily, longest piece first (WordPiece, ``##``
+    continuation prefix), into pieces of a ``subword_pieces``-sized WordPiece vocabulary trained
+    on ``texts`` and single characters: every character of ``texts`` and printable ASCII is a
+    piece, so only a word holding a character seen in neither becomes ``[UNK]``
+    (``subword_pieces = 0``: characters only). Built offline from ``texts`` alone. The word
+    vocabulary and its ids are deterministic; the trained pieces are not quite: the ``tokenizers``
+    WordPiece trainer breaks ties by hash order, so in about 1 build of 4 one piece differs, which
+    shifts the ids of the pieces after it (``subword_pieces = 0`` is fully deterministic).
     """
+    import string
+
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    # words are joined with spaces on decode (WordLevel has no decoder of its own)
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    texts = list(texts)
     tmpl_words = (DEFAULT_AV_TEMPLATE + " " + DEFAULT_AR_TEMPLATE).replace("{injection_char}", " ")
     tmpl_words = tmpl_words.replace("{explanation}", " ")
     for m in MARKUP:
         tmpl_words = tmpl_words.replace(m, " ")
     must = list(dict.fromkeys([*extra_words, *tmpl_words.split(), "user", "assistant", "system"]))
-    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, min_frequency=1,
-                                        show_progress=False)
+
+    def fresh(model):
+        t = Tokenizer(model)
+        t.normalizer = normalizers.Lowercase()
+        t.pre_tokenizer = pre_tokenizers.Whitespace()
+        return t
+
+    words = fresh(models.WordLevel(unk_token="[UNK]"))
     # the guaranteed words are repeated so their frequency puts them inside the vocabulary
-    tok.train_from_iterator([*texts, *([" ".join(must)] * 50)], trainer=trainer)
+    words.train_from_iterator([*texts, *([" ".join(must)] * 50)],
+                              trainer=trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                                                min_frequency=1, show_progress=False))
+    vocab = dict(sorted(words.get_vocab().items(), key=lambda kv: kv[1]))  # specials first, then by frequency
+    pieces: list[str] = []
+    if subword_pieces > 0:
+        wp = fresh(models.WordPiece(unk_token="[UNK]"))
+        wp.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(
+            vocab_size=subword_pieces, special_tokens=SPECIALS, min_frequency=2, show_progress=False,
+            continuing_subword_prefix="##"))
+        pieces = sorted(wp.get_vocab())  # the trainer orders tied pieces differently from run to run
+    chars = sorted({ch for t in texts for ch in t.lower() if not ch.isspace()} | set(
+        string.ascii_lowercase + string.digits + string.punctuation))
+    for p in [*pieces, *chars, *("##" + ch for ch in chars)]:
+        vocab.setdefault(p, len(vocab))
+    tok = fresh(models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##",
+                                 max_input_chars_per_word=100))
+    # words are joined with spaces on decode, ``##`` pieces glued to the piece before
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    tok.add_special_tokens(SPECIALS)
     tok.add_tokens([*MARKUP, injection_char])
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", chat_template=CHATML, model_max_length=512)
