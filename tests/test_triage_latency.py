@@ -225,23 +225,48 @@ def test_latency_bench_corpus_and_baseline(xquad_dir, monkeypatch):
     assert set(tl.BASELINE_UNREGISTERED) == {"segment", "stance"} <= set(registered())
 
 
-def test_cosine_distances_of_repeated_rows_are_pdists_and_the_clusters_the_same():
+def _scipy_labels(v: np.ndarray, t: float) -> list[int]:
     from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import pdist
 
-    from forensics.triage.cluster import _cosine_distances, agglomerate
+    lab = fcluster(linkage(v, method="average", metric="cosine"), t=t, criterion="distance")
+    first: dict[int, int] = {}
+    return [first.setdefault(int(x), len(first)) for x in lab]
+
+
+def test_agglomerate_of_repeated_rows_gives_the_clusters_of_every_row():
+    from forensics.triage.cluster import agglomerate
 
     rng = np.random.default_rng(3)
-    base = rng.normal(size=(15, 24))
-    for v in (base[rng.integers(0, 15, 300)],                     # mostly repeats
-              np.vstack([base[rng.integers(0, 15, 40)], rng.normal(size=(200, 24))])):
-        v = v.astype(np.float64)
-        assert np.array_equal(_cosine_distances(v), pdist(v, "cosine"))
-        lab = fcluster(linkage(v, method="average", metric="cosine"), t=0.6,
-                       criterion="distance")
-        first: dict[int, int] = {}
-        ref = [first.setdefault(int(x), len(first)) for x in lab]
-        assert agglomerate(v.astype(np.float32), 0.6).tolist() == ref
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        base = rng.normal(size=(15 + seed, 24))
+        base[1::3] = base[0::3][:len(base[1::3])] + 0.4 * rng.normal(size=base[1::3].shape)
+        for v in (base[rng.integers(0, len(base), 300)],                # mostly repeats
+                  np.vstack([base[rng.integers(0, len(base), 40)], rng.normal(size=(200, 24))]),
+                  base[rng.integers(0, len(base), 60)]):
+            v = v.astype(np.float64)
+            for t in (0.3, 0.6, 0.9):
+                assert agglomerate(v.astype(np.float32), t).tolist() == \
+                    _scipy_labels(v.astype(np.float32).astype(np.float64), t)
+
+
+def test_weighted_average_cut_is_average_linkage_of_the_copies():
+    from scipy.spatial.distance import pdist, squareform
+
+    from forensics.triage.cluster import weighted_average_cut
+
+    rng = np.random.default_rng(7)
+    u = rng.normal(size=(40, 8))
+    w = rng.integers(1, 6, 40)
+    full = np.repeat(u, w, axis=0)
+    for t in (0.5, 0.8, 1.0):
+        lab = weighted_average_cut(squareform(pdist(u, "cosine")), w, t)
+        got = np.repeat(lab, w)
+        ref = np.asarray(_scipy_labels(full, t))
+        # the same partition of the copies
+        assert len(set(zip(got.tolist(), ref.tolist()))) == len(set(ref.tolist())) == \
+            len(set(got.tolist()))
+    assert weighted_average_cut(np.zeros((1, 1)), np.array([3]), 0.5).tolist() == [0]
 
 
 def test_residual_cosines_without_the_residual_matrix_match_the_residuals():
