@@ -285,3 +285,51 @@ def test_residual_cosines_without_the_residual_matrix_match_the_residuals():
     assert np.allclose(cos, res @ q, atol=1e-5) and np.allclose(norm, norm2, atol=1e-5)
     assert np.allclose(norm2[:7], 1.0, atol=1e-5)       # no prompt: the reply is its residual
     assert (np.argsort(-cos)[:50] == np.argsort(-(res @ q))[:50]).all()
+
+
+def test_run_index_reads_each_vector_once_and_answers_as_the_index(tmp_path):
+    """A run's index (``RunIndex``) over a real sq8 FAISS index: the vectors of any ids, in any
+    order and repeated, are the index's own, each id read from it once; the arrays handed
+    out are the caller's (changing one changes no later answer); the id list is read once;
+    every other attribute is the index's."""
+    from forensics.search.ann import new_index
+    from forensics.search.index import OpenIndex
+    from forensics.triage.indexes import RunIndex
+
+    v, ids = _prompts(topics=6, copies=3)
+    index, _ = new_index("ivf-sq8", v.shape[1], len(v), v)
+    index.add_with_ids(v, ids)
+    oi = object.__new__(OpenIndex)
+    oi.index = index
+    oi.manifest = SimpleNamespace(dim=v.shape[1], index_type="flat", shards=None)
+    oi.path = tmp_path / "x.faiss"
+    read: list[int] = []
+    listed = []
+
+    class Counting:
+        manifest, ntotal = oi.manifest, oi.ntotal
+
+        def vectors(self, x):
+            read.extend(np.asarray(x).tolist())
+            return oi.vectors(x)
+
+        def ids(self):
+            listed.append(1)
+            return ids
+
+        def search(self, q, k):
+            return oi.search(q, k)
+
+    ri = RunIndex(Counting())
+    want = np.array([ids[3], ids[0], ids[3], ids[5]])
+    got = ri.vectors(want)
+    assert got.dtype == np.float32 and np.array_equal(got, oi.vectors(want))
+    got[:] = 0                                   # the caller's copy
+    again = ri.vectors(np.concatenate([ids[::-1], ids[:2]]))
+    assert np.array_equal(again, oi.vectors(np.concatenate([ids[::-1], ids[:2]])))
+    assert sorted(read) == sorted(ids.tolist())   # each id read once
+    assert ri.vectors([]).shape == (0, v.shape[1])
+    assert ri.ids() is ri.ids() and listed == [1]
+    assert ri.ntotal == len(v) and ri.manifest is oi.manifest
+    s, i = ri.search(v[:1], 2)
+    assert np.array_equal(i, oi.search(v[:1], 2)[1]) and i[0, 0] in ids[:3]   # 3 copies
