@@ -222,7 +222,8 @@ def test_latency_bench_corpus_and_baseline(xquad_dir, monkeypatch):
     assert not p.context.enabled and not p.grounding.enabled
     from forensics.triage.signals.base import registered
 
-    assert set(tl.BASELINE_UNREGISTERED) == {"segment", "stance"} <= set(registered())
+    assert set(tl.BASELINE_UNREGISTERED) == {"segment", "stance", "substitution",
+                                             "explanation_own"} <= set(registered())
 
 
 def _scipy_labels(v: np.ndarray, t: float) -> list[int]:
