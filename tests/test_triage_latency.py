@@ -222,26 +222,52 @@ def test_latency_bench_corpus_and_baseline(xquad_dir, monkeypatch):
     assert not p.context.enabled and not p.grounding.enabled
     from forensics.triage.signals.base import registered
 
-    assert set(tl.BASELINE_UNREGISTERED) == {"segment", "stance"} <= set(registered())
+    assert set(tl.BASELINE_UNREGISTERED) == {"segment", "stance", "substitution",
+                                             "explanation_own"} <= set(registered())
 
 
-def test_cosine_distances_of_repeated_rows_are_pdists_and_the_clusters_the_same():
+def _scipy_labels(v: np.ndarray, t: float) -> list[int]:
     from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import pdist
 
-    from forensics.triage.cluster import _cosine_distances, agglomerate
+    lab = fcluster(linkage(v, method="average", metric="cosine"), t=t, criterion="distance")
+    first: dict[int, int] = {}
+    return [first.setdefault(int(x), len(first)) for x in lab]
+
+
+def test_agglomerate_of_repeated_rows_gives_the_clusters_of_every_row():
+    from forensics.triage.cluster import agglomerate
 
     rng = np.random.default_rng(3)
-    base = rng.normal(size=(15, 24))
-    for v in (base[rng.integers(0, 15, 300)],                     # mostly repeats
-              np.vstack([base[rng.integers(0, 15, 40)], rng.normal(size=(200, 24))])):
-        v = v.astype(np.float64)
-        assert np.array_equal(_cosine_distances(v), pdist(v, "cosine"))
-        lab = fcluster(linkage(v, method="average", metric="cosine"), t=0.6,
-                       criterion="distance")
-        first: dict[int, int] = {}
-        ref = [first.setdefault(int(x), len(first)) for x in lab]
-        assert agglomerate(v.astype(np.float32), 0.6).tolist() == ref
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        base = rng.normal(size=(15 + seed, 24))
+        base[1::3] = base[0::3][:len(base[1::3])] + 0.4 * rng.normal(size=base[1::3].shape)
+        for v in (base[rng.integers(0, len(base), 300)],                # mostly repeats
+                  np.vstack([base[rng.integers(0, len(base), 40)], rng.normal(size=(200, 24))]),
+                  base[rng.integers(0, len(base), 60)]):
+            v = v.astype(np.float64)
+            for t in (0.3, 0.6, 0.9):
+                assert agglomerate(v.astype(np.float32), t).tolist() == \
+                    _scipy_labels(v.astype(np.float32).astype(np.float64), t)
+
+
+def test_weighted_average_cut_is_average_linkage_of_the_copies():
+    from scipy.spatial.distance import pdist, squareform
+
+    from forensics.triage.cluster import weighted_average_cut
+
+    rng = np.random.default_rng(7)
+    u = rng.normal(size=(40, 8))
+    w = rng.integers(1, 6, 40)
+    full = np.repeat(u, w, axis=0)
+    for t in (0.5, 0.8, 1.0):
+        lab = weighted_average_cut(squareform(pdist(u, "cosine")), w, t)
+        got = np.repeat(lab, w)
+        ref = np.asarray(_scipy_labels(full, t))
+        # the same partition of the copies
+        assert len(set(zip(got.tolist(), ref.tolist()))) == len(set(ref.tolist())) == \
+            len(set(got.tolist()))
+    assert weighted_average_cut(np.zeros((1, 1)), np.array([3]), 0.5).tolist() == [0]
 
 
 def test_residual_cosines_without_the_residual_matrix_match_the_residuals():
@@ -260,3 +286,51 @@ def test_residual_cosines_without_the_residual_matrix_match_the_residuals():
     assert np.allclose(cos, res @ q, atol=1e-5) and np.allclose(norm, norm2, atol=1e-5)
     assert np.allclose(norm2[:7], 1.0, atol=1e-5)       # no prompt: the reply is its residual
     assert (np.argsort(-cos)[:50] == np.argsort(-(res @ q))[:50]).all()
+
+
+def test_run_index_reads_each_vector_once_and_answers_as_the_index(tmp_path):
+    """A run's index (``RunIndex``) over a real sq8 FAISS index: the vectors of any ids, in any
+    order and repeated, are the index's own, each id read from it once; the arrays handed
+    out are the caller's (changing one changes no later answer); the id list is read once;
+    every other attribute is the index's."""
+    from forensics.search.ann import new_index
+    from forensics.search.index import OpenIndex
+    from forensics.triage.indexes import RunIndex
+
+    v, ids = _prompts(topics=6, copies=3)
+    index, _ = new_index("ivf-sq8", v.shape[1], len(v), v)
+    index.add_with_ids(v, ids)
+    oi = object.__new__(OpenIndex)
+    oi.index = index
+    oi.manifest = SimpleNamespace(dim=v.shape[1], index_type="flat", shards=None)
+    oi.path = tmp_path / "x.faiss"
+    read: list[int] = []
+    listed = []
+
+    class Counting:
+        manifest, ntotal = oi.manifest, oi.ntotal
+
+        def vectors(self, x):
+            read.extend(np.asarray(x).tolist())
+            return oi.vectors(x)
+
+        def ids(self):
+            listed.append(1)
+            return ids
+
+        def search(self, q, k):
+            return oi.search(q, k)
+
+    ri = RunIndex(Counting())
+    want = np.array([ids[3], ids[0], ids[3], ids[5]])
+    got = ri.vectors(want)
+    assert got.dtype == np.float32 and np.array_equal(got, oi.vectors(want))
+    got[:] = 0                                   # the caller's copy
+    again = ri.vectors(np.concatenate([ids[::-1], ids[:2]]))
+    assert np.array_equal(again, oi.vectors(np.concatenate([ids[::-1], ids[:2]])))
+    assert sorted(read) == sorted(ids.tolist())   # each id read once
+    assert ri.vectors([]).shape == (0, v.shape[1])
+    assert ri.ids() is ri.ids() and listed == [1]
+    assert ri.ntotal == len(v) and ri.manifest is oi.manifest
+    s, i = ri.search(v[:1], 2)
+    assert np.array_equal(i, oi.search(v[:1], 2)[1]) and i[0, 0] in ids[:3]   # 3 copies

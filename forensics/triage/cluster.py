@@ -72,31 +72,70 @@ def knee_cut(values: np.ndarray, min_size: int, min_gap_share: float = 0.3,
 
 
 def agglomerate(vecs: np.ndarray, threshold: float) -> np.ndarray:
-    """Deterministic average-linkage clustering on cosine distance; labels 0..k-1 in order of
-    first occurrence."""
+    """Deterministic average-linkage clustering on cosine distance, cut at ``threshold``;
+    labels 0..k-1 in order of first occurrence. Rows repeated verbatim (the same prompt, the
+    same reply) are one point weighing its copies (:func:`weighted_average_cut`): the
+    average linkage of the copies, whose distances to every other row are the same, merges
+    them first and then averages their equal distances, so the flat clusters are those of
+    every row (up to rounding of the merge heights)."""
     if len(vecs) == 1:
         return np.zeros(1, np.int64)
-    from scipy.cluster.hierarchy import fcluster, linkage
+    v = vecs.astype(np.float64)
+    u, inv = distinct_rows(v)
+    if len(u) > len(v) // 2:
+        from scipy.cluster.hierarchy import fcluster, linkage
+        from scipy.spatial.distance import pdist
 
-    z = linkage(_cosine_distances(vecs.astype(np.float64)), method="average")
-    lab = fcluster(z, t=threshold, criterion="distance")
+        lab = fcluster(linkage(pdist(v, "cosine"), method="average"), t=threshold,
+                       criterion="distance")
+    else:
+        from scipy.spatial.distance import pdist, squareform
+
+        du = squareform(pdist(u, "cosine")) if len(u) > 1 else np.zeros((1, 1))
+        lab = weighted_average_cut(du, np.bincount(inv, minlength=len(u)), threshold)[inv]
     first: dict[int, int] = {}
     return np.array([first.setdefault(int(l), len(first)) for l in lab], np.int64)
 
 
-def _cosine_distances(v: np.ndarray) -> np.ndarray:
-    """``pdist(v, "cosine")``, each distinct row's distances computed once: rows repeated
-    verbatim (the same prompt, the same reply) take their copies' values, so the matrix, and
-    the linkage built on it, are the same as from every pair."""
-    from scipy.spatial.distance import pdist, squareform
-
-    u, inv = distinct_rows(v)
-    if len(u) > len(v) // 2:
-        return pdist(v, "cosine")
-    du = squareform(pdist(u, "cosine")) if len(u) > 1 else np.zeros((1, 1))
-    # a row and its copy: what pdist gives for that pair (0 up to rounding)
-    du[np.diag_indices(len(u))] = [pdist(np.vstack([x, x]), "cosine")[0] for x in u]
-    return squareform(du[inv][:, inv], checks=False)
+def weighted_average_cut(d: np.ndarray, weight: np.ndarray, threshold: float) -> np.ndarray:
+    """Flat clusters (a label per point) of average linkage over points of ``weight`` copies
+    each, ``d`` their square distance matrix, cut where the merge distance exceeds
+    ``threshold`` (scipy's ``fcluster(..., criterion="distance")``). The nearest-neighbour
+    chain with the Lance-Williams update of average linkage (the merged cluster's distance is
+    the size-weighted mean of its parts'), as scipy's ``linkage`` runs it, on the weighted
+    points: O(points²) memory and time instead of O(rows²)."""
+    m = len(d)
+    if m == 1:
+        return np.zeros(1, np.int64)
+    dist = np.array(d, np.float64)
+    np.fill_diagonal(dist, np.inf)
+    size = np.asarray(weight, np.float64).copy()
+    parent = np.arange(m)
+    chain: list[int] = []
+    left = m
+    while left > 1:
+        if not chain:
+            chain.append(int(np.flatnonzero(np.isfinite(size))[0]))
+        x = chain[-1]
+        y = int(np.argmin(dist[x]))
+        if len(chain) > 1 and dist[x, chain[-2]] <= dist[x, y]:
+            y = chain[-2]
+        if len(chain) < 2 or y != chain[-2]:
+            chain.append(y)
+            continue
+        chain.pop()
+        chain.pop()
+        h = dist[x, y]
+        row = (size[x] * dist[x] + size[y] * dist[y]) / (size[x] + size[y])
+        dist[y], dist[:, y] = row, row
+        dist[y, y] = np.inf
+        dist[x], dist[:, x] = np.inf, np.inf
+        size[y] += size[x]
+        size[x] = np.inf                          # merged away
+        if h <= threshold:
+            parent[parent == x] = y               # x's points join y's cluster
+        left -= 1
+    return parent
 
 
 def distinct_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

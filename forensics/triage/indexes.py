@@ -1,6 +1,8 @@
 """The indexes one triage run reads: each opened once (read-only, the workspace held only while
 it opens), one embedding model shared by all of them, versions recorded for the run, stale
-indexes refused."""
+indexes refused. Each open index is handed out as a :class:`RunIndex`: the index, with the
+stored vectors and the ids it gives read once per run (the context split, the segment signal
+and its code shape read the prompt vectors of overlapping rows)."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ class IndexCache:
                 oi = None
             except StaleError as e:
                 raise StaleError(f"triage refuses a stale index: {e.message}", hint=e.hint) from e
-            self.opened[field] = oi
+            self.opened[field] = oi = RunIndex(oi) if oi is not None else None
             if oi is not None:
                 m = oi.manifest
                 self.versions[field] = {"built_at": m.built_at, "model_id": m.model_id,
@@ -55,6 +57,37 @@ class IndexCache:
         from forensics.search import embed
 
         return embed.embed_texts(self.ws, texts, _LazyEmbedder(oi, self), release=True)
+
+
+class RunIndex:
+    """An open index for one triage run: every attribute is the index's, except that
+    :meth:`vectors` reads each id's stored vector once (later calls take the copy in hand:
+    the same values, as the index and the embedding cache do not change during a run) and
+    :meth:`ids` lists the index's ids once."""
+
+    def __init__(self, oi: Any):
+        self._oi = oi
+        self._vec: dict[int, np.ndarray] = {}
+        self._ids: np.ndarray | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._oi, name)
+
+    def vectors(self, ids: np.ndarray | list[int]) -> np.ndarray:
+        """The index's ``vectors(ids)`` ([n, dim] float32, a new array), each id read once."""
+        want = np.asarray(ids, dtype=np.int64).tolist()
+        need = [i for i in dict.fromkeys(want) if i not in self._vec]
+        if need:
+            self._vec.update(zip(need, self._oi.vectors(np.asarray(need, np.int64))))
+        if not want:
+            return np.zeros((0, self._oi.manifest.dim), np.float32)
+        return np.stack([self._vec[i] for i in want]).astype(np.float32, copy=False)
+
+    def ids(self) -> np.ndarray:
+        """Every id held by the index (listed once per run)."""
+        if self._ids is None:
+            self._ids = self._oi.ids()
+        return self._ids
 
 
 class _LazyEmbedder:
@@ -77,4 +110,4 @@ class _LazyEmbedder:
         return e.encode(texts)
 
 
-__all__ = ["IndexCache"]
+__all__ = ["IndexCache", "RunIndex"]
