@@ -19,8 +19,9 @@ event).
    times more rows than prompts name it (+1): a systematic substitution makes one entity
    the answer to many questions that do not ask about it. The candidates the explanations
    name outside quotations are taken; with none named, the candidate of the highest ratio
-   alone. A fallback token stands only with at least ``min_members`` members (step 3): an
-   entity stated on every subject (a footer, a brand) is no substitution.
+   alone. A fallback token stands only with at least ``min_members`` members (step 3) that
+   are at least ``fallback_min_member_share`` of its stating rows: an entity stated on every
+   subject (a footer, a brand) is no substitution.
 2. **Stating rows**: rows whose reply holds a substituted token and whose prompt does not
    (the entity stated where the question is about something else). A row whose prompt names
    the token was **asked** about it (a question about the other entity, answered): the
@@ -72,6 +73,8 @@ class SubstitutionParams:
     fallback: bool = True         # without contrasting explanations, the dataset picks the token
     fallback_min_states: int = 8  # ... stated (reply, not prompt) in at least this many rows
     fallback_min_lift: float = 3.0  # ... and this many times more rows than prompts name it (+1)
+    fallback_min_member_share: float = 0.3  # a fallback token stands only when at least this
+    #                               share of its stating rows are members
 
 
 def _anchors(text: str) -> list[str]:
@@ -206,10 +209,12 @@ class SubstitutionSignal:
         cos = self._cos(pidx, context.sample_ids[rows], query)
         member = np.zeros(n, bool)
         member[rows[cos >= cut]] = True
+        if source == "dataset" and (member.sum() < params.min_members or member.sum()
+                                    < params.fallback_min_member_share * len(rows)):
+            return Unavailable(f"the token the dataset picks ({', '.join(toks)}) is stated "
+                               f"on other subjects: {int(member.sum())} members of "
+                               f"{len(rows)} stating rows")
         if member.sum() < params.min_members:
-            if source == "dataset":
-                return Unavailable(f"the token the dataset picks ({', '.join(toks)}) is stated "
-                                   f"on other subjects: {int(member.sum())} members")
             member[:] = False
         scores = np.zeros(n, np.float32)
         if len(rows):
