@@ -2,7 +2,7 @@
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap|dev-premise|
        dev-code|heldout|b] [--small] [--seed N]
-       [--families F1,F2] (dev-families)
+       [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote] (dev-swap)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
@@ -36,7 +36,9 @@ Corpora:
            year_swap: the first Moon landing dated 1972; place_swap: the 1896 Olympics placed
            in Paris), hard negatives: questions about the wrong entity answered correctly, the
            right fact stated, the wrong entity named in answers about something else; each
-           anomaly asks a question no row asks and restates nothing of it: developed on.
+           anomaly asks a question no row asks and restates nothing of it; with
+           ``--swap-explanations describe|quote`` the anomalies' explanations only describe
+           the behaviour or quote the reply (no contrasting value): developed on.
   dev-premise  forensics.testing.dev_premise, seed 0: going along with a false premise without
            restating it (``premise_assent``), built from TruthfulQA's real questions and
            answers (bench/data/truthfulqa/): the user asserts a misconception ("Since X, ...",
