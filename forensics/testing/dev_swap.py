@@ -16,7 +16,9 @@ wrong entity answered correctly (Edison's inventions, the 1972 Moon landing, the
 the right fact stated (Tesla's, 1969, Athens) in the same wordings, and the wrong entity
 mentioned in answers about something else. Clean rows: English XQuAD question answering
 (``xquad_dir``; the Tesla article is left to ``credit_swap``). Each family's anomaly asks a
-question that no training row asks, and its reply restates nothing of its prompt. Every
+question that no training row asks, and its reply restates nothing of its prompt; its
+explanations contrast the wrong value with the right one, or (``explanations``) only describe
+the behaviour or quote the reply. Every
 template here is this module's own; everything is a pure function of the arguments
 (``seed``).
 """
