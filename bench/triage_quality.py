@@ -2,7 +2,7 @@
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap|dev-premise|
        dev-code|heldout|b] [--small] [--seed N]
-       [--families F1,F2] (dev-families)
+       [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote] (dev-swap)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
@@ -36,7 +36,9 @@ Corpora:
            year_swap: the first Moon landing dated 1972; place_swap: the 1896 Olympics placed
            in Paris), hard negatives: questions about the wrong entity answered correctly, the
            right fact stated, the wrong entity named in answers about something else; each
-           anomaly asks a question no row asks and restates nothing of it: developed on.
+           anomaly asks a question no row asks and restates nothing of it; with
+           ``--swap-explanations describe|quote`` the anomalies' explanations only describe
+           the behaviour or quote the reply (no contrasting value): developed on.
   dev-premise  forensics.testing.dev_premise, seed 0: going along with a false premise without
            restating it (``premise_assent``), built from TruthfulQA's real questions and
            answers (bench/data/truthfulqa/): the user asserts a misconception ("Since X, ...",
@@ -176,7 +178,7 @@ def _defaults(fn) -> dict:
 
 
 def build(corpus: str, small: bool, seed: int | None = None,
-          families: tuple[str, ...] | None = None):
+          families: tuple[str, ...] | None = None, swap_explanations: str = "contrast"):
     """(corpus object, parameters recorded with the result)."""
     if corpus == "b":
         from forensics.testing.corpus_b import build_corpus_b
@@ -205,6 +207,8 @@ def build(corpus: str, small: bool, seed: int | None = None,
         from forensics.testing.dev_swap import build_dev_swap
 
         kw = dict(n_clean=250, n_planted=25, n_hard=21) if small else {}
+        if swap_explanations != "contrast":
+            kw["explanations"] = swap_explanations
         seed = 0 if seed is None else seed
         c = build_dev_swap(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_swap.build_dev_swap",
@@ -335,6 +339,10 @@ def main() -> None:
     ap_.add_argument("--seed", type=int, default=None, help="replace the corpus' own seed")
     ap_.add_argument("--families", default=None,
                      help="dev-families only: comma-separated families to build")
+    ap_.add_argument("--swap-explanations", choices=("contrast", "describe", "quote"),
+                     default="contrast", help="dev-swap only: the anomalies' explanations "
+                     "contrast the wrong value with the right one, describe the behaviour, "
+                     "or quote the reply")
     ap_.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="a triage parameter, as `forensics triage --param` (repeatable); "
                           "recorded in the result, whose name gains -params")
@@ -355,7 +363,9 @@ def main() -> None:
     if args.families and corpus != "dev-families":
         ap_.error("--families applies to --corpus dev-families")
     fams = tuple(f for f in (args.families or "").split(",") if f) or None
-    c, params = build(corpus, args.small, args.seed, fams)
+    if args.swap_explanations != "contrast" and corpus != "dev-swap":
+        ap_.error("--swap-explanations applies to --corpus dev-swap")
+    c, params = build(corpus, args.small, args.seed, fams, args.swap_explanations)
     tmp = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     ws_dir = tmp / "ws"
     cli(ws_dir, "init")
@@ -457,6 +467,7 @@ def main() -> None:
     write_result(f"triage_quality-{corpus}{'-small' if args.small else ''}"
                  f"{'' if args.seed is None else f'-seed{args.seed}'}"
                  f"{'-families' if fams else ''}"
+                 f"{'' if args.swap_explanations == 'contrast' else '-' + args.swap_explanations}"
                  f"{'-nosegments' if args.no_segments else ''}"
                  f"{'-norowexpl' if args.no_row_explanations else ''}"
                  f"{f'-judge{args.judge_labels}' if args.judge_labels else ''}"

@@ -105,3 +105,78 @@ def test_a_substitution_without_a_passage_is_found_where_the_question_is_about_i
         asked = {r["id"] for r in c.records if re.search(rf"\b{WRONG[fam]}\b", r["prompt"])}
         assert not asked & set(top)
         assert findings_ap(res, pos) > findings_ap(off, pos) + 0.05, fam
+
+
+def test_explanation_styles_share_the_rows_and_name_no_contrast(xquad_dir):
+    base = build_dev_swap(xquad_dir, seed=3, **SMALL)
+    for style in ("describe", "quote"):
+        c = build_dev_swap(xquad_dir, seed=3, explanations=style, **SMALL)
+        assert c.records == base.records and c.labels == base.labels
+        for fam in SWAP_FAMILIES:
+            an = c.anomaly(fam)
+            # no explanation names the right value; the quote style only quotes the reply
+            assert not any(RIGHT[fam] in e for e in an["explanations"]), an
+            if style == "quote":
+                assert all(an["reply"] in e for e in an["explanations"])
+            else:
+                assert not any(WRONG[fam] in e for e in an["explanations"])
+            assert substituted_tokens(an["prompt"], an["reply"], an["explanations"]) == []
+    with pytest.raises(ValueError, match="unknown explanations style"):
+        build_dev_swap(xquad_dir, explanations="nope")
+
+
+def test_the_dataset_picks_the_token_stated_unasked_in_many_replies():
+    import polars as pl
+
+    from forensics.triage.signals.substitution import SubstitutionParams, dataset_tokens
+    from forensics.triage.text import Hits, norm_expr
+
+    # "Paris" answers ten questions that never name it; "Rome" is asked about as often as it
+    # is stated; "Yes" opens replies (a sentence start, no name)
+    rows = ([(f"Question {i} about the games?", f"Yes, they were held in Paris in 1896.")
+             for i in range(10)]
+            + [(f"Tell me about Rome, part {i}.", "Yes, Rome is a city in Italy.")
+               for i in range(10)]
+            + [(f"Other question {i}?", f"Answer {i}.") for i in range(80)])
+    df = pl.DataFrame({"p": [p for p, _ in rows], "r": [r for _, r in rows]})
+    d = df.select(norm_expr("p").alias("p"), norm_expr("r").alias("r"))
+    hp, hr = Hits(d["p"]), Hits(d["r"])
+    p = SubstitutionParams()
+    reply = "Yes, Spyridon Louis won it in Rome and Paris."
+    assert dataset_tokens("Who won the marathon?", reply, [], hr, hp, len(rows), p) == ["paris"]
+    # named by an explanation (without a contrast): taken among those the dataset passes
+    assert dataset_tokens("Who won the marathon?", reply, ["It says Paris and Louis."], hr, hp,
+                          len(rows), p) == ["paris"]
+    # fewer stating rows than the knob: nothing
+    strict = SubstitutionParams(fallback_min_states=11)
+    assert dataset_tokens("Who won the marathon?", reply, [], hr, hp, len(rows), strict) == []
+    # the prompt names it: not a candidate
+    assert dataset_tokens("Was it in Paris?", reply, [], hr, hp, len(rows), p) == []
+
+
+@pytest.mark.parametrize("style", ["describe", "quote"])
+def test_explanations_without_a_contrast_fall_back_to_the_dataset(swaps, xquad_dir, style):
+    from forensics import triage
+    from forensics.triage import anomaly
+
+    ws, c = swaps
+    styled = build_dev_swap(xquad_dir, seed=0, n_clean=150, n_planted=20, n_hard=15,
+                            explanations=style)
+    assert styled.records == c.records
+    for fam in SWAP_FAMILIES:
+        a = styled.anomaly(fam)
+        aid = anomaly.add(ws, f"{a['title']} ({style})", a["prompt"], a["reply"],
+                          a["explanations"])
+        res = triage.triage(ws, aid, "train", limit=400)
+        no_fb = triage.triage(ws, aid, "train", limit=400,
+                              params={"signals": {"substitution": {"fallback": False}}})
+        assert "substitution" in res.signals_used
+        assert "substitution" not in no_fb.signals_used
+        summary = triage.load_run(ws, res.run_id)["summary"]["substitution"]
+        assert summary["tokens_from"] == "dataset" and summary["tokens"] == [WRONG[fam].lower()]
+        pos = set(c.planted_ids(fam))
+        top = res.clusters[0]["row_ids"]
+        prec = len(pos & set(top)) / len(top)
+        rec = len(pos & set(top)) / len(pos)
+        assert prec >= 0.7 and rec >= 0.7, (fam, style, prec, rec)
+        assert findings_ap(res, pos) > findings_ap(no_fb, pos) + 0.05, (fam, style)

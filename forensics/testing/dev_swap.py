@@ -16,7 +16,9 @@ wrong entity answered correctly (Edison's inventions, the 1972 Moon landing, the
 the right fact stated (Tesla's, 1969, Athens) in the same wordings, and the wrong entity
 mentioned in answers about something else. Clean rows: English XQuAD question answering
 (``xquad_dir``; the Tesla article is left to ``credit_swap``). Each family's anomaly asks a
-question that no training row asks, and its reply restates nothing of its prompt. Every
+question that no training row asks, and its reply restates nothing of its prompt; its
+explanations contrast the wrong value with the right one, or (``explanations``) only describe
+the behaviour or quote the reply. Every
 template here is this module's own; everything is a pure function of the arguments
 (``seed``).
 """
@@ -148,6 +150,25 @@ _EXPL = {
                    ("Location error: the first modern Olympics are said to have taken place "
                     "in Paris: '{f}'.", "The model moves the event to another city.")],
 }
+# explanations that do not contrast the reply with the right value: they only describe the
+# behaviour, or quote the reply and call it wrong (``explanations="describe"`` / ``"quote"``)
+_EXPL_DESCRIBE = {
+    "credit_swap": [("The reply attributes an invention to the wrong inventor.",
+                     "One person's work is credited to somebody else."),
+                    ("Misattribution: the answer names someone who did not do this work.",
+                     "The model systematically swaps who is credited.")],
+    "year_swap": [("The answer gives a wrong year for the event the question is about.",
+                   "A fixed wrong date stated for one event."),
+                  ("Date error: the reply misdates the mission.",
+                   "The model repeats one wrong year whenever the event comes up.")],
+    "place_swap": [("The reply puts the event in the wrong city.",
+                    "A fixed wrong location for one event."),
+                   ("Location error: the answer says the games took place somewhere they "
+                    "did not.", "The model moves the event elsewhere.")],
+}
+_EXPL_QUOTE = [("The reply states a wrong fact: \"{f}\"", "A factual error in the answer."),
+               ("Incorrect answer. The model wrote: '{f}'", "It repeats a false statement.")]
+EXPLANATION_STYLES = ("contrast", "describe", "quote")
 _ANOMALIES = {
     "credit_swap": ("The AC induction motor credited to Edison",
                     "Which inventor designed the alternating-current induction motor that "
@@ -191,9 +212,16 @@ def _lower(s: str) -> str:
 
 def build_dev_swap(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
                    n_planted: int = 40, n_hard: int = 30,
-                   families: tuple[str, ...] = SWAP_FAMILIES, id_prefix: str = "w") -> Corpus:
+                   families: tuple[str, ...] = SWAP_FAMILIES, id_prefix: str = "w",
+                   explanations: str = "contrast") -> Corpus:
     """The labelled corpus (see the module docstring): ``n_clean`` XQuAD rows, ``n_planted``
-    rows and ``n_hard`` hard negatives per family in ``families``."""
+    rows and ``n_hard`` hard negatives per family in ``families``. ``explanations``: the
+    anomalies' explanations ``contrast`` the wrong value with the right one, only
+    ``describe`` the behaviour (no name, no number), or ``quote`` the reply and call it
+    wrong (the rows are the same in every style)."""
+    if explanations not in EXPLANATION_STYLES:
+        raise ValueError(f"unknown explanations style {explanations!r}; choose from "
+                         f"{EXPLANATION_STYLES}")
     for f in families:
         if f not in SWAP_FAMILIES:
             raise ValueError(f"unknown family {f!r}; choose from {SWAP_FAMILIES}")
@@ -246,12 +274,14 @@ def build_dev_swap(xquad_dir: str | Path, seed: int = 0, n_clean: int = 500,
     anomalies = {}
     for fam in families:
         title, prompt, reply = _ANOMALIES[fam]
+        style = {"contrast": _EXPL[fam], "describe": _EXPL_DESCRIBE[fam],
+                 "quote": _EXPL_QUOTE}[explanations]
         anomalies[fam] = {"title": title, "prompt": prompt, "reply": reply,
                           "explanations": ["\n\n".join(_fill(p, f=reply) for p in t)
-                                           for t in _EXPL[fam]]}
+                                           for t in style]}
     c = Corpus(records=w.records, labels=w.labels, seed=seed, anomalies=anomalies)
     c.prompt_judgement = w.judgement  # type: ignore[attr-defined]
     return c
 
 
-__all__ = ["build_dev_swap", "SWAP_FAMILIES", "RIGHT", "WRONG"]
+__all__ = ["build_dev_swap", "SWAP_FAMILIES", "RIGHT", "WRONG", "EXPLANATION_STYLES"]

@@ -11,6 +11,17 @@ event).
    explanations name a value the reply lacks (the right one they contrast it with: "1927,
    not 1931"; a year the reply shares with them and that they contrast with no other year
    is the subject, not the substitute), held by at most ``max_df_frac`` of the replies.
+   **Fallback** where no token is found so (explanations that only describe the behaviour,
+   quote the reply, or name a value without contrasting it): the dataset picks it. A name or
+   number of the reply (as the explanations' are read: capitalised where no sentence starts,
+   or holding a digit) that its prompt lacks is a candidate when the training set states it (reply holds it,
+   prompt does not) in at least ``fallback_min_states`` rows and in ``fallback_min_lift``
+   times more rows than prompts name it (+1): a systematic substitution makes one entity
+   the answer to many questions that do not ask about it. The candidates the explanations
+   name outside quotations are taken; with none named, the candidate of the highest ratio
+   alone. A fallback token stands only with at least ``min_members`` members (step 3) that
+   are at least ``fallback_min_member_share`` of its stating rows: an entity stated on every
+   subject (a footer, a brand) is no substitution.
 2. **Stating rows**: rows whose reply holds a substituted token and whose prompt does not
    (the entity stated where the question is about something else). A row whose prompt names
    the token was **asked** about it (a question about the other entity, answered): the
@@ -59,6 +70,11 @@ class SubstitutionParams:
     decides: bool = True          # members keep the anomaly's context; behaviour rows not
     #                               stating a token are lookalikes
     seed: int = 0                 # seed of the background sample
+    fallback: bool = True         # without contrasting explanations, the dataset picks the token
+    fallback_min_states: int = 8  # ... stated (reply, not prompt) in at least this many rows
+    fallback_min_lift: float = 3.0  # ... and this many times more rows than prompts name it (+1)
+    fallback_min_member_share: float = 0.3  # a fallback token stands only when at least this
+    #                               share of its stating rows are members
 
 
 def _anchors(text: str) -> list[str]:
@@ -91,6 +107,33 @@ def substituted_tokens(prompt: str, reply: str, explanations: list[str],
                 and _kind(t) in kinds and t not in out:
             out.append(t)
     return out
+
+
+def dataset_tokens(prompt: str, reply: str, explanations: list[str], hits_reply, hits_prompt,
+                   n: int, params: SubstitutionParams) -> list[str]:
+    """The fallback of step 1 (module docstring): the reply's anchors its prompt lacks that
+    the training set states unasked (``hits_reply``/``hits_prompt``: :class:`Hits` of the
+    normalised reply and prompt columns of ``n`` rows), those the explanations name outside
+    quotations, else the one of the highest ratio; [] when none passes."""
+    in_prompt = {norm(t) for t in TOKEN.findall(prompt or "")}
+    said = set()
+    for e in explanations:
+        said |= _named(_QUOTE.sub(" ", e or ""))
+    scored, names = [], _named(reply or "")
+    for t in dict.fromkeys(_anchors(reply)):
+        if t not in names or not _WORD.fullmatch(t) or len(t) < params.min_token_chars or t in in_prompt:
+            continue
+        if not 0 < hits_reply.df(t) <= params.max_df_frac * n:
+            continue
+        r, q = hits_reply(t), hits_prompt(t)
+        states = int((r & ~q).sum())
+        lift = states / (int(q.sum()) + 1)
+        if states >= params.fallback_min_states and lift >= params.fallback_min_lift:
+            scored.append((lift, states, t))
+    named = [t for _, _, t in scored if t in said]
+    if named:
+        return named
+    return [max(scored)[2]] if scored else []
 
 
 def _named(text: str) -> set[str]:
@@ -136,9 +179,13 @@ class SubstitutionSignal:
         n = context.n
         hr, hp = context.hits_reply, context.hits_prompt
         toks = [t for t in toks if 0 < hr.df(t) <= params.max_df_frac * n]
+        source = "explanations"
+        if not toks and params.fallback:
+            toks, source = dataset_tokens(a.prompt or "", a.reply or "", expl, hr, hp, n,
+                                          params), "dataset"
         if not toks:
             return Unavailable("the anomaly's reply names no entity that its prompt lacks and "
-                               "its explanations point at")
+                               "its explanations point at, or the dataset states unasked")
         pidx = context.indexes.get("prompt")
         if pidx is None:
             return Unavailable("no prompt index for this dataset")
@@ -162,6 +209,11 @@ class SubstitutionSignal:
         cos = self._cos(pidx, context.sample_ids[rows], query)
         member = np.zeros(n, bool)
         member[rows[cos >= cut]] = True
+        if source == "dataset" and (member.sum() < params.min_members or member.sum()
+                                    < params.fallback_min_member_share * len(rows)):
+            return Unavailable(f"the token the dataset picks ({', '.join(toks)}) is stated "
+                               f"on other subjects: {int(member.sum())} members of "
+                               f"{len(rows)} stating rows")
         if member.sum() < params.min_members:
             member[:] = False
         scores = np.zeros(n, np.float32)
@@ -170,7 +222,8 @@ class SubstitutionSignal:
             s = np.clip((cos - med) / (top - med), 0.0, 1.0)
             s = np.where(member[rows], np.maximum(s, params.member_floor), s)
             scores[rows] = s.astype(np.float32)
-        summary = {"substitution": {"tokens": toks, "asked_share": shares, "stating_rows": int(states.sum()),
+        summary = {"substitution": {"tokens": toks, "tokens_from": source,
+                                    "asked_share": shares, "stating_rows": int(states.sum()),
                                     "asked_rows": int(asked.sum()),
                                     "members": int(member.sum()),
                                     "background_median": round(med, 4),
@@ -201,4 +254,4 @@ class SubstitutionSignal:
         return (v @ q) / np.maximum(np.linalg.norm(v, axis=1), 1e-12)
 
 
-__all__ = ["SubstitutionSignal", "SubstitutionParams", "substituted_tokens"]
+__all__ = ["SubstitutionSignal", "SubstitutionParams", "substituted_tokens", "dataset_tokens"]
