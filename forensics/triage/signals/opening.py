@@ -8,9 +8,10 @@ opening that does not answer their own prompt.
    opening, its own prompt)``, optionally mixed (``explanation_weight``) with the mean cosine
    of its opening to the anomaly's explanations; the best ``k`` rows min-max normalised, other
    rows 0.
-3. **Members** (``members``): rows whose raw score stands out from the candidates' (at least
-   ``member_z`` robust standard deviations above their median, and at least ``member_min``)
-   join the behaviour batch (``row_evidence["member"]``), like the ``stance`` signal's.
+3. **Members** (``members``): rows whose raw score is on the upper side of the two-way cut
+   of the candidates' scores (:func:`forensics.triage.context.two_way_cut`, when it explains
+   at least ``member_separation`` of their variance) and at least ``member_min`` join the
+   behaviour batch (``row_evidence["member"]``), like the ``stance`` signal's.
 
 Why: a reply that goes along with what the user asserts (an assent, praise, "makes sense")
 says so first, in many wordings, and then builds on the premise without restating it; its
@@ -54,7 +55,7 @@ class OpeningParams:
     max_copied: float = 0.3           # applies only when the anomaly reply copies at most this share of its words from its prompt
     max_chars: int = 300              # an opening is cut to this many characters
     members: bool = True              # rows whose score stands out join the behaviour batch: ...
-    member_z: float = 4.0             # ... score >= candidates' median + member_z x robust sd ...
+    member_separation: float = 0.6    # ... the upper side of the two-way cut of the candidates' scores, when it explains this share of their variance ...
     member_min: float = 0.0           # ... and >= this raw score
     min_members: int = 4              # fewer members than this: none
 
@@ -128,16 +129,20 @@ class OpeningSignal:
                     params.explanation_weight * (ov @ qv[2:].T).mean(axis=1)
             out[cand] = s
         member = np.zeros(context.n, bool)
+        cut = None
         if params.members and len(cand):
-            med = float(np.median(s))
-            sd = max(float(np.median(np.abs(s - med))) * 1.4826, 1e-3)
-            m = s >= max(med + params.member_z * sd, params.member_min)
+            from forensics.triage.context import two_way_cut
+
+            two, sep = two_way_cut(s)
+            cut = max(two, params.member_min)
+            m = (s >= cut) if sep >= params.member_separation else np.zeros(len(s), bool)
             if m.sum() >= params.min_members:
                 member[cand[m]] = True
         return SignalScores(_top_norm(out, params.k),
                             summary={"opening_anomaly": a_open, "opening_candidates": int(len(cand)),
                                      "opening_copied": round(copied, 3),
-                                     "opening_members": int(member.sum())},
+                                     "opening_members": int(member.sum()),
+                                     "opening_member_cut": None if cut is None else round(cut, 4)},
                             row_evidence={"cos": np.where(np.isfinite(out), out, 0.0)
                                           .astype(np.float32),
                                           "member": member.astype(np.float32)},
