@@ -21,7 +21,11 @@ whatever its words; the prompt relation keeps answers that happen to read alike 
 
 Applies when the anomaly's reply copies at most ``max_copied`` of its words from its prompt
 (a reply restating the claim is the ``stance`` signal's own-text case) and has more than one
-sentence (a one-sentence reply is its own opening: the ``reply`` signal covers it).
+sentence (a one-sentence reply is its own opening: the ``reply`` signal covers it), and only
+when the opening carries the behaviour: its pick (mean cosine to the anomaly's explanations
+minus cosine to the anomaly's prompt, as the segment signal picks its behaviour segment) is
+within ``pick_margin`` of the best sentence's (an aside or a footer later in the reply is not
+the opening's).
 Unavailable without ``prompt`` and ``reply`` indexes built with one model, or for a language
 switch (the ``language`` signal covers it).
 
@@ -54,6 +58,7 @@ class OpeningParams:
     explanation_weight: float = 0.0   # share of the score from the openings' cosine to the anomaly's explanations
     max_copied: float = 0.3           # applies only when the anomaly reply copies at most this share of its words from its prompt
     max_chars: int = 300              # an opening is cut to this many characters
+    pick_margin: float = 0.1          # applies only when the opening's behaviour pick is within this of the reply's best sentence's
     members: bool = True              # rows whose score stands out join the behaviour batch: ...
     member_separation: float = 0.6    # ... the upper side of the two-way cut of the candidates' scores, when it explains this share of their variance ...
     member_min: float = 0.0           # ... and >= this raw score
@@ -95,6 +100,20 @@ class OpeningSignal:
             return Unavailable(f"the anomaly's reply copies {copied:.0%} of its words from its "
                                f"prompt (above signals.opening.max_copied; stance covers it)")
         ri, pi = context.indexes.get("reply"), context.indexes.get("prompt")
+        if ri is not None:
+            # the opening must be (about) the reply's behaviour segment: the sentence most like
+            # the explanations and least like the prompt (the segment signal's pick)
+            sents = [x for x in _SENT_END.split(a.reply.strip()) if x.strip()]
+            ex = [t for t in a.explanations if t and t.strip()]
+            v = context.indexes.embed(ri, sents + ex + [a.prompt])
+            sv = v[:len(sents)]
+            pick = -(sv @ v[-1])
+            if ex:
+                pick = pick + (sv @ v[len(sents):-1].T).mean(axis=1)
+            if float(pick[0]) < float(pick.max()) - params.pick_margin:
+                return Unavailable("the anomaly's behaviour is not its reply's opening (another "
+                                   "sentence is nearer its explanations and further from its "
+                                   "prompt by more than signals.opening.pick_margin)")
         if ri is None or pi is None:
             return Unavailable("needs the reply and prompt indexes (forensics index build "
                                f"--dataset {context.dataset} --field reply / --field prompt)")
