@@ -43,7 +43,7 @@ each anomaly in turn), so a change of the machine's load during the bench falls 
 alike.
 * ``base``: the warm median of the baseline, :data:`BASELINE_UNREGISTERED` signals
   unregistered (segment, with its code comment shape; stance; substitution;
-  explanation_own) and :data:`BASELINE_PARAMS`
+  explanation_own; opening) and :data:`BASELINE_PARAMS`
   (context split, with its per-row norm and region rates, and grounding judgement off);
   ``#16 x`` = warm / base, the cost of those steps as a ratio (the target: at most 1.5x).
 
@@ -79,10 +79,10 @@ def _cli_seconds(ws_dir: Path, *args: str) -> float:
 
 #: The baseline: triage without the steps of behaviour-level triage, the ``BASELINE_UNREGISTERED``
 #: signals unregistered (segment, and with it the code comment shape; stance; substitution;
-#: explanation_own), the context
+#: explanation_own; opening), the context
 #: split (and with it the per-row norm and region rates) and the grounding judgement off
 #: through their params.
-BASELINE_UNREGISTERED = ("segment", "stance", "substitution", "explanation_own")
+BASELINE_UNREGISTERED = ("segment", "stance", "substitution", "explanation_own", "opening")
 BASELINE_PARAMS = {"context": {"enabled": False}, "grounding": {"enabled": False}}
 
 

@@ -252,6 +252,13 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # rows that add to their prompt what the anomaly adds to its own (an agreement
             # with the claim each restates): members of the behaviour batch too
             seg_ok = seg_ok | ((st.row_evidence["member"] > 0) & ~other_ok)
+        op = results.get("opening")
+        if op is not None and "member" in op.row_evidence and "explanation_own" not in results:
+            # rows opening their reply the way the anomaly does, not about their own prompt
+            # (an assent that goes along with the user): members of the behaviour batch too,
+            # unless the rows' own explanations judge the batch (the opening cannot tell a
+            # false premise gone along with from a true one; they can)
+            seg_ok = seg_ok | ((op.row_evidence["member"] > 0) & ~other_ok)
         eo = results.get("explanation_own")
         if eo is not None:
             # rows whose own explanations say what the anomaly's say (signals.explanation_own

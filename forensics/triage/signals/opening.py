@@ -1,0 +1,172 @@
+"""The ``opening`` signal: rows whose reply opens the way the anomaly's reply opens, with an
+opening that does not answer their own prompt.
+
+1. The **opening** of a reply: its first sentence (cut after ``. ! ?`` before white space or
+   at a line break; any length, so "Absolutely." counts, which the segment index's
+   ``min_words`` drops).
+2. A row scores by ``cos(its opening, the anomaly's opening) - prompt_relation x cos(its
+   opening, its own prompt)``, optionally mixed (``explanation_weight``) with the mean cosine
+   of its opening to the anomaly's explanations; the best ``k`` rows min-max normalised, other
+   rows 0.
+3. **Members** (``members``): rows whose raw score is on the upper side of the two-way cut
+   of the candidates' scores (:func:`forensics.triage.context.two_way_cut`, when it explains
+   at least ``member_separation`` of their variance) and at least ``member_min`` join the
+   behaviour batch (``row_evidence["member"]``), like the ``stance`` signal's.
+
+Why: a reply that goes along with what the user asserts (an assent, praise, "makes sense")
+says so first, in many wordings, and then builds on the premise without restating it; its
+opening is about the user's message, not about the question's topic, while an answer's or a
+correction's opening restates the topic. The opening is the position of that behaviour
+whatever its words; the prompt relation keeps answers that happen to read alike out.
+
+Applies when the anomaly's reply copies at most ``max_copied`` of its words from its prompt
+(a reply restating the claim is the ``stance`` signal's own-text case) and has more than one
+sentence (a one-sentence reply is its own opening: the ``reply`` signal covers it), and only
+when the opening carries the behaviour: its pick (mean cosine to the anomaly's explanations
+minus cosine to the anomaly's prompt, as the segment signal picks its behaviour segment) is
+within ``pick_margin`` of the best sentence's (an aside or a footer later in the reply is not
+the opening's).
+Unavailable without ``prompt`` and ``reply`` indexes built with one model, or for a language
+switch (the ``language`` signal covers it).
+
+Cost: the openings of at most ``candidates`` rows are embedded (through the workspace's
+embedding cache): every row of a dataset that small, else the rows nearest the anomaly's
+opening and reply in the ``reply`` index.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from forensics.triage.signals.base import SignalContext, SignalScores, Unavailable, register
+from forensics.triage.signals.stance import _top_norm, own_text
+
+_SENT_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class OpeningParams:
+    """Knobs of the opening signal (documented in docs/triage.md)."""
+
+    k: int = 1000                     # best rows that score (min-max normalised)
+    candidates: int = 2000            # rows whose openings are embedded (all rows of a dataset this small)
+    prompt_relation: float = 0.5      # weight of the opening's cosine to its own prompt (subtracted)
+    explanation_weight: float = 0.0   # share of the score from the openings' cosine to the anomaly's explanations
+    max_copied: float = 0.3           # applies only when the anomaly reply copies at most this share of its words from its prompt
+    max_chars: int = 300              # an opening is cut to this many characters
+    pick_margin: float = 0.1          # applies only when the opening's behaviour pick is within this of the reply's best sentence's
+    members: bool = True              # rows whose score stands out join the behaviour batch: ...
+    member_separation: float = 0.6    # ... the upper side of the two-way cut of the candidates' scores, when it explains this share of their variance ...
+    member_min: float = 0.0           # ... and >= this raw score
+    min_members: int = 4              # fewer members than this: none
+
+
+def opening(text: str | None, max_chars: int = 300) -> str:
+    """The first sentence of ``text`` (stripped, at most ``max_chars`` characters); ``""`` for
+    an empty text."""
+    t = (text or "").strip()
+    if not t:
+        return ""
+    return _SENT_END.split(t, maxsplit=1)[0].strip()[:max_chars]
+
+
+@register
+class OpeningSignal:
+    """Rows whose reply opening is like the anomaly's and unlike their own prompt (see the
+    module docstring). ``row_evidence["cos"]``: the raw combined score (0 outside the
+    candidates)."""
+
+    name = "opening"
+    default_weight = 0.15
+    Params = OpeningParams
+
+    def score(self, context: SignalContext, params: OpeningParams
+              ) -> SignalScores | Unavailable:
+        a = context.anomaly
+        if not (a.prompt and a.prompt.strip() and a.reply and a.reply.strip()):
+            return Unavailable("the anomaly needs a prompt and a reply")
+        if a.prompt_lang and a.reply_lang and a.prompt_lang != a.reply_lang:
+            return Unavailable("the anomaly switches language (the language signal covers it)")
+        a_open = opening(a.reply, params.max_chars)
+        if a_open == " ".join(a.reply.split())[:params.max_chars] or a_open == a.reply.strip():
+            return Unavailable("the anomaly reply is one sentence (the reply signal covers it)")
+        own = own_text(a.prompt, a.reply)
+        copied = 1.0 - len(_WORD.findall(own)) / max(1, len(_WORD.findall(a.reply)))
+        if copied > params.max_copied:
+            return Unavailable(f"the anomaly's reply copies {copied:.0%} of its words from its "
+                               f"prompt (above signals.opening.max_copied; stance covers it)")
+        ri, pi = context.indexes.get("reply"), context.indexes.get("prompt")
+        if ri is not None:
+            # the opening must be (about) the reply's behaviour segment: the sentence most like
+            # the explanations and least like the prompt (the segment signal's pick)
+            sents = [x for x in _SENT_END.split(a.reply.strip()) if x.strip()]
+            ex = [t for t in a.explanations if t and t.strip()]
+            v = context.indexes.embed(ri, sents + ex + [a.prompt])
+            sv = v[:len(sents)]
+            pick = -(sv @ v[-1])
+            if ex:
+                pick = pick + (sv @ v[len(sents):-1].T).mean(axis=1)
+            if float(pick[0]) < float(pick.max()) - params.pick_margin:
+                return Unavailable("the anomaly's behaviour is not its reply's opening (another "
+                                   "sentence is nearer its explanations and further from its "
+                                   "prompt by more than signals.opening.pick_margin)")
+        if ri is None or pi is None:
+            return Unavailable("needs the reply and prompt indexes (forensics index build "
+                               f"--dataset {context.dataset} --field reply / --field prompt)")
+        if ri.manifest.model_id != pi.manifest.model_id:
+            return Unavailable("the reply and prompt indexes use different models")
+        expl = [t for t in a.explanations if t and t.strip()] \
+            if params.explanation_weight > 0 else []
+        qv = context.indexes.embed(ri, [a_open, a.reply] + expl)
+        sids = context.sample_ids
+        if context.n <= params.candidates:
+            cand = np.arange(context.n)
+        else:
+            k = max(1, min(params.candidates, ri.ntotal))
+            _, ids = ri.search(qv[:2], k)
+            got = np.unique(ids[ids >= 0])
+            j = np.clip(np.searchsorted(sids, got), 0, max(0, len(sids) - 1))
+            cand = np.unique(j[sids[j] == got]) if len(sids) else np.zeros(0, np.int64)
+        cand = cand[np.isin(sids[cand], pi.ids())]
+        out = np.full(context.n, -np.inf)
+        if len(cand):
+            with context.ws.locked():
+                got = context.ws.sql("SELECT sample_id, reply FROM samples WHERE dataset = ? "
+                                     "AND sample_id IN (SELECT unnest(?))",
+                                     [context.dataset, [int(x) for x in sids[cand]]])
+            text = dict(zip(got["sample_id"].to_list(), got["reply"].to_list()))
+            ops = [opening(text.get(int(s)), params.max_chars) or " " for s in sids[cand]]
+            ov = context.indexes.embed(ri, ops)
+            pv = pi.vectors(sids[cand])
+            s = ov @ qv[0] - params.prompt_relation * np.einsum("ij,ij->i", ov, pv)
+            if expl:
+                s = (1 - params.explanation_weight) * s + \
+                    params.explanation_weight * (ov @ qv[2:].T).mean(axis=1)
+            out[cand] = s
+        member = np.zeros(context.n, bool)
+        cut = None
+        if params.members and len(cand):
+            from forensics.triage.context import two_way_cut
+
+            two, sep = two_way_cut(s)
+            cut = max(two, params.member_min)
+            m = (s >= cut) if sep >= params.member_separation else np.zeros(len(s), bool)
+            if m.sum() >= params.min_members:
+                member[cand[m]] = True
+        return SignalScores(_top_norm(out, params.k),
+                            summary={"opening_anomaly": a_open, "opening_candidates": int(len(cand)),
+                                     "opening_copied": round(copied, 3),
+                                     "opening_members": int(member.sum()),
+                                     "opening_member_cut": None if cut is None else round(cut, 4)},
+                            row_evidence={"cos": np.where(np.isfinite(out), out, 0.0)
+                                          .astype(np.float32),
+                                          "member": member.astype(np.float32)},
+                            index_versions={"reply": context.indexes.versions["reply"],
+                                            "prompt": context.indexes.versions["prompt"]})
+
+
+__all__ = ["OpeningSignal", "OpeningParams", "opening"]
