@@ -223,7 +223,7 @@ def test_latency_bench_corpus_and_baseline(xquad_dir, monkeypatch):
     from forensics.triage.signals.base import registered
 
     assert set(tl.BASELINE_UNREGISTERED) == {"segment", "stance", "substitution",
-                                             "explanation_own"} <= set(registered())
+                                             "explanation_own", "opening"} <= set(registered())
 
 
 def _scipy_labels(v: np.ndarray, t: float) -> list[int]:
