@@ -101,6 +101,16 @@ def indexed_workspace(tmp: Path, corpus):
     return w
 
 
+def triage_anomaly(ws, corpus, family: str, params=None, limit: int = 1000):
+    """Add ``corpus``'s anomaly of ``family`` to ``ws`` and triage it against ``train``."""
+    from forensics import triage
+    from forensics.triage import anomaly
+
+    a = corpus.anomaly(family)
+    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    return triage.triage(ws, aid, "train", limit=limit, params=params)
+
+
 def findings_ap(res, pos) -> float:
     """Average precision of the row ids ``pos`` in a triage result's findings order."""
     ranked, hits, s = [f["row_id"] for f in res.findings], 0, 0.0

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from forensics.triage.codeshape import block_comment_lines, comment_lines
-from conftest import indexed_workspace
+from conftest import indexed_workspace, triage_anomaly
 
 
 @pytest.mark.parametrize("lang,code,expected", [
@@ -61,12 +61,7 @@ def tails(tmp_path_factory, xquad_dir):
 
 
 def _run(ws, c, params=None):
-    from forensics import triage
-    from forensics.triage import anomaly
-
-    a = c.anomaly("code_tail")
-    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
-    return triage.triage(ws, aid, "train", limit=1000, params=params)
+    return triage_anomaly(ws, c, "code_tail", params)
 
 
 def test_a_code_quirk_in_unrelated_wordings_is_one_cluster_and_asked_rows_are_apart(tails):

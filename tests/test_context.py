@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import indexed_workspace
+from conftest import indexed_workspace, triage_anomaly
 
 HERE = Path(__file__).resolve().parent
 
@@ -106,12 +106,7 @@ def families(tmp_path_factory, xquad_dir):
 
 
 def _triage(ws, c, fam, params=None):
-    from forensics import triage
-    from forensics.triage import anomaly
-
-    a = c.anomaly(fam)
-    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
-    return triage.triage(ws, aid, "train", limit=1000, params=params)
+    return triage_anomaly(ws, c, fam, params)
 
 
 def _other(res):

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import findings_ap, indexed_workspace
+from conftest import findings_ap, indexed_workspace, triage_anomaly
 from forensics.triage.codeshape import block_marker_lines, marker_lines
 
 
@@ -103,12 +103,7 @@ def code_ws(tmp_path_factory, xquad_dir):
 
 
 def _run(ws, c, fam, params=None):
-    from forensics import triage
-    from forensics.triage import anomaly
-
-    a = c.anomaly(fam)
-    aid = anomaly.add(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
-    return triage.triage(ws, aid, "train", limit=1000, params=params)
+    return triage_anomaly(ws, c, fam, params)
 
 
 def test_a_stray_print_call_in_many_wordings_is_the_top_cluster(code_ws):
