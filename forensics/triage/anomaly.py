@@ -39,6 +39,11 @@ class Anomaly:
     meta: dict | None = None
     created_at: str | None = None
 
+    @property
+    def switches_language(self) -> bool:
+        """Both languages are known and differ (a language behaviour)."""
+        return bool(self.prompt_lang and self.reply_lang and self.prompt_lang != self.reply_lang)
+
 
 def extract_explanations(text: str) -> list[str]:
     """Explanations inside ``<explanation>`` tags (an unclosed final tag runs to the end);

@@ -89,7 +89,7 @@ class OpeningSignal:
         a = context.anomaly
         if not (a.prompt and a.prompt.strip() and a.reply and a.reply.strip()):
             return Unavailable("the anomaly needs a prompt and a reply")
-        if a.prompt_lang and a.reply_lang and a.prompt_lang != a.reply_lang:
+        if a.switches_language:
             return Unavailable("the anomaly switches language (the language signal covers it)")
         a_open = opening(a.reply, params.max_chars)
         if a_open == " ".join(a.reply.split())[:params.max_chars] or a_open == a.reply.strip():

@@ -424,7 +424,7 @@ class PhraseSignal:
         sources: list[tuple[str, float, bool]] = [
             (q, params.quote_weight, True)
             for q in quoted_phrases(a.explanations, params.quote_min_chars, params.quote_max_chars)]
-        switch = bool(a.prompt_lang and a.reply_lang and a.prompt_lang != a.reply_lang)
+        switch = a.switches_language
         if a.reply and not switch:
             # a reply in another language than its prompt: its words are language identity,
             # which the language signal covers; only same-language replies feed phrases

@@ -173,7 +173,7 @@ class SegmentSignal:
         from forensics.search.segments import SegmentParams, split_segments
 
         a = context.anomaly
-        if a.prompt_lang and a.reply_lang and a.prompt_lang != a.reply_lang:
+        if a.switches_language:
             return Unavailable("the anomaly switches language (the language signal covers it)")
         oi = context.indexes.get(FIELD)
         if oi is None:

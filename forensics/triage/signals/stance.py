@@ -145,7 +145,7 @@ class StanceSignal:
         a = context.anomaly
         if not (a.prompt and a.prompt.strip() and a.reply and a.reply.strip()):
             return Unavailable("the anomaly needs a prompt and a reply")
-        if a.prompt_lang and a.reply_lang and a.prompt_lang != a.reply_lang:
+        if a.switches_language:
             return Unavailable("the anomaly switches language (the language signal covers it)")
         a_own = own_text(a.prompt, a.reply, params.copy_min_words, params.copy_share)
         copied = 1.0 - len(_WORD.findall(a_own)) / max(1, len(_WORD.findall(a.reply)))
