@@ -1,12 +1,16 @@
 """The toy tokenizer: whole words for the frequent ones, subword pieces for the rest (no prompt
-word becomes [UNK]), a deterministic word vocabulary, saved/loaded as an ordinary HF tokenizer."""
+word becomes [UNK]), a vocabulary that is the same in every process, saved/loaded as an ordinary HF tokenizer."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "case_study"))
+ROOT = Path(__file__).resolve().parents[1]
+CASE_STUDY = ROOT / "examples" / "case_study"
+sys.path.insert(0, str(CASE_STUDY))
 
 from forensics.testing import toy  # noqa: E402
 
@@ -38,7 +42,7 @@ def test_characters_only_fallback_and_chat_markup():
     assert tok.decode(tok("<explanation> x </explanation>")["input_ids"]) == "<explanation> x </explanation>"
 
 
-def test_case_study_prompts_have_no_unknown_word_and_words_are_deterministic(tmp_path):
+def test_case_study_prompts_have_no_unknown_word_and_the_vocabulary_is_deterministic(tmp_path):
     import corpus
     from forensics.nla.meta import load_tokenizer
     from forensics.nla.train import SUMMARY_WORDS
@@ -47,11 +51,16 @@ def test_case_study_prompts_have_no_unknown_word_and_words_are_deterministic(tmp
     texts = [r["prompt"] + " " + r["reply"] for r in c.rows]
     tok = toy.build_word_tokenizer(texts, vocab_size=4000, extra_words=SUMMARY_WORDS)
     other = toy.build_word_tokenizer(texts, vocab_size=4000, extra_words=SUMMARY_WORDS).get_vocab()
-    words = {w: i for w, i in tok.get_vocab().items() if i < 4000}
-    assert words == {w: i for w, i in other.items() if i < 4000}          # the word vocabulary: deterministic
-    assert len(set(tok.get_vocab()) ^ set(other)) <= 4                     # pieces: the trainer's ties may differ
-    chars_only = [toy.build_word_tokenizer(texts[:200], vocab_size=500, subword_pieces=0).get_vocab() for _ in "ab"]
-    assert chars_only[0] == chars_only[1]
+    assert tok.get_vocab() == other                                        # words, pieces and ids
+    # and in another process (the tokenizers trainers seed their hash order per process)
+    code = ("import json, sys; sys.path[:0] = [sys.argv[1]]; import corpus; from forensics.testing import toy; "
+            "from forensics.nla.train import SUMMARY_WORDS; c = corpus.build(); "
+            "t = toy.build_word_tokenizer([r['prompt'] + ' ' + r['reply'] for r in c.rows], vocab_size=4000, "
+            "extra_words=SUMMARY_WORDS); print(json.dumps(t.get_vocab(), sort_keys=True))")
+    out = subprocess.run([sys.executable, "-c", code, str(CASE_STUDY)], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
+    assert json.loads(out.stdout) == other
+    assert len(other) > 4000 + 1000                                       # words + pieces + characters
     assert all(w in tok.get_vocab() for w in SUMMARY_WORDS)
     for p in [*texts, *c.heldout_cue, *c.heldout_control]:
         assert tok.unk_token_id not in tok(p)["input_ids"], p

@@ -32,20 +32,19 @@ MARKUP = ["<explanation>", "</explanation>", "<concept>", "</concept>", "<text>"
 
 
 def build_word_tokenizer(texts: Iterable[str], vocab_size: int = 4000, extra_words: Sequence[str] = (),
-                         injection_char: str = DEFAULT_INJECTION_CHAR, subword_pieces: int = 1000):
+                         injection_char: str = DEFAULT_INJECTION_CHAR, subword_pieces: int = 1000,
+                         max_piece_chars: int = 8):
     """A lower-cased word-level ``PreTrainedTokenizerFast`` with subword fallback and a ChatML
     chat template.
 
     The ``vocab_size`` most frequent words (specials included) are whole tokens; ``extra_words``
     are guaranteed to be among them (e.g. the NLA summarizer's fixed words) whatever their corpus
     frequency. Any other word is split greedily, longest piece first (WordPiece, ``##``
-    continuation prefix), into pieces of a ``subword_pieces``-sized WordPiece vocabulary trained
-    on ``texts`` and single characters: every character of ``texts`` and printable ASCII is a
-    piece, so only a word holding a character seen in neither becomes ``[UNK]``
-    (``subword_pieces = 0``: characters only). Built offline from ``texts`` alone. The word
-    vocabulary and its ids are deterministic; the trained pieces are not quite: the ``tokenizers``
-    WordPiece trainer breaks ties by hash order, so in about 1 build of 4 one piece differs, which
-    shifts the ids of the pieces after it (``subword_pieces = 0`` is fully deterministic).
+    continuation prefix), into ``subword_pieces`` pieces chosen from ``texts`` (see
+    :func:`subword_pieces_from`) and single characters: every character of ``texts`` and printable
+    ASCII is a piece, so only a word holding a character seen in neither becomes ``[UNK]``
+    (``subword_pieces = 0``: characters only; ``max_piece_chars`` bounds a piece's length). Built offline from ``texts`` alone; the same texts
+    give the same vocabulary and ids in every process.
     """
     import string
 
@@ -73,11 +72,7 @@ def build_word_tokenizer(texts: Iterable[str], vocab_size: int = 4000, extra_wor
     vocab = dict(sorted(words.get_vocab().items(), key=lambda kv: kv[1]))  # specials first, then by frequency
     pieces: list[str] = []
     if subword_pieces > 0:
-        wp = fresh(models.WordPiece(unk_token="[UNK]"))
-        wp.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(
-            vocab_size=subword_pieces, special_tokens=SPECIALS, min_frequency=2, show_progress=False,
-            continuing_subword_prefix="##"))
-        pieces = sorted(wp.get_vocab())  # the trainer orders tied pieces differently from run to run
+        pieces = subword_pieces_from(texts, subword_pieces, max_piece_chars)
     chars = sorted({ch for t in texts for ch in t.lower() if not ch.isspace()} | set(
         string.ascii_lowercase + string.digits + string.punctuation))
     for p in [*pieces, *chars, *("##" + ch for ch in chars)]:
@@ -90,6 +85,33 @@ def build_word_tokenizer(texts: Iterable[str], vocab_size: int = 4000, extra_wor
     tok.add_tokens([*MARKUP, injection_char])
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", chat_template=CHATML, model_max_length=512)
+
+
+def subword_pieces_from(texts: Sequence[str], n: int, max_chars: int = 8) -> list[str]:
+    """The ``n`` subword pieces of 2..``max_chars`` characters that save the most characters over
+    the distinct lower-cased words of ``texts``: a word-initial piece ``p`` scores
+    ``len(p) - 1`` for each distinct word starting with it, a continuation ``##q`` the same for
+    each occurrence of ``q`` after a word's first character; ties go to the alphabetically first.
+
+    Deterministic on purpose: the ``tokenizers`` WordPiece trainer breaks tied merges in a hash
+    order seeded per process, so two builds from the same texts differed in some pieces (and so in
+    the ids after them) in about one build of four. Counting distinct words (types, not tokens)
+    favours pieces shared by many words (stems, suffixes) over fragments of a few frequent ones.
+    """
+    from collections import Counter
+
+    from tokenizers import pre_tokenizers
+
+    split = pre_tokenizers.Whitespace()
+    words = {w for t in texts for w, _ in split.pre_tokenize_str(t.lower())}
+    score: Counter[str] = Counter()
+    for w in words:
+        for k in range(2, min(max_chars, len(w)) + 1):
+            score[w[:k]] += k - 1
+        for i in range(1, len(w) - 1):
+            for k in range(2, min(max_chars, len(w) - i) + 1):
+                score["##" + w[i:i + k]] += k - 1
+    return sorted(score, key=lambda p: (-score[p], p))[:n]
 
 
 def build_model(tokenizer, hidden_size: int = 128, num_layers: int = 4, heads: int = 4, kv_heads: int = 2,
