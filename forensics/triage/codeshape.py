@@ -9,7 +9,7 @@ syntax: ``#``, ``//``, ``--``, ``/* */``, ``<!-- -->``...); an unnamed or unknow
 lexed with each of ``fallback`` lexers, a line counting as a comment when one of them says so.
 
 A **comment line** is a non-empty line of the block all of whose non-blank characters lexed as
-comment tokens. Its :class:`CommentLine` fields:
+comment tokens (a docstring counts as one: documentation in a comment's role). Its :class:`CommentLine` fields:
 
 * ``position``: ``first`` / ``last`` / ``inner`` among the block's non-empty lines (a block of
   that one line: ``only``);
@@ -91,14 +91,15 @@ def _words(text: str, min_chars: int) -> set[str]:
 def _lex(lexer, code: str) -> tuple[bytearray, list[tuple[int, str]], list[int]]:
     """(per character: 1 inside a comment token, name tokens as (offset, text), per line:
     bracket depth at its start)."""
-    from pygments.token import Comment, Name, Operator, Punctuation
+    from pygments.token import Comment, Name, Operator, Punctuation, String
 
     mask = bytearray(len(code))
     names: list[tuple[int, str]] = []
     ends: list[tuple[int, int]] = []
     depth = 0
     for start, ttype, value in lexer.get_tokens_unprocessed(code):
-        if ttype in Comment and ttype not in Comment.Preproc and ttype not in Comment.PreprocFile:
+        if (ttype in Comment and ttype not in Comment.Preproc
+                and ttype not in Comment.PreprocFile) or ttype in String.Doc:
             end = min(start + len(value), len(code))
             mask[start:end] = b"\x01" * (end - start)
         elif ttype in Name:
