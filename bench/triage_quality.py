@@ -52,12 +52,9 @@ Corpora:
            fence), several wordings and languages each, hard negatives where the context asks
            for the marker indirectly (a quoted convention, a preamble, an earlier turn, an ask
            without the marker's words) and marker-free lookalikes: developed on.
-  dev-code-shapes  forensics.testing.dev_code_shapes, seed 0 (one size; ``--small`` changes
-           nothing): code quirks in shapes dev-code lacks (an import of a package the code never
-           uses, a fixed line in place of the lead-in before the fence), own tasks and
-           templates, hard negatives asked for without naming the quirk, lookalikes (imports
-           the code uses, ordinary lead-ins): written to check triage on code quirks it was
-           not developed on.
+  dev-code-shapes  forensics.testing.dev_code_shapes, seed 0 (one size): code quirks in shapes
+           dev-code lacks (an unused import, a fixed line before the fence), hard negatives and
+           lookalikes: a check on code quirks triage was not developed on.
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -98,11 +95,8 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            code_header:  (?i)(copyright|licen[cs]e|spdx|all rights reserved)
            code_afterword: a check word after a closing fence:
                          (?i)```\s*\n+[^`]*(check|verif|review|lint)
-           code_import:  a line opening with an import keyword of some language:
-                         (?m)^\s*(import|require|#include|use|local \w+ = require|
-                         const \w+ = require|require_once|source)\b
-           code_preface: a line naming how the answer was made right before a fence:
-                         (?im)^[^\n`]*(generat|produc|draft|auto)[^\n`]*\n+```
+           code_import:  a line opening with an import keyword of some language (see the table)
+           code_preface: a line right before a fence naming how the answer was made (ditto)
            agree_layout: the reply holds the anomaly's or a common agreement phrase:
                          (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
            premise_assent: reply opens with an assent word:
