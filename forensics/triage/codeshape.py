@@ -307,7 +307,7 @@ def _unused_lines(lexer, code: str, lines: list[str], offsets: list[int],
             continue
         i = bisect.bisect_right(offsets, start) - 1
         if 0 <= i < len(lines):
-            words[i] |= {w.lower() for w in _WORD.findall(value) if len(w) > 2}
+            words[i] |= {w.lower() for w in _WORD.findall(value)}
     out = []
     for i in pre:
         rest = set().union(*(words[j] for j in nonempty if j != i))

@@ -72,7 +72,6 @@ class SegmentSignalParams:
     shape_marker_z: float = 0.0       # marker-line shapes (eol, call, after): cosine >= median + this x robust sd
     shape_max_share: float = 0.5      # shape rows above this share of code rows: the dataset's style ...
     shape_style_share: float = 0.8    # ... then members need this share of the anomaly line's centred cosine (0: no evidence)
-    shape_style_z: float = 0.5        # ... the centred query moves to lines this many robust sd above the median
     shape_z: float = 0.0              # shape rows' comments need cosine >= median + shape_z x robust sd ...
     shape_min_cos: float = 0.0        # ... and >= this cosine to the behaviour query
     shape_fallback_lexers: list[str] = field(default_factory=lambda: ["python", "c", "sql", "html"])  # unnamed fences
@@ -164,7 +163,8 @@ class SegmentSignal:
     prompt (the behaviour in a context where it was asked for); ``cos`` the best cosine to the
     behaviour query; ``decided`` (1/0) a shape member whose own prompt was read and found silent
     on the behaviour (it keeps the anomaly's context); ``lacks`` (1/0) a row whose reply holds no
-    comment of the behaviour's shape (a lookalike). ``summary`` names the behaviour
+    comment of the behaviour's shape (a lookalike, whatever its text's cosine: the shape was
+    checked on the row's own code). ``summary`` names the behaviour
     segment(s), the member cut and the shape evidence."""
 
     name = "segment"
@@ -302,7 +302,7 @@ class SegmentSignal:
                           "near": near.astype(np.float32),
                           "decided": ((shape.member & member) if decides
                                       else np.zeros(context.n, bool)).astype(np.float32),
-                          "lacks": ((shape.lacks & ~member & ~other) if decides
+                          "lacks": (shape.lacks if decides
                                     else np.zeros(context.n, bool)).astype(np.float32)},
             index_versions={FIELD: context.indexes.versions[FIELD]}, notes=notes)
 

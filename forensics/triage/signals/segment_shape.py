@@ -106,6 +106,24 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
+def two_class_split(values: np.ndarray) -> float | None:
+    """The threshold between the two classes of ``values`` with the largest between-class
+    variance (Otsu's method, over every split between distinct values), or ``None`` when all
+    values are equal."""
+    v = np.sort(np.asarray(values, np.float64))
+    n = len(v)
+    if n < 2 or v[0] == v[-1]:
+        return None
+    csum = np.cumsum(v)
+    k = np.arange(1, n)                       # sizes of the lower class
+    lo_mean = csum[:-1] / k
+    hi_mean = (csum[-1] - csum[:-1]) / (n - k)
+    between = k * (n - k) * (hi_mean - lo_mean) ** 2
+    between[v[1:] == v[:-1]] = -1.0           # splits only between distinct values
+    i = int(np.argmax(between))
+    return float((v[i] + v[i + 1]) / 2)
+
+
 def _style_scores(lines: np.ndarray, anchor: np.ndarray, expl: np.ndarray,
                   params: "SegmentSignalParams") -> tuple[np.ndarray, float]:
     """(per shape row: its line's centred cosine to the centred behaviour query, the cut).
@@ -114,9 +132,11 @@ def _style_scores(lines: np.ndarray, anchor: np.ndarray, expl: np.ndarray,
     are centred on their mean, so what every line at that place shares (a short closing note)
     drops out and what sets a line apart stays. The query is the anomaly's behaviour segment
     mixed with the explanations (weight ``explanation_weight``), centred the same way, then
-    moved ``feedback_rounds`` times to the centroid of itself and the lines at least
-    ``shape_style_z`` robust sd above the median. The cut: ``shape_style_share`` of the
-    anomaly's own line's centred cosine to the final query."""
+    moved ``feedback_rounds`` times to the centroid of itself and the lines above the best
+    two-class split of the rows' centred cosines (Otsu's: the split with the largest
+    between-class variance; a median and MAD would be degenerate over lines repeated
+    verbatim in many rows). The cut: ``shape_style_share`` of the anomaly's own line's
+    centred cosine to the final query."""
     mean = lines.mean(axis=0)
     lc = _unit(lines - mean)
     q = anchor
@@ -126,11 +146,10 @@ def _style_scores(lines: np.ndarray, anchor: np.ndarray, expl: np.ndarray,
     qc = _unit(q - mean)
     for _ in range(params.feedback_rounds):
         s = lc @ qc
-        med = float(np.median(s))
-        sd = max(float(np.median(np.abs(s - med))) * 1.4826, 1e-3)
-        m = s >= med + params.shape_style_z * sd
-        if not m.any():
+        split = two_class_split(s)
+        if split is None:
             break
+        m = s > split
         qc = _unit(np.vstack([qc[None, :], lc[m]]).mean(axis=0))
     own = float(_unit(anchor - mean) @ qc)
     return lc @ qc, params.shape_style_share * own
@@ -213,4 +232,4 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     return ShapeEvidence(member, other, cos, lacks, summary)
 
 
-__all__ = ["ShapeEvidence", "anomaly_shape", "shape_evidence"]
+__all__ = ["ShapeEvidence", "anomaly_shape", "shape_evidence", "two_class_split"]
