@@ -71,7 +71,8 @@ class SegmentSignalParams:
     shape_positions: list[str] = field(default_factory=lambda: ["first", "last", "eol", "call", "unused", "before", "after"])  # comment / marker-line positions that count
     shape_marker_z: float = 0.0       # marker-line shapes (eol, call, after): cosine >= median + this x robust sd
     shape_max_share: float = 0.5      # shape rows above this share of code rows: the dataset's style ...
-    shape_style_share: float = 0.8    # ... then members need this share of the anomaly line's centred cosine (0: no evidence)
+    shape_style_share: float = 0.8    # ... then members need this share of the anomaly line's centred cosine (0: no evidence) ...
+    shape_style_text_share: float = 0.5  # ... unless the text cut already takes this share of the shape rows (no shape evidence)
     shape_z: float = 0.0              # shape rows' comments need cosine >= median + shape_z x robust sd ...
     shape_min_cos: float = 0.0        # ... and >= this cosine to the behaviour query
     shape_fallback_lexers: list[str] = field(default_factory=lambda: ["python", "c", "sql", "html"])  # unnamed fences
@@ -242,7 +243,7 @@ class SegmentSignal:
             if shape_tag is not None:
                 own0 = float((sv[order] @ pv.T).max()) if len(pv) else 0.0
                 shape = shape_evidence(context, oi, pidx, shape_tag, queries[0], bg, own0,
-                                       params, sv[order[0]], ev)
+                                       params, sv[order[0]], ev, member)
         score = _norm(best_b)
         if shape is not None and shape.member.any():
             # a row with the behaviour's shape ranks with the weakest member by text

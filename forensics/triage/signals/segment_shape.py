@@ -14,7 +14,9 @@ Guards, each a knob of :class:`~forensics.triage.signals.segment.SegmentSignalPa
   the rows with code; above it (most code answers have a lead-in or a closing note) the
   **style contrast** (``shape_style_share`` > 0, :func:`_style_scores`) decides which shape
   rows show the behaviour: their lines compared with the centred behaviour query, the lines
-  at that place their own background; shape rows below its cut lack the behaviour;
+  at that place their own background; shape rows below its cut lack the behaviour. Unless
+  the text cut already takes ``shape_style_text_share`` of the shape rows: the shape is then
+  common because the behaviour is, and the text members carry it (no shape evidence);
 * text similarity still counts: a shape row's comment must reach cosine ``shape_z`` robust
   standard deviations above the background median (and ``shape_min_cos``) to the behaviour
   query; a comment nothing like any wording of a remark stays out;
@@ -157,12 +159,13 @@ def _style_scores(lines: np.ndarray, anchor: np.ndarray, expl: np.ndarray,
 
 def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.ndarray,
                    bg: np.ndarray, own_rel: float, params: "SegmentSignalParams",
-                   anchor: np.ndarray | None = None, expl: np.ndarray | None = None
-                   ) -> ShapeEvidence:
+                   anchor: np.ndarray | None = None, expl: np.ndarray | None = None,
+                   text_member: np.ndarray | None = None) -> ShapeEvidence:
     """The shape rows of the dataset for the anomaly's ``shape`` (see the module docstring);
     ``query`` the behaviour query vector, ``bg`` background segment vectors, ``own_rel`` the
     anomaly's behaviour segment's cosine to the anomaly's prompt, ``anchor`` the behaviour
-    segment's own vector and ``expl`` the explanations' vectors (the style contrast)."""
+    segment's own vector and ``expl`` the explanations' vectors (the style contrast),
+    ``text_member`` the rows the text cut already takes (per dataset row)."""
     from forensics.triage.shapecache import shape_rows
 
     n = context.n
@@ -182,14 +185,18 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     if not hits:
         return ShapeEvidence(member, other, cos, lacks, summary)
     style = len(hits) > params.shape_max_share * code_rows
-    if style and (params.shape_style_share <= 0 or anchor is None):
+    rows = np.array([j for j, _, _ in hits], np.int64)
+    # a shape common because the behaviour is (the text cut already takes most of its rows)
+    # is no style to contrast against: the text members carry it
+    taken = float(text_member[rows].mean()) if text_member is not None else 0.0
+    if style and (params.shape_style_share <= 0 or anchor is None
+                  or taken >= params.shape_style_text_share):
         summary["segment_shape_note"] = (f"{len(hits)} of {code_rows} code replies have a "
                                          f"{shape} comment: the dataset's style, not a quirk")
         return ShapeEvidence(member, other, cos, lacks, summary)
     texts = sorted({t for _, t, _ in hits})
     tv = context.indexes.embed(oi, texts)
     vec_of = dict(zip(texts, tv))
-    rows = np.array([j for j, _, _ in hits], np.int64)
     if style:
         # the shape is the dataset's style: its own lines are the background
         c, cut = _style_scores(np.vstack([vec_of[t] for _, t, _ in hits]), anchor,
