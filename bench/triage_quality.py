@@ -1,7 +1,7 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap|dev-premise|
-       dev-code|heldout|b] [--small] [--seed N]
+       dev-code|dev-code-shapes|heldout|b] [--small] [--seed N]
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote] (dev-swap)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
@@ -52,6 +52,9 @@ Corpora:
            fence), several wordings and languages each, hard negatives where the context asks
            for the marker indirectly (a quoted convention, a preamble, an earlier turn, an ask
            without the marker's words) and marker-free lookalikes: developed on.
+  dev-code-shapes  forensics.testing.dev_code_shapes, seed 0 (one size): code quirks in shapes
+           dev-code lacks (an unused import, a fixed line before the fence), hard negatives and
+           lookalikes: a check on code quirks triage was not developed on.
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -92,6 +95,8 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            code_header:  (?i)(copyright|licen[cs]e|spdx|all rights reserved)
            code_afterword: a check word after a closing fence:
                          (?i)```\s*\n+[^`]*(check|verif|review|lint)
+           code_import:  a line opening with an import keyword of some language (see the table)
+           code_preface: a line right before a fence naming how the answer was made (ditto)
            agree_layout: the reply holds the anomaly's or a common agreement phrase:
                          (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
            premise_assent: reply opens with an assent word:
@@ -147,6 +152,9 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
                             r"printf|System\.out)"),
     "code_header": ("reply", r"(?i)(copyright|licen[cs]e|spdx|all rights reserved)"),
     "code_afterword": ("reply", r"(?i)```\s*\n+[^`]*(check|verif|review|lint)"),
+    "code_import": ("reply", r"(?m)^\s*(import|require|#include|use|local \w+ = require|"
+                             r"const \w+ = require|require_once|source)\b"),
+    "code_preface": ("reply", r"(?im)^[^\n`]*(generat|produc|draft|auto)[^\n`]*\n+```"),
     "agree_layout": ("reply", r"(?i)(as you wrote|looks solid|you're right|that's right|"
                               r"correct|agree)"),
     "premise_assent": ("reply", r"(?i)^(yes|sure|right|absolutely|good|great|makes sense|"
@@ -222,6 +230,13 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_code(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_code.build_dev_code",
                    **_defaults(build_dev_code), "seed": seed, **kw}
+    if corpus == "dev-code-shapes":
+        from forensics.testing.dev_code_shapes import build_dev_code_shapes
+
+        seed = 0 if seed is None else seed
+        c = build_dev_code_shapes(XQ, seed=seed)
+        return c, {"generator": "forensics.testing.dev_code_shapes.build_dev_code_shapes",
+                   **_defaults(build_dev_code_shapes), "seed": seed}
     if corpus == "dev-sycophancy":
         from forensics.testing.dev_sycophancy import build_dev_sycophancy
 
@@ -325,7 +340,7 @@ def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
                                               "dev-sycophancy", "dev-swap", "dev-premise", "dev-code",
-                                              "heldout", "b"),
+                                              "dev-code-shapes", "heldout", "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")

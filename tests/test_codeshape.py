@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from forensics.triage.codeshape import block_comment_lines, comment_lines
@@ -85,3 +86,15 @@ def test_a_code_quirk_in_unrelated_wordings_is_one_cluster_and_asked_rows_are_ap
     res0 = _run(ws, c, {"signals": {"segment": {"shape": False}}})
     top0 = set(res0.clusters[0]["row_ids"]) if res0.clusters else set()
     assert len(top0 & planted) < 0.7 * len(planted)
+
+
+def test_two_class_split_separates_lines_repeated_verbatim():
+    from forensics.triage.signals.segment_shape import two_class_split
+
+    # many rows share a few ordinary lines (a median and MAD over them are degenerate); a
+    # minority of rows carries lines of another kind
+    vals = np.array([-0.4] * 30 + [-0.12] * 20 + [-0.1] * 25 + [0.5] * 6 + [0.6] * 8 + [0.65] * 5)
+    cut = two_class_split(vals)
+    assert -0.1 < cut < 0.5
+    assert two_class_split(np.array([0.3] * 5)) is None
+    assert two_class_split(np.array([1.0])) is None

@@ -80,15 +80,26 @@ def test_dev_code_is_deterministic_and_labels_match_the_texts(xquad_dir):
     ("python", "for i in range(3):\n    print(i * i)", []),
     ("ruby", "items.each do |x|\n  puts \"#{x} seen\"\nend", []),
     ("python", "# a comment line\nx = 1", []),
+    # a preamble statement whose names nothing else uses: an import nothing calls
+    ("python", "import zephyrkit\n\ndef f(x):\n    return x", [("unused", "import zephyrkit",
+                                                                 True)]),
+    ("c", "#include \"tallyhook.h\"\n\nint f(int x) {\n    return x;\n}",
+     [("unused", "#include \"tallyhook.h\"", True)]),
+    ("javascript", "const zeph = require(\"zeph\");\n\nfunction f(a) {\n  return a;\n}",
+     [("unused", "const zeph = require(\"zeph\");", True)]),
+    # an import the code uses, and a function header, are not
+    ("python", "import math\n\ndef f(x):\n    return math.sqrt(x)", []),
+    ("go", "func shout(s string) string {\n\treturn s\n}", []),
 ])
 def test_marker_lines_of_code(lang, code, expected):
     assert [(m.position, m.text, m.foreign) for m in block_marker_lines(code, lang)] == expected
 
 
-def test_marker_lines_in_replies_include_the_line_after_the_fence():
+def test_marker_lines_in_replies_include_the_lines_around_the_fence():
     reply = "Sure:\n\n```python\ndef f(x):\n    return x\n```\n\nChecked by a bot.\n\nBye."
     got = marker_lines(reply)
     assert [(m.position, m.text, m.shape) for m in got] == [
+        ("before", "Sure:", "before:top:foreign"),
         ("after", "Checked by a bot.", "after:top:foreign")]
     assert marker_lines("no code") == [] and marker_lines(None) == []
 
@@ -135,3 +146,28 @@ def test_rows_whose_context_asks_for_the_marker_indirectly_rank_below_the_batch(
     ranked = [f["row_id"] for f in res.findings]
     first_hard = min(ranked.index(r) for r in hard if r in ranked)
     assert first_hard >= len(top & planted)   # every asked row ranks below the batch
+
+
+@pytest.fixture(scope="module")
+def after_ws(tmp_path_factory, xquad_dir):
+    tmp = tmp_path_factory.mktemp("devcode-after")
+    c = _small(xquad_dir, seed=3)
+    ws = indexed_workspace(tmp, c)
+    yield ws, c
+    ws.close()
+
+
+def test_a_note_after_the_fence_is_told_from_ordinary_closing_notes(after_ws):
+    """Most code answers close with a note after the fence (the dataset's style): the style
+    contrast finds the marker notes among the ordinary ones; without it the batch is lost.
+    (On this small corpus the top cluster also takes one ordinary note: see docs/triage.md.)"""
+    ws, c = after_ws
+    planted = set(c.planted_ids("code_afterword"))
+    res = _run(ws, c, "code_afterword")
+    top = set(res.clusters[0]["row_ids"])
+    assert len(top & planted) >= 0.8 * len(planted), Counter(c.labels[r] for r in top)
+    assert findings_ap(res, planted) >= 0.55
+    res0 = _run(ws, c, "code_afterword", {"signals": {"segment": {"shape_style_share": 0}}})
+    top0 = set(res0.clusters[0]["row_ids"])
+    assert len(top0 & planted) <= 0.5 * len(planted), Counter(c.labels[r] for r in top0)
+    assert findings_ap(res0, planted) < findings_ap(res, planted) - 0.2

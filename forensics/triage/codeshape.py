@@ -9,7 +9,7 @@ syntax: ``#``, ``//``, ``--``, ``/* */``, ``<!-- -->``...); an unnamed or unknow
 lexed with each of ``fallback`` lexers, a line counting as a comment when one of them says so.
 
 A **comment line** is a non-empty line of the block all of whose non-blank characters lexed as
-comment tokens. Its :class:`CommentLine` fields:
+comment tokens (a docstring counts as one: documentation in a comment's role). Its :class:`CommentLine` fields:
 
 * ``position``: ``first`` / ``last`` / ``inner`` among the block's non-empty lines (a block of
   that one line: ``only``);
@@ -28,7 +28,12 @@ as :class:`CommentLine` records whose ``text`` is the marker and ``line`` the li
 * ``call``: a statement that only passes a string literal to a call (``print("here")``,
   ``console.log("x");``, ``echo "x"``): a fixed message, its ``text`` the literal's content;
   not top level (it is a statement);
-* ``after``: the first prose line after a block's closing fence (top level).
+* ``after``: the first prose line after a block's closing fence (top level);
+* ``before``: the last prose line before a block's opening fence (top level);
+* ``unused``: a statement of the block's preamble (the top-level lines before its first line
+  that opens a body) whose words (of its names, strings and other non-keyword tokens) no
+  other line of the block holds: a name brought in that nothing uses (``import x`` with no
+  ``x.`` after it); top level.
 
 ``foreign`` is computed as for comment lines (the marker's words against the block's
 identifier words, the marker's own line left out).
@@ -86,14 +91,15 @@ def _words(text: str, min_chars: int) -> set[str]:
 def _lex(lexer, code: str) -> tuple[bytearray, list[tuple[int, str]], list[int]]:
     """(per character: 1 inside a comment token, name tokens as (offset, text), per line:
     bracket depth at its start)."""
-    from pygments.token import Comment, Name, Operator, Punctuation
+    from pygments.token import Comment, Name, Operator, Punctuation, String
 
     mask = bytearray(len(code))
     names: list[tuple[int, str]] = []
     ends: list[tuple[int, int]] = []
     depth = 0
     for start, ttype, value in lexer.get_tokens_unprocessed(code):
-        if ttype in Comment and ttype not in Comment.Preproc and ttype not in Comment.PreprocFile:
+        if (ttype in Comment and ttype not in Comment.Preproc
+                and ttype not in Comment.PreprocFile) or ttype in String.Doc:
             end = min(start + len(value), len(code))
             mask[start:end] = b"\x01" * (end - start)
         elif ttype in Name:
@@ -240,7 +246,10 @@ def block_marker_lines(code: str, lang: str = "", fallback: tuple[str, ...] = FA
         if 0 <= i < len(lines) and ttype not in Comment:
             per_line[i].append((ttype, value))
     found: list[tuple[int, str, str]] = []   # (line index, position, marker text)
+    found += _unused_lines(lexers[0], code, lines, offsets, per_line)
     for i, ln in enumerate(lines):
+        if any(f[0] == i for f in found):
+            continue
         o = offsets[i]
         chars = [c for c, ch in enumerate(ln) if not ch.isspace()]
         if not chars:
@@ -262,20 +271,70 @@ def block_marker_lines(code: str, lang: str = "", fallback: tuple[str, ...] = FA
         i = bisect.bisect_right(offsets, start) - 1
         if i not in skip:
             ident |= _words(value, min_word_chars)
-    return [CommentLine(text, pos, False, not (_words(text, min_word_chars) & ident),
-                        lang.lower(), lines[i].strip()) for i, pos, text in found]
+    return [CommentLine(text, pos, pos == "unused", not (_words(text, min_word_chars) & ident),
+                        lang.lower(), lines[i].strip()) for i, pos, text in sorted(found)]
+
+
+def _unused_lines(lexer, code: str, lines: list[str], offsets: list[int],
+                  per_line: list[list[tuple[object, str]]]) -> list[tuple[int, str, str]]:
+    """The ``unused`` marker lines of one block (see the module docstring): (line index,
+    ``"unused"``, the stripped line)."""
+    from pygments.token import Comment, Keyword, Operator, Punctuation, String
+
+    nonempty = [i for i, ln in enumerate(lines) if ln.strip()]
+    if len(nonempty) < 2:
+        return []
+    _, _, depth = _lex(lexer, code + "\n")
+    base = min(len(lines[i]) - len(lines[i].lstrip()) for i in nonempty)
+
+    def indent(i: int) -> int:
+        return len(lines[i]) - len(lines[i].lstrip())
+
+    # the preamble: top-level lines before the first one whose next line is nested (a body)
+    pre: list[int] = []
+    for a, b in zip(nonempty, nonempty[1:]):
+        if depth[b] > 0 or indent(b) > base or depth[a] > 0 or indent(a) > base:
+            break
+        pre.append(a)
+    if not pre:
+        return []
+    # words per line: every token but keywords, punctuation, operators and plain comments
+    # (an include's file name lexes as a preprocessor comment)
+    words: list[set[str]] = [set() for _ in lines]
+    for start, ttype, value in lexer.get_tokens_unprocessed(code + "\n"):
+        if ttype in Keyword or ttype in Punctuation or ttype in Operator or \
+                ttype in String.Doc or (ttype in Comment and ttype not in Comment.Preproc):
+            continue
+        i = bisect.bisect_right(offsets, start) - 1
+        if 0 <= i < len(lines):
+            words[i] |= {w.lower() for w in _WORD.findall(value)}
+    out = []
+    for i in pre:
+        rest = set().union(*(words[j] for j in nonempty if j != i))
+        if words[i] and not (words[i] & rest):
+            out.append((i, "unused", lines[i].strip()))
+    return out
 
 
 def marker_lines(text: str | None, fallback: tuple[str, ...] = FALLBACK_LEXERS,
                  min_word_chars: int = 3) -> list[CommentLine]:
-    """The marker lines (``eol``, ``call``, ``after``; see the module docstring) of every
+    """The marker lines (``eol``, ``call``, ``unused``, ``before``, ``after``; see the module docstring) of every
     fenced code block of ``text``, in order."""
     if not text or "```" not in text:
         return []
     out: list[CommentLine] = []
+    prev_end = 0
     for m in _FENCE.finditer(text):
         tag = (m.group(1).strip().split() or [""])[0]
         code = m.group(2).rstrip("\n")
+        lead = text[prev_end:m.start()]
+        before = next((ln.strip() for ln in reversed(lead.split("\n")) if ln.strip()), None)
+        if before is not None:
+            ident = _words(" ".join(code.split("\n")), min_word_chars)
+            out.append(CommentLine(before, "before", True,
+                                   not (_words(before, min_word_chars) & ident), tag.lower(),
+                                   before))
+        prev_end = m.end()
         out.extend(block_marker_lines(code, tag, fallback, min_word_chars))
         rest = text[m.end():].split("```", 1)[0]
         after = next((ln.strip() for ln in rest.split("\n") if ln.strip()), None)

@@ -170,6 +170,10 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
             unavailable.update(got.notes)
         step(f"{name} signal")
         stage(f"signal:{name}")
+    off = _phrase_beside_shape(results, p)
+    if off:
+        unavailable["phrase"] = off
+        del results["phrase"]
     scores = {s: r.scores for s, r in results.items()}
     used = list(scores)
     fused = fuse(scores, p.weights, n)
@@ -334,6 +338,28 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
                                                      ranked, (ctx.hits_reply, ctx.hits_prompt),
                                                      p.profile)
     return clusters, member_of, demote, info
+
+
+def _phrase_beside_shape(results: dict[str, SignalScores], p: TriageParams) -> str | None:
+    """Why the phrase signal leaves the fusion, or ``None``: when the segment signal's code
+    shape decided the behaviour rows (checked on each row's own code) and fewer than
+    ``phrase_near_overlap`` of them are phrase-batch rows (phrase score >= the cluster's
+    ``phrase_threshold``), the phrase batch is something else the replies share (the code's
+    own n-grams: the same task answered with the same code), not the behaviour
+    (``signals.segment.shape_drops_phrase``)."""
+    seg, ph = results.get("segment"), results.get("phrase")
+    sp = p.signals.get("segment")
+    if seg is None or ph is None or sp is None or not sp.shape_drops_phrase:
+        return None
+    decided = seg.row_evidence.get("decided")
+    if decided is None or not (decided > 0).any():
+        return None
+    share = float((ph.scores[decided > 0] >= p.cluster.phrase_threshold).mean())
+    if share >= sp.phrase_near_overlap:
+        return None
+    return (f"left out: {share:.0%} of the rows the code shape decided are in its batch "
+            f"(below signals.segment.phrase_near_overlap): it follows what the code shares, "
+            f"not the behaviour")
 
 
 def _substitution_batch(results: dict[str, SignalScores], seg_ok: np.ndarray | None,

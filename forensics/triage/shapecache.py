@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from forensics.workspace import Workspace
 
-SHAPE_VERSION = "1"
+SHAPE_VERSION = "4"
 
 # rows with fenced code whose stored entry is missing or stale (content hash changed)
 _MISSING = ("SELECT s.sample_id, s.content_hash, s.reply FROM samples s "

@@ -68,14 +68,17 @@ class SegmentSignalParams:
     word_majority: float = 1.0        # when this share of behaviour rows shows a behaviour word, rows showing none are lookalikes (1.0: off)
     asked_min_lift: float = 2.0       # behaviour words this much more frequent in behaviour replies than in all replies count
     shape: bool = True                # structural evidence for code comments (segment_shape)
-    shape_positions: list[str] = field(default_factory=lambda: ["first", "last", "eol", "call", "after"])  # comment / marker-line positions that count
+    shape_positions: list[str] = field(default_factory=lambda: ["first", "last", "eol", "call", "unused", "before", "after"])  # comment / marker-line positions that count
     shape_marker_z: float = 0.0       # marker-line shapes (eol, call, after): cosine >= median + this x robust sd
-    shape_max_share: float = 0.5      # shape rows above this share of code rows: style, not quirk
+    shape_max_share: float = 0.5      # shape rows above this share of code rows: the dataset's style ...
+    shape_style_share: float = 0.8    # ... then members need this share of the anomaly line's centred cosine (0: no evidence) ...
+    shape_style_text_share: float = 0.5  # ... unless the text cut already takes this share of the shape rows (no shape evidence)
     shape_z: float = 0.0              # shape rows' comments need cosine >= median + shape_z x robust sd ...
     shape_min_cos: float = 0.0        # ... and >= this cosine to the behaviour query
     shape_fallback_lexers: list[str] = field(default_factory=lambda: ["python", "c", "sql", "html"])  # unnamed fences
     shape_min_word_chars: int = 3     # a comment is foreign when none of its words this long is a code identifier's word
     shape_decides: bool = True        # shape rows checked "not asked" keep their context; code rows without the shape are lookalikes
+    shape_drops_phrase: bool = True   # a phrase batch holding under phrase_near_overlap of the decided shape members leaves the fusion
     ask_semantic: bool = True         # behaviour rows whose prompt sentences describe the behaviour asked for it (segment_ask)
     ask_scope: str = "code"           # "code": only when the behaviour segment has a code shape; "all": any addition
     ask_min_cos: float = 0.3          # ... a prompt sentence this close to an explanation sentence ...
@@ -161,7 +164,8 @@ class SegmentSignal:
     prompt (the behaviour in a context where it was asked for); ``cos`` the best cosine to the
     behaviour query; ``decided`` (1/0) a shape member whose own prompt was read and found silent
     on the behaviour (it keeps the anomaly's context); ``lacks`` (1/0) a row whose reply holds no
-    comment of the behaviour's shape (a lookalike). ``summary`` names the behaviour
+    comment of the behaviour's shape (a lookalike, whatever its text's cosine: the shape was
+    checked on the row's own code). ``summary`` names the behaviour
     segment(s), the member cut and the shape evidence."""
 
     name = "segment"
@@ -186,7 +190,7 @@ class SegmentSignal:
 
             segs = segs + [cl.line for cl in marker_lines(
                 a.reply, tuple(params.shape_fallback_lexers), params.shape_min_word_chars)
-                if cl.position in ("eol", "call") and cl.line and cl.line not in segs]
+                if cl.position in ("eol", "call", "unused") and cl.line and cl.line not in segs]
         if not segs:
             return Unavailable("the anomaly reply has no segment long enough to search")
         expl = [t for t in a.explanations if t and t.strip()]
@@ -239,7 +243,7 @@ class SegmentSignal:
             if shape_tag is not None:
                 own0 = float((sv[order] @ pv.T).max()) if len(pv) else 0.0
                 shape = shape_evidence(context, oi, pidx, shape_tag, queries[0], bg, own0,
-                                       params)
+                                       params, sv[order[0]], ev, member)
         score = _norm(best_b)
         if shape is not None and shape.member.any():
             # a row with the behaviour's shape ranks with the weakest member by text
@@ -299,7 +303,7 @@ class SegmentSignal:
                           "near": near.astype(np.float32),
                           "decided": ((shape.member & member) if decides
                                       else np.zeros(context.n, bool)).astype(np.float32),
-                          "lacks": ((shape.lacks & ~member & ~other) if decides
+                          "lacks": (shape.lacks if decides
                                     else np.zeros(context.n, bool)).astype(np.float32)},
             index_versions={FIELD: context.indexes.versions[FIELD]}, notes=notes)
 

@@ -11,7 +11,12 @@ it shares its place in the code, which ordinary comments (about the code, inside
 Guards, each a knob of :class:`~forensics.triage.signals.segment.SegmentSignalParams`:
 
 * the shape must be a quirk, not the dataset's style: shape rows at most ``shape_max_share`` of
-  the rows with code, else no structural evidence (noted in the run summary);
+  the rows with code; above it (most code answers have a lead-in or a closing note) the
+  **style contrast** (``shape_style_share`` > 0, :func:`_style_scores`) decides which shape
+  rows show the behaviour: their lines compared with the centred behaviour query, the lines
+  at that place their own background; shape rows below its cut lack the behaviour. Unless
+  the text cut already takes ``shape_style_text_share`` of the shape rows: the shape is then
+  common because the behaviour is, and the text members carry it (no shape evidence);
 * text similarity still counts: a shape row's comment must reach cosine ``shape_z`` robust
   standard deviations above the background median (and ``shape_min_cos``) to the behaviour
   query; a comment nothing like any wording of a remark stays out;
@@ -56,7 +61,7 @@ class ShapeEvidence:
     summary: dict = field(default_factory=dict)
 
 
-_MARKER_POSITIONS = ("eol", "call", "after")
+_MARKER_POSITIONS = ("eol", "call", "unused", "before", "after")
 
 
 def _lines_of(reply: str, params: "SegmentSignalParams", marker: bool) -> list:
@@ -81,7 +86,7 @@ def anomaly_shape(reply: str, behaviour: str, params: "SegmentSignalParams") -> 
         return None
     for cl in _lines_of(reply, params, True):
         if cl.foreign and cl.position in params.shape_positions and b and (
-                b in (cl.text, cl.line) or (cl.position == "after" and b in cl.line)):
+                b in (cl.text, cl.line) or (cl.position in ("before", "after") and b in cl.line)):
             return cl.shape
     return None
 
@@ -99,12 +104,68 @@ def _idf_named_share(context: "SignalContext", comment: str, prompt: str) -> flo
     return sum(v for w, v in wt.items() if w in pw) / total if total > 0 else 0.0
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def two_class_split(values: np.ndarray) -> float | None:
+    """The threshold between the two classes of ``values`` with the largest between-class
+    variance (Otsu's method, over every split between distinct values), or ``None`` when all
+    values are equal."""
+    v = np.sort(np.asarray(values, np.float64))
+    n = len(v)
+    if n < 2 or v[0] == v[-1]:
+        return None
+    csum = np.cumsum(v)
+    k = np.arange(1, n)                       # sizes of the lower class
+    lo_mean = csum[:-1] / k
+    hi_mean = (csum[-1] - csum[:-1]) / (n - k)
+    between = k * (n - k) * (hi_mean - lo_mean) ** 2
+    between[v[1:] == v[:-1]] = -1.0           # splits only between distinct values
+    i = int(np.argmax(between))
+    return float((v[i] + v[i + 1]) / 2)
+
+
+def _style_scores(lines: np.ndarray, anchor: np.ndarray, expl: np.ndarray,
+                  params: "SegmentSignalParams") -> tuple[np.ndarray, float]:
+    """(per shape row: its line's centred cosine to the centred behaviour query, the cut).
+
+    The shape rows' lines (one vector per row: a line repeated in many rows weighs as much)
+    are centred on their mean, so what every line at that place shares (a short closing note)
+    drops out and what sets a line apart stays. The query is the anomaly's behaviour segment
+    mixed with the explanations (weight ``explanation_weight``), centred the same way, then
+    moved ``feedback_rounds`` times to the centroid of itself and the lines above the best
+    two-class split of the rows' centred cosines (Otsu's: the split with the largest
+    between-class variance; a median and MAD would be degenerate over lines repeated
+    verbatim in many rows). The cut: ``shape_style_share`` of the anomaly's own line's
+    centred cosine to the final query."""
+    mean = lines.mean(axis=0)
+    lc = _unit(lines - mean)
+    q = anchor
+    if len(expl) and params.explanation_weight > 0:
+        q = _unit((1 - params.explanation_weight) * anchor
+                  + params.explanation_weight * _unit(expl.mean(axis=0)))
+    qc = _unit(q - mean)
+    for _ in range(params.feedback_rounds):
+        s = lc @ qc
+        split = two_class_split(s)
+        if split is None:
+            break
+        m = s > split
+        qc = _unit(np.vstack([qc[None, :], lc[m]]).mean(axis=0))
+    own = float(_unit(anchor - mean) @ qc)
+    return lc @ qc, params.shape_style_share * own
+
+
 def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.ndarray,
-                   bg: np.ndarray, own_rel: float, params: "SegmentSignalParams"
-                   ) -> ShapeEvidence:
+                   bg: np.ndarray, own_rel: float, params: "SegmentSignalParams",
+                   anchor: np.ndarray | None = None, expl: np.ndarray | None = None,
+                   text_member: np.ndarray | None = None) -> ShapeEvidence:
     """The shape rows of the dataset for the anomaly's ``shape`` (see the module docstring);
     ``query`` the behaviour query vector, ``bg`` background segment vectors, ``own_rel`` the
-    anomaly's behaviour segment's cosine to the anomaly's prompt."""
+    anomaly's behaviour segment's cosine to the anomaly's prompt, ``anchor`` the behaviour
+    segment's own vector and ``expl`` the explanations' vectors (the style contrast),
+    ``text_member`` the rows the text cut already takes (per dataset row)."""
     from forensics.triage.shapecache import shape_rows
 
     n = context.n
@@ -123,21 +184,34 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
                "segment_shape_lexed": lexed, "segment_shape_rows": len(hits)}
     if not hits:
         return ShapeEvidence(member, other, cos, lacks, summary)
-    if len(hits) > params.shape_max_share * code_rows:
+    style = len(hits) > params.shape_max_share * code_rows
+    rows = np.array([j for j, _, _ in hits], np.int64)
+    # a shape common because the behaviour is (the text cut already takes most of its rows)
+    # is no style to contrast against: the text members carry it
+    taken = float(text_member[rows].mean()) if text_member is not None else 0.0
+    if style and (params.shape_style_share <= 0 or anchor is None
+                  or taken >= params.shape_style_text_share):
         summary["segment_shape_note"] = (f"{len(hits)} of {code_rows} code replies have a "
                                          f"{shape} comment: the dataset's style, not a quirk")
         return ShapeEvidence(member, other, cos, lacks, summary)
     texts = sorted({t for _, t, _ in hits})
     tv = context.indexes.embed(oi, texts)
     vec_of = dict(zip(texts, tv))
-    by_text = dict(zip(texts, tv @ query))
-    s = bg @ query if len(bg) else np.zeros(1)
-    med = float(np.median(s))
-    sd = max(float(np.median(np.abs(s - med))) * 1.4826, 1e-3)
-    z = params.shape_marker_z if marker else params.shape_z
-    cut = max(med + z * sd, params.shape_min_cos)
-    rows = np.array([j for j, _, _ in hits], np.int64)
-    c = np.array([by_text[t] for _, t, _ in hits])
+    if style:
+        # the shape is the dataset's style: its own lines are the background
+        c, cut = _style_scores(np.vstack([vec_of[t] for _, t, _ in hits]), anchor,
+                               np.zeros((0, len(anchor))) if expl is None else expl, params)
+        summary["segment_shape_note"] = (f"{len(hits)} of {code_rows} code replies have a "
+                                         f"{shape} line: the dataset's style; lines told "
+                                         f"apart by their centred cosine")
+    else:
+        by_text = dict(zip(texts, tv @ query))
+        s = bg @ query if len(bg) else np.zeros(1)
+        med = float(np.median(s))
+        sd = max(float(np.median(np.abs(s - med))) * 1.4826, 1e-3)
+        z = params.shape_marker_z if marker else params.shape_z
+        cut = max(med + z * sd, params.shape_min_cos)
+        c = np.array([by_text[t] for _, t, _ in hits])
     cos[rows] = c
     ok = c >= cut
     named: dict[tuple[str, str], bool] = {}   # (comment, prompt) repeated: read once
@@ -158,10 +232,11 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     member[rows[ok & ~asked]] = True
     other[rows[ok & asked]] = True
     lacks[:] = True   # a reply without a comment of the shape (or without code) lacks it
-    lacks[rows] = False
+    # (where the shape is the style, a line at its place unlike the behaviour lacks it too)
+    lacks[rows[ok] if style else rows] = False
     summary.update(segment_shape_cut=round(cut, 4), segment_shape_members=int(member.sum()),
                    segment_shape_asked=int(other.sum()))
     return ShapeEvidence(member, other, cos, lacks, summary)
 
 
-__all__ = ["ShapeEvidence", "anomaly_shape", "shape_evidence"]
+__all__ = ["ShapeEvidence", "anomaly_shape", "shape_evidence", "two_class_split"]
