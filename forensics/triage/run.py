@@ -164,6 +164,7 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
         got = cls().score(ctx, p.signals[name])
         if isinstance(got, Unavailable):
             unavailable[name] = got.reason
+            info.update(got.summary)
         else:
             results[name] = got
             info.update(got.summary)
