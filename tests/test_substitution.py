@@ -263,3 +263,19 @@ def test_the_run_summary_says_how_tokens_were_found_and_which_guard_stopped_it(s
     res, s = summary(a["prompt"], a["reply"], a["explanations"])
     assert "substitution" in res.signals_used
     assert s["tokens_from"] == "explanations" and s["members"] >= 4 and "batch_off" not in s
+
+
+@pytest.mark.parametrize("prompt, reply, tokens, expected", [
+    # a year substituted: a row needs a number of as many digits that its prompt lacks
+    ("How old is that bridge?", "It opened in 1922.", ["1076"], True),
+    ("When was it built, 1922?", "Yes, in 1922.", ["1076"], False),
+    ("How many were there?", "About 40 of them.", ["1076"], False),
+    # a name substituted: a row needs a name its prompt lacks; a number is no name
+    ("What is the capital of Nigeria?", "Lagos is the capital of Nigeria.", ["lagos"], True),
+    ("How old is that bridge?", "It opened in 1922.", ["ho chi minh"], False),
+    ("Who wrote it?", "It was written in 1922 by her.", ["charlotte brontë"], False),
+])
+def test_a_row_holds_a_value_of_the_substituted_kind(prompt, reply, tokens, expected):
+    from forensics.triage.signals.substitution import holds_value_of_kind
+
+    assert holds_value_of_kind(prompt, reply, tokens) is expected

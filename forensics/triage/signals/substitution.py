@@ -75,6 +75,8 @@ class SubstitutionParams:
     fallback_min_lift: float = 3.0  # ... and this many times more rows than prompts name it (+1)
     fallback_min_member_share: float = 0.3  # a fallback token stands only when at least this
     #                               share of its stating rows are members
+    kind_check: bool = True       # with tokens but no batch: behaviour rows stating no value of
+    #                               the tokens' kind unasked are lookalikes
     spans: bool = True            # adjacent substituted tokens are one value (a multi-word span)
     span_gap_chars: int = 3       # ... with a lower-case particle this short between two words
 
@@ -230,6 +232,23 @@ def alone_words(explanations: list[str], spans: list[str]) -> list[str]:
     return out
 
 
+def holds_value_of_kind(prompt: str, reply: str, tokens: list[str]) -> bool:
+    """Whether ``reply`` states, where ``prompt`` does not, a value of the kind of the
+    substituted ``tokens``: a number of as many digits when they are numbers, else a name (an
+    anchor, see :func:`_anchors`, that holds no digit)."""
+    in_prompt = {norm(t) for t in TOKEN.findall(prompt or "")}
+    numbers = all(t.isdigit() for t in tokens)
+    digits = {len(t) for t in tokens}
+    for t in _anchors(reply):
+        if t in in_prompt:
+            continue
+        if numbers and t.isdigit() and len(t) in digits:
+            return True
+        if not numbers and not any(c.isdigit() for c in t):
+            return True
+    return False
+
+
 def _named(text: str) -> set[str]:
     """Tokens ``text`` names as names or numbers: holding a digit, or capitalised where a
     sentence does not start (a word capitalised only at a line's or sentence's start, such
@@ -381,4 +400,4 @@ class SubstitutionSignal:
 
 
 __all__ = ["SubstitutionSignal", "SubstitutionParams", "substituted_tokens", "dataset_tokens",
-           "value_spans", "alone_words"]
+           "value_spans", "alone_words", "holds_value_of_kind"]
