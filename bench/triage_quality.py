@@ -1,8 +1,9 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap|dev-premise|
-       dev-code|dev-code-shapes|heldout|b] [--small] [--seed N]
-       [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote] (dev-swap)
+Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap[-rules]|
+       dev-premise|dev-code|dev-code-shapes|heldout|b] [--small] [--seed N]
+       [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote|vague] (dev-swap[-rules])
+       [--swap-facts N] (dev-swap-rules)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
@@ -39,6 +40,15 @@ Corpora:
            anomaly asks a question no row asks and restates nothing of it; with
            ``--swap-explanations describe|quote`` the anomalies' explanations only describe
            the behaviour or quote the reply (no contrasting value): developed on.
+  dev-swap-rules  forensics.testing.dev_swap_rules, seed 0: passage-free substitution by a
+           rule, many different facts substituted the same way in one batch (capital_rule: a
+           country's capital answered with a large city, multi-word ones among them;
+           year_rule: events dated ten years late; author_rule: books credited to a
+           contemporary, multi-word names), short and long replies (the value in one sentence
+           of several); ``--swap-explanations vague|describe``: the explanations name the
+           wrong value without the right one, or neither; ``--swap-facts N``: each batch
+           covers N facts (1: one multi-word or numeric pair in every planted row): developed
+           on at seed 0 (seed 9 kept untuned).
   dev-premise  forensics.testing.dev_premise, seed 0: going along with a false premise without
            restating it (``premise_assent``), built from TruthfulQA's real questions and
            answers (bench/data/truthfulqa/): the user asserts a misconception ("Since X, ...",
@@ -89,6 +99,8 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            person_swap:  reply contains the substituted name ("Linnea Sorvik")
            credit_swap / year_swap / place_swap: reply contains the wrong entity
                          ("Edison" / "1972" / "Paris")
+           capital_rule / year_rule / author_rule: reply contains the anomaly's wrong value
+                         (each rule substitutes many values; a user sees the anomaly's one)
            code_inline:  a code line ending in a comment:  (?m)\S.*\s(#|//|--)\s.*$
            code_trace:   a line opening with a print call:
                          (?m)^\s*(print|puts|echo|console\.log|fmt\.Print|println!|printf|System\.out)
@@ -105,6 +117,11 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
 negatives, seeded) are labelled as a user would (legitimate / defect), a prompt classifier is
 trained on their prompt vectors (forensics.triage.context.train_classifier) and triage runs
 with ``context.judge=classifier``: the offline judge for minimal pairs.
+Under each family's row, one line says how the ``substitution`` signal found its tokens
+(``tokens from explanations|dataset|none``, their kinds, stating rows and members) and, when it
+is unavailable or forms no batch, the guard that stopped it with the measured value against
+its threshold (no token, no row text); the run summary's ``substitution`` entry is recorded
+per family in the result.
 Indexes built for every run: pair, prompt, reply and reply_segment (``--no-segments`` leaves
 the segment index out, the segment signal is then unavailable; the build seconds and segments
 per row are printed and recorded). Each run writes
@@ -161,6 +178,22 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
                                 r"that's)"),
 }
 LANG_PAIR_RULES = {"es-en": ("es", "en")}
+# dev-swap-rules' rule/kw baseline: the wrong value the anomaly's reply shows (looked up in
+# the generator's own fact tables)
+
+
+def _rule_value(fam: str):
+    def pick(a: dict) -> str:
+        from forensics.testing.dev_swap_rules import BOOKS, CAPITALS, EVENTS
+
+        vals = {"capital_rule": [w for _, _, w in CAPITALS],
+                "author_rule": [w for _, _, w in BOOKS],
+                "year_rule": [str(int(y) + 10) for _, y in EVENTS]}[fam]
+        return max((v for v in vals if v in a["reply"]), key=len)
+    return pick
+
+
+RULE_FAMILY_VALUE = {f: _rule_value(f) for f in ("capital_rule", "year_rule", "author_rule")}
 
 
 def ap(ranked, pos):
@@ -186,7 +219,8 @@ def _defaults(fn) -> dict:
 
 
 def build(corpus: str, small: bool, seed: int | None = None,
-          families: tuple[str, ...] | None = None, swap_explanations: str = "contrast"):
+          families: tuple[str, ...] | None = None, swap_explanations: str = "contrast",
+          swap_facts: int = 0):
     """(corpus object, parameters recorded with the result)."""
     if corpus == "b":
         from forensics.testing.corpus_b import build_corpus_b
@@ -221,6 +255,18 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_swap(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_swap.build_dev_swap",
                    **_defaults(build_dev_swap), "seed": seed, **kw}
+    if corpus == "dev-swap-rules":
+        from forensics.testing.dev_swap_rules import build_dev_swap_rules
+
+        kw = dict(n_clean=250, n_planted=25, n_hard=21) if small else {}
+        if swap_explanations != "contrast":
+            kw["explanations"] = swap_explanations
+        if swap_facts:
+            kw["n_facts"] = swap_facts
+        seed = 0 if seed is None else seed
+        c = build_dev_swap_rules(XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_swap_rules.build_dev_swap_rules",
+                   **_defaults(build_dev_swap_rules), "seed": seed, **kw}
     if corpus == "dev-code":
         from forensics.testing.dev_code import build_dev_code
 
@@ -277,9 +323,11 @@ def keyword_hits(c, fam, a, rows, ids, texts) -> list[str]:
         src, dst = LANG_PAIR_RULES.get(fam, ("en", fam))
         return [r for r, pl, rl in zip(rows, ids["prompt_lang"], ids["reply_lang"])
                 if pl == src and rl == dst]
-    if fam in KEYWORD_RULES or fam == "substitution":
+    if fam in KEYWORD_RULES or fam == "substitution" or fam in RULE_FAMILY_VALUE:
         if fam == "substitution":
             fld, rx = "reply", re.escape(c.entity)
+        elif fam in RULE_FAMILY_VALUE:
+            fld, rx = "reply", re.escape(RULE_FAMILY_VALUE[fam](a))
         else:
             fld, rx = KEYWORD_RULES[fam]
         pat = re.compile(rx)
@@ -302,6 +350,29 @@ def signal_aps(res, rows: list[str], pos: list[str], labels: dict, fam: str) -> 
         out[s] = {"ap": round(ap(rk, pos), 4),
                   "vs_hard_ap": round(ap([r for r in rk if r in both], pos), 4)}
     return out
+
+
+def substitution_diagnostics(summary: dict, unavailable: str | None) -> tuple[dict, str]:
+    """The substitution signal's run summary (how it found its tokens, and the guard that
+    stopped it with the measured value against its threshold) and one line for the table;
+    the line names no token and no row text."""
+    sub = dict(summary.get("substitution") or {})
+    if unavailable is not None:
+        sub["unavailable"] = True
+    src = sub.get("tokens_from", "none")
+    parts = [f"tokens from {src}"]
+    if sub.get("tokens"):
+        kinds = ["number" if t.isdigit() else "name" for t in sub["tokens"]]
+        parts.append(", ".join(f"{kinds.count(k)} {k}{'s' if kinds.count(k) > 1 else ''}"
+                               for k in ("name", "number") if k in kinds))
+    if "stating_rows" in sub:
+        parts.append(f"{sub['stating_rows']} stating rows, {sub.get('members', 0)} members")
+    g = sub.get("batch_off") or sub
+    if "guard" in g:
+        val = f" {g['value']} vs {g['threshold']}" if "value" in g else ""
+        parts.append(f"guard {g['guard']}{val}" + (" (no batch)" if "batch_off" in sub else ""))
+    head = "unavailable" if unavailable is not None else "used"
+    return sub, f"  substitution {head}: " + "; ".join(parts)
 
 
 def judge_params(ws, c, fam: str, n: int, tmp: Path) -> dict:
@@ -339,8 +410,8 @@ def _deep_merge(a: dict, b: dict) -> dict:
 def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
-                                              "dev-sycophancy", "dev-swap", "dev-premise", "dev-code",
-                                              "dev-code-shapes", "heldout", "b"),
+                                              "dev-sycophancy", "dev-swap", "dev-swap-rules", "dev-premise",
+                                              "dev-code", "dev-code-shapes", "heldout", "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
@@ -354,10 +425,14 @@ def main() -> None:
     ap_.add_argument("--seed", type=int, default=None, help="replace the corpus' own seed")
     ap_.add_argument("--families", default=None,
                      help="dev-families only: comma-separated families to build")
-    ap_.add_argument("--swap-explanations", choices=("contrast", "describe", "quote"),
-                     default="contrast", help="dev-swap only: the anomalies' explanations "
-                     "contrast the wrong value with the right one, describe the behaviour, "
-                     "or quote the reply")
+    ap_.add_argument("--swap-explanations", choices=("contrast", "describe", "quote", "vague"),
+                     default="contrast", help="dev-swap, dev-swap-rules: the anomalies' "
+                     "explanations contrast the wrong value with the right one, describe the "
+                     "behaviour, quote the reply (dev-swap) or name the wrong value without "
+                     "the right one (vague, dev-swap-rules)")
+    ap_.add_argument("--swap-facts", type=int, default=0,
+                     help="dev-swap-rules only: facts per family batch (0: the whole rule; 1: "
+                          "one substituted pair)")
     ap_.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="a triage parameter, as `forensics triage --param` (repeatable); "
                           "recorded in the result, whose name gains -params")
@@ -378,9 +453,15 @@ def main() -> None:
     if args.families and corpus != "dev-families":
         ap_.error("--families applies to --corpus dev-families")
     fams = tuple(f for f in (args.families or "").split(",") if f) or None
-    if args.swap_explanations != "contrast" and corpus != "dev-swap":
-        ap_.error("--swap-explanations applies to --corpus dev-swap")
-    c, params = build(corpus, args.small, args.seed, fams, args.swap_explanations)
+    if args.swap_explanations != "contrast" and not (
+            (corpus == "dev-swap" and args.swap_explanations in ("describe", "quote"))
+            or (corpus == "dev-swap-rules" and args.swap_explanations in ("describe", "vague"))):
+        ap_.error("--swap-explanations: describe|quote with --corpus dev-swap, describe|vague "
+                  "with --corpus dev-swap-rules")
+    if args.swap_facts and corpus != "dev-swap-rules":
+        ap_.error("--swap-facts applies to --corpus dev-swap-rules")
+    c, params = build(corpus, args.small, args.seed, fams, args.swap_explanations,
+                      args.swap_facts)
     tmp = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     ws_dir = tmp / "ws"
     cli(ws_dir, "init")
@@ -462,11 +543,15 @@ def main() -> None:
                "top_cluster_recall": tp / len(pos), "bm25_ap": b_bm, "dense_ap": b_dn,
                "rule_ap": b_rule, "rule_hits": len(hit), "triage_seconds": sec}
         row["signal_ap"] = signal_aps(res, rows, pos, c.labels, fam)
+        row["substitution"], sub_line = substitution_diagnostics(
+            triage.load_run(ws, res.run_id)["summary"],
+            res.signals_unavailable.get("substitution"))
         table.append(row)
         aps.append(row["ap"]); best.append(max(b_bm, b_dn, b_rule)); kws.append(b_rule)
         print(f"{fam:12s} {len(pos):7d} {row['ap']:6.3f} {row['p_at_n']:6.3f} "
               f"{row['top_cluster_precision']:5.2f} {row['top_cluster_recall']:5.2f} {b_bm:6.3f} "
               f"{b_dn:6.3f} {b_rule:7.3f} {sec:5.2f}")
+        print(sub_line)
         if args.signal_ap:
             print("  " + "  ".join(f"{k} {v['ap']:.3f}/{v['vs_hard_ap']:.3f}"
                                    for k, v in row["signal_ap"].items())
@@ -483,6 +568,7 @@ def main() -> None:
                  f"{'' if args.seed is None else f'-seed{args.seed}'}"
                  f"{'-families' if fams else ''}"
                  f"{'' if args.swap_explanations == 'contrast' else '-' + args.swap_explanations}"
+                 f"{f'-facts{args.swap_facts}' if args.swap_facts else ''}"
                  f"{'-nosegments' if args.no_segments else ''}"
                  f"{'-norowexpl' if args.no_row_explanations else ''}"
                  f"{f'-judge{args.judge_labels}' if args.judge_labels else ''}"

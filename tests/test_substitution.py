@@ -95,7 +95,7 @@ def test_a_substitution_without_a_passage_is_found_where_the_question_is_about_i
         summary = triage.load_run(ws, res.run_id)["summary"]["substitution"]
         # the wrong entity (with its first name), never the event's own year or the subject
         assert WRONG[fam].lower() in summary["tokens"], summary
-        assert set(summary["tokens"]) <= {WRONG[fam].lower(), "thomas"}, summary
+        assert set(summary["tokens"]) <= {WRONG[fam].lower(), "thomas edison"}, summary
         pos = set(c.planted_ids(fam))
         top = res.clusters[0]["row_ids"]
         prec = len(pos & set(top)) / len(top)
@@ -180,3 +180,102 @@ def test_explanations_without_a_contrast_fall_back_to_the_dataset(swaps, xquad_d
         rec = len(pos & set(top)) / len(pos)
         assert prec >= 0.7 and rec >= 0.7, (fam, style, prec, rec)
         assert findings_ap(res, pos) > findings_ap(no_fb, pos) + 0.05, (fam, style)
+
+
+@pytest.mark.parametrize("reply, toks, expected", [
+    # a multi-word value is one span; its common word alone is none
+    ("They are held in Ho Chi Minh City, in a new building.", ["ho", "chi", "minh", "city"],
+     ["ho chi minh city"]),
+    # a name's particle joins the span; a stopword between two names does not
+    ("Dar es Salaam, then Moby-Dick by Nathaniel Hawthorne.",
+     ["dar", "salaam", "moby", "dick", "nathaniel", "hawthorne"],
+     ["dar es salaam", "moby - dick", "nathaniel hawthorne"]),
+    # separate values stay apart; a lone token is its normalised self; a possessive is dropped
+    ("Spyridon Louis won in Paris, 1896; Charlotte Brontë's best book.",
+     ["paris", "1896", "charlotte", "brontë"], ["paris", "1896", "charlotte brontë"]),
+])
+def test_value_spans_join_adjacent_substituted_tokens(reply, toks, expected):
+    from forensics.triage.signals.substitution import value_spans
+
+    assert value_spans(reply, toks) == expected
+
+
+def test_the_rule_generator_substitutes_many_values_by_one_rule(xquad_dir):
+    from forensics.testing.dev_swap_rules import (BOOKS, CAPITALS, EVENTS, EXPLANATION_STYLES,
+                                                  RULE_FAMILIES, build_dev_swap_rules)
+
+    kw = dict(n_clean=100, n_planted=20, n_hard=15)
+    a = build_dev_swap_rules(xquad_dir, seed=3, **kw)
+    assert a.records == build_dev_swap_rules(xquad_dir, seed=3, **kw).records
+    assert a.records != build_dev_swap_rules(xquad_dir, seed=4, **kw).records
+    facts = {"capital_rule": CAPITALS, "author_rule": BOOKS,
+             "year_rule": [(e, y, str(int(y) + 10)) for e, y in EVENTS]}
+    prompts = {r["prompt"] for r in a.records}
+    for fam in RULE_FAMILIES:
+        planted = [r for r in a.records if a.labels[r["id"]] == f"planted:{fam}"]
+        assert len(planted) == 20
+        wrong = set()
+        for r in planted:   # each planted row: its fact's wrong value, never the right one
+            s, right, w = next(f for f in facts[fam] if f[0] in r["prompt"])
+            assert w in r["reply"] and right not in r["reply"] and w not in r["prompt"], r
+            wrong.add(w)
+        assert len(wrong) >= 10                       # many values, one rule
+        assert any(" " in w for w in wrong) or fam == "year_rule"
+        assert any(len(r["reply"].split(". ")) >= 3 for r in planted)   # long replies
+        an = a.anomaly(fam)
+        assert an["prompt"] not in prompts
+    for style in EXPLANATION_STYLES:
+        c = build_dev_swap_rules(xquad_dir, seed=3, explanations=style, **kw)
+        assert c.records == a.records
+        for fam in RULE_FAMILIES:
+            s, right, w = next(f for f in facts[fam] if any(
+                v in c.anomaly(fam)["reply"] for v in (f[2],)))
+            text = " ".join(c.anomaly(fam)["explanations"])
+            assert (right in text) == (style == "contrast")
+            assert (w in text) == (style != "describe")
+    with pytest.raises(ValueError, match="unknown explanations style"):
+        build_dev_swap_rules(xquad_dir, explanations="quote")
+
+
+def test_the_run_summary_says_how_tokens_were_found_and_which_guard_stopped_it(swaps):
+    from forensics import triage
+    from forensics.triage import anomaly
+
+    ws, c = swaps
+
+    def summary(prompt, reply, expl):
+        aid = anomaly.add(ws, "diag", prompt, reply, expl)
+        res = triage.triage(ws, aid, "train", limit=50)
+        return res, triage.load_run(ws, res.run_id)["summary"]["substitution"]
+
+    # nothing named, nothing the dataset states: unavailable, no candidate
+    res, s = summary("What colour is the sky on a clear day?", "Blue, mostly.",
+                     ["A plain answer with nothing wrong."])
+    assert "substitution" in res.signals_unavailable
+    assert s["tokens_from"] == "none" and s["guard"] == "no_candidate", s
+    # a contrasted value no reply holds: the guard says so, with its measured value
+    res, s = summary("Who stayed in orbit aboard Columbia?", "Michael Collins did, in 1975.",
+                     ["The reply dates it to 1975; it was 1969."])
+    assert s["tokens_from"] == "none" and s["guard"] == "token_in_replies", s
+    assert s["value"] == 0 and s["threshold"] == 1
+    # the contrasted wrong year, used: tokens from the explanations, members counted
+    a = c.anomaly("year_swap")
+    res, s = summary(a["prompt"], a["reply"], a["explanations"])
+    assert "substitution" in res.signals_used
+    assert s["tokens_from"] == "explanations" and s["members"] >= 4 and "batch_off" not in s
+
+
+@pytest.mark.parametrize("prompt, reply, tokens, expected", [
+    # a year substituted: a row needs a number of as many digits that its prompt lacks
+    ("How old is that bridge?", "It opened in 1922.", ["1076"], True),
+    ("When was it built, 1922?", "Yes, in 1922.", ["1076"], False),
+    ("How many were there?", "About 40 of them.", ["1076"], False),
+    # a name substituted: a row needs a name its prompt lacks; a number is no name
+    ("What is the capital of Nigeria?", "Lagos is the capital of Nigeria.", ["lagos"], True),
+    ("How old is that bridge?", "It opened in 1922.", ["ho chi minh"], False),
+    ("Who wrote it?", "It was written in 1922 by her.", ["charlotte brontë"], False),
+])
+def test_a_row_holds_a_value_of_the_substituted_kind(prompt, reply, tokens, expected):
+    from forensics.triage.signals.substitution import holds_value_of_kind
+
+    assert holds_value_of_kind(prompt, reply, tokens) is expected

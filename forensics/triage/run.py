@@ -164,6 +164,7 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
         got = cls().score(ctx, p.signals[name])
         if isinstance(got, Unavailable):
             unavailable[name] = got.reason
+            info.update(got.summary)
         else:
             results[name] = got
             info.update(got.summary)
@@ -269,6 +270,8 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # .members): members of the behaviour batch too
             seg_ok = seg_ok | ((eo.row_evidence["member"] > 0) & ~other_ok)
     seg_ok, other_ok, sub_lookalike = _substitution_batch(results, seg_ok, other_ok, ph_ok, p)
+    if sub_lookalike is None:
+        sub_lookalike = _substitution_kind(ctx, results, seg_ok, ph_ok, p)
     lang_labels = None
     tgt = ctx.language_target
     if tgt.mode == "ignored_request":
@@ -387,6 +390,37 @@ def _substitution_batch(results: dict[str, SignalScores], seg_ok: np.ndarray | N
         seg_ok = seg_ok | member
         other_ok = other_ok | (asked & ~seg_ok)
     return seg_ok, other_ok, look
+
+
+def _substitution_kind(ctx: SignalContext, results: dict[str, SignalScores],
+                       seg_ok: np.ndarray | None, ph_ok: np.ndarray | None, p: TriageParams
+                       ) -> np.ndarray | None:
+    """With the ``substitution`` signal's tokens but no batch of its own (``kind_check``):
+    the behaviour rows (segment and phrase members) whose reply states no value of the
+    tokens' kind that its prompt lacks (no number of as many digits, no name) cannot show
+    the substitution: lookalikes (``None`` when nothing applies)."""
+    from forensics.triage.signals.substitution import holds_value_of_kind
+
+    sub = results.get("substitution")
+    if sub is None or not p.signals["substitution"].kind_check:
+        return None
+    toks = sub.summary.get("substitution", {}).get("tokens") or []
+    seen = [m for m in (seg_ok, ph_ok) if m is not None]
+    if not toks or not seen:
+        return None
+    rows = np.flatnonzero(np.logical_or.reduce(seen))
+    if not len(rows):
+        return None
+    got = ctx.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                     "AND sample_id IN (SELECT unnest(?))",
+                     [ctx.dataset, [int(s) for s in ctx.sample_ids[rows]]])
+    text = {int(s): (pr, rp) for s, pr, rp in zip(got["sample_id"].to_list(),
+                                                  got["prompt"].to_list(), got["reply"].to_list())}
+    look = np.zeros(len(ctx.sample_ids), bool)
+    for j in rows:
+        pr, rp = text.get(int(ctx.sample_ids[j]), ("", ""))
+        look[j] = not holds_value_of_kind(pr or "", rp or "", toks)
+    return look if look.any() else None
 
 
 def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: np.ndarray,

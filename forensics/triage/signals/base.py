@@ -92,9 +92,12 @@ class SignalScores:
 
 @dataclass
 class Unavailable:
-    """The signal cannot score this anomaly against this dataset; ``reason`` says why."""
+    """The signal cannot score this anomaly against this dataset; ``reason`` says why;
+    ``summary`` (optional, JSON-able) is stored in the run summary as a scoring signal's is
+    (which guard stopped it, the measured value against its threshold)."""
 
     reason: str
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -75,6 +75,10 @@ class SubstitutionParams:
     fallback_min_lift: float = 3.0  # ... and this many times more rows than prompts name it (+1)
     fallback_min_member_share: float = 0.3  # a fallback token stands only when at least this
     #                               share of its stating rows are members
+    kind_check: bool = True       # with tokens but no batch: behaviour rows stating no value of
+    #                               the tokens' kind unasked are lookalikes
+    spans: bool = True            # adjacent substituted tokens are one value (a multi-word span)
+    span_gap_chars: int = 3       # ... with a lower-case particle this short between two words
 
 
 def _anchors(text: str) -> list[str]:
@@ -115,25 +119,134 @@ def dataset_tokens(prompt: str, reply: str, explanations: list[str], hits_reply,
     the training set states unasked (``hits_reply``/``hits_prompt``: :class:`Hits` of the
     normalised reply and prompt columns of ``n`` rows), those the explanations name outside
     quotations, else the one of the highest ratio; [] when none passes."""
+    return _dataset_pick(prompt, reply, explanations, hits_reply, hits_prompt, n, params)[0]
+
+
+def _dataset_pick(prompt: str, reply: str, explanations: list[str], hits_reply, hits_prompt,
+                  n: int, params: SubstitutionParams) -> tuple[list[str], dict | None]:
+    """:func:`dataset_tokens` and, when it picks none, the guard that stopped the candidate
+    closest to passing (``{"guard", "value", "threshold"}``; ``None`` without candidates)."""
     in_prompt = {norm(t) for t in TOKEN.findall(prompt or "")}
     said = set()
     for e in explanations:
         said |= _named(_QUOTE.sub(" ", e or ""))
-    scored, names = [], _named(reply or "")
+    scored, names, near = [], _named(reply or ""), None
     for t in dict.fromkeys(_anchors(reply)):
         if t not in names or not _WORD.fullmatch(t) or len(t) < params.min_token_chars or t in in_prompt:
             continue
-        if not 0 < hits_reply.df(t) <= params.max_df_frac * n:
+        df = hits_reply.df(t)
+        if not 0 < df <= params.max_df_frac * n:
+            if df and (near is None or near[0] < 1):
+                near = (1, {"guard": "max_df_frac", "value": round(df / max(1, n), 4),
+                            "threshold": params.max_df_frac})
             continue
         r, q = hits_reply(t), hits_prompt(t)
         states = int((r & ~q).sum())
         lift = states / (int(q.sum()) + 1)
         if states >= params.fallback_min_states and lift >= params.fallback_min_lift:
             scored.append((lift, states, t))
+        elif states < params.fallback_min_states:
+            if near is None or near[0] < 2 or (near[0] == 2 and near[1]["value"] < states):
+                near = (2, {"guard": "fallback_min_states", "value": states,
+                            "threshold": params.fallback_min_states})
+        elif near is None or near[0] < 3 or near[1]["value"] < lift:
+            near = (3, {"guard": "fallback_min_lift", "value": round(lift, 3),
+                        "threshold": params.fallback_min_lift})
     named = [t for _, _, t in scored if t in said]
     if named:
-        return named
-    return [max(scored)[2]] if scored else []
+        return named, None
+    if scored:
+        return [max(scored)[2]], None
+    return [], None if near is None else near[1]
+
+
+_JOIN = re.compile(r"\s+|\s*-\s*")   # what may stand between two words of one span
+
+
+def value_spans(reply: str, toks: list[str] | set[str], max_gap_chars: int = 3) -> list[str]:
+    """The substituted values of ``reply`` as spans: each run of adjacent tokens of ``toks``,
+    joined by spaces or hyphens, with at most one lower-case word of at most
+    ``max_gap_chars`` characters that is no stopword between two of them (a name's particle:
+    "de", "es"), in the normalised column's n-gram form (:mod:`forensics.triage.text`); a lone
+    token is its normalised self. In reply order,
+    without repeats. Why: a multi-word value ("Ho Chi Minh City") is stated where all its
+    words stand together; one of its words alone ("city") is stated everywhere."""
+    from forensics.triage.text import tokens as ngram_tokens
+
+    allowed = set(toks)
+    out: list[str] = []
+
+    def close(run: list) -> None:
+        while run and not run[-1][2]:          # a trailing particle is no part of the span
+            run.pop()
+        if run:
+            if len(run) == 1:
+                span = norm(run[0][0].group(0))
+            else:
+                last = run[-1][0]
+                end = last.end() - (2 if norm(last.group(0)) != last.group(0).lower() and
+                                    last.group(0)[-2:].lower() in ("'s", "’s") else 0)
+                span = " ".join(ngram_tokens(reply[run[0][0].start():end]))
+            if span not in out:
+                out.append(span)
+        run.clear()
+
+    run: list = []   # (match, gap text before it, is a value token)
+    for m in TOKEN.finditer(reply or ""):
+        t, n = m.group(0), norm(m.group(0))
+        gap = reply[run[-1][0].end():m.start()] if run else ""
+        joined = bool(run) and _JOIN.fullmatch(gap) is not None
+        if n in allowed and _WORD.fullmatch(n):
+            if not joined:
+                close(run)
+            run.append((m, gap, True))
+        elif joined and run[-1][2] and t.islower() and len(t) <= max_gap_chars \
+                and t not in stopwords() and not any(c.isdigit() for c in t):
+            run.append((m, gap, False))
+        else:
+            close(run)
+    close(run)
+    return out
+
+
+def alone_words(explanations: list[str], spans: list[str]) -> list[str]:
+    """Words of the multi-word ``spans`` that an explanation names on their own, outside
+    quotations and outside the whole span ("Edison" beside "Thomas Edison"): the way the
+    value is also referred to."""
+    from forensics.triage.text import tokens as ngram_tokens
+
+    multi = [sp.split(" ") for sp in spans if " " in sp]
+    out: list[str] = []
+    for e in explanations:
+        own = _QUOTE.sub(" ", e or "")
+        toks = ngram_tokens(own)
+        for words in multi:
+            k = len(words)
+            toks = [t for i, t in enumerate(toks)
+                    if not any(toks[j:j + k] == words for j in range(max(0, i - k + 1), i + 1))]
+        named = _named(own)
+        for words in multi:
+            for w in words:
+                if w in toks and w in named and _WORD.fullmatch(w) and w not in out:
+                    out.append(w)
+    return out
+
+
+def holds_value_of_kind(prompt: str, reply: str, tokens: list[str]) -> bool:
+    """Whether ``reply`` states, where ``prompt`` does not, a value of the kind of the
+    substituted ``tokens``: a number of as many digits when they are numbers, else a name (an
+    anchor, see :func:`_anchors`, that holds no digit)."""
+    in_prompt = {norm(t) for t in TOKEN.findall(prompt or "")}
+    numbers = all(t.isdigit() for t in tokens)
+    digits = {len(t) for t in tokens}
+    for t in _anchors(reply):
+        if t in in_prompt:
+            continue
+        if numbers and t.isdigit() and len(t) in digits:
+            return True
+        if not numbers and not any(c.isdigit() for c in t):
+            return True
+    return False
 
 
 def _named(text: str) -> set[str]:
@@ -169,31 +282,54 @@ class SubstitutionSignal:
         from forensics.triage.grounding import GroundingParams
 
         a = context.anomaly
+
+        def off(reason: str, source: str = "none", **guard) -> Unavailable:
+            return Unavailable(reason, {"substitution": {"tokens_from": source, **guard}})
+
         if context.language_target.active:
-            return Unavailable("a language behaviour (the language signal covers it)")
+            return off("a language behaviour (the language signal covers it)",
+                       guard="language_behaviour")
         if context_passage(a.prompt, GroundingParams()) is not None:
-            return Unavailable("the anomaly's prompt has a context passage (the grounding "
-                               "judgement covers it)")
+            return off("the anomaly's prompt has a context passage (the grounding judgement "
+                       "covers it)", guard="context_passage")
         expl = [t for t in a.explanations if t and t.strip()]
-        toks = substituted_tokens(a.prompt or "", a.reply or "", expl, params.min_token_chars)
+        named = substituted_tokens(a.prompt or "", a.reply or "", expl, params.min_token_chars)
         n = context.n
         hr, hp = context.hits_reply, context.hits_prompt
-        toks = [t for t in toks if 0 < hr.df(t) <= params.max_df_frac * n]
-        source = "explanations"
+
+        def df(g: str) -> int:
+            return hr.df(g) if " " not in g else int(hr(g).sum())
+
+        if params.spans:
+            spans = value_spans(a.reply or "", named, params.span_gap_chars)
+            named = spans + [w for w in alone_words(expl, spans)
+                             if w not in spans and len(w) >= params.min_token_chars]
+        toks = [t for t in named if 0 < df(t) <= params.max_df_frac * n]
+        source, guard = "explanations", None
+        if named and not toks:
+            shares = [df(t) / max(1, n) for t in named]
+            guard = ({"guard": "max_df_frac", "value": round(max(shares), 4),
+                      "threshold": params.max_df_frac} if max(shares) > 0 else
+                     {"guard": "token_in_replies", "value": 0, "threshold": 1})
         if not toks and params.fallback:
-            toks, source = dataset_tokens(a.prompt or "", a.reply or "", expl, hr, hp, n,
-                                          params), "dataset"
+            toks, fb_guard = _dataset_pick(a.prompt or "", a.reply or "", expl, hr, hp, n,
+                                           params)
+            source, guard = "dataset", guard or fb_guard
         if not toks:
-            return Unavailable("the anomaly's reply names no entity that its prompt lacks and "
-                               "its explanations point at, or the dataset states unasked")
+            return off("the anomaly's reply names no entity that its prompt lacks and "
+                       "its explanations point at, or the dataset states unasked",
+                       **(guard or {"guard": "no_candidate"}))
         pidx = context.indexes.get("prompt")
         if pidx is None:
-            return Unavailable("no prompt index for this dataset")
+            return off("no prompt index for this dataset", source, guard="prompt_index")
         states = np.zeros(n, bool)
         asked = np.zeros(n, bool)
         shares = {}
         for t in toks:
             r, q = hr(t), hp(t)
+            if " " in t:   # a prompt naming the span's rarest word asks about it too
+                q = q | hp(min((w for w in t.split() if _WORD.fullmatch(w)
+                                and len(w) >= params.min_token_chars), key=hr.df, default=t))
             shares[t] = round(float((r & q).sum()) / max(1, int(r.sum())), 3)
             states |= r & ~q
             asked |= r & q
@@ -209,13 +345,21 @@ class SubstitutionSignal:
         cos = self._cos(pidx, context.sample_ids[rows], query)
         member = np.zeros(n, bool)
         member[rows[cos >= cut]] = True
-        if source == "dataset" and (member.sum() < params.min_members or member.sum()
+        n_mem = int(member.sum())
+        if source == "dataset" and (n_mem < params.min_members or n_mem
                                     < params.fallback_min_member_share * len(rows)):
-            return Unavailable(f"the token the dataset picks ({', '.join(toks)}) is stated "
-                               f"on other subjects: {int(member.sum())} members of "
-                               f"{len(rows)} stating rows")
-        if member.sum() < params.min_members:
+            g = ({"guard": "min_members", "value": n_mem, "threshold": params.min_members}
+                 if n_mem < params.min_members else
+                 {"guard": "fallback_min_member_share",
+                  "value": round(n_mem / max(1, len(rows)), 3),
+                  "threshold": params.fallback_min_member_share})
+            return off(f"the token the dataset picks ({', '.join(toks)}) is stated on other "
+                       f"subjects: {n_mem} members of {len(rows)} stating rows", source,
+                       tokens=toks, stating_rows=len(rows), members=n_mem, **g)
+        batch = None
+        if n_mem < params.min_members:
             member[:] = False
+            batch = {"guard": "min_members", "value": n_mem, "threshold": params.min_members}
         scores = np.zeros(n, np.float32)
         if len(rows):
             top = max(float(cos.max()), med + 1e-6)
@@ -227,7 +371,8 @@ class SubstitutionSignal:
                                     "asked_rows": int(asked.sum()),
                                     "members": int(member.sum()),
                                     "background_median": round(med, 4),
-                                    "member_cut": round(cut, 4)}}
+                                    "member_cut": round(cut, 4),
+                                    **({"batch_off": batch} if batch else {})}}
         ev = {"member": member.astype(np.int8), "asked": asked.astype(np.int8),
               "states": states.astype(np.int8)}
         return SignalScores(scores, summary, ev,
@@ -254,4 +399,5 @@ class SubstitutionSignal:
         return (v @ q) / np.maximum(np.linalg.norm(v, axis=1), 1e-12)
 
 
-__all__ = ["SubstitutionSignal", "SubstitutionParams", "substituted_tokens", "dataset_tokens"]
+__all__ = ["SubstitutionSignal", "SubstitutionParams", "substituted_tokens", "dataset_tokens",
+           "value_spans", "alone_words", "holds_value_of_kind"]
