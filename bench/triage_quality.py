@@ -4,7 +4,7 @@ Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-o
        dev-code|heldout|b] [--small] [--seed N]
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote] (dev-swap)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
-       [--param NAME=VALUE ...] [--compare NAME=VALUE ...]
+       [--param NAME=VALUE ...] [--compare NAME=VALUE ...] [--tag TAG]
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
 
@@ -367,6 +367,7 @@ def main() -> None:
                      help="also triage every anomaly with these parameters (repeatable, laid "
                           "over --param) on the same workspace, in the same process; both "
                           "rows printed and recorded, the result's name gains -compare")
+    ap_.add_argument("--tag", default="", help="appended to the result file's name (-TAG)")
     ap_.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="a triage parameter, as `forensics triage --param` (repeatable); "
                           "recorded in the result, whose name gains -params")
@@ -521,7 +522,8 @@ def main() -> None:
                  f"{'-norowexpl' if args.no_row_explanations else ''}"
                  f"{f'-judge{args.judge_labels}' if args.judge_labels else ''}"
                  f"{'-params' if overrides else ''}"
-                 f"{'-compare' if compare else ''}",
+                 f"{'-compare' if compare else ''}"
+                 f"{'-' + args.tag if args.tag else ''}",
                  {"parameters": {"corpus": corpus, "small": args.small, "rows": len(rows),
                                  "segment_index": seg_build, "triage_params": overrides,
                                  "compare_params": compare,
