@@ -105,9 +105,11 @@ def tokens(text: str | None, p: ConsistencyParams) -> set[str]:
 def support(claim: set[str], statement: set[str], p: ConsistencyParams,
             distinctive: set[str] | None = None, question: set[str] | None = None) -> float:
     """The share of ``statement``'s tokens that ``claim`` holds (0 below ``min_tokens``);
-    0 too when a ``distinctive`` claim token is in neither the statement nor the
-    ``question`` it answers (the claim says more than the statement: another answer)."""
-    if len(statement) < p.min_tokens:
+    0 too when the statement holds a negation, comparative or quantifier the claim lacks
+    (it says the opposite or another amount), or when a ``distinctive`` claim token is in
+    neither the statement nor the ``question`` it answers (the claim says more than the
+    statement: another answer)."""
+    if len(statement) < p.min_tokens or (statement & NEGATIONS) - claim:
         return 0.0
     if distinctive and distinctive - statement - (question or set()):
         return 0.0
