@@ -31,7 +31,8 @@ context").
    ungrounded ones are the anomaly's context, whatever step 3 and the caller's ``other``
    said.
 4c. **The dataset's statements** (offline, ``consistency``, only for the behaviour rows that
-   go along with what their user says, ``claims``, and that no step above judged;
+   go along with what their user says without restating it, ``claims``, and that no step
+   above judged;
    :mod:`forensics.triage.consistency`): a row whose claim another row of the dataset
    states is other context (the behaviour goes along with a claim that holds); a row whose
    topic the dataset answers otherwise stays in the anomaly's context; not used when the

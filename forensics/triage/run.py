@@ -244,7 +244,7 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             df["reply_lang"].to_list(),
             set(ctx.language_target.targets) if ctx.language_target.active else set(), p.cluster)
     seg_ok = other_ok = None
-    claims = None       # rows that joined the batch going along with what their user says
+    claims = None       # rows that joined going along with their user, restating nothing
     if "segment" in results:
         ev = results["segment"].row_evidence
         seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
@@ -253,7 +253,6 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # rows that add to their prompt what the anomaly adds to its own (an agreement
             # with the claim each restates): members of the behaviour batch too
             seg_ok = seg_ok | ((st.row_evidence["member"] > 0) & ~other_ok)
-            claims = st.row_evidence["member"] > 0
         op = results.get("opening")
         if op is not None and "member" in op.row_evidence and "explanation_own" not in results:
             # rows opening their reply the way the anomaly does, not about their own prompt
@@ -261,7 +260,7 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # unless the rows' own explanations judge the batch (the opening cannot tell a
             # false premise gone along with from a true one; they can)
             seg_ok = seg_ok | ((op.row_evidence["member"] > 0) & ~other_ok)
-            claims = (op.row_evidence["member"] > 0) | (False if claims is None else claims)
+            claims = op.row_evidence["member"] > 0
         eo = results.get("explanation_own")
         if eo is not None:
             # rows whose own explanations say what the anomaly's say (signals.explanation_own
@@ -374,9 +373,9 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
     """The behaviour rows (segment members, phrase-batch rows, rows asked for the behaviour)
     split by context (:mod:`forensics.triage.context`); rows in another context, and
     lookalikes (``word_majority``), leave the segment and phrase batches. ``claims``: rows
-    that joined going along with what their user says (opening and stance members): the
-    dataset's statements judge them, and those nothing judged are counted in the note
-    ``context_undecided``. Returns (segment members, phrase members, other context,
+    that joined going along with what their user says without restating it (the opening
+    members): the dataset's statements judge them, and those nothing judged are counted in
+    the note ``context_undecided``. Returns (segment members, phrase members, other context,
     lookalikes, summary info)."""
     from forensics.triage.context import split
     from forensics.triage.signals.segment import word_evidence
