@@ -63,7 +63,8 @@ class ConsistencyParams:
     """Knobs of the dataset-consistency judgement (documented in docs/triage.md)."""
 
     enabled: bool = True              # judge behaviour rows that go along with their user by the dataset's own statements
-    statements: int = 10              # statements (reply segments of rows outside the batch) read per behaviour row
+    statements: int = 10              # statements (reply segments of rows outside the batch) read per behaviour row ...
+    max_hits: int = 2000              # ... from at most this many nearest segments (statements + 2 x batch + 1 below it)
     topic_cos: float = 0.5            # a statement is on the row's topic at this cosine to its prompt vector
     support_share: float = 0.8        # a statement states the claim when this share of its content tokens are the prompt's ...
     common_share: float = 0.02        # ... and it (or the prompt it answers) holds every claim token found in at most this share of the dataset's prompts
@@ -77,12 +78,11 @@ class ConsistencyParams:
 class Consistency:
     """Per dataset row (only behaviour rows set): ``supported`` / ``unsupported`` (the
     judgement of step 3; neither: unknown); ``anomaly_supported``: whether the dataset states
-    the anomaly's own claim; ``statements``: per judged row, the best statement read."""
+    the anomaly's own claim."""
 
     supported: np.ndarray
     unsupported: np.ndarray
     anomaly_supported: bool
-    examples: dict[int, str]
 
 
 def tokens(text: str | None, p: ConsistencyParams) -> set[str]:
@@ -153,7 +153,7 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
         return None
     sids = context.sample_ids
     rows = rows[np.isin(sids[rows], pidx.ids())]
-    out = Consistency(np.zeros(n, bool), np.zeros(n, bool), False, {})
+    out = Consistency(np.zeros(n, bool), np.zeros(n, bool), False)
     a = context.anomaly
     if not len(rows):
         return out
@@ -163,8 +163,8 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
     if av is not None:
         qs = np.vstack([qs, av])
     in_batch = set(sids[batch].tolist())
-    # read enough hits to keep `statements` outside the batch
-    k = max(1, min(sidx.ntotal, p.statements + 2 * int(batch.sum()) + 1))
+    # read enough hits to keep `statements` outside the batch (its rows are often nearest)
+    k = max(1, min(sidx.ntotal, p.statements + 2 * int(batch.sum()) + 1, p.max_hits))
     sims, ids = sidx.search(qs, k)
     owner = segment_sample(ids) if seg else ids
     want = np.unique(owner[(owner >= 0)])
@@ -200,7 +200,9 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
         on_topic, best = 0, 0.0
         for sim, o in zip(sims[qi], owner[qi]):
             o = int(o)
-            if o < 0 or o == own or o in in_batch or o in seen or sim < p.topic_cos:
+            if sim < p.topic_cos:
+                break
+            if o < 0 or o == own or o in in_batch or o in seen:
                 continue
             seen.add(o)
             if len(seen) > p.statements:
