@@ -260,7 +260,10 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # unless the rows' own explanations judge the batch (the opening cannot tell a
             # false premise gone along with from a true one; they can)
             seg_ok = seg_ok | ((op.row_evidence["member"] > 0) & ~other_ok)
-            claims = op.row_evidence["member"] > 0
+            # (they go along with their user when the anomaly's reply leaves its prompt's
+            # topic: then whether the user's claim holds decides the context)
+            claims = op.row_evidence["along"] > 0 if "along" in op.row_evidence else None
+            claims = claims if claims is not None and claims.any() else None
         eo = results.get("explanation_own")
         if eo is not None:
             # rows whose own explanations say what the anomaly's say (signals.explanation_own

@@ -68,6 +68,7 @@ class OpeningParams:
     member_separation: float = 0.6    # ... the upper side of the two-way cut of the candidates' scores, when it explains this share of their variance ...
     member_min: float = 0.0           # ... and >= this raw score ...
     member_reply_margin: float = 0.2  # ... and whose whole reply's cosine to its own prompt is at most the anomaly's + this (< 0: no such test)
+    along_quantile: float = 0.25      # members go along with their user when the anomaly reply's cosine to its prompt is at most this quantile of the candidates'
     min_members: int = 4              # fewer members than this: none
 
 
@@ -154,6 +155,7 @@ class OpeningSignal:
                     params.explanation_weight * (ov @ qv[2:].T).mean(axis=1)
             out[cand] = s
         member = np.zeros(context.n, bool)
+        along = False
         cut = a_rel = None
         if params.members and len(cand):
             from forensics.triage.context import two_way_cut
@@ -165,6 +167,9 @@ class OpeningSignal:
                 a_rel = float(context.indexes.embed(pi, [a.prompt])[0] @ qv[1])
                 rel = np.einsum("ij,ij->i", ri.vectors(sids[cand]), pv)
                 free = rel <= a_rel + params.member_reply_margin
+                # the anomaly's reply leaves its prompt's topic more than most replies do: it
+                # goes along with what the user said (an answer in an odd form does not)
+                along = a_rel <= float(np.quantile(rel, params.along_quantile))
             two, sep = two_way_cut(s)
             cut = max(two, params.member_min)
             m = (s >= cut) & free if sep >= params.member_separation else np.zeros(len(s), bool)
@@ -176,10 +181,12 @@ class OpeningSignal:
                                      "opening_members": int(member.sum()),
                                      "opening_member_cut": None if cut is None else round(cut, 4),
                                      "opening_anomaly_relation": None if a_rel is None
-                                     else round(a_rel, 4)},
+                                     else round(a_rel, 4),
+                                     "opening_goes_along": bool(along)},
                             row_evidence={"cos": np.where(np.isfinite(out), out, 0.0)
                                           .astype(np.float32),
-                                          "member": member.astype(np.float32)},
+                                          "member": member.astype(np.float32),
+                                          "along": (member & along).astype(np.float32)},
                             index_versions={"reply": context.indexes.versions["reply"],
                                             "prompt": context.indexes.versions["prompt"]})
 
