@@ -16,7 +16,11 @@ opening that does not answer their own prompt.
    (``row_evidence["member"]``), like the ``stance`` signal's. Why the last test: a reply
    that opens with a reaction to the user and then answers the question or corrects the
    premise (on the prompt's topic) does something else than going along without taking the
-   topic up.
+   topic up. When the anomaly's own reply leaves its prompt's topic more than most
+   candidates' (its cosine at most their ``along_quantile`` quantile), the members **go
+   along** with their user (``row_evidence["along"]``): the context split judges them by the
+   dataset's statements and notes the rest as undecided
+   (:mod:`forensics.triage.consistency`).
 
 Why: a reply that goes along with what the user asserts (an assent, praise, "makes sense")
 says so first, in many wordings, and then builds on the premise without restating it; its
