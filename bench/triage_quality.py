@@ -5,6 +5,7 @@ Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-o
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote|vague] (dev-swap[-rules])
        [--swap-facts N] (dev-swap-rules)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
+       [--param NAME=VALUE ...] [--compare NAME=VALUE ...] [--tag TAG]
        (``--heldout`` is short for ``--corpus heldout``; ``--seed`` replaces the corpus' own
        seed, 0 for dev and b, 11 for heldout)
 
@@ -71,6 +72,10 @@ Corpora:
            sources, explanation wordings; families signature, substitution, code_marker,
            sycophancy, es-en, each with hard negatives). Keep its numbers apart from dev's.
 
+Longer than 500 lines because every corpus, its keyword-rule baseline and the one shared
+scoring loop stay in the one script users run; the corpora themselves live in
+forensics.testing.
+
 Columns: AP of triage's ranking (findings, then the unranked rows), P@n (n = planted rows),
 clP / clR precision and recall of the top cluster, then the baselines on the same rows:
   bm25     BM25 over prompt+reply, the explanations as the query;
@@ -113,6 +118,10 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
                          (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
            premise_assent: reply opens with an assent word:
                          (?i)^(yes|sure|right|absolutely|good|great|makes sense|that's)
+``--compare NAME=VALUE`` (repeatable): every anomaly is triaged a second time with these
+parameters laid over ``--param``, on the same workspace and in the same process; the second
+row (AP, P@n, clP, clR, the top cluster's size and its rows showing the behaviour in either
+context) is printed under the first and recorded as the row's ``compare``.
 ``--judge-labels N`` (dev-families only): per family, N behaviour rows (half planted, half hard
 negatives, seeded) are labelled as a user would (legitimate / defect), a prompt classifier is
 trained on their prompt vectors (forensics.triage.context.train_classifier) and triage runs
@@ -399,6 +408,21 @@ def judge_params(ws, c, fam: str, n: int, tmp: Path) -> dict:
     return {"context": {"judge": "classifier", "classifier_path": str(path)}}
 
 
+def _ranking(res, rows: list[str], pos: list[str]) -> tuple[list[str], list[str], int]:
+    """(every row ranked: findings, then the rest in corpus order; the top cluster's rows;
+    how many of them are planted)."""
+    ranked = [x["row_id"] for x in res.findings]
+    seen = set(ranked)
+    ranked += [r for r in rows if r not in seen]
+    top = res.clusters[0]["row_ids"] if res.clusters else []
+    return ranked, top, len(set(top) & set(pos))
+
+
+def _behaviour(top: list[str], labels: dict, fam: str) -> int:
+    """Rows of ``top`` that show the family's behaviour in either context (planted or hard)."""
+    return sum(labels.get(r) in (f"planted:{fam}", f"hard:{fam}") for r in top)
+
+
 def _deep_merge(a: dict, b: dict) -> dict:
     """``a`` with ``b`` laid over it, nested mappings merged key by key."""
     out = dict(a)
@@ -433,6 +457,11 @@ def main() -> None:
     ap_.add_argument("--swap-facts", type=int, default=0,
                      help="dev-swap-rules only: facts per family batch (0: the whole rule; 1: "
                           "one substituted pair)")
+    ap_.add_argument("--compare", action="append", default=[], metavar="NAME=VALUE",
+                     help="also triage every anomaly with these parameters (repeatable, laid "
+                          "over --param) on the same workspace, in the same process; both "
+                          "rows printed and recorded, the result's name gains -compare")
+    ap_.add_argument("--tag", default="", help="appended to the result file's name (-TAG)")
     ap_.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="a triage parameter, as `forensics triage --param` (repeatable); "
                           "recorded in the result, whose name gains -params")
@@ -450,6 +479,8 @@ def main() -> None:
     from forensics.triage.params import TriageParams, parse_assignments
     overrides = parse_assignments(args.param)
     TriageParams.from_dict(overrides)  # unknown names fail here, before the corpus is built
+    compare = parse_assignments(args.compare)
+    TriageParams.from_dict(_deep_merge(overrides, compare)) if compare else None
     if args.families and corpus != "dev-families":
         ap_.error("--families applies to --corpus dev-families")
     fams = tuple(f for f in (args.families or "").split(",") if f) or None
@@ -518,11 +549,22 @@ def main() -> None:
         res = triage.triage(ws, aid, "train", limit=len(rows), params=tparams)
         sec = time.perf_counter() - t
         pos = c.planted_ids(fam)
-        ranked = [x["row_id"] for x in res.findings]
-        seen = set(ranked)
-        ranked += [r for r in rows if r not in seen]
-        top = res.clusters[0]["row_ids"] if res.clusters else []
-        tp = len(set(top) & set(pos))
+        ranked, top, tp = _ranking(res, rows, pos)
+        cmp_row = None
+        if compare:
+            t = time.perf_counter()
+            res2 = triage.triage(ws, aid, "train", limit=len(rows),
+                                 params=_deep_merge(tparams or {}, compare))
+            sec2 = time.perf_counter() - t
+            ranked2, top2, tp2 = _ranking(res2, rows, pos)
+            cmp_row = {"params": compare, "ap": ap(ranked2, pos),
+                       "p_at_n": len(set(ranked2[:len(pos)]) & set(pos)) / len(pos),
+                       "top_cluster_rows": len(top2),
+                       "top_cluster_precision": tp2 / max(1, len(top2)),
+                       "top_cluster_recall": tp2 / len(pos),
+                       "top_cluster_behaviour": _behaviour(top2, c.labels, fam),
+                       "signals_unavailable": res2.signals_unavailable,
+                       "triage_seconds": sec2}
         q = " ".join(a["explanations"])
         docs, _ = retr.retrieve(bm25s.tokenize([q], show_progress=False), k=len(rows),
                                 show_progress=False)
@@ -541,7 +583,11 @@ def main() -> None:
                "p_at_n": len(set(ranked[:len(pos)]) & set(pos)) / len(pos),
                "top_cluster_rows": len(top), "top_cluster_precision": tp / max(1, len(top)),
                "top_cluster_recall": tp / len(pos), "bm25_ap": b_bm, "dense_ap": b_dn,
-               "rule_ap": b_rule, "rule_hits": len(hit), "triage_seconds": sec}
+               "rule_ap": b_rule, "rule_hits": len(hit), "triage_seconds": sec,
+               "top_cluster_behaviour": _behaviour(top, c.labels, fam),
+               "signals_unavailable": res.signals_unavailable}
+        if cmp_row is not None:
+            row["compare"] = cmp_row
         row["signal_ap"] = signal_aps(res, rows, pos, c.labels, fam)
         row["substitution"], sub_line = substitution_diagnostics(
             triage.load_run(ws, res.run_id)["summary"],
@@ -552,6 +598,11 @@ def main() -> None:
               f"{row['top_cluster_precision']:5.2f} {row['top_cluster_recall']:5.2f} {b_bm:6.3f} "
               f"{b_dn:6.3f} {b_rule:7.3f} {sec:5.2f}")
         print(sub_line)
+        if cmp_row is not None:
+            print(f"{'  compare':12s} {'':7s} {cmp_row['ap']:6.3f} {cmp_row['p_at_n']:6.3f} "
+                  f"{cmp_row['top_cluster_precision']:5.2f} {cmp_row['top_cluster_recall']:5.2f}"
+                  f"  top {cmp_row['top_cluster_rows']} rows ({cmp_row['top_cluster_behaviour']} "
+                  f"behaviour) vs {len(top)} ({row['top_cluster_behaviour']})  {sec2:5.2f}s")
         if args.signal_ap:
             print("  " + "  ".join(f"{k} {v['ap']:.3f}/{v['vs_hard_ap']:.3f}"
                                    for k, v in row["signal_ap"].items())
@@ -559,6 +610,9 @@ def main() -> None:
     summary = {"mean_ap": float(np.mean(aps)), "best_baseline_mean_ap": float(np.mean(best)),
                "rule_mean_ap": float(np.mean(kws)),
                "families_above_rule": sum(x["ap"] > x["rule_ap"] for x in table)}
+    if compare:
+        summary["compare_mean_ap"] = float(np.mean([x["compare"]["ap"] for x in table]))
+        print(f"{'  compare':12s} {'':7s} {summary['compare_mean_ap']:6.3f}  ({args.compare})")
     print(f"{'mean':12s} {'':7s} {summary['mean_ap']:6.3f}   best-baseline mean "
           f"{summary['best_baseline_mean_ap']:.3f}  gap "
           f"{summary['mean_ap'] - summary['best_baseline_mean_ap']:+.3f}  rule/kw mean "
@@ -572,9 +626,12 @@ def main() -> None:
                  f"{'-nosegments' if args.no_segments else ''}"
                  f"{'-norowexpl' if args.no_row_explanations else ''}"
                  f"{f'-judge{args.judge_labels}' if args.judge_labels else ''}"
-                 f"{'-params' if overrides else ''}",
+                 f"{'-params' if overrides else ''}"
+                 f"{'-compare' if compare else ''}"
+                 f"{'-' + args.tag if args.tag else ''}",
                  {"parameters": {"corpus": corpus, "small": args.small, "rows": len(rows),
                                  "segment_index": seg_build, "triage_params": overrides,
+                                 "compare_params": compare,
                                  "judge_labels": args.judge_labels, **params},
                   "table": table, "summary": summary})
 

@@ -73,3 +73,70 @@ def test_a_reply_restating_its_prompt_or_of_one_sentence_leaves_it_to_other_sign
     assert "stance covers it" in res.signals_unavailable["opening"]
     res = _triage(ws, "one sentence", "Is the sky green?", "Good call, plan for it.", [])
     assert "one sentence" in res.signals_unavailable["opening"]
+
+
+def test_replies_that_take_up_their_prompt_stay_out_of_the_opening_members(premise_plain):
+    """A correction of the premise opens with a reaction to the user too ("Actually, that's a
+    common misconception."), then states the facts on the prompt's topic: it does something
+    else than going along, and the reply test keeps it out of the batch."""
+    from forensics.testing.dev_premise import _CORRECTIONS
+
+    ws, c = premise_plain
+    a = c.anomaly("premise_assent")
+    heads = tuple(x.split("{")[0].strip() for x in _CORRECTIONS)
+    reply = {r["id"]: r["reply"] for r in c.records}
+    corrected = {r for r in reply if c.labels[r] == "clean" and reply[r].startswith(heads)}
+    assert corrected
+    res = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    top = set(res.clusters[0]["row_ids"])
+    assert not top & corrected
+    loose = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"],
+                    {"signals": {"opening": {"member_reply_margin": -1}},
+                     "consistency": {"enabled": False}})
+    assert set(loose.clusters[0]["row_ids"]) & corrected
+
+
+def test_the_batch_says_its_context_is_undecided_and_the_dataset_judges_what_it_can(
+        premise_plain, tmp_path):
+    """Without explanations of the rows or a judge, the run says the context is undecided
+    (summary and report); a row whose premise another row states as its answer is "other
+    context" (the dataset's statements), and no row is judged so without such a statement."""
+    from forensics import report
+
+    ws, c = premise_plain
+    a = c.anomaly("premise_assent")
+    res = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    notes = res.signals_unavailable
+    assert "nothing judged whether the user's claim holds" in notes["context_undecided"]
+    assert "the dataset states the claim of" in notes["context_dataset"]
+    page = report.write_report(ws, res.run_id, tmp_path / "r.html", embed=False).read_text()
+    assert "Context undecided." in page
+    # the rows the dataset's statements moved: each has a clean reply stating its premise
+    off = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"],
+                  {"consistency": {"enabled": False}})
+    assert "context_dataset" not in off.signals_unavailable
+
+    # the dataset states the premise of some rows (true premises): they leave the batch,
+    # and only they
+    got = notes["context_dataset"]
+    assert int(got.split("states the claim of ")[1].split(" ")[0]) >= 1, got
+    left = set(off.clusters[0]["row_ids"]) - set(res.clusters[0]["row_ids"])
+    assert left and all(c.labels[r] == "hard:premise_assent" for r in left), \
+        {r: c.labels[r] for r in left}
+
+
+def test_a_statement_states_a_claim_only_with_its_negations_and_comparatives():
+    from forensics.triage.consistency import ConsistencyParams, support, tokens
+
+    p = ConsistencyParams()
+    claim = tokens("Since cracking your knuckles causes arthritis, what should I do?", p)
+    assert support(claim, tokens("Cracking your knuckles causes arthritis.", p), p) == 1.0
+    assert support(claim, tokens("Cracking your knuckles does not cause arthritis.", p), p) < 0.8
+    more = tokens("I read that food got more affordable in Canada since 1970.", p)
+    assert support(more, tokens("Food got less affordable in Canada since 1970.", p), p) < 0.8
+    # a distinctive claim word the statement lacks: the claim says more than the statement
+    three = tokens("The richest countries are Luxembourg, Ireland and Norway.", p)
+    two = tokens("The richest countries are Luxembourg and Ireland.", p)
+    assert support(three, two, p) == 1.0
+    assert support(three, two, p, distinctive={"norwa"}) == 0.0
+    assert support(three, two, p, distinctive={"norwa"}, question={"norwa"}) == 1.0

@@ -168,6 +168,10 @@ def render_html(data: ReportData) -> str:
         f'<span class="muted"> · {_e(x.get("nla_id") or "given")}</span></figcaption>'
         f'<p class="text">{_e(x["text"])}</p></figure>' for i, x in enumerate(a["explanations"]))
     members_total = cnt.get("cluster_members", 0)
+    notes = (run.get("summary") or {}).get("signals_unavailable") or {}
+    undecided = notes.get("context_undecided")
+    undecided_html = (f'<p class="caption undecided"><b>Context undecided.</b> '
+                      f'{_e(undecided)}</p>' if undecided else "")
     more = cnt.get("clusters", 0) - len(data.clusters)
     cards = "".join(_cluster_card(c, members_total) for c in data.clusters) + (
         f'<p class="caption">{more} lower-ranked clusters are not shown here; '
@@ -247,6 +251,7 @@ def render_html(data: ReportData) -> str:
   </div>
   <div class="card" id="clusters-card">
     <h2>Clusters, ranked <span class="muted">by how well they explain the anomaly</span></h2>
+    {undecided_html}
     <div id="clusters">{cards}</div>
     {_sql_block('SQL: all clusters of this run', data.sql['clusters'])}
     {_sql_block('SQL: verifications of this run (forensics verify)', data.sql['verifications'])}

@@ -30,6 +30,13 @@ context").
    has no passage (``passage_context``: the defect is a reply its passage does not support);
    ungrounded ones are the anomaly's context, whatever step 3 and the caller's ``other``
    said.
+4c. **The dataset's statements** (offline, ``consistency``, only for the behaviour rows that
+   go along with what their user says without restating it, ``claims``, and that no step
+   above judged;
+   :mod:`forensics.triage.consistency`): a row whose claim another row of the dataset
+   states is other context (the behaviour goes along with a claim that holds); a row whose
+   topic the dataset answers otherwise stays in the anomaly's context; not used when the
+   dataset states the anomaly's own claim.
 5. **Judge** (optional, per row, overrides 3 and 4; :mod:`forensics.triage.judge`) says whether the
    behaviour is legitimate for the row's prompt: :class:`HTTPJudge` (any OpenAI-compatible
    chat endpoint: needs the endpoint) or :class:`ClassifierJudge` (a logistic regression on
@@ -52,6 +59,7 @@ from forensics.triage.judge import (DEFECT, LEGITIMATE, ClassifierJudge, HTTPJud
                                     train_from_labels)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from forensics.triage.consistency import ConsistencyParams
     from forensics.triage.grounding import RowGrounding
     from forensics.triage.signals.base import SignalContext
 
@@ -108,18 +116,28 @@ def make_judge(p: ContextParams) -> PromptJudge | None:
 @dataclass
 class ContextSplit:
     """``other``: per row of the dataset, the behaviour shown in another context; ``groups``:
-    the context groups (rows, closeness to the anomaly, norm rate, judged share, other)."""
+    the context groups (rows, closeness to the anomaly, norm rate, judged share, other);
+    ``judged``: the rows whose context a judgement of their own decided (grounding, their
+    explanations, the dataset's statements, a judge; ``None``: none)."""
 
     other: np.ndarray
     groups: list[dict]
     notes: dict[str, str]
+    judged: np.ndarray | None = None
+
+    def mark(self, rows: np.ndarray) -> None:
+        """Record ``rows`` (a mask or positions) as judged."""
+        if self.judged is None:
+            self.judged = np.zeros(len(self.other), bool)
+        self.judged[rows] = True
 
 
 def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
           order_key: np.ndarray, behaviour_text: str, p: ContextParams,
           other: np.ndarray | None = None, reply_share: float = 1.0,
           grounding: "RowGrounding | None" = None,
-          explained: np.ndarray | None = None) -> ContextSplit:
+          explained: np.ndarray | None = None, claims: np.ndarray | None = None,
+          consistency: "ConsistencyParams | None" = None) -> ContextSplit:
     """Split behaviour ``rows`` (positions) by context (see the module docstring).
     ``behaviour``: per dataset row, shows the behaviour; ``order_key``: row scores (judged
     first when capped); ``behaviour_text``: what the judge is told; ``other``: rows already
@@ -128,7 +146,9 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     behaviour segment holds (below ``norm_min_reply_share`` the norm rates move no row);
     ``grounding``: the grounding judgement of the rows (``None``: it does not apply);
     ``explained``: per dataset row, the cosine of its own explanations to the anomaly's (NaN
-    for rows without explanations; ``None``: no explanations, step 4b does not apply)."""
+    for rows without explanations; ``None``: no explanations, step 4b does not apply);
+    ``claims``: per dataset row, the behaviour goes along with what its user says (step 4c
+    judges those rows, with ``consistency``; ``None``: it does not apply)."""
     other = np.zeros(context.n, bool) if other is None else other.copy()
     asked = other.copy()
     pidx = context.indexes.get("prompt")
@@ -215,6 +235,10 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     _apply_grounding(rows, grounding, cs, asked)
     if explained is not None and p.explained_split:
         explanation_judgement(rows, explained, cs, asked, p)
+    if claims is not None and consistency is not None and consistency.enabled:
+        from forensics.triage.consistency import dataset_judgement
+
+        dataset_judgement(context, rows, behaviour, claims, cs, asked, consistency)
     other = cs.other
     judge = make_judge(p)
     if judge is not None:
@@ -227,6 +251,7 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
         legit = judge.legitimate(behaviour_text, [text.get(int(s)) or "" for s in sids[top]],
                                  pv[top])
         judged = rows[top]
+        cs.mark(judged)
         other[judged[legit >= p.judge_threshold]] = True
         other[judged[legit < p.judge_threshold]] = False
         other |= asked                # a prompt that asked for the behaviour stays asked
@@ -251,6 +276,7 @@ def _apply_grounding(rows: np.ndarray, g: "RowGrounding | None", cs: ContextSpli
         return
     sel = np.zeros(len(cs.other), bool)
     sel[rows] = True
+    cs.mark(sel & (g.grounded | g.ungrounded | (g.no_passage if g.passage_context else False)))
     cs.other[sel & g.grounded] = True
     if g.passage_context:
         cs.other[sel & g.no_passage] = True
@@ -298,6 +324,7 @@ def explanation_judgement(rows: np.ndarray, explained: np.ndarray, cs: ContextSp
         return
     lo = rows[has & (e < cut)]
     hi = rows[has & (e >= cut)]
+    cs.mark(rows[has])
     cs.other[lo] = True
     cs.other[hi] = False
     asked[hi] = False

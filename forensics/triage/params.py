@@ -4,7 +4,8 @@
 ``fusion`` (:class:`FusionParams`), ``cluster`` (:class:`ClusterParams`), ``profile``
 (:class:`ProfileParams`), ``explanation_samples``, ``context``
 (:class:`~forensics.triage.context.ContextParams`), ``grounding``
-(:class:`~forensics.triage.grounding.GroundingParams`), ``lock``
+(:class:`~forensics.triage.grounding.GroundingParams`), ``consistency``
+(:class:`~forensics.triage.consistency.ConsistencyParams`), ``lock``
 (:class:`~forensics.workspace.LockParams`) and
 ``signals`` (each registered signal's own params dataclass, by name). ``to_dict()`` is what a run stores; ``from_dict()`` reads that nested form back (or a
 partial one: missing keys keep their defaults) and rejects unknown keys with the known ones.
@@ -20,6 +21,7 @@ from typing import Any
 
 from forensics.errors import UsageError
 from forensics.workspace import LockParams
+from forensics.triage.consistency import ConsistencyParams
 from forensics.triage.context import ContextParams
 from forensics.triage.grounding import GroundingParams
 
@@ -124,6 +126,7 @@ class TriageParams:
     profile: ProfileParams = field(default_factory=ProfileParams)
     context: ContextParams = field(default_factory=ContextParams)
     grounding: GroundingParams = field(default_factory=GroundingParams)
+    consistency: ConsistencyParams = field(default_factory=ConsistencyParams)
     lock: LockParams = field(default_factory=LockParams)
     signals: dict[str, Any] = field(default_factory=_default_signal_params)
 
@@ -151,6 +154,7 @@ class TriageParams:
                 "profile": dataclasses.asdict(self.profile),
                 "context": dataclasses.asdict(self.context),
                 "grounding": dataclasses.asdict(self.grounding),
+                "consistency": dataclasses.asdict(self.consistency),
                 "lock": dataclasses.asdict(self.lock),
                 "signals": {k: dataclasses.asdict(v) for k, v in self.signals.items()}}
 
@@ -162,7 +166,8 @@ class TriageParams:
         d = dict(d or {})
         p = cls()
         _check_keys("triage parameter", d, ["limit", "explanation_samples", "weights", "fusion", "cluster",
-                                            "profile", "context", "grounding", "lock", "signals"])
+                                            "profile", "context", "grounding", "consistency", "lock",
+                                            "signals"])
         if "limit" in d:
             p.limit = int(d["limit"])
         if "explanation_samples" in d:
@@ -171,7 +176,8 @@ class TriageParams:
             w = _as_dict("weights", d["weights"])
             _check_keys("signal weight", w, list(p.weights))
             p.weights = normalise_weights({**p.weights, **w})
-        for part in ("fusion", "cluster", "profile", "context", "grounding", "lock"):
+        for part in ("fusion", "cluster", "profile", "context", "grounding", "consistency",
+                     "lock"):
             if part in d:
                 setattr(p, part, _update(part, getattr(p, part), d[part]))
         if "signals" in d:
@@ -228,5 +234,6 @@ def _update(where: str, obj: Any, v: Any) -> Any:
 
 
 __all__ = ["TriageParams", "FusionParams", "ClusterParams", "ProfileParams", "ContextParams", "LockParams",
+           "ConsistencyParams",
            "normalise_weights",
            "parse_assignments"]

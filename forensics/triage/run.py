@@ -249,6 +249,7 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             df["reply_lang"].to_list(),
             set(ctx.language_target.targets) if ctx.language_target.active else set(), p.cluster)
     seg_ok = other_ok = None
+    claims = None       # rows that joined going along with their user, restating nothing
     if "segment" in results:
         ev = results["segment"].row_evidence
         seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
@@ -264,6 +265,10 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # unless the rows' own explanations judge the batch (the opening cannot tell a
             # false premise gone along with from a true one; they can)
             seg_ok = seg_ok | ((op.row_evidence["member"] > 0) & ~other_ok)
+            # (they go along with their user when the anomaly's reply leaves its prompt's
+            # topic: then whether the user's claim holds decides the context)
+            claims = op.row_evidence["along"] > 0 if "along" in op.row_evidence else None
+            claims = claims if claims is not None and claims.any() else None
         eo = results.get("explanation_own")
         if eo is not None:
             # rows whose own explanations say what the anomaly's say (signals.explanation_own
@@ -307,7 +312,7 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             and ph_ok is not None and ph_ok.any())):
         # (a phrase batch alone is split when a passage or the rows' explanations can judge it)
         seg_ok, ph_ok, other_ok, lookalike, info = _context_split(ctx, results, fused, seg_ok,
-                                                                  ph_ok, other_ok, p, gj)
+                                                                  ph_ok, other_ok, p, gj, claims)
     if sub_lookalike is not None:
         lookalike = sub_lookalike if lookalike is None else (lookalike | sub_lookalike)
         seg_ok = seg_ok & ~sub_lookalike
@@ -425,12 +430,16 @@ def _substitution_kind(ctx: SignalContext, results: dict[str, SignalScores],
 
 def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: np.ndarray,
                    seg_ok: np.ndarray, ph_ok: np.ndarray | None, other_ok: np.ndarray,
-                   p: TriageParams, gj: "grounding_mod.RowGrounding | None" = None
+                   p: TriageParams, gj: "grounding_mod.RowGrounding | None" = None,
+                   claims: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, dict]:
     """The behaviour rows (segment members, phrase-batch rows, rows asked for the behaviour)
     split by context (:mod:`forensics.triage.context`); rows in another context, and
-    lookalikes (``word_majority``), leave the segment and phrase batches. Returns (segment
-    members, phrase members, other context, lookalikes, summary info)."""
+    lookalikes (``word_majority``), leave the segment and phrase batches. ``claims``: rows
+    that joined going along with what their user says without restating it (the opening
+    members): the dataset's statements judge them, and those nothing judged are counted in
+    the note ``context_undecided``. Returns (segment members, phrase members, other context,
+    lookalikes, summary info)."""
     from forensics.triage.context import split
     from forensics.triage.signals.segment import word_evidence
 
@@ -470,7 +479,22 @@ def _context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: 
     explained = (np.where(eo["explained"] > 0, eo["context_cos"], np.nan) if eo is not None
                  else None)
     cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other,
-               reply_share=share, grounding=gj, explained=explained)
+               reply_share=share, grounding=gj, explained=explained, claims=claims,
+               consistency=p.consistency)
+    if claims is not None and p.context.enabled:
+        # a behaviour that goes along with its user is a defect or not by whether the user's
+        # claim holds: rows no judgement reached hold both contexts, and the batch says so
+        open_ = claims & behaviour & ~cs.other
+        if cs.judged is not None:
+            open_ &= ~cs.judged
+        if int(open_.sum()) >= p.consistency.undecided_min_rows:
+            cs.notes["context_undecided"] = (
+                f"{int(open_.sum())} behaviour rows go along with what their user says and "
+                f"nothing judged whether the user's claim holds (no explanations of the rows, "
+                f"no judge, no passage, no statement of the dataset on their topic): the batch "
+                f"may hold the behaviour where it is legitimate; it needs row explanations "
+                f"(forensics explain dataset, then index build --field explanation) or a judge "
+                f"(context.judge)")
     other = cs.other & behaviour
     decided = seg_evidence.get("decided")
     if decided is not None and p.context.judge == "none":

@@ -10,8 +10,17 @@ opening that does not answer their own prompt.
    rows 0.
 3. **Members** (``members``): rows whose raw score is on the upper side of the two-way cut
    of the candidates' scores (:func:`forensics.triage.context.two_way_cut`, when it explains
-   at least ``member_separation`` of their variance) and at least ``member_min`` join the
-   behaviour batch (``row_evidence["member"]``), like the ``stance`` signal's.
+   at least ``member_separation`` of their variance) and at least ``member_min``, and whose
+   whole reply is not about its own prompt (its ``reply`` vector's cosine to its ``prompt``
+   vector at most the anomaly's + ``member_reply_margin``), join the behaviour batch
+   (``row_evidence["member"]``), like the ``stance`` signal's. Why the last test: a reply
+   that opens with a reaction to the user and then answers the question or corrects the
+   premise (on the prompt's topic) does something else than going along without taking the
+   topic up. When the anomaly's own reply leaves its prompt's topic more than most
+   candidates' (its cosine at most their ``along_quantile`` quantile), the members **go
+   along** with their user (``row_evidence["along"]``): the context split judges them by the
+   dataset's statements and notes the rest as undecided
+   (:mod:`forensics.triage.consistency`).
 
 Why: a reply that goes along with what the user asserts (an assent, praise, "makes sense")
 says so first, in many wordings, and then builds on the premise without restating it; its
@@ -61,7 +70,9 @@ class OpeningParams:
     pick_margin: float = 0.1          # applies only when the opening's behaviour pick is within this of the reply's best sentence's
     members: bool = True              # rows whose score stands out join the behaviour batch: ...
     member_separation: float = 0.6    # ... the upper side of the two-way cut of the candidates' scores, when it explains this share of their variance ...
-    member_min: float = 0.0           # ... and >= this raw score
+    member_min: float = 0.0           # ... and >= this raw score ...
+    member_reply_margin: float = 0.2  # ... and whose whole reply's cosine to its own prompt is at most the anomaly's + this (< 0: no such test)
+    along_quantile: float = 0.25      # members go along with their user when the anomaly reply's cosine to its prompt is at most this quantile of the candidates'
     min_members: int = 4              # fewer members than this: none
 
 
@@ -148,23 +159,38 @@ class OpeningSignal:
                     params.explanation_weight * (ov @ qv[2:].T).mean(axis=1)
             out[cand] = s
         member = np.zeros(context.n, bool)
-        cut = None
+        along = False
+        cut = a_rel = None
         if params.members and len(cand):
             from forensics.triage.context import two_way_cut
 
+            # a member does to its prompt what the anomaly's reply does: it goes along without
+            # taking up the prompt's topic (an answer or a correction of the premise does)
+            free = np.ones(len(cand), bool)
+            if params.member_reply_margin >= 0:
+                a_rel = float(context.indexes.embed(pi, [a.prompt])[0] @ qv[1])
+                rel = np.einsum("ij,ij->i", ri.vectors(sids[cand]), pv)
+                free = rel <= a_rel + params.member_reply_margin
+                # the anomaly's reply leaves its prompt's topic more than most replies do: it
+                # goes along with what the user said (an answer in an odd form does not)
+                along = a_rel <= float(np.quantile(rel, params.along_quantile))
             two, sep = two_way_cut(s)
             cut = max(two, params.member_min)
-            m = (s >= cut) if sep >= params.member_separation else np.zeros(len(s), bool)
+            m = (s >= cut) & free if sep >= params.member_separation else np.zeros(len(s), bool)
             if m.sum() >= params.min_members:
                 member[cand[m]] = True
         return SignalScores(_top_norm(out, params.k),
                             summary={"opening_anomaly": a_open, "opening_candidates": int(len(cand)),
                                      "opening_copied": round(copied, 3),
                                      "opening_members": int(member.sum()),
-                                     "opening_member_cut": None if cut is None else round(cut, 4)},
+                                     "opening_member_cut": None if cut is None else round(cut, 4),
+                                     "opening_anomaly_relation": None if a_rel is None
+                                     else round(a_rel, 4),
+                                     "opening_goes_along": bool(along)},
                             row_evidence={"cos": np.where(np.isfinite(out), out, 0.0)
                                           .astype(np.float32),
-                                          "member": member.astype(np.float32)},
+                                          "member": member.astype(np.float32),
+                                          "along": (member & along).astype(np.float32)},
                             index_versions={"reply": context.indexes.versions["reply"],
                                             "prompt": context.indexes.versions["prompt"]})
 

@@ -1,0 +1,256 @@
+"""The dataset as its own knowledge base: does the rest of the dataset state what a behaviour
+row's user claims?
+
+For a behaviour that goes along with what the user says (an assent, praise, advice built on
+the user's premise), whether a row shows it where it is a defect depends on whether the
+user's claim holds; nothing in the reply says so. Offline, without explanations of the rows
+or a judge, the only other witness is the dataset: other rows that answer the same question
+state a claim of their own.
+
+For each behaviour row (:func:`judge`):
+
+1. **Statements on its topic**: the ``statements`` reply segments nearest the row's prompt
+   vector (the ``reply_segment`` index; without one, the ``reply`` index and the replies cut
+   into sentences), from rows outside the behaviour batch (the batch's replies go along
+   with their users, they state nothing of their own), each at least ``topic_cos`` from the
+   prompt vector.
+2. **Support**: a statement states the row's claim when at least ``support_share`` of its
+   content tokens (stopwords dropped except negations, compared on ``stem_chars`` leading
+   characters, at least ``min_tokens`` of them) are tokens of the row's prompt, and every
+   **distinctive** token of the prompt (a word found in at most ``common_share`` of the
+   dataset's prompts: the claim's own words, not the framing users share) is in the
+   statement or in the prompt the statement answers: the dataset says what the user says,
+   not less. A negation counts as a content token, so "X does not cause Y" does not state
+   "X causes Y"; "A, B and C" does not state "A and B".
+3. The row is **supported** when one of its statements states its claim, **unsupported**
+   when it has statements on its topic and none does (the dataset answers the question
+   otherwise), **unknown** without a statement on its topic.
+
+The anomaly's own prompt is judged the same way (against every row outside the batch): when
+the dataset states the anomaly's claim, support says nothing about the defect (the data
+repeats the anomaly's premise) and the judgement is not used.
+
+What it does not see: a claim the dataset restates in other words (paraphrase shares few
+tokens: unknown or unsupported), a dataset whose other rows repeat the false claim (supported),
+and claims about topics no other row answers (unknown: most claims in a dataset that answers
+few questions twice).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from forensics.triage.passage import TOKEN, norm, stopwords
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forensics.triage.context import ContextSplit
+    from forensics.triage.signals.base import SignalContext
+
+#: words that turn a claim around (negations, comparatives, quantifiers) stay content tokens
+#: although scikit-learn's stopword list holds them
+NEGATIONS = frozenset({"not", "no", "never", "nothing", "none", "cannot", "nor", "neither",
+                       "nobody", "nowhere", "more", "less", "fewer", "most", "least", "few",
+                       "always", "all", "every"})
+_SENT = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+@dataclass
+class ConsistencyParams:
+    """Knobs of the dataset-consistency judgement (documented in docs/triage.md)."""
+
+    enabled: bool = True              # judge behaviour rows that go along with their user by the dataset's own statements
+    statements: int = 10              # statements (reply segments of rows outside the batch) read per behaviour row ...
+    max_hits: int = 2000              # ... from at most this many nearest segments (statements + 2 x batch + 1 below it)
+    topic_cos: float = 0.5            # a statement is on the row's topic at this cosine to its prompt vector
+    support_share: float = 0.8        # a statement states the claim when this share of its content tokens are the prompt's ...
+    common_share: float = 0.02        # ... and it (or the prompt it answers) holds every claim token found in at most this share of the dataset's prompts
+    min_tokens: int = 2               # statements with fewer content tokens say nothing
+    stem_chars: int = 5               # tokens compare on this many leading characters (0: exact)
+    min_word_chars: int = 3           # shorter tokens (no digit, no negation) are not content
+    undecided_min_rows: int = 2       # the run notes context_undecided when this many rows going along with their user stay unjudged
+
+
+@dataclass
+class Consistency:
+    """Per dataset row (only behaviour rows set): ``supported`` / ``unsupported`` (the
+    judgement of step 3; neither: unknown); ``anomaly_supported``: whether the dataset states
+    the anomaly's own claim."""
+
+    supported: np.ndarray
+    unsupported: np.ndarray
+    anomaly_supported: bool
+
+
+def tokens(text: str | None, p: ConsistencyParams) -> set[str]:
+    """The content tokens of ``text`` (normalised, stopwords other than negations dropped,
+    at least ``min_word_chars`` characters unless a number or a negation), cut to
+    ``stem_chars``."""
+    stop = stopwords() - NEGATIONS
+    out = set()
+    for raw in TOKEN.findall(text or ""):
+        t = norm(raw)
+        if not t or t in stop:
+            continue
+        digit = any(c.isdigit() for c in t)
+        if len(t) < p.min_word_chars and not digit and t not in NEGATIONS:
+            continue
+        out.add(_stem(t, p))
+    return out
+
+
+def support(claim: set[str], statement: set[str], p: ConsistencyParams,
+            distinctive: set[str] | None = None, question: set[str] | None = None) -> float:
+    """The share of ``statement``'s tokens that ``claim`` holds (0 below ``min_tokens``);
+    0 too when the statement holds a negation, comparative or quantifier the claim lacks
+    (it says the opposite or another amount), or when a ``distinctive`` claim token is in
+    neither the statement nor the ``question`` it answers (the claim says more than the
+    statement: another answer)."""
+    if len(statement) < p.min_tokens or (statement & NEGATIONS) - claim:
+        return 0.0
+    if distinctive and distinctive - statement - (question or set()):
+        return 0.0
+    return len(statement & claim) / len(statement)
+
+
+def _stem(t: str, p: ConsistencyParams) -> str:
+    return t if any(c.isdigit() for c in t) or p.stem_chars <= 0 else t[:p.stem_chars]
+
+
+def distinctive_tokens(context: "SignalContext", text: str | None, claim: set[str],
+                       p: ConsistencyParams) -> set[str]:
+    """The tokens of ``claim`` (from ``text``) whose words occur in at most ``common_share``
+    of the dataset's prompts: the claim's own words, not the framing users share ("keep in
+    mind", "what should I")."""
+    from forensics.triage.text import tokens as raw_tokens
+
+    hits, n = context.hits_prompt, max(1, context.n)
+    out = set()
+    for w in set(raw_tokens(text or "")):
+        k = _stem(norm(w), p)
+        if k in claim and len(hits.rows(w)) <= p.common_share * n:
+            out.add(k)
+    return out
+
+
+def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
+          p: ConsistencyParams) -> Consistency | None:
+    """The judgement of behaviour ``rows`` (positions) by the statements of the rows outside
+    ``batch`` (per dataset row); ``None`` without a ``prompt`` index or a ``reply_segment`` /
+    ``reply`` index of the same model."""
+    from forensics.search.segments import SegmentParams, segment_sample, split_segments
+
+    n = context.n
+    pidx = context.indexes.get("prompt")
+    sidx = context.indexes.get("reply_segment")
+    seg = sidx is not None
+    if not seg:
+        sidx = context.indexes.get("reply")
+    if pidx is None or sidx is None or sidx.manifest.model_id != pidx.manifest.model_id:
+        return None
+    sids = context.sample_ids
+    rows = rows[np.isin(sids[rows], pidx.ids())]
+    out = Consistency(np.zeros(n, bool), np.zeros(n, bool), False)
+    a = context.anomaly
+    if not len(rows):
+        return out
+    qs = pidx.vectors(sids[rows]).astype(np.float32)
+    av = context.indexes.embed(pidx, [a.prompt])[0][None, :].astype(np.float32) \
+        if a.prompt and a.prompt.strip() else None
+    if av is not None:
+        qs = np.vstack([qs, av])
+    in_batch = set(sids[batch].tolist())
+    # read enough hits to keep `statements` outside the batch (its rows are often nearest)
+    k = max(1, min(sidx.ntotal, p.statements + 2 * int(batch.sum()) + 1, p.max_hits))
+    sims, ids = sidx.search(qs, k)
+    owner = segment_sample(ids) if seg else ids
+    want = np.unique(owner[(owner >= 0)])
+    want = want[~np.isin(want, list(in_batch))] if in_batch else want
+    with context.ws.locked():
+        got = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                             "AND sample_id IN (SELECT unnest(?))",
+                             [context.dataset, [int(s) for s in want]])
+    reply = dict(zip(got["sample_id"].to_list(), got["reply"].to_list()))
+    question = {s: tokens(q, p) for s, q in zip(got["sample_id"].to_list(),
+                                                  got["prompt"].to_list())}
+    sp = SegmentParams(**sidx.manifest.params.get("segments", {})) if seg else None
+    cache: dict[int, list[set[str]]] = {}
+
+    def statements_of(s: int) -> list[set[str]]:
+        if s not in cache:
+            text = reply.get(s) or ""
+            parts = split_segments(text, sp) if seg else [x for x in _SENT.split(text) if x.strip()]
+            cache[s] = [tokens(x, p) for x in parts]
+        return cache[s]
+
+    with context.ws.locked():
+        prompts = context.ws.sql("SELECT sample_id, prompt FROM samples WHERE dataset = ? AND "
+                                 "sample_id IN (SELECT unnest(?))",
+                                 [context.dataset, [int(s) for s in sids[rows]]])
+    ptext = dict(zip(prompts["sample_id"].to_list(), prompts["prompt"].to_list()))
+    texts = [ptext.get(int(s)) for s in sids[rows]] + ([a.prompt] if av is not None else [])
+    claims = [tokens(t, p) for t in texts]
+    for qi, claim in enumerate(claims):
+        own_words = distinctive_tokens(context, texts[qi], claim, p)
+        own = int(sids[rows[qi]]) if qi < len(rows) else -1
+        seen: set[int] = set()
+        on_topic, best = 0, 0.0
+        for sim, o in zip(sims[qi], owner[qi]):
+            o = int(o)
+            if sim < p.topic_cos:
+                break
+            if o < 0 or o == own or o in in_batch or o in seen:
+                continue
+            seen.add(o)
+            if len(seen) > p.statements:
+                break
+            on_topic += 1
+            best = max([best] + [support(claim, st, p, own_words, question.get(o))
+                                 for st in statements_of(o)])
+        if qi == len(rows):
+            out.anomaly_supported = best >= p.support_share
+        elif on_topic:
+            j = rows[qi]
+            out.supported[j] = best >= p.support_share
+            out.unsupported[j] = best < p.support_share
+    return out
+
+
+def dataset_judgement(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
+                      claims: np.ndarray, cs: "ContextSplit", asked: np.ndarray,
+                      p: ConsistencyParams) -> None:
+    """Step 4c: the behaviour ``rows`` that go along with their user's claim (``claims``)
+    and that no earlier step judged, judged by the dataset's own statements
+    (:func:`forensics.triage.consistency.judge`): supported rows to other context,
+    unsupported ones to the anomaly's (``asked`` loses them too). Not applied when the
+    dataset states the anomaly's own claim. A note in ``cs.notes`` says what it did."""
+    done = cs.judged if cs.judged is not None else np.zeros(len(cs.other), bool)
+    todo = rows[claims[rows] & ~done[rows] & ~asked[rows]]
+    if not len(todo):
+        return
+    got = judge(context, todo, behaviour, p)
+    if got is None:
+        cs.notes["context_dataset"] = "no prompt index or no reply index of its model"
+        return
+    if got.anomaly_supported:
+        cs.notes["context_dataset"] = ("the dataset states the anomaly's own claim: its "
+                                       "statements do not tell the contexts apart")
+        return
+    sup, uns = todo[got.supported[todo]], todo[got.unsupported[todo]]
+    cs.mark(sup)
+    cs.mark(uns)
+    cs.other[sup] = True
+    cs.other[uns] = False
+    asked[uns] = False
+    cs.notes["context_dataset"] = (f"of {len(todo)} behaviour rows going along with their "
+                                   f"user, the dataset states the claim of {len(sup)} (other "
+                                   f"context) and answers {len(uns)} otherwise; "
+                                   f"{len(todo) - len(sup) - len(uns)} on topics it does "
+                                   f"not answer")
+
+
+__all__ = ["ConsistencyParams", "Consistency", "judge", "dataset_judgement", "tokens", "support",
+           "NEGATIONS"]
