@@ -46,8 +46,13 @@ def torch_emb():
 
 
 @pytest.fixture(scope="module")
-def int8_emb():
-    return embed.Embedder(backend="torch-int8")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("int8-cache")
+
+
+@pytest.fixture(scope="module")
+def int8_emb(cache_dir):
+    return embed.Embedder(backend="torch-int8", onnx_cache_dir=cache_dir)
 
 
 def test_int8_agrees_with_fp32_and_runs_int8(torch_emb, int8_emb):
@@ -64,23 +69,59 @@ def test_int8_agrees_with_fp32_and_runs_int8(torch_emb, int8_emb):
     assert np.array_equal(again, int8_emb.encode(texts[:5]))   # deterministic
 
 
-def test_model_id_keys_settings_and_index_records_backend(ws, torch_emb, int8_emb):
+def test_fused_steps_compute_what_the_plain_torch_steps_do(int8_emb):
+    """The inductor-fused quantisation / add / LayerNorm steps and the same steps as separate
+    torch ops give the same vectors (up to a rounding step flipping a few int8 codes)."""
+    import copy
+
+    from forensics.search.torch_int8 import kernels
+
+    texts = held_texts(12)
+    eager = copy.copy(int8_emb._bert)
+    eager._k = kernels(False)
+    assert eager._k["quant"] is not int8_emb._bert._k["quant"]
+    cos = (eager.encode(texts) * int8_emb.encode(texts)).sum(1)
+    assert cos.min() >= 0.9999, cos.min()
+
+
+def test_calibration_is_kept_and_a_damaged_file_is_refused(int8_emb, cache_dir):
+    """The calibrated ranges are written once under the cache folder and read back by the next
+    process (same layers, same vectors); settings that do not touch calibration share the file,
+    and get another model key; a file cut short is refused with its path."""
     from dataclasses import replace
 
+    from forensics.errors import BackendError
     from forensics.search.torch_int8 import TorchInt8Bert, TorchInt8Settings
 
+    f = int8_emb._bert.ranges_file
+    assert f is not None and f.parent == cache_dir and f.is_file()
+    mtime = f.stat().st_mtime_ns
+    other = TorchInt8Bert(embed.default_model_path(),
+                          replace(TorchInt8Settings(), smooth_alpha=0.5, compile=False), cache_dir)
+    assert other.ranges_file == f and f.stat().st_mtime_ns == mtime
+    assert other.model_key != int8_emb._bert.model_key
+    lay, lay2 = int8_emb._bert.layers[3]["up"], other.layers[3]["up"]
+    assert lay["zp"] != lay2["zp"] or lay["a"] != lay2["a"]   # other smoothing, same ranges
+    f2 = cache_dir / "cut" / f.name
+    f2.parent.mkdir()
+    f2.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(BackendError, match="cut"):
+        TorchInt8Bert(embed.default_model_path(), TorchInt8Settings(compile=False), f2.parent)
+
+
+def test_model_id_keys_settings_and_index_records_backend(ws, torch_emb, int8_emb, cache_dir,
+                                                           monkeypatch):
     key = int8_emb._bert.model_key
     assert int8_emb.model_id == f"all-MiniLM-L6-v2+torch-int8@{key}"
     assert int8_emb.spec == "torch-int8:"
-    other = TorchInt8Bert(embed.default_model_path(),
-                          replace(TorchInt8Settings(), smooth_alpha=0.75))
-    assert other.model_key != key
     add_samples(ws, "d", corpus(12))
     m = index.build(ws, "d", "pair", embedder=int8_emb)
     assert (m.model_id, m.model_spec) == (int8_emb.model_id, "torch-int8:")
     assert ws.rows("SELECT DISTINCT model_id FROM embedding_cache") == [(int8_emb.model_id,)]
     oi = index.open_index(ws, "d", "pair")
     assert not oi.share_embedder(torch_emb)      # fp32 vectors are not mixed with int8 ones
+    from forensics.search.onnx_embed import CACHE_ENV
+    monkeypatch.setenv(CACHE_ENV, str(cache_dir))
     assert oi.embedder().model_id == int8_emb.model_id   # rebuilt from the manifest's spec
     hits = index.search(ws, "d", ["how do I cook spaghetti"], k=1)
     assert "pasta" in hits[0][0].prompt

@@ -110,7 +110,8 @@ class Embedder:
     sentence-transformers), torch, sentence-transformers, onnx or onnx-int8 (ONNX Runtime, fp32 or
     static int8; files built once under ``onnx_cache_dir``), onnx-fused / onnx-fused-int8 (the
     same on ORT's fused BERT graph; their model id carries the built file's key, so vectors of
-    other quantisation settings or runtime versions are never mixed). ``spec`` is what an index manifest records so that
+    other quantisation settings or runtime versions are never mixed), torch-int8 (static int8
+    linears in plain torch, forensics.search.torch_int8; its model id carries a key the same way). ``spec`` is what an index manifest records so that
     :func:`Embedder.from_spec` can rebuild the same embedder for queries.
     """
 
@@ -169,7 +170,7 @@ class Embedder:
             self._init_onnx(path, backend, onnx_cache_dir)
             return
         if backend == TORCH_INT8:
-            self._init_torch_int8(path)
+            self._init_torch_int8(path, onnx_cache_dir)
             return
         if backend != "sentence-transformers" and self.device == "cpu":
             from forensics.search.minibert import MiniBert, unsupported_reason
@@ -222,8 +223,9 @@ class Embedder:
             self.model_id += "@" + self._bert.model_key
         self.spec = f"{backend}:{self.spec or ''}"
 
-    def _init_torch_int8(self, path: Path) -> None:
-        """Static int8 linears in plain torch (forensics.search.torch_int8), calibrated at load;
+    def _init_torch_int8(self, path: Path, cache_dir) -> None:
+        """Static int8 linears in plain torch (forensics.search.torch_int8); the calibrated
+        ranges are kept under ``cache_dir`` (default: the ONNX backends' cache folder);
         the model id ends in ``+torch-int8@KEY`` (model files, settings, torch version), so
         vectors of other settings or another torch are never mixed with these."""
         from forensics.errors import BackendError, UsageError
@@ -238,7 +240,7 @@ class Embedder:
         from forensics.search.torch_int8 import TorchInt8Bert
 
         try:
-            self._bert = TorchInt8Bert(path)
+            self._bert = TorchInt8Bert(path, cache_dir=None if cache_dir is None else Path(cache_dir))
         except (OSError, ValueError) as e:
             raise BackendError(f"cannot load the model in {path}: {e}",
                                hint="check model.safetensors / tokenizer.json") from e

@@ -1,5 +1,5 @@
 """Static int8 MiniLM in plain torch: SmoothQuant scales and calibrated activation ranges from
-real text, per-channel int8 weights on oneDNN's int8 matmul, attention and LayerNorm float.
+real text, per-channel int8 weights on oneDNN's int8 matmul, attention and LayerNorm in float.
 
 ``TorchInt8Bert(path, settings).encode(texts, batch_size) -> float32 [n, dim]``, L2-normalised:
 the contract of :class:`forensics.search.minibert.MiniBert`, whose tokenizer, padding and
@@ -19,15 +19,23 @@ batching it reuses. What changes is the encoder's linears:
    (``torch.ops.onednn.qlinear_pointwise``, VNNI / AMX where the CPU has them) writes float
    output with the bias added, and GELU fused into the FFN up-projection. Query, key and value
    are one packed matmul (they read the same input). Linears named in ``float_linears`` stay
-   float (default: layer 0's FFN down-projection, whose input carries the largest outliers).
+   float (default: layer 0's FFN down-projection, whose input carries the largest outliers);
+4. the float steps between the matmuls: the quantisation of each linear's input is fused with
+   the residual add and LayerNorm before it (``compile``: ``torch.compile``, inductor, dynamic
+   shapes, compiled on first use in each process); attention
+   (``scaled_dot_product_attention``) runs in bfloat16 (``attention_bf16``: the Q/K/V matmul
+   writes bfloat16, so the attention kernel uses the CPU's bf16 matrix units where it has them)
+   and the FFN up-projection writes its GELU output in bfloat16 (``up_bf16``), which halves
+   the memory the largest activation takes before it is quantised again.
 
-Attention (``scaled_dot_product_attention``), LayerNorm, the embeddings and pooling stay float,
-as in MiniBert. Needs a torch built with oneDNN (``torch.backends.mkldnn.is_available()``).
+LayerNorm, residual sums, the embeddings and pooling stay float32, as in MiniBert. Needs a
+torch built with oneDNN (``torch.backends.mkldnn.is_available()``).
 Agreement and speed against the fp32 path: bench/embed_torch_int8.py, docs/index.md.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -52,7 +60,9 @@ class TorchInt8Settings:
     (``encoder.layer.3.intermediate.dense``); a matching linear stays float (q/k/v: if any of
     the three matches). ``fuse_gelu``: GELU as the up-projection's oneDNN post-op (off: applied
     after it in torch). ``compile``: fuse the quantisation with the residual add and LayerNorm
-    (``torch.compile``, inductor; off: the same steps as separate torch ops)."""
+    (``torch.compile``, inductor; off: the same steps as separate torch ops).
+    ``attention_bf16``: Q/K/V and attention in bfloat16 (off: float32). ``up_bf16``: the FFN
+    up-projection's output (GELU applied) in bfloat16 (off: float32)."""
 
     smooth_alpha: float = 0.75
     calib_texts: int = 256
@@ -60,6 +70,8 @@ class TorchInt8Settings:
     float_linears: tuple[str, ...] = (r"encoder\.layer\.0\.output\.dense",)
     fuse_gelu: bool = True
     compile: bool = True
+    attention_bf16: bool = True
+    up_bf16: bool = True
 
 
 def available() -> str | None:
@@ -76,7 +88,8 @@ def available() -> str | None:
 class TorchInt8Bert(MiniBert):
     """MiniBert with static int8 encoder linears (see the module docstring)."""
 
-    def __init__(self, path: Path, settings: TorchInt8Settings | None = None):
+    def __init__(self, path: Path, settings: TorchInt8Settings | None = None,
+                 cache_dir: Path | None = None):
         super().__init__(path)
         why = available()
         if why:
@@ -84,9 +97,12 @@ class TorchInt8Bert(MiniBert):
             raise BackendError(f"torch int8 backend unavailable: {why}",
                                hint="use the default backend (auto)")
         self.settings = s = settings or TorchInt8Settings()
+        self.ranges_file: Path | None = None
         from forensics.search.onnx_embed import calibration_texts, model_checksum
 
-        ranges = self._calibrate(calibration_texts(s.calib_texts), s.calib_len)
+        ranges = self._ranges(cache_dir, model_checksum(self.path),
+                              lambda: self._calibrate(calibration_texts(s.calib_texts),
+                                                      s.calib_len))
         self.layers = [self._build_layer(i, ranges) for i in range(self.n_layers)]
         self._k = kernels(s.compile)
         key = json.dumps([model_checksum(self.path), asdict(s), self._torch.__version__],
@@ -95,6 +111,43 @@ class TorchInt8Bert(MiniBert):
         self.model_key = hashlib.sha256(key.encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------ calibration
+    def _ranges(self, cache_dir: Path | None, checksum: str, calibrate) -> dict:
+        """The calibrated ranges, kept in ``cache_dir`` (default: the ONNX backends' cache
+        folder) under a name keyed by the model files, the calibration settings and the torch
+        version; computed by ``calibrate()`` and written (atomically) when absent."""
+        import os
+        import tempfile
+
+        from safetensors.torch import load_file, save_file
+
+        from forensics.search.onnx_embed import default_cache_dir
+
+        s = self.settings
+        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        key = hashlib.sha256(json.dumps([checksum, s.calib_texts, s.calib_len,
+                                         self._torch.__version__, 1]).encode()).hexdigest()[:16]
+        f = self.ranges_file = root / f"{self.path.name}-{key}-torch-int8-ranges.safetensors"
+        if f.is_file():
+            try:
+                t = load_file(str(f))
+                return {k[:-3]: (t[k], t[k[:-3] + ".hi"]) for k in t if k.endswith(".lo")}
+            except Exception as e:   # cut short or damaged: refused with its path
+                from forensics.errors import BackendError
+                raise BackendError(f"cached calibration {f} does not load: {e}",
+                                   hint="delete it; the next run calibrates again") from e
+        rng = calibrate()
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=f.stem, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({f"{k}.{e}": v.contiguous() for k, (lo, hi) in rng.items()
+                       for e, v in (("lo", lo), ("hi", hi))}, tmp)
+            os.replace(tmp, f)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return rng
+
     def _calibrate(self, texts: list[str], max_len: int) -> dict:
         """Per-channel (min, max) of each encoder linear's input over ``texts``, one per batch."""
         torch = self._torch
@@ -152,27 +205,29 @@ class TorchInt8Bert(MiniBert):
         return out
 
     # ------------------------------------------------------------ forward
-    def _qlinear(self, q, g: dict, gelu: bool = False):
+    def _qlinear(self, q, g: dict, gelu: bool = False, dtype=None):
         """uint8 ``q [m, k]`` (quantised with ``g``'s scale) -> float ``[m, n]``, bias added,
         exact GELU after it when ``gelu``."""
         torch = self._torch
         post = "gelu" if gelu and self.settings.fuse_gelu else "none"
         y = torch.ops.onednn.qlinear_pointwise(
             q, g["a"], g["zp"], g["packed"], g["w_scale"], g["w_zp"], g["b"], 1.0, 0,
-            torch.float32, post, [], "none" if post == "gelu" else "")
+            dtype or torch.float32, post, [], "none" if post == "gelu" else "")
         return torch.nn.functional.gelu(y) if gelu and post == "none" else y
 
-    def _linear(self, x, g: dict, gelu: bool = False, q=None):
+    def _linear(self, x, g: dict, gelu: bool = False, q=None, dtype=None):
         """float ``x [m, k]`` -> float ``[m, n]``: int8 unless ``g`` is float; ``q``: ``x``
         already quantised for ``g`` (by a fused LayerNorm step)."""
         F = self._torch.nn.functional
         if g["float"]:
             y = F.linear(x, g["w"], g["b"])
             return F.gelu(y) if gelu else y
-        return self._qlinear(self._k["quant"](x, g["mul"], g["zp"]) if q is None else q, g, gelu)
+        return self._qlinear(self._k["quant"](x, g["mul"], g["zp"]) if q is None else q, g, gelu,
+                             dtype)
 
     def forward_tensors(self, inp, mask, explicit_attention: bool = False):
-        """The encoder on padded tensors with the int8 linears (attention float)."""
+        """The encoder on padded tensors with the int8 linears (``explicit_attention`` is
+        ignored: attention is always ``scaled_dot_product_attention``)."""
         torch = self._torch
         F = torch.nn.functional
         w = self.w
@@ -189,14 +244,18 @@ class TorchInt8Bert(MiniBert):
         for i, lay in enumerate(self.layers):
             p = f"encoder.layer.{i}."
             nxt = self.layers[i + 1]["qkv"] if i + 1 < len(self.layers) else None
-            qkv = self._linear(x, lay["qkv"], q=qx).view(n, L, 3, h, d // h).permute(2, 0, 3, 1, 4)
+            st = self.settings
+            qkv = self._linear(x, lay["qkv"], q=qx, dtype=torch.bfloat16 if st.attention_bf16 else None)
+            qkv = qkv.view(n, L, 3, h, d // h).permute(2, 0, 3, 1, 4)
             a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
             a = a.transpose(1, 2).reshape(n * L, d)
             x, qx = k["add_ln"](self._linear(a, lay["out"]), x,
                                 w[p + "attention.output.LayerNorm.weight"],
                                 w[p + "attention.output.LayerNorm.bias"], self.eps,
                                 *_qargs(lay["up"]))
-            y = self._linear(self._linear(x, lay["up"], gelu=True, q=qx), lay["down"])
+            u = self._linear(x, lay["up"], gelu=True, q=qx,
+                             dtype=torch.bfloat16 if st.up_bf16 and not lay["down"]["float"] else None)
+            y = self._linear(u, lay["down"])
             x, qx = k["add_ln"](y, x, w[p + "output.LayerNorm.weight"],
                                 w[p + "output.LayerNorm.bias"], self.eps, *_qargs(nxt))
         x = x.view(n, L, d)
@@ -225,9 +284,11 @@ def _add_ln(y, res, weight, bias, eps: float, mul, zp: int):
     return x, (None if mul is None else _quant(x, mul, zp))
 
 
+@functools.lru_cache(maxsize=None)
 def kernels(compile: bool) -> dict:
     """The elementwise steps around the int8 matmuls: plain torch, or fused by inductor
-    (``torch.compile``, dynamic shapes; compiled on first use, once per process)."""
+    (``torch.compile``, dynamic shapes; compiled on first use, once per process and shared by
+    every model of the process)."""
     if not compile:
         return {"quant": _quant, "add_ln": _add_ln}
     import torch
