@@ -105,6 +105,15 @@ class TorchInt8Bert(MiniBert):
                                                       s.calib_len))
         self.layers = [self._build_layer(i, ranges) for i in range(self.n_layers)]
         self._k = kernels(s.compile)
+        if s.compile:   # compile now (two texts: batch and length stay dynamic), or say why not
+            try:
+                self.encode(["a short warm-up text", "and a second, longer warm-up text here"])
+            except Exception as e:
+                from forensics.errors import BackendError
+                raise BackendError(f"torch.compile of the int8 steps failed: {e}",
+                                   hint="inductor needs a C++ compiler (gcc or clang) on PATH; "
+                                        "TorchInt8Settings(compile=False) runs without it, "
+                                        "slower") from e
         key = json.dumps([model_checksum(self.path), asdict(s), self._torch.__version__],
                          sort_keys=True)
         # the model id's key: model files, settings, torch version
