@@ -133,3 +133,22 @@ def test_int8_backend_refuses_gpu():
 
     with pytest.raises(UsageError, match="CPU only"):
         embed.Embedder(backend="torch-int8", device="mps")
+
+
+def test_cli_build_with_torch_int8_records_it(tmp_path, cli, int8_emb, cache_dir):
+    """``index build --backend torch-int8 --onnx-cache-dir DIR`` in a fresh process: reads the
+    calibration already in DIR (not rewritten), records the backend and its keyed model id."""
+    import forensics
+
+    ws_path = tmp_path / "ws"
+    cli("init", workspace=ws_path)
+    with forensics.open(ws_path) as ws:
+        add_samples(ws, "d", corpus(10))
+    f = int8_emb._bert.ranges_file
+    mtime = f.stat().st_mtime_ns
+    cli("index", "build", "--dataset", "d", "--backend", "torch-int8", "--onnx-cache-dir",
+        str(cache_dir), "--json", workspace=ws_path)
+    assert f.stat().st_mtime_ns == mtime
+    with forensics.open(ws_path) as ws:
+        m = index.open_index(ws, "d", "pair").manifest
+    assert (m.model_id, m.model_spec) == (int8_emb.model_id, "torch-int8:")

@@ -51,7 +51,8 @@ def _build_options(f):
                           "into a sharded, resumable index.")(f)
     f = click.option("--onnx-cache-dir", default=None, metavar="DIR",
                      type=click.Path(file_okay=False),
-                     help="Where the onnx* backends keep their exported model files "
+                     help="Where the onnx* backends keep their exported model files and "
+                          "torch-int8 its calibration "
                           "(default: $NLA_FORENSICS_ONNX_CACHE, else "
                           "$XDG_CACHE_HOME/nla-forensics/onnx).")(f)
     return click.option("--device", default=None, help="cpu (default) or cuda[:N].")(f)
