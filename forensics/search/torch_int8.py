@@ -100,7 +100,8 @@ class TorchInt8Bert(MiniBert):
         self.ranges_file: Path | None = None
         from forensics.search.onnx_embed import calibration_texts, model_checksum
 
-        ranges = self._ranges(cache_dir, model_checksum(self.path),
+        checksum = model_checksum(self.path)
+        ranges = self._ranges(cache_dir, checksum,
                               lambda: self._calibrate(calibration_texts(s.calib_texts),
                                                       s.calib_len))
         self.layers = [self._build_layer(i, ranges) for i in range(self.n_layers)]
@@ -114,7 +115,7 @@ class TorchInt8Bert(MiniBert):
                                    hint="inductor needs a C++ compiler (gcc or clang) on PATH; "
                                         "TorchInt8Settings(compile=False) runs without it, "
                                         "slower") from e
-        key = json.dumps([model_checksum(self.path), asdict(s), self._torch.__version__],
+        key = json.dumps([checksum, asdict(s), self._torch.__version__],
                          sort_keys=True)
         # the model id's key: model files, settings, torch version
         self.model_key = hashlib.sha256(key.encode()).hexdigest()[:12]
