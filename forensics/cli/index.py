@@ -51,7 +51,8 @@ def _build_options(f):
                           "into a sharded, resumable index.")(f)
     f = click.option("--onnx-cache-dir", default=None, metavar="DIR",
                      type=click.Path(file_okay=False),
-                     help="Where the onnx* backends keep their exported model files "
+                     help="Where the onnx* backends keep their exported model files and "
+                          "torch-int8 its calibration "
                           "(default: $NLA_FORENSICS_ONNX_CACHE, else "
                           "$XDG_CACHE_HOME/nla-forensics/onnx).")(f)
     return click.option("--device", default=None, help="cpu (default) or cuda[:N].")(f)
@@ -115,11 +116,12 @@ def register(main: click.Group) -> None:
                        "Default: the packaged all-MiniLM-L6-v2 (English).")
     @click.option("--backend", default="auto", show_default=True,
                   type=click.Choice(["auto", "torch", "sentence-transformers", "onnx", "onnx-int8",
-                                     "onnx-fused", "onnx-fused-int8"]),
+                                     "onnx-fused", "onnx-fused-int8", "torch-int8"]),
                   help="Runtime of the embedding model. onnx / onnx-int8: ONNX Runtime fp32 / "
                        "static int8; onnx-fused / onnx-fused-int8: the same on ORT's fused BERT "
-                       "graph (CPU; vectors get their own model id, recorded in the "
-                       "manifest, so searches embed queries the same way).")
+                       "graph; torch-int8: static int8 linears in plain torch (CPU; vectors get "
+                       "their own model id, recorded in the manifest, so searches embed queries "
+                       "the same way).")
     @_build_options
     @json_option
     @click.pass_obj

@@ -38,7 +38,11 @@ ONNX_BACKENDS = ("onnx", "onnx-int8", "onnx-fused", "onnx-fused-int8")
 # backend -> forensics.search.onnx_embed quantisation (file kind)
 _ONNX_QUANT = {"onnx": "fp32", "onnx-int8": "int8", "onnx-fused": "fused-fp32",
                "onnx-fused-int8": "fused-int8"}
-BACKENDS = ("auto", "torch", "sentence-transformers") + ONNX_BACKENDS
+# static int8 in plain torch (forensics.search.torch_int8); like the ONNX backends, recorded in
+# the manifest's spec and in its own model id
+TORCH_INT8 = "torch-int8"
+SPEC_BACKENDS = ONNX_BACKENDS + (TORCH_INT8,)
+BACKENDS = ("auto", "torch", "sentence-transformers") + ONNX_BACKENDS + (TORCH_INT8,)
 _DEFAULT_ALIASES = {None, "", "default", "minilm", DEFAULT_MODEL}
 # How many cache misses are embedded (and committed to the cache) per round: a crash loses
 # at most one chunk of work, and the cost of one DuckDB insert is amortised over many rows.
@@ -106,7 +110,8 @@ class Embedder:
     sentence-transformers), torch, sentence-transformers, onnx or onnx-int8 (ONNX Runtime, fp32 or
     static int8; files built once under ``onnx_cache_dir``), onnx-fused / onnx-fused-int8 (the
     same on ORT's fused BERT graph; their model id carries the built file's key, so vectors of
-    other quantisation settings or runtime versions are never mixed). ``spec`` is what an index manifest records so that
+    other quantisation settings or runtime versions are never mixed), torch-int8 (static int8
+    linears in plain torch, forensics.search.torch_int8; its model id carries a key the same way). ``spec`` is what an index manifest records so that
     :func:`Embedder.from_spec` can rebuild the same embedder for queries.
     """
 
@@ -121,7 +126,7 @@ class Embedder:
         self.device = _check_device(device)
         self.backend = backend
         name = None if model is None else str(model)
-        if name and name.split(":", 1)[0] in ONNX_BACKENDS:   # a spec recorded by an ONNX index
+        if name and name.split(":", 1)[0] in SPEC_BACKENDS:   # a spec recorded by such an index
             backend, name = name.split(":", 1)
             self.backend, name = backend, (name or None)
         self._use = None
@@ -163,6 +168,9 @@ class Embedder:
             raise UsageError(f"unknown embedding backend {backend!r}", hint=", ".join(BACKENDS))
         if backend in ONNX_BACKENDS:
             self._init_onnx(path, backend, onnx_cache_dir)
+            return
+        if backend == TORCH_INT8:
+            self._init_torch_int8(path, onnx_cache_dir)
             return
         if backend != "sentence-transformers" and self.device == "cpu":
             from forensics.search.minibert import MiniBert, unsupported_reason
@@ -214,6 +222,32 @@ class Embedder:
         if backend.startswith("onnx-fused"):   # + the built file's key (settings, versions)
             self.model_id += "@" + self._bert.model_key
         self.spec = f"{backend}:{self.spec or ''}"
+
+    def _init_torch_int8(self, path: Path, cache_dir) -> None:
+        """Static int8 linears in plain torch (forensics.search.torch_int8); the calibrated
+        ranges are kept under ``cache_dir`` (default: the ONNX backends' cache folder);
+        the model id ends in ``+torch-int8@KEY`` (model files, settings, torch version), so
+        vectors of other settings or another torch are never mixed with these."""
+        from forensics.errors import BackendError, UsageError
+        from forensics.search.minibert import unsupported_reason
+
+        if self.device != "cpu":
+            raise UsageError(f"the {TORCH_INT8} backend runs on CPU only", hint="use --device cpu")
+        why = unsupported_reason(path)
+        if why is not None:
+            raise UsageError(f"the {TORCH_INT8} backend cannot compute {path}: {why}",
+                             hint="use the default backend (auto)")
+        from forensics.search.torch_int8 import TorchInt8Bert
+
+        try:
+            self._bert = TorchInt8Bert(path, cache_dir=None if cache_dir is None else Path(cache_dir))
+        except (OSError, ValueError) as e:
+            raise BackendError(f"cannot load the model in {path}: {e}",
+                               hint="check model.safetensors / tokenizer.json") from e
+        self.kind = TORCH_INT8
+        self.dim = self._bert.dim
+        self.model_id = f"{self.model_id}+{TORCH_INT8}@{self._bert.model_key}"
+        self.spec = f"{TORCH_INT8}:{self.spec or ''}"
 
     def _load_st(self):
         """The sentence-transformers model (loaded on first use when the torch path is active)."""
