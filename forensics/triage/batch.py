@@ -144,19 +144,27 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     told = " ".join([a.title or "", *([t for t in a.explanations if t][:1] or [seg_text])])
     share = (min(1.0, len(seg_text.split()) / max(1, len((a.reply or "").split())))
              if seg_text else 1.0)
+    own = None
     if p.treatment.enabled and p.context.enabled and share >= p.context.norm_min_reply_share:
-        # a behaviour that replaces the answer: rows whose reply answers their prompt only
-        # look like it (treatment.answering)
-        from forensics.triage.treatment import answering
+        from forensics.triage.treatment import answering, canned, replaces_answer
 
-        lookalike |= answering(ctx, np.flatnonzero(behaviour & ~other), p.treatment)
+        own = replaces_answer(ctx, p.treatment)
+    if own is not None:
+        # a behaviour that replaces the answer (:mod:`forensics.triage.treatment`): canned
+        # replies standing out towards it are more of its wordings; rows whose reply answers
+        # their prompt only look like it
+        if "cos" in seg_evidence:
+            more = canned(ctx, seg_evidence["cos"], behaviour | lookalike, p.treatment)
+            seg_ok = seg_ok | more
+            behaviour |= more
+        lookalike |= answering(ctx, np.flatnonzero(behaviour & ~other), own, p.treatment)
         behaviour &= ~lookalike
     eo = results["explanation_own"].row_evidence if "explanation_own" in results else None
     explained = (np.where(eo["explained"] > 0, eo["context_cos"], np.nan) if eo is not None
                  else None)
     cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other,
                reply_share=share, grounding=gj, explained=explained, claims=claims,
-               consistency=p.consistency, treatment=p.treatment)
+               consistency=p.consistency, treatment=p.treatment if own is not None else None)
     if claims is not None and p.context.enabled:
         # a behaviour that goes along with its user is a defect or not by whether the user's
         # claim holds: rows no judgement reached hold both contexts, and the batch says so

@@ -82,8 +82,11 @@ class TreatmentParams:
     shown_rate: float = 0.6           # a rate at least this: other context
     max_rows: int = 500               # behaviour rows read at most (best scored first)
     max_other_share: float = 0.9      # a judgement moving more than this share of the unasked behaviour rows moves none
+    replaces_cos: float = 0.25        # applies when the anomaly's reply is at most this close to its prompt (it replaces the answer)
     answers_cos: float = 0.35         # behaviour rows whose whole reply is this close to their own prompt ...
     answers_margin: float = 0.2       # ... and this much closer than the anomaly's reply to its prompt answer it: lookalikes
+    canned_min_prompts: int = 3       # a reply repeated verbatim under this many distinct prompts is canned ...
+    canned_z: float = 1.5             # ... and joins the batch at a best cosine >= median + canned_z x robust sd of all rows'
 
 
 def content_words(text: str, min_chars: int) -> list[str]:
@@ -239,18 +242,67 @@ def judge(context: "SignalContext", pidx: Any, rows: np.ndarray, pv: np.ndarray,
     return out
 
 
-def answering(context: "SignalContext", rows: np.ndarray, p: TreatmentParams) -> np.ndarray:
-    """Per dataset row, whether it is one of the behaviour ``rows`` whose whole reply answers
-    its own prompt (the module docstring's **Answers**); all False without the ``reply`` and
-    ``prompt`` indexes or an anomaly prompt and reply."""
-    out = np.zeros(context.n, bool)
+def replaces_answer(context: "SignalContext", p: TreatmentParams) -> float | None:
+    """The anomaly reply's cosine to its prompt (``reply`` index embedder) when it is at most
+    ``replaces_cos`` (the behaviour replaces the answer: the treatment applies), else
+    ``None`` (also without a ``reply`` index, a prompt or a reply)."""
     a = context.anomaly
-    ridx, pidx = context.indexes.get("reply"), context.indexes.get("prompt")
-    if ridx is None or pidx is None or not len(rows) or not (a.prompt or "").strip() \
-            or not (a.reply or "").strip():
-        return out
+    ridx = context.indexes.get("reply")
+    if ridx is None or not (a.prompt or "").strip() or not (a.reply or "").strip():
+        return None
     av = context.indexes.embed(ridx, [a.reply, a.prompt])
     own = float(av[0] @ av[1])
+    return own if own <= p.replaces_cos else None
+
+
+def canned(context: "SignalContext", cos: np.ndarray, behaviour: np.ndarray,
+           p: TreatmentParams) -> np.ndarray:
+    """Per dataset row: not in ``behaviour``, its reply repeated verbatim (normalised) under
+    at least ``canned_min_prompts`` distinct prompts (prompt vectors below ``same_cos`` of
+    each other), and its best cosine to the behaviour query (``cos``, the segment signal's)
+    at least ``canned_z`` robust standard deviations above the median of all rows'. Why: a
+    reply that does not depend on its prompt is a canned response; one that stands out
+    towards the behaviour is another wording of it (a refusal the query's own wording did
+    not reach)."""
+    out = np.zeros(context.n, bool)
+    pidx = context.indexes.get("prompt")
+    if pidx is None or not context.n:
+        return out
+    med = float(np.median(cos))
+    sd = max(float(np.median(np.abs(cos - med))) * 1.4826, 1e-3)
+    cand = np.flatnonzero(~behaviour & (cos >= med + p.canned_z * sd))
+    if not len(cand):
+        return out
+    replies = context.frame["reply_norm"].to_list()
+    groups: dict[str, list[int]] = {}
+    for j in cand:
+        groups.setdefault(replies[j], []).append(int(j))
+    have = set(pidx.ids().tolist())
+    for rows in groups.values():
+        if len(rows) < p.canned_min_prompts:
+            continue
+        sids = [int(context.sample_ids[j]) for j in rows if int(context.sample_ids[j]) in have]
+        if len(sids) < p.canned_min_prompts:
+            continue
+        v = pidx.vectors(np.asarray(sids)).astype(np.float32)
+        reps: list[np.ndarray] = []
+        for x in v:
+            if not reps or float(np.max(np.asarray(reps) @ x)) < p.same_cos:
+                reps.append(x)
+        if len(reps) >= p.canned_min_prompts:
+            out[rows] = True
+    return out
+
+
+def answering(context: "SignalContext", rows: np.ndarray, own: float,
+              p: TreatmentParams) -> np.ndarray:
+    """Per dataset row, whether it is one of the behaviour ``rows`` whose whole reply answers
+    its own prompt (the module docstring's **Answers**; ``own``: the anomaly reply's cosine
+    to its prompt); all False without the ``reply`` and ``prompt`` indexes."""
+    out = np.zeros(context.n, bool)
+    ridx, pidx = context.indexes.get("reply"), context.indexes.get("prompt")
+    if ridx is None or pidx is None or not len(rows):
+        return out
     sids = context.sample_ids[rows]
     have = np.isin(sids, ridx.ids()) & np.isin(sids, pidx.ids())
     rows, sids = rows[have], sids[have]
@@ -261,4 +313,5 @@ def answering(context: "SignalContext", rows: np.ndarray, p: TreatmentParams) ->
     return out
 
 
-__all__ = ["TreatmentParams", "judge", "answering", "content_words", "key_words", "without"]
+__all__ = ["TreatmentParams", "judge", "answering", "canned", "replaces_answer", "content_words",
+           "key_words", "without"]
