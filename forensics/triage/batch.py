@@ -192,6 +192,11 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     info = {"context_groups": cs.groups, "context_treatment": cs.treatment,
             "context_other_rows": int(other.sum()),
             "context_lookalike_rows": int(lookalike.sum()), "context_notes": cs.notes}
+    if cs.undecided is not None:
+        # rows the treatment left undecided (still in the anomaly's context): run.py ranks
+        # them below the rows the evidence kept there (treatment.undecided_factor); popped
+        # before the summary is stored
+        info["context_undecided_rows"] = cs.undecided & ~other
     keep = ~other & ~lookalike
     return (seg_ok & keep, None if ph_ok is None else ph_ok & keep, other, lookalike, info)
 

@@ -132,6 +132,7 @@ class ContextSplit:
     notes: dict[str, str]
     judged: np.ndarray | None = None
     treatment: dict = field(default_factory=dict)
+    undecided: np.ndarray | None = None   # rows the treatment read and left undecided
 
     def mark(self, rows: np.ndarray) -> None:
         """Record ``rows`` (a mask or positions) as judged."""

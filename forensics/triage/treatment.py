@@ -28,8 +28,9 @@ For each behaviour row no earlier step judged (:func:`judge`):
 4. **Decision**: a rate at most ``answered_rate`` (what the prompt is about is answered
    normally) puts the row in the anomaly's context; a rate at least ``shown_rate`` (what it
    is about draws the behaviour) puts it in the other context. Rows in between are
-   **undecided**: the split the norm rates made stands, and the run's notes count them
-   (``context_treatment``); they also say when the anomaly's own prompt reads at least
+   **undecided**: the split the norm rates made stands, their final score is multiplied by
+   ``undecided_factor`` (rows the evidence kept in the anomaly's context rank above rows
+   nothing decided), and the run's notes count them (``context_treatment``); they also say when the anomaly's own prompt reads at least
    ``shown_rate`` (the rates then confuse its context with the other).
 
 **Answers** (:func:`answering`): a behaviour that replaces the answer does not sit in a reply
@@ -82,6 +83,7 @@ class TreatmentParams:
     shown_rate: float = 0.6           # a rate at least this: other context
     max_rows: int = 500               # behaviour rows read at most (best scored first)
     max_other_share: float = 0.9      # a judgement moving more than this share of the unasked behaviour rows moves none
+    undecided_factor: float = 0.85    # final score factor of the rows it read and left undecided (below the rows it kept)
     replaces_cos: float = 0.25        # applies when the anomaly's reply is at most this close to its prompt (it replaces the answer)
     answers_cos: float = 0.35         # behaviour rows whose whole reply is this close to their own prompt ...
     answers_margin: float = 0.2       # ... and this much closer than the anomaly's reply to its prompt answer it: lookalikes
@@ -203,14 +205,17 @@ def judge(context: "SignalContext", pidx: Any, rows: np.ndarray, pv: np.ndarray,
     rates = _rates(context, pidx, vecs, rate_of, [np.zeros(0, np.int64)] + skips, p)
     a_rate = float(np.nan_to_num(rates[0]))
     to_other: list[int] = []
-    undecided = 0
+    open_: list[int] = []
     for j, r in zip(cand, rates[1:]):
         if np.isfinite(r) and r <= p.answered_rate:
             to_anomaly.append(j)
         elif np.isfinite(r) and r >= p.shown_rate:
             to_other.append(j)
         else:
-            undecided += 1
+            open_.append(j)
+    undecided = len(open_)
+    cs.undecided = np.zeros(n, bool)
+    cs.undecided[open_] = True
     unasked = int((~asked[rows]).sum())
     out = {"anomaly_rate": round(a_rate, 4), "anomaly_key_words": len(a_keys),
            "anomaly_context": len(to_anomaly), "other_context": len(to_other),
