@@ -37,12 +37,9 @@ context").
    states is other context (the behaviour goes along with a claim that holds); a row whose
    topic the dataset answers otherwise stays in the anomaly's context; not used when the
    dataset states the anomaly's own claim.
-4d. **The dataset's treatment** (offline, ``treatment``, only when the behaviour holds most of
-   the anomaly reply, ``norm_min_reply_share``, for the behaviour rows no step above judged;
-   :mod:`forensics.triage.treatment`): a row whose very prompt the dataset answers without
-   the behaviour, or whose prompt's words it answers normally elsewhere, is the anomaly's
-   context; one whose words the dataset meets with the behaviour (more than the anomaly's
-   own words) is other context; the others are undecided and counted in the notes.
+4d. **The dataset's treatment** (offline, ``treatment``; a behaviour that replaces the answer,
+   rows no step above judged; :mod:`forensics.triage.treatment`): the same prompt answered,
+   or the prompt's other words answered elsewhere: the anomaly's context; else other or undecided.
 5. **Judge** (optional, per row, overrides 3 and 4; :mod:`forensics.triage.judge`) says whether the
    behaviour is legitimate for the row's prompt: :class:`HTTPJudge` (any OpenAI-compatible
    chat endpoint: needs the endpoint) or :class:`ClassifierJudge` (a logistic regression on
