@@ -33,11 +33,14 @@ For each behaviour row no earlier step judged (:func:`judge`):
    nothing decided), and the run's notes count them (``context_treatment``); they also say when the anomaly's own prompt reads at least
    ``shown_rate`` (the rates then confuse its context with the other).
 
-**Answers** (:func:`answering`): a behaviour that replaces the answer does not sit in a reply
-that answers its prompt; behaviour rows whose whole reply (``reply`` index) is at least
-``answers_cos`` from their own prompt vector, and ``answers_margin`` closer than the anomaly's
-reply is to the anomaly's prompt, only look like it (an answer closing with "hope that
-helps"): lookalikes.
+The treatment applies to a behaviour that replaces the answer (:func:`replaces_answer`): the
+batch's replies follow their prompts less than the dataset's replies do, by
+``replaces_margin`` (median cosines: a reply whatever was asked). **Answers** (:func:`answering`): such a behaviour does not sit in a reply that
+answers its prompt; behaviour rows whose whole reply (``reply`` index) follows their own
+prompt vector past the midpoint of the batch's and the dataset's medians, and
+``answers_margin`` more than it resembles the behaviour query, only look like it (an answer
+closing with "hope that helps"): lookalikes.
+**Canned wordings** (:func:`canned`) join the batch.
 
 At most ``max_rows`` behaviour rows are read (best scored first); a judgement that would move
 more than ``max_other_share`` of the unasked behaviour rows to other context moves none.
@@ -84,9 +87,8 @@ class TreatmentParams:
     max_rows: int = 500               # behaviour rows read at most (best scored first)
     max_other_share: float = 0.9      # a judgement moving more than this share of the unasked behaviour rows moves none
     undecided_factor: float = 0.85    # final score factor of the rows it read and left undecided (below the rows it kept)
-    replaces_cos: float = 0.25        # applies when the anomaly's reply is at most this close to its prompt (it replaces the answer)
-    answers_cos: float = 0.35         # behaviour rows whose whole reply is this close to their own prompt ...
-    answers_margin: float = 0.2       # ... and this much closer than the anomaly's reply to its prompt answer it: lookalikes
+    replaces_margin: float = 0.2      # applies when the batch's replies follow their prompts (median cosine) this much less than the dataset's
+    answers_margin: float = 0.1       # behaviour rows whose reply follows their prompt (past the midpoint of the batch's and the dataset's medians) and this much more than the behaviour query: lookalikes
     canned_min_prompts: int = 3       # a reply repeated verbatim under this many distinct prompts is canned ...
     canned_z: float = 1.5             # ... and joins the batch at a best cosine >= median + canned_z x robust sd of all rows'
 
@@ -247,17 +249,33 @@ def judge(context: "SignalContext", pidx: Any, rows: np.ndarray, pv: np.ndarray,
     return out
 
 
-def replaces_answer(context: "SignalContext", p: TreatmentParams) -> float | None:
-    """The anomaly reply's cosine to its prompt (``reply`` index embedder) when it is at most
-    ``replaces_cos`` (the behaviour replaces the answer: the treatment applies), else
-    ``None`` (also without a ``reply`` index, a prompt or a reply)."""
-    a = context.anomaly
-    ridx = context.indexes.get("reply")
-    if ridx is None or not (a.prompt or "").strip() or not (a.reply or "").strip():
-        return None
-    av = context.indexes.embed(ridx, [a.reply, a.prompt])
-    own = float(av[0] @ av[1])
-    return own if own <= p.replaces_cos else None
+def replaces_answer(context: "SignalContext", members: np.ndarray,
+                    p: TreatmentParams) -> dict:
+    """Whether the behaviour replaces the answer (the treatment applies): the median cosine
+    of the behaviour batch's ``members`` (positions, the ``max_rows`` first) replies to their
+    own prompts (``reply`` / ``prompt`` indexes) lies at least ``replaces_margin`` below the
+    median over all rows: the batch's replies do not follow what was asked (a refusal), as
+    the dataset's answers do (a wrong fact about the subject asked follows it). Returns both
+    medians and ``replaces`` (False below the margin, with fewer than 3 members or without
+    the indexes)."""
+    ridx, pidx = context.indexes.get("reply"), context.indexes.get("prompt")
+    if ridx is None or pidx is None:
+        return {"replaces": False}
+    both = np.intersect1d(ridx.ids(), pidx.ids())
+    sids = context.sample_ids[members[:p.max_rows]]
+    sids = sids[np.isin(sids, both)]
+    if len(sids) < 3:
+        return {"replaces": False}
+
+    def rel(ids: np.ndarray) -> float:
+        return float(np.median((ridx.vectors(ids).astype(np.float32)
+                                * pidx.vectors(ids).astype(np.float32)).sum(1)))
+
+    rng = np.random.default_rng(0)
+    sample = both if len(both) <= 5000 else np.sort(rng.choice(both, 5000, replace=False))
+    mine, every = rel(sids), rel(sample)
+    return {"replaces": mine <= every - p.replaces_margin, "batch_reply_prompt": round(mine, 4),
+            "dataset_reply_prompt": round(every, 4)}
 
 
 def canned(context: "SignalContext", cos: np.ndarray, behaviour: np.ndarray,
@@ -299,11 +317,13 @@ def canned(context: "SignalContext", cos: np.ndarray, behaviour: np.ndarray,
     return out
 
 
-def answering(context: "SignalContext", rows: np.ndarray, own: float,
+def answering(context: "SignalContext", rows: np.ndarray, cos: np.ndarray, mid: float,
               p: TreatmentParams) -> np.ndarray:
     """Per dataset row, whether it is one of the behaviour ``rows`` whose whole reply answers
-    its own prompt (the module docstring's **Answers**; ``own``: the anomaly reply's cosine
-    to its prompt); all False without the ``reply`` and ``prompt`` indexes."""
+    its own prompt (the module docstring's **Answers**; ``cos``: each row's best cosine to
+    the behaviour query, the segment signal's; ``mid``: the midpoint of the batch's and the
+    dataset's median reply-prompt cosines); all False without the ``reply`` and ``prompt``
+    indexes."""
     out = np.zeros(context.n, bool)
     ridx, pidx = context.indexes.get("reply"), context.indexes.get("prompt")
     if ridx is None or pidx is None or not len(rows):
@@ -313,8 +333,8 @@ def answering(context: "SignalContext", rows: np.ndarray, own: float,
     rows, sids = rows[have], sids[have]
     if not len(rows):
         return out
-    cos = (ridx.vectors(sids).astype(np.float32) * pidx.vectors(sids).astype(np.float32)).sum(1)
-    out[rows[cos >= max(p.answers_cos, own + p.answers_margin)]] = True
+    rel = (ridx.vectors(sids).astype(np.float32) * pidx.vectors(sids).astype(np.float32)).sum(1)
+    out[rows[(rel >= mid) & (rel >= cos[rows] + p.answers_margin)]] = True
     return out
 
 
