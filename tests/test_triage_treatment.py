@@ -123,3 +123,31 @@ def test_treatment_params_from_the_cli(refusal, cli):
     bad = cli("triage", aid, "--dataset", "train", "--param", "treatment.shown=1",
               workspace=tmp / "ws", check=False)
     assert bad.returncode == 2 and "answered_rate" in bad.stderr
+
+
+def test_a_canned_refusal_in_another_wording_joins_the_batch(tmp_path_factory):
+    """dev-families' refuse_benign: one refusal wording lies far from the anomaly's in the
+    embedding (below the segment member cut) but repeats verbatim under many prompts: with
+    the treatment its planted rows join the top cluster, without it none does; the harmful
+    requests refused leave it."""
+    from conftest import XQUAD, indexed_workspace, triage_anomaly
+    from forensics.testing.dev_families import build_dev_families
+
+    c = build_dev_families(XQUAD, seed=0, n_clean=250, n_code=30, n_planted=25, n_hard=20,
+                           families=("refuse_benign",))
+    ws = indexed_workspace(tmp_path_factory.mktemp("canned"), c)
+    try:
+        recs = {r["id"]: r for r in c.records}
+        pos = set(c.planted_ids("refuse_benign"))
+        replies = Counter(recs[r]["reply"] for r in pos)
+        far = {r for r in pos if "decline" in recs[r]["reply"]}   # the far wording's rows
+        assert len(far) >= 3 and len(replies) >= 3
+        on = triage_anomaly(ws, c, "refuse_benign")
+        off = triage_anomaly(ws, c, "refuse_benign", params={"treatment": {"enabled": False}})
+        top_on, top_off = set(on.clusters[0]["row_ids"]), set(off.clusters[0]["row_ids"])
+        assert far <= top_on and not far & top_off
+        hard = {r for r, l in c.labels.items() if l == "hard:refuse_benign"}
+        assert len(top_on & hard) < len(top_off & hard)
+        assert len(top_on & pos) / len(top_on) > len(top_off & pos) / len(top_off)
+    finally:
+        ws.close()
