@@ -226,7 +226,8 @@ def judge(context: "SignalContext", pidx: Any, rows: np.ndarray, pv: np.ndarray,
         cs.notes["context_treatment"] = (
             f"the dataset's treatment of their prompts would move {len(to_other)} of {unasked} "
             f"unasked behaviour rows to other context (more than "
-            f"treatment.max_other_share): none moved")
+            f"treatment.max_other_share): none moved, they count as undecided")
+        cs.undecided[to_other] = True
         to_other = []
         out["other_context"] = 0
     if to_anomaly:
