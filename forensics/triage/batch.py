@@ -145,7 +145,7 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     share = (min(1.0, len(seg_text.split()) / max(1, len((a.reply or "").split())))
              if seg_text else 1.0)
     own: dict = {}
-    if p.treatment.enabled and p.context.enabled and share >= p.context.norm_min_reply_share:
+    if p.treatment.enabled and p.context.enabled:
         from forensics.triage.treatment import answering, canned, replaces_answer
 
         order = np.flatnonzero(seg_ok)

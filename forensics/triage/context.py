@@ -38,7 +38,7 @@ context").
    topic the dataset answers otherwise stays in the anomaly's context; not used when the
    dataset states the anomaly's own claim.
 4d. **The dataset's treatment** (offline, ``treatment``; a behaviour that replaces the answer,
-   rows no step above judged; :mod:`forensics.triage.treatment`): the same prompt answered,
+   any reply share, rows no step above judged; :mod:`forensics.triage.treatment`): the same prompt answered,
    or the prompt's other words answered elsewhere: the anomaly's context; else other or undecided.
 5. **Judge** (optional, per row, overrides 3 and 4; :mod:`forensics.triage.judge`) says whether the
    behaviour is legitimate for the row's prompt: :class:`HTTPJudge` (any OpenAI-compatible
@@ -248,7 +248,7 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
         from forensics.triage.consistency import dataset_judgement
 
         dataset_judgement(context, rows, behaviour, claims, cs, asked, consistency)
-    if treatment is not None and treatment.enabled and use_rates:
+    if treatment is not None and treatment.enabled:
         from forensics.triage.treatment import judge as treatment_judge
 
         cs.treatment = treatment_judge(context, pidx, rows, pv, behaviour, asked, order_key,
