@@ -97,8 +97,9 @@ def test_the_treatment_leaves_a_behaviour_that_answers_alone(refusal):
                           "Roast a whole chicken at 120 degrees Celsius for six hours.",
                           ["The reply gives a wrong roasting temperature and time."])
     res = triage.triage(ws, aid, "train", limit=200)
-    assert "context_treatment" not in res.signals_unavailable
-    assert not triage.load_run(ws, res.run_id)["summary"].get("context_treatment")
+    got = triage.load_run(ws, res.run_id)["summary"].get("context_treatment")
+    assert "context_treatment" not in res.signals_unavailable, got
+    assert not got.get("replaces") and "undecided" not in got, got
 
 
 def test_treatment_params_from_the_cli(refusal, cli):
