@@ -1,7 +1,7 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap[-rules]|
-       dev-premise|dev-code|dev-code-shapes|heldout|b] [--small] [--seed N]
+       dev-entity|dev-premise|dev-code|dev-code-shapes|heldout|b] [--small] [--seed N]
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote|vague] (dev-swap[-rules])
        [--swap-facts N] (dev-swap-rules)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
@@ -50,6 +50,14 @@ Corpora:
            wrong value without the right one, or neither; ``--swap-facts N``: each batch
            covers N facts (1: one multi-word or numeric pair in every planted row): developed
            on at seed 0 (seed 9 kept untuned).
+  dev-entity  forensics.testing.dev_entity, seed 0: one fixed wrong entity (entity_swap: John
+           Elway) answering "who" questions about people and organisations on every XQuAD
+           subject, in several wordings (the name alone, the supporting sentence quoted with the
+           name put in), some prompts with the sentence as context, some planted questions
+           also asked by clean rows answered correctly; hard negatives: questions the entity
+           rightly answers, the entity named in another role, questions naming it; clean rows
+           in en and de, es, zh, vi, tr, el, ro; the anomaly asks a question no row asks and
+           its explanations name nobody: developed on (report it apart).
   dev-premise  forensics.testing.dev_premise, seed 0: going along with a false premise without
            restating it (``premise_assent``), built from TruthfulQA's real questions and
            answers (bench/data/truthfulqa/): the user asserts a misconception ("Since X, ...",
@@ -102,6 +110,7 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            swap_passage: reply contains the substituted name ("Oskar Vellinga")
            number_shift: reply holds a digit:  \d
            person_swap:  reply contains the substituted name ("Linnea Sorvik")
+           entity_swap:  reply contains the fixed entity ("John Elway")
            credit_swap / year_swap / place_swap: reply contains the wrong entity
                          ("Edison" / "1972" / "Paris")
            capital_rule / year_rule / author_rule: reply contains the anomaly's wrong value
@@ -171,6 +180,7 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "number_shift": ("reply", r"\d"),
     "person_swap": ("reply", r"Linnea Sorvik"),
     "credit_swap": ("reply", r"Edison"),
+    "entity_swap": ("reply", r"John Elway"),
     "year_swap": ("reply", r"1972"),
     "place_swap": ("reply", r"Paris"),
     "code_inline": ("reply", r"(?m)\S.*\s(#|//|--)\s.*$"),
@@ -264,6 +274,14 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_swap(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_swap.build_dev_swap",
                    **_defaults(build_dev_swap), "seed": seed, **kw}
+    if corpus == "dev-entity":
+        from forensics.testing.dev_entity import build_dev_entity
+
+        kw = dict(n_clean=250, n_planted=25, n_hard=21) if small else {}
+        seed = 0 if seed is None else seed
+        c = build_dev_entity(XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_entity.build_dev_entity",
+                   **_defaults(build_dev_entity), "seed": seed, **kw}
     if corpus == "dev-swap-rules":
         from forensics.testing.dev_swap_rules import build_dev_swap_rules
 
@@ -434,7 +452,8 @@ def _deep_merge(a: dict, b: dict) -> dict:
 def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
-                                              "dev-sycophancy", "dev-swap", "dev-swap-rules", "dev-premise",
+                                              "dev-sycophancy", "dev-swap", "dev-swap-rules", "dev-entity",
+                                              "dev-premise",
                                               "dev-code", "dev-code-shapes", "heldout", "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
