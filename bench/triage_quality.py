@@ -136,7 +136,8 @@ negatives, seeded) are labelled as a user would (legitimate / defect), a prompt 
 trained on their prompt vectors (forensics.triage.context.train_classifier) and triage runs
 with ``context.judge=classifier``: the offline judge for minimal pairs.
 Under each family's row, one line says how the ``substitution`` signal found its tokens
-(``tokens from explanations|dataset|none``, their kinds, stating rows and members) and, when it
+(``tokens from explanations|dataset|none``, their kinds, stating rows and members, the stating
+rows the dataset contradicts, agrees with, or that answer with the value) and, when it
 is unavailable or forms no batch, the guard that stopped it with the measured value against
 its threshold (no token, no row text); the run summary's ``substitution`` entry is recorded
 per family in the result.
@@ -394,6 +395,9 @@ def substitution_diagnostics(summary: dict, unavailable: str | None) -> tuple[di
                                for k in ("name", "number") if k in kinds))
     if "stating_rows" in sub:
         parts.append(f"{sub['stating_rows']} stating rows, {sub.get('members', 0)} members")
+    if "contradicted_rows" in sub:
+        parts.append(f"{sub['contradicted_rows']} contradicted, {sub.get('agreed_rows', 0)} "
+                     f"agreed, {sub.get('answer_rows', 0)} answering with it")
     g = sub.get("batch_off") or sub
     if "guard" in g:
         val = f" {g['value']} vs {g['threshold']}" if "value" in g else ""

@@ -32,7 +32,11 @@ event).
    A stating row is a **member** when its cosine stands ``member_z`` robust sd above the
    cosines of ``null_sample`` random prompts (median, MAD) and at least ``member_min_cos``:
    the wrong entity named in answers about the anomaly's subject, not an answer that names
-   it in passing on another subject.
+   it in passing on another subject. With ``cross_rows``, stating rows the dataset
+   contradicts (the same question answered otherwise, their own passage, the same sentence
+   with another value) are members whatever their subject, and with ``answer_members``
+   rows answering with the value near the contradicted ones join them
+   (:mod:`forensics.triage.signals.substitution_rows`).
 
 Score: a stating row's cosine, min-max normalised between the background median and the
 best stating row (members at least ``member_floor``); other rows 0. Row evidence:

@@ -70,7 +70,8 @@ class RowEvidence:
 def question_key(prompt: str, min_chars: int = 2) -> frozenset[str]:
     """The content words (lower-case word tokens, no stopwords, at least ``min_chars`` long
     or holding a digit) of the user's question in ``prompt``: its sentences that end in a
-    question mark (the user's turn when the prompt has a context passage), else the turn."""
+    question mark (the user's turn when the prompt has a context passage; a label before a
+    colon is no part of it), else its last sentence."""
     from forensics.triage.grounding import GroundingParams
 
     cp = context_passage(prompt or "", GroundingParams())
@@ -78,12 +79,12 @@ def question_key(prompt: str, min_chars: int = 2) -> frozenset[str]:
     parts, cur = [], []
     for ch in turn:
         cur.append(ch)
-        if ch in _Q_END or ch in ".!\n":
+        if ch in _Q_END or ch in ".!:\n":
             parts.append(("".join(cur), ch in _Q_END))
             cur = []
     if cur:
         parts.append(("".join(cur), False))
-    asks = [s for s, q in parts if q] or [turn]
+    asks = [s for s, q in parts if q] or [s for s, _ in parts if s.strip()][-1:] or [turn]
     stop = stopwords()
     return frozenset(t for s in asks for t in ngram_tokens(s)
                      if t.isalnum() and t not in stop
