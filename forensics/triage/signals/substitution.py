@@ -371,6 +371,7 @@ class SubstitutionSignal:
         member = np.zeros(n, bool)
         member[rows[cos >= cut]] = True
         member |= xr.contradicted & states
+        floored = member.copy()     # members by subject or contradiction score the floor
         contra = np.flatnonzero(xr.contradicted & states)
         if params.answer_members and len(contra) >= params.min_members:
             extra = np.flatnonzero(xr.leads & states & ~xr.confirmed & ~member)
@@ -384,6 +385,7 @@ class SubstitutionSignal:
                 ccut = max(params.member_min_cos, cmed + params.answer_z * csd)
                 extra = extra[self._cos(pidx, context.sample_ids[extra], cq) >= ccut]
             member[extra] = True
+            floored[extra] = False
         n_mem = int(member.sum())
         # the share among the stating rows whose answer the dataset does not confirm
         open_rows = len(rows) - int((xr.confirmed & states & ~member).sum())
@@ -400,12 +402,13 @@ class SubstitutionSignal:
         batch = None
         if n_mem < params.min_members:
             member[:] = False
+            floored[:] = False
             batch = {"guard": "min_members", "value": n_mem, "threshold": params.min_members}
         scores = np.zeros(n, np.float32)
         if len(rows):
             top = max(float(cos.max()), med + 1e-6)
             s = np.clip((cos - med) / (top - med), 0.0, 1.0)
-            s = np.where(member[rows], np.maximum(s, params.member_floor), s)
+            s = np.where(floored[rows], np.maximum(s, params.member_floor), s)
             scores[rows] = s.astype(np.float32)
         summary = {"substitution": {"tokens": toks, "tokens_from": source,
                                     "asked_share": shares, "stating_rows": len(rows),

@@ -3,12 +3,13 @@
 
 A stating row (its reply holds the value, its prompt does not) is
 
-* **contradicted** when the dataset answers its question another way: a row asking the
-  same question (the content words of the user's question, Jaccard at least
-  ``same_question_overlap``) whose reply lacks the value and states a value of its kind (a
-  name, a number of as many digits) that the stating row's reply lacks; or when its own
-  prompt carries a context passage that states a value of the kind and not the substituted
-  one (the row's own material points elsewhere); or when the words around the value in its
+* **contradicted** when it answers with the value (below) and the dataset answers its
+  question another way: a row asking the same question (the content words of the user's
+  question, Jaccard at least ``same_question_overlap``) whose reply lacks the value and
+  answers with a value of its kind (a name, a number of as many digits) that the stating
+  row's reply lacks; or when it answers with the value and its own prompt carries a context
+  passage that states a value of the kind and not the substituted one (the row's own
+  material points elsewhere); or when the words around the value in its
   reply (``context_tokens`` tokens on each side, at least ``context_min_words`` words in
   all) stand elsewhere in the dataset (a reply or a prompt) around something else (at most
   ``context_gap_tokens`` tokens): the same sentence with another value in its place;
@@ -135,6 +136,9 @@ def cross_row_evidence(ctx: SignalContext, rows: np.ndarray, value_rows: np.ndar
     text.update(_texts(ctx, need))
     numbers = all(t.isdigit() for t in toks)
     digits = {len(t) for t in toks}
+    leads = np.zeros(n, bool)
+    for j in rows:
+        leads[int(j)] = answers_with(text[int(j)][0], text[int(j)][1], toks)
     for j, cs in cands.items():
         pj, rj = text[j]
         own = _values(pj, rj, numbers, digits)
@@ -145,8 +149,8 @@ def cross_row_evidence(ctx: SignalContext, rows: np.ndarray, value_rows: np.ndar
                 continue
             if value_rows[c]:
                 agreed[j] = True
-            elif _values(pc, rc, numbers, digits) - own:
-                contradicted[j] = True
+            elif leads[j] and first_value(pc, rc, toks) - own:
+                contradicted[j] = True      # its answer is the value, the other's another
     if params.context_tokens > 0:
         contradicted |= _context_swaps(ctx, rows, toks, text, params)
     if params.passage_contradicts:
@@ -155,11 +159,9 @@ def cross_row_evidence(ctx: SignalContext, rows: np.ndarray, value_rows: np.ndar
         gp = GroundingParams()
         for j in rows:
             cp = context_passage(text[int(j)][0], gp)
-            if cp is not None and _values("", cp[0], numbers, digits) - set(toks):
+            if leads[int(j)] and cp is not None \
+                    and _values("", cp[0], numbers, digits) - set(toks):
                 contradicted[j] = True
-    leads = np.zeros(n, bool)
-    for j in rows:
-        leads[int(j)] = answers_with(text[int(j)][0], text[int(j)][1], toks)
     return RowEvidence(contradicted, agreed, leads)
 
 
@@ -167,10 +169,17 @@ def answers_with(prompt: str, reply: str, toks: list[str]) -> bool:
     """Whether the first value of the tokens' kind that ``reply`` states and ``prompt`` lacks
     is one of ``toks`` (for a name: the run of capitalised words it stands in holds a word of
     a token): the value is the reply's answer, not a mention on the way."""
+    words = {w for t in toks for w in t.split(" ")}
+    return bool(first_value(prompt, reply, toks) & words)
+
+
+def first_value(prompt: str, reply: str, toks: list[str]) -> set[str]:
+    """The first value of the tokens' kind that ``reply`` states and ``prompt`` lacks: a
+    number of as many digits, or the words of the run of capitalised words a name stands in
+    (normalised); empty when there is none."""
     in_prompt = {norm(t) for t in TOKEN.findall(prompt or "")}
     numbers = all(t.isdigit() for t in toks)
     digits = {len(t) for t in toks}
-    words = {w for t in toks for w in t.split(" ")}
     stop = stopwords()
     raw = TOKEN.findall(reply or "")
     for i, t in enumerate(raw):
@@ -179,7 +188,7 @@ def answers_with(prompt: str, reply: str, toks: list[str]) -> bool:
             continue
         if numbers:
             if n.isdigit() and len(n) in digits:
-                return n in words
+                return {n}
             continue
         if t[:1].isupper() and n not in stop and not any(c.isdigit() for c in t):
             run = {n}
@@ -188,8 +197,8 @@ def answers_with(prompt: str, reply: str, toks: list[str]) -> bool:
                     if not (u[:1].isupper() and norm(u) not in stop) or u.isdigit():
                         break
                     run.add(norm(u))
-            return bool(run & words)
-    return False
+            return run
+    return set()
 
 
 def _context_swaps(ctx: SignalContext, rows: np.ndarray, toks: list[str],
@@ -269,4 +278,4 @@ def _texts(ctx: SignalContext, rows: np.ndarray) -> dict[int, tuple[str, str]]:
             zip(got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
 
 
-__all__ = ["RowEvidence", "question_key", "cross_row_evidence", "answers_with"]
+__all__ = ["RowEvidence", "question_key", "cross_row_evidence", "answers_with", "first_value"]
