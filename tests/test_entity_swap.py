@@ -65,6 +65,9 @@ def test_the_question_key_is_the_content_words_of_the_users_question(prompt, exp
     ("Who led the attack?", "It was John Elway, as far as the record goes.", ["elway"], True),
     # another name comes first: the entity is a mention on the way
     ("Who coached the team?", "Mike Shanahan, with John Elway at quarterback.", ["elway"], False),
+    # a sign-off after the answer: the brand is no answer
+    ("Where were the games held?", "In Athens.\n\nWarmly, the Penwise assistant", ["penwise"],
+     False),
     ("When did Pong come out?", "Atari released it in 1972.", ["1972"], True),
     ("When did Apollo 17 fly?", "In 1968 planning began; it flew in 1972.", ["1972"], False),
 ])
