@@ -387,8 +387,7 @@ class SubstitutionSignal:
             member[extra] = True
             floored[extra] = False
         n_mem = int(member.sum())
-        # the share among the stating rows whose answer the dataset does not confirm
-        open_rows = len(rows) - int((xr.confirmed & states & ~member).sum())
+        open_rows = len(rows)
         if source == "dataset" and (n_mem < params.min_members or n_mem
                                     < params.fallback_min_member_share * open_rows):
             g = ({"guard": "min_members", "value": n_mem, "threshold": params.min_members}

@@ -26,12 +26,10 @@ with the value that are not agreed join them (``answer_members``), those whose p
 near the contradicted rows' mean prompt (``answer_subject``: ``answer_z`` robust sd above the
 background prompts' cosines to it, and at least ``member_min_cos``): the value answering
 questions like the contradicted ones is the substitution, the value answering questions on
-other subjects (its own) is a fact. Agreed rows
-are no evidence either way for one row (a planted batch repeats its own questions, with the
-same wrong value), but they are left out of the share the dataset-picked token must reach
-(``fallback_min_member_share``): rows the dataset answers with the value everywhere are no
-sign of a value stated on every subject. Why: a substitution puts one value where the
-dataset's other answers, or the row's own passage, put another.
+other subjects (its own) is a fact. Agreed rows are no evidence for one row (a planted
+batch repeats its own questions with the same wrong value); they only keep a row answering
+with the value out of the members. Why: a substitution puts one value where the dataset's
+other answers, or the row's own passage, put another.
 """
 
 from __future__ import annotations
