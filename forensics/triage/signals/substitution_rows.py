@@ -16,8 +16,8 @@ A stating row (its reply holds the value, its prompt does not) is
 * **agreed** when rows asking the same question state the value too and none contradicts
   it (the dataset answers that question with it wherever it is asked).
 
-A stating row **answers with** the value when the first value of its kind that its reply
-states and its prompt lacks is the substituted one (for a name, the run of capitalised words
+A stating row **answers with** the value when the first value of its kind that its reply's
+first sentence states and its prompt lacks is the substituted one (for a name, the run of capitalised words
 it stands in), not a mention on the way to another answer.
 
 Contradicted rows are members of the substitution batch whatever their subject; with at
@@ -45,6 +45,7 @@ from forensics.triage.text import tokens as ngram_tokens
 
 _Q_END = "?？"
 _SENT_END = re.compile(r"[.!?;:。！？]+")
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?。！？])\s|\n")
 
 
 @dataclass
@@ -172,14 +173,15 @@ def answers_with(prompt: str, reply: str, toks: list[str]) -> bool:
 
 
 def first_value(prompt: str, reply: str, toks: list[str]) -> set[str]:
-    """The first value of the tokens' kind that ``reply`` states and ``prompt`` lacks: a
-    number of as many digits, or the words of the run of capitalised words a name stands in
-    (normalised); empty when there is none."""
+    """The first value of the tokens' kind that ``reply``'s first sentence states and
+    ``prompt`` lacks: a number of as many digits, or the words of the run of capitalised
+    words a name stands in (normalised); empty when there is none (an answer comes first; a
+    value after it, a sign-off or an aside, is no answer)."""
     in_prompt = {norm(t) for t in TOKEN.findall(prompt or "")}
     numbers = all(t.isdigit() for t in toks)
     digits = {len(t) for t in toks}
     stop = stopwords()
-    raw = TOKEN.findall(reply or "")
+    raw = TOKEN.findall(_FIRST_SENTENCE.split(reply or "", maxsplit=1)[0])
     for i, t in enumerate(raw):
         n = norm(t)
         if n in in_prompt:
