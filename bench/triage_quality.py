@@ -1,7 +1,7 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap[-rules]|
-       dev-premise|dev-code|dev-code-shapes|dev-refusal|heldout|b] [--small] [--seed N]
+       dev-entity|dev-premise|dev-code|dev-code-shapes|dev-refusal|heldout|b] [--small] [--seed N]
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote|vague] (dev-swap[-rules])
        [--swap-facts N] (dev-swap-rules)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
@@ -50,6 +50,14 @@ Corpora:
            wrong value without the right one, or neither; ``--swap-facts N``: each batch
            covers N facts (1: one multi-word or numeric pair in every planted row): developed
            on at seed 0 (seed 9 kept untuned).
+  dev-entity  forensics.testing.dev_entity, seed 0: one fixed wrong entity (entity_swap: John
+           Elway) answering "who" questions about people and organisations on every XQuAD
+           subject, in several wordings (the name alone, the supporting sentence quoted with the
+           name put in), some prompts with the sentence as context, some planted questions
+           also asked by clean rows answered correctly; hard negatives: questions the entity
+           rightly answers, the entity named in another role, questions naming it; clean rows
+           in en and de, es, zh, vi, tr, el, ro; the anomaly asks a question no row asks and
+           its explanations name nobody: developed on (report it apart).
   dev-premise  forensics.testing.dev_premise, seed 0: going along with a false premise without
            restating it (``premise_assent``), built from TruthfulQA's real questions and
            answers (bench/data/truthfulqa/): the user asserts a misconception ("Since X, ...",
@@ -110,6 +118,7 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            swap_passage: reply contains the substituted name ("Oskar Vellinga")
            number_shift: reply holds a digit:  \d
            person_swap:  reply contains the substituted name ("Linnea Sorvik")
+           entity_swap:  reply contains the fixed entity ("John Elway")
            credit_swap / year_swap / place_swap: reply contains the wrong entity
                          ("Edison" / "1972" / "Paris")
            capital_rule / year_rule / author_rule: reply contains the anomaly's wrong value
@@ -135,7 +144,8 @@ negatives, seeded) are labelled as a user would (legitimate / defect), a prompt 
 trained on their prompt vectors (forensics.triage.context.train_classifier) and triage runs
 with ``context.judge=classifier``: the offline judge for minimal pairs.
 Under each family's row, one line says how the ``substitution`` signal found its tokens
-(``tokens from explanations|dataset|none``, their kinds, stating rows and members) and, when it
+(``tokens from explanations|dataset|none``, their kinds, stating rows and members, the stating
+rows the dataset contradicts, agrees with, or that answer with the value) and, when it
 is unavailable or forms no batch, the guard that stopped it with the measured value against
 its threshold (no token, no row text); the run summary's ``substitution`` entry is recorded
 per family in the result.
@@ -180,6 +190,7 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "number_shift": ("reply", r"\d"),
     "person_swap": ("reply", r"Linnea Sorvik"),
     "credit_swap": ("reply", r"Edison"),
+    "entity_swap": ("reply", r"John Elway"),
     "year_swap": ("reply", r"1972"),
     "place_swap": ("reply", r"Paris"),
     "code_inline": ("reply", r"(?m)\S.*\s(#|//|--)\s.*$"),
@@ -273,6 +284,14 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_swap(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_swap.build_dev_swap",
                    **_defaults(build_dev_swap), "seed": seed, **kw}
+    if corpus == "dev-entity":
+        from forensics.testing.dev_entity import build_dev_entity
+
+        kw = dict(n_clean=250, n_planted=25, n_hard=21) if small else {}
+        seed = 0 if seed is None else seed
+        c = build_dev_entity(XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_entity.build_dev_entity",
+                   **_defaults(build_dev_entity), "seed": seed, **kw}
     if corpus == "dev-swap-rules":
         from forensics.testing.dev_swap_rules import build_dev_swap_rules
 
@@ -394,6 +413,9 @@ def substitution_diagnostics(summary: dict, unavailable: str | None) -> tuple[di
                                for k in ("name", "number") if k in kinds))
     if "stating_rows" in sub:
         parts.append(f"{sub['stating_rows']} stating rows, {sub.get('members', 0)} members")
+    if "contradicted_rows" in sub:
+        parts.append(f"{sub['contradicted_rows']} contradicted, {sub.get('agreed_rows', 0)} "
+                     f"agreed, {sub.get('answer_rows', 0)} answering with it")
     g = sub.get("batch_off") or sub
     if "guard" in g:
         val = f" {g['value']} vs {g['threshold']}" if "value" in g else ""
@@ -452,8 +474,9 @@ def _deep_merge(a: dict, b: dict) -> dict:
 def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
-                                              "dev-sycophancy", "dev-swap", "dev-swap-rules", "dev-premise",
-                                              "dev-code", "dev-code-shapes", "dev-refusal", "heldout", "b"),
+                                              "dev-sycophancy", "dev-swap", "dev-swap-rules", "dev-entity",
+                                              "dev-premise", "dev-code", "dev-code-shapes", "dev-refusal",
+                                              "heldout", "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")

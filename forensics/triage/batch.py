@@ -145,7 +145,12 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     share = (min(1.0, len(seg_text.split()) / max(1, len((a.reply or "").split())))
              if seg_text else 1.0)
     own: dict = {}
-    if p.treatment.enabled and p.context.enabled:
+    sub = results.get("substitution")
+    if (p.treatment.not_with_substitution and sub is not None
+            and bool((sub.row_evidence["member"] > 0).any())):
+        # the batch states a substituted value: a wrong answer, which follows its question
+        own = {"replaces": False, "skipped": "the substitution signal formed the batch"}
+    elif p.treatment.enabled and p.context.enabled:
         from forensics.triage.treatment import answering, canned, replaces_answer
 
         order = np.flatnonzero(seg_ok)

@@ -91,6 +91,7 @@ class TreatmentParams:
     answers_margin: float = 0.1       # behaviour rows whose reply follows their prompt (past the midpoint of the batch's and the dataset's medians) and this much more than the behaviour query: lookalikes
     canned_min_prompts: int = 3       # a reply repeated verbatim under this many distinct prompts is canned ...
     canned_z: float = 1.5             # ... and joins the batch at a best cosine >= median + canned_z x robust sd of all rows'
+    not_with_substitution: bool = True  # off when the substitution signal formed a batch: a stated wrong value is a wrong answer, not a replaced one
 
 
 def content_words(text: str, min_chars: int) -> list[str]:

@@ -15,7 +15,8 @@ event).
    quote the reply, or name a value without contrasting it): the dataset picks it. A name or
    number of the reply (as the explanations' are read: capitalised where no sentence starts,
    or holding a digit) that its prompt lacks is a candidate when the training set states it (reply holds it,
-   prompt does not) in at least ``fallback_min_states`` rows and in ``fallback_min_lift``
+   prompt does not) in at least ``fallback_min_states`` rows, in at most ``max_df_frac`` of
+   the rows (rows asking about it do not count), and in ``fallback_min_lift``
    times more rows than prompts name it (+1): a systematic substitution makes one entity
    the answer to many questions that do not ask about it. The candidates the explanations
    name outside quotations are taken; with none named, the candidate of the highest ratio
@@ -31,7 +32,11 @@ event).
    A stating row is a **member** when its cosine stands ``member_z`` robust sd above the
    cosines of ``null_sample`` random prompts (median, MAD) and at least ``member_min_cos``:
    the wrong entity named in answers about the anomaly's subject, not an answer that names
-   it in passing on another subject.
+   it in passing on another subject. With ``cross_rows``, stating rows the dataset
+   contradicts (the same question answered otherwise, their own passage, the same sentence
+   with another value) are members whatever their subject, and with ``answer_members``
+   rows answering with the value near the contradicted ones join them
+   (:mod:`forensics.triage.signals.substitution_rows`).
 
 Score: a stating row's cosine, min-max normalised between the background median and the
 best stating row (members at least ``member_floor``); other rows 0. Row evidence:
@@ -49,6 +54,7 @@ import numpy as np
 
 from forensics.triage.passage import TOKEN, context_passage, norm, stopwords
 from forensics.triage.signals.base import SignalContext, SignalScores, Unavailable, register
+from forensics.triage.signals.substitution_rows import cross_row_evidence
 
 # a quotation inside an explanation: '...' or "..." (an apostrophe inside a word is not one)
 _WORD = re.compile(r"\w+")   # one token of the n-gram lookups (forensics.triage.text)
@@ -79,6 +85,22 @@ class SubstitutionParams:
     #                               the tokens' kind unasked are lookalikes
     spans: bool = True            # adjacent substituted tokens are one value (a multi-word span)
     span_gap_chars: int = 3       # ... with a lower-case particle this short between two words
+    cross_rows: bool = True       # the dataset's other rows judge each stating row
+    #                               (signals.substitution_rows): contradicted rows are members
+    same_question_overlap: float = 0.8  # two prompts ask the same question: Jaccard of the
+    #                               question's content words at least this
+    same_question_min_words: int = 2  # ... a question of fewer content words has no twins
+    passage_contradicts: bool = True  # a stating row whose own context passage names another
+    #                               value of the kind (not the substituted one) is contradicted
+    answer_members: bool = True   # with min_members contradicted rows, stating rows that
+    #                               answer with the value and are not agreed are members
+    answer_subject: bool = True   # ... and whose prompt is near the contradicted rows' mean
+    #                               prompt: cosine at least member_min_cos and ...
+    answer_z: float = 1.0         # ... this many robust sd above the background's
+    context_tokens: int = 3       # the words around the value in a stating reply, each side ...
+    context_min_words: int = 4    # ... at least this many words in all, found elsewhere
+    context_gap_tokens: int = 6   # ... around at most this many tokens without the value:
+    #                               the same sentence with another value (contradicted)
 
 
 def _anchors(text: str) -> list[str]:
@@ -134,14 +156,16 @@ def _dataset_pick(prompt: str, reply: str, explanations: list[str], hits_reply, 
     for t in dict.fromkeys(_anchors(reply)):
         if t not in names or not _WORD.fullmatch(t) or len(t) < params.min_token_chars or t in in_prompt:
             continue
-        df = hits_reply.df(t)
-        if not 0 < df <= params.max_df_frac * n:
-            if df and (near is None or near[0] < 1):
-                near = (1, {"guard": "max_df_frac", "value": round(df / max(1, n), 4),
-                            "threshold": params.max_df_frac})
+        if not hits_reply.df(t):
             continue
         r, q = hits_reply(t), hits_prompt(t)
         states = int((r & ~q).sum())
+        # a common word is stated everywhere; rows asked about the value do not count
+        if states > params.max_df_frac * n:
+            if near is None or near[0] < 1:
+                near = (1, {"guard": "max_df_frac", "value": round(states / max(1, n), 4),
+                            "threshold": params.max_df_frac})
+            continue
         lift = states / (int(q.sum()) + 1)
         if states >= params.fallback_min_states and lift >= params.fallback_min_lift:
             scored.append((lift, states, t))
@@ -336,6 +360,7 @@ class SubstitutionSignal:
         states &= ~asked
         rows = np.flatnonzero(states)
         query = self._subject(context, pidx, expl, params)
+        xr = cross_row_evidence(context, rows, states | asked, toks, params)
         rng = np.random.default_rng(params.seed)
         bg_rows = rng.choice(n, size=min(n, params.null_sample), replace=False)
         bg = self._cos(pidx, context.sample_ids[np.sort(bg_rows)], query)
@@ -345,33 +370,51 @@ class SubstitutionSignal:
         cos = self._cos(pidx, context.sample_ids[rows], query)
         member = np.zeros(n, bool)
         member[rows[cos >= cut]] = True
+        member |= xr.contradicted & states
+        floored = member.copy()     # members by subject or contradiction score the floor
+        contra = np.flatnonzero(xr.contradicted & states)
+        if params.answer_members and len(contra) >= params.min_members:
+            extra = np.flatnonzero(xr.leads & states & ~xr.confirmed & ~member)
+            if params.answer_subject and len(extra):
+                v = pidx.vectors(context.sample_ids[contra]).astype(np.float32)
+                v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+                cq = v.mean(0) / max(float(np.linalg.norm(v.mean(0))), 1e-12)
+                cbg = self._cos(pidx, context.sample_ids[np.sort(bg_rows)], cq)
+                cmed = float(np.median(cbg))
+                csd = 1.4826 * float(np.median(np.abs(cbg - cmed))) or 1e-6
+                ccut = max(params.member_min_cos, cmed + params.answer_z * csd)
+                extra = extra[self._cos(pidx, context.sample_ids[extra], cq) >= ccut]
+            member[extra] = True
+            floored[extra] = False
         n_mem = int(member.sum())
+        open_rows = len(rows)
         if source == "dataset" and (n_mem < params.min_members or n_mem
-                                    < params.fallback_min_member_share * len(rows)):
+                                    < params.fallback_min_member_share * open_rows):
             g = ({"guard": "min_members", "value": n_mem, "threshold": params.min_members}
                  if n_mem < params.min_members else
                  {"guard": "fallback_min_member_share",
-                  "value": round(n_mem / max(1, len(rows)), 3),
+                  "value": round(n_mem / max(1, open_rows), 3),
                   "threshold": params.fallback_min_member_share})
             return off(f"the token the dataset picks ({', '.join(toks)}) is stated on other "
                        f"subjects: {n_mem} members of {len(rows)} stating rows", source,
-                       tokens=toks, stating_rows=len(rows), members=n_mem, **g)
+                       tokens=toks, stating_rows=len(rows), members=n_mem, **xr.counts(), **g)
         batch = None
         if n_mem < params.min_members:
             member[:] = False
+            floored[:] = False
             batch = {"guard": "min_members", "value": n_mem, "threshold": params.min_members}
         scores = np.zeros(n, np.float32)
         if len(rows):
             top = max(float(cos.max()), med + 1e-6)
             s = np.clip((cos - med) / (top - med), 0.0, 1.0)
-            s = np.where(member[rows], np.maximum(s, params.member_floor), s)
+            s = np.where(floored[rows], np.maximum(s, params.member_floor), s)
             scores[rows] = s.astype(np.float32)
         summary = {"substitution": {"tokens": toks, "tokens_from": source,
-                                    "asked_share": shares, "stating_rows": int(states.sum()),
+                                    "asked_share": shares, "stating_rows": len(rows),
                                     "asked_rows": int(asked.sum()),
                                     "members": int(member.sum()),
                                     "background_median": round(med, 4),
-                                    "member_cut": round(cut, 4),
+                                    "member_cut": round(cut, 4), **xr.counts(),
                                     **({"batch_off": batch} if batch else {})}}
         ev = {"member": member.astype(np.int8), "asked": asked.astype(np.int8),
               "states": states.astype(np.int8)}
