@@ -108,7 +108,8 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     that joined going along with what their user says without restating it (the opening
     members): the dataset's statements judge them, and those nothing judged are counted in
     the note ``context_undecided``. Returns (segment members, phrase members, other context,
-    lookalikes, summary info)."""
+    lookalikes, summary info); the info's ``undecided_mask`` (only with ``claims``) marks the
+    rows going along with their user that no judgement reached."""
     from forensics.triage.context import split
     from forensics.triage.signals.segment import word_evidence
 
@@ -150,6 +151,7 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other,
                reply_share=share, grounding=gj, explained=explained, claims=claims,
                consistency=p.consistency)
+    open_ = None
     if claims is not None and p.context.enabled:
         # a behaviour that goes along with its user is a defect or not by whether the user's
         # claim holds: rows no judgement reached hold both contexts, and the batch says so
@@ -176,6 +178,10 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
         other &= ~(sub.row_evidence["member"] > 0)
     info = {"context_groups": cs.groups, "context_other_rows": int(other.sum()),
             "context_lookalike_rows": int(lookalike.sum()), "context_notes": cs.notes}
+    if open_ is not None:
+        # (a mask for the ranking, taken out of the summary by the caller)
+        info["undecided_mask"] = open_ & ~other
+        info["context_undecided_rows"] = int((open_ & ~other).sum())
     keep = ~other & ~lookalike
     return (seg_ok & keep, None if ph_ok is None else ph_ok & keep, other, lookalike, info)
 

@@ -72,6 +72,9 @@ class ConsistencyParams:
     stem_chars: int = 5               # tokens compare on this many leading characters (0: exact)
     min_word_chars: int = 3           # shorter tokens (no digit, no negation) are not content
     undecided_min_rows: int = 2       # the run notes context_undecided when this many rows going along with their user stay unjudged
+    undecided_factor: float = 0.9     # final score factor of rows going along with a claim that nothing judged (below those judged false; 1: no change)
+    restated: bool = True             # the stance signal's own-text members (replies restating their user's claim with an assent) are judged too
+    restated_min_tokens: int = 2      # a reply restates its prompt's claim when the word runs it copies hold this many content tokens: they are the claim
 
 
 @dataclass
@@ -114,6 +117,30 @@ def support(claim: set[str], statement: set[str], p: ConsistencyParams,
     if distinctive and distinctive - statement - (question or set()):
         return 0.0
     return len(statement & claim) / len(statement)
+
+
+def restated_support(claim: set[str], statement: set[str], p: ConsistencyParams) -> float:
+    """The share of a restated ``claim``'s tokens (the claim's own words, no framing) that
+    ``statement`` holds; 0 when the statement holds a negation, comparative or quantifier
+    the claim lacks (it says the opposite or another amount)."""
+    if len(statement) < p.min_tokens or not claim or (statement & NEGATIONS) - claim:
+        return 0.0
+    return len(statement & claim) / len(claim)
+
+
+def restated_claim(prompt: str | None, reply: str | None, p: ConsistencyParams) -> set[str]:
+    """The content tokens of the word runs ``reply`` copies from ``prompt`` (the claim a
+    reply restates, as :func:`forensics.triage.signals.stance.own_text` cuts it); empty when
+    they are fewer than ``restated_min_tokens`` or ``p.restated`` is off."""
+    from forensics.triage.signals.stance import own_text
+
+    if not p.restated or not prompt or not reply:
+        return set()
+    own = own_text(prompt, reply)
+    if own == reply.strip():
+        return set()
+    got = tokens(reply, p) - tokens(own, p)
+    return got if len(got) >= p.restated_min_tokens else set()
 
 
 def _stem(t: str, p: ConsistencyParams) -> str:
@@ -187,12 +214,17 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
         return cache[s]
 
     with context.ws.locked():
-        prompts = context.ws.sql("SELECT sample_id, prompt FROM samples WHERE dataset = ? AND "
-                                 "sample_id IN (SELECT unnest(?))",
+        prompts = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                                 "AND sample_id IN (SELECT unnest(?))",
                                  [context.dataset, [int(s) for s in sids[rows]]])
     ptext = dict(zip(prompts["sample_id"].to_list(), prompts["prompt"].to_list()))
+    rtext = dict(zip(prompts["sample_id"].to_list(), prompts["reply"].to_list()))
     texts = [ptext.get(int(s)) for s in sids[rows]] + ([a.prompt] if av is not None else [])
-    claims = [tokens(t, p) for t in texts]
+    replies = [rtext.get(int(s)) for s in sids[rows]] + ([a.reply] if av is not None else [])
+    # a reply that restates its user's claim names the claim: the words it copies (the
+    # prompt's framing, "quick check", "can you confirm", is not the claim)
+    restated = [restated_claim(t, r, p) for t, r in zip(texts, replies)]
+    claims = [r or tokens(t, p) for t, r in zip(texts, restated)]
     for qi, claim in enumerate(claims):
         own_words = distinctive_tokens(context, texts[qi], claim, p)
         own = int(sids[rows[qi]]) if qi < len(rows) else -1
@@ -207,9 +239,16 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
             seen.add(o)
             if len(seen) > p.statements:
                 break
+            got = max([0.0] + [restated_support(claim, st, p) if restated[qi] else
+                               support(claim, st, p, own_words, question.get(o))
+                               for st in statements_of(o)])
+            if restated[qi] and claim <= question.get(o, set()) and got >= p.support_share:
+                # its user made the same claim and its reply restates it: an echo of its
+                # user, no witness (a reply that does not restate it answers the claim
+                # otherwise: a correction)
+                continue
             on_topic += 1
-            best = max([best] + [support(claim, st, p, own_words, question.get(o))
-                                 for st in statements_of(o)])
+            best = max(best, got)
         if qi == len(rows):
             out.anomaly_supported = best >= p.support_share
         elif on_topic:

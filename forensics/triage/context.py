@@ -83,6 +83,7 @@ class ContextParams:
     region_search: int = 4            # the region rate reads region_search x neighbours (+1) nearest prompts
     norm_min_reply_share: float = 0.5  # norm rates only for a behaviour holding this share of the anomaly reply's words
     skip_asked: bool = True           # rows asked for the behaviour are left out of the rates
+    claim_rates: bool = False         # rows going along with their user's claim are moved by the norm rates too (False: only evidence of the claim judges them)
     max_other_share: float = 0.9      # a split moving more than this share of the unasked behaviour rows moves none
     explanation_mix: float = 0.5      # weight of a row's prompt explanations in its context vector
     explanation_positions: list[str] = field(default_factory=lambda: ["last_prompt"])
@@ -209,6 +210,10 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
         if p.region_rate > 0:
             own &= region >= p.region_rate
         unasked = ~asked[rows]
+        if claims is not None and not p.claim_rates:
+            # whether a claim holds is not a neighbourhood's norm: an agreement is as common
+            # next to true claims as next to false ones (step 4c and the judges decide)
+            own &= ~claims[rows]
         moved = own & unasked
         if unasked.any() and moved.sum() > p.max_other_share * unasked.sum():
             # the anomaly says the behaviour is a defect somewhere: a split that leaves

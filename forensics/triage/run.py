@@ -184,11 +184,12 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
 
     clusters: list[profile_mod.Cluster] = []
     member_of: dict[int, int] = {}
-    other_rows = None
+    other_rows = undecided = None
     if n:
         clusters, member_of, other_rows, ctx_info = _clusters(ws, dataset, rf, sample_ids,
                                                               scores, results, fused, p,
                                                               indexes, ctx)
+        undecided = ctx_info.pop("undecided_mask", None)
         info.update(ctx_info)
         unavailable.update(ctx_info.pop("context_notes", {}))
     step(f"{len(clusters)} clusters")
@@ -205,6 +206,10 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
     if other_rows is not None:
         # the behaviour in another context (and its lookalikes) rank below the anomaly's
         final[other_rows] *= p.cluster.other_context_factor
+    if undecided is not None:
+        # rows going along with a claim nothing judged rank below those whose claim the
+        # evidence found false (they hold both contexts)
+        final[undecided] *= p.consistency.undecided_factor
     order = np.lexsort((sample_ids, -final)) if n else np.zeros(0, np.int64)
     keep = [int(j) for j in order if fused[j] >= p.fusion.min_fused or j in member_of]
     row_ids = df["row_id"].to_list() if n else []
@@ -250,7 +255,7 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             df["reply_lang"].to_list(),
             set(ctx.language_target.targets) if ctx.language_target.active else set(), p.cluster)
     seg_ok = other_ok = None
-    claims = None       # rows that joined going along with their user, restating nothing
+    claims = None       # rows that joined going along with their user's claim (restated or not)
     if "segment" in results:
         ev = results["segment"].row_evidence
         seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
@@ -259,6 +264,12 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # rows that add to their prompt what the anomaly adds to its own (an agreement
             # with the claim each restates): members of the behaviour batch too
             seg_ok = seg_ok | ((st.row_evidence["member"] > 0) & ~other_ok)
+            if p.consistency.restated and st.row_evidence["member"].any():
+                # the anomaly goes along with the claim it restates, and so does its batch
+                # (the own-text members and the rows that share their segment or phrase):
+                # whether each row's claim holds decides its context
+                claims = seg_ok.copy() if ph_ok is None else (seg_ok | ph_ok)
+                claims &= ~other_ok
         op = results.get("opening")
         if op is not None and "member" in op.row_evidence and "explanation_own" not in results:
             # rows opening their reply the way the anomaly does, not about their own prompt
@@ -268,8 +279,9 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             seg_ok = seg_ok | ((op.row_evidence["member"] > 0) & ~other_ok)
             # (they go along with their user when the anomaly's reply leaves its prompt's
             # topic: then whether the user's claim holds decides the context)
-            claims = op.row_evidence["along"] > 0 if "along" in op.row_evidence else None
-            claims = claims if claims is not None and claims.any() else None
+            along = op.row_evidence["along"] > 0 if "along" in op.row_evidence else None
+            if along is not None and along.any():
+                claims = along if claims is None else (claims | along)
         eo = results.get("explanation_own")
         if eo is not None:
             # rows whose own explanations say what the anomaly's say (signals.explanation_own
