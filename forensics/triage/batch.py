@@ -97,6 +97,64 @@ def substitution_kind(ctx: SignalContext, results: dict[str, SignalScores],
     return look if look.any() else None
 
 
+def restating_lookalikes(ctx: SignalContext, results: dict[str, SignalScores],
+                         seg_ok: np.ndarray | None, ph_ok: np.ndarray | None, p: TriageParams
+                         ) -> np.ndarray | None:
+    """When the anomaly's reply restates its user's claim (the ``stance`` signal's own-text
+    view ran) and ``consistency.restated``: the segment- and phrase-batch rows whose reply
+    restates nothing of their own prompt (:func:`~forensics.triage.consistency
+    .restated_claim`) share the anomaly's wording elsewhere (a stock closing line, another
+    template), not its behaviour: lookalikes (``None`` when nothing applies)."""
+    from forensics.triage.consistency import restated_claim
+
+    st = results.get("stance")
+    if st is None or "stance_own_text" not in st.summary or not p.consistency.restated:
+        return None
+    seen = [m for m in (seg_ok, ph_ok) if m is not None]
+    rows = np.flatnonzero(np.logical_or.reduce(seen)) if seen else np.zeros(0, np.int64)
+    if not len(rows):
+        return None
+    with ctx.ws.locked():
+        got = ctx.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                         "AND sample_id IN (SELECT unnest(?))",
+                         [ctx.dataset, [int(s) for s in ctx.sample_ids[rows]]])
+    text = {int(s): (pr, rp) for s, pr, rp in zip(got["sample_id"].to_list(),
+                                                  got["prompt"].to_list(), got["reply"].to_list())}
+    look = np.zeros(len(ctx.sample_ids), bool)
+    for j in rows:
+        pr, rp = text.get(int(ctx.sample_ids[j]), ("", ""))
+        look[j] = not restated_claim(pr, rp, p.consistency)
+    return look if look.any() else None
+
+
+def framing_members(ctx: SignalContext, fused: np.ndarray, members: np.ndarray,
+                    p: TriageParams) -> np.ndarray:
+    """Rows (among the ``consistency.framing_candidates`` best by ``fused``) whose reply
+    restates the whole claim of a prompt framed exactly as a ``members`` row's prompt is
+    (:func:`~forensics.triage.consistency.framing`: the same words around the claim): the
+    same request answered the same way in another wording of the assent. A correction
+    swapping a word of the claim keeps that word in its framing and stays out."""
+    from forensics.triage.consistency import framing
+
+    out = np.zeros(len(fused), bool)
+    if not p.consistency.framing_members or not members.any():
+        return out
+    top = np.argsort(-fused, kind="stable")[:max(1, p.consistency.framing_candidates)]
+    rows = np.union1d(top, np.flatnonzero(members))
+    with ctx.ws.locked():
+        got = ctx.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                         "AND sample_id IN (SELECT unnest(?))",
+                         [ctx.dataset, [int(s) for s in ctx.sample_ids[rows]]])
+    text = {int(s): (pr, rp) for s, pr, rp in zip(got["sample_id"].to_list(),
+                                                  got["prompt"].to_list(), got["reply"].to_list())}
+    fr = {int(j): framing(*text.get(int(ctx.sample_ids[j]), ("", "")), p.consistency)
+          for j in rows}
+    seen = {f for j, f in fr.items() if members[j] and f}
+    for j, f in fr.items():
+        out[j] = bool(f) and f in seen and not members[j]
+    return out
+
+
 def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: np.ndarray,
                    seg_ok: np.ndarray, ph_ok: np.ndarray | None, other_ok: np.ndarray,
                    p: TriageParams, gj: "grounding_mod.RowGrounding | None" = None,
@@ -186,4 +244,5 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     return (seg_ok & keep, None if ph_ok is None else ph_ok & keep, other, lookalike, info)
 
 
-__all__ = ["phrase_beside_shape", "substitution_batch", "substitution_kind", "context_split"]
+__all__ = ["phrase_beside_shape", "substitution_batch", "substitution_kind", "restating_lookalikes",
+           "framing_members", "context_split"]

@@ -56,6 +56,9 @@ NEGATIONS = frozenset({"not", "no", "never", "nothing", "none", "cannot", "nor",
                        "nobody", "nowhere", "more", "less", "fewer", "most", "least", "few",
                        "always", "all", "every"})
 _SENT = re.compile(r"(?<=[.!?])\s+|\n+")
+# a restated claim is compared clause by clause: "Not quite: X" states X, its negation is
+# the reply's verdict on the user, not part of the statement
+_CLAUSE = re.compile(r"(?<=[:;])\s+|\s+[-\u2013\u2014]\s+")
 
 
 @dataclass
@@ -74,6 +77,9 @@ class ConsistencyParams:
     undecided_min_rows: int = 2       # the run notes context_undecided when this many rows going along with their user stay unjudged
     undecided_factor: float = 0.9     # final score factor of rows going along with a claim that nothing judged (below those judged false; 1: no change)
     restated: bool = True             # the stance signal's own-text members (replies restating their user's claim with an assent) are judged too
+    contradiction_share: float = 0.5  # a restated claim: a statement answers it otherwise only when it holds this share of the claim's tokens (the same subject, another value)
+    framing_members: bool = True      # rows restating their whole claim in a prompt framed as a batch row's prompt (same framing tokens) join the batch ...
+    framing_candidates: int = 2000    # ... read among this many rows best by fused score
     restated_min_tokens: int = 2      # a reply restates its prompt's claim when the word runs it copies hold this many content tokens: they are the claim
 
 
@@ -119,13 +125,20 @@ def support(claim: set[str], statement: set[str], p: ConsistencyParams,
     return len(statement & claim) / len(statement)
 
 
-def restated_support(claim: set[str], statement: set[str], p: ConsistencyParams) -> float:
+def restated_support(claim: set[str], statement: set[str], p: ConsistencyParams,
+                     distinctive: set[str] | None = None) -> float:
     """The share of a restated ``claim``'s tokens (the claim's own words, no framing) that
     ``statement`` holds; 0 when the statement holds a negation, comparative or quantifier
-    the claim lacks (it says the opposite or another amount)."""
+    the claim lacks (it says the opposite or another amount). A statement lacking a
+    ``distinctive`` claim token (another number, another name in its place) does not state
+    the claim: its share is capped just below ``support_share`` (it may still answer the
+    claim otherwise, ``contradiction_share``)."""
     if len(statement) < p.min_tokens or not claim or (statement & NEGATIONS) - claim:
         return 0.0
-    return len(statement & claim) / len(claim)
+    share = len(statement & claim) / len(claim)
+    if distinctive and distinctive - statement:
+        share = min(share, np.nextafter(p.support_share, 0.0))
+    return share
 
 
 def restated_claim(prompt: str | None, reply: str | None, p: ConsistencyParams) -> set[str]:
@@ -141,6 +154,17 @@ def restated_claim(prompt: str | None, reply: str | None, p: ConsistencyParams) 
         return set()
     got = tokens(reply, p) - tokens(own, p)
     return got if len(got) >= p.restated_min_tokens else set()
+
+
+def framing(prompt: str | None, reply: str | None, p: ConsistencyParams) -> frozenset[str] | None:
+    """How ``prompt`` frames the claim ``reply`` restates: the prompt's content tokens other
+    than the restated claim's ("quick check", "can you confirm"); ``None`` when the reply
+    restates no claim of its prompt. A reply restating only part of the claim (a correction
+    swapping a word) leaves the swapped word in the framing."""
+    claim = restated_claim(prompt, reply, p)
+    if not claim:
+        return None
+    return frozenset(tokens(prompt, p) - claim)
 
 
 def _stem(t: str, p: ConsistencyParams) -> str:
@@ -204,14 +228,16 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
     question = {s: tokens(q, p) for s, q in zip(got["sample_id"].to_list(),
                                                   got["prompt"].to_list())}
     sp = SegmentParams(**sidx.manifest.params.get("segments", {})) if seg else None
-    cache: dict[int, list[set[str]]] = {}
+    cache: dict[tuple[int, bool], list[set[str]]] = {}
 
-    def statements_of(s: int) -> list[set[str]]:
-        if s not in cache:
+    def statements_of(s: int, clauses: bool = False) -> list[set[str]]:
+        if (s, clauses) not in cache:
             text = reply.get(s) or ""
             parts = split_segments(text, sp) if seg else [x for x in _SENT.split(text) if x.strip()]
-            cache[s] = [tokens(x, p) for x in parts]
-        return cache[s]
+            if clauses:
+                parts = [c for x in parts for c in _CLAUSE.split(x) if c.strip()]
+            cache[s, clauses] = [tokens(x, p) for x in parts]
+        return cache[s, clauses]
 
     with context.ws.locked():
         prompts = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
@@ -239,13 +265,16 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
             seen.add(o)
             if len(seen) > p.statements:
                 break
-            got = max([0.0] + [restated_support(claim, st, p) if restated[qi] else
+            got = max([0.0] + [restated_support(claim, st, p, own_words) if restated[qi] else
                                support(claim, st, p, own_words, question.get(o))
-                               for st in statements_of(o)])
+                               for st in statements_of(o, bool(restated[qi]))])
             if restated[qi] and claim <= question.get(o, set()) and got >= p.support_share:
                 # its user made the same claim and its reply restates it: an echo of its
                 # user, no witness (a reply that does not restate it answers the claim
                 # otherwise: a correction)
+                continue
+            if restated[qi] and got < p.contradiction_share:
+                # near in topic but about something else: says nothing of the claim
                 continue
             on_topic += 1
             best = max(best, got)
@@ -292,4 +321,4 @@ def dataset_judgement(context: "SignalContext", rows: np.ndarray, behaviour: np.
 
 
 __all__ = ["ConsistencyParams", "Consistency", "judge", "dataset_judgement", "tokens", "support",
-           "NEGATIONS"]
+           "restated_claim", "restated_support", "framing", "NEGATIONS"]

@@ -266,8 +266,11 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             seg_ok = seg_ok | ((st.row_evidence["member"] > 0) & ~other_ok)
             if p.consistency.restated and st.row_evidence["member"].any():
                 # the anomaly goes along with the claim it restates, and so does its batch
-                # (the own-text members and the rows that share their segment or phrase):
-                # whether each row's claim holds decides its context
+                # (the own-text members, the rows that share their segment or phrase, and
+                # the rows restating a claim asked for as the members' are): whether each
+                # row's claim holds decides its context
+                seg_ok = seg_ok | (batch_mod.framing_members(
+                    ctx, fused, (st.row_evidence["member"] > 0) & ~other_ok, p) & ~other_ok)
                 claims = seg_ok.copy() if ph_ok is None else (seg_ok | ph_ok)
                 claims &= ~other_ok
         op = results.get("opening")
@@ -287,6 +290,13 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # rows whose own explanations say what the anomaly's say (signals.explanation_own
             # .members): members of the behaviour batch too
             seg_ok = seg_ok | ((eo.row_evidence["member"] > 0) & ~other_ok)
+    restating = batch_mod.restating_lookalikes(ctx, results, seg_ok, ph_ok, p)
+    if restating is not None:
+        # (the anomaly goes along with the claim it restates: batch rows restating no claim
+        # of their user share its wording, not its behaviour)
+        seg_ok = None if seg_ok is None else seg_ok & ~restating
+        ph_ok = None if ph_ok is None else ph_ok & ~restating
+        claims = None if claims is None else claims & ~restating
     seg_ok, other_ok, sub_lookalike = batch_mod.substitution_batch(results, seg_ok, other_ok, ph_ok, p)
     if sub_lookalike is None:
         sub_lookalike = batch_mod.substitution_kind(ctx, results, seg_ok, ph_ok, p)
@@ -326,6 +336,8 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
         # (a phrase batch alone is split when a passage or the rows' explanations can judge it)
         seg_ok, ph_ok, other_ok, lookalike, info = batch_mod.context_split(ctx, results, fused, seg_ok,
                                                                   ph_ok, other_ok, p, gj, claims)
+    if restating is not None:
+        lookalike = restating if lookalike is None else (lookalike | restating)
     if sub_lookalike is not None:
         lookalike = sub_lookalike if lookalike is None else (lookalike | sub_lookalike)
         seg_ok = seg_ok & ~sub_lookalike
