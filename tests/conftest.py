@@ -119,3 +119,17 @@ def findings_ap(res, pos) -> float:
             hits += 1
             s += hits / i
     return s / len(pos)
+
+
+def held_texts(n: int = 24) -> list[str]:
+    """Demo-corpus rows with odd line numbers (embedding calibration reads the even ones), mixed
+    languages: prompts and replies in file order, the first ``n``."""
+    out: list[str] = []
+    with open(REPO / "examples" / "data" / "demo_corpus.jsonl", encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i % 2:
+                row = json.loads(line)
+                out += [row["prompt"], row["reply"]]
+            if len(out) >= n:
+                break
+    return out[:n]

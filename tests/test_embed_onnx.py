@@ -13,22 +13,11 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from forensics.search import embed, index  # noqa: E402
+from conftest import held_texts  # noqa: E402
 from test_index import add_samples, corpus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def held_texts(n: int = 24) -> list[str]:
-    """Demo-corpus rows with odd line numbers (calibration reads the even ones), mixed languages."""
-    out = []
-    with open(ROOT / "examples" / "data" / "demo_corpus.jsonl", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if i % 2:
-                row = json.loads(line)
-                out += [row["prompt"], row["reply"]]
-            if len(out) >= n:
-                break
-    return out[:n]
 
 
 @pytest.fixture(scope="module")

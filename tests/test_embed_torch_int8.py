@@ -11,31 +11,18 @@ import pytest
 
 from forensics.search import embed, index
 from forensics.search.torch_int8 import available
+from conftest import XQUAD, held_texts
 from test_index import add_samples, corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 
 
-def held_texts(n: int = 40) -> list[str]:
-    """Demo-corpus rows with odd line numbers (calibration reads the even ones), mixed languages."""
-    out = []
-    with open(ROOT / "examples" / "data" / "demo_corpus.jsonl", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if i % 2:
-                row = json.loads(line)
-                out += [row["prompt"], row["reply"]]
-            if len(out) >= n:
-                break
-    return out[:n]
-
-
 def xquad(lang: str, n: int = 10) -> list[str]:
-    p = ROOT.parent / "shared" / "data" / "xquad" / f"xquad.{lang}.json"
+    """The first ``n`` XQuAD questions in ``lang`` (the shared copy beside the checkout)."""
+    p = XQUAD / f"xquad.{lang}.json"
     if not p.is_file():
-        p = Path("/work/shared/data/xquad") / f"xquad.{lang}.json"
-    if not p.is_file():
-        return []
+        pytest.skip(f"shared XQuAD data not found at {p}")
     data = json.loads(p.read_text(encoding="utf-8"))["data"]
     return [qa["question"] for a in data for para in a["paragraphs"] for qa in para["qas"]][:n]
 
@@ -58,7 +45,7 @@ def int8_emb(cache_dir):
 def test_int8_agrees_with_fp32_and_runs_int8(torch_emb, int8_emb):
     """cos >= 0.99 to fp32 on held-apart text; the linears really are int8 (packed oneDNN
     weights, not float), except the one the default keeps float; vectors differ from fp32."""
-    texts = held_texts() + xquad("de") + xquad("zh")
+    texts = held_texts(40) + xquad("de") + xquad("zh")
     cos = (torch_emb.encode(texts) * int8_emb.encode(texts)).sum(1)
     assert cos.min() >= 0.99, (cos.min(), cos.mean())
     assert cos.max() < 0.999999   # not the fp32 path under another name
