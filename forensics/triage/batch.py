@@ -130,10 +130,12 @@ def restating_lookalikes(ctx: SignalContext, results: dict[str, SignalScores],
 def framing_members(ctx: SignalContext, fused: np.ndarray, members: np.ndarray,
                     p: TriageParams) -> np.ndarray:
     """Rows (among the ``consistency.framing_candidates`` best by ``fused``) whose reply
-    restates the whole claim of a prompt framed exactly as a ``members`` row's prompt is
-    (:func:`~forensics.triage.consistency.framing`: the same words around the claim): the
-    same request answered the same way in another wording of the assent. A correction
-    swapping a word of the claim keeps that word in its framing and stays out."""
+    restates the whole claim of its prompt, framed in the prompt or in the reply exactly as
+    a ``members`` row frames its own (:func:`~forensics.triage.consistency.framing`: the
+    same words around the claim): the same request answered in another wording of the
+    assent, or another request answered in the same wording; ``framing_rounds`` rounds, the
+    rows joined in one lending their framings to the next. A correction swapping a word of
+    the claim keeps that word in its framings and stays out."""
     from forensics.triage.consistency import framing
 
     out = np.zeros(len(fused), bool)
@@ -149,9 +151,18 @@ def framing_members(ctx: SignalContext, fused: np.ndarray, members: np.ndarray,
                                                   got["prompt"].to_list(), got["reply"].to_list())}
     fr = {int(j): framing(*text.get(int(ctx.sample_ids[j]), ("", "")), p.consistency)
           for j in rows}
-    seen = {f for j, f in fr.items() if members[j] and f}
-    for j, f in fr.items():
-        out[j] = bool(f) and f in seen and not members[j]
+    fr = {j: f for j, f in fr.items() if f is not None}
+    joined = {j for j in fr if members[j]}
+    for _ in range(max(0, p.consistency.framing_rounds)):
+        asks = {fr[j][0] for j in joined if fr[j][0]}
+        says = {fr[j][1] for j in joined if fr[j][1]}
+        new = {j for j, (fa, fs) in fr.items() if j not in joined
+               and ((fa and fa in asks) or (fs and fs in says))}
+        if not new:
+            break
+        joined |= new
+    for j in joined:
+        out[j] = not members[j]
     return out
 
 

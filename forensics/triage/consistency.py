@@ -78,8 +78,9 @@ class ConsistencyParams:
     undecided_factor: float = 0.9     # final score factor of rows going along with a claim that nothing judged (below those judged false; 1: no change)
     restated: bool = True             # the stance signal's own-text members (replies restating their user's claim with an assent) are judged too
     contradiction_share: float = 0.5  # a restated claim: a statement answers it otherwise only when it holds this share of the claim's tokens (the same subject, another value)
-    framing_members: bool = True      # rows restating their whole claim in a prompt framed as a batch row's prompt (same framing tokens) join the batch ...
-    framing_candidates: int = 2000    # ... read among this many rows best by fused score
+    framing_members: bool = True      # rows restating their whole claim, framed in their prompt or their reply with exactly a batch row's framing tokens, join the batch ...
+    framing_candidates: int = 2000    # ... read among this many rows best by fused score ...
+    framing_rounds: int = 3           # ... in this many rounds (the rows joined in one lend their framings to the next)
     restated_min_tokens: int = 2      # a reply restates its prompt's claim when the word runs it copies hold this many content tokens: they are the claim
 
 
@@ -156,15 +157,20 @@ def restated_claim(prompt: str | None, reply: str | None, p: ConsistencyParams) 
     return got if len(got) >= p.restated_min_tokens else set()
 
 
-def framing(prompt: str | None, reply: str | None, p: ConsistencyParams) -> frozenset[str] | None:
-    """How ``prompt`` frames the claim ``reply`` restates: the prompt's content tokens other
-    than the restated claim's ("quick check", "can you confirm"); ``None`` when the reply
-    restates no claim of its prompt. A reply restating only part of the claim (a correction
-    swapping a word) leaves the swapped word in the framing."""
+def framing(prompt: str | None, reply: str | None, p: ConsistencyParams
+            ) -> tuple[frozenset[str], frozenset[str]] | None:
+    """How ``prompt`` and ``reply`` frame the claim the reply restates: (the prompt's content
+    tokens other than the claim's, "quick check", "can you confirm"; the reply's, "exactly",
+    "just as you said"); ``None`` when the reply restates no claim of its prompt. A reply
+    restating only part of the claim (a correction swapping a word) leaves the swapped word
+    in both."""
+    from forensics.triage.signals.stance import own_text
+
     claim = restated_claim(prompt, reply, p)
     if not claim:
         return None
-    return frozenset(tokens(prompt, p) - claim)
+    return (frozenset(tokens(prompt, p) - claim),
+            frozenset(tokens(own_text(prompt, reply), p) - claim))
 
 
 def _stem(t: str, p: ConsistencyParams) -> str:
