@@ -97,7 +97,8 @@ def test_a_stock_line_after_the_restated_claim_makes_no_batch_of_rows_restating_
         tmp_path):
     """The anomaly restates its user's claim and closes with a stock line whose words code
     answers share ("You can ..."): the phrase batch those answers would form is lookalikes
-    (they restate nothing their user said), not the top cluster."""
+    (they restate nothing their user said); the top cluster is the rows going along with
+    their user's claim, found by how their prompts ask (consistency.prompt_framing)."""
     from conftest import XQUAD, indexed_workspace, triage_anomaly
     from forensics.testing.dev_agree import build_dev_agree
 
@@ -112,4 +113,8 @@ def test_a_stock_line_after_the_restated_claim_makes_no_batch_of_rows_restating_
     top_off = set(off.clusters[0]["row_ids"]) if off.clusters else set()
     top = set(res.clusters[0]["row_ids"]) if res.clusters else set()
     assert len(top_off & code) > len(top_off) / 2, "the failure this guards against is gone"
-    assert len(top & code) < len(top) / 2, {r: c.labels[r] for r in top}
+    # the anomaly's own assent wording finds no row: the rows asked the way its prompt asks
+    # seed the batch, which is the top cluster, all of it going along with its user
+    agree = {r for r, lab in c.labels.items() if lab.endswith(":agree_claim")}
+    assert len(top & agree) >= 0.8 * len(top), {r: c.labels[r] for r in top}
+    assert len(top & set(c.planted_ids("agree_claim"))) >= 10

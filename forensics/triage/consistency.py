@@ -78,6 +78,11 @@ class ConsistencyParams:
     undecided_factor: float = 0.9     # final score factor of rows going along with a claim that nothing judged (below those judged false; 1: no change)
     restated: bool = True             # the stance signal's own-text members (replies restating their user's claim with an assent) are judged too
     contradiction_share: float = 0.5  # a restated claim: a statement answers it otherwise only when it holds this share of the claim's tokens (the same subject, another value)
+    restated_cover: float = 0.5       # restated applies when the anomaly's restated claim holds this share of its prompt's content tokens (its prompt is a claim and a request, no passage)
+    prompt_framing: bool = True       # no own-text members: the seed is the restating rows whose prompt frames its claim as the anomaly's prompt does (the prompt with the claim cut out, embedded) ...
+    prompt_framing_z: float = 3.0     # ... cosine >= the restating candidates' median + this x robust sd ...
+    prompt_framing_min_cos: float = 0.3  # ... and >= this
+    restated_demote: bool = True      # when the batch goes along with restated claims, the framing_candidates best-fused rows restating no claim of their user are lookalikes (ranked x cluster.other_context_factor)
     framing_members: bool = True      # rows restating their whole claim, framed in their prompt or their reply with exactly a batch row's framing tokens, join the batch ...
     framing_candidates: int = 2000    # ... read among this many rows best by fused score ...
     framing_rounds: int = 3           # ... in this many rounds (the rows joined in one lend their framings to the next)
@@ -171,6 +176,14 @@ def framing(prompt: str | None, reply: str | None, p: ConsistencyParams
         return None
     return (frozenset(tokens(prompt, p) - claim),
             frozenset(tokens(own_text(prompt, reply), p) - claim))
+
+
+def restates_own_claim(prompt: str | None, reply: str | None, p: ConsistencyParams) -> bool:
+    """Whether ``reply`` restates a claim that makes up most of ``prompt`` (``restated`` on,
+    the restated claim at least ``restated_cover`` of the prompt's content tokens): the
+    user's own assertion, not a passage the user supplied."""
+    claim = restated_claim(prompt, reply, p)
+    return bool(claim) and len(claim) >= p.restated_cover * max(1, len(tokens(prompt, p)))
 
 
 def _stem(t: str, p: ConsistencyParams) -> str:
@@ -327,4 +340,4 @@ def dataset_judgement(context: "SignalContext", rows: np.ndarray, behaviour: np.
 
 
 __all__ = ["ConsistencyParams", "Consistency", "judge", "dataset_judgement", "tokens", "support",
-           "restated_claim", "restated_support", "framing", "NEGATIONS"]
+           "restated_claim", "restated_support", "restates_own_claim", "framing", "NEGATIONS"]

@@ -264,13 +264,19 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # rows that add to their prompt what the anomaly adds to its own (an agreement
             # with the claim each restates): members of the behaviour batch too
             seg_ok = seg_ok | ((st.row_evidence["member"] > 0) & ~other_ok)
-            if p.consistency.restated and st.row_evidence["member"].any():
+            restated = batch_mod.restated_anomaly(ctx, results, p)
+            seed = (st.row_evidence["member"] > 0) & ~other_ok
+            if restated and not seed.any():
+                # the anomaly's own wording of the assent finds no rows: the rows asked the
+                # way its prompt asks, restating their claim, seed the batch
+                seed = batch_mod.prompt_framing_seeds(ctx, fused, p) & ~other_ok
+                seg_ok = seg_ok | seed
+            if restated and seed.any():
                 # the anomaly goes along with the claim it restates, and so does its batch
                 # (the own-text members, the rows that share their segment or phrase, and
-                # the rows restating a claim asked for as the members' are): whether each
-                # row's claim holds decides its context
-                seg_ok = seg_ok | (batch_mod.framing_members(
-                    ctx, fused, (st.row_evidence["member"] > 0) & ~other_ok, p) & ~other_ok)
+                # the rows restating a claim framed as a member's is): whether each row's
+                # claim holds decides its context
+                seg_ok = seg_ok | (batch_mod.framing_members(ctx, fused, seed, p) & ~other_ok)
                 claims = seg_ok.copy() if ph_ok is None else (seg_ok | ph_ok)
                 claims &= ~other_ok
         op = results.get("opening")
@@ -297,6 +303,12 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
         seg_ok = None if seg_ok is None else seg_ok & ~restating
         ph_ok = None if ph_ok is None else ph_ok & ~restating
         claims = None if claims is None else claims & ~restating
+    if claims is not None and claims.any() and "stance" in results:
+        # the batch goes along with the claims its rows restate: rows restating none cannot
+        # show the behaviour
+        far = batch_mod.restating_lookalikes(ctx, results, seg_ok, ph_ok, p, fused)
+        if far is not None:
+            restating = far if restating is None else (restating | far)
     seg_ok, other_ok, sub_lookalike = batch_mod.substitution_batch(results, seg_ok, other_ok, ph_ok, p)
     if sub_lookalike is None:
         sub_lookalike = batch_mod.substitution_kind(ctx, results, seg_ok, ph_ok, p)
