@@ -246,8 +246,9 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     that joined going along with what their user says without restating it (the opening
     members): the dataset's statements judge them, and those nothing judged are counted in
     the note ``context_undecided``. Returns (segment members, phrase members, other context,
-    lookalikes, summary info); the info's ``undecided_mask`` (only with ``claims``) marks the
-    rows going along with their user that no judgement reached."""
+    lookalikes, summary info); with ``claims`` the info's ``undecided_mask`` marks the rows
+    going along with their user that no judgement reached, ``claim_batch_mask`` all the
+    batch's rows going along with their user."""
     from forensics.triage.context import split
     from forensics.triage.signals.segment import word_evidence
 
@@ -317,8 +318,9 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     info = {"context_groups": cs.groups, "context_other_rows": int(other.sum()),
             "context_lookalike_rows": int(lookalike.sum()), "context_notes": cs.notes}
     if open_ is not None:
-        # (a mask for the ranking, taken out of the summary by the caller)
+        # (masks for the ranking, taken out of the summary by the caller)
         info["undecided_mask"] = open_ & ~other
+        info["claim_batch_mask"] = claims & behaviour & ~other & ~lookalike
         info["context_undecided_rows"] = int((open_ & ~other).sum())
     keep = ~other & ~lookalike
     return (seg_ok & keep, None if ph_ok is None else ph_ok & keep, other, lookalike, info)

@@ -75,7 +75,7 @@ class ConsistencyParams:
     stem_chars: int = 5               # tokens compare on this many leading characters (0: exact)
     min_word_chars: int = 3           # shorter tokens (no digit, no negation) are not content
     undecided_min_rows: int = 2       # the run notes context_undecided when this many rows going along with their user stay unjudged
-    undecided_factor: float = 0.9     # final score factor of rows going along with a claim that nothing judged (below those judged false; 1: no change)
+    undecided_factor: float = 0.9     # final score factor of rows going along with a claim that nothing judged (below those judged false, not below the best row outside the batch; 1: no change)
     restated: bool = True             # the stance signal's own-text members (replies restating their user's claim with an assent) are judged too
     contradiction_share: float = 0.5  # a restated claim: a statement answers it otherwise only when it holds this share of the claim's tokens (the same subject, another value)
     restated_cover: float = 0.5       # restated applies when the anomaly's restated claim holds this share of its prompt's content tokens (its prompt is a claim and a request, no passage)

@@ -184,12 +184,13 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
 
     clusters: list[profile_mod.Cluster] = []
     member_of: dict[int, int] = {}
-    other_rows = undecided = None
+    other_rows = undecided = claim_batch = None
     if n:
         clusters, member_of, other_rows, ctx_info = _clusters(ws, dataset, rf, sample_ids,
                                                               scores, results, fused, p,
                                                               indexes, ctx)
         undecided = ctx_info.pop("undecided_mask", None)
+        claim_batch = ctx_info.pop("claim_batch_mask", None)
         info.update(ctx_info)
         unavailable.update(ctx_info.pop("context_notes", {}))
     step(f"{len(clusters)} clusters")
@@ -206,10 +207,14 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
     if other_rows is not None:
         # the behaviour in another context (and its lookalikes) rank below the anomaly's
         final[other_rows] *= p.cluster.other_context_factor
-    if undecided is not None:
+    if undecided is not None and undecided.any():
         # rows going along with a claim nothing judged rank below those whose claim the
-        # evidence found false (they hold both contexts)
-        final[undecided] *= p.consistency.undecided_factor
+        # evidence found false (they hold both contexts), not below rows outside the batch
+        out = ~claim_batch
+        best_out = float(final[out].max()) if out.any() else 0.0
+        u = final[undecided]
+        final[undecided] = np.maximum(u * p.consistency.undecided_factor,
+                                      np.minimum(u, np.nextafter(best_out, np.inf)))
     order = np.lexsort((sample_ids, -final)) if n else np.zeros(0, np.int64)
     keep = [int(j) for j in order if fused[j] >= p.fusion.min_fused or j in member_of]
     row_ids = df["row_id"].to_list() if n else []
