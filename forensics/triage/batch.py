@@ -265,6 +265,10 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     if seg_text and len(rows):
         sp = p.signals["segment"]
         asked, shows = word_evidence(ctx, rows, seg_text, a.prompt, sp)
+        if claims is not None and not p.context.claim_asked:
+            # a prompt naming the behaviour's words does not make going along with a false
+            # claim legitimate: the claim decides (step 4c)
+            asked &= ~claims[rows]
         other[rows[asked]] = True
         # nearly every behaviour row shows the behaviour's own words: rows showing none only
         # look like it (the same sentence with the right entity, the same layout without it)

@@ -83,6 +83,7 @@ class ContextParams:
     region_search: int = 4            # the region rate reads region_search x neighbours (+1) nearest prompts
     norm_min_reply_share: float = 0.5  # norm rates only for a behaviour holding this share of the anomaly reply's words
     skip_asked: bool = True           # rows asked for the behaviour are left out of the rates
+    claim_asked: bool = False         # rows going along with their user's claim whose prompt names the behaviour's words are other context too (False: only evidence of the claim judges them)
     claim_rates: bool = False         # rows going along with their user's claim are moved by the norm rates too (False: only evidence of the claim judges them)
     max_other_share: float = 0.9      # a split moving more than this share of the unasked behaviour rows moves none
     explanation_mix: float = 0.5      # weight of a row's prompt explanations in its context vector
