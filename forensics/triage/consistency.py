@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -104,17 +105,28 @@ def tokens(text: str | None, p: ConsistencyParams) -> set[str]:
     """The content tokens of ``text`` (normalised, stopwords other than negations dropped,
     at least ``min_word_chars`` characters unless a number or a negation), cut to
     ``stem_chars``."""
-    stop = stopwords() - NEGATIONS
+    return set(_tokens(text or "", p.min_word_chars, p.stem_chars))
+
+
+@lru_cache(maxsize=1)
+def _content_stop() -> frozenset[str]:
+    return frozenset(stopwords() - NEGATIONS)
+
+
+@lru_cache(maxsize=65536)
+def _tokens(text: str, min_word_chars: int, stem_chars: int) -> frozenset[str]:
+    """:func:`tokens` memoised (a run reads the same prompts and replies several times)."""
+    stop = _content_stop()
     out = set()
-    for raw in TOKEN.findall(text or ""):
+    for raw in TOKEN.findall(text):
         t = norm(raw)
         if not t or t in stop:
             continue
         digit = any(c.isdigit() for c in t)
-        if len(t) < p.min_word_chars and not digit and t not in NEGATIONS:
+        if len(t) < min_word_chars and not digit and t not in NEGATIONS:
             continue
-        out.add(_stem(t, p))
-    return out
+        out.add(t if digit or stem_chars <= 0 else t[:stem_chars])
+    return frozenset(out)
 
 
 def support(claim: set[str], statement: set[str], p: ConsistencyParams,
@@ -151,15 +163,22 @@ def restated_claim(prompt: str | None, reply: str | None, p: ConsistencyParams) 
     """The content tokens of the word runs ``reply`` copies from ``prompt`` (the claim a
     reply restates, as :func:`forensics.triage.signals.stance.own_text` cuts it); empty when
     they are fewer than ``restated_min_tokens`` or ``p.restated`` is off."""
-    from forensics.triage.signals.stance import own_text
-
     if not p.restated or not prompt or not reply:
         return set()
+    return set(_restated(prompt, reply, p.min_word_chars, p.stem_chars, p.restated_min_tokens))
+
+
+@lru_cache(maxsize=65536)
+def _restated(prompt: str, reply: str, min_word_chars: int, stem_chars: int,
+              min_tokens: int) -> frozenset[str]:
+    """:func:`restated_claim` memoised."""
+    from forensics.triage.signals.stance import own_text
+
     own = own_text(prompt, reply)
     if own == reply.strip():
-        return set()
-    got = tokens(reply, p) - tokens(own, p)
-    return got if len(got) >= p.restated_min_tokens else set()
+        return frozenset()
+    got = _tokens(reply, min_word_chars, stem_chars) - _tokens(own, min_word_chars, stem_chars)
+    return got if len(got) >= min_tokens else frozenset()
 
 
 def framing(prompt: str | None, reply: str | None, p: ConsistencyParams
