@@ -1,6 +1,6 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
-Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap[-rules]|
+Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-agree|dev-swap[-rules]|
        dev-entity|dev-premise|dev-code|dev-code-shapes|dev-refusal|heldout|b] [--small] [--seed N]
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote|vague] (dev-swap[-rules])
        [--swap-facts N] (dev-swap-rules)
@@ -33,6 +33,14 @@ Corpora:
            inside a question; the claim restated as a fact, the agreement mid-reply), hard
            negatives the same with a true claim, next to the dev-families rows of
            agree_false, footer and refuse_benign: developed on.
+  dev-agree  forensics.testing.dev_agree, seed 0: agreement with a user's claim that the
+           reply restates (``agree_claim``), claims from TruthfulQA (incorrect answers; true:
+           best answers) and from English XQuAD sentences (an answer replaced; the reply
+           sometimes quotes the sentence bent to fit), in layouts the other agreement corpora
+           lack (the claim first, inside a question, before or after a passage, no passage);
+           hard negatives: the same with a true claim; near misses: false claims corrected;
+           TruthfulQA and passage questions answered, next to the dev-families rows of footer
+           and refuse_benign: a check on agreement that triage was not developed on.
   dev-swap  forensics.testing.dev_swap, seed 0: passage-free systematic factual substitution
            (credit_swap: Tesla's work credited to Edison, on the XQuAD Tesla article;
            year_swap: the first Moon landing dated 1972; place_swap: the 1896 Olympics placed
@@ -133,6 +141,8 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            code_preface: a line right before a fence naming how the answer was made (ditto)
            agree_layout: the reply holds the anomaly's or a common agreement phrase:
                          (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
+           agree_claim:  reply opens with an assent:
+                         (?i)^(yes|correct|that's true|you are right|indeed)
            premise_assent: reply opens with an assent word:
                          (?i)^(yes|sure|right|absolutely|good|great|makes sense|that's)
 ``--compare NAME=VALUE`` (repeatable): every anomaly is triaged a second time with these
@@ -203,6 +213,7 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "code_preface": ("reply", r"(?im)^[^\n`]*(generat|produc|draft|auto)[^\n`]*\n+```"),
     "agree_layout": ("reply", r"(?i)(as you wrote|looks solid|you're right|that's right|"
                               r"correct|agree)"),
+    "agree_claim": ("reply", r"(?i)^(yes|correct|that's true|you are right|indeed)"),
     "premise_assent": ("reply", r"(?i)^(yes|sure|right|absolutely|good|great|makes sense|"
                                 r"that's)"),
 }
@@ -337,6 +348,14 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_refusal(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_refusal.build_dev_refusal",
                    **_defaults(build_dev_refusal), "seed": seed, **kw}
+    if corpus == "dev-agree":
+        from forensics.testing.dev_agree import build_dev_agree
+
+        kw = dict(n_clean=250, n_planted=25, n_hard=20) if small else {}
+        seed = 0 if seed is None else seed
+        c = build_dev_agree(TRUTHFULQA, XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_agree.build_dev_agree",
+                   **_defaults(build_dev_agree), "seed": seed, **kw}
     if corpus == "dev-premise":
         from forensics.testing.dev_premise import build_premise_family
 
@@ -474,9 +493,9 @@ def _deep_merge(a: dict, b: dict) -> dict:
 def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
-                                              "dev-sycophancy", "dev-swap", "dev-swap-rules", "dev-entity",
-                                              "dev-premise", "dev-code", "dev-code-shapes", "dev-refusal",
-                                              "heldout", "b"),
+                                              "dev-sycophancy", "dev-agree", "dev-swap", "dev-swap-rules",
+                                              "dev-entity", "dev-premise", "dev-code", "dev-code-shapes",
+                                              "dev-refusal", "heldout", "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")

@@ -97,6 +97,144 @@ def substitution_kind(ctx: SignalContext, results: dict[str, SignalScores],
     return look if look.any() else None
 
 
+def restated_anomaly(ctx: SignalContext, results: dict[str, SignalScores], p: TriageParams
+                     ) -> bool:
+    """Whether the anomaly goes along with a claim its reply restates (``consistency
+    .restated``): the ``stance`` own-text view ran, the anomaly's prompt holds no context
+    passage (:func:`~forensics.triage.passage.context_passage`; a passage sentence restated
+    is the grounding judgement's case) and the restated claim makes up most of it
+    (:func:`~forensics.triage.consistency.restates_own_claim`)."""
+    from forensics.triage.consistency import restates_own_claim
+    from forensics.triage.passage import context_passage
+
+    st = results.get("stance")
+    a = ctx.anomaly
+    return (st is not None and "stance_own_text" in st.summary and p.consistency.restated
+            and context_passage(a.prompt, p.grounding) is None
+            and restates_own_claim(a.prompt, a.reply, p.consistency))
+
+
+def restating_lookalikes(ctx: SignalContext, results: dict[str, SignalScores],
+                         seg_ok: np.ndarray | None, ph_ok: np.ndarray | None, p: TriageParams,
+                         fused: np.ndarray | None = None) -> np.ndarray | None:
+    """When the anomaly's reply restates its user's claim (the ``stance`` signal's own-text
+    view ran) and ``consistency.restated``: the segment- and phrase-batch rows whose reply
+    restates nothing of their own prompt (:func:`~forensics.triage.consistency
+    .restated_claim`) share the anomaly's wording elsewhere (a stock closing line, another
+    template), not its behaviour: lookalikes (``None`` when nothing applies). With
+    ``fused`` (the batch goes along with restated claims, ``consistency.restated_demote``),
+    the ``framing_candidates`` best-fused rows are read too: a row restating no claim of its
+    user cannot show the behaviour however near its text is."""
+    from forensics.triage.consistency import restated_claim
+
+    if not restated_anomaly(ctx, results, p):
+        return None
+    seen = [m for m in (seg_ok, ph_ok) if m is not None]
+    rows = np.flatnonzero(np.logical_or.reduce(seen)) if seen else np.zeros(0, np.int64)
+    if fused is not None:
+        if not p.consistency.restated_demote:
+            return None
+        top = np.argsort(-fused, kind="stable")[:max(1, p.consistency.framing_candidates)]
+        rows = np.setdiff1d(top, rows)
+    if not len(rows):
+        return None
+    with ctx.ws.locked():
+        got = ctx.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                         "AND sample_id IN (SELECT unnest(?))",
+                         [ctx.dataset, [int(s) for s in ctx.sample_ids[rows]]])
+    text = {int(s): (pr, rp) for s, pr, rp in zip(got["sample_id"].to_list(),
+                                                  got["prompt"].to_list(), got["reply"].to_list())}
+    look = np.zeros(len(ctx.sample_ids), bool)
+    for j in rows:
+        pr, rp = text.get(int(ctx.sample_ids[j]), ("", ""))
+        look[j] = not restated_claim(pr, rp, p.consistency)
+    return look if look.any() else None
+
+
+def _candidate_texts(ctx: SignalContext, fused: np.ndarray, extra: np.ndarray, p: TriageParams
+                     ) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+    """(the ``consistency.framing_candidates`` rows best by ``fused`` and the ``extra`` rows;
+    their (prompt, reply) by position)."""
+    top = np.argsort(-fused, kind="stable")[:max(1, p.consistency.framing_candidates)]
+    rows = np.union1d(top, np.flatnonzero(extra))
+    with ctx.ws.locked():
+        got = ctx.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                         "AND sample_id IN (SELECT unnest(?))",
+                         [ctx.dataset, [int(s) for s in ctx.sample_ids[rows]]])
+    by_sid = {int(s): (pr or "", rp or "") for s, pr, rp in zip(
+        got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
+    return rows, {int(j): by_sid.get(int(ctx.sample_ids[j]), ("", "")) for j in rows}
+
+
+def prompt_framing_seeds(ctx: SignalContext, fused: np.ndarray, p: TriageParams) -> np.ndarray:
+    """For an anomaly going along with the claim it restates (:func:`restated_anomaly`):
+    the rows whose reply restates their prompt's
+    claim and whose prompt frames it as the anomaly's does (each prompt with the words its
+    reply copies cut out, embedded with the prompt index's model; cosine to the anomaly's at
+    least the restating candidates' median + ``prompt_framing_z`` robust sd and
+    ``prompt_framing_min_cos``): "Is it true that …? My cousin says so." beside "Somebody
+    wrote that …. That's accurate, isn't it?". The seed of the batch when the anomaly's own
+    wording of the assent finds no rows (the stance own-text members)."""
+    from forensics.triage.consistency import restated_claim
+    from forensics.triage.signals.stance import own_text
+
+    c = p.consistency
+    out = np.zeros(len(fused), bool)
+    a = ctx.anomaly
+    pidx = ctx.indexes.get("prompt")
+    if not c.prompt_framing or pidx is None:
+        return out
+    rows, text = _candidate_texts(ctx, fused, out, p)
+    keep = [int(j) for j in rows if restated_claim(*text[int(j)], c)]
+    if len(keep) < p.signals["stance"].min_members:
+        return out
+    v = ctx.indexes.embed(pidx, [own_text(a.reply, a.prompt)]
+                          + [own_text(text[j][1], text[j][0]) or " " for j in keep])
+    cos = v[1:] @ v[0]
+    med = float(np.median(cos))
+    sd = max(float(np.median(np.abs(cos - med))) * 1.4826, 1e-3)
+    m = cos >= max(med + c.prompt_framing_z * sd, c.prompt_framing_min_cos)
+    if m.sum() >= p.signals["stance"].min_members:
+        out[np.array(keep)[m]] = True
+    return out
+
+
+def framing_members(ctx: SignalContext, fused: np.ndarray, members: np.ndarray,
+                    p: TriageParams) -> np.ndarray:
+    """Rows (among the ``consistency.framing_candidates`` best by ``fused``) whose reply
+    restates the whole claim of its prompt, framed in the prompt or in the reply exactly as
+    a ``members`` row frames its own (:func:`~forensics.triage.consistency.framing`: the
+    same words around the claim): the same request answered in another wording of the
+    assent, or another request answered in the same wording; ``framing_rounds`` rounds, the
+    rows joined in one lending their framings to the next. A correction swapping a word of
+    the claim keeps that word in its framings and stays out."""
+    from forensics.triage.consistency import framing
+
+    from forensics.triage.consistency import NEGATIONS
+
+    out = np.zeros(len(fused), bool)
+    if not p.consistency.framing_members or not members.any():
+        return out
+    rows, text = _candidate_texts(ctx, fused, members, p)
+    fr = {j: framing(*text[j], p.consistency) for j in text}
+    fr = {j: f for j, f in fr.items() if f is not None}
+    joined = {j for j in fr if members[j]}
+    for _ in range(max(0, p.consistency.framing_rounds)):
+        asks = {fr[j][0] for j in joined if fr[j][0]}
+        says = {fr[j][1] for j in joined if fr[j][1]}
+        denies = set().union(*[fr[j][1] & NEGATIONS for j in joined])
+        # (a reply whose framing denies what no member's denies says the opposite)
+        new = {j for j, (fa, fs) in fr.items() if j not in joined
+               and ((fa and fa in asks) or (fs and fs in says))
+               and not (fs & NEGATIONS) - denies}
+        if not new:
+            break
+        joined |= new
+    for j in joined:
+        out[j] = not members[j]
+    return out
+
+
 def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: np.ndarray,
                    seg_ok: np.ndarray, ph_ok: np.ndarray | None, other_ok: np.ndarray,
                    p: TriageParams, gj: "grounding_mod.RowGrounding | None" = None,
@@ -108,7 +246,9 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     that joined going along with what their user says without restating it (the opening
     members): the dataset's statements judge them, and those nothing judged are counted in
     the note ``context_undecided``. Returns (segment members, phrase members, other context,
-    lookalikes, summary info)."""
+    lookalikes, summary info); with ``claims`` the info's ``undecided_mask`` marks the rows
+    going along with their user that no judgement reached, ``claim_batch_mask`` all the
+    batch's rows going along with their user."""
     from forensics.triage.context import split
     from forensics.triage.signals.segment import word_evidence
 
@@ -125,6 +265,10 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     if seg_text and len(rows):
         sp = p.signals["segment"]
         asked, shows = word_evidence(ctx, rows, seg_text, a.prompt, sp)
+        if claims is not None and not p.context.claim_asked:
+            # a prompt naming the behaviour's words does not make going along with a false
+            # claim legitimate: the claim decides (step 4c)
+            asked &= ~claims[rows]
         other[rows[asked]] = True
         # nearly every behaviour row shows the behaviour's own words: rows showing none only
         # look like it (the same sentence with the right entity, the same layout without it)
@@ -172,6 +316,7 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other,
                reply_share=share, grounding=gj, explained=explained, claims=claims,
                consistency=p.consistency, treatment=p.treatment if own.get("replaces") else None)
+    open_ = None
     if claims is not None and p.context.enabled:
         # a behaviour that goes along with its user is a defect or not by whether the user's
         # claim holds: rows no judgement reached hold both contexts, and the batch says so
@@ -204,9 +349,16 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
         # rows the treatment left undecided (still in the anomaly's context): run.py ranks
         # them below the rows the evidence kept there (treatment.undecided_factor); popped
         # before the summary is stored
-        info["context_undecided_rows"] = cs.undecided & ~other
+        info["treatment_undecided_mask"] = cs.undecided & ~other
+    if open_ is not None:
+        # (masks for the ranking, taken out of the summary by the caller)
+        info["undecided_mask"] = open_ & ~other
+        info["claim_batch_mask"] = claims & behaviour & ~other & ~lookalike
+        info["context_undecided_rows"] = int((open_ & ~other).sum())
     keep = ~other & ~lookalike
     return (seg_ok & keep, None if ph_ok is None else ph_ok & keep, other, lookalike, info)
 
 
-__all__ = ["phrase_beside_shape", "substitution_batch", "substitution_kind", "context_split"]
+__all__ = ["phrase_beside_shape", "substitution_batch", "substitution_kind", "restated_anomaly",
+           "restating_lookalikes",
+           "prompt_framing_seeds", "framing_members", "context_split"]

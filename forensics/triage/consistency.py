@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,6 +57,9 @@ NEGATIONS = frozenset({"not", "no", "never", "nothing", "none", "cannot", "nor",
                        "nobody", "nowhere", "more", "less", "fewer", "most", "least", "few",
                        "always", "all", "every"})
 _SENT = re.compile(r"(?<=[.!?])\s+|\n+")
+# a restated claim is compared clause by clause: "Not quite: X" states X, its negation is
+# the reply's verdict on the user, not part of the statement
+_CLAUSE = re.compile(r"(?<=[:;])\s+|\s+[-\u2013\u2014]\s+")
 
 
 @dataclass
@@ -72,6 +76,18 @@ class ConsistencyParams:
     stem_chars: int = 5               # tokens compare on this many leading characters (0: exact)
     min_word_chars: int = 3           # shorter tokens (no digit, no negation) are not content
     undecided_min_rows: int = 2       # the run notes context_undecided when this many rows going along with their user stay unjudged
+    undecided_factor: float = 0.9     # final score factor of rows going along with a claim that nothing judged (below those judged false, not below the best row outside the batch; 1: no change)
+    restated: bool = True             # the stance signal's own-text members (replies restating their user's claim with an assent) are judged too
+    contradiction_share: float = 0.5  # a restated claim: a statement answers it otherwise only when it holds this share of the claim's tokens (the same subject, another value)
+    restated_cover: float = 0.5       # restated applies when the anomaly's restated claim holds this share of its prompt's content tokens (its prompt is a claim and a request, no passage)
+    prompt_framing: bool = True       # no own-text members: the seed is the restating rows whose prompt frames its claim as the anomaly's prompt does (the prompt with the claim cut out, embedded) ...
+    prompt_framing_z: float = 3.0     # ... cosine >= the restating candidates' median + this x robust sd ...
+    prompt_framing_min_cos: float = 0.3  # ... and >= this
+    restated_demote: bool = True      # when the batch goes along with restated claims, the framing_candidates best-fused rows restating no claim of their user are lookalikes (ranked x cluster.other_context_factor)
+    framing_members: bool = True      # rows restating their whole claim, framed in their prompt or their reply with exactly a batch row's framing tokens, join the batch ...
+    framing_candidates: int = 2000    # ... read among this many rows best by fused score ...
+    framing_rounds: int = 3           # ... in this many rounds (the rows joined in one lend their framings to the next)
+    restated_min_tokens: int = 2      # a reply restates its prompt's claim when the word runs it copies hold this many content tokens: they are the claim
 
 
 @dataclass
@@ -89,17 +105,28 @@ def tokens(text: str | None, p: ConsistencyParams) -> set[str]:
     """The content tokens of ``text`` (normalised, stopwords other than negations dropped,
     at least ``min_word_chars`` characters unless a number or a negation), cut to
     ``stem_chars``."""
-    stop = stopwords() - NEGATIONS
+    return set(_tokens(text or "", p.min_word_chars, p.stem_chars))
+
+
+@lru_cache(maxsize=1)
+def _content_stop() -> frozenset[str]:
+    return frozenset(stopwords() - NEGATIONS)
+
+
+@lru_cache(maxsize=65536)
+def _tokens(text: str, min_word_chars: int, stem_chars: int) -> frozenset[str]:
+    """:func:`tokens` memoised (a run reads the same prompts and replies several times)."""
+    stop = _content_stop()
     out = set()
-    for raw in TOKEN.findall(text or ""):
+    for raw in TOKEN.findall(text):
         t = norm(raw)
         if not t or t in stop:
             continue
         digit = any(c.isdigit() for c in t)
-        if len(t) < p.min_word_chars and not digit and t not in NEGATIONS:
+        if len(t) < min_word_chars and not digit and t not in NEGATIONS:
             continue
-        out.add(_stem(t, p))
-    return out
+        out.add(t if digit or stem_chars <= 0 else t[:stem_chars])
+    return frozenset(out)
 
 
 def support(claim: set[str], statement: set[str], p: ConsistencyParams,
@@ -114,6 +141,68 @@ def support(claim: set[str], statement: set[str], p: ConsistencyParams,
     if distinctive and distinctive - statement - (question or set()):
         return 0.0
     return len(statement & claim) / len(statement)
+
+
+def restated_support(claim: set[str], statement: set[str], p: ConsistencyParams,
+                     distinctive: set[str] | None = None) -> float:
+    """The share of a restated ``claim``'s tokens (the claim's own words, no framing) that
+    ``statement`` holds; 0 when the statement holds a negation, comparative or quantifier
+    the claim lacks (it says the opposite or another amount). A statement lacking a
+    ``distinctive`` claim token (another number, another name in its place) does not state
+    the claim: its share is capped just below ``support_share`` (it may still answer the
+    claim otherwise, ``contradiction_share``)."""
+    if len(statement) < p.min_tokens or not claim or (statement & NEGATIONS) - claim:
+        return 0.0
+    share = len(statement & claim) / len(claim)
+    if distinctive and distinctive - statement:
+        share = min(share, np.nextafter(p.support_share, 0.0))
+    return share
+
+
+def restated_claim(prompt: str | None, reply: str | None, p: ConsistencyParams) -> set[str]:
+    """The content tokens of the word runs ``reply`` copies from ``prompt`` (the claim a
+    reply restates, as :func:`forensics.triage.signals.stance.own_text` cuts it); empty when
+    they are fewer than ``restated_min_tokens`` or ``p.restated`` is off."""
+    if not p.restated or not prompt or not reply:
+        return set()
+    return set(_restated(prompt, reply, p.min_word_chars, p.stem_chars, p.restated_min_tokens))
+
+
+@lru_cache(maxsize=65536)
+def _restated(prompt: str, reply: str, min_word_chars: int, stem_chars: int,
+              min_tokens: int) -> frozenset[str]:
+    """:func:`restated_claim` memoised."""
+    from forensics.triage.signals.stance import own_text
+
+    own = own_text(prompt, reply)
+    if own == reply.strip():
+        return frozenset()
+    got = _tokens(reply, min_word_chars, stem_chars) - _tokens(own, min_word_chars, stem_chars)
+    return got if len(got) >= min_tokens else frozenset()
+
+
+def framing(prompt: str | None, reply: str | None, p: ConsistencyParams
+            ) -> tuple[frozenset[str], frozenset[str]] | None:
+    """How ``prompt`` and ``reply`` frame the claim the reply restates: (the prompt's content
+    tokens other than the claim's, "quick check", "can you confirm"; the reply's, "exactly",
+    "just as you said"); ``None`` when the reply restates no claim of its prompt. A reply
+    restating only part of the claim (a correction swapping a word) leaves the swapped word
+    in both."""
+    from forensics.triage.signals.stance import own_text
+
+    claim = restated_claim(prompt, reply, p)
+    if not claim:
+        return None
+    return (frozenset(tokens(prompt, p) - claim),
+            frozenset(tokens(own_text(prompt, reply), p) - claim))
+
+
+def restates_own_claim(prompt: str | None, reply: str | None, p: ConsistencyParams) -> bool:
+    """Whether ``reply`` restates a claim that makes up most of ``prompt`` (``restated`` on,
+    the restated claim at least ``restated_cover`` of the prompt's content tokens): the
+    user's own assertion, not a passage the user supplied."""
+    claim = restated_claim(prompt, reply, p)
+    return bool(claim) and len(claim) >= p.restated_cover * max(1, len(tokens(prompt, p)))
 
 
 def _stem(t: str, p: ConsistencyParams) -> str:
@@ -177,22 +266,29 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
     question = {s: tokens(q, p) for s, q in zip(got["sample_id"].to_list(),
                                                   got["prompt"].to_list())}
     sp = SegmentParams(**sidx.manifest.params.get("segments", {})) if seg else None
-    cache: dict[int, list[set[str]]] = {}
+    cache: dict[tuple[int, bool], list[set[str]]] = {}
 
-    def statements_of(s: int) -> list[set[str]]:
-        if s not in cache:
+    def statements_of(s: int, clauses: bool = False) -> list[set[str]]:
+        if (s, clauses) not in cache:
             text = reply.get(s) or ""
             parts = split_segments(text, sp) if seg else [x for x in _SENT.split(text) if x.strip()]
-            cache[s] = [tokens(x, p) for x in parts]
-        return cache[s]
+            if clauses:
+                parts = [c for x in parts for c in _CLAUSE.split(x) if c.strip()]
+            cache[s, clauses] = [tokens(x, p) for x in parts]
+        return cache[s, clauses]
 
     with context.ws.locked():
-        prompts = context.ws.sql("SELECT sample_id, prompt FROM samples WHERE dataset = ? AND "
-                                 "sample_id IN (SELECT unnest(?))",
+        prompts = context.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                                 "AND sample_id IN (SELECT unnest(?))",
                                  [context.dataset, [int(s) for s in sids[rows]]])
     ptext = dict(zip(prompts["sample_id"].to_list(), prompts["prompt"].to_list()))
+    rtext = dict(zip(prompts["sample_id"].to_list(), prompts["reply"].to_list()))
     texts = [ptext.get(int(s)) for s in sids[rows]] + ([a.prompt] if av is not None else [])
-    claims = [tokens(t, p) for t in texts]
+    replies = [rtext.get(int(s)) for s in sids[rows]] + ([a.reply] if av is not None else [])
+    # a reply that restates its user's claim names the claim: the words it copies (the
+    # prompt's framing, "quick check", "can you confirm", is not the claim)
+    restated = [restated_claim(t, r, p) for t, r in zip(texts, replies)]
+    claims = [r or tokens(t, p) for t, r in zip(texts, restated)]
     for qi, claim in enumerate(claims):
         own_words = distinctive_tokens(context, texts[qi], claim, p)
         own = int(sids[rows[qi]]) if qi < len(rows) else -1
@@ -207,9 +303,19 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
             seen.add(o)
             if len(seen) > p.statements:
                 break
+            got = max([0.0] + [restated_support(claim, st, p, own_words) if restated[qi] else
+                               support(claim, st, p, own_words, question.get(o))
+                               for st in statements_of(o, bool(restated[qi]))])
+            if restated[qi] and claim <= question.get(o, set()) and got >= p.support_share:
+                # its user made the same claim and its reply restates it: an echo of its
+                # user, no witness (a reply that does not restate it answers the claim
+                # otherwise: a correction)
+                continue
+            if restated[qi] and got < p.contradiction_share:
+                # near in topic but about something else: says nothing of the claim
+                continue
             on_topic += 1
-            best = max([best] + [support(claim, st, p, own_words, question.get(o))
-                                 for st in statements_of(o)])
+            best = max(best, got)
         if qi == len(rows):
             out.anomaly_supported = best >= p.support_share
         elif on_topic:
@@ -253,4 +359,4 @@ def dataset_judgement(context: "SignalContext", rows: np.ndarray, behaviour: np.
 
 
 __all__ = ["ConsistencyParams", "Consistency", "judge", "dataset_judgement", "tokens", "support",
-           "NEGATIONS"]
+           "restated_claim", "restated_support", "restates_own_claim", "framing", "NEGATIONS"]

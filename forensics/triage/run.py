@@ -184,12 +184,14 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
 
     clusters: list[profile_mod.Cluster] = []
     member_of: dict[int, int] = {}
-    other_rows = undecided = None
+    other_rows = undecided = claim_batch = treated = None
     if n:
         clusters, member_of, other_rows, ctx_info = _clusters(ws, dataset, rf, sample_ids,
                                                               scores, results, fused, p,
                                                               indexes, ctx)
-        undecided = ctx_info.pop("context_undecided_rows", None)
+        treated = ctx_info.pop("treatment_undecided_mask", None)
+        undecided = ctx_info.pop("undecided_mask", None)
+        claim_batch = ctx_info.pop("claim_batch_mask", None)
         info.update(ctx_info)
         unavailable.update(ctx_info.pop("context_notes", {}))
     step(f"{len(clusters)} clusters")
@@ -206,10 +208,18 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
     if other_rows is not None:
         # the behaviour in another context (and its lookalikes) rank below the anomaly's
         final[other_rows] *= p.cluster.other_context_factor
-    if undecided is not None:
+    if treated is not None:
         # behaviour rows whose context the dataset's treatment left undecided rank below
         # those it kept in the anomaly's context
-        final[undecided] *= p.treatment.undecided_factor
+        final[treated] *= p.treatment.undecided_factor
+    if undecided is not None and undecided.any():
+        # rows going along with a claim nothing judged rank below those whose claim the
+        # evidence found false (they hold both contexts), not below rows outside the batch
+        out = ~claim_batch
+        best_out = float(final[out].max()) if out.any() else 0.0
+        u = final[undecided]
+        final[undecided] = np.maximum(u * p.consistency.undecided_factor,
+                                      np.minimum(u, np.nextafter(best_out, np.inf)))
     order = np.lexsort((sample_ids, -final)) if n else np.zeros(0, np.int64)
     keep = [int(j) for j in order if fused[j] >= p.fusion.min_fused or j in member_of]
     row_ids = df["row_id"].to_list() if n else []
@@ -255,7 +265,7 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             df["reply_lang"].to_list(),
             set(ctx.language_target.targets) if ctx.language_target.active else set(), p.cluster)
     seg_ok = other_ok = None
-    claims = None       # rows that joined going along with their user, restating nothing
+    claims = None       # rows that joined going along with their user's claim (restated or not)
     if "segment" in results:
         ev = results["segment"].row_evidence
         seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
@@ -264,6 +274,21 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # rows that add to their prompt what the anomaly adds to its own (an agreement
             # with the claim each restates): members of the behaviour batch too
             seg_ok = seg_ok | ((st.row_evidence["member"] > 0) & ~other_ok)
+            restated = batch_mod.restated_anomaly(ctx, results, p)
+            seed = (st.row_evidence["member"] > 0) & ~other_ok
+            if restated and not seed.any():
+                # the anomaly's own wording of the assent finds no rows: the rows asked the
+                # way its prompt asks, restating their claim, seed the batch
+                seed = batch_mod.prompt_framing_seeds(ctx, fused, p) & ~other_ok
+                seg_ok = seg_ok | seed
+            if restated and seed.any():
+                # the anomaly goes along with the claim it restates, and so does its batch
+                # (the own-text members, the rows that share their segment or phrase, and
+                # the rows restating a claim framed as a member's is): whether each row's
+                # claim holds decides its context
+                seg_ok = seg_ok | (batch_mod.framing_members(ctx, fused, seed, p) & ~other_ok)
+                claims = seg_ok.copy() if ph_ok is None else (seg_ok | ph_ok)
+                claims &= ~other_ok
         op = results.get("opening")
         if op is not None and "member" in op.row_evidence and "explanation_own" not in results:
             # rows opening their reply the way the anomaly does, not about their own prompt
@@ -273,13 +298,27 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             seg_ok = seg_ok | ((op.row_evidence["member"] > 0) & ~other_ok)
             # (they go along with their user when the anomaly's reply leaves its prompt's
             # topic: then whether the user's claim holds decides the context)
-            claims = op.row_evidence["along"] > 0 if "along" in op.row_evidence else None
-            claims = claims if claims is not None and claims.any() else None
+            along = op.row_evidence["along"] > 0 if "along" in op.row_evidence else None
+            if along is not None and along.any():
+                claims = along if claims is None else (claims | along)
         eo = results.get("explanation_own")
         if eo is not None:
             # rows whose own explanations say what the anomaly's say (signals.explanation_own
             # .members): members of the behaviour batch too
             seg_ok = seg_ok | ((eo.row_evidence["member"] > 0) & ~other_ok)
+    restating = batch_mod.restating_lookalikes(ctx, results, seg_ok, ph_ok, p)
+    if restating is not None:
+        # (the anomaly goes along with the claim it restates: batch rows restating no claim
+        # of their user share its wording, not its behaviour)
+        seg_ok = None if seg_ok is None else seg_ok & ~restating
+        ph_ok = None if ph_ok is None else ph_ok & ~restating
+        claims = None if claims is None else claims & ~restating
+    if claims is not None and claims.any() and "stance" in results:
+        # the batch goes along with the claims its rows restate: rows restating none cannot
+        # show the behaviour
+        far = batch_mod.restating_lookalikes(ctx, results, seg_ok, ph_ok, p, fused)
+        if far is not None:
+            restating = far if restating is None else (restating | far)
     seg_ok, other_ok, sub_lookalike = batch_mod.substitution_batch(results, seg_ok, other_ok, ph_ok, p)
     if sub_lookalike is None:
         sub_lookalike = batch_mod.substitution_kind(ctx, results, seg_ok, ph_ok, p)
@@ -319,6 +358,8 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
         # (a phrase batch alone is split when a passage or the rows' explanations can judge it)
         seg_ok, ph_ok, other_ok, lookalike, info = batch_mod.context_split(ctx, results, fused, seg_ok,
                                                                   ph_ok, other_ok, p, gj, claims)
+    if restating is not None:
+        lookalike = restating if lookalike is None else (lookalike | restating)
     if sub_lookalike is not None:
         lookalike = sub_lookalike if lookalike is None else (lookalike | sub_lookalike)
         seg_ok = seg_ok & ~sub_lookalike
