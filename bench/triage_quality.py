@@ -1,7 +1,7 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap[-rules]|
-       dev-premise|dev-code|dev-code-shapes|heldout|b] [--small] [--seed N]
+       dev-premise|dev-code|dev-code-shapes|dev-code-asks|heldout|b] [--small] [--seed N]
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote|vague] (dev-swap[-rules])
        [--swap-facts N] (dev-swap-rules)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
@@ -66,6 +66,14 @@ Corpora:
   dev-code-shapes  forensics.testing.dev_code_shapes, seed 0 (one size): code quirks in shapes
            dev-code lacks (an unused import, a fixed line before the fence), hard negatives and
            lookalikes: a check on code quirks triage was not developed on.
+  dev-code-asks  forensics.testing.dev_code_asks, seed 0 (one size): a marker comment line
+           closing the code (end markers, trailing tags, sign-offs; several wordings and
+           languages), hard negatives where the prompt asks for exactly that marker in many
+           forms (direct, paraphrased, a quoted convention, a pasted template holding it, a
+           system-like preamble, an earlier turn, a requirement list, de/es/zh asks, an ask
+           worded far from it), neutral preambles on planted and clean prompts alike,
+           ordinary last-line comments as lookalikes, XQuAD QA in eight languages: developed
+           on at seed 0 (seed 1 kept untuned).
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -114,6 +122,7 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
                          (?i)```\s*\n+[^`]*(check|verif|review|lint)
            code_import:  a line opening with an import keyword of some language (see the table)
            code_preface: a line right before a fence naming how the answer was made (ditto)
+           code_endmark: a comment line right before a closing fence (as code_tail)
            agree_layout: the reply holds the anomaly's or a common agreement phrase:
                          (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
            premise_assent: reply opens with an assent word:
@@ -181,6 +190,7 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "code_import": ("reply", r"(?m)^\s*(import|require|#include|use|local \w+ = require|"
                              r"const \w+ = require|require_once|source)\b"),
     "code_preface": ("reply", r"(?im)^[^\n`]*(generat|produc|draft|auto)[^\n`]*\n+```"),
+    "code_endmark": ("reply", r"(?m)^[ \t]*(#|//|--|/\*|<!--).*\n```"),
     "agree_layout": ("reply", r"(?i)(as you wrote|looks solid|you're right|that's right|"
                               r"correct|agree)"),
     "premise_assent": ("reply", r"(?i)^(yes|sure|right|absolutely|good|great|makes sense|"
@@ -292,6 +302,13 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_code_shapes(XQ, seed=seed)
         return c, {"generator": "forensics.testing.dev_code_shapes.build_dev_code_shapes",
                    **_defaults(build_dev_code_shapes), "seed": seed}
+    if corpus == "dev-code-asks":
+        from forensics.testing.dev_code_asks import build_dev_code_asks
+
+        seed = 0 if seed is None else seed
+        c = build_dev_code_asks(XQ, seed=seed)
+        return c, {"generator": "forensics.testing.dev_code_asks.build_dev_code_asks",
+                   **_defaults(build_dev_code_asks), "seed": seed}
     if corpus == "dev-sycophancy":
         from forensics.testing.dev_sycophancy import build_dev_sycophancy
 
@@ -435,7 +452,8 @@ def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
                                               "dev-sycophancy", "dev-swap", "dev-swap-rules", "dev-premise",
-                                              "dev-code", "dev-code-shapes", "heldout", "b"),
+                                              "dev-code", "dev-code-shapes", "dev-code-asks",
+                                              "heldout", "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")
