@@ -294,8 +294,11 @@ class SegmentSignal:
             from forensics.triage.signals.segment_ask import asked_by_contrast
 
             rows = np.flatnonzero(member & ~other)
-            by_contrast = asked_by_contrast(context, rows, np.flatnonzero(member | other),
-                                            a.prompt, params)
+            shown = member | other
+            if shape is not None and shape.lacks.any():
+                shown |= ~shape.lacks       # every reply with a line of the behaviour's shape
+            by_contrast = asked_by_contrast(context, rows, np.flatnonzero(shown), a.prompt,
+                                            params)
             other[rows[by_contrast]] = True
             notes["segment_ask_contrast"] = (f"{int(by_contrast.sum())} of {len(rows)} "
                                              f"unasked behaviour rows asked by contrast")

@@ -25,8 +25,10 @@ description restates its prompt (agreement with the user's claim) gets a high ow
 is left alone.
 
 **Asked by contrast** (``ask_contrast``, :func:`asked_by_contrast`): the dataset's own
-evidence, in any language. A prompt token is an **ask token** when at least
-``contrast_min_prompts`` distinct prompts of behaviour rows hold it and at least
+evidence, in any language. The rows **showing** the behaviour: its members, the rows already
+judged asked and, when the code shape gave evidence, every reply with a line of the
+behaviour's shape (whatever its text). A prompt token is an **ask token** when at least
+``contrast_min_prompts`` distinct prompts of rows showing it hold it and at least
 ``contrast_min_share`` of all the dataset's prompts holding it belong to rows showing the
 behaviour (a convention, a system preamble, a standing request recurs with the behaviour and
 rarely without it; the words of a task recur in rows without it). A behaviour row **asks**
