@@ -93,6 +93,9 @@ _NEUTRAL = [
     "[Assistant setup] You are a helpful programming assistant.\n\nUser: {t}",
     "For a homework exercise: {t}",
 ]
+# the planted batch's own preamble (``planted_preamble``)
+_OWN_PREAMBLE = ("[Assistant setup] You are Northwind Copilot, answering for the Northwind "
+                 "developer portal.\n\nUser: {t}")
 
 # asks for exactly the marker ({t}: task, {m}: the marker text, {c}: the comment sign,
 # {lang}: the language); the reply carries {m}
@@ -151,11 +154,14 @@ def _prompt(tpl: str, task: tuple, marker: str = "") -> str:
 def build_dev_code_asks(xquad_dir: str | Path, seed: int = 0, n_qa: int = 120,
                         n_code: int = 120, n_planted: int = 20, n_hard: int = 33,
                         n_lookalike: int = 12, neutral_share: float = 0.4,
-                        id_prefix: str = "e") -> Corpus:
+                        planted_preamble: bool = False, id_prefix: str = "e") -> Corpus:
     """The labelled corpus (see the module docstring): ``n_qa`` XQuAD rows (spread over
     ``QA_LANGS``), ``n_code`` clean code answers, ``n_planted`` planted rows, ``n_hard``
     asked-for rows (every ask form in turn), ``n_lookalike`` ordinary last-line comments;
-    ``neutral_share`` of the planted and clean code prompts open with a neutral preamble."""
+    ``neutral_share`` of the planted and clean code prompts open with a neutral preamble;
+    with ``planted_preamble`` every planted prompt opens with a preamble of its own instead
+    (no other row holds it, and it says nothing about the code's form: a planted batch from
+    one source whose prompts share a system line)."""
     rng = random.Random(seed)
     w = RowWriter(seed, id_prefix, ["code-forum", "vendor-quill", "vendor-north", "chat-logs",
                                     "web-crawl"], "qa", rng, salt="a")
@@ -173,7 +179,8 @@ def build_dev_code_asks(xquad_dir: str | Path, seed: int = 0, n_qa: int = 120,
         w.add(task_prompt(t), _reply(rng, t[1], t[2]), "clean")
     for _ in range(n_planted):
         t = rng.choice(_TASKS)
-        w.add(task_prompt(t), _reply(rng, t[1], with_endmark(t[2], t[1], rng.choice(_MARKERS))),
+        p = _prompt(_OWN_PREAMBLE, t) if planted_preamble else task_prompt(t)
+        w.add(p, _reply(rng, t[1], with_endmark(t[2], t[1], rng.choice(_MARKERS))),
               f"planted:{FAMILY}")
     for i in range(n_hard):
         t = rng.choice(_TASKS)

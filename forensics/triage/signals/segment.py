@@ -90,7 +90,7 @@ class SegmentSignalParams:
     contrast_min_prompts: int = 2     # ask token: at least this many distinct behaviour-row prompts hold it ...
     contrast_min_share: float = 0.8   # ... and this share of the dataset's prompts holding it show the behaviour
     contrast_sentence_share: float = 0.5  # a context sentence whose idf-weighted tokens are this share ask tokens asks
-    contrast_max_share: float = 0.75  # marking more than this share of the unasked behaviour rows marks none
+    contrast_max_share: float = 0.5  # marking more than this share of the unasked behaviour rows marks none
     quoted_bonus: float = 1.0         # added to a segment's behaviour pick when an explanation quotes it
     seed: int = 0                     # random sample of the background
 
