@@ -111,3 +111,28 @@ def test_the_contrast_knobs_travel_through_the_cli_and_are_stored_with_the_run(a
     got = [triage.load_run(ws, r)["params"]["signals"]["segment"] for r in runs]
     assert [g["contrast_min_prompts"] for g in got] == [1, 2]
     assert all(g["ask_contrast"] is True for g in got)
+
+
+def test_a_planted_batch_sharing_a_preamble_of_its_own_is_not_taken_for_asked(tmp_path,
+                                                                              xquad_dir):
+    """Every planted prompt opens with one system line no other row holds: its tokens predict
+    the behaviour as well as an ask's would. The contrast would mark the batch asked; the
+    guard (``contrast_max_share``) marks none, and the batch stays the top cluster."""
+    from forensics.testing.dev_code_asks import FAMILY
+
+    c = _small(xquad_dir, n_lookalike=4, planted_preamble=True)
+    planted = set(c.planted_ids(FAMILY))
+    assert all(c.records[i]["prompt"].startswith("[Assistant setup] You are Northwind")
+               for i, r in enumerate(c.records) if r["id"] in planted)
+    ws = indexed_workspace(tmp_path, c)
+    try:
+        res = triage_anomaly(ws, c, FAMILY)
+        top = set(res.clusters[0]["row_ids"])
+        assert planted <= top, Counter(c.labels[r] for r in top)
+        assert res.signals_unavailable["segment_ask_contrast"].startswith("0 of")
+        # without the guard the batch is taken for asked and leaves the top cluster
+        res1 = triage_anomaly(ws, c, FAMILY, {"signals": {"segment": {"contrast_max_share": 1.0}}})
+        top1 = set(res1.clusters[0]["row_ids"])
+        assert len(top1 & planted) < 0.5 * len(planted), Counter(c.labels[r] for r in top1)
+    finally:
+        ws.close()
