@@ -123,40 +123,38 @@ def asked_by_contrast(context: "SignalContext", rows: np.ndarray, shown: np.ndar
     prompt = {int(j): by_sid.get(int(context.sample_ids[j])) or "" for j in shown}
     own = {t for t in tokens(anomaly_prompt or "") if _word(t)}
     holders: dict[str, set[str]] = {}     # token -> distinct behaviour-row prompts holding it
+    n_rows: dict[str, int] = {}           # token -> behaviour rows whose prompt holds it
     for j in shown:
         p = prompt[int(j)]
         for t in {t for t in tokens(p) if _word(t)} - own:
             holders.setdefault(t, set()).add(p)
+            n_rows[t] = n_rows.get(t, 0) + 1
     cand = {t for t, ps in holders.items() if len(ps) >= params.contrast_min_prompts}
     if not cand:
         return out
-    n_shown_rows: dict[str, int] = {}
+    # the prompt column's token postings (the same tokens, in one read): a token is an ask
+    # token when the behaviour rows hold contrast_min_share of its rows
     context.hits_prompt.load_tokens(cand)
-    shown_set = np.sort(np.asarray(shown, np.int64))
-    ask = set()
-    for t in cand:
-        r = context.hits_prompt.rows(t)
-        n_shown_rows[t] = int(np.isin(r, shown_set).sum())
-        if len(r) and n_shown_rows[t] >= params.contrast_min_share * len(r):
-            ask.add(t)
+    ask = {t for t in cand
+           if n_rows[t] >= params.contrast_min_share * max(1, context.hits_prompt.df(t))}
     if not ask:
         return out
+    # each row's context sentences (a one-sentence prompt is its task: none), as tokens
+    ctx = []
+    for j in rows:
+        ss = sentences(prompt.get(int(j), ""), 1)
+        ctx.append([[t for t in tokens(x) if _word(t) and t not in own] for x in ss]
+                   if len(ss) > 1 else [])
+    context.hits_prompt.load_tokens({t for ss in ctx for x in ss for t in x})
     n = max(1, context.n)
-    idf: dict[str, float] = {}
 
     def weight(t: str) -> float:
-        if t not in idf:
-            idf[t] = math.log((n + 1) / (1 + context.hits_prompt.df(t)))
-        return idf[t]
+        return math.log((n + 1) / (1 + context.hits_prompt.df(t)))
 
-    for k, j in enumerate(rows):
-        ss = sentences(prompt.get(int(j), ""), 1)
-        if len(ss) < 2:
-            continue                    # a one-sentence prompt is its task
-        for sent in ss:
-            ws = [t for t in tokens(sent) if _word(t) and t not in own]
-            tot = sum(weight(t) for t in ws)
-            if tot > 0 and sum(weight(t) for t in ws if t in ask) >= \
+    for k, ss in enumerate(ctx):
+        for toks in ss:
+            tot = sum(weight(t) for t in toks)
+            if tot > 0 and sum(weight(t) for t in toks if t in ask) >= \
                     params.contrast_sentence_share * tot:
                 out[k] = True
                 break
