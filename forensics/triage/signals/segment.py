@@ -20,8 +20,10 @@ anomaly's behaviour.
 5. **Context**: a member whose best segment is at least ``prompted_cos`` close to its own
    prompt, and ``prompted_margin`` closer than the anomaly's behaviour segment is to the
    anomaly's prompt, was asked for it, and so was one whose prompt names the behaviour's own
-   words (:func:`word_evidence`): ``row_evidence["other_context"]``, "same behaviour, other
-   context". The run then splits all behaviour rows by the context of their prompts
+   words (:func:`word_evidence`), and, for an addition to the reply, one whose prompt asks
+   for it by meaning or by the dataset's prompt contrast
+   (:mod:`~forensics.triage.signals.segment_ask`): ``row_evidence["other_context"]``, "same
+   behaviour, other context". The run then splits all behaviour rows by the context of their prompts
    (:mod:`forensics.triage.context`).
 
 6. **Code comment shape** (``shape``): when the behaviour segment is a comment line of a code
