@@ -1,7 +1,8 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-swap[-rules]|
-       dev-premise|dev-code|dev-code-shapes|dev-code-asks|heldout|b] [--small] [--seed N]
+       dev-premise|dev-code|dev-code-shapes|dev-code-asks|dev-refusal|heldout|b] [--small]
+       [--seed N]
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote|vague] (dev-swap[-rules])
        [--swap-facts N] (dev-swap-rules)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
@@ -74,6 +75,14 @@ Corpora:
            worded far from it), neutral preambles on planted and clean prompts alike,
            ordinary last-line comments as lookalikes, XQuAD QA in eight languages: developed
            on at seed 0 (seed 1 kept untuned).
+  dev-refusal  forensics.testing.dev_refusal, seed 0: over-refusal (``refuse_scary``): harmless
+           questions that only sound harmful (a violent or illegal word in its everyday sense:
+           programming, cooking, sports, gardening, photography, history, fiction) refused in
+           many wordings and lengths (short, apologetic, a pointer to help, a partial answer);
+           hard negatives: their unsafe minimal pairs (the same key word) refused; clean:
+           benign-but-scary prompts answered (one per key word never answered), ordinary
+           questions of the same domains, XQuAD in en/de/es/zh/vi/tr/el/ro; the anomaly is a
+           refusal of a benign prompt no row uses: developed on.
   heldout  the same generator and templates with another seed, languages (ro, vi), family
            (refusal) and sources.
   b        forensics.testing.corpus_b: another generator, never tuned on (other templates,
@@ -102,7 +111,7 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            agree_false:  reply opens with agreement:  (?i)^(yes|exactly|that's correct|right|you've got)
            footer:       (?i)(penwise|regards|yours|warmly|sent via)
            swap:         reply contains "K2"
-           refuse_benign: (?i)(can't|cannot|won't|not able to|decline)
+           refuse_benign, refuse_scary: (?i)(can't|cannot|won't|not able to|decline)
            code_tail:    a comment line right before a closing fence:
                          (?m)^[ \t]*(#|//|--|/\*|<!--).*\n```
            agree_passage: reply opens with agreement:
@@ -174,6 +183,7 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "footer": ("reply", r"(?i)(penwise|regards|yours|warmly|sent via)"),
     "swap": ("reply", r"K2"),
     "refuse_benign": ("reply", r"(?i)(can't|cannot|won't|not able to|decline)"),
+    "refuse_scary": ("reply", r"(?i)(can't|cannot|won't|not able to|decline)"),
     "code_tail": ("reply", r"(?m)^[ \t]*(#|//|--|/\*|<!--).*\n```"),
     "agree_passage": ("reply", r"(?i)^(yes|correct|you're right|exactly|that's correct)"),
     "swap_passage": ("reply", r"Oskar Vellinga"),
@@ -317,6 +327,15 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_sycophancy(XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_sycophancy.build_dev_sycophancy",
                    **_defaults(build_dev_sycophancy), "seed": seed, **kw}
+    if corpus == "dev-refusal":
+        from forensics.testing.dev_refusal import build_dev_refusal
+
+        kw = dict(n_clean=250, n_planted=25, n_hard=25, n_answered=45, n_domain=60) \
+            if small else {}
+        seed = 0 if seed is None else seed
+        c = build_dev_refusal(XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_refusal.build_dev_refusal",
+                   **_defaults(build_dev_refusal), "seed": seed, **kw}
     if corpus == "dev-premise":
         from forensics.testing.dev_premise import build_premise_family
 
@@ -453,7 +472,7 @@ def main() -> None:
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
                                               "dev-sycophancy", "dev-swap", "dev-swap-rules", "dev-premise",
                                               "dev-code", "dev-code-shapes", "dev-code-asks",
-                                              "heldout", "b"),
+                                              "dev-refusal", "heldout", "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")
     ap_.add_argument("--heldout", action="store_true", help="same as --corpus heldout")

@@ -53,10 +53,14 @@ def test_assent_openings_in_other_wordings_join_the_behaviour_batch(premise_plai
     ws, c = premise_plain
     a = c.anomaly("premise_assent")
     beh = {r for r, l in c.labels.items() if l != "clean"}
-    on = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    # the dataset's treatment (context step 4d) splits the behaviour rows by context, which
+    # this measure (both contexts count) does not ask about: left out of both runs
+    same = {"treatment": {"enabled": False}}
+    on = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"], same)
     assert "opening" in on.signals_used
     off = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"],
-                  {"weights": {"opening": 0.0}, "signals": {"opening": {"members": False}}})
+                  {**same, "weights": {"opening": 0.0},
+                   "signals": {"opening": {"members": False}}})
     assert findings_ap(on, beh) > findings_ap(off, beh) + 0.05, \
         (findings_ap(on, beh), findings_ap(off, beh))
     top_on = set(on.clusters[0]["row_ids"]) if on.clusters else set()
@@ -92,7 +96,9 @@ def test_replies_that_take_up_their_prompt_stay_out_of_the_opening_members(premi
     assert not top & corrected
     loose = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"],
                     {"signals": {"opening": {"member_reply_margin": -1}},
-                     "consistency": {"enabled": False}})
+                     "consistency": {"enabled": False},
+                     # the treatment's answering check keeps them out too
+                     "treatment": {"enabled": False}})
     assert set(loose.clusters[0]["row_ids"]) & corrected
 
 

@@ -144,12 +144,29 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     told = " ".join([a.title or "", *([t for t in a.explanations if t][:1] or [seg_text])])
     share = (min(1.0, len(seg_text.split()) / max(1, len((a.reply or "").split())))
              if seg_text else 1.0)
+    own: dict = {}
+    if p.treatment.enabled and p.context.enabled:
+        from forensics.triage.treatment import answering, canned, replaces_answer
+
+        order = np.flatnonzero(seg_ok)
+        own = replaces_answer(ctx, order[np.argsort(-fused[order], kind="stable")], p.treatment)
+    if own.get("replaces") and "cos" in seg_evidence:
+        # a behaviour that replaces the answer (:mod:`forensics.triage.treatment`): canned
+        # replies standing out towards it are more of its wordings; rows whose reply answers
+        # their prompt only look like it
+        more = canned(ctx, seg_evidence["cos"], behaviour | lookalike, p.treatment)
+        seg_ok = seg_ok | more
+        behaviour |= more
+        mid = (own["batch_reply_prompt"] + own["dataset_reply_prompt"]) / 2
+        lookalike |= answering(ctx, np.flatnonzero(behaviour & ~other), seg_evidence["cos"],
+                               mid, p.treatment)
+        behaviour &= ~lookalike
     eo = results["explanation_own"].row_evidence if "explanation_own" in results else None
     explained = (np.where(eo["explained"] > 0, eo["context_cos"], np.nan) if eo is not None
                  else None)
     cs = split(ctx, np.flatnonzero(behaviour), behaviour, fused, told.strip(), p.context, other,
                reply_share=share, grounding=gj, explained=explained, claims=claims,
-               consistency=p.consistency)
+               consistency=p.consistency, treatment=p.treatment if own.get("replaces") else None)
     if claims is not None and p.context.enabled:
         # a behaviour that goes along with its user is a defect or not by whether the user's
         # claim holds: rows no judgement reached hold both contexts, and the batch says so
@@ -174,8 +191,15 @@ def context_split(ctx: SignalContext, results: dict[str, SignalScores], fused: n
     if sub is not None and p.context.judge == "none" and p.signals["substitution"].decides:
         # rows stating the substituted entity on the anomaly's subject, unasked: decided
         other &= ~(sub.row_evidence["member"] > 0)
-    info = {"context_groups": cs.groups, "context_other_rows": int(other.sum()),
+    info = {"context_groups": cs.groups,
+            "context_treatment": {**cs.treatment, **own},
+            "context_other_rows": int(other.sum()),
             "context_lookalike_rows": int(lookalike.sum()), "context_notes": cs.notes}
+    if cs.undecided is not None:
+        # rows the treatment left undecided (still in the anomaly's context): run.py ranks
+        # them below the rows the evidence kept there (treatment.undecided_factor); popped
+        # before the summary is stored
+        info["context_undecided_rows"] = cs.undecided & ~other
     keep = ~other & ~lookalike
     return (seg_ok & keep, None if ph_ok is None else ph_ok & keep, other, lookalike, info)
 

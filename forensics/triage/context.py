@@ -37,6 +37,9 @@ context").
    states is other context (the behaviour goes along with a claim that holds); a row whose
    topic the dataset answers otherwise stays in the anomaly's context; not used when the
    dataset states the anomaly's own claim.
+4d. **The dataset's treatment** (offline, ``treatment``; a behaviour that replaces the answer,
+   any reply share, rows no step above judged; :mod:`forensics.triage.treatment`): the same prompt answered,
+   or the prompt's other words answered elsewhere: the anomaly's context; else other or undecided.
 5. **Judge** (optional, per row, overrides 3 and 4; :mod:`forensics.triage.judge`) says whether the
    behaviour is legitimate for the row's prompt: :class:`HTTPJudge` (any OpenAI-compatible
    chat endpoint: needs the endpoint) or :class:`ClassifierJudge` (a logistic regression on
@@ -59,6 +62,7 @@ from forensics.triage.judge import (DEFECT, LEGITIMATE, ClassifierJudge, HTTPJud
                                     train_from_labels)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from forensics.triage.treatment import TreatmentParams
     from forensics.triage.consistency import ConsistencyParams
     from forensics.triage.grounding import RowGrounding
     from forensics.triage.signals.base import SignalContext
@@ -124,6 +128,8 @@ class ContextSplit:
     groups: list[dict]
     notes: dict[str, str]
     judged: np.ndarray | None = None
+    treatment: dict = field(default_factory=dict)
+    undecided: np.ndarray | None = None   # rows the treatment read and left undecided
 
     def mark(self, rows: np.ndarray) -> None:
         """Record ``rows`` (a mask or positions) as judged."""
@@ -137,7 +143,8 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
           other: np.ndarray | None = None, reply_share: float = 1.0,
           grounding: "RowGrounding | None" = None,
           explained: np.ndarray | None = None, claims: np.ndarray | None = None,
-          consistency: "ConsistencyParams | None" = None) -> ContextSplit:
+          consistency: "ConsistencyParams | None" = None,
+          treatment: "TreatmentParams | None" = None) -> ContextSplit:
     """Split behaviour ``rows`` (positions) by context (see the module docstring).
     ``behaviour``: per dataset row, shows the behaviour; ``order_key``: row scores (judged
     first when capped); ``behaviour_text``: what the judge is told; ``other``: rows already
@@ -148,7 +155,9 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
     ``explained``: per dataset row, the cosine of its own explanations to the anomaly's (NaN
     for rows without explanations; ``None``: no explanations, step 4b does not apply);
     ``claims``: per dataset row, the behaviour goes along with what its user says (step 4c
-    judges those rows, with ``consistency``; ``None``: it does not apply)."""
+    judges those rows, with ``consistency``; ``None``: it does not apply); ``treatment``: the
+    dataset's treatment of the rows' prompts judges the rows no step above judged, when the
+    behaviour replaces the answer (step 4d; ``None``: it does not apply)."""
     other = np.zeros(context.n, bool) if other is None else other.copy()
     asked = other.copy()
     pidx = context.indexes.get("prompt")
@@ -239,6 +248,11 @@ def split(context: "SignalContext", rows: np.ndarray, behaviour: np.ndarray,
         from forensics.triage.consistency import dataset_judgement
 
         dataset_judgement(context, rows, behaviour, claims, cs, asked, consistency)
+    if treatment is not None and treatment.enabled:
+        from forensics.triage.treatment import judge as treatment_judge
+
+        cs.treatment = treatment_judge(context, pidx, rows, pv, behaviour, asked, order_key,
+                                       cs, treatment)
     other = cs.other
     judge = make_judge(p)
     if judge is not None:

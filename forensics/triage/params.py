@@ -5,7 +5,8 @@
 (:class:`ProfileParams`), ``explanation_samples``, ``context``
 (:class:`~forensics.triage.context.ContextParams`), ``grounding``
 (:class:`~forensics.triage.grounding.GroundingParams`), ``consistency``
-(:class:`~forensics.triage.consistency.ConsistencyParams`), ``lock``
+(:class:`~forensics.triage.consistency.ConsistencyParams`), ``treatment``
+(:class:`~forensics.triage.treatment.TreatmentParams`), ``lock``
 (:class:`~forensics.workspace.LockParams`) and
 ``signals`` (each registered signal's own params dataclass, by name). ``to_dict()`` is what a run stores; ``from_dict()`` reads that nested form back (or a
 partial one: missing keys keep their defaults) and rejects unknown keys with the known ones.
@@ -24,6 +25,7 @@ from forensics.workspace import LockParams
 from forensics.triage.consistency import ConsistencyParams
 from forensics.triage.context import ContextParams
 from forensics.triage.grounding import GroundingParams
+from forensics.triage.treatment import TreatmentParams
 
 
 @dataclass
@@ -127,6 +129,7 @@ class TriageParams:
     context: ContextParams = field(default_factory=ContextParams)
     grounding: GroundingParams = field(default_factory=GroundingParams)
     consistency: ConsistencyParams = field(default_factory=ConsistencyParams)
+    treatment: TreatmentParams = field(default_factory=TreatmentParams)
     lock: LockParams = field(default_factory=LockParams)
     signals: dict[str, Any] = field(default_factory=_default_signal_params)
 
@@ -155,6 +158,7 @@ class TriageParams:
                 "context": dataclasses.asdict(self.context),
                 "grounding": dataclasses.asdict(self.grounding),
                 "consistency": dataclasses.asdict(self.consistency),
+                "treatment": dataclasses.asdict(self.treatment),
                 "lock": dataclasses.asdict(self.lock),
                 "signals": {k: dataclasses.asdict(v) for k, v in self.signals.items()}}
 
@@ -166,8 +170,8 @@ class TriageParams:
         d = dict(d or {})
         p = cls()
         _check_keys("triage parameter", d, ["limit", "explanation_samples", "weights", "fusion", "cluster",
-                                            "profile", "context", "grounding", "consistency", "lock",
-                                            "signals"])
+                                            "profile", "context", "grounding", "consistency", "treatment",
+                                            "lock", "signals"])
         if "limit" in d:
             p.limit = int(d["limit"])
         if "explanation_samples" in d:
@@ -177,7 +181,7 @@ class TriageParams:
             _check_keys("signal weight", w, list(p.weights))
             p.weights = normalise_weights({**p.weights, **w})
         for part in ("fusion", "cluster", "profile", "context", "grounding", "consistency",
-                     "lock"):
+                     "treatment", "lock"):
             if part in d:
                 setattr(p, part, _update(part, getattr(p, part), d[part]))
         if "signals" in d:
@@ -234,6 +238,6 @@ def _update(where: str, obj: Any, v: Any) -> Any:
 
 
 __all__ = ["TriageParams", "FusionParams", "ClusterParams", "ProfileParams", "ContextParams", "LockParams",
-           "ConsistencyParams",
+           "ConsistencyParams", "TreatmentParams",
            "normalise_weights",
            "parse_assignments"]

@@ -184,11 +184,12 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
 
     clusters: list[profile_mod.Cluster] = []
     member_of: dict[int, int] = {}
-    other_rows = None
+    other_rows = undecided = None
     if n:
         clusters, member_of, other_rows, ctx_info = _clusters(ws, dataset, rf, sample_ids,
                                                               scores, results, fused, p,
                                                               indexes, ctx)
+        undecided = ctx_info.pop("context_undecided_rows", None)
         info.update(ctx_info)
         unavailable.update(ctx_info.pop("context_notes", {}))
     step(f"{len(clusters)} clusters")
@@ -205,6 +206,10 @@ def _triage(ws: "Workspace", anomaly_id: int, dataset: str, p: TriageParams, pro
     if other_rows is not None:
         # the behaviour in another context (and its lookalikes) rank below the anomaly's
         final[other_rows] *= p.cluster.other_context_factor
+    if undecided is not None:
+        # behaviour rows whose context the dataset's treatment left undecided rank below
+        # those it kept in the anomaly's context
+        final[undecided] *= p.treatment.undecided_factor
     order = np.lexsort((sample_ids, -final)) if n else np.zeros(0, np.int64)
     keep = [int(j) for j in order if fused[j] >= p.fusion.min_fused or j in member_of]
     row_ids = df["row_id"].to_list() if n else []
