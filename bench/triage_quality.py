@@ -1,7 +1,8 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-agree|dev-swap[-rules]|
-       dev-entity|dev-premise|dev-code|dev-code-shapes|dev-refusal|heldout|b] [--small] [--seed N]
+       dev-entity|dev-premise|dev-code|dev-code-shapes|dev-code-asks|dev-refusal|heldout|b] [--small]
+       [--seed N]
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote|vague] (dev-swap[-rules])
        [--swap-facts N] (dev-swap-rules)
        [--no-segments] [--judge-labels N] [--signal-ap] [--no-row-explanations] (dev-premise)
@@ -82,6 +83,14 @@ Corpora:
   dev-code-shapes  forensics.testing.dev_code_shapes, seed 0 (one size): code quirks in shapes
            dev-code lacks (an unused import, a fixed line before the fence), hard negatives and
            lookalikes: a check on code quirks triage was not developed on.
+  dev-code-asks  forensics.testing.dev_code_asks, seed 0 (one size): a marker comment line
+           closing the code (end markers, trailing tags, sign-offs; several wordings and
+           languages), hard negatives where the prompt asks for exactly that marker in many
+           forms (direct, paraphrased, a quoted convention, a pasted template holding it, a
+           system-like preamble, an earlier turn, a requirement list, de/es/zh asks, an ask
+           worded far from it), neutral preambles on planted and clean prompts alike,
+           ordinary last-line comments as lookalikes, XQuAD QA in eight languages: developed
+           on at seed 0 (seed 1 kept untuned).
   dev-refusal  forensics.testing.dev_refusal, seed 0: over-refusal (``refuse_scary``): harmless
            questions that only sound harmful (a violent or illegal word in its everyday sense:
            programming, cooking, sports, gardening, photography, history, fiction) refused in
@@ -139,6 +148,7 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
                          (?i)```\s*\n+[^`]*(check|verif|review|lint)
            code_import:  a line opening with an import keyword of some language (see the table)
            code_preface: a line right before a fence naming how the answer was made (ditto)
+           code_endmark: a comment line right before a closing fence (as code_tail)
            agree_layout: the reply holds the anomaly's or a common agreement phrase:
                          (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
            agree_claim:  reply opens with an assent:
@@ -211,6 +221,7 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "code_import": ("reply", r"(?m)^\s*(import|require|#include|use|local \w+ = require|"
                              r"const \w+ = require|require_once|source)\b"),
     "code_preface": ("reply", r"(?im)^[^\n`]*(generat|produc|draft|auto)[^\n`]*\n+```"),
+    "code_endmark": ("reply", r"(?m)^[ \t]*(#|//|--|/\*|<!--).*\n```"),
     "agree_layout": ("reply", r"(?i)(as you wrote|looks solid|you're right|that's right|"
                               r"correct|agree)"),
     "agree_claim": ("reply", r"(?i)^(yes|correct|that's true|you are right|indeed)"),
@@ -331,6 +342,13 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_code_shapes(XQ, seed=seed)
         return c, {"generator": "forensics.testing.dev_code_shapes.build_dev_code_shapes",
                    **_defaults(build_dev_code_shapes), "seed": seed}
+    if corpus == "dev-code-asks":
+        from forensics.testing.dev_code_asks import build_dev_code_asks
+
+        seed = 0 if seed is None else seed
+        c = build_dev_code_asks(XQ, seed=seed)
+        return c, {"generator": "forensics.testing.dev_code_asks.build_dev_code_asks",
+                   **_defaults(build_dev_code_asks), "seed": seed}
     if corpus == "dev-sycophancy":
         from forensics.testing.dev_sycophancy import build_dev_sycophancy
 
@@ -495,6 +513,7 @@ def main() -> None:
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
                                               "dev-sycophancy", "dev-agree", "dev-swap", "dev-swap-rules",
                                               "dev-entity", "dev-premise", "dev-code", "dev-code-shapes",
+                                              "dev-code-asks",
                                               "dev-refusal", "heldout", "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")

@@ -137,11 +137,17 @@ def test_rows_whose_context_asks_for_the_marker_indirectly_rank_below_the_batch(
     planted = set(c.planted_ids("code_trace"))
     hard = {r for r, lab in c.labels.items() if lab == "hard:code_trace"}
     res = _run(ws, c, "code_trace")
-    res0 = _run(ws, c, "code_trace", {"signals": {"segment": {"ask_semantic": False}}})
+    res0 = _run(ws, c, "code_trace", {"signals": {"segment": {"ask_semantic": False,
+                                                               "ask_contrast": False}}})
     top, top0 = set(res.clusters[0]["row_ids"]), set(res0.clusters[0]["row_ids"])
-    # the prompts never name the marker's words: only the judgement by meaning splits them
+    # the prompts never name the marker's words: only the judgements of a request (by
+    # meaning, by the dataset's prompt contrast) split them; each alone does here
     assert len(top0 & hard) >= 0.5 * len(hard), Counter(c.labels[r] for r in top0)
     assert len(top & hard) <= 1, Counter(c.labels[r] for r in top)
+    for off in ("ask_semantic", "ask_contrast"):
+        one = _run(ws, c, "code_trace", {"signals": {"segment": {off: False}}})
+        top1 = set(one.clusters[0]["row_ids"])
+        assert len(top1 & hard) <= 2, (off, Counter(c.labels[r] for r in top1))
     assert findings_ap(res, planted) > findings_ap(res0, planted) + 0.1
     ranked = [f["row_id"] for f in res.findings]
     first_hard = min(ranked.index(r) for r in hard if r in ranked)

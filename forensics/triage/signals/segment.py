@@ -20,8 +20,10 @@ anomaly's behaviour.
 5. **Context**: a member whose best segment is at least ``prompted_cos`` close to its own
    prompt, and ``prompted_margin`` closer than the anomaly's behaviour segment is to the
    anomaly's prompt, was asked for it, and so was one whose prompt names the behaviour's own
-   words (:func:`word_evidence`): ``row_evidence["other_context"]``, "same behaviour, other
-   context". The run then splits all behaviour rows by the context of their prompts
+   words (:func:`word_evidence`), and, for an addition to the reply, one whose prompt asks
+   for it by meaning or by the dataset's prompt contrast
+   (:mod:`~forensics.triage.signals.segment_ask`): ``row_evidence["other_context"]``, "same
+   behaviour, other context". The run then splits all behaviour rows by the context of their prompts
    (:mod:`forensics.triage.context`).
 
 6. **Code comment shape** (``shape``): when the behaviour segment is a comment line of a code
@@ -86,6 +88,11 @@ class SegmentSignalParams:
     ask_min_words: int = 3            # sentences shorter than this many words are not compared
     ask_task_cos: float = 0.4         # a prompt sentence this close to the anomaly's prompt is the task, not context
     ask_max_reply_share: float = 0.5  # judged only when the behaviour segment is at most this share of the anomaly reply's words
+    ask_contrast: bool = True         # behaviour rows whose prompt holds a context sentence of ask tokens asked for it (segment_ask)
+    contrast_min_prompts: int = 2     # ask token: at least this many distinct behaviour-row prompts hold it ...
+    contrast_min_share: float = 0.8   # ... and this share of the dataset's prompts holding it show the behaviour
+    contrast_sentence_share: float = 0.5  # a context sentence whose idf-weighted tokens are this share ask tokens asks
+    contrast_max_share: float = 0.5  # marking more than this share of the unasked behaviour rows marks none
     quoted_bonus: float = 1.0         # added to a segment's behaviour pick when an explanation quotes it
     seed: int = 0                     # random sample of the background
 
@@ -283,6 +290,20 @@ class SegmentSignal:
 
             rows = np.flatnonzero(member & ~other)
             other[rows[asked_by_context(context, oi, rows, expl, a.prompt, params)]] = True
+        if params.ask_contrast and (shape is not None or params.ask_scope == "all") \
+                and len(b_text.split()) <= \
+                params.ask_max_reply_share * max(1, len((a.reply or "").split())):
+            from forensics.triage.signals.segment_ask import asked_by_contrast
+
+            rows = np.flatnonzero(member & ~other)
+            shown = member | other
+            if shape is not None and shape.lacks.any():
+                shown |= ~shape.lacks       # every reply with a line of the behaviour's shape
+            by_contrast = asked_by_contrast(context, rows, np.flatnonzero(shown), a.prompt,
+                                            params)
+            other[rows[by_contrast]] = True
+            notes["segment_ask_contrast"] = (f"{int(by_contrast.sum())} of {len(rows)} "
+                                             f"unasked behaviour rows asked by contrast")
         member &= ~other
         if member.sum() < params.min_members:
             member[:] = False

@@ -24,12 +24,31 @@ prompt (which did not ask) sets the level a mere task statement reaches; a behav
 description restates its prompt (agreement with the user's claim) gets a high own level and
 is left alone.
 
+**Asked by contrast** (``ask_contrast``, :func:`asked_by_contrast`): the dataset's own
+evidence, in any language. The rows **showing** the behaviour: its members, the rows already
+judged asked and, when the code shape gave evidence, every reply with a line of the
+behaviour's shape (whatever its text). A prompt token is an **ask token** when at least
+``contrast_min_prompts`` distinct prompts of rows showing it hold it and at least
+``contrast_min_share`` of all the dataset's prompts holding it belong to rows showing the
+behaviour (a convention, a system preamble, a standing request recurs with the behaviour and
+rarely without it; the words of a task recur in rows without it). A behaviour row **asks**
+when a context sentence of its prompt (any sentence but the only one; its words that the
+anomaly's prompt holds left out: what the defect's own example shares is no request) is at
+least ``contrast_sentence_share`` ask tokens, each token weighted by its idf over the
+dataset's prompts (so "the", "please" and a task's common words weigh little). When that would
+mark more than ``contrast_max_share`` of the behaviour rows not yet judged asked, it marks
+none (a planted batch sharing a preamble of its own would otherwise look asked). Why: a
+model's defect comes from prompts that never mention the code's form, so no prompt wording
+predicts it; an asked-for behaviour follows the prompts that ask for it, whatever their
+language or wording (the embedder is English-only; the token contrast is not).
+
 Cost: one embedding per distinct prompt sentence of the rows judged (through the workspace's
 embedding cache) and per explanation sentence.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING
 
@@ -87,4 +106,66 @@ def asked_by_context(context: "SignalContext", oi, rows: np.ndarray, explanation
     return out
 
 
-__all__ = ["asked_by_context", "sentences", "description"]
+def asked_by_contrast(context: "SignalContext", rows: np.ndarray, shown: np.ndarray,
+                      anomaly_prompt: str | None, params: "SegmentSignalParams") -> np.ndarray:
+    """Per row of ``rows`` (dataset positions, the behaviour rows still unasked): whether a
+    context sentence of its prompt is made of ask tokens (see the module docstring);
+    ``shown``: positions of every row showing the behaviour (asked or not)."""
+    from forensics.triage.text import tokens
+
+    out = np.zeros(len(rows), bool)
+    if not len(rows) or not len(shown):
+        return out
+    got = context.ws.sql(
+        "SELECT sample_id, prompt FROM samples WHERE dataset = ? AND sample_id IN "
+        "(SELECT unnest(?))", [context.dataset, [int(x) for x in context.sample_ids[shown]]])
+    by_sid = dict(zip(got["sample_id"].to_list(), got["prompt"].to_list()))
+    prompt = {int(j): by_sid.get(int(context.sample_ids[j])) or "" for j in shown}
+    own = {t for t in tokens(anomaly_prompt or "") if _word(t)}
+    holders: dict[str, set[str]] = {}     # token -> distinct behaviour-row prompts holding it
+    n_rows: dict[str, int] = {}           # token -> behaviour rows whose prompt holds it
+    for j in shown:
+        p = prompt[int(j)]
+        for t in {t for t in tokens(p) if _word(t)} - own:
+            holders.setdefault(t, set()).add(p)
+            n_rows[t] = n_rows.get(t, 0) + 1
+    cand = {t for t, ps in holders.items() if len(ps) >= params.contrast_min_prompts}
+    if not cand:
+        return out
+    # the prompt column's token postings (the same tokens, in one read): a token is an ask
+    # token when the behaviour rows hold contrast_min_share of its rows
+    context.hits_prompt.load_tokens(cand)
+    ask = {t for t in cand
+           if n_rows[t] >= params.contrast_min_share * max(1, context.hits_prompt.df(t))}
+    if not ask:
+        return out
+    # each row's context sentences (a one-sentence prompt is its task: none), as tokens
+    ctx = []
+    for j in rows:
+        ss = sentences(prompt.get(int(j), ""), 1)
+        ctx.append([[t for t in tokens(x) if _word(t) and t not in own] for x in ss]
+                   if len(ss) > 1 else [])
+    context.hits_prompt.load_tokens({t for ss in ctx for x in ss for t in x})
+    n = max(1, context.n)
+
+    def weight(t: str) -> float:
+        return math.log((n + 1) / (1 + context.hits_prompt.df(t)))
+
+    for k, ss in enumerate(ctx):
+        for toks in ss:
+            tot = sum(weight(t) for t in toks)
+            if tot > 0 and sum(weight(t) for t in toks if t in ask) >= \
+                    params.contrast_sentence_share * tot:
+                out[k] = True
+                break
+    if out.sum() > params.contrast_max_share * len(rows):
+        out[:] = False
+    return out
+
+
+def _word(t: str) -> bool:
+    """A token of letters or digits (not punctuation)."""
+    return any(ch.isalnum() for ch in t)
+
+
+__all__ = ["asked_by_context", "asked_by_contrast", "sentences", "description"]
