@@ -66,6 +66,18 @@ def substitution_batch(results: dict[str, SignalScores], seg_ok: np.ndarray | No
     return seg_ok, other_ok, look
 
 
+def row_texts(ctx: SignalContext, rows: np.ndarray) -> dict[int, tuple[str, str]]:
+    """Each row position in ``rows`` -> its (prompt, reply), read with the workspace held
+    (``""`` for a missing text)."""
+    with ctx.ws.locked():
+        got = ctx.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
+                         "AND sample_id IN (SELECT unnest(?))",
+                         [ctx.dataset, [int(s) for s in ctx.sample_ids[rows]]])
+    by_sid = {int(s): (pr or "", rp or "") for s, pr, rp in zip(
+        got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
+    return {int(j): by_sid.get(int(ctx.sample_ids[j]), ("", "")) for j in rows}
+
+
 def substitution_kind(ctx: SignalContext, results: dict[str, SignalScores],
                        seg_ok: np.ndarray | None, ph_ok: np.ndarray | None, p: TriageParams
                        ) -> np.ndarray | None:
@@ -85,15 +97,11 @@ def substitution_kind(ctx: SignalContext, results: dict[str, SignalScores],
     rows = np.flatnonzero(np.logical_or.reduce(seen))
     if not len(rows):
         return None
-    got = ctx.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
-                     "AND sample_id IN (SELECT unnest(?))",
-                     [ctx.dataset, [int(s) for s in ctx.sample_ids[rows]]])
-    text = {int(s): (pr, rp) for s, pr, rp in zip(got["sample_id"].to_list(),
-                                                  got["prompt"].to_list(), got["reply"].to_list())}
+    text = row_texts(ctx, rows)
     look = np.zeros(len(ctx.sample_ids), bool)
     for j in rows:
-        pr, rp = text.get(int(ctx.sample_ids[j]), ("", ""))
-        look[j] = not holds_value_of_kind(pr or "", rp or "", toks)
+        pr, rp = text[int(j)]
+        look[j] = not holds_value_of_kind(pr, rp, toks)
     return look if look.any() else None
 
 
@@ -138,15 +146,10 @@ def restating_lookalikes(ctx: SignalContext, results: dict[str, SignalScores],
         rows = np.setdiff1d(top, rows)
     if not len(rows):
         return None
-    with ctx.ws.locked():
-        got = ctx.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
-                         "AND sample_id IN (SELECT unnest(?))",
-                         [ctx.dataset, [int(s) for s in ctx.sample_ids[rows]]])
-    text = {int(s): (pr, rp) for s, pr, rp in zip(got["sample_id"].to_list(),
-                                                  got["prompt"].to_list(), got["reply"].to_list())}
+    text = row_texts(ctx, rows)
     look = np.zeros(len(ctx.sample_ids), bool)
     for j in rows:
-        pr, rp = text.get(int(ctx.sample_ids[j]), ("", ""))
+        pr, rp = text[int(j)]
         look[j] = not restated_claim(pr, rp, p.consistency)
     return look if look.any() else None
 
@@ -157,13 +160,7 @@ def _candidate_texts(ctx: SignalContext, fused: np.ndarray, extra: np.ndarray, p
     their (prompt, reply) by position)."""
     top = np.argsort(-fused, kind="stable")[:max(1, p.consistency.framing_candidates)]
     rows = np.union1d(top, np.flatnonzero(extra))
-    with ctx.ws.locked():
-        got = ctx.ws.sql("SELECT sample_id, prompt, reply FROM samples WHERE dataset = ? "
-                         "AND sample_id IN (SELECT unnest(?))",
-                         [ctx.dataset, [int(s) for s in ctx.sample_ids[rows]]])
-    by_sid = {int(s): (pr or "", rp or "") for s, pr, rp in zip(
-        got["sample_id"].to_list(), got["prompt"].to_list(), got["reply"].to_list())}
-    return rows, {int(j): by_sid.get(int(ctx.sample_ids[j]), ("", "")) for j in rows}
+    return rows, row_texts(ctx, rows)
 
 
 def prompt_framing_seeds(ctx: SignalContext, fused: np.ndarray, p: TriageParams) -> np.ndarray:
