@@ -461,6 +461,32 @@ def substitution_diagnostics(summary: dict, unavailable: str | None) -> tuple[di
     return sub, f"  substitution {head}: " + "; ".join(parts)
 
 
+def context_diagnostics(summary: dict, unavailable: dict[str, str]) -> str:
+    """One line for the table on the steps that judge a behaviour by its context: how the
+    rows going along with their user's claim were found (``stance`` own text, restated
+    claims, framing seeds, ``opening`` members), how many rows nothing judged, and whether
+    the dataset-treatment step applied; names no row text."""
+    cl = summary.get("context_claims") or {}
+    parts = []
+    for sig in ("stance", "opening"):
+        if sig in unavailable:
+            parts.append(f"{sig} unavailable ({unavailable[sig].split(' (')[0][:70]})")
+    if "restated" in cl:
+        parts.append(f"restated {'yes' if cl['restated'] else 'no'}, "
+                     f"{cl.get('own_text_members', 0)} own-text members"
+                     + (f", {cl['framing_seeds']} framing seeds" if "framing_seeds" in cl else ""))
+    if "opening_members" in cl:
+        parts.append(f"opening {cl['opening_members']} members, {cl['opening_along']} along")
+    parts.append(f"{cl.get('claim_rows', 0)} claim rows, "
+                 f"{summary.get('context_undecided_rows', 0)} undecided")
+    tr = summary.get("context_treatment") or {}
+    if tr.get("skipped"):
+        parts.append("treatment skipped")
+    elif "replaces" in tr:
+        parts.append(f"treatment {'applied' if tr['replaces'] else 'not applied'}")
+    return "  context: " + "; ".join(parts)
+
+
 def judge_params(ws, c, fam: str, n: int, tmp: Path) -> dict:
     """Triage params with a prompt classifier trained on ``n`` labelled rows of ``fam``."""
     import random
@@ -668,15 +694,18 @@ def main() -> None:
         if cmp_row is not None:
             row["compare"] = cmp_row
         row["signal_ap"] = signal_aps(res, rows, pos, c.labels, fam)
+        run_summary = triage.load_run(ws, res.run_id)["summary"]
         row["substitution"], sub_line = substitution_diagnostics(
-            triage.load_run(ws, res.run_id)["summary"],
-            res.signals_unavailable.get("substitution"))
+            run_summary, res.signals_unavailable.get("substitution"))
+        ctx_line = context_diagnostics(run_summary, res.signals_unavailable)
+        row["context_claims"] = run_summary.get("context_claims") or {}
         table.append(row)
         aps.append(row["ap"]); best.append(max(b_bm, b_dn, b_rule)); kws.append(b_rule)
         print(f"{fam:12s} {len(pos):7d} {row['ap']:6.3f} {row['p_at_n']:6.3f} "
               f"{row['top_cluster_precision']:5.2f} {row['top_cluster_recall']:5.2f} {b_bm:6.3f} "
               f"{b_dn:6.3f} {b_rule:7.3f} {sec:5.2f}")
         print(sub_line)
+        print(ctx_line)
         if cmp_row is not None:
             print(f"{'  compare':12s} {'':7s} {cmp_row['ap']:6.3f} {cmp_row['p_at_n']:6.3f} "
                   f"{cmp_row['top_cluster_precision']:5.2f} {cmp_row['top_cluster_recall']:5.2f}"

@@ -266,6 +266,7 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             set(ctx.language_target.targets) if ctx.language_target.active else set(), p.cluster)
     seg_ok = other_ok = None
     claims = None       # rows that joined going along with their user's claim (restated or not)
+    path: dict[str, Any] = {}   # how the claim rows were found (``context_claims`` in the summary)
     if "segment" in results:
         ev = results["segment"].row_evidence
         seg_ok, other_ok = ev["member"] > 0, ev["other_context"] > 0
@@ -276,11 +277,13 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             seg_ok = seg_ok | ((st.row_evidence["member"] > 0) & ~other_ok)
             restated = batch_mod.restated_anomaly(ctx, results, p)
             seed = (st.row_evidence["member"] > 0) & ~other_ok
+            path.update(restated=bool(restated), own_text_members=int(seed.sum()))
             if restated and not seed.any():
                 # the anomaly's own wording of the assent finds no rows: the rows asked the
                 # way its prompt asks, restating their claim, seed the batch
                 seed = batch_mod.prompt_framing_seeds(ctx, fused, p) & ~other_ok
                 seg_ok = seg_ok | seed
+                path["framing_seeds"] = int(seed.sum())
             if restated and seed.any():
                 # the anomaly goes along with the claim it restates, and so does its batch
                 # (the own-text members, the rows that share their segment or phrase, and
@@ -299,6 +302,8 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # (they go along with their user when the anomaly's reply leaves its prompt's
             # topic: then whether the user's claim holds decides the context)
             along = op.row_evidence["along"] > 0 if "along" in op.row_evidence else None
+            path.update(opening_members=int((op.row_evidence["member"] > 0).sum()),
+                        opening_along=0 if along is None else int(along.sum()))
             if along is not None and along.any():
                 claims = along if claims is None else (claims | along)
         eo = results.get("explanation_own")
@@ -365,6 +370,7 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
         seg_ok = seg_ok & ~sub_lookalike
         ph_ok = None if ph_ok is None else ph_ok & ~sub_lookalike
     info["context_grounding"] = ginfo
+    info["context_claims"] = {**path, "claim_rows": 0 if claims is None else int(claims.sum())}
     # rows below the anomaly's context: the behaviour elsewhere, lookalikes (rows that lack
     # the behaviour's own words that nearly every behaviour row shows) and, when the
     # anomaly is ungrounded, rows whose passage supports their reply or that have none
