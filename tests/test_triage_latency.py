@@ -53,7 +53,8 @@ def _prompts(seed: int = 0, topics: int = 12, copies: int = 5):
 
 
 def _rates_loop(pos, sims, ids, behaviour, k, self_ids, temperature):
-    """The neighbour rate one query at a time (the definition :func:`_rates` computes for
+    """The neighbour rate one query at a time (the definition
+    :func:`forensics.triage.norm_rates.rates` computes for
     all queries at once)."""
     out = np.zeros(len(ids))
     for i in range(len(ids)):
@@ -77,7 +78,7 @@ def _rates_loop(pos, sims, ids, behaviour, k, self_ids, temperature):
 
 @pytest.mark.parametrize("temperature", [0.0, 0.1])
 def test_rates_of_all_queries_at_once_equal_one_query_at_a_time(temperature):
-    from forensics.triage.context import _rates
+    from forensics.triage.norm_rates import rates as _rates
 
     v, ids = _prompts(seed=2, topics=20, copies=3)
     rng = np.random.default_rng(3)
@@ -96,7 +97,8 @@ def test_rates_of_all_queries_at_once_equal_one_query_at_a_time(temperature):
 
 
 def test_rates_search_each_distinct_prompt_once_and_answer_as_row_by_row():
-    from forensics.triage.context import ContextParams, _rates, _region_rates
+    from forensics.triage.context import ContextParams
+    from forensics.triage.norm_rates import rates as _rates, region_rates as _region_rates
 
     v, ids = _prompts()
     ctx = SimpleNamespace(sample_ids=ids)
