@@ -200,15 +200,9 @@ class Embedder:
         """ONNX Runtime (fp32 or static int8) over the exported plain-BERT graph
         (forensics.search.onnx_embed); vectors get their own ``model_id`` (and so their own cache
         rows and index manifests): int8 vectors differ from fp32 ones, and must not be mixed."""
-        from forensics.errors import BackendError, UsageError
-        from forensics.search.minibert import unsupported_reason
+        from forensics.errors import BackendError
 
-        if self.device != "cpu":
-            raise UsageError(f"the {backend} backend runs on CPU only", hint="use --device cpu")
-        why = unsupported_reason(path)
-        if why is not None:
-            raise UsageError(f"the {backend} backend cannot compute {path}: {why}",
-                             hint="use the default backend (auto)")
+        self._check_cpu_backend(backend, path)
         try:
             from forensics.search.onnx_embed import OnnxBert
         except ImportError as e:
@@ -223,20 +217,27 @@ class Embedder:
             self.model_id += "@" + self._bert.model_key
         self.spec = f"{backend}:{self.spec or ''}"
 
+    def _check_cpu_backend(self, backend: str, path: Path) -> None:
+        """Refuse a CPU-only plain-BERT backend on another device or for a model it cannot
+        compute (:func:`~forensics.search.minibert.unsupported_reason`)."""
+        from forensics.errors import UsageError
+        from forensics.search.minibert import unsupported_reason
+
+        if self.device != "cpu":
+            raise UsageError(f"the {backend} backend runs on CPU only", hint="use --device cpu")
+        why = unsupported_reason(path)
+        if why is not None:
+            raise UsageError(f"the {backend} backend cannot compute {path}: {why}",
+                             hint="use the default backend (auto)")
+
     def _init_torch_int8(self, path: Path, cache_dir) -> None:
         """Static int8 linears in plain torch (forensics.search.torch_int8); the calibrated
         ranges are kept under ``cache_dir`` (default: the ONNX backends' cache folder);
         the model id ends in ``+torch-int8@KEY`` (model files, settings, torch version), so
         vectors of other settings or another torch are never mixed with these."""
-        from forensics.errors import BackendError, UsageError
-        from forensics.search.minibert import unsupported_reason
+        from forensics.errors import BackendError
 
-        if self.device != "cpu":
-            raise UsageError(f"the {TORCH_INT8} backend runs on CPU only", hint="use --device cpu")
-        why = unsupported_reason(path)
-        if why is not None:
-            raise UsageError(f"the {TORCH_INT8} backend cannot compute {path}: {why}",
-                             hint="use the default backend (auto)")
+        self._check_cpu_backend(TORCH_INT8, path)
         from forensics.search.torch_int8 import TorchInt8Bert
 
         try:

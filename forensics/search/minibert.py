@@ -126,6 +126,17 @@ class MiniBert:
     def _forward(self, ids: list[list[int]]):
         return self.forward_tensors(*self.pad(ids))
 
+    def embeddings(self, inp):
+        """The embedding layer on padded token ids: word + position + token-type embeddings,
+        layer-normed ([n, L, dim])."""
+        F = self._torch.nn.functional
+        w = self.w
+        x = (F.embedding(inp, w["embeddings.word_embeddings.weight"])
+             + w["embeddings.position_embeddings.weight"][:inp.shape[1]].unsqueeze(0)
+             + w["embeddings.token_type_embeddings.weight"][0])
+        return F.layer_norm(x, (self.dim,), w["embeddings.LayerNorm.weight"],
+                            w["embeddings.LayerNorm.bias"], self.eps)
+
     def forward_tensors(self, inp, mask, explicit_attention: bool = False):
         """The encoder on padded tensors (what forensics.search.onnx_embed exports).
 
@@ -137,10 +148,7 @@ class MiniBert:
         w = self.w
         n, L = inp.shape[0], inp.shape[1]
         d, h = self.dim, self.heads
-        x = (F.embedding(inp, w["embeddings.word_embeddings.weight"])
-             + w["embeddings.position_embeddings.weight"][:L].unsqueeze(0)
-             + w["embeddings.token_type_embeddings.weight"][0])
-        x = F.layer_norm(x, (d,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], self.eps)
+        x = self.embeddings(inp)
         attn_mask = mask[:, None, None, :]          # keys that are real tokens
         if explicit_attention:   # 0 for real keys, a large negative number for pad keys
             add_mask = (1.0 - attn_mask.to(x.dtype)) * -10000.0

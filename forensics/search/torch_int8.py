@@ -244,11 +244,7 @@ class TorchInt8Bert(MiniBert):
         k = self._k
         n, L = inp.shape[0], inp.shape[1]
         d, h = self.dim, self.heads
-        x = (F.embedding(inp, w["embeddings.word_embeddings.weight"])
-             + w["embeddings.position_embeddings.weight"][:L].unsqueeze(0)
-             + w["embeddings.token_type_embeddings.weight"][0])
-        x = F.layer_norm(x, (d,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"],
-                         self.eps).reshape(n * L, d)
+        x = self.embeddings(inp).reshape(n * L, d)
         attn_mask = mask[:, None, None, :]
         qx = None
         for i, lay in enumerate(self.layers):

@@ -6,7 +6,7 @@ knob is in :class:`~forensics.triage.params.TriageParams`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -78,6 +78,17 @@ def row_texts(ctx: SignalContext, rows: np.ndarray) -> dict[int, tuple[str, str]
     return {int(j): by_sid.get(int(ctx.sample_ids[j]), ("", "")) for j in rows}
 
 
+def rows_failing(ctx: SignalContext, rows: np.ndarray,
+                 test: Callable[[str, str], object]) -> np.ndarray | None:
+    """A mask over all rows: the positions in ``rows`` whose (prompt, reply) fail ``test``
+    (``None`` when none does)."""
+    text = row_texts(ctx, rows)
+    out = np.zeros(len(ctx.sample_ids), bool)
+    for j in rows:
+        out[j] = not test(*text[int(j)])
+    return out if out.any() else None
+
+
 def substitution_kind(ctx: SignalContext, results: dict[str, SignalScores],
                        seg_ok: np.ndarray | None, ph_ok: np.ndarray | None, p: TriageParams
                        ) -> np.ndarray | None:
@@ -97,12 +108,7 @@ def substitution_kind(ctx: SignalContext, results: dict[str, SignalScores],
     rows = np.flatnonzero(np.logical_or.reduce(seen))
     if not len(rows):
         return None
-    text = row_texts(ctx, rows)
-    look = np.zeros(len(ctx.sample_ids), bool)
-    for j in rows:
-        pr, rp = text[int(j)]
-        look[j] = not holds_value_of_kind(pr, rp, toks)
-    return look if look.any() else None
+    return rows_failing(ctx, rows, lambda pr, rp: holds_value_of_kind(pr, rp, toks))
 
 
 def restated_anomaly(ctx: SignalContext, results: dict[str, SignalScores], p: TriageParams
@@ -146,12 +152,7 @@ def restating_lookalikes(ctx: SignalContext, results: dict[str, SignalScores],
         rows = np.setdiff1d(top, rows)
     if not len(rows):
         return None
-    text = row_texts(ctx, rows)
-    look = np.zeros(len(ctx.sample_ids), bool)
-    for j in rows:
-        pr, rp = text[int(j)]
-        look[j] = not restated_claim(pr, rp, p.consistency)
-    return look if look.any() else None
+    return rows_failing(ctx, rows, lambda pr, rp: restated_claim(pr, rp, p.consistency))
 
 
 def _candidate_texts(ctx: SignalContext, fused: np.ndarray, extra: np.ndarray, p: TriageParams
