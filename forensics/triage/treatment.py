@@ -88,6 +88,8 @@ class TreatmentParams:
     max_other_share: float = 0.9      # a judgement moving more than this share of the unasked behaviour rows moves none
     undecided_factor: float = 0.85    # final score factor of the rows it read and left undecided (below the rows it kept)
     replaces_margin: float = 0.2      # applies when the batch's replies follow their prompts (median cosine) this much less than the dataset's
+    replaces_min_members: int = 3     # ... judged on at least this many batch rows with both vectors (else it does not apply)
+    replaces_sample: int = 5000       # ... against the median over at most this many dataset rows (a fixed-seed sample)
     answers_margin: float = 0.1       # behaviour rows whose reply follows their prompt (past the midpoint of the batch's and the dataset's medians) and this much more than the behaviour query: lookalikes
     canned_min_prompts: int = 3       # a reply repeated verbatim under this many distinct prompts is canned ...
     canned_z: float = 1.5             # ... and joins the batch at a best cosine >= median + canned_z x robust sd of all rows'
@@ -258,15 +260,15 @@ def replaces_answer(context: "SignalContext", members: np.ndarray,
     own prompts (``reply`` / ``prompt`` indexes) lies at least ``replaces_margin`` below the
     median over all rows: the batch's replies do not follow what was asked (a refusal), as
     the dataset's answers do (a wrong fact about the subject asked follows it). Returns both
-    medians and ``replaces`` (False below the margin, with fewer than 3 members or without
-    the indexes)."""
+    medians and ``replaces`` (False below the margin, with fewer than ``replaces_min_members``
+    members or without the indexes)."""
     ridx, pidx = context.indexes.get("reply"), context.indexes.get("prompt")
     if ridx is None or pidx is None:
         return {"replaces": False}
     both = np.intersect1d(ridx.ids(), pidx.ids())
     sids = context.sample_ids[members[:p.max_rows]]
     sids = sids[np.isin(sids, both)]
-    if len(sids) < 3:
+    if len(sids) < p.replaces_min_members:
         return {"replaces": False}
 
     def rel(ids: np.ndarray) -> float:
@@ -274,7 +276,8 @@ def replaces_answer(context: "SignalContext", members: np.ndarray,
                                 * pidx.vectors(ids).astype(np.float32)).sum(1)))
 
     rng = np.random.default_rng(0)
-    sample = both if len(both) <= 5000 else np.sort(rng.choice(both, 5000, replace=False))
+    sample = (both if len(both) <= p.replaces_sample
+              else np.sort(rng.choice(both, p.replaces_sample, replace=False)))
     mine, every = rel(sids), rel(sample)
     return {"replaces": mine <= every - p.replaces_margin, "batch_reply_prompt": round(mine, 4),
             "dataset_reply_prompt": round(every, 4)}
