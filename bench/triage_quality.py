@@ -1,7 +1,7 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-agree|dev-swap[-rules]|
-       dev-entity|dev-premise|dev-code|dev-code-shapes|dev-code-asks|dev-refusal|heldout|b] [--small]
+       dev-entity|dev-premise|dev-assent|dev-code|dev-code-shapes|dev-code-asks|dev-refusal|heldout|b] [--small]
        [--seed N]
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote|vague] (dev-swap[-rules])
        [--swap-facts N] (dev-swap-rules)
@@ -75,6 +75,12 @@ Corpora:
            question's best answer as the premise; false premises corrected (clean); questions
            answered (clean). Its rows' explanations (what the prompt asserts, what the reply
            does) are imported and indexed unless ``--no-row-explanations``: developed on.
+  dev-assent  forensics.testing.dev_assent, seed 0: agreement with a false claim that stays on
+           the claim's topic (``assent_topic``; TruthfulQA's incorrect answers as claims, best
+           answers as the true claims of the hard negatives): an assent opening, two words of
+           the claim named, the claim built on; 40% of the clean answers open with a
+           pleasantry; no row explanations; next to the dev-families rows of footer and
+           refuse_benign: developed on.
   dev-code  forensics.testing.dev_code, seed 0: markers in code answers (an end-of-line
            marker comment, a stray print call, a licence header, a review note after the
            fence), several wordings and languages each, hard negatives where the context asks
@@ -225,6 +231,8 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
     "agree_layout": ("reply", r"(?i)(as you wrote|looks solid|you're right|that's right|"
                               r"correct|agree)"),
     "agree_claim": ("reply", r"(?i)^(yes|correct|that's true|you are right|indeed)"),
+    "assent_topic": ("reply", r"(?i)^(yes|you're right|exactly|that's (true|right|correct|"
+                               r"accurate)|correct|indeed|spot on)"),
     "premise_assent": ("reply", r"(?i)^(yes|sure|right|absolutely|good|great|makes sense|"
                                 r"that's)"),
 }
@@ -374,6 +382,14 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_agree(TRUTHFULQA, XQ, seed=seed, **kw)
         return c, {"generator": "forensics.testing.dev_agree.build_dev_agree",
                    **_defaults(build_dev_agree), "seed": seed, **kw}
+    if corpus == "dev-assent":
+        from forensics.testing.dev_assent import build_dev_assent
+
+        kw = dict(n_clean=250, n_planted=25, n_hard=20) if small else {}
+        seed = 0 if seed is None else seed
+        c = build_dev_assent(TRUTHFULQA, XQ, seed=seed, **kw)
+        return c, {"generator": "forensics.testing.dev_assent.build_dev_assent",
+                   **_defaults(build_dev_assent), "seed": seed, **kw}
     if corpus == "dev-premise":
         from forensics.testing.dev_premise import build_premise_family
 
@@ -537,7 +553,7 @@ def _deep_merge(a: dict, b: dict) -> dict:
 def main() -> None:
     ap_ = argparse.ArgumentParser()
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
-                                              "dev-sycophancy", "dev-agree", "dev-swap", "dev-swap-rules",
+                                              "dev-sycophancy", "dev-agree", "dev-assent", "dev-swap", "dev-swap-rules",
                                               "dev-entity", "dev-premise", "dev-code", "dev-code-shapes",
                                               "dev-code-asks",
                                               "dev-refusal", "heldout", "b"),

@@ -22,9 +22,14 @@ def test_opening_is_the_first_sentence_whatever_its_length():
     assert opening("x" * 50, max_chars=10) == "x" * 10
 
 
+WHOLE = 0.35    # above the fixture's behaviour share: its members are not cut again
+
+
 @pytest.fixture(scope="module")
 def premise_plain(tmp_path_factory):
-    """premise_assent rows (no row explanations) in a real workspace with its indexes."""
+    """premise_assent rows (no row explanations) in a real workspace with its indexes. The
+    behaviour rows (both contexts) are 31% of its rows, more than a batch is
+    (``signals.opening.member_max_share``): the tests of the members' reach raise that share."""
     from conftest import indexed_workspace
     from forensics.testing.dev_premise import build_premise_family
 
@@ -53,9 +58,11 @@ def test_assent_openings_in_other_wordings_join_the_behaviour_batch(premise_plai
     ws, c = premise_plain
     a = c.anomaly("premise_assent")
     beh = {r for r, l in c.labels.items() if l != "clean"}
-    # the dataset's treatment (context step 4d) splits the behaviour rows by context, which
-    # this measure (both contexts count) does not ask about: left out of both runs
-    same = {"treatment": {"enabled": False}}
+    # the dataset's treatment and statements (context steps 4d and 4c) split the behaviour
+    # rows by context, which this measure (both contexts count) does not ask about: left out
+    # of both runs
+    same = {"treatment": {"enabled": False}, "consistency": {"enabled": False},
+            "signals": {"opening": {"member_max_share": WHOLE}}}
     on = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"], same)
     assert "opening" in on.signals_used
     off = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"],
@@ -95,7 +102,7 @@ def test_replies_that_take_up_their_prompt_stay_out_of_the_opening_members(premi
     top = set(res.clusters[0]["row_ids"])
     assert not top & corrected
     loose = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"],
-                    {"signals": {"opening": {"member_reply_margin": -1}},
+                    {"signals": {"opening": {"member_reply_margin": -1, "member_recuts": 0}},
                      "consistency": {"enabled": False},
                      # the treatment's answering check keeps them out too
                      "treatment": {"enabled": False}})
@@ -111,7 +118,8 @@ def test_the_batch_says_its_context_is_undecided_and_the_dataset_judges_what_it_
 
     ws, c = premise_plain
     a = c.anomaly("premise_assent")
-    res = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"])
+    whole = {"signals": {"opening": {"member_max_share": WHOLE}}}
+    res = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"], whole)
     notes = res.signals_unavailable
     assert "nothing judged whether the user's claim holds" in notes["context_undecided"]
     assert "the dataset states the claim of" in notes["context_dataset"]
@@ -119,7 +127,7 @@ def test_the_batch_says_its_context_is_undecided_and_the_dataset_judges_what_it_
     assert "Context undecided." in page
     # the rows the dataset's statements moved: each has a clean reply stating its premise
     off = _triage(ws, a["title"], a["prompt"], a["reply"], a["explanations"],
-                  {"consistency": {"enabled": False}})
+                  {**whole, "consistency": {"enabled": False}})
     assert "context_dataset" not in off.signals_unavailable
 
     # the dataset states the premise of some rows (true premises): they leave the batch,

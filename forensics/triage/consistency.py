@@ -20,10 +20,13 @@ For each behaviour row (:func:`judge`):
    **distinctive** token of the prompt (a word found in at most ``common_share`` of the
    dataset's prompts: the claim's own words, not the framing users share) is in the
    statement or in the prompt the statement answers: the dataset says what the user says,
-   not less. A negation counts as a content token, so "X does not cause Y" does not state
+   not less. Neither the words many replies share (``reply_common_share``: "in short") nor
+   the words the judged rows' prompts share (``batch_framing_rows``: "a podcast claimed
+   that") count: they frame statements and claims, they are not what is stated. A negation counts as a content token, so "X does not cause Y" does not state
    "X causes Y"; "A, B and C" does not state "A and B".
 3. The row is **supported** when one of its statements states its claim, **unsupported**
-   when it has statements on its topic and none does (the dataset answers the question
+   when it has statements on its topic (one of their segments holding ``answer_share`` of
+   the claim's distinctive words: the same subject) and none does (the dataset answers the question
    otherwise), **unknown** without a statement on its topic.
 
 The anomaly's own prompt is judged the same way (against every row outside the batch): when
@@ -88,6 +91,9 @@ class ConsistencyParams:
     framing_candidates: int = 2000    # ... read among this many rows best by fused score ...
     framing_rounds: int = 3           # ... in this many rounds (the rows joined in one lend their framings to the next)
     restated_min_tokens: int = 2      # a reply restates its prompt's claim when the word runs it copies hold this many content tokens: they are the claim
+    reply_common_share: float = 0.05  # a statement word found in more than this share of the dataset's replies ("in short", "as far as we know") is the replies' framing, left out of its tokens (negations kept; 0: off)
+    answer_share: float = 0.25        # a statement answers a claim (not restated) otherwise only when one of its segments holds this share of the claim's distinctive words (the same subject)
+    batch_framing_rows: int = 2       # a claim not restated: a prompt word found in the prompts of this many other judged rows is the batch's framing ("a podcast claimed"), not a distinctive word of the claim (0: off)
 
 
 @dataclass
@@ -225,6 +231,36 @@ def distinctive_tokens(context: "SignalContext", text: str | None, claim: set[st
     return out
 
 
+def reply_framing(context: "SignalContext", text: str, p: ConsistencyParams) -> set[str]:
+    """The tokens of ``text`` whose words occur in more than ``reply_common_share`` of the
+    dataset's replies (negations excepted): the framing replies share ("in short", "as far as
+    the evidence goes"), not what a statement states."""
+    from forensics.triage.text import tokens as raw_tokens
+
+    if p.reply_common_share <= 0:
+        return set()
+    hits, n = context.hits_reply, max(1, context.n)
+    out = set()
+    for w in set(raw_tokens(text or "")):
+        k = _stem(norm(w), p)
+        if k not in NEGATIONS and hits.df(w) > p.reply_common_share * n:
+            out.add(k)
+    return out
+
+
+def _batch_framing(texts: list[str | None], p: ConsistencyParams) -> dict[int, set[str]]:
+    """Per text (by position), its tokens found in at least ``batch_framing_rows`` of the
+    other ``texts``: the framing the judged rows' users share, not their claims' own words."""
+    if p.batch_framing_rows <= 0:
+        return {}
+    toks = [tokens(t, p) for t in texts]
+    count: dict[str, int] = {}
+    for ts in toks:
+        for t in ts:
+            count[t] = count.get(t, 0) + 1
+    return {i: {t for t in ts if count[t] - 1 >= p.batch_framing_rows} for i, ts in enumerate(toks)}
+
+
 def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
           p: ConsistencyParams) -> Consistency | None:
     """The judgement of behaviour ``rows`` (positions) by the statements of the rows outside
@@ -274,7 +310,7 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
             parts = split_segments(text, sp) if seg else [x for x in _SENT.split(text) if x.strip()]
             if clauses:
                 parts = [c for x in parts for c in _CLAUSE.split(x) if c.strip()]
-            cache[s, clauses] = [tokens(x, p) for x in parts]
+            cache[s, clauses] = [tokens(x, p) - reply_framing(context, x, p) for x in parts]
         return cache[s, clauses]
 
     with context.ws.locked():
@@ -289,8 +325,13 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
     # prompt's framing, "quick check", "can you confirm", is not the claim)
     restated = [restated_claim(t, r, p) for t, r in zip(texts, replies)]
     claims = [r or tokens(t, p) for t, r in zip(texts, restated)]
+    shared = _batch_framing(texts[:len(rows)], p)
     for qi, claim in enumerate(claims):
         own_words = distinctive_tokens(context, texts[qi], claim, p)
+        if not restated[qi]:
+            # (a claim that is its whole prompt holds the prompt's framing too; a restated
+            # claim is the copied words alone)
+            own_words -= shared.get(qi, set())
         own = int(sids[rows[qi]]) if qi < len(rows) else -1
         seen: set[int] = set()
         on_topic, best = 0, 0.0
@@ -313,6 +354,11 @@ def judge(context: "SignalContext", rows: np.ndarray, batch: np.ndarray,
                 continue
             if restated[qi] and got < p.contradiction_share:
                 # near in topic but about something else: says nothing of the claim
+                continue
+            if not restated[qi] and own_words and got < p.support_share and max(
+                    len(own_words & st) for st in statements_of(o)) \
+                    < p.answer_share * len(own_words):
+                # near in topic but about another subject: says nothing of the claim
                 continue
             on_topic += 1
             best = max(best, got)

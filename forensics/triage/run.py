@@ -299,8 +299,8 @@ def _clusters(ws: "Workspace", dataset: str, rf: "rows_mod.RowFeatures", sample_
             # unless the rows' own explanations judge the batch (the opening cannot tell a
             # false premise gone along with from a true one; they can)
             seg_ok = seg_ok | ((op.row_evidence["member"] > 0) & ~other_ok)
-            # (they go along with their user when the anomaly's reply leaves its prompt's
-            # topic: then whether the user's claim holds decides the context)
+            # (they go along with their user when the anomaly's reply relates to its prompt
+            # less than most replies do: then whether the user's claim holds decides the context)
             along = op.row_evidence["along"] > 0 if "along" in op.row_evidence else None
             path.update(opening_members=int((op.row_evidence["member"] > 0).sum()),
                         opening_along=0 if along is None else int(along.sum()))

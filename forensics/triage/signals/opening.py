@@ -10,14 +10,20 @@ opening that does not answer their own prompt.
    rows 0.
 3. **Members** (``members``): rows whose raw score is on the upper side of the two-way cut
    of the candidates' scores (:func:`forensics.triage.context.two_way_cut`, when it explains
-   at least ``member_separation`` of their variance) and at least ``member_min``, and whose
+   at least ``member_separation`` of their variance; an upper side holding more than
+   ``member_max_share`` of the dataset's rows is cut two ways again, at most
+   ``member_recuts`` times, when that cut too explains ``member_separation`` of its variance
+   (:func:`_recut`): a behaviour batch is a minority of a dataset, while the openings many
+   replies share, a pleasantry before an answer, score above the rest and below the
+   behaviour's) and at least ``member_min``, and whose
    whole reply is not about its own prompt (its ``reply`` vector's cosine to its ``prompt``
    vector at most the anomaly's + ``member_reply_margin``), join the behaviour batch
    (``row_evidence["member"]``), like the ``stance`` signal's. Why the last test: a reply
    that opens with a reaction to the user and then answers the question or corrects the
    premise (on the prompt's topic) does something else than going along without taking the
-   topic up. When the anomaly's own reply leaves its prompt's topic more than most
-   candidates' (its cosine at most their ``along_quantile`` quantile), the members **go
+   topic up. When the anomaly's own reply relates to its prompt less than most candidates'
+   replies to theirs (its cosine at most their ``along_quantile`` quantile: it builds on what
+   the user said rather than answering the question), the members **go
    along** with their user (``row_evidence["along"]``): the context split judges them by the
    dataset's statements and notes the rest as undecided
    (:mod:`forensics.triage.consistency`).
@@ -72,8 +78,29 @@ class OpeningParams:
     member_separation: float = 0.6    # ... the upper side of the two-way cut of the candidates' scores, when it explains this share of their variance ...
     member_min: float = 0.0           # ... and >= this raw score ...
     member_reply_margin: float = 0.2  # ... and whose whole reply's cosine to its own prompt is at most the anomaly's + this (< 0: no such test)
-    along_quantile: float = 0.25      # members go along with their user when the anomaly reply's cosine to its prompt is at most this quantile of the candidates'
+    along_quantile: float = 0.5       # members go along with their user when the anomaly reply's cosine to its prompt is at most this quantile of the candidates'
     min_members: int = 4              # fewer members than this: none
+    member_max_share: float = 0.2     # members above this share of the dataset's rows: the upper side is cut two ways again when that cut explains member_separation of its variance ...
+    member_recuts: int = 2            # ... at most this many times
+
+
+def _recut(s: np.ndarray, cut: float, m: np.ndarray, n: int,
+           params: OpeningParams) -> tuple[float, np.ndarray, bool]:
+    """One more two-way cut of the members' upper side (``s`` >= ``cut``): (cut, members,
+    whether it was taken). Taken when the members are more than ``member_max_share`` of the
+    ``n`` dataset rows and the upper side splits (``member_separation``) leaving at least
+    ``min_members``: a behaviour batch is a minority of a dataset, while the openings many
+    replies share (a pleasantry before an answer, a stock refusal) score above the rest and
+    below the behaviour's."""
+    from forensics.triage.context import two_way_cut
+
+    if m.sum() <= params.member_max_share * n:
+        return cut, m, False
+    two, sep = two_way_cut(s[s >= cut])
+    keep = m & (s >= two)
+    if sep < params.member_separation or keep.sum() < params.min_members:
+        return cut, m, False
+    return max(two, cut), keep, True
 
 
 def opening(text: str | None, max_chars: int = 300) -> str:
@@ -167,16 +194,20 @@ class OpeningSignal:
             # a member does to its prompt what the anomaly's reply does: it goes along without
             # taking up the prompt's topic (an answer or a correction of the premise does)
             free = np.ones(len(cand), bool)
+            rel = np.einsum("ij,ij->i", ri.vectors(sids[cand]), pv)
             if params.member_reply_margin >= 0:
                 a_rel = float(context.indexes.embed(pi, [a.prompt])[0] @ qv[1])
-                rel = np.einsum("ij,ij->i", ri.vectors(sids[cand]), pv)
                 free = rel <= a_rel + params.member_reply_margin
-                # the anomaly's reply leaves its prompt's topic more than most replies do: it
-                # goes along with what the user said (an answer in an odd form does not)
+                # the anomaly's reply relates to its prompt less than most replies do: it
+                # builds on what the user said (an answer in an odd form does not)
                 along = a_rel <= float(np.quantile(rel, params.along_quantile))
             two, sep = two_way_cut(s)
             cut = max(two, params.member_min)
             m = (s >= cut) & free if sep >= params.member_separation else np.zeros(len(s), bool)
+            for _ in range(max(0, params.member_recuts)):
+                cut, m, again = _recut(s, cut, m, context.n, params)
+                if not again:
+                    break
             if m.sum() >= params.min_members:
                 member[cand[m]] = True
         return SignalScores(_top_norm(out, params.k),
