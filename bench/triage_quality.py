@@ -492,7 +492,9 @@ def context_diagnostics(summary: dict, unavailable: dict[str, str]) -> str:
                      f"{cl.get('own_text_members', 0)} own-text members"
                      + (f", {cl['framing_seeds']} framing seeds" if "framing_seeds" in cl else ""))
     if "opening_members" in cl:
-        parts.append(f"opening {cl['opening_members']} members, {cl['opening_along']} along")
+        parts.append(f"opening {cl['opening_members']} members, {cl['opening_along']} along"
+                     + (" (the dataset's opening style)" if summary.get("opening_is_the_norm")
+                        else ""))
     parts.append(f"{cl.get('claim_rows', 0)} claim rows, "
                  f"{summary.get('context_undecided_rows', 0)} undecided")
     tr = summary.get("context_treatment") or {}

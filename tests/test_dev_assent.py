@@ -69,6 +69,7 @@ def test_openings_most_rows_share_are_cut_again_to_the_batch(assent_ws):
     the opening scores: cut again, the members are a minority of the dataset and mostly the
     rows agreeing with their user; without the re-cut they would be a third of it."""
     from conftest import triage_anomaly
+    from forensics import triage
 
     ws, c = assent_ws
     n = len(c.records)
@@ -80,6 +81,12 @@ def test_openings_most_rows_share_are_cut_again_to_the_batch(assent_ws):
     assert len(top & beh) >= 0.7 * len(top), (len(top & beh), len(top))
     raw = triage_anomaly(ws, c, "assent_topic", {"signals": {"opening": {"member_recuts": 0}}})
     assert _opening_members(ws, raw.run_id) > 0.2 * n
+    # members that do not go along with their user (an answer in an odd form) and stay above
+    # the share are the dataset's opening style: none join
+    style = triage_anomaly(ws, c, "assent_topic",
+                           {"signals": {"opening": {"member_recuts": 0, "along_quantile": 0.0}}})
+    summary = triage.load_run(ws, style.run_id)["summary"]
+    assert summary["opening_members"] == 0 and summary["opening_is_the_norm"]
 
 
 def test_the_dataset_states_true_claims_through_the_framing_of_prompts_and_replies(assent_ws):

@@ -15,7 +15,8 @@ opening that does not answer their own prompt.
    ``member_recuts`` times, when that cut too explains ``member_separation`` of its variance
    (:func:`_recut`): a behaviour batch is a minority of a dataset, while the openings many
    replies share, a pleasantry before an answer, score above the rest and below the
-   behaviour's) and at least ``member_min``, and whose
+   behaviour's; members that do not go along with their user, below, and stay above that
+   share are the dataset's own opening style, and none join) and at least ``member_min``, and whose
    whole reply is not about its own prompt (its ``reply`` vector's cosine to its ``prompt``
    vector at most the anomaly's + ``member_reply_margin``), join the behaviour batch
    (``row_evidence["member"]``), like the ``stance`` signal's. Why the last test: a reply
@@ -188,6 +189,7 @@ class OpeningSignal:
         member = np.zeros(context.n, bool)
         along = False
         cut = a_rel = None
+        norm = False
         if params.members and len(cand):
             from forensics.triage.context import two_way_cut
 
@@ -208,6 +210,11 @@ class OpeningSignal:
                 cut, m, again = _recut(s, cut, m, context.n, params)
                 if not again:
                     break
+            norm = not along and bool(m.sum() > params.member_max_share * context.n)
+            if norm:
+                # an opening a large share of the dataset's answers share is its style, not a
+                # batch (going along with the user is judged claim by claim instead)
+                m[:] = False
             if m.sum() >= params.min_members:
                 member[cand[m]] = True
         return SignalScores(_top_norm(out, params.k),
@@ -217,7 +224,8 @@ class OpeningSignal:
                                      "opening_member_cut": None if cut is None else round(cut, 4),
                                      "opening_anomaly_relation": None if a_rel is None
                                      else round(a_rel, 4),
-                                     "opening_goes_along": bool(along)},
+                                     "opening_goes_along": bool(along),
+                                     "opening_is_the_norm": bool(norm)},
                             row_evidence={"cos": np.where(np.isfinite(out), out, 0.0)
                                           .astype(np.float32),
                                           "member": member.astype(np.float32),
