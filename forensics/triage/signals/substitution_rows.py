@@ -13,8 +13,9 @@ A stating row (its reply holds the value, its prompt does not) is
   reply (``context_tokens`` tokens on each side, at least ``context_min_words`` words in
   all) stand elsewhere in the dataset (a reply or a prompt) around something else (at most
   ``context_gap_tokens`` tokens): the same sentence with another value in its place;
-* **agreed** when rows asking the same question state the value too and none contradicts
-  it (the dataset answers that question with it wherever it is asked).
+* **agreed** when it answers with the value and rows asking the same question state the
+  value too and none contradicts it (the dataset answers that question with it wherever it
+  is asked).
 
 A stating row **answers with** the value when the first value of its kind that its reply's
 first sentence states and its prompt lacks is the substituted one (for a name, the run of capitalised words
@@ -58,7 +59,7 @@ class RowEvidence:
 
     def counts(self) -> dict[str, int]:
         return {"contradicted_rows": int(self.contradicted.sum()),
-                "agreed_rows": int(self.confirmed.sum()),
+                "agreed_rows": int((self.confirmed & self.leads).sum()),
                 "answer_rows": int((self.leads & ~self.confirmed).sum())}
 
     @property
@@ -121,7 +122,22 @@ def cross_row_evidence(ctx: SignalContext, rows: np.ndarray, value_rows: np.ndar
         return RowEvidence(contradicted, agreed, np.zeros(n, bool))
     hp = ctx.hits_prompt
     text = _texts(ctx, rows)
-    keys = {int(j): question_key(text[int(j)][0], params.min_token_chars) for j in rows}
+    # (work per distinct prompt and per candidate row, not per pair: a candidate row answers
+    # the questions of many stating rows, and datasets repeat prompts)
+    qkey: dict[str, frozenset[str]] = {}
+
+    def key(prompt: str) -> frozenset[str]:
+        if prompt not in qkey:
+            qkey[prompt] = question_key(prompt, params.min_token_chars)
+        return qkey[prompt]
+
+    numbers = all(t.isdigit() for t in toks)
+    digits = {len(t) for t in toks}
+    leads = np.zeros(n, bool)
+    for j in rows:
+        leads[int(j)] = answers_with(text[int(j)][0], text[int(j)][1], toks)
+    # (the same question asked elsewhere decides only for rows answering with the value)
+    keys = {int(j): key(text[int(j)][0]) for j in rows if leads[int(j)]}
     cands: dict[int, set[int]] = {}
     for j, k in keys.items():
         if len(k) < params.same_question_min_words:
@@ -133,33 +149,30 @@ def cross_row_evidence(ctx: SignalContext, rows: np.ndarray, value_rows: np.ndar
         cands[j] = {int(c) for c in got if c != j}
     need = np.asarray(sorted({c for v in cands.values() for c in v} - set(text)), np.int64)
     text.update(_texts(ctx, need))
-    numbers = all(t.isdigit() for t in toks)
-    digits = {len(t) for t in toks}
-    leads = np.zeros(n, bool)
-    for j in rows:
-        leads[int(j)] = answers_with(text[int(j)][0], text[int(j)][1], toks)
+    first: dict[int, set[str]] = {}
     for j, cs in cands.items():
         pj, rj = text[j]
         own = _values(pj, rj, numbers, digits)
         for c in cs:
             pc, rc = text[c]
-            if _jaccard(keys[j], question_key(pc, params.min_token_chars)) \
-                    < params.same_question_overlap:
+            if _jaccard(keys[j], key(pc)) < params.same_question_overlap:
                 continue
             if value_rows[c]:
                 agreed[j] = True
-            elif leads[j] and first_value(pc, rc, toks) - own:
-                contradicted[j] = True      # its answer is the value, the other's another
+            elif not contradicted[j]:
+                if c not in first:
+                    first[c] = first_value(pc, rc, toks)
+                if first[c] - own:
+                    contradicted[j] = True      # its answer is the value, the other's another
     if params.context_tokens > 0:
         contradicted |= _context_swaps(ctx, rows, toks, text, params)
     if params.passage_contradicts:
         from forensics.triage.grounding import GroundingParams
 
         gp = GroundingParams()
-        for j in rows:
+        for j in rows[leads[rows]]:
             cp = context_passage(text[int(j)][0], gp)
-            if leads[int(j)] and cp is not None \
-                    and _values("", cp[0], numbers, digits) - set(toks):
+            if cp is not None and _values("", cp[0], numbers, digits) - set(toks):
                 contradicted[j] = True
     return RowEvidence(contradicted, agreed, leads)
 
