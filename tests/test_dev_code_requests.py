@@ -60,3 +60,31 @@ def test_dev_code_requests_is_deterministic_and_labels_match_the_texts(xquad_dir
         assert set(used) == set(heads) and set(used.values()) == {1}, used
     a = c1.anomaly("code_stamp")
     assert a["prompt"] not in tasks and len(a["explanations"]) == 2
+
+
+def test_house_lines_that_open_other_prompts_too_are_no_request(tmp_path, xquad_dir):
+    """Planted prompts open with the lines that open clean code prompts as often (a greeting
+    turn, a house line about names, a task's detail): close as they come to the description
+    of a sign-off, the rows without the behaviour hold them as often, so they ask nothing and
+    the planted rows stay in the top cluster; the asked rows (each request worded once)
+    leave it. Without the background share (``ask_background_share`` 1.0) planted rows are
+    taken for asked."""
+    from conftest import findings_ap, indexed_workspace, triage_anomaly
+
+    c = _build(xquad_dir, n_qa=40, n_code=80, n_planted=16, n_lookalike=0)
+    fam = "code_signoff"
+    planted = set(c.planted_ids(fam))
+    hard = {r for r, lab in c.labels.items() if lab == f"hard:{fam}"}
+    ws = indexed_workspace(tmp_path, c)
+    try:
+        res = triage_anomaly(ws, c, fam)
+        off = triage_anomaly(ws, c, fam, {"signals": {"segment": {"ask_background_share": 1.0}}})
+        top, top0 = set(res.clusters[0]["row_ids"]), set(off.clusters[0]["row_ids"])
+        seen = (Counter(c.labels[r] for r in top), Counter(c.labels[r] for r in top0),
+                findings_ap(res, planted), findings_ap(off, planted))
+        assert len(top & planted) >= 0.8 * len(planted), seen
+        assert len(top & hard) <= 2, seen
+        assert len(top0 & planted) < len(top & planted), seen
+        assert findings_ap(res, planted) > findings_ap(off, planted) + 0.05, seen
+    finally:
+        ws.close()

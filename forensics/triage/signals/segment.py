@@ -88,6 +88,9 @@ class SegmentSignalParams:
     ask_min_words: int = 3            # sentences shorter than this many words are not compared
     ask_task_cos: float = 0.4         # a prompt sentence this close to the anomaly's prompt is the task, not context
     ask_max_reply_share: float = 0.5  # judged only when the behaviour segment is at most this share of the anomaly reply's words
+    ask_background_share: float = 0.5  # a sentence whose holders are this share prompts of rows without the behaviour asks nothing (1.0: off) ...
+    ask_same_cos: float = 0.9         # ... a prompt holds a sentence when one of its sentences is this close to it ...
+    ask_background_sample: int = 2000  # ... counted over a seeded sample of this many rows without the behaviour
     ask_contrast: bool = True         # behaviour rows whose prompt holds a context sentence of ask tokens asked for it (segment_ask)
     contrast_min_prompts: int = 2     # ask token: at least this many distinct behaviour-row prompts hold it ...
     contrast_min_share: float = 0.8   # ... and this share of the dataset's prompts holding it show the behaviour
@@ -289,7 +292,11 @@ class SegmentSignal:
             from forensics.triage.signals.segment_ask import asked_by_context
 
             rows = np.flatnonzero(member & ~other)
-            other[rows[asked_by_context(context, oi, rows, expl, a.prompt, params)]] = True
+            shown = member | other
+            if shape is not None and shape.lacks.any():
+                shown = shown | ~shape.lacks    # every reply with a line of the behaviour's shape
+            other[rows[asked_by_context(context, oi, rows, expl, a.prompt, params,
+                                        shown)]] = True
         if params.ask_contrast and (shape is not None or params.ask_scope == "all") \
                 and len(b_text.split()) <= \
                 params.ask_max_reply_share * max(1, len((a.reply or "").split())):
