@@ -22,7 +22,11 @@ explanations describe the behaviour ("a licence notice heads the code", "a stray
 call"); a request for it, however worded, describes the same thing, while the anomaly's own
 prompt (which did not ask) sets the level a mere task statement reaches; a behaviour whose
 description restates its prompt (agreement with the user's claim) gets a high own level and
-is left alone.
+is left alone. A sentence that the prompts of rows without the behaviour hold as often
+(``ask_background_share`` of its holders, ``ask_same_cos``, ``ask_background_sample``:
+:func:`_background_share`) asks nothing: a greeting turn, a house line or a task's detail
+opens the dataset's other prompts just as often, however close its words come to the
+description, while a request comes with the behaviour it asks for.
 
 **Asked by contrast** (``ask_contrast``, :func:`asked_by_contrast`): the dataset's own
 evidence, in any language. The rows **showing** the behaviour: its members, the rows already

@@ -24,6 +24,11 @@ Guards, each a knob of :class:`~forensics.triage.signals.segment.SegmentSignalPa
   least ``asked_share``), or whose comment is close to its own prompt (``prompted_cos`` /
   ``prompted_margin``), was asked for it: "same behaviour, other context".
 
+* wording support (:func:`unsupported_wordings`, run by the signal after the context
+  judgements): a member only the shape found, whose recurring wording no exemplar of the
+  behaviour supports (``shape_support_cos``, ``shape_support_min_rows``) and the explanations
+  do not describe (``shape_support_desc_quantile``), lacks the behaviour.
+
 Cost: only anomalies with such a behaviour segment pay it. Each row's comment lines are
 lexed once and stored (:mod:`forensics.triage.shapecache`; the first such triage of a dataset
 pays one pygments lex per distinct fenced reply, 1.2-1.5 ms per fenced reply of about 130
