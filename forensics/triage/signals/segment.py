@@ -84,6 +84,7 @@ class SegmentSignalParams:
     shape_support_cos: float = 0.9    # shape-only members whose comment is this close to no exemplar (anomaly line, text members', asked rows' comments) ... (0: off)
     shape_support_min_rows: int = 2   # ... and whose wording this many of them share lack the behaviour ...
     shape_support_desc_quantile: float = 0.5  # ... unless their cosine to the explanations reaches this quantile of the exemplars' (1.0: off)
+    shape_support_positions: list[str] = field(default_factory=lambda: ["first", "last", "inner", "only", "eol", "call", "before", "after"])  # shape positions whose line is prose (a comment, a string, a sentence) the support compares
     ask_semantic: bool = True         # behaviour rows whose prompt sentences describe the behaviour asked for it (segment_ask)
     ask_scope: str = "code"           # "code": only when the behaviour segment has a code shape; "all": any addition
     ask_min_cos: float = 0.3          # ... a prompt sentence this close to an explanation sentence ...
@@ -318,7 +319,8 @@ class SegmentSignal:
             notes["segment_ask_contrast"] = (f"{int(by_contrast.sum())} of {len(rows)} "
                                              f"unasked behaviour rows asked by contrast")
         member &= ~other
-        if shape is not None and member.any():
+        if shape is not None and member.any() and str(shape.summary.get(
+                "segment_shape", "")).split(":")[0] in params.shape_support_positions:
             from forensics.triage.signals.segment_ask import description
             from forensics.triage.signals.segment_shape import unsupported_wordings
 
