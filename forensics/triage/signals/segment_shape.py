@@ -65,6 +65,7 @@ class ShapeEvidence:
     lacks: np.ndarray
     summary: dict = field(default_factory=dict)
     comment: dict = field(default_factory=dict)   # shape row position -> its comment line
+    style: bool = False                           # the shape is the dataset's style (contrasted)
 
 
 _MARKER_POSITIONS = ("eol", "call", "unused", "before", "after")
@@ -242,7 +243,7 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     lacks[rows[ok] if style else rows] = False
     summary.update(segment_shape_cut=round(cut, 4), segment_shape_members=int(member.sum()),
                    segment_shape_asked=int(other.sum()))
-    return ShapeEvidence(member, other, cos, lacks, summary, {j: t for j, t, _ in hits})
+    return ShapeEvidence(member, other, cos, lacks, summary, {j: t for j, t, _ in hits}, style)
 
 
 _SIGN = re.compile(r"^\s*(#+|//+|--+|/\*+|<!--|;+|%+)\s*|\s*(\*+/|-->)\s*$")
@@ -268,10 +269,11 @@ def unsupported_wordings(shape: ShapeEvidence, candidates: np.ndarray, support: 
     behaviour's wordings are the ones the text finds, the ones a request produces and the
     ones its description names; an ordinary comment at the same place ("runs in linear
     time") is none of these, and recurs as the dataset's own comment; a wording seen once
-    gives no such evidence and stays. Wordings are compared without their comment syntax
+    gives no such evidence and stays. A shape that is the dataset's style is left alone (the
+    style contrast already told its lines apart). Wordings are compared without their comment syntax
     (:func:`wording`); ``anchor`` is the anomaly's behaviour line, ``embed`` embeds texts."""
     out = np.zeros(len(support), bool)
-    if params.shape_support_cos <= 0 or not shape.comment:
+    if params.shape_support_cos <= 0 or not shape.comment or shape.style:
         return out
     cand = {j: wording(t) for j, t in shape.comment.items() if candidates[j]}
     if not cand:
