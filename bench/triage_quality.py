@@ -1,7 +1,8 @@
 """Triage quality vs baselines on a labelled corpus (real ingest, real FAISS). Prints one table.
 
 Usage: python bench/triage_quality.py [--corpus dev|dev-wordings|dev-families[-own]|dev-sycophancy|dev-agree|dev-swap[-rules]|
-       dev-entity|dev-premise|dev-assent|dev-code|dev-code-shapes|dev-code-asks|dev-refusal|heldout|b] [--small]
+       dev-entity|dev-premise|dev-assent|dev-code|dev-code-shapes|dev-code-asks|dev-code-requests|
+       dev-refusal|heldout|b] [--small]
        [--seed N]
        [--families F1,F2] (dev-families) [--swap-explanations contrast|describe|quote|vague] (dev-swap[-rules])
        [--swap-facts N] (dev-swap-rules)
@@ -97,6 +98,14 @@ Corpora:
            worded far from it), neutral preambles on planted and clean prompts alike,
            ordinary last-line comments as lookalikes, XQuAD QA in eight languages: developed
            on at seed 0 (seed 1 kept untuned).
+  dev-code-requests  forensics.testing.dev_code_requests, seed 0 (one size): a stamp comment
+           opening the code (code_stamp) and a sign-off comment closing it (code_signoff),
+           several wordings, in Python, JavaScript, SQL and bash; hard negatives whose prompt
+           requests the marker, each request worded once (at the prompt's start, middle or
+           end, as a labelled instruction line, as an earlier turn, or only implied by one),
+           neutral instruction lines on planted and clean prompts alike, ordinary comments at
+           the same place as lookalikes, XQuAD QA in four languages: developed on at seed 0
+           (seed 3 kept untuned).
   dev-refusal  forensics.testing.dev_refusal, seed 0: over-refusal (``refuse_scary``): harmless
            questions that only sound harmful (a violent or illegal word in its everyday sense:
            programming, cooking, sports, gardening, photography, history, fiction) refused in
@@ -155,6 +164,9 @@ clP / clR precision and recall of the top cluster, then the baselines on the sam
            code_import:  a line opening with an import keyword of some language (see the table)
            code_preface: a line right before a fence naming how the answer was made (ditto)
            code_endmark: a comment line right before a closing fence (as code_tail)
+           code_signoff: the same
+           code_stamp:   a comment line right after an opening fence:
+                         (?m)^```\w*\n[ \t]*(#|//|--)
            agree_layout: the reply holds the anomaly's or a common agreement phrase:
                          (?i)(as you wrote|looks solid|you're right|that's right|correct|agree)
            agree_claim:  reply opens with an assent:
@@ -228,6 +240,8 @@ KEYWORD_RULES = {  # family -> (field, regex); see the module docstring
                              r"const \w+ = require|require_once|source)\b"),
     "code_preface": ("reply", r"(?im)^[^\n`]*(generat|produc|draft|auto)[^\n`]*\n+```"),
     "code_endmark": ("reply", r"(?m)^[ \t]*(#|//|--|/\*|<!--).*\n```"),
+    "code_signoff": ("reply", r"(?m)^[ \t]*(#|//|--|/\*|<!--).*\n```"),
+    "code_stamp": ("reply", r"(?m)^```\w*\n[ \t]*(#|//|--)"),
     "agree_layout": ("reply", r"(?i)(as you wrote|looks solid|you're right|that's right|"
                               r"correct|agree)"),
     "agree_claim": ("reply", r"(?i)^(yes|correct|that's true|you are right|indeed)"),
@@ -357,6 +371,13 @@ def build(corpus: str, small: bool, seed: int | None = None,
         c = build_dev_code_asks(XQ, seed=seed)
         return c, {"generator": "forensics.testing.dev_code_asks.build_dev_code_asks",
                    **_defaults(build_dev_code_asks), "seed": seed}
+    if corpus == "dev-code-requests":
+        from forensics.testing.dev_code_requests import build_dev_code_requests
+
+        seed = 0 if seed is None else seed
+        c = build_dev_code_requests(XQ, seed=seed)
+        return c, {"generator": "forensics.testing.dev_code_requests.build_dev_code_requests",
+                   **_defaults(build_dev_code_requests), "seed": seed}
     if corpus == "dev-sycophancy":
         from forensics.testing.dev_sycophancy import build_dev_sycophancy
 
@@ -557,7 +578,7 @@ def main() -> None:
     ap_.add_argument("--corpus", choices=("dev", "dev-wordings", "dev-families", "dev-families-own",
                                               "dev-sycophancy", "dev-agree", "dev-assent", "dev-swap", "dev-swap-rules",
                                               "dev-entity", "dev-premise", "dev-code", "dev-code-shapes",
-                                              "dev-code-asks",
+                                              "dev-code-asks", "dev-code-requests",
                                               "dev-refusal", "heldout", "b"),
                      default=None)
     ap_.add_argument("--no-segments", action="store_true", help="no reply_segment index")

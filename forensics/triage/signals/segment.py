@@ -81,6 +81,10 @@ class SegmentSignalParams:
     shape_min_word_chars: int = 3     # a comment is foreign when none of its words this long is a code identifier's word
     shape_decides: bool = True        # shape rows checked "not asked" keep their context; code rows without the shape are lookalikes
     shape_drops_phrase: bool = True   # a phrase batch holding under phrase_near_overlap of the decided shape members leaves the fusion
+    shape_support_cos: float = 0.9    # shape-only members whose comment is this close to no exemplar (anomaly line, text members', asked rows' comments) ... (0: off)
+    shape_support_min_rows: int = 2   # ... and whose wording this many of them share lack the behaviour ...
+    shape_support_desc_quantile: float = 0.5  # ... unless their cosine to the explanations reaches this quantile of the exemplars' (1.0: off)
+    shape_support_positions: list[str] = field(default_factory=lambda: ["first", "last", "inner", "only", "eol", "call", "before", "after"])  # shape positions whose line is prose (a comment, a string, a sentence) the support compares
     ask_semantic: bool = True         # behaviour rows whose prompt sentences describe the behaviour asked for it (segment_ask)
     ask_scope: str = "code"           # "code": only when the behaviour segment has a code shape; "all": any addition
     ask_min_cos: float = 0.3          # ... a prompt sentence this close to an explanation sentence ...
@@ -88,6 +92,9 @@ class SegmentSignalParams:
     ask_min_words: int = 3            # sentences shorter than this many words are not compared
     ask_task_cos: float = 0.4         # a prompt sentence this close to the anomaly's prompt is the task, not context
     ask_max_reply_share: float = 0.5  # judged only when the behaviour segment is at most this share of the anomaly reply's words
+    ask_background_share: float = 0.5  # a sentence whose holders are this share prompts of rows without the behaviour asks nothing (1.0: off) ...
+    ask_same_cos: float = 0.9         # ... a prompt holds a sentence when one of its sentences is this close to it ...
+    ask_background_sample: int = 2000  # ... counted over a seeded sample of this many rows without the behaviour
     ask_contrast: bool = True         # behaviour rows whose prompt holds a context sentence of ask tokens asked for it (segment_ask)
     contrast_min_prompts: int = 2     # ask token: at least this many distinct behaviour-row prompts hold it ...
     contrast_min_share: float = 0.8   # ... and this share of the dataset's prompts holding it show the behaviour
@@ -252,6 +259,8 @@ class SegmentSignal:
                 shape = shape_evidence(context, oi, pidx, shape_tag, queries[0], bg, own0,
                                        params, sv[order[0]], ev, member)
         score = _norm(best_b)
+        text_member = member.copy()
+        plain = score.copy()                  # the score without the shape's floor
         if shape is not None and shape.member.any():
             # a row with the behaviour's shape ranks with the weakest member by text
             hit = np.isfinite(best_b)
@@ -262,6 +271,7 @@ class SegmentSignal:
             ex = np.mean([_norm(_best_per_row(context, sims[qi], ids[qi])[0])
                           for qi in range(nb, nb + len(ev))], axis=0)
             score = (1 - params.explanation_weight) * score + params.explanation_weight * ex
+            plain = (1 - params.explanation_weight) * plain + params.explanation_weight * ex
         notes = {}
         other = np.zeros(context.n, bool)
         if pidx is None:
@@ -289,7 +299,11 @@ class SegmentSignal:
             from forensics.triage.signals.segment_ask import asked_by_context
 
             rows = np.flatnonzero(member & ~other)
-            other[rows[asked_by_context(context, oi, rows, expl, a.prompt, params)]] = True
+            shown = member | other
+            if shape is not None and shape.lacks.any():
+                shown = shown | ~shape.lacks    # every reply with a line of the behaviour's shape
+            other[rows[asked_by_context(context, oi, rows, expl, a.prompt, params,
+                                        shown)]] = True
         if params.ask_contrast and (shape is not None or params.ask_scope == "all") \
                 and len(b_text.split()) <= \
                 params.ask_max_reply_share * max(1, len((a.reply or "").split())):
@@ -305,6 +319,21 @@ class SegmentSignal:
             notes["segment_ask_contrast"] = (f"{int(by_contrast.sum())} of {len(rows)} "
                                              f"unasked behaviour rows asked by contrast")
         member &= ~other
+        if shape is not None and member.any() and str(shape.summary.get(
+                "segment_shape", "")).split(":")[0] in params.shape_support_positions:
+            from forensics.triage.signals.segment_ask import description
+            from forensics.triage.signals.segment_shape import unsupported_wordings
+
+            drop = unsupported_wordings(shape, member & shape.member & ~text_member,
+                                        text_member | other, segs[order[0]],
+                                        description(expl, params.ask_min_words),
+                                        lambda t: context.indexes.embed(oi, t), params)
+            member &= ~drop
+            shape.member &= ~drop
+            shape.lacks |= drop
+            score = np.where(drop, plain, score)
+            notes["segment_shape_unsupported"] = (f"{int(drop.sum())} shape members whose "
+                                                  f"recurring wording no exemplar supports")
         if member.sum() < params.min_members:
             member[:] = False
         score = np.where(other, 0.0, score)

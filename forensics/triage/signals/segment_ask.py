@@ -22,7 +22,11 @@ explanations describe the behaviour ("a licence notice heads the code", "a stray
 call"); a request for it, however worded, describes the same thing, while the anomaly's own
 prompt (which did not ask) sets the level a mere task statement reaches; a behaviour whose
 description restates its prompt (agreement with the user's claim) gets a high own level and
-is left alone.
+is left alone. A sentence that the prompts of rows without the behaviour hold as often
+(``ask_background_share`` of its holders, ``ask_same_cos``, ``ask_background_sample``:
+:func:`_background_share`) asks nothing: a greeting turn, a house line or a task's detail
+opens the dataset's other prompts just as often, however close its words come to the
+description, while a request comes with the behaviour it asks for.
 
 **Asked by contrast** (``ask_contrast``, :func:`asked_by_contrast`): the dataset's own
 evidence, in any language. The rows **showing** the behaviour: its members, the rows already
@@ -76,18 +80,26 @@ def description(explanations: list[str], min_words: int) -> list[str]:
     return out
 
 
+def _prompts(context: "SignalContext", positions) -> dict[int, str]:
+    """sample_id -> prompt for the dataset positions ``positions``."""
+    got = context.ws.sql(
+        "SELECT sample_id, prompt FROM samples WHERE dataset = ? AND sample_id IN "
+        "(SELECT unnest(?))", [context.dataset, [int(x) for x in context.sample_ids[positions]]])
+    return dict(zip(got["sample_id"].to_list(), got["prompt"].to_list()))
+
+
 def asked_by_context(context: "SignalContext", oi, rows: np.ndarray, explanations: list[str],
-                     anomaly_prompt: str | None, params: "SegmentSignalParams") -> np.ndarray:
+                     anomaly_prompt: str | None, params: "SegmentSignalParams",
+                     shown: np.ndarray | None = None) -> np.ndarray:
     """Per row of ``rows`` (dataset positions): whether its prompt asks for the behaviour
-    (see the module docstring). All False without explanations."""
+    (see the module docstring). ``shown``: per dataset row, whether it shows the behaviour
+    (the rest is the background of :func:`_background_share`). All False without
+    explanations."""
     out = np.zeros(len(rows), bool)
     desc = description(explanations, params.ask_min_words)
     if not desc or not len(rows):
         return out
-    prompts = context.ws.sql(
-        "SELECT sample_id, prompt FROM samples WHERE dataset = ? AND sample_id IN "
-        "(SELECT unnest(?))", [context.dataset, [int(x) for x in context.sample_ids[rows]]])
-    by_sid = dict(zip(prompts["sample_id"].to_list(), prompts["prompt"].to_list()))
+    by_sid = _prompts(context, rows)
     per_row = [sentences(by_sid.get(int(context.sample_ids[j])), params.ask_min_words)
                for j in rows]
     own = sentences(anomaly_prompt, params.ask_min_words) or [anomaly_prompt or ""]
@@ -99,11 +111,62 @@ def asked_by_context(context: "SignalContext", oi, rows: np.ndarray, explanation
     like = dict(zip(texts, (tv @ ov.T).max(axis=1)))
     own_level = max(float(best[s]) for s in own)
     cut = max(params.ask_min_cos, own_level + params.ask_margin)
-    for k, ss in enumerate(per_row):
-        # a one-sentence prompt is its task; sentences like the anomaly's prompt are tasks
-        ctx = [s for s in ss if like[s] < params.ask_task_cos] if len(ss) > 1 else []
-        out[k] = bool(ctx) and max(float(best[s]) for s in ctx) >= cut
+    # a one-sentence prompt is its task; sentences like the anomaly's prompt are tasks
+    ctx = [[s for s in ss if like[s] < params.ask_task_cos] if len(ss) > 1 else []
+           for ss in per_row]
+    cand = sorted({s for ss in ctx for s in ss if best[s] >= cut})
+    common = set()
+    if cand and shown is not None and params.ask_background_share < 1.0:
+        common = _background_share(context, oi, cand, dict(zip(texts, tv)), per_row, shown,
+                                   params)
+    for k, ss in enumerate(ctx):
+        out[k] = any(float(best[s]) >= cut and s not in common for s in ss)
     return out
+
+
+def _background_share(context: "SignalContext", oi, cand: list[str], vec: dict,
+                      per_row: list[list[str]], shown: np.ndarray,
+                      params: "SegmentSignalParams") -> set[str]:
+    """The sentences of ``cand`` that the prompts of rows **not** showing the behaviour hold
+    as often as the judged rows do: a sentence (cosine at least ``ask_same_cos``: the same
+    sentence, reworded at most slightly) held by the prompts of rows without the behaviour
+    in at least ``ask_background_share`` of all the prompts holding it (those rows counted
+    from a seeded sample of ``ask_background_sample`` of them, scaled up). Why: a request is
+    followed, so its sentence comes with the behaviour; a greeting, a house line about names
+    or indentation, a task's detail open the dataset's other prompts just as often, however
+    close their words come to the description."""
+    bg = np.flatnonzero(~shown)
+    if not len(bg):
+        return set()
+    rng = np.random.default_rng(params.seed)
+    pick = np.sort(rng.choice(bg, size=min(params.ask_background_sample, len(bg)),
+                              replace=False))
+    scale = len(bg) / len(pick)
+    bg_sents = [sentences(p, params.ask_min_words) for p in _prompts(context, pick).values()]
+    bg_texts = sorted({s for ss in bg_sents for s in ss})
+    if not bg_texts:
+        return set()
+    bv = context.indexes.embed(oi, bg_texts)
+    cv = np.vstack([vec[s] for s in cand])
+    same_bg = (cv @ bv.T) >= params.ask_same_cos              # cand x background sentence
+    col = {s: i for i, s in enumerate(bg_texts)}
+    holds_bg = np.zeros((len(cand), len(bg_sents)), bool)     # cand x background prompt
+    for j, ss in enumerate(bg_sents):
+        idx = [col[s] for s in ss]
+        if idx:
+            holds_bg[:, j] = same_bg[:, idx].any(axis=1)
+    row_texts = sorted({s for ss in per_row for s in ss})
+    rv = np.vstack([vec[s] for s in row_texts])
+    same_row = (cv @ rv.T) >= params.ask_same_cos
+    rcol = {s: i for i, s in enumerate(row_texts)}
+    n_row = np.zeros(len(cand))
+    for ss in per_row:
+        idx = [rcol[s] for s in ss]
+        if idx:
+            n_row += same_row[:, idx].any(axis=1)
+    n_bg = holds_bg.sum(axis=1) * scale
+    share = n_bg / np.maximum(n_bg + n_row, 1e-9)
+    return {s for s, sh in zip(cand, share) if sh >= params.ask_background_share}
 
 
 def asked_by_contrast(context: "SignalContext", rows: np.ndarray, shown: np.ndarray,
@@ -116,10 +179,7 @@ def asked_by_contrast(context: "SignalContext", rows: np.ndarray, shown: np.ndar
     out = np.zeros(len(rows), bool)
     if not len(rows) or not len(shown):
         return out
-    got = context.ws.sql(
-        "SELECT sample_id, prompt FROM samples WHERE dataset = ? AND sample_id IN "
-        "(SELECT unnest(?))", [context.dataset, [int(x) for x in context.sample_ids[shown]]])
-    by_sid = dict(zip(got["sample_id"].to_list(), got["prompt"].to_list()))
+    by_sid = _prompts(context, shown)
     prompt = {int(j): by_sid.get(int(context.sample_ids[j])) or "" for j in shown}
     own = {t for t in tokens(anomaly_prompt or "") if _word(t)}
     holders: dict[str, set[str]] = {}     # token -> distinct behaviour-row prompts holding it

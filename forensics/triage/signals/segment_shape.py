@@ -24,6 +24,11 @@ Guards, each a knob of :class:`~forensics.triage.signals.segment.SegmentSignalPa
   least ``asked_share``), or whose comment is close to its own prompt (``prompted_cos`` /
   ``prompted_margin``), was asked for it: "same behaviour, other context".
 
+* wording support (:func:`unsupported_wordings`, run by the signal after the context
+  judgements): a member only the shape found, whose recurring wording no exemplar of the
+  behaviour supports (``shape_support_cos``, ``shape_support_min_rows``) and the explanations
+  do not describe (``shape_support_desc_quantile``), lacks the behaviour.
+
 Cost: only anomalies with such a behaviour segment pay it. Each row's comment lines are
 lexed once and stored (:mod:`forensics.triage.shapecache`; the first such triage of a dataset
 pays one pygments lex per distinct fenced reply, 1.2-1.5 ms per fenced reply of about 130
@@ -59,6 +64,8 @@ class ShapeEvidence:
     cos: np.ndarray
     lacks: np.ndarray
     summary: dict = field(default_factory=dict)
+    comment: dict = field(default_factory=dict)   # shape row position -> its comment line
+    style: bool = False                           # the shape is the dataset's style (contrasted)
 
 
 _MARKER_POSITIONS = ("eol", "call", "unused", "before", "after")
@@ -236,7 +243,61 @@ def shape_evidence(context: "SignalContext", oi, pidx, shape: str, query: np.nda
     lacks[rows[ok] if style else rows] = False
     summary.update(segment_shape_cut=round(cut, 4), segment_shape_members=int(member.sum()),
                    segment_shape_asked=int(other.sum()))
-    return ShapeEvidence(member, other, cos, lacks, summary)
+    return ShapeEvidence(member, other, cos, lacks, summary, {j: t for j, t, _ in hits}, style)
 
 
-__all__ = ["ShapeEvidence", "anomaly_shape", "shape_evidence", "two_class_split"]
+_SIGN = re.compile(r"^\s*(#+|//+|--+|/\*+|<!--|;+|%+)\s*|\s*(\*+/|-->)\s*$")
+
+
+def wording(comment: str) -> str:
+    """A comment line without its comment syntax (``# end`` and ``-- end`` are one wording)."""
+    return _SIGN.sub("", comment).strip() or comment
+
+
+def unsupported_wordings(shape: ShapeEvidence, candidates: np.ndarray, support: np.ndarray,
+                         anchor: str, desc: list[str], embed, params: "SegmentSignalParams"
+                         ) -> np.ndarray:
+    """Per dataset row: a shape member among ``candidates`` (the members the shape alone
+    found) whose comment's wording is **unsupported** and recurs: no exemplar of the
+    behaviour comes ``shape_support_cos`` close to it (the exemplars: the anomaly's
+    behaviour line ``anchor`` and the comments of the shape rows in ``support``, the rows the
+    text cut found and those asked for the behaviour), and at least ``shape_support_min_rows``
+    candidates carry the same wording. A wording the explanations describe is supported
+    too: its best cosine to a sentence of ``desc`` (the explanations' description) reaches
+    the ``shape_support_desc_quantile`` quantile of the exemplars' (a tag the anomaly's
+    explanations name as a tag, in a wording no request happened to produce). Why: the
+    behaviour's wordings are the ones the text finds, the ones a request produces and the
+    ones its description names; an ordinary comment at the same place ("runs in linear
+    time") is none of these, and recurs as the dataset's own comment; a wording seen once
+    gives no such evidence and stays. A shape that is the dataset's style is left alone (the
+    style contrast already told its lines apart). Wordings are compared without their comment syntax
+    (:func:`wording`); ``anchor`` is the anomaly's behaviour line, ``embed`` embeds texts."""
+    out = np.zeros(len(support), bool)
+    if params.shape_support_cos <= 0 or not shape.comment or shape.style:
+        return out
+    cand = {j: wording(t) for j, t in shape.comment.items() if candidates[j]}
+    if not cand:
+        return out
+    ex = sorted({wording(anchor)} | {wording(t) for j, t in shape.comment.items() if support[j]})
+    texts = sorted(set(cand.values()) - set(ex))
+    if not texts:
+        return out
+    v = embed(ex + texts + desc)
+    ev, tv, dv = v[:len(ex)], v[len(ex):len(ex) + len(texts)], v[len(ex) + len(texts):]
+    near = dict(zip(texts, (tv @ ev.T).max(axis=1)))
+    described = dict.fromkeys(texts, False)
+    if len(dv) and params.shape_support_desc_quantile < 1.0:
+        level = float(np.quantile((ev @ dv.T).max(axis=1), params.shape_support_desc_quantile))
+        described = dict(zip(texts, (tv @ dv.T).max(axis=1) >= level))
+    weak: dict[str, list[int]] = {}
+    for j, t in cand.items():
+        if t in near and float(near[t]) < params.shape_support_cos and not described[t]:
+            weak.setdefault(t, []).append(j)
+    for rows in weak.values():
+        if len(rows) >= params.shape_support_min_rows:
+            out[rows] = True
+    return out
+
+
+__all__ = ["ShapeEvidence", "anomaly_shape", "shape_evidence", "two_class_split",
+           "unsupported_wordings"]
