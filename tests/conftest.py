@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,11 +60,20 @@ def cli():
     return run_cli
 
 
-@pytest.fixture
-def ws_path(tmp_path: Path) -> Path:
-    """An initialised, empty workspace directory (created through the real CLI)."""
-    p = tmp_path / "ws"
+@pytest.fixture(scope="session")
+def _cli_initialised_ws(tmp_path_factory) -> Path:
+    """One empty workspace created through the real CLI (``forensics init``) per session."""
+    p = tmp_path_factory.mktemp("cli_init") / "ws"
     run_cli("init", workspace=p)
+    return p
+
+
+@pytest.fixture
+def ws_path(tmp_path: Path, _cli_initialised_ws: Path) -> Path:
+    """An initialised, empty workspace directory (created through the real CLI): the test's own
+    copy of the session's ``forensics init`` workspace (its DuckDB file and folders)."""
+    p = tmp_path / "ws"
+    shutil.copytree(_cli_initialised_ws, p)
     return p
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -145,9 +146,8 @@ def _write_rows(path: Path, n: int, start: int = 0) -> Path:
 
 
 @pytest.mark.slow
-def test_reads_and_a_second_writer_get_in_during_an_index_build(tmp_path):
-    wsp = tmp_path / "ws"
-    run_cli("init", workspace=wsp)
+def test_reads_and_a_second_writer_get_in_during_an_index_build(tmp_path, ws_path):
+    wsp = ws_path                  # made by `forensics init` (conftest)
     run_cli("ingest", _write_rows(tmp_path / "a.jsonl", 1500), "--dataset", "d", workspace=wsp)
     build = subprocess.Popen([sys.executable, "-m", "forensics", "--workspace", str(wsp), "--wait", "30",
                               "index", "build", "--dataset", "d", "--json"],
@@ -186,13 +186,12 @@ def test_reads_and_a_second_writer_get_in_during_an_index_build(tmp_path):
 
 
 @pytest.mark.slow
-def test_reads_and_a_second_ingest_get_in_during_an_ingest(tmp_path):
+def test_reads_and_a_second_ingest_get_in_during_an_ingest(tmp_path, ws_path):
     """An ingest releases the workspace between batches: reads see whole batches while it runs,
     another dataset's ingest commits before it ends (read from the runs' own timestamps, not
     from the test's timing), and nothing is lost or doubled."""
     n = 300000
-    wsp = tmp_path / "ws"
-    run_cli("init", workspace=wsp)
+    wsp = ws_path                  # made by `forensics init` (conftest)
     a = _write_rows(tmp_path / "a.jsonl", n)
     b = _write_rows(tmp_path / "b.jsonl", 50, start=10**6)
     first = subprocess.Popen([sys.executable, "-m", "forensics", "--workspace", str(wsp), "ingest", str(a),
@@ -277,17 +276,27 @@ main(["--workspace", wsp, "--wait", "30", "triage", "1", "--dataset", "d", "--js
 """
 
 
+@pytest.fixture(scope="module")
+def planted_ws(tmp_path_factory) -> Path:
+    """A workspace made through the CLI (init, ingest of 300 planted rows, the anomaly), built
+    once; each test copies it (its own DuckDB file) before writing."""
+    tmp = tmp_path_factory.mktemp("planted")
+    wsp = tmp / "ws"
+    run_cli("init", workspace=wsp)
+    run_cli("ingest", _planted_rows(tmp / "a.jsonl", 300), "--dataset", "d", "--no-langid",
+            workspace=wsp)
+    run_cli("anomaly", "add", "--title", "adds a newsletter sign-off", "--reply", _ANOMALY_REPLY,
+            workspace=wsp)
+    return wsp
+
+
 @pytest.mark.parametrize("stage", ["inputs", "signal:phrase", "clusters"])
-def test_reads_and_writes_get_in_while_a_triage_computes(tmp_path, stage):
+def test_reads_and_writes_get_in_while_a_triage_computes(tmp_path, stage, planted_ws):
     """While `forensics triage` computes (paused at a stage), another process reads and writes
     the workspace at once (``--wait 0``: no waiting); the triage then finishes and stores its
     run next to the other process's write."""
     wsp = tmp_path / "ws"
-    run_cli("init", workspace=wsp)
-    run_cli("ingest", _planted_rows(tmp_path / "a.jsonl", 300), "--dataset", "d", "--no-langid",
-            workspace=wsp)
-    run_cli("anomaly", "add", "--title", "adds a newsletter sign-off", "--reply", _ANOMALY_REPLY,
-            workspace=wsp)
+    shutil.copytree(planted_ws, wsp)
     flag = tmp_path / "triage"
     proc = subprocess.Popen([sys.executable, "-c", _PAUSED_TRIAGE, str(wsp), str(flag), stage],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
@@ -354,11 +363,10 @@ def test_nla_training_runs_without_the_workspace(ws, tmp_path, monkeypatch):
     assert seen == [(20, True)]
 
 
-def test_lock_timing_options_are_recorded_with_each_run(tmp_path):
+def test_lock_timing_options_are_recorded_with_each_run(tmp_path, ws_path):
     """--hold-seconds (ingest, pipeline run) and --commit-seconds (index build/update) reach the
     runs and are stored where SQL shows them; left out, the library default is stored."""
-    wsp = tmp_path / "ws"
-    run_cli("init", workspace=wsp)
+    wsp = ws_path                  # made by `forensics init` (conftest)
     run_cli("ingest", _write_rows(tmp_path / "a.jsonl", 40), "--dataset", "d", "--no-langid",
             "--hold-seconds", "0", workspace=wsp)
     run_cli("ingest", _write_rows(tmp_path / "b.jsonl", 10, start=100), "--dataset", "e",
