@@ -139,14 +139,17 @@ def cross_row_evidence(ctx: SignalContext, rows: np.ndarray, value_rows: np.ndar
     # (the same question asked elsewhere decides only for rows answering with the value)
     keys = {int(j): key(text[int(j)][0]) for j in rows if leads[int(j)]}
     cands: dict[int, set[int]] = {}
+    asked: dict[frozenset[str], set[int]] = {}
     for j, k in keys.items():
         if len(k) < params.same_question_min_words:
             continue
-        rare = sorted(k, key=hp.df)[:2]       # a same question holds its two rarest words
-        got = set(hp.rows(rare[0]).tolist())
-        for w in rare[1:]:
-            got &= set(hp.rows(w).tolist())
-        cands[j] = {int(c) for c in got if c != j}
+        if k not in asked:
+            rare = sorted(k, key=hp.df)[:2]       # a same question holds its two rarest words
+            got = set(hp.rows(rare[0]).tolist())
+            for w in rare[1:]:
+                got &= set(hp.rows(w).tolist())
+            asked[k] = {int(c) for c in got}
+        cands[j] = asked[k] - {j}
     need = np.asarray(sorted({c for v in cands.values() for c in v} - set(text)), np.int64)
     text.update(_texts(ctx, need))
     first: dict[int, set[str]] = {}
@@ -229,9 +232,8 @@ def _context_swaps(ctx: SignalContext, rows: np.ndarray, toks: list[str],
     def name_word(t: str) -> bool:
         return t[:1].isupper() and t.isalpha() and t.lower() not in stop
 
-    for j in rows:
-        j = int(j)
-        raw = re.findall(r"\w+|[^\w\s]+", text[j][1])
+    def _probes(reply: str) -> set[tuple[str, str]]:
+        raw = re.findall(r"\w+|[^\w\s]+", reply)
         low = [t.lower() for t in raw]
         probes = set()
         for v in vals:
@@ -250,29 +252,45 @@ def _context_swaps(ctx: SignalContext, rows: np.ndarray, toks: list[str],
                 right = right[:ends[0]] if ends else right
                 if sum(w.isalnum() for w in left + right) >= params.context_min_words:
                     probes.add((" ".join(left), " ".join(right)))
-        for left, right in sorted(probes):
-            mid = f"((?:\\S+ ){{1,{gap}}})"
-            pat = re.compile((f" {re.escape(left)} " if left else " ") + mid
-                             + (f"{re.escape(right)} " if right else ""))
-            for h in (ctx.hits_reply, ctx.hits_prompt):
-                need = h(left) if left else np.ones(ctx.n, bool)
-                if right:
-                    need = need & h(right)
-                for c in np.flatnonzero(need):
-                    if int(c) == j and h is ctx.hits_reply:
-                        continue
-                    col = h.col[int(c)]
-                    for m in pat.finditer(col):
-                        if not any(f" {t} " in f" {m.group(1)}" for t in toks):
-                            out[j] = True
-                            break
-                    if out[j]:
-                        break
-                if out[j]:
-                    break
-            if out[j]:
+        return probes
+
+    # (a probe's matches once per run: datasets repeat replies, and a batch its sentences)
+    seen: dict[tuple[str, str], tuple[set[int], bool]] = {}
+    probes_of: dict[str, set[tuple[str, str]]] = {}
+    for j in rows:
+        j = int(j)
+        if text[j][1] not in probes_of:
+            probes_of[text[j][1]] = _probes(text[j][1])
+        for probe in sorted(probes_of[text[j][1]]):
+            if probe not in seen:
+                seen[probe] = _swap_rows(ctx, probe, toks, gap)
+            in_replies, in_prompts = seen[probe]
+            if in_prompts or in_replies - {j}:
+                out[j] = True
                 break
     return out
+
+
+def _swap_rows(ctx: SignalContext, probe: tuple[str, str], toks: list[str], gap: int
+               ) -> tuple[set[int], bool]:
+    """(up to two reply rows, and whether any prompt, holding the ``probe``'s words around
+    something other than a value of ``toks``, at most ``gap`` tokens)."""
+    left, right = probe
+    mid = f"((?:\\S+ ){{1,{gap}}})"
+    pat = re.compile((f" {re.escape(left)} " if left else " ") + mid
+                     + (f"{re.escape(right)} " if right else ""))
+    found: dict[bool, set[int]] = {True: set(), False: set()}
+    for is_reply, h in ((True, ctx.hits_reply), (False, ctx.hits_prompt)):
+        need = h(left) if left else np.ones(ctx.n, bool)
+        if right:
+            need = need & h(right)
+        for c in np.flatnonzero(need):
+            if any(not any(f" {t} " in f" {m.group(1)}" for t in toks)
+                   for m in pat.finditer(h.col[int(c)])):
+                found[is_reply].add(int(c))
+                if len(found[is_reply]) >= (2 if is_reply else 1):
+                    break
+    return found[True], bool(found[False])
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:
