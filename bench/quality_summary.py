@@ -16,10 +16,10 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT = ("dev-small", "heldout-small", "dev-wordings-small", "dev-families-small",
-           "dev-sycophancy-small", "dev-agree-small", "dev-premise-small",
+           "dev-sycophancy-small", "dev-agree-small", "dev-assent-small", "dev-premise-small",
            "dev-premise-small-norowexpl", "dev-refusal-small", "dev-swap-small",
            "dev-entity-small", "dev-code-small", "dev-code-shapes-small", "dev-code-asks-small",
-           "b")
+           "dev-code-requests-small", "b")
 
 
 def table(names: list[str]) -> str:
