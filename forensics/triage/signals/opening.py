@@ -197,12 +197,12 @@ class OpeningSignal:
             # taking up the prompt's topic (an answer or a correction of the premise does)
             free = np.ones(len(cand), bool)
             rel = np.einsum("ij,ij->i", ri.vectors(sids[cand]), pv)
+            a_rel = float(context.indexes.embed(pi, [a.prompt])[0] @ qv[1])
             if params.member_reply_margin >= 0:
-                a_rel = float(context.indexes.embed(pi, [a.prompt])[0] @ qv[1])
                 free = rel <= a_rel + params.member_reply_margin
-                # the anomaly's reply relates to its prompt less than most replies do: it
-                # builds on what the user said (an answer in an odd form does not)
-                along = a_rel <= float(np.quantile(rel, params.along_quantile))
+            # the anomaly's reply relates to its prompt less than most replies do: it builds
+            # on what the user said (an answer in an odd form does not)
+            along = a_rel <= float(np.quantile(rel, params.along_quantile))
             two, sep = two_way_cut(s)
             cut = max(two, params.member_min)
             m = (s >= cut) & free if sep >= params.member_separation else np.zeros(len(s), bool)
