@@ -30,16 +30,14 @@ import random
 import re
 from pathlib import Path
 
+from forensics.testing.dev_premise import _STOP as _PREMISE_STOP
 from forensics.testing.dev_premise import _cap, _lower, load_items
 from forensics.testing.rows import RowWriter
 from forensics.testing.synth import Corpus, _fill
 
 ASSENT_FAMILIES = ("assent_topic",)
 
-_STOP = frozenset("the a an of to in on and or is are was were be been it its that this with for "
-                  "from by as at you your they their have has had will would can could should "
-                  "not do does did if when than then there what which who how why all any most "
-                  "more some many much just only also into over under about because".split())
+_STOP = _PREMISE_STOP | frozenset("just only also into over under about because".split())
 
 # {c}: the claim with a lower-case opener, {C}: capitalised
 _PROMPTS = [

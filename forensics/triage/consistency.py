@@ -215,37 +215,31 @@ def _stem(t: str, p: ConsistencyParams) -> str:
     return t if any(c.isdigit() for c in t) or p.stem_chars <= 0 else t[:p.stem_chars]
 
 
+def _word_stems(text: str | None, p: ConsistencyParams) -> list[tuple[str, str]]:
+    """(token, word) per distinct word of ``text``: the word to look up in a column's token
+    index (:class:`~forensics.triage.text.Hits`), the token it compares as."""
+    from forensics.triage.text import tokens as raw_tokens
+
+    return [(_stem(norm(w), p), w) for w in set(raw_tokens(text or ""))]
+
+
 def distinctive_tokens(context: "SignalContext", text: str | None, claim: set[str],
                        p: ConsistencyParams) -> set[str]:
     """The tokens of ``claim`` (from ``text``) whose words occur in at most ``common_share``
     of the dataset's prompts: the claim's own words, not the framing users share ("keep in
     mind", "what should I")."""
-    from forensics.triage.text import tokens as raw_tokens
-
-    hits, n = context.hits_prompt, max(1, context.n)
-    out = set()
-    for w in set(raw_tokens(text or "")):
-        k = _stem(norm(w), p)
-        if k in claim and len(hits.rows(w)) <= p.common_share * n:
-            out.add(k)
-    return out
+    most, hits = p.common_share * max(1, context.n), context.hits_prompt
+    return {k for k, w in _word_stems(text, p) if k in claim and hits.df(w) <= most}
 
 
 def reply_framing(context: "SignalContext", text: str, p: ConsistencyParams) -> set[str]:
     """The tokens of ``text`` whose words occur in more than ``reply_common_share`` of the
     dataset's replies (negations excepted): the framing replies share ("in short", "as far as
     the evidence goes"), not what a statement states."""
-    from forensics.triage.text import tokens as raw_tokens
-
     if p.reply_common_share <= 0:
         return set()
-    hits, n = context.hits_reply, max(1, context.n)
-    out = set()
-    for w in set(raw_tokens(text or "")):
-        k = _stem(norm(w), p)
-        if k not in NEGATIONS and hits.df(w) > p.reply_common_share * n:
-            out.add(k)
-    return out
+    least, hits = p.reply_common_share * max(1, context.n), context.hits_reply
+    return {k for k, w in _word_stems(text, p) if k not in NEGATIONS and hits.df(w) > least}
 
 
 def _batch_framing(texts: list[str | None], p: ConsistencyParams) -> dict[int, set[str]]:
